@@ -1,0 +1,258 @@
+//! Wire types of the data server's HTTP API, shared by the server and its typed client.
+//!
+//! Requests deny unknown fields: a misspelt field is a client bug, and silently ignoring it in a
+//! payment system turns a typo into lost intent.
+
+use serde::{Deserialize, Serialize};
+use shared::{AccountId, Money};
+
+/// Seed 004's `getLock` answer, and one element of a batch grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockGrant {
+    pub token: u64,
+    pub lease_ms: u64,
+}
+
+/// `POST /v1/{businessId}/locks`: take several accounts' leases, all or nothing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireRequest {
+    pub accounts: Vec<AccountId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Wait up to this long, in FIFO order per account, instead of failing at once with `locked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    /// Makes the call safe to retry: a retry whose grant is still live returns the same tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub account: AccountId,
+    pub token: u64,
+    /// The account's posted amount at grant time; `None` when it was never written.
+    pub amount: Option<Money>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcquireResponse {
+    pub lease_ms: u64,
+    pub locks: Vec<Grant>,
+}
+
+/// Proof of holding an account's lease: the fencing token it was granted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockRef {
+    pub account: AccountId,
+    pub token: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub locks: Vec<LockRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    pub released: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAmount {
+    pub account: AccountId,
+    pub amount: Money,
+}
+
+/// One write (or check) of the generic record store, applied inside a commit.
+///
+/// `if_version`: `Some(0)` = the record must not exist; `Some(v)` = it must be at version `v`;
+/// `None` = unconditional. A failed condition fails the whole commit, which then changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RecordOp {
+    Put {
+        collection: String,
+        key: String,
+        value: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_version: Option<u64>,
+    },
+    Delete {
+        collection: String,
+        key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_version: Option<u64>,
+    },
+    Check {
+        collection: String,
+        key: String,
+        if_version: u64,
+    },
+}
+
+impl RecordOp {
+    pub fn collection(&self) -> &str {
+        match self {
+            RecordOp::Put { collection, .. }
+            | RecordOp::Delete { collection, .. }
+            | RecordOp::Check { collection, .. } => collection,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            RecordOp::Put { key, .. }
+            | RecordOp::Delete { key, .. }
+            | RecordOp::Check { key, .. } => key,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /v1/{businessId}/commit`: one atomic, durable write.
+///
+/// Checks every fencing token in `locks`, sets every amount in `set` (each account must be in
+/// `locks`), applies `records`, appends one journal entry (when amounts change) and, unless
+/// `release` is false, releases the locks — all in one durable write, or nothing at all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    /// Idempotency key: a retry with the same id and payload returns the stored outcome.
+    pub tx_id: String,
+    #[serde(default)]
+    pub locks: Vec<LockRef>,
+    #[serde(default)]
+    pub set: Vec<SetAmount>,
+    #[serde(default)]
+    pub records: Vec<RecordOp>,
+    /// Free-form context stored with the journal entry (kind, parent package id, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<serde_json::Value>,
+    #[serde(default = "yes")]
+    pub release: bool,
+}
+
+impl CommitRequest {
+    pub fn new(tx_id: impl Into<String>) -> CommitRequest {
+        CommitRequest {
+            tx_id: tx_id.into(),
+            locks: vec![],
+            set: vec![],
+            records: vec![],
+            memo: None,
+            release: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmountChange {
+    pub account: AccountId,
+    /// `None` when this commit created the value.
+    pub before: Option<Money>,
+    pub after: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordVersion {
+    pub collection: String,
+    pub key: String,
+    /// The version after the commit; 0 when the record was deleted.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitResponse {
+    pub tx_id: String,
+    /// RFC 3339, the data server's clock when the commit was applied.
+    pub at: String,
+    pub journal_seq: Option<u64>,
+    pub amounts: Vec<AmountChange>,
+    pub records: Vec<RecordVersion>,
+    /// True when this answer is the stored outcome of an earlier identical request.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+/// One journal entry: every change of posted amounts, in commit order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub seq: u64,
+    pub tx_id: String,
+    pub at: String,
+    pub business: u32,
+    pub changes: Vec<AmountChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalPage {
+    pub entries: Vec<JournalEntry>,
+    /// Pass as `before` (account statements, newest first) or `after` (whole journal) for the next page.
+    pub next: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub collection: String,
+    pub key: String,
+    pub version: u64,
+    pub value: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordPage {
+    pub records: Vec<Record>,
+    /// Pass as `after` for the next page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmountBody {
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountAmount {
+    pub account: AccountId,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmountPage {
+    pub amounts: Vec<AccountAmount>,
+    pub next: Option<AccountId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAmountBody {
+    pub amount: Money,
+    pub token: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    pub token: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    /// Incremented durably at every start; the top bits of every fencing token issued since.
+    pub boot_epoch: u64,
+    pub accounts: u64,
+    pub journal_seq: u64,
+}

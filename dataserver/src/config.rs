@@ -1,0 +1,146 @@
+//! Configuration: one struct, from flags, environment variables, or a TOML-free `KEY=VALUE` file
+//! loaded into the environment by `main`. Every limit has a name with its unit last.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use shared::BusinessId;
+
+/// `--key BUSINESS_ID:KEY`: the API key one business server uses, bound to its id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BusinessKey {
+    pub business: BusinessId,
+    pub key: String,
+}
+
+impl std::fmt::Debug for BusinessKey {
+    // Secrets never reach logs, not even through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BusinessKey({}:***)", self.business)
+    }
+}
+
+/// Shortest key accepted: a key is a bearer secret, so it must not be guessable.
+pub const KEY_LEN_MIN: usize = 8;
+pub const KEY_LEN_MAX: usize = 256;
+
+impl std::str::FromStr for BusinessKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (id, key) = s.split_once(':').ok_or("expected BUSINESS_ID:KEY")?;
+        let business = id.parse().map_err(|e| format!("{e}"))?;
+        if key.len() < KEY_LEN_MIN
+            || key.len() > KEY_LEN_MAX
+            || !key.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(format!(
+                "key must be {KEY_LEN_MIN}..={KEY_LEN_MAX} printable ASCII characters"
+            ));
+        }
+        Ok(BusinessKey {
+            business,
+            key: key.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "dataserver",
+    version,
+    about = "A bank's central data server (durable state, lock leases, atomic commits)"
+)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, env = "DATASERVER_LISTEN", default_value = "127.0.0.1:4001")]
+    pub listen: SocketAddr,
+
+    /// Directory of the durable store (created if missing).
+    #[arg(long, env = "DATASERVER_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// BUSINESS_ID:KEY, repeatable (env: comma-separated).
+    #[arg(
+        long = "key",
+        env = "DATASERVER_KEYS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub keys: Vec<BusinessKey>,
+
+    /// Lease length when the client names none.
+    #[arg(long, env = "DATASERVER_LEASE_MS_DEFAULT", default_value_t = 5_000)]
+    pub lease_ms_default: u64,
+
+    /// Longest lease a client may ask for.
+    #[arg(long, env = "DATASERVER_LEASE_MS_MAX", default_value_t = 60_000)]
+    pub lease_ms_max: u64,
+
+    /// Longest a lock request may wait in the FIFO queue.
+    #[arg(long, env = "DATASERVER_WAIT_MS_MAX", default_value_t = 10_000)]
+    pub wait_ms_max: u64,
+
+    /// Most accounts in one batch lock request or one commit.
+    #[arg(long, env = "DATASERVER_LOCK_BATCH_MAX", default_value_t = 64)]
+    pub lock_batch_max: usize,
+
+    /// Most leases one business server may hold at once.
+    #[arg(
+        long,
+        env = "DATASERVER_LOCKS_PER_BUSINESS_MAX",
+        default_value_t = 100_000
+    )]
+    pub locks_per_business_max: usize,
+
+    /// Most commits folded into one durable write (group commit).
+    #[arg(long, env = "DATASERVER_COMMIT_BATCH_MAX", default_value_t = 4_096)]
+    pub commit_batch_max: usize,
+
+    /// Most record operations in one commit.
+    #[arg(long, env = "DATASERVER_RECORD_OPS_MAX", default_value_t = 256)]
+    pub record_ops_max: usize,
+
+    /// Largest request body.
+    #[arg(long, env = "DATASERVER_BODY_BYTES_MAX", default_value_t = 1 << 20)]
+    pub body_bytes_max: usize,
+
+    /// Largest record value (serialised JSON).
+    #[arg(long, env = "DATASERVER_RECORD_VALUE_BYTES_MAX", default_value_t = 64 << 10)]
+    pub record_value_bytes_max: usize,
+
+    /// Most open client connections.
+    #[arg(long, env = "DATASERVER_CONNECTIONS_MAX", default_value_t = 4_096)]
+    pub connections_max: usize,
+
+    /// How long a committed transaction id is remembered for idempotent retries.
+    #[arg(long, env = "DATASERVER_IDEMPOTENCY_TTL_S", default_value_t = 7 * 24 * 3600)]
+    pub idempotency_ttl_s: u64,
+
+    /// redb page cache.
+    #[arg(long, env = "DATASERVER_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub cache_bytes: usize,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "DATASERVER_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// Fixed limits that are part of the API contract rather than deployment tuning.
+pub mod limits {
+    pub const TX_ID_LEN_MAX: usize = 128;
+    pub const REQUEST_ID_LEN_MAX: usize = 128;
+    pub const COLLECTION_LEN_MAX: usize = 64;
+    pub const RECORD_KEY_LEN_MAX: usize = 256;
+    pub const MEMO_BYTES_MAX: usize = 4 << 10;
+    pub const PAGE_LIMIT_MAX: usize = 1_000;
+    pub const PAGE_LIMIT_DEFAULT: usize = 100;
+    /// Leases below this would expire before a commit could reach the server.
+    pub const LEASE_MS_MIN: u64 = 10;
+    /// How often expired leases are swept from memory.
+    pub const SWEEP_INTERVAL_MS: u64 = 250;
+    /// How often expired idempotency records are purged.
+    pub const IDEMPOTENCY_PURGE_INTERVAL_S: u64 = 60;
+    /// Most idempotency records purged in one pass, so a purge never stalls commits for long.
+    pub const IDEMPOTENCY_PURGE_BATCH_MAX: usize = 10_000;
+}

@@ -1,0 +1,236 @@
+//! The InterBank data server: one per bank, the only component that writes balances.
+//!
+//! Shape (after tokio's mini-redis and zero-to-production): a thin `main`, and here an
+//! [`Application`] built from [`Settings`] and run until stopped; a cloneable [`AppState`]
+//! whose locks are never held across an `.await`; a background task for lease expiry; a
+//! dedicated writer thread for group commit ([`writer`]).
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod locks;
+pub mod metrics;
+pub mod store;
+pub mod testkit;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, Service};
+use actix_web::{App, HttpServer, web};
+use shared::BusinessId;
+use tokio::sync::mpsc;
+
+pub use config::Settings;
+use config::limits::{
+    IDEMPOTENCY_PURGE_BATCH_MAX, IDEMPOTENCY_PURGE_INTERVAL_S, SWEEP_INTERVAL_MS,
+};
+use locks::LockTable;
+use metrics::Metrics;
+use store::{RedbStore, Store, StoreError};
+use writer::{Amounts, Job, Writer};
+
+/// Commits queued for the writer before senders wait (back-pressure instead of unbounded memory).
+pub const COMMIT_QUEUE_MAX: usize = 65_536;
+
+/// What every request handler can reach. Cheap to share: everything inside is `Arc` or atomic.
+pub struct AppState {
+    pub settings: Settings,
+    /// SHA-256 of each API key → the business it belongs to.
+    pub keys: HashMap<[u8; 32], BusinessId>,
+    pub store: Arc<dyn Store>,
+    pub locks: Arc<LockTable>,
+    pub amounts: Amounts,
+    pub writer: mpsc::Sender<Job>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("epoch", &self.locks.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    epoch: u64,
+    server: Server,
+    writer_tx: mpsc::Sender<Job>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Opens the store, bumps the boot epoch durably, loads the amounts, starts the writer and
+    /// binds the listener. Must run inside the actix system (it spawns the expiry tasks).
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        let mut keys = HashMap::new();
+        for k in &settings.keys {
+            if keys.insert(http::key_digest(&k.key), k.business).is_some() {
+                return Err(StartError::Config("the same key is given twice".into()));
+            }
+        }
+        if settings.lease_ms_default > settings.lease_ms_max
+            || settings.lock_batch_max == 0
+            || settings.commit_batch_max == 0
+        {
+            return Err(StartError::Config(
+                "lease_ms_default must not exceed lease_ms_max; batch limits must be positive"
+                    .into(),
+            ));
+        }
+        let store: Arc<dyn Store> =
+            Arc::new(RedbStore::open(&settings.data_dir, settings.cache_bytes)?);
+        let epoch = store.boot()?;
+        let amounts: Amounts = Arc::new(parking_lot::RwLock::new(store.load_amounts()?));
+        let locks = Arc::new(LockTable::new(epoch, settings.locks_per_business_max));
+        let metrics = Arc::new(Metrics::default());
+
+        let (writer_tx, writer_rx) = mpsc::channel(COMMIT_QUEUE_MAX);
+        let w = Writer {
+            store: store.clone(),
+            locks: locks.clone(),
+            amounts: amounts.clone(),
+            metrics: metrics.clone(),
+            batch_max: settings.commit_batch_max,
+        };
+        let writer = std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || w.run(writer_rx))?;
+
+        // Lease expiry: frees what dead holders left and wakes their waiters.
+        let (l, m) = (locks.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(SWEEP_INTERVAL_MS));
+            loop {
+                tick.tick().await;
+                let n = l.sweep();
+                m.leases_expired_total
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        // Idempotency records are kept for a bounded time, purged in bounded passes.
+        let (tx, ttl_ms) = (
+            writer_tx.clone(),
+            settings.idempotency_ttl_s.saturating_mul(1000),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(IDEMPOTENCY_PURGE_INTERVAL_S));
+            loop {
+                tick.tick().await;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let job = Job::PurgeIdempotency {
+                    before_ms: now.saturating_sub(ttl_ms),
+                    max: IDEMPOTENCY_PURGE_BATCH_MAX,
+                };
+                if tx.send(job).await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        let listener = TcpListener::bind(settings.listen)?;
+        let addr = listener.local_addr()?;
+        let workers = settings
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let connections_per_worker = settings.connections_max.div_ceil(workers).max(1);
+        let body_max = settings.body_bytes_max;
+        let state = web::Data::new(AppState {
+            settings,
+            keys,
+            store,
+            locks,
+            amounts,
+            writer: writer_tx.clone(),
+            metrics: metrics.clone(),
+        });
+
+        let server = HttpServer::new(move || {
+            let m = metrics.clone();
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_max)
+                        .error_handler(http::json_error),
+                )
+                .app_data(web::PayloadConfig::default().limit(body_max))
+                .app_data(web::QueryConfig::default().error_handler(http::query_error))
+                .app_data(web::PathConfig::default().error_handler(http::path_error))
+                .wrap_fn(move |req, srv| {
+                    let fut = srv.call(req);
+                    let m = m.clone();
+                    async move {
+                        let res = fut.await?;
+                        metrics::inc(&m.requests_total);
+                        match res.status().as_u16() {
+                            400..=499 => metrics::inc(&m.responses_4xx_total),
+                            500..=599 => metrics::inc(&m.responses_5xx_total),
+                            _ => {}
+                        }
+                        Ok(res)
+                    }
+                })
+                .configure(http::routes)
+                .default_service(web::to(http::not_found))
+        })
+        .workers(workers)
+        .max_connections(connections_per_worker)
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+
+        Ok(Application {
+            addr,
+            epoch,
+            server,
+            writer_tx,
+            writer,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn boot_epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Serves until SIGTERM/SIGINT (actix drains in-flight requests), then lets the writer
+    /// finish every queued commit before returning.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        let _ = self.writer_tx.send(Job::Stop).await;
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        served
+    }
+}

@@ -1,0 +1,536 @@
+//! Durable storage behind a trait, so a PostgreSQL backend can be added later.
+//!
+//! The default backend is redb: a crash-safe, copy-on-write B-tree in one file. Every
+//! `write_batch` is one redb write transaction with `Durability::Immediate`, i.e. one fsync for
+//! a whole group of commits, and redb's commit is atomic: after a crash either every commit of
+//! the batch is there or none is.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use shared::{AccountId, BusinessId, Money};
+
+use crate::api::{
+    AccountAmount, AmountChange, AmountPage, CommitRequest, CommitResponse, JournalEntry,
+    JournalPage, Record, RecordOp, RecordPage, RecordVersion,
+};
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const AMOUNTS: TableDefinition<u64, i64> = TableDefinition::new("amounts");
+/// (collection, key) → version (u64 LE) ++ JSON value.
+const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+/// (account, journal seq): an account's statement without scanning the journal.
+const ACCOUNT_JOURNAL: TableDefinition<(u64, u64), ()> = TableDefinition::new("account_journal");
+/// tx_id → stored outcome (see [`StoredOutcome`]).
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// (applied at, ms since the epoch; tx_id): the purge order of idempotency records.
+const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("idempotency_by_time");
+
+const META_BOOT_EPOCH: &str = "boot_epoch";
+const META_JOURNAL_SEQ: &str = "journal_seq";
+const META_RECORD_SEQ: &str = "record_seq";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failure: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+macro_rules! redb_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Redb(e.into()) }
+        }
+    )*};
+}
+redb_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// A validated commit on its way to the disk.
+#[derive(Debug)]
+pub struct PreparedCommit {
+    pub business: BusinessId,
+    pub request: CommitRequest,
+    /// SHA-256 of the business id and the canonical request: what "the same payload" means.
+    pub fingerprint: [u8; 32],
+}
+
+/// Why one commit of a batch was refused. Nothing of it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    Condition {
+        collection: String,
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+/// The stored answer of an applied commit, for idempotent retries.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredOutcome {
+    pub fingerprint: String,
+    pub response: CommitResponse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub accounts: u64,
+    pub journal_seq: u64,
+}
+
+pub trait Store: Send + Sync + 'static {
+    /// Increments the boot epoch durably and returns it; called once before serving.
+    fn boot(&self) -> Result<u64, StoreError>;
+    fn load_amounts(&self) -> Result<HashMap<AccountId, Money>, StoreError>;
+    fn stored_outcome(&self, tx_id: &str) -> Result<Option<StoredOutcome>, StoreError>;
+    /// Applies every commit of the batch that passes its conditions, in order, in one durable
+    /// write. Returns one result per commit. `at_ms`/`at` stamp every commit of the batch.
+    fn write_batch(
+        &self,
+        batch: &[PreparedCommit],
+        at_ms: u64,
+        at: &str,
+    ) -> Result<Vec<Result<CommitResponse, Reject>>, StoreError>;
+    /// Forgets idempotency records applied before `before_ms`; at most `max` of them.
+    fn purge_idempotency(&self, before_ms: u64, max: usize) -> Result<usize, StoreError>;
+    fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>, StoreError>;
+    fn scan_records(
+        &self,
+        collection: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage, StoreError>;
+    fn account_journal(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<JournalPage, StoreError>;
+    fn journal_after(&self, after: u64, limit: usize) -> Result<JournalPage, StoreError>;
+    fn amounts_after(
+        &self,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> Result<AmountPage, StoreError>;
+    fn stats(&self) -> Result<Stats, StoreError>;
+}
+
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn decode_record(collection: &str, key: &str, raw: &[u8]) -> Result<Record, StoreError> {
+    let (version, json) = raw
+        .split_at_checked(8)
+        .ok_or_else(|| corrupt("record shorter than its version"))?;
+    let version = u64::from_le_bytes(version.try_into().map_err(|_| corrupt("record version"))?);
+    Ok(Record {
+        collection: collection.to_string(),
+        key: key.to_string(),
+        version,
+        value: serde_json::from_slice(json)?,
+    })
+}
+
+fn money(cents: i64) -> Result<Money, StoreError> {
+    Money::from_cents(cents).map_err(|_| corrupt("amount out of range"))
+}
+
+fn account(id: u64) -> Result<AccountId, StoreError> {
+    AccountId::new(id).map_err(|_| corrupt("account id out of range"))
+}
+
+impl RedbStore {
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(dir.join("bank.redb"))?;
+        // Create every table once, so readers never meet a missing table.
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(META)?;
+            txn.open_table(AMOUNTS)?;
+            txn.open_table(RECORDS)?;
+            txn.open_table(JOURNAL)?;
+            txn.open_table(ACCOUNT_JOURNAL)?;
+            txn.open_table(IDEMPOTENCY)?;
+            txn.open_table(IDEMPOTENCY_BY_TIME)?;
+        }
+        txn.commit()?;
+        Ok(RedbStore { db })
+    }
+}
+
+impl Store for RedbStore {
+    fn boot(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let epoch = {
+            let mut meta = txn.open_table(META)?;
+            let epoch = meta.get(META_BOOT_EPOCH)?.map(|v| v.value()).unwrap_or(0) + 1;
+            meta.insert(META_BOOT_EPOCH, epoch)?;
+            epoch
+        };
+        txn.commit()?;
+        Ok(epoch)
+    }
+
+    fn load_amounts(&self) -> Result<HashMap<AccountId, Money>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(AMOUNTS)?;
+        let mut out = HashMap::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.insert(account(k.value())?, money(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn stored_outcome(&self, tx_id: &str) -> Result<Option<StoredOutcome>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(IDEMPOTENCY)?;
+        match table.get(tx_id)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_batch(
+        &self,
+        batch: &[PreparedCommit],
+        at_ms: u64,
+        at: &str,
+    ) -> Result<Vec<Result<CommitResponse, Reject>>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut results = Vec::with_capacity(batch.len());
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut amounts = txn.open_table(AMOUNTS)?;
+            let mut records = txn.open_table(RECORDS)?;
+            let mut journal = txn.open_table(JOURNAL)?;
+            let mut account_journal = txn.open_table(ACCOUNT_JOURNAL)?;
+            let mut idem = txn.open_table(IDEMPOTENCY)?;
+            let mut idem_by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
+            let mut journal_seq = meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
+            let mut record_seq = meta.get(META_RECORD_SEQ)?.map(|v| v.value()).unwrap_or(0);
+
+            for c in batch {
+                let req = &c.request;
+                // 1. Every condition first: a refused commit writes nothing. Versions come from one
+                //    global sequence, so a deleted and re-created record never repeats a version.
+                let mut overlay: HashMap<(&str, &str), u64> = HashMap::new();
+                let mut planned: Vec<(&RecordOp, u64)> = Vec::with_capacity(req.records.len());
+                let mut reject = None;
+                for op in &req.records {
+                    let k = (op.collection(), op.key());
+                    let current = match overlay.get(&k) {
+                        Some(v) => *v,
+                        None => match records.get(k)? {
+                            Some(raw) => decode_record(k.0, k.1, raw.value())?.version,
+                            None => 0,
+                        },
+                    };
+                    let expected = match op {
+                        RecordOp::Put { if_version, .. } | RecordOp::Delete { if_version, .. } => {
+                            *if_version
+                        }
+                        RecordOp::Check { if_version, .. } => Some(*if_version),
+                    };
+                    if let Some(expected) = expected
+                        && expected != current
+                    {
+                        reject = Some(Reject::Condition {
+                            collection: k.0.into(),
+                            key: k.1.into(),
+                            expected,
+                            actual: current,
+                        });
+                        break;
+                    }
+                    let next = match op {
+                        RecordOp::Put { .. } => {
+                            record_seq += 1;
+                            record_seq
+                        }
+                        RecordOp::Delete { .. } => 0,
+                        RecordOp::Check { .. } => current,
+                    };
+                    overlay.insert(k, next);
+                    planned.push((op, next));
+                }
+                if let Some(r) = reject {
+                    results.push(Err(r));
+                    continue;
+                }
+
+                // 2. Amounts, and the journal entry that explains them.
+                let mut changes = Vec::with_capacity(req.set.len());
+                for s in &req.set {
+                    let id = s.account.get();
+                    let before = amounts.get(id)?.map(|v| money(v.value())).transpose()?;
+                    amounts.insert(id, s.amount.cents())?;
+                    changes.push(AmountChange {
+                        account: s.account,
+                        before,
+                        after: s.amount,
+                    });
+                }
+                let seq = if changes.is_empty() {
+                    None
+                } else {
+                    journal_seq += 1;
+                    let entry = JournalEntry {
+                        seq: journal_seq,
+                        tx_id: req.tx_id.clone(),
+                        at: at.to_string(),
+                        business: c.business.get(),
+                        changes: changes.clone(),
+                        memo: req.memo.clone(),
+                    };
+                    journal.insert(journal_seq, serde_json::to_vec(&entry)?.as_slice())?;
+                    for ch in &changes {
+                        account_journal.insert((ch.account.get(), journal_seq), ())?;
+                    }
+                    Some(journal_seq)
+                };
+
+                // 3. Records.
+                let mut versions = Vec::new();
+                for (op, version) in planned {
+                    match op {
+                        RecordOp::Put {
+                            collection,
+                            key,
+                            value,
+                            ..
+                        } => {
+                            let mut raw = version.to_le_bytes().to_vec();
+                            serde_json::to_writer(&mut raw, value)?;
+                            records.insert((collection.as_str(), key.as_str()), raw.as_slice())?;
+                        }
+                        RecordOp::Delete {
+                            collection, key, ..
+                        } => {
+                            records.remove((collection.as_str(), key.as_str()))?;
+                        }
+                        RecordOp::Check { .. } => continue,
+                    }
+                    versions.push(RecordVersion {
+                        collection: op.collection().into(),
+                        key: op.key().into(),
+                        version,
+                    });
+                }
+
+                // 4. The outcome, for retries.
+                let response = CommitResponse {
+                    tx_id: req.tx_id.clone(),
+                    at: at.to_string(),
+                    journal_seq: seq,
+                    amounts: changes,
+                    records: versions,
+                    replayed: false,
+                };
+                let stored = StoredOutcome {
+                    fingerprint: hex::encode(c.fingerprint),
+                    response,
+                };
+                idem.insert(req.tx_id.as_str(), serde_json::to_vec(&stored)?.as_slice())?;
+                idem_by_time.insert((at_ms, req.tx_id.as_str()), ())?;
+                results.push(Ok(stored.response));
+            }
+            meta.insert(META_JOURNAL_SEQ, journal_seq)?;
+            meta.insert(META_RECORD_SEQ, record_seq)?;
+        }
+        txn.commit()?;
+        Ok(results)
+    }
+
+    fn purge_idempotency(&self, before_ms: u64, max: usize) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write()?;
+        let n = {
+            let mut by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
+            let mut idem = txn.open_table(IDEMPOTENCY)?;
+            let mut victims: Vec<(u64, String)> = Vec::new();
+            for row in by_time.range((0u64, "")..(before_ms, ""))?.take(max) {
+                let (k, _) = row?;
+                let (t, id) = k.value();
+                victims.push((t, id.to_string()));
+            }
+            for (t, id) in &victims {
+                by_time.remove((*t, id.as_str()))?;
+                idem.remove(id.as_str())?;
+            }
+            victims.len()
+        };
+        txn.commit()?;
+        Ok(n)
+    }
+
+    fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RECORDS)?;
+        table
+            .get((collection, key))?
+            .map(|raw| decode_record(collection, key, raw.value()))
+            .transpose()
+    }
+
+    fn scan_records(
+        &self,
+        collection: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordPage, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RECORDS)?;
+        let start = match after {
+            Some(a) if a >= prefix => a,
+            _ => prefix,
+        };
+        let mut out = Vec::new();
+        let mut more = false;
+        for row in table.range((collection, start)..)? {
+            let (k, v) = row?;
+            let (c, key) = k.value();
+            if c != collection || !key.starts_with(prefix) {
+                break;
+            }
+            if after == Some(key) {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(decode_record(c, key, v.value())?);
+        }
+        let next = if more {
+            out.last().map(|r| r.key.clone())
+        } else {
+            None
+        };
+        Ok(RecordPage { records: out, next })
+    }
+
+    fn account_journal(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<JournalPage, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(ACCOUNT_JOURNAL)?;
+        let journal = txn.open_table(JOURNAL)?;
+        let id = account.get();
+        let mut entries = Vec::new();
+        let mut more = false;
+        for row in index
+            .range((id, 0)..(id, before.unwrap_or(u64::MAX)))?
+            .rev()
+        {
+            let (k, _) = row?;
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            let seq = k.value().1;
+            let raw = journal
+                .get(seq)?
+                .ok_or_else(|| corrupt("journal index points at nothing"))?;
+            entries.push(serde_json::from_slice::<JournalEntry>(raw.value())?);
+        }
+        let next = if more {
+            entries.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Ok(JournalPage { entries, next })
+    }
+
+    fn journal_after(&self, after: u64, limit: usize) -> Result<JournalPage, StoreError> {
+        let txn = self.db.begin_read()?;
+        let journal = txn.open_table(JOURNAL)?;
+        let mut entries = Vec::new();
+        let mut more = false;
+        for row in journal.range(after.saturating_add(1)..)? {
+            let (_, v) = row?;
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            entries.push(serde_json::from_slice::<JournalEntry>(v.value())?);
+        }
+        let next = if more {
+            entries.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Ok(JournalPage { entries, next })
+    }
+
+    fn amounts_after(
+        &self,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> Result<AmountPage, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(AMOUNTS)?;
+        let start = after.map_or(0, |a| a.get().saturating_add(1));
+        let mut amounts = Vec::new();
+        let mut more = false;
+        for row in table.range(start..)? {
+            let (k, v) = row?;
+            if amounts.len() == limit {
+                more = true;
+                break;
+            }
+            amounts.push(AccountAmount {
+                account: account(k.value())?,
+                amount: money(v.value())?,
+            });
+        }
+        let next = if more {
+            amounts.last().map(|a| a.account)
+        } else {
+            None
+        };
+        Ok(AmountPage { amounts, next })
+    }
+
+    fn stats(&self) -> Result<Stats, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let amounts = txn.open_table(AMOUNTS)?;
+        Ok(Stats {
+            accounts: amounts.len()?,
+            journal_seq: meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0),
+        })
+    }
+}

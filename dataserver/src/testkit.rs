@@ -1,0 +1,158 @@
+//! Starting the real `dataserver` binary for tests, tools and benchmarks: a free port, a data
+//! directory, and a guard that kills the process when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use shared::BusinessId;
+
+use crate::client::DataClient;
+
+/// How long a starting server may take to print its address (redb may replay after a crash).
+pub const START_TIMEOUT_MS: u64 = 60_000;
+
+#[derive(Debug)]
+pub struct DataServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub boot_epoch: u64,
+    pub data_dir: PathBuf,
+    pub keys: Vec<(BusinessId, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpawnOptions {
+    pub bin: PathBuf,
+    pub data_dir: PathBuf,
+    pub keys: Vec<(BusinessId, String)>,
+    pub listen: String,
+    pub extra_args: Vec<String>,
+}
+
+impl SpawnOptions {
+    pub fn new(
+        bin: impl Into<PathBuf>,
+        data_dir: impl Into<PathBuf>,
+        keys: Vec<(BusinessId, String)>,
+    ) -> SpawnOptions {
+        SpawnOptions {
+            bin: bin.into(),
+            data_dir: data_dir.into(),
+            keys,
+            listen: "127.0.0.1:0".into(),
+            extra_args: vec![],
+        }
+    }
+}
+
+/// Starts the server and waits for its "listening on" line.
+pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
+    let mut cmd = Command::new(&opts.bin);
+    cmd.arg("--listen")
+        .arg(&opts.listen)
+        .arg("--data-dir")
+        .arg(&opts.data_dir);
+    for (b, k) in &opts.keys {
+        cmd.arg("--key").arg(format!("{b}:{k}"));
+    }
+    cmd.args(&opts.extra_args)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {} // keep the pipe drained
+    });
+    let line = match rx.recv_timeout(Duration::from_millis(START_TIMEOUT_MS)) {
+        Ok(l) => l,
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait()?;
+            return Err(std::io::Error::other(format!(
+                "dataserver did not start ({status})"
+            )));
+        }
+    };
+    let parse = || -> Option<(SocketAddr, u64)> {
+        let rest = line.split("http://").nth(1)?;
+        let (addr, epoch) = rest.split_once(" boot_epoch=")?;
+        Some((addr.parse().ok()?, epoch.trim().parse().ok()?))
+    };
+    let (addr, boot_epoch) =
+        parse().ok_or_else(|| std::io::Error::other(format!("unexpected first line: {line:?}")))?;
+    Ok(DataServerProcess {
+        child,
+        addr,
+        boot_epoch,
+        data_dir: opts.data_dir.clone(),
+        keys: opts.keys.clone(),
+    })
+}
+
+impl DataServerProcess {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client authenticated as the `i`-th configured business.
+    pub fn client(&self, i: usize) -> DataClient {
+        let (b, k) = &self.keys[i];
+        DataClient::new(&self.url(), *b, k.clone()).expect("valid URL")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a power cut of the process.
+    pub fn kill9(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(|_| ())
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether the exit status was success.
+    pub fn terminate(&mut self) -> std::io::Result<bool> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        Ok(self.child.wait()?.success())
+    }
+}
+
+impl Drop for DataServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `dataserver` binary next to the running executable (target/<profile>/ or its deps/).
+pub fn sibling_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join(name), dir.parent()?.join(name)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.is_file()
+}

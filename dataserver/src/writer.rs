@@ -1,0 +1,252 @@
+//! Group commit: one writer thread folds every commit that arrived while the previous durable
+//! write was in flight into the next one, so an fsync is paid per batch, not per commit.
+//!
+//! The writer is also the only place where fencing is decided for a commit: it pins the leases
+//! (see [`crate::locks`]) in arrival order, writes, and only after the write is durable updates
+//! the in-memory amounts, unpins the leases and answers. A client therefore never sees an
+//! acknowledgement for anything that is not on disk, and a new lease holder never reads an
+//! amount that a pending commit is about to replace.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+use shared::{AccountId, Money};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::CommitResponse;
+use crate::locks::{AfterCommit, LockError, LockTable};
+use crate::metrics::{Metrics, inc};
+use crate::store::{PreparedCommit, Reject, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("condition failed on {collection}/{key}: expected version {expected}, found {actual}")]
+    Condition {
+        collection: String,
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("transaction id {0:?} was already used for a different request")]
+    IdempotencyConflict(String),
+    #[error("the durable write failed; nothing of this commit was applied: {0}")]
+    Storage(String),
+}
+
+#[derive(Debug)]
+pub enum Job {
+    Commit {
+        prepared: PreparedCommit,
+        reply: oneshot::Sender<Result<CommitResponse, CommitError>>,
+    },
+    PurgeIdempotency {
+        before_ms: u64,
+        max: usize,
+    },
+    /// Everything queued before it is written, then the writer exits.
+    Stop,
+}
+
+pub type Amounts = Arc<RwLock<HashMap<AccountId, Money>>>;
+
+pub struct Writer {
+    pub store: Arc<dyn Store>,
+    pub locks: Arc<LockTable>,
+    pub amounts: Amounts,
+    pub metrics: Arc<Metrics>,
+    pub batch_max: usize,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("batch_max", &self.batch_max)
+            .finish_non_exhaustive()
+    }
+}
+
+type Pending = (
+    PreparedCommit,
+    oneshot::Sender<Result<CommitResponse, CommitError>>,
+);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Writer {
+    /// Runs on its own thread until [`Job::Stop`] or until every sender is gone.
+    pub fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut carry: VecDeque<Pending> = VecDeque::new();
+        let mut stopping = false;
+        loop {
+            let mut batch: Vec<Pending> = carry.drain(..).collect();
+            if batch.is_empty() && !stopping {
+                match rx.blocking_recv() {
+                    Some(job) => self.take(job, &mut batch, &mut stopping),
+                    None => stopping = true,
+                }
+            }
+            while batch.len() < self.batch_max && !stopping {
+                match rx.try_recv() {
+                    Ok(job) => self.take(job, &mut batch, &mut stopping),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() && stopping {
+                return;
+            }
+            self.write(batch, &mut carry);
+        }
+    }
+
+    fn take(&self, job: Job, batch: &mut Vec<Pending>, stopping: &mut bool) {
+        match job {
+            Job::Commit { prepared, reply } => batch.push((prepared, reply)),
+            Job::PurgeIdempotency { before_ms, max } => match self
+                .store
+                .purge_idempotency(before_ms, max)
+            {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records purged"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "idempotency purge failed"),
+            },
+            Job::Stop => *stopping = true,
+        }
+    }
+
+    fn write(&self, batch: Vec<Pending>, carry: &mut VecDeque<Pending>) {
+        let mut ready: Vec<PreparedCommit> = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut seen: HashSet<String> = HashSet::new();
+        for (prepared, reply) in batch {
+            // A retry racing its own original: let the original land first, then replay it.
+            if seen.contains(&prepared.request.tx_id) {
+                carry.push_back((prepared, reply));
+                continue;
+            }
+            match self.replay(&prepared) {
+                Ok(Some(answer)) => {
+                    let _ = reply.send(answer);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = reply.send(Err(CommitError::Storage(e.to_string())));
+                    continue;
+                }
+            }
+            if let Err(e) = self
+                .locks
+                .begin_commit(prepared.business, &prepared.request.locks)
+            {
+                inc(&self.metrics.commit_rejects_total);
+                let _ = reply.send(Err(e.into()));
+                continue;
+            }
+            seen.insert(prepared.request.tx_id.clone());
+            ready.push(prepared);
+            replies.push(reply);
+        }
+        if ready.is_empty() {
+            return;
+        }
+
+        let at_ms = now_ms();
+        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default();
+        let started = Instant::now();
+        let results = self.store.write_batch(&ready, at_ms, &at);
+        self.metrics
+            .fsync_us
+            .record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        self.metrics.commit_batch_size.record(ready.len() as u64);
+
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                // The transaction was aborted: nothing of the batch is on disk. Leases stay with
+                // their holders, who may retry.
+                inc(&self.metrics.storage_errors_total);
+                tracing::error!(error = %e, batch = ready.len(), "durable write failed");
+                for (p, reply) in ready.iter().zip(replies) {
+                    self.locks.end_commit(&p.request.locks, AfterCommit::Keep);
+                    let _ = reply.send(Err(CommitError::Storage(e.to_string())));
+                }
+                return;
+            }
+        };
+
+        {
+            // Durable now: publish the new amounts before anyone can take the leases.
+            let mut amounts = self.amounts.write();
+            for (p, r) in ready.iter().zip(&results) {
+                if r.is_ok() {
+                    for s in &p.request.set {
+                        amounts.insert(s.account, s.amount);
+                    }
+                }
+            }
+        }
+        for ((p, reply), result) in ready.iter().zip(replies).zip(results) {
+            let answer = match result {
+                Ok(resp) => {
+                    inc(&self.metrics.commits_total);
+                    let after = if p.request.release {
+                        AfterCommit::Release
+                    } else {
+                        AfterCommit::Keep
+                    };
+                    self.locks.end_commit(&p.request.locks, after);
+                    Ok(resp)
+                }
+                Err(Reject::Condition {
+                    collection,
+                    key,
+                    expected,
+                    actual,
+                }) => {
+                    inc(&self.metrics.commit_rejects_total);
+                    self.locks.end_commit(&p.request.locks, AfterCommit::Keep);
+                    Err(CommitError::Condition {
+                        collection,
+                        key,
+                        expected,
+                        actual,
+                    })
+                }
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// The stored outcome of an already applied transaction id, if any.
+    fn replay(
+        &self,
+        p: &PreparedCommit,
+    ) -> Result<Option<Result<CommitResponse, CommitError>>, StoreError> {
+        let Some(stored) = self.store.stored_outcome(&p.request.tx_id)? else {
+            return Ok(None);
+        };
+        if stored.fingerprint != hex::encode(p.fingerprint) {
+            inc(&self.metrics.commit_rejects_total);
+            return Ok(Some(Err(CommitError::IdempotencyConflict(
+                p.request.tx_id.clone(),
+            ))));
+        }
+        inc(&self.metrics.commit_replays_total);
+        let mut response = stored.response;
+        response.replayed = true;
+        Ok(Some(Ok(response)))
+    }
+}
