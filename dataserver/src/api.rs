@@ -106,9 +106,7 @@ impl RecordOp {
 
     pub fn key(&self) -> &str {
         match self {
-            RecordOp::Put { key, .. }
-            | RecordOp::Delete { key, .. }
-            | RecordOp::Check { key, .. } => key,
+            RecordOp::Put { key, .. } | RecordOp::Delete { key, .. } | RecordOp::Check { key, .. } => key,
         }
     }
 }
@@ -142,14 +140,7 @@ pub struct CommitRequest {
 
 impl CommitRequest {
     pub fn new(tx_id: impl Into<String>) -> CommitRequest {
-        CommitRequest {
-            tx_id: tx_id.into(),
-            locks: vec![],
-            set: vec![],
-            records: vec![],
-            memo: None,
-            release: true,
-        }
+        CommitRequest { tx_id: tx_id.into(), locks: vec![], set: vec![], records: vec![], memo: None, release: true }
     }
 }
 

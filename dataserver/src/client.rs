@@ -6,9 +6,8 @@ use serde::de::DeserializeOwned;
 use shared::{AccountId, BusinessId, ErrorBody, Money};
 
 use crate::api::{
-    AcquireRequest, AcquireResponse, AmountBody, AmountPage, CommitRequest, CommitResponse, Health,
-    JournalPage, LockGrant, LockRef, Record, RecordPage, ReleaseRequest, ReleaseResponse,
-    SetAmountBody,
+    AcquireRequest, AcquireResponse, AmountBody, AmountPage, CommitRequest, CommitResponse, Health, JournalPage,
+    LockGrant, LockRef, Record, RecordPage, ReleaseRequest, ReleaseResponse, SetAmountBody,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +49,7 @@ pub struct DataClient {
 
 impl DataClient {
     pub fn new(base: &str, business: BusinessId, key: impl Into<String>) -> Result<DataClient> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .build()?;
+        let http = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
         DataClient::with_http(http, base, business, key)
     }
 
@@ -65,12 +61,7 @@ impl DataClient {
         key: impl Into<String>,
     ) -> Result<DataClient> {
         let base = Url::parse(base).map_err(|e| ClientError::Url(e.to_string()))?;
-        Ok(DataClient {
-            http,
-            base,
-            business,
-            key: key.into(),
-        })
+        Ok(DataClient { http, base, business, key: key.into() })
     }
 
     pub fn business(&self) -> BusinessId {
@@ -88,10 +79,7 @@ impl DataClient {
     }
 
     fn request(&self, method: Method, segments: &[&str]) -> Result<RequestBuilder> {
-        Ok(self
-            .http
-            .request(method, self.url(segments)?)
-            .bearer_auth(&self.key))
+        Ok(self.http.request(method, self.url(segments)?).bearer_auth(&self.key))
     }
 
     fn v1(&self, method: Method, rest: &[&str]) -> Result<RequestBuilder> {
@@ -102,10 +90,7 @@ impl DataClient {
     }
 
     fn seed(&self, method: Method, route: &str, account: AccountId) -> Result<RequestBuilder> {
-        self.request(
-            method,
-            &[route, &self.business.to_string(), &account.to_string()],
-        )
+        self.request(method, &[route, &self.business.to_string(), &account.to_string()])
     }
 
     pub async fn send<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T> {
@@ -116,34 +101,19 @@ impl DataClient {
         }
         let bytes = resp.bytes().await?;
         let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            ErrorBody::new(
-                "unexpected_body",
-                String::from_utf8_lossy(&bytes)
-                    .chars()
-                    .take(200)
-                    .collect::<String>(),
-            )
+            ErrorBody::new("unexpected_body", String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>())
         });
         Err(ClientError::Api { status, body })
     }
 
-    async fn post_json<B: Serialize, T: DeserializeOwned>(
-        &self,
-        rb: RequestBuilder,
-        body: &B,
-    ) -> Result<T> {
+    async fn post_json<B: Serialize, T: DeserializeOwned>(&self, rb: RequestBuilder, body: &B) -> Result<T> {
         let _ = self;
         Self::send(rb.json(body)).await
     }
 
     // -- seed 004 --
 
-    pub async fn get_lock(
-        &self,
-        account: AccountId,
-        lease_ms: Option<u64>,
-        wait_ms: Option<u64>,
-    ) -> Result<LockGrant> {
+    pub async fn get_lock(&self, account: AccountId, lease_ms: Option<u64>, wait_ms: Option<u64>) -> Result<LockGrant> {
         let mut q = Vec::new();
         if let Some(v) = lease_ms {
             q.push(("lease_ms", v));
@@ -155,65 +125,37 @@ impl DataClient {
     }
 
     pub async fn un_lock(&self, account: AccountId, token: u64) -> Result<serde_json::Value> {
-        Self::send(
-            self.seed(Method::POST, "unLock", account)?
-                .query(&[("token", token)]),
-        )
-        .await
+        Self::send(self.seed(Method::POST, "unLock", account)?.query(&[("token", token)])).await
     }
 
-    pub async fn set_amount(
-        &self,
-        account: AccountId,
-        amount: Money,
-        token: u64,
-    ) -> Result<CommitResponse> {
-        let body = SetAmountBody {
-            amount,
-            token,
-            tx_id: None,
-        };
-        self.post_json(self.seed(Method::POST, "setAmount", account)?, &body)
-            .await
+    pub async fn set_amount(&self, account: AccountId, amount: Money, token: u64) -> Result<CommitResponse> {
+        let body = SetAmountBody { amount, token, tx_id: None };
+        self.post_json(self.seed(Method::POST, "setAmount", account)?, &body).await
     }
 
     pub async fn get_amount(&self, account: AccountId) -> Result<Money> {
-        Ok(
-            Self::send::<AmountBody>(self.seed(Method::GET, "getAmount", account)?)
-                .await?
-                .amount,
-        )
+        Ok(Self::send::<AmountBody>(self.seed(Method::GET, "getAmount", account)?).await?.amount)
     }
 
     // -- batch API --
 
     pub async fn acquire(&self, req: &AcquireRequest) -> Result<AcquireResponse> {
-        self.post_json(self.v1(Method::POST, &["locks"])?, req)
-            .await
+        self.post_json(self.v1(Method::POST, &["locks"])?, req).await
     }
 
     pub async fn release(&self, locks: &[LockRef]) -> Result<usize> {
-        let body = ReleaseRequest {
-            locks: locks.to_vec(),
-        };
-        Ok(self
-            .post_json::<_, ReleaseResponse>(self.v1(Method::POST, &["locks", "release"])?, &body)
-            .await?
-            .released)
+        let body = ReleaseRequest { locks: locks.to_vec() };
+        Ok(self.post_json::<_, ReleaseResponse>(self.v1(Method::POST, &["locks", "release"])?, &body).await?.released)
     }
 
     pub async fn commit(&self, req: &CommitRequest) -> Result<CommitResponse> {
-        self.post_json(self.v1(Method::POST, &["commit"])?, req)
-            .await
+        self.post_json(self.v1(Method::POST, &["commit"])?, req).await
     }
 
     pub async fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>> {
         match Self::send(self.v1(Method::GET, &["records", collection, key])?).await {
             Ok(r) => Ok(Some(r)),
-            Err(ClientError::Api {
-                status: StatusCode::NOT_FOUND,
-                ..
-            }) => Ok(None),
+            Err(ClientError::Api { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -232,16 +174,8 @@ impl DataClient {
         Self::send(self.v1(Method::GET, &["records", collection])?.query(&q)).await
     }
 
-    pub async fn account_journal(
-        &self,
-        account: AccountId,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<JournalPage> {
-        let mut q = vec![
-            ("account", account.to_string()),
-            ("limit", limit.to_string()),
-        ];
+    pub async fn account_journal(&self, account: AccountId, before: Option<u64>, limit: usize) -> Result<JournalPage> {
+        let mut q = vec![("account", account.to_string()), ("limit", limit.to_string())];
         if let Some(b) = before {
             q.push(("before", b.to_string()));
         }
@@ -250,17 +184,12 @@ impl DataClient {
 
     pub async fn journal_after(&self, after: u64, limit: usize) -> Result<JournalPage> {
         Self::send(
-            self.v1(Method::GET, &["journal"])?
-                .query(&[("after", after.to_string()), ("limit", limit.to_string())]),
+            self.v1(Method::GET, &["journal"])?.query(&[("after", after.to_string()), ("limit", limit.to_string())]),
         )
         .await
     }
 
-    pub async fn amounts_after(
-        &self,
-        after: Option<AccountId>,
-        limit: usize,
-    ) -> Result<AmountPage> {
+    pub async fn amounts_after(&self, after: Option<AccountId>, limit: usize) -> Result<AmountPage> {
         let mut q = vec![("limit", limit.to_string())];
         if let Some(a) = after {
             q.push(("after", a.to_string()));

@@ -30,18 +30,10 @@ impl std::str::FromStr for BusinessKey {
     fn from_str(s: &str) -> Result<Self, String> {
         let (id, key) = s.split_once(':').ok_or("expected BUSINESS_ID:KEY")?;
         let business = id.parse().map_err(|e| format!("{e}"))?;
-        if key.len() < KEY_LEN_MIN
-            || key.len() > KEY_LEN_MAX
-            || !key.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(format!(
-                "key must be {KEY_LEN_MIN}..={KEY_LEN_MAX} printable ASCII characters"
-            ));
+        if key.len() < KEY_LEN_MIN || key.len() > KEY_LEN_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!("key must be {KEY_LEN_MIN}..={KEY_LEN_MAX} printable ASCII characters"));
         }
-        Ok(BusinessKey {
-            business,
-            key: key.to_string(),
-        })
+        Ok(BusinessKey { business, key: key.to_string() })
     }
 }
 
@@ -61,12 +53,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
 
     /// BUSINESS_ID:KEY, repeatable (env: comma-separated).
-    #[arg(
-        long = "key",
-        env = "DATASERVER_KEYS",
-        value_delimiter = ',',
-        required = true
-    )]
+    #[arg(long = "key", env = "DATASERVER_KEYS", value_delimiter = ',', required = true)]
     pub keys: Vec<BusinessKey>,
 
     /// Lease length when the client names none.
@@ -86,11 +73,7 @@ pub struct Settings {
     pub lock_batch_max: usize,
 
     /// Most leases one business server may hold at once.
-    #[arg(
-        long,
-        env = "DATASERVER_LOCKS_PER_BUSINESS_MAX",
-        default_value_t = 100_000
-    )]
+    #[arg(long, env = "DATASERVER_LOCKS_PER_BUSINESS_MAX", default_value_t = 100_000)]
     pub locks_per_business_max: usize,
 
     /// Most commits folded into one durable write (group commit).

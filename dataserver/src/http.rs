@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 
 use crate::AppState;
 use crate::api::{
-    AcquireRequest, AcquireResponse, AmountBody, CommitRequest, Grant, Health, LockGrant, LockRef,
-    RecordOp, ReleaseRequest, ReleaseResponse, SetAmount, SetAmountBody, TokenBody,
+    AcquireRequest, AcquireResponse, AmountBody, CommitRequest, Grant, Health, LockGrant, LockRef, RecordOp,
+    ReleaseRequest, ReleaseResponse, SetAmount, SetAmountBody, TokenBody,
 };
 use crate::config::limits::*;
 use crate::locks::LockError;
@@ -55,17 +55,11 @@ pub enum ApiError {
 
 impl ApiError {
     fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::Invalid {
-            code,
-            message: message.into(),
-        }
+        ApiError::Invalid { code, message: message.into() }
     }
 
     fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::Unprocessable {
-            code,
-            message: message.into(),
-        }
+        ApiError::Unprocessable { code, message: message.into() }
     }
 
     pub fn code(&self) -> &'static str {
@@ -102,12 +96,10 @@ impl ResponseError for ApiError {
             ApiError::Lock(LockError::TokensExhausted) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Lock(_) => StatusCode::CONFLICT,
             ApiError::Commit(CommitError::Lock(e)) => ApiError::Lock(e.clone()).status_code(),
-            ApiError::Commit(
-                CommitError::Condition { .. } | CommitError::IdempotencyConflict(_),
-            ) => StatusCode::CONFLICT,
-            ApiError::Commit(CommitError::Storage(_)) | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
+            ApiError::Commit(CommitError::Condition { .. } | CommitError::IdempotencyConflict(_)) => {
+                StatusCode::CONFLICT
             }
+            ApiError::Commit(CommitError::Storage(_)) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -149,9 +141,9 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Keys are compared by their SHA-256 in a hash map: the lookup's timing depends only on
         // the digest, which reveals nothing useful about the key.
-        let found = req.app_data::<web::Data<AppState>>().and_then(|state| {
-            presented_key(req.headers()).and_then(|k| state.keys.get(&key_digest(k)).copied())
-        });
+        let found = req
+            .app_data::<web::Data<AppState>>()
+            .and_then(|state| presented_key(req.headers()).and_then(|k| state.keys.get(&key_digest(k)).copied()));
         ready(found.map(Caller).ok_or(ApiError::Unauthorized))
     }
 }
@@ -161,17 +153,13 @@ impl Caller {
     fn owns(self, path_business: &str) -> Result<BusinessId> {
         match path_business.parse::<BusinessId>() {
             Ok(b) if b == self.0 => Ok(b),
-            _ => Err(ApiError::WrongBusiness {
-                key: self.0,
-                path: path_business.chars().take(32).collect(),
-            }),
+            _ => Err(ApiError::WrongBusiness { key: self.0, path: path_business.chars().take(32).collect() }),
         }
     }
 }
 
 fn parse_account(s: &str) -> Result<AccountId> {
-    s.parse()
-        .map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))
+    s.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))
 }
 
 fn lease(state: &AppState, lease_ms: Option<u64>) -> Result<Duration> {
@@ -179,10 +167,7 @@ fn lease(state: &AppState, lease_ms: Option<u64>) -> Result<Duration> {
     if !(LEASE_MS_MIN..=state.settings.lease_ms_max).contains(&ms) {
         return Err(ApiError::invalid(
             "lease_invalid",
-            format!(
-                "lease_ms must be from {LEASE_MS_MIN} to {}",
-                state.settings.lease_ms_max
-            ),
+            format!("lease_ms must be from {LEASE_MS_MIN} to {}", state.settings.lease_ms_max),
         ));
     }
     Ok(Duration::from_millis(ms))
@@ -205,18 +190,14 @@ fn check_id(code: &'static str, what: &str, v: &str, max: usize) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid(
-            code,
-            format!("{what} must be 1 to {max} printable ASCII characters"),
-        ))
+        Err(ApiError::invalid(code, format!("{what} must be 1 to {max} printable ASCII characters")))
     }
 }
 
 fn check_collection(c: &str) -> Result<()> {
     let ok = !c.is_empty()
         && c.len() <= COLLECTION_LEN_MAX
-        && c.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -234,9 +215,7 @@ fn check_key(k: &str) -> Result<()> {
     } else {
         Err(ApiError::invalid(
             "key_invalid",
-            format!(
-                "record key must be 1 to {RECORD_KEY_LEN_MAX} bytes without control characters"
-            ),
+            format!("record key must be 1 to {RECORD_KEY_LEN_MAX} bytes without control characters"),
         ))
     }
 }
@@ -252,10 +231,7 @@ fn validate_commit(state: &AppState, req: &CommitRequest) -> Result<()> {
     if req.locks.len() > s.lock_batch_max || req.set.len() > s.lock_batch_max {
         return Err(ApiError::invalid(
             "batch_too_large",
-            format!(
-                "at most {} locks and {} amounts per commit",
-                s.lock_batch_max, s.lock_batch_max
-            ),
+            format!("at most {} locks and {} amounts per commit", s.lock_batch_max, s.lock_batch_max),
         ));
     }
     if req.records.len() > s.record_ops_max {
@@ -265,10 +241,7 @@ fn validate_commit(state: &AppState, req: &CommitRequest) -> Result<()> {
         ));
     }
     if req.locks.is_empty() && req.set.is_empty() && req.records.is_empty() {
-        return Err(ApiError::unprocessable(
-            "empty_commit",
-            "a commit must set an amount or write a record",
-        ));
+        return Err(ApiError::unprocessable("empty_commit", "a commit must set an amount or write a record"));
     }
     let mut locked = HashSet::with_capacity(req.locks.len());
     for l in &req.locks {
@@ -302,58 +275,35 @@ fn validate_commit(state: &AppState, req: &CommitRequest) -> Result<()> {
         {
             return Err(ApiError::invalid(
                 "record_too_large",
-                format!(
-                    "a record value may be at most {} bytes",
-                    s.record_value_bytes_max
-                ),
+                format!("a record value may be at most {} bytes", s.record_value_bytes_max),
             ));
         }
     }
     if let Some(memo) = &req.memo
         && json_len(memo) > MEMO_BYTES_MAX
     {
-        return Err(ApiError::invalid(
-            "memo_too_large",
-            format!("memo may be at most {MEMO_BYTES_MAX} bytes"),
-        ));
+        return Err(ApiError::invalid("memo_too_large", format!("memo may be at most {MEMO_BYTES_MAX} bytes")));
     }
     Ok(())
 }
 
 /// Hands a validated commit to the group-commit writer and waits until it is durable.
-async fn commit(
-    state: &AppState,
-    business: BusinessId,
-    request: CommitRequest,
-) -> Result<crate::api::CommitResponse> {
+async fn commit(state: &AppState, business: BusinessId, request: CommitRequest) -> Result<crate::api::CommitResponse> {
     validate_commit(state, &request)?;
     let mut h = Sha256::new();
     h.update(business.get().to_le_bytes());
     h.update(serde_json::to_vec(&request).map_err(|e| ApiError::Unavailable(e.to_string()))?);
-    let prepared = PreparedCommit {
-        business,
-        request,
-        fingerprint: h.finalize().into(),
-    };
+    let prepared = PreparedCommit { business, request, fingerprint: h.finalize().into() };
     let (tx, rx) = oneshot::channel();
     state
         .writer
-        .send(Job::Commit {
-            prepared,
-            reply: tx,
-        })
+        .send(Job::Commit { prepared, reply: tx })
         .await
         .map_err(|_| ApiError::Unavailable("the writer has stopped".into()))?;
-    rx.await
-        .map_err(|_| ApiError::Unavailable("the writer has stopped".into()))?
-        .map_err(ApiError::Commit)
+    rx.await.map_err(|_| ApiError::Unavailable("the writer has stopped".into()))?.map_err(ApiError::Commit)
 }
 
-async fn acquire(
-    state: &AppState,
-    business: BusinessId,
-    req: AcquireRequest,
-) -> Result<AcquireResponse> {
+async fn acquire(state: &AppState, business: BusinessId, req: AcquireRequest) -> Result<AcquireResponse> {
     let lease_d = lease(state, req.lease_ms)?;
     let wait_d = wait(state, req.wait_ms)?;
     if let Some(rid) = &req.request_id {
@@ -363,56 +313,28 @@ async fn acquire(
     if accounts.is_empty() || accounts.len() > state.settings.lock_batch_max {
         return Err(ApiError::invalid(
             "batch_too_large",
-            format!(
-                "lock 1 to {} accounts per request",
-                state.settings.lock_batch_max
-            ),
+            format!("lock 1 to {} accounts per request", state.settings.lock_batch_max),
         ));
     }
     accounts.sort_unstable();
     if accounts.windows(2).any(|w| w[0] == w[1]) {
-        return Err(ApiError::unprocessable(
-            "duplicate_account",
-            "an account appears twice in the request",
-        ));
+        return Err(ApiError::unprocessable("duplicate_account", "an account appears twice in the request"));
     }
     let started = std::time::Instant::now();
-    let granted = state
-        .locks
-        .acquire(
-            business,
-            &accounts,
-            lease_d,
-            wait_d,
-            req.request_id.as_deref(),
-        )
-        .await;
+    let granted = state.locks.acquire(business, &accounts, lease_d, wait_d, req.request_id.as_deref()).await;
     let granted = granted.inspect_err(|_| inc(&state.metrics.lock_conflicts_total))?;
-    state.metrics.lock_grants_total.fetch_add(
-        granted.locks.len() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    state.metrics.lock_grants_total.fetch_add(granted.locks.len() as u64, std::sync::atomic::Ordering::Relaxed);
     if granted.waited {
         inc(&state.metrics.lock_waits_total);
-        state
-            .metrics
-            .lock_wait_us
-            .record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        state.metrics.lock_wait_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
     }
     let amounts = state.amounts.read();
     let locks = granted
         .locks
         .iter()
-        .map(|l| Grant {
-            account: l.account,
-            token: l.token,
-            amount: amounts.get(&l.account).copied(),
-        })
+        .map(|l| Grant { account: l.account, token: l.token, amount: amounts.get(&l.account).copied() })
         .collect();
-    Ok(AcquireResponse {
-        lease_ms: u64::try_from(lease_d.as_millis()).unwrap_or(u64::MAX),
-        locks,
-    })
+    Ok(AcquireResponse { lease_ms: u64::try_from(lease_d.as_millis()).unwrap_or(u64::MAX), locks })
 }
 
 // ---- seed 004 routes -------------------------------------------------------------------------
@@ -434,18 +356,11 @@ pub async fn get_lock(
     let business = caller.owns(&path.0)?;
     let account = parse_account(&path.1)?;
     let q = q.into_inner();
-    let req = AcquireRequest {
-        accounts: vec![account],
-        lease_ms: q.lease_ms,
-        wait_ms: q.wait_ms,
-        request_id: q.request_id,
-    };
+    let req =
+        AcquireRequest { accounts: vec![account], lease_ms: q.lease_ms, wait_ms: q.wait_ms, request_id: q.request_id };
     let resp = acquire(&state, business, req).await?;
     let token = resp.locks.first().map_or(0, |l| l.token);
-    Ok(HttpResponse::Ok().json(LockGrant {
-        token,
-        lease_ms: resp.lease_ms,
-    }))
+    Ok(HttpResponse::Ok().json(LockGrant { token, lease_ms: resp.lease_ms }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -487,12 +402,7 @@ pub async fn un_lock(
 
 fn tx_id_for(req: &HttpRequest, explicit: Option<String>) -> String {
     explicit
-        .or_else(|| {
-            req.headers()
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        })
+        .or_else(|| req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
@@ -534,14 +444,9 @@ pub async fn set_amount_path(
 ) -> Result<HttpResponse> {
     let business = caller.owns(&path.0)?;
     let account = parse_account(&path.1)?;
-    let amount: Money = path
-        .2
-        .parse()
-        .map_err(|e: shared::MoneyError| ApiError::invalid(e.code(), e.to_string()))?;
+    let amount: Money = path.2.parse().map_err(|e: shared::MoneyError| ApiError::invalid(e.code(), e.to_string()))?;
     let q = q.into_inner();
-    let token = q
-        .token
-        .ok_or_else(|| ApiError::invalid("token_required", "send the lock's token as ?token=N"))?;
+    let token = q.token.ok_or_else(|| ApiError::invalid("token_required", "send the lock's token as ?token=N"))?;
     let tx_id = tx_id_for(&http, q.tx_id);
     set_amount_common(&state, business, account, amount, token, tx_id).await
 }
@@ -559,9 +464,7 @@ pub async fn get_amount(
     let amount = state.amounts.read().get(&account).copied();
     match amount {
         Some(amount) => Ok(HttpResponse::Ok().json(AmountBody { amount })),
-        None => Err(ApiError::NotFound(format!(
-            "account {account} has never been written"
-        ))),
+        None => Err(ApiError::NotFound(format!("account {account} has never been written"))),
     }
 }
 
@@ -587,10 +490,7 @@ pub async fn release_batch(
     if body.locks.len() > state.settings.lock_batch_max {
         return Err(ApiError::invalid(
             "batch_too_large",
-            format!(
-                "release at most {} locks per request",
-                state.settings.lock_batch_max
-            ),
+            format!("release at most {} locks per request", state.settings.lock_batch_max),
         ));
     }
     let released = state.locks.release_many(business, &body.locks);
@@ -621,21 +521,13 @@ fn limit(q: &PageQuery) -> Result<usize> {
     match q.limit {
         None => Ok(PAGE_LIMIT_DEFAULT),
         Some(n) if (1..=PAGE_LIMIT_MAX).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::invalid(
-            "limit_invalid",
-            format!("limit must be from 1 to {PAGE_LIMIT_MAX}"),
-        )),
+        Some(_) => Err(ApiError::invalid("limit_invalid", format!("limit must be from 1 to {PAGE_LIMIT_MAX}"))),
     }
 }
 
 /// Store reads are blocking calls on redb; they run off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T> {
-    web::block(f)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(ApiError::from)
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T> {
+    web::block(f).await.map_err(|e| ApiError::Unavailable(e.to_string()))?.map_err(ApiError::from)
 }
 
 pub async fn get_record(
@@ -667,19 +559,14 @@ pub async fn scan_records(
     let n = limit(&q)?;
     let q = q.into_inner();
     let prefix = q.prefix.unwrap_or_default();
-    if prefix.len() > RECORD_KEY_LEN_MAX
-        || q.after
-            .as_ref()
-            .is_some_and(|a| a.len() > RECORD_KEY_LEN_MAX)
-    {
+    if prefix.len() > RECORD_KEY_LEN_MAX || q.after.as_ref().is_some_and(|a| a.len() > RECORD_KEY_LEN_MAX) {
         return Err(ApiError::invalid(
             "key_invalid",
             format!("prefix and after may be at most {RECORD_KEY_LEN_MAX} bytes"),
         ));
     }
     let store = state.store.clone();
-    let page =
-        blocking(move || store.scan_records(&collection, &prefix, q.after.as_deref(), n)).await?;
+    let page = blocking(move || store.scan_records(&collection, &prefix, q.after.as_deref(), n)).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -703,9 +590,9 @@ pub async fn journal(
         None => {
             let after = match q.after.as_deref() {
                 None => 0,
-                Some(s) => s.parse().map_err(|_| {
-                    ApiError::invalid("after_invalid", "after must be a journal sequence number")
-                })?,
+                Some(s) => s
+                    .parse()
+                    .map_err(|_| ApiError::invalid("after_invalid", "after must be a journal sequence number"))?,
             };
             blocking(move || store.journal_after(after, n)).await?
         }
@@ -741,20 +628,12 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse> {
 pub async fn metrics(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(
-            state
-                .metrics
-                .render(state.locks.held_total(), state.locks.epoch()),
-        )
+        .body(state.metrics.render(state.locks.held_total(), state.locks.epoch()))
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::NotFound(format!(
-        "no route {} {}",
-        req.method(),
-        req.path().chars().take(128).collect::<String>()
-    ))
-    .error_response()
+    ApiError::NotFound(format!("no route {} {}", req.method(), req.path().chars().take(128).collect::<String>()))
+        .error_response()
 }
 
 pub async fn method_not_allowed() -> HttpResponse {
@@ -800,9 +679,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(res("/getLock/{business}/{account}").route(web::post().to(get_lock)))
         .service(res("/unLock/{business}/{account}").route(web::post().to(un_lock)))
         .service(res("/setAmount/{business}/{account}").route(web::post().to(set_amount)))
-        .service(
-            res("/setAmount/{business}/{account}/{amount}").route(web::post().to(set_amount_path)),
-        )
+        .service(res("/setAmount/{business}/{account}/{amount}").route(web::post().to(set_amount_path)))
         .service(res("/getAmount/{business}/{account}").route(web::get().to(get_amount)))
         .service(res("/v1/{business}/locks").route(web::post().to(acquire_batch)))
         .service(res("/v1/{business}/locks/release").route(web::post().to(release_batch)))

@@ -26,9 +26,7 @@ use shared::BusinessId;
 use tokio::sync::mpsc;
 
 pub use config::Settings;
-use config::limits::{
-    IDEMPOTENCY_PURGE_BATCH_MAX, IDEMPOTENCY_PURGE_INTERVAL_S, SWEEP_INTERVAL_MS,
-};
+use config::limits::{IDEMPOTENCY_PURGE_BATCH_MAX, IDEMPOTENCY_PURGE_INTERVAL_S, SWEEP_INTERVAL_MS};
 use locks::LockTable;
 use metrics::Metrics;
 use store::{RedbStore, Store, StoreError};
@@ -51,9 +49,7 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("epoch", &self.locks.epoch())
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").field("epoch", &self.locks.epoch()).finish_non_exhaustive()
     }
 }
 
@@ -77,10 +73,7 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("addr", &self.addr)
-            .field("epoch", &self.epoch)
-            .finish_non_exhaustive()
+        f.debug_struct("Application").field("addr", &self.addr).field("epoch", &self.epoch).finish_non_exhaustive()
     }
 }
 
@@ -99,12 +92,10 @@ impl Application {
             || settings.commit_batch_max == 0
         {
             return Err(StartError::Config(
-                "lease_ms_default must not exceed lease_ms_max; batch limits must be positive"
-                    .into(),
+                "lease_ms_default must not exceed lease_ms_max; batch limits must be positive".into(),
             ));
         }
-        let store: Arc<dyn Store> =
-            Arc::new(RedbStore::open(&settings.data_dir, settings.cache_bytes)?);
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&settings.data_dir, settings.cache_bytes)?);
         let epoch = store.boot()?;
         let amounts: Amounts = Arc::new(parking_lot::RwLock::new(store.load_amounts()?));
         let locks = Arc::new(LockTable::new(epoch, settings.locks_per_business_max));
@@ -118,9 +109,7 @@ impl Application {
             metrics: metrics.clone(),
             batch_max: settings.commit_batch_max,
         };
-        let writer = std::thread::Builder::new()
-            .name("group-commit".into())
-            .spawn(move || w.run(writer_rx))?;
+        let writer = std::thread::Builder::new().name("group-commit".into()).spawn(move || w.run(writer_rx))?;
 
         // Lease expiry: frees what dead holders left and wakes their waiters.
         let (l, m) = (locks.clone(), metrics.clone());
@@ -129,15 +118,11 @@ impl Application {
             loop {
                 tick.tick().await;
                 let n = l.sweep();
-                m.leases_expired_total
-                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                m.leases_expired_total.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             }
         });
         // Idempotency records are kept for a bounded time, purged in bounded passes.
-        let (tx, ttl_ms) = (
-            writer_tx.clone(),
-            settings.idempotency_ttl_s.saturating_mul(1000),
-        );
+        let (tx, ttl_ms) = (writer_tx.clone(), settings.idempotency_ttl_s.saturating_mul(1000));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(IDEMPOTENCY_PURGE_INTERVAL_S));
             loop {
@@ -145,10 +130,8 @@ impl Application {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
-                let job = Job::PurgeIdempotency {
-                    before_ms: now.saturating_sub(ttl_ms),
-                    max: IDEMPOTENCY_PURGE_BATCH_MAX,
-                };
+                let job =
+                    Job::PurgeIdempotency { before_ms: now.saturating_sub(ttl_ms), max: IDEMPOTENCY_PURGE_BATCH_MAX };
                 if tx.send(job).await.is_err() {
                     return;
                 }
@@ -157,9 +140,7 @@ impl Application {
 
         let listener = TcpListener::bind(settings.listen)?;
         let addr = listener.local_addr()?;
-        let workers = settings
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let connections_per_worker = settings.connections_max.div_ceil(workers).max(1);
         let body_max = settings.body_bytes_max;
         let state = web::Data::new(AppState {
@@ -176,11 +157,7 @@ impl Application {
             let m = metrics.clone();
             App::new()
                 .app_data(state.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(body_max)
-                        .error_handler(http::json_error),
-                )
+                .app_data(web::JsonConfig::default().limit(body_max).error_handler(http::json_error))
                 .app_data(web::PayloadConfig::default().limit(body_max))
                 .app_data(web::QueryConfig::default().error_handler(http::query_error))
                 .app_data(web::PathConfig::default().error_handler(http::path_error))
@@ -207,13 +184,7 @@ impl Application {
         .listen(listener)?
         .run();
 
-        Ok(Application {
-            addr,
-            epoch,
-            server,
-            writer_tx,
-            writer,
-        })
+        Ok(Application { addr, epoch, server, writer_tx, writer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -176,11 +176,7 @@ pub enum AfterCommit {
 
 impl LockTable {
     pub fn new(epoch: u64, locks_per_business_max: usize) -> LockTable {
-        LockTable {
-            inner: Mutex::new(Inner::default()),
-            epoch,
-            locks_per_business_max,
-        }
+        LockTable { inner: Mutex::new(Inner::default()), epoch, locks_per_business_max }
     }
 
     pub fn epoch(&self) -> u64 {
@@ -197,41 +193,26 @@ impl LockTable {
         wait: Duration,
         request_id: Option<&str>,
     ) -> Result<Granted, LockError> {
-        debug_assert!(
-            accounts.windows(2).all(|w| w[0] < w[1]),
-            "accounts must be sorted and unique"
-        );
+        debug_assert!(accounts.windows(2).all(|w| w[0] < w[1]), "accounts must be sorted and unique");
         let start = Instant::now();
         {
             let mut g = self.inner.lock();
             if let Some(rid) = request_id
                 && let Some(existing) = Self::replay(&g, business, accounts, rid, start)
             {
-                return Ok(Granted {
-                    locks: existing,
-                    waited: false,
-                });
+                return Ok(Granted { locks: existing, waited: false });
             }
             self.check_limit(&g, business, accounts.len())?;
-            if accounts
-                .iter()
-                .all(|a| g.slots.get(a).is_none_or(|s| s.available(None, start)))
-            {
+            if accounts.iter().all(|a| g.slots.get(a).is_none_or(|s| s.available(None, start))) {
                 let locks = self.grant(&mut g, business, accounts, lease, request_id)?;
-                return Ok(Granted {
-                    locks,
-                    waited: false,
-                });
+                return Ok(Granted { locks, waited: false });
             }
             if wait.is_zero() {
-                let busy = accounts
-                    .iter()
-                    .find(|a| g.slots.get(a).is_some_and(|s| !s.available(None, start)));
+                let busy = accounts.iter().find(|a| g.slots.get(a).is_some_and(|s| !s.available(None, start)));
                 return Err(LockError::Locked(*busy.unwrap_or(&accounts[0])));
             }
         }
-        self.acquire_waiting(business, accounts, lease, start + wait, request_id)
-            .await
+        self.acquire_waiting(business, accounts, lease, start + wait, request_id).await
     }
 
     async fn acquire_waiting(
@@ -248,13 +229,7 @@ impl LockTable {
             g.next_waiter += 1;
             g.next_waiter
         };
-        let mut guard = WaitGuard {
-            table: self,
-            waiter,
-            reserved: Vec::new(),
-            queued: Vec::new(),
-            granted: false,
-        };
+        let mut guard = WaitGuard { table: self, waiter, reserved: Vec::new(), queued: Vec::new(), granted: false };
         for &account in accounts {
             loop {
                 let now = Instant::now();
@@ -293,19 +268,13 @@ impl LockTable {
         self.check_limit(&g, business, accounts.len())?;
         let locks = self.grant(&mut g, business, accounts, lease, request_id)?;
         guard.granted = true;
-        Ok(Granted {
-            locks,
-            waited: true,
-        })
+        Ok(Granted { locks, waited: true })
     }
 
     fn check_limit(&self, g: &Inner, business: BusinessId, n: usize) -> Result<(), LockError> {
         let held = g.held_by(business);
         if held + n > self.locks_per_business_max {
-            return Err(LockError::TooManyLocks {
-                held,
-                max: self.locks_per_business_max,
-            });
+            return Err(LockError::TooManyLocks { held, max: self.locks_per_business_max });
         }
         Ok(())
     }
@@ -321,14 +290,9 @@ impl LockTable {
             .iter()
             .map(|a| match g.slots.get(a).map(|s| &s.state) {
                 Some(State::Held(l))
-                    if l.business == business
-                        && l.expires > now
-                        && l.request_id.as_deref() == Some(rid) =>
+                    if l.business == business && l.expires > now && l.request_id.as_deref() == Some(rid) =>
                 {
-                    Some(LockRef {
-                        account: *a,
-                        token: l.token,
-                    })
+                    Some(LockRef { account: *a, token: l.token })
                 }
                 _ => None,
             })
@@ -349,12 +313,8 @@ impl LockTable {
         for &account in accounts {
             let token = g.next_token(self.epoch)?;
             g.vacate(account);
-            g.slots.entry(account).or_default().state = State::Held(Lease {
-                business,
-                token,
-                expires,
-                request_id: rid.clone(),
-            });
+            g.slots.entry(account).or_default().state =
+                State::Held(Lease { business, token, expires, request_id: rid.clone() });
             g.count(business, 1);
             out.push(LockRef { account, token });
         }
@@ -376,10 +336,7 @@ impl LockTable {
 
     /// Releases every listed lease this business still holds; returns how many it released.
     pub fn release_many(&self, business: BusinessId, locks: &[LockRef]) -> usize {
-        locks
-            .iter()
-            .filter(|l| self.release(business, **l).is_ok())
-            .count()
+        locks.iter().filter(|l| self.release(business, **l).is_ok()).count()
     }
 
     /// Pins the listed leases for a commit, all or nothing.
@@ -388,9 +345,7 @@ impl LockTable {
         let mut g = self.inner.lock();
         for l in locks {
             match g.slots.get(&l.account).map(|s| &s.state) {
-                Some(State::Held(lease))
-                    if lease.business == business && lease.token == l.token =>
-                {
+                Some(State::Held(lease)) if lease.business == business && lease.token == l.token => {
                     if lease.expires <= now {
                         return Err(LockError::LeaseExpired(l.account));
                     }
@@ -517,15 +472,9 @@ mod tests {
     #[tokio::test]
     async fn tokens_increase_and_carry_the_epoch() {
         let t = LockTable::new(7, 100);
-        let a = t
-            .acquire(biz(1), &[acc(1)], LEASE, Duration::ZERO, None)
-            .await
-            .unwrap();
+        let a = t.acquire(biz(1), &[acc(1)], LEASE, Duration::ZERO, None).await.unwrap();
         t.release(biz(1), a.locks[0]).unwrap();
-        let b = t
-            .acquire(biz(1), &[acc(1)], LEASE, Duration::ZERO, None)
-            .await
-            .unwrap();
+        let b = t.acquire(biz(1), &[acc(1)], LEASE, Duration::ZERO, None).await.unwrap();
         assert!(b.locks[0].token > a.locks[0].token);
         assert_eq!(b.locks[0].token >> TOKEN_SEQ_BITS, 7);
     }
@@ -533,23 +482,14 @@ mod tests {
     #[tokio::test]
     async fn second_holder_is_refused_and_foreign_release_fails() {
         let t = LockTable::new(1, 100);
-        let a = t
-            .acquire(biz(1), &[acc(1), acc(2)], LEASE, Duration::ZERO, None)
-            .await
-            .unwrap();
+        let a = t.acquire(biz(1), &[acc(1), acc(2)], LEASE, Duration::ZERO, None).await.unwrap();
         assert_eq!(
-            t.acquire(biz(2), &[acc(2), acc(3)], LEASE, Duration::ZERO, None)
-                .await,
+            t.acquire(biz(2), &[acc(2), acc(3)], LEASE, Duration::ZERO, None).await,
             Err(LockError::Locked(acc(2)))
         );
         // all or nothing: account 3 was not taken by the failed batch
-        t.acquire(biz(2), &[acc(3)], LEASE, Duration::ZERO, None)
-            .await
-            .unwrap();
-        assert_eq!(
-            t.release(biz(2), a.locks[0]),
-            Err(LockError::NotHolder(acc(1)))
-        );
+        t.acquire(biz(2), &[acc(3)], LEASE, Duration::ZERO, None).await.unwrap();
+        assert_eq!(t.release(biz(2), a.locks[0]), Err(LockError::NotHolder(acc(1))));
         assert!(t.locked_by_other(biz(2), acc(1)));
         assert!(!t.locked_by_other(biz(1), acc(1)));
     }
@@ -557,29 +497,11 @@ mod tests {
     #[tokio::test]
     async fn expired_lease_is_fenced() {
         let t = LockTable::new(1, 100);
-        let a = t
-            .acquire(
-                biz(1),
-                &[acc(1)],
-                Duration::from_millis(20),
-                Duration::ZERO,
-                None,
-            )
-            .await
-            .unwrap();
+        let a = t.acquire(biz(1), &[acc(1)], Duration::from_millis(20), Duration::ZERO, None).await.unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await; // the lease's own length; nothing to await
-        assert_eq!(
-            t.begin_commit(biz(1), &a.locks),
-            Err(LockError::LeaseExpired(acc(1)))
-        );
-        let b = t
-            .acquire(biz(2), &[acc(1)], LEASE, Duration::ZERO, None)
-            .await
-            .unwrap();
-        assert_eq!(
-            t.begin_commit(biz(1), &a.locks),
-            Err(LockError::NotHolder(acc(1)))
-        );
+        assert_eq!(t.begin_commit(biz(1), &a.locks), Err(LockError::LeaseExpired(acc(1))));
+        let b = t.acquire(biz(2), &[acc(1)], LEASE, Duration::ZERO, None).await.unwrap();
+        assert_eq!(t.begin_commit(biz(1), &a.locks), Err(LockError::NotHolder(acc(1))));
         t.begin_commit(biz(2), &b.locks).unwrap();
         t.end_commit(&b.locks, AfterCommit::Release);
         assert_eq!(t.held_total(), 0);
@@ -588,48 +510,24 @@ mod tests {
     #[tokio::test]
     async fn pinned_lease_does_not_expire() {
         let t = LockTable::new(1, 100);
-        let a = t
-            .acquire(
-                biz(1),
-                &[acc(1)],
-                Duration::from_millis(10),
-                Duration::ZERO,
-                None,
-            )
-            .await
-            .unwrap();
+        let a = t.acquire(biz(1), &[acc(1)], Duration::from_millis(10), Duration::ZERO, None).await.unwrap();
         t.begin_commit(biz(1), &a.locks).unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(t.sweep(), 0);
-        assert!(
-            t.acquire(biz(2), &[acc(1)], LEASE, Duration::ZERO, None)
-                .await
-                .is_err()
-        );
+        assert!(t.acquire(biz(2), &[acc(1)], LEASE, Duration::ZERO, None).await.is_err());
         t.end_commit(&a.locks, AfterCommit::Release);
-        t.acquire(biz(2), &[acc(1)], LEASE, Duration::ZERO, None)
-            .await
-            .unwrap();
+        t.acquire(biz(2), &[acc(1)], LEASE, Duration::ZERO, None).await.unwrap();
     }
 
     #[tokio::test]
     async fn waiters_are_served_in_order_and_cancelled_waiters_leave_no_trace() {
         let t = Arc::new(LockTable::new(1, 100));
-        let a = t
-            .acquire(biz(1), &[acc(1)], LEASE, Duration::ZERO, None)
-            .await
-            .unwrap();
+        let a = t.acquire(biz(1), &[acc(1)], LEASE, Duration::ZERO, None).await.unwrap();
         let t2 = t.clone();
-        let waiter = tokio::spawn(async move {
-            t2.acquire(biz(2), &[acc(1)], LEASE, Duration::from_secs(5), None)
-                .await
-        });
+        let waiter =
+            tokio::spawn(async move { t2.acquire(biz(2), &[acc(1)], LEASE, Duration::from_secs(5), None).await });
         // a waiter that times out must not leave its queue place behind
-        assert!(
-            t.acquire(biz(3), &[acc(1)], LEASE, Duration::from_millis(20), None)
-                .await
-                .is_err()
-        );
+        assert!(t.acquire(biz(3), &[acc(1)], LEASE, Duration::from_millis(20), None).await.is_err());
         t.release(biz(1), a.locks[0]).unwrap();
         let got = waiter.await.unwrap().unwrap();
         assert!(got.waited);
@@ -641,18 +539,11 @@ mod tests {
     #[tokio::test]
     async fn request_id_makes_acquire_retryable_and_limit_is_enforced() {
         let t = LockTable::new(1, 3);
-        let a = t
-            .acquire(biz(1), &[acc(1), acc(2)], LEASE, Duration::ZERO, Some("r1"))
-            .await
-            .unwrap();
-        let b = t
-            .acquire(biz(1), &[acc(1), acc(2)], LEASE, Duration::ZERO, Some("r1"))
-            .await
-            .unwrap();
+        let a = t.acquire(biz(1), &[acc(1), acc(2)], LEASE, Duration::ZERO, Some("r1")).await.unwrap();
+        let b = t.acquire(biz(1), &[acc(1), acc(2)], LEASE, Duration::ZERO, Some("r1")).await.unwrap();
         assert_eq!(a.locks, b.locks);
         assert!(matches!(
-            t.acquire(biz(1), &[acc(3), acc(4)], LEASE, Duration::ZERO, None)
-                .await,
+            t.acquire(biz(1), &[acc(3), acc(4)], LEASE, Duration::ZERO, None).await,
             Err(LockError::TooManyLocks { .. })
         ));
     }
@@ -668,10 +559,7 @@ mod tests {
                     let accs = [acc(1 + u64::from(i % 3)), acc(4)];
                     let mut accs = accs.to_vec();
                     accs.sort();
-                    let g = t
-                        .acquire(biz(1 + i), &accs, LEASE, Duration::from_secs(10), None)
-                        .await
-                        .unwrap();
+                    let g = t.acquire(biz(1 + i), &accs, LEASE, Duration::from_secs(10), None).await.unwrap();
                     t.begin_commit(biz(1 + i), &g.locks).unwrap();
                     tokio::task::yield_now().await;
                     t.end_commit(&g.locks, AfterCommit::Release);

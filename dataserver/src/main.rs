@@ -10,9 +10,7 @@ use dataserver::{Application, Settings};
 async fn main() -> ExitCode {
     let settings = Settings::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let app = match Application::build(settings).await {
@@ -23,11 +21,7 @@ async fn main() -> ExitCode {
         }
     };
     // The first line on stdout is the contract with scripts and tests that start us on port 0.
-    println!(
-        "dataserver listening on http://{} boot_epoch={}",
-        app.local_addr(),
-        app.boot_epoch()
-    );
+    println!("dataserver listening on http://{} boot_epoch={}", app.local_addr(), app.boot_epoch());
     let _ = std::io::stdout().flush();
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,

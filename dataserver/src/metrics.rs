@@ -36,19 +36,11 @@ impl Histogram {
         let mut acc = 0;
         for (b, c) in self.bounds.iter().zip(&self.buckets) {
             acc += c.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {acc}",
-                fmt_scaled(*b, scale)
-            );
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {acc}", fmt_scaled(*b, scale));
         }
         let count = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            fmt_scaled(self.sum.load(Relaxed), scale)
-        );
+        let _ = writeln!(out, "{name}_sum {}", fmt_scaled(self.sum.load(Relaxed), scale));
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -62,9 +54,7 @@ fn fmt_scaled(v: u64, scale: u64) -> String {
     format!("{}.{:0digits$}", v / scale, v % scale)
 }
 
-const LATENCY_US_BOUNDS: &[u64] = &[
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
-];
+const LATENCY_US_BOUNDS: &[u64] = &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000];
 const BATCH_SIZE_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 
 #[derive(Debug)]
@@ -114,26 +104,10 @@ impl Metrics {
     pub fn render(&self, leases_held: usize, boot_epoch: u64) -> String {
         let mut out = String::with_capacity(4096);
         let counters: [(&str, &str, &AtomicU64); 11] = [
-            (
-                "dataserver_requests_total",
-                "HTTP requests served",
-                &self.requests_total,
-            ),
-            (
-                "dataserver_responses_4xx_total",
-                "HTTP responses with a 4xx status",
-                &self.responses_4xx_total,
-            ),
-            (
-                "dataserver_responses_5xx_total",
-                "HTTP responses with a 5xx status",
-                &self.responses_5xx_total,
-            ),
-            (
-                "dataserver_lock_grants_total",
-                "leases granted",
-                &self.lock_grants_total,
-            ),
+            ("dataserver_requests_total", "HTTP requests served", &self.requests_total),
+            ("dataserver_responses_4xx_total", "HTTP responses with a 4xx status", &self.responses_4xx_total),
+            ("dataserver_responses_5xx_total", "HTTP responses with a 5xx status", &self.responses_5xx_total),
+            ("dataserver_lock_grants_total", "leases granted", &self.lock_grants_total),
             (
                 "dataserver_lock_conflicts_total",
                 "lock requests refused or timed out: held by another",
@@ -144,16 +118,8 @@ impl Metrics {
                 "lock requests that waited in a queue before their grant",
                 &self.lock_waits_total,
             ),
-            (
-                "dataserver_leases_expired_total",
-                "leases that expired without release",
-                &self.leases_expired_total,
-            ),
-            (
-                "dataserver_commits_total",
-                "commits applied durably",
-                &self.commits_total,
-            ),
+            ("dataserver_leases_expired_total", "leases that expired without release", &self.leases_expired_total),
+            ("dataserver_commits_total", "commits applied durably", &self.commits_total),
             (
                 "dataserver_commit_rejects_total",
                 "commits refused (fencing, condition, idempotency)",
@@ -164,18 +130,10 @@ impl Metrics {
                 "retried commits answered from the stored outcome",
                 &self.commit_replays_total,
             ),
-            (
-                "dataserver_storage_errors_total",
-                "durable writes that failed",
-                &self.storage_errors_total,
-            ),
+            ("dataserver_storage_errors_total", "durable writes that failed", &self.storage_errors_total),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.load(Relaxed)
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Relaxed));
         }
         let _ = writeln!(
             out,

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use shared::{AccountId, BusinessId, Money};
 
 use crate::api::{
-    AccountAmount, AmountChange, AmountPage, CommitRequest, CommitResponse, JournalEntry,
-    JournalPage, Record, RecordOp, RecordPage, RecordVersion,
+    AccountAmount, AmountChange, AmountPage, CommitRequest, CommitResponse, JournalEntry, JournalPage, Record,
+    RecordOp, RecordPage, RecordVersion,
 };
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -27,8 +27,7 @@ const ACCOUNT_JOURNAL: TableDefinition<(u64, u64), ()> = TableDefinition::new("a
 /// tx_id → stored outcome (see [`StoredOutcome`]).
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 /// (applied at, ms since the epoch; tx_id): the purge order of idempotency records.
-const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> =
-    TableDefinition::new("idempotency_by_time");
+const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_by_time");
 
 const META_BOOT_EPOCH: &str = "boot_epoch";
 const META_JOURNAL_SEQ: &str = "journal_seq";
@@ -49,13 +48,7 @@ macro_rules! redb_from {
         }
     )*};
 }
-redb_from!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+redb_from!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
@@ -75,12 +68,7 @@ pub struct PreparedCommit {
 /// Why one commit of a batch was refused. Nothing of it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reject {
-    Condition {
-        collection: String,
-        key: String,
-        expected: u64,
-        actual: u64,
-    },
+    Condition { collection: String, key: String, expected: u64, actual: u64 },
 }
 
 /// The stored answer of an applied commit, for idempotent retries.
@@ -119,18 +107,10 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<RecordPage, StoreError>;
-    fn account_journal(
-        &self,
-        account: AccountId,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<JournalPage, StoreError>;
+    fn account_journal(&self, account: AccountId, before: Option<u64>, limit: usize)
+    -> Result<JournalPage, StoreError>;
     fn journal_after(&self, after: u64, limit: usize) -> Result<JournalPage, StoreError>;
-    fn amounts_after(
-        &self,
-        after: Option<AccountId>,
-        limit: usize,
-    ) -> Result<AmountPage, StoreError>;
+    fn amounts_after(&self, after: Option<AccountId>, limit: usize) -> Result<AmountPage, StoreError>;
     fn stats(&self) -> Result<Stats, StoreError>;
 }
 
@@ -144,9 +124,7 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 fn decode_record(collection: &str, key: &str, raw: &[u8]) -> Result<Record, StoreError> {
-    let (version, json) = raw
-        .split_at_checked(8)
-        .ok_or_else(|| corrupt("record shorter than its version"))?;
+    let (version, json) = raw.split_at_checked(8).ok_or_else(|| corrupt("record shorter than its version"))?;
     let version = u64::from_le_bytes(version.try_into().map_err(|_| corrupt("record version"))?);
     Ok(Record {
         collection: collection.to_string(),
@@ -168,9 +146,7 @@ impl RedbStore {
     pub fn open(dir: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(dir.join("bank.redb"))?;
+        let db = Database::builder().set_cache_size(cache_bytes).create(dir.join("bank.redb"))?;
         // Create every table once, so readers never meet a missing table.
         let txn = db.begin_write()?;
         {
@@ -256,9 +232,7 @@ impl Store for RedbStore {
                         },
                     };
                     let expected = match op {
-                        RecordOp::Put { if_version, .. } | RecordOp::Delete { if_version, .. } => {
-                            *if_version
-                        }
+                        RecordOp::Put { if_version, .. } | RecordOp::Delete { if_version, .. } => *if_version,
                         RecordOp::Check { if_version, .. } => Some(*if_version),
                     };
                     if let Some(expected) = expected
@@ -294,11 +268,7 @@ impl Store for RedbStore {
                     let id = s.account.get();
                     let before = amounts.get(id)?.map(|v| money(v.value())).transpose()?;
                     amounts.insert(id, s.amount.cents())?;
-                    changes.push(AmountChange {
-                        account: s.account,
-                        before,
-                        after: s.amount,
-                    });
+                    changes.push(AmountChange { account: s.account, before, after: s.amount });
                 }
                 let seq = if changes.is_empty() {
                     None
@@ -323,28 +293,17 @@ impl Store for RedbStore {
                 let mut versions = Vec::new();
                 for (op, version) in planned {
                     match op {
-                        RecordOp::Put {
-                            collection,
-                            key,
-                            value,
-                            ..
-                        } => {
+                        RecordOp::Put { collection, key, value, .. } => {
                             let mut raw = version.to_le_bytes().to_vec();
                             serde_json::to_writer(&mut raw, value)?;
                             records.insert((collection.as_str(), key.as_str()), raw.as_slice())?;
                         }
-                        RecordOp::Delete {
-                            collection, key, ..
-                        } => {
+                        RecordOp::Delete { collection, key, .. } => {
                             records.remove((collection.as_str(), key.as_str()))?;
                         }
                         RecordOp::Check { .. } => continue,
                     }
-                    versions.push(RecordVersion {
-                        collection: op.collection().into(),
-                        key: op.key().into(),
-                        version,
-                    });
+                    versions.push(RecordVersion { collection: op.collection().into(), key: op.key().into(), version });
                 }
 
                 // 4. The outcome, for retries.
@@ -356,10 +315,7 @@ impl Store for RedbStore {
                     records: versions,
                     replayed: false,
                 };
-                let stored = StoredOutcome {
-                    fingerprint: hex::encode(c.fingerprint),
-                    response,
-                };
+                let stored = StoredOutcome { fingerprint: hex::encode(c.fingerprint), response };
                 idem.insert(req.tx_id.as_str(), serde_json::to_vec(&stored)?.as_slice())?;
                 idem_by_time.insert((at_ms, req.tx_id.as_str()), ())?;
                 results.push(Ok(stored.response));
@@ -395,10 +351,7 @@ impl Store for RedbStore {
     fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(RECORDS)?;
-        table
-            .get((collection, key))?
-            .map(|raw| decode_record(collection, key, raw.value()))
-            .transpose()
+        table.get((collection, key))?.map(|raw| decode_record(collection, key, raw.value())).transpose()
     }
 
     fn scan_records(
@@ -431,11 +384,7 @@ impl Store for RedbStore {
             }
             out.push(decode_record(c, key, v.value())?);
         }
-        let next = if more {
-            out.last().map(|r| r.key.clone())
-        } else {
-            None
-        };
+        let next = if more { out.last().map(|r| r.key.clone()) } else { None };
         Ok(RecordPage { records: out, next })
     }
 
@@ -451,26 +400,17 @@ impl Store for RedbStore {
         let id = account.get();
         let mut entries = Vec::new();
         let mut more = false;
-        for row in index
-            .range((id, 0)..(id, before.unwrap_or(u64::MAX)))?
-            .rev()
-        {
+        for row in index.range((id, 0)..(id, before.unwrap_or(u64::MAX)))?.rev() {
             let (k, _) = row?;
             if entries.len() == limit {
                 more = true;
                 break;
             }
             let seq = k.value().1;
-            let raw = journal
-                .get(seq)?
-                .ok_or_else(|| corrupt("journal index points at nothing"))?;
+            let raw = journal.get(seq)?.ok_or_else(|| corrupt("journal index points at nothing"))?;
             entries.push(serde_json::from_slice::<JournalEntry>(raw.value())?);
         }
-        let next = if more {
-            entries.last().map(|e| e.seq)
-        } else {
-            None
-        };
+        let next = if more { entries.last().map(|e| e.seq) } else { None };
         Ok(JournalPage { entries, next })
     }
 
@@ -487,19 +427,11 @@ impl Store for RedbStore {
             }
             entries.push(serde_json::from_slice::<JournalEntry>(v.value())?);
         }
-        let next = if more {
-            entries.last().map(|e| e.seq)
-        } else {
-            None
-        };
+        let next = if more { entries.last().map(|e| e.seq) } else { None };
         Ok(JournalPage { entries, next })
     }
 
-    fn amounts_after(
-        &self,
-        after: Option<AccountId>,
-        limit: usize,
-    ) -> Result<AmountPage, StoreError> {
+    fn amounts_after(&self, after: Option<AccountId>, limit: usize) -> Result<AmountPage, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(AMOUNTS)?;
         let start = after.map_or(0, |a| a.get().saturating_add(1));
@@ -511,16 +443,9 @@ impl Store for RedbStore {
                 more = true;
                 break;
             }
-            amounts.push(AccountAmount {
-                account: account(k.value())?,
-                amount: money(v.value())?,
-            });
+            amounts.push(AccountAmount { account: account(k.value())?, amount: money(v.value())? });
         }
-        let next = if more {
-            amounts.last().map(|a| a.account)
-        } else {
-            None
-        };
+        let next = if more { amounts.last().map(|a| a.account) } else { None };
         Ok(AmountPage { amounts, next })
     }
 
@@ -528,9 +453,6 @@ impl Store for RedbStore {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         let amounts = txn.open_table(AMOUNTS)?;
-        Ok(Stats {
-            accounts: amounts.len()?,
-            journal_seq: meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0),
-        })
+        Ok(Stats { accounts: amounts.len()?, journal_seq: meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0) })
     }
 }

@@ -34,11 +34,7 @@ pub struct SpawnOptions {
 }
 
 impl SpawnOptions {
-    pub fn new(
-        bin: impl Into<PathBuf>,
-        data_dir: impl Into<PathBuf>,
-        keys: Vec<(BusinessId, String)>,
-    ) -> SpawnOptions {
+    pub fn new(bin: impl Into<PathBuf>, data_dir: impl Into<PathBuf>, keys: Vec<(BusinessId, String)>) -> SpawnOptions {
         SpawnOptions {
             bin: bin.into(),
             data_dir: data_dir.into(),
@@ -52,26 +48,17 @@ impl SpawnOptions {
 /// Starts the server and waits for its "listening on" line.
 pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
     let mut cmd = Command::new(&opts.bin);
-    cmd.arg("--listen")
-        .arg(&opts.listen)
-        .arg("--data-dir")
-        .arg(&opts.data_dir);
+    cmd.arg("--listen").arg(&opts.listen).arg("--data-dir").arg(&opts.data_dir);
     for (b, k) in &opts.keys {
         cmd.arg("--key").arg(format!("{b}:{k}"));
     }
     cmd.args(&opts.extra_args)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
@@ -85,9 +72,7 @@ pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
         Err(_) => {
             let _ = child.kill();
             let status = child.wait()?;
-            return Err(std::io::Error::other(format!(
-                "dataserver did not start ({status})"
-            )));
+            return Err(std::io::Error::other(format!("dataserver did not start ({status})")));
         }
     };
     let parse = || -> Option<(SocketAddr, u64)> {
@@ -97,13 +82,7 @@ pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
     };
     let (addr, boot_epoch) =
         parse().ok_or_else(|| std::io::Error::other(format!("unexpected first line: {line:?}")))?;
-    Ok(DataServerProcess {
-        child,
-        addr,
-        boot_epoch,
-        data_dir: opts.data_dir.clone(),
-        keys: opts.keys.clone(),
-    })
+    Ok(DataServerProcess { child, addr, boot_epoch, data_dir: opts.data_dir.clone(), keys: opts.keys.clone() })
 }
 
 impl DataServerProcess {
@@ -129,10 +108,7 @@ impl DataServerProcess {
 
     /// SIGTERM and wait for a clean exit; returns whether the exit status was success.
     pub fn terminate(&mut self) -> std::io::Result<bool> {
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()?;
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
         Ok(self.child.wait()?.success())
     }
 }
@@ -148,9 +124,7 @@ impl Drop for DataServerProcess {
 pub fn sibling_binary(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
-    [dir.join(name), dir.parent()?.join(name)]
-        .into_iter()
-        .find(|p| p.is_file())
+    [dir.join(name), dir.parent()?.join(name)].into_iter().find(|p| p.is_file())
 }
 
 pub fn exists(p: &Path) -> bool {

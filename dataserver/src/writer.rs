@@ -27,12 +27,7 @@ pub enum CommitError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("condition failed on {collection}/{key}: expected version {expected}, found {actual}")]
-    Condition {
-        collection: String,
-        key: String,
-        expected: u64,
-        actual: u64,
-    },
+    Condition { collection: String, key: String, expected: u64, actual: u64 },
     #[error("transaction id {0:?} was already used for a different request")]
     IdempotencyConflict(String),
     #[error("the durable write failed; nothing of this commit was applied: {0}")]
@@ -65,21 +60,14 @@ pub struct Writer {
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer")
-            .field("batch_max", &self.batch_max)
-            .finish_non_exhaustive()
+        f.debug_struct("Writer").field("batch_max", &self.batch_max).finish_non_exhaustive()
     }
 }
 
-type Pending = (
-    PreparedCommit,
-    oneshot::Sender<Result<CommitResponse, CommitError>>,
-);
+type Pending = (PreparedCommit, oneshot::Sender<Result<CommitResponse, CommitError>>);
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Writer {
@@ -111,10 +99,7 @@ impl Writer {
     fn take(&self, job: Job, batch: &mut Vec<Pending>, stopping: &mut bool) {
         match job {
             Job::Commit { prepared, reply } => batch.push((prepared, reply)),
-            Job::PurgeIdempotency { before_ms, max } => match self
-                .store
-                .purge_idempotency(before_ms, max)
-            {
+            Job::PurgeIdempotency { before_ms, max } => match self.store.purge_idempotency(before_ms, max) {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records purged"),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "idempotency purge failed"),
@@ -144,10 +129,7 @@ impl Writer {
                     continue;
                 }
             }
-            if let Err(e) = self
-                .locks
-                .begin_commit(prepared.business, &prepared.request.locks)
-            {
+            if let Err(e) = self.locks.begin_commit(prepared.business, &prepared.request.locks) {
                 inc(&self.metrics.commit_rejects_total);
                 let _ = reply.send(Err(e.into()));
                 continue;
@@ -167,9 +149,7 @@ impl Writer {
             .unwrap_or_default();
         let started = Instant::now();
         let results = self.store.write_batch(&ready, at_ms, &at);
-        self.metrics
-            .fsync_us
-            .record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        self.metrics.fsync_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         self.metrics.commit_batch_size.record(ready.len() as u64);
 
         let results = match results {
@@ -202,28 +182,14 @@ impl Writer {
             let answer = match result {
                 Ok(resp) => {
                     inc(&self.metrics.commits_total);
-                    let after = if p.request.release {
-                        AfterCommit::Release
-                    } else {
-                        AfterCommit::Keep
-                    };
+                    let after = if p.request.release { AfterCommit::Release } else { AfterCommit::Keep };
                     self.locks.end_commit(&p.request.locks, after);
                     Ok(resp)
                 }
-                Err(Reject::Condition {
-                    collection,
-                    key,
-                    expected,
-                    actual,
-                }) => {
+                Err(Reject::Condition { collection, key, expected, actual }) => {
                     inc(&self.metrics.commit_rejects_total);
                     self.locks.end_commit(&p.request.locks, AfterCommit::Keep);
-                    Err(CommitError::Condition {
-                        collection,
-                        key,
-                        expected,
-                        actual,
-                    })
+                    Err(CommitError::Condition { collection, key, expected, actual })
                 }
             };
             let _ = reply.send(answer);
@@ -231,18 +197,13 @@ impl Writer {
     }
 
     /// The stored outcome of an already applied transaction id, if any.
-    fn replay(
-        &self,
-        p: &PreparedCommit,
-    ) -> Result<Option<Result<CommitResponse, CommitError>>, StoreError> {
+    fn replay(&self, p: &PreparedCommit) -> Result<Option<Result<CommitResponse, CommitError>>, StoreError> {
         let Some(stored) = self.store.stored_outcome(&p.request.tx_id)? else {
             return Ok(None);
         };
         if stored.fingerprint != hex::encode(p.fingerprint) {
             inc(&self.metrics.commit_rejects_total);
-            return Ok(Some(Err(CommitError::IdempotencyConflict(
-                p.request.tx_id.clone(),
-            ))));
+            return Ok(Some(Err(CommitError::IdempotencyConflict(p.request.tx_id.clone()))));
         }
         inc(&self.metrics.commit_replays_total);
         let mut response = stored.response;

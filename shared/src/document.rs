@@ -43,11 +43,7 @@ pub enum Document {
 
 /// The mod-11 check digit used by both CPF and CNPJ.
 fn check_digit(digits: &[u8], weights: &[u32]) -> u8 {
-    let sum: u32 = digits
-        .iter()
-        .zip(weights)
-        .map(|(d, w)| u32::from(*d) * w)
-        .sum();
+    let sum: u32 = digits.iter().zip(weights).map(|(d, w)| u32::from(*d) * w).sum();
     let r = sum % 11;
     if r < 2 { 0 } else { (11 - r) as u8 }
 }
@@ -72,14 +68,7 @@ impl Document {
     pub fn formatted(&self) -> String {
         match self {
             Document::Cpf(d) => format!("{}.{}.{}-{}", &d[0..3], &d[3..6], &d[6..9], &d[9..11]),
-            Document::Cnpj(d) => format!(
-                "{}.{}.{}/{}-{}",
-                &d[0..2],
-                &d[2..5],
-                &d[5..8],
-                &d[8..12],
-                &d[12..14]
-            ),
+            Document::Cnpj(d) => format!("{}.{}.{}/{}-{}", &d[0..2], &d[2..5], &d[5..8], &d[8..12], &d[12..14]),
         }
     }
 
@@ -123,21 +112,13 @@ impl FromStr for Document {
                 let ok = !all_same
                     && check_digit(&digits[..9], &CPF_W1) == digits[9]
                     && check_digit(&digits[..10], &CPF_W2) == digits[10];
-                if ok {
-                    Ok(Document::Cpf(text))
-                } else {
-                    Err(DocumentError::CpfCheck)
-                }
+                if ok { Ok(Document::Cpf(text)) } else { Err(DocumentError::CpfCheck) }
             }
             14 => {
                 let ok = !all_same
                     && check_digit(&digits[..12], &CNPJ_W1) == digits[12]
                     && check_digit(&digits[..13], &CNPJ_W2) == digits[13];
-                if ok {
-                    Ok(Document::Cnpj(text))
-                } else {
-                    Err(DocumentError::CnpjCheck)
-                }
+                if ok { Ok(Document::Cnpj(text)) } else { Err(DocumentError::CnpjCheck) }
             }
             _ => Err(DocumentError::Length),
         }
@@ -180,43 +161,19 @@ mod tests {
 
     #[test]
     fn invalid_documents_say_why() {
-        assert_eq!(
-            "529.982.247-24".parse::<Document>(),
-            Err(DocumentError::CpfCheck)
-        );
-        assert_eq!(
-            "111.111.111-11".parse::<Document>(),
-            Err(DocumentError::CpfCheck)
-        );
-        assert_eq!(
-            "000.000.000-00".parse::<Document>(),
-            Err(DocumentError::CpfCheck)
-        );
-        assert_eq!(
-            "11.222.333/0001-80".parse::<Document>(),
-            Err(DocumentError::CnpjCheck)
-        );
+        assert_eq!("529.982.247-24".parse::<Document>(), Err(DocumentError::CpfCheck));
+        assert_eq!("111.111.111-11".parse::<Document>(), Err(DocumentError::CpfCheck));
+        assert_eq!("000.000.000-00".parse::<Document>(), Err(DocumentError::CpfCheck));
+        assert_eq!("11.222.333/0001-80".parse::<Document>(), Err(DocumentError::CnpjCheck));
         assert_eq!("1234".parse::<Document>(), Err(DocumentError::Length));
-        assert_eq!(
-            "529 982 247 25".parse::<Document>(),
-            Err(DocumentError::Characters)
-        );
-        assert_eq!(
-            "5".repeat(100).parse::<Document>(),
-            Err(DocumentError::Length)
-        );
+        assert_eq!("529 982 247 25".parse::<Document>(), Err(DocumentError::Characters));
+        assert_eq!("5".repeat(100).parse::<Document>(), Err(DocumentError::Length));
     }
 
     #[test]
     fn check_digit_completion() {
-        assert_eq!(
-            Document::with_check_digits("529982247"),
-            Some(Document::Cpf("52998224725".into()))
-        );
-        assert_eq!(
-            Document::with_check_digits("112223330001"),
-            Some(Document::Cnpj("11222333000181".into()))
-        );
+        assert_eq!(Document::with_check_digits("529982247"), Some(Document::Cpf("52998224725".into())));
+        assert_eq!(Document::with_check_digits("112223330001"), Some(Document::Cnpj("11222333000181".into())));
         assert_eq!(Document::with_check_digits("12"), None);
     }
 

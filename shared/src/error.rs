@@ -14,10 +14,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(error: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            error: error.into(),
-            message: message.into(),
-        }
+        Self { error: error.into(), message: message.into() }
     }
 }
 

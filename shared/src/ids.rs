@@ -37,10 +37,7 @@ impl IdError {
 
 /// Canonical decimal digits only: no sign, no leading zero, no spaces, at most `len_max` digits.
 fn parse_canonical(s: &str, len_max: usize) -> Option<u64> {
-    let ok = !s.is_empty()
-        && s.len() <= len_max
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && !s.starts_with('0');
+    let ok = !s.is_empty() && s.len() <= len_max && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
     if ok { s.parse().ok() } else { None }
 }
 
@@ -54,11 +51,7 @@ macro_rules! numeric_id {
             pub const MAX: $inner = $max;
 
             pub fn new(v: $inner) -> Result<Self, IdError> {
-                if (1..=$max).contains(&v) {
-                    Ok(Self(v))
-                } else {
-                    Err($err)
-                }
+                if (1..=$max).contains(&v) { Ok(Self(v)) } else { Err($err) }
             }
 
             pub fn get(self) -> $inner {
@@ -95,22 +88,8 @@ macro_rules! numeric_id {
     };
 }
 
-numeric_id!(
-    BankId,
-    u32,
-    BANK_ID_MAX,
-    4,
-    IdError::Bank,
-    "A bank of the consortium, 1..=9999."
-);
-numeric_id!(
-    AccountId,
-    u64,
-    ACCOUNT_ID_MAX,
-    16,
-    IdError::Account,
-    "An account within one bank, 1..=2^53−1."
-);
+numeric_id!(BankId, u32, BANK_ID_MAX, 4, IdError::Bank, "A bank of the consortium, 1..=9999.");
+numeric_id!(AccountId, u64, ACCOUNT_ID_MAX, 16, IdError::Account, "An account within one bank, 1..=2^53−1.");
 numeric_id!(
     BusinessId,
     u32,
@@ -140,10 +119,7 @@ impl FromStr for Ibk {
             return Err(IdError::Ibk);
         }
         let (b, a) = s.split_once('-').ok_or(IdError::Ibk)?;
-        Ok(Ibk {
-            bank: b.parse().map_err(|_| IdError::Ibk)?,
-            account: a.parse().map_err(|_| IdError::Ibk)?,
-        })
+        Ok(Ibk { bank: b.parse().map_err(|_| IdError::Ibk)?, account: a.parse().map_err(|_| IdError::Ibk)? })
     }
 }
 
@@ -173,18 +149,7 @@ mod tests {
     #[test]
     fn ids_are_canonical_and_bounded() {
         assert_eq!("17".parse::<AccountId>().map(AccountId::get), Ok(17));
-        for bad in [
-            "0",
-            "017",
-            "+1",
-            "-1",
-            "",
-            "1.0",
-            " 1",
-            "9007199254740992",
-            "abc",
-            "99999999999999999999",
-        ] {
+        for bad in ["0", "017", "+1", "-1", "", "1.0", " 1", "9007199254740992", "abc", "99999999999999999999"] {
             assert_eq!(bad.parse::<AccountId>(), Err(IdError::Account), "{bad:?}");
         }
         assert!("10000".parse::<BankId>().is_err());
@@ -201,9 +166,7 @@ mod tests {
         assert_eq!(ibk.account.get(), 17);
         assert_eq!(ibk.to_string(), "2-17");
         assert_eq!(serde_json::to_string(&ibk).unwrap(), "\"2-17\"");
-        for bad in [
-            "2", "2-", "-17", "0-1", "2-0", "2--17", "2-17-1", "a-b", "10000-1", "2 -17",
-        ] {
+        for bad in ["2", "2-", "-17", "0-1", "2-0", "2--17", "2-17-1", "a-b", "10000-1", "2 -17"] {
             assert_eq!(bad.parse::<Ibk>(), Err(IdError::Ibk), "{bad:?}");
         }
     }

@@ -91,9 +91,7 @@ impl Money {
         if d.scale() > MONEY_SCALE_MAX {
             return Err(MoneyError::TooPrecise);
         }
-        let cents = d
-            .checked_mul(Decimal::ONE_HUNDRED)
-            .ok_or(MoneyError::TooLarge)?;
+        let cents = d.checked_mul(Decimal::ONE_HUNDRED).ok_or(MoneyError::TooLarge)?;
         let cents: i64 = cents.try_into().map_err(|_| MoneyError::TooLarge)?;
         Money::from_cents(cents)
     }
@@ -111,11 +109,7 @@ impl FromStr for Money {
     /// so the caller can say precisely what is wrong.
     fn from_str(s: &str) -> Result<Money, MoneyError> {
         if s.len() > MONEY_TEXT_LEN_MAX {
-            return Err(if s.bytes().all(|b| b.is_ascii_digit()) {
-                MoneyError::TooLarge
-            } else {
-                MoneyError::Invalid
-            });
+            return Err(if s.bytes().all(|b| b.is_ascii_digit()) { MoneyError::TooLarge } else { MoneyError::Invalid });
         }
         let (negative, body) = match s.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -174,10 +168,8 @@ impl Visitor<'_> for MoneyVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Money, E> {
-        let cents = i64::try_from(v)
-            .ok()
-            .and_then(|v| v.checked_mul(100))
-            .ok_or_else(|| E::custom(MoneyError::TooLarge))?;
+        let cents =
+            i64::try_from(v).ok().and_then(|v| v.checked_mul(100)).ok_or_else(|| E::custom(MoneyError::TooLarge))?;
         Money::from_cents(cents).map_err(E::custom)
     }
 
@@ -211,11 +203,7 @@ pub struct Amount(Money);
 
 impl Amount {
     pub fn new(m: Money) -> Result<Amount, MoneyError> {
-        if m.is_zero() {
-            Err(MoneyError::Zero)
-        } else {
-            Ok(Amount(m))
-        }
+        if m.is_zero() { Err(MoneyError::Zero) } else { Ok(Amount(m)) }
     }
 
     pub fn money(self) -> Money {

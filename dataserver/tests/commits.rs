@@ -1,0 +1,181 @@
+//! Atomic commits, idempotency, the record store and the journal, over the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordOp, SetAmount};
+use dataserver::client::DataClient;
+use serde_json::json;
+use shared::AccountId;
+
+async fn lock(c: &DataClient, accounts: &[u64]) -> Vec<LockRef> {
+    let req = AcquireRequest {
+        accounts: accounts.iter().map(|a| acc(*a)).collect(),
+        wait_ms: Some(5_000),
+        ..Default::default()
+    };
+    c.acquire(&req).await.unwrap().locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect()
+}
+
+fn put(collection: &str, key: &str, value: serde_json::Value, if_version: Option<u64>) -> RecordOp {
+    RecordOp::Put { collection: collection.into(), key: key.into(), value, if_version }
+}
+
+async fn amount(c: &DataClient, a: AccountId) -> Option<shared::Money> {
+    c.get_amount(a).await.ok()
+}
+
+#[tokio::test]
+async fn batch_commit_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_server(dir.path());
+    let c = server.client(0);
+    let locks = lock(&c, &[1, 2]).await;
+
+    // A transfer whose record condition fails: neither amount may change.
+    let mut tx = CommitRequest::new("transfer-1");
+    tx.locks = locks.clone();
+    tx.set =
+        vec![SetAmount { account: acc(1), amount: money("70") }, SetAmount { account: acc(2), amount: money("30") }];
+    tx.records = vec![put("transfers", "transfer-1", json!({"from": 1, "to": 2}), Some(5))];
+    let e = c.commit(&tx).await.unwrap_err();
+    assert_eq!(e.code(), Some("condition_failed"));
+    let health = c.health().await.unwrap();
+    assert_eq!((health.accounts, health.journal_seq), (0, 0), "a refused commit wrote nothing");
+
+    // The leases survived the refusal, so the holder can correct and commit.
+    tx.records = vec![put("transfers", "transfer-1", json!({"from": 1, "to": 2}), Some(0))];
+    tx.memo = Some(json!({"kind": "transfer"}));
+    let ok = c.commit(&tx).await.unwrap();
+    assert_eq!(ok.journal_seq, Some(1));
+    assert_eq!(ok.amounts.len(), 2);
+    assert_eq!(amount(&c, acc(1)).await, Some(money("70")));
+    assert_eq!(amount(&c, acc(2)).await, Some(money("30")));
+
+    // Released by the commit: both accounts can be locked again at once.
+    let again = lock(&c, &[1, 2]).await;
+    assert!(again[0].token > locks[0].token);
+
+    // One journal entry explains both changes, linked from both statements.
+    let page = c.account_journal(acc(2), None, 10).await.unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].changes.len(), 2);
+    assert_eq!(page.entries[0].memo, Some(json!({"kind": "transfer"})));
+    assert_eq!(c.get_record("transfers", "transfer-1").await.unwrap().unwrap().value, json!({"from": 1, "to": 2}));
+}
+
+#[tokio::test]
+async fn retried_commit_returns_the_stored_outcome_once_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_server(dir.path());
+    let c = server.client(0);
+    let locks = lock(&c, &[9]).await;
+    let mut tx = CommitRequest::new("dep-42");
+    tx.locks = locks;
+    tx.set = vec![SetAmount { account: acc(9), amount: money("100") }];
+    let first = c.commit(&tx).await.unwrap();
+    assert!(!first.replayed);
+    // The same request again, after its locks were released: answered from storage.
+    let second = c.commit(&tx).await.unwrap();
+    assert!(second.replayed);
+    assert_eq!(
+        (second.tx_id.as_str(), second.journal_seq, &second.amounts),
+        (first.tx_id.as_str(), first.journal_seq, &first.amounts)
+    );
+    assert_eq!(c.health().await.unwrap().journal_seq, 1, "applied exactly once");
+
+    // The same id with another payload is a client bug, refused loudly.
+    tx.set[0].amount = money("200");
+    assert_eq!(c.commit(&tx).await.unwrap_err().code(), Some("idempotency_conflict"));
+    // And another business reusing the id is a different payload too.
+    let other = server.client(1);
+    let mut tx2 = CommitRequest::new("dep-42");
+    tx2.records = vec![put("x", "y", json!(1), None)];
+    assert_eq!(other.commit(&tx2).await.unwrap_err().code(), Some("idempotency_conflict"));
+    assert_eq!(amount(&c, acc(9)).await, Some(money("100")));
+}
+
+#[tokio::test]
+async fn record_store_versions_conditions_and_prefix_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_server(dir.path());
+    let c = server.client(0);
+    for i in 0..25 {
+        let mut tx = CommitRequest::new(format!("acc-{i}"));
+        tx.records = vec![put("holders", &format!("doc/{i:03}"), json!({"n": i}), Some(0))];
+        c.commit(&tx).await.unwrap();
+    }
+    let mut other = CommitRequest::new("other");
+    other.records = vec![put("holders", "zzz", json!(0), None), put("keys", "doc/000", json!(0), None)];
+    c.commit(&other).await.unwrap();
+
+    // Paged prefix scan sees exactly the 25 records, in key order, across pages.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = c.scan_records("holders", "doc/", after.as_deref(), 10).await.unwrap();
+        seen.extend(page.records.iter().map(|r| r.key.clone()));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..25).map(|i| format!("doc/{i:03}")).collect::<Vec<_>>());
+
+    // put-if on a stale version fails; delete then re-create never reuses a version.
+    let r = c.get_record("holders", "doc/001").await.unwrap().unwrap();
+    let mut upd = CommitRequest::new("upd");
+    upd.records = vec![put("holders", "doc/001", json!({"n": "new"}), Some(r.version))];
+    let v2 = c.commit(&upd).await.unwrap().records[0].version;
+    assert!(v2 > r.version);
+    let mut stale = CommitRequest::new("stale");
+    stale.records = vec![put("holders", "doc/001", json!({"n": "lost"}), Some(r.version))];
+    assert_eq!(c.commit(&stale).await.unwrap_err().code(), Some("condition_failed"));
+    let mut del = CommitRequest::new("del");
+    del.records = vec![RecordOp::Delete { collection: "holders".into(), key: "doc/001".into(), if_version: Some(v2) }];
+    c.commit(&del).await.unwrap();
+    assert!(c.get_record("holders", "doc/001").await.unwrap().is_none());
+    let mut re = CommitRequest::new("re");
+    re.records = vec![put("holders", "doc/001", json!({"n": "again"}), Some(0))];
+    let v3 = c.commit(&re).await.unwrap().records[0].version;
+    assert!(v3 > v2, "versions never repeat");
+
+    // A check op makes a commit depend on a record it does not write.
+    let mut chk = CommitRequest::new("chk");
+    chk.records = vec![
+        RecordOp::Check { collection: "holders".into(), key: "doc/002".into(), if_version: 999 },
+        put("holders", "doc/900", json!(1), None),
+    ];
+    assert_eq!(c.commit(&chk).await.unwrap_err().code(), Some("condition_failed"));
+    assert!(c.get_record("holders", "doc/900").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_everything_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn_server(dir.path());
+    let c = server.client(0);
+    let locks = lock(&c, &[1]).await;
+    let mut tx = CommitRequest::new("t");
+    tx.locks = locks.clone();
+    tx.set = vec![SetAmount { account: acc(1), amount: money("12.34") }];
+    c.commit(&tx).await.unwrap();
+    let held = lock(&c, &[2]).await; // a lease alive at shutdown
+    let epoch = server.boot_epoch;
+    assert!(server.terminate().unwrap(), "clean exit status");
+
+    let server = spawn_server(dir.path());
+    assert!(server.boot_epoch > epoch);
+    let c = server.client(0);
+    assert_eq!(c.get_amount(acc(1)).await.unwrap(), money("12.34"));
+    assert!(c.commit(&tx).await.unwrap().replayed, "idempotency records are durable");
+    // The lease of the previous boot is gone, and its token is fenced off.
+    let mut stale = CommitRequest::new("stale");
+    stale.locks = held.clone();
+    stale.set = vec![SetAmount { account: acc(2), amount: money("1") }];
+    assert_eq!(c.commit(&stale).await.unwrap_err().code(), Some("not_holder"));
+    let fresh = lock(&c, &[2]).await;
+    assert!(fresh[0].token > held[0].token);
+    assert_eq!(fresh[0].token >> dataserver::locks::TOKEN_SEQ_BITS, server.boot_epoch);
+}

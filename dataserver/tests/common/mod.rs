@@ -1,0 +1,29 @@
+//! Shared helpers of the data server's integration tests: the real binary on a free port with a
+//! fresh temporary data directory.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use dataserver::testkit::{DataServerProcess, SpawnOptions, spawn};
+use shared::{AccountId, BusinessId, Money};
+
+pub const KEY_A: &str = "test-key-business-11";
+pub const KEY_B: &str = "test-key-business-12";
+
+pub fn keys() -> Vec<(BusinessId, String)> {
+    vec![(BusinessId::new(11).unwrap(), KEY_A.into()), (BusinessId::new(12).unwrap(), KEY_B.into())]
+}
+
+pub fn options(dir: &std::path::Path) -> SpawnOptions {
+    SpawnOptions::new(env!("CARGO_BIN_EXE_dataserver"), dir, keys())
+}
+
+pub fn spawn_server(dir: &std::path::Path) -> DataServerProcess {
+    spawn(&options(dir)).expect("dataserver starts")
+}
+
+pub fn acc(v: u64) -> AccountId {
+    AccountId::new(v).unwrap()
+}
+
+pub fn money(s: &str) -> Money {
+    s.parse().unwrap()
+}
