@@ -100,6 +100,14 @@ pub struct Settings {
     #[arg(long, env = "DATASERVER_IDEMPOTENCY_TTL_S", default_value_t = 7 * 24 * 3600)]
     pub idempotency_ttl_s: u64,
 
+    /// Make the store itself durable (and restart the write-ahead log) at least this often.
+    #[arg(long, env = "DATASERVER_CHECKPOINT_INTERVAL_MS", default_value_t = 5_000)]
+    pub checkpoint_interval_ms: u64,
+
+    /// Checkpoint early when the write-ahead log segment grows past this.
+    #[arg(long, env = "DATASERVER_WAL_SEGMENT_BYTES_MAX", default_value_t = 256 << 20)]
+    pub wal_segment_bytes_max: u64,
+
     /// redb page cache.
     #[arg(long, env = "DATASERVER_CACHE_BYTES", default_value_t = 64 << 20)]
     pub cache_bytes: usize,

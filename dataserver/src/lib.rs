@@ -13,6 +13,7 @@ pub mod locks;
 pub mod metrics;
 pub mod store;
 pub mod testkit;
+pub mod wal;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -30,7 +31,32 @@ use config::limits::{IDEMPOTENCY_PURGE_BATCH_MAX, IDEMPOTENCY_PURGE_INTERVAL_S, 
 use locks::LockTable;
 use metrics::Metrics;
 use store::{RedbStore, Store, StoreError};
+use wal::Wal;
 use writer::{Amounts, Job, Writer};
+
+/// Applies the write-ahead log's batches that the store's last checkpoint does not hold, then
+/// checkpoints. Returns the LSN the store is durable at.
+fn recover(store: &dyn Store, wal_dir: &std::path::Path) -> Result<u64, StoreError> {
+    let applied = store.applied_lsn()?;
+    let batches = wal::Wal::recover(wal_dir, applied)?;
+    let mut last = applied;
+    for b in &batches {
+        let mut prepared = Vec::with_capacity(b.commits.len());
+        for c in &b.commits {
+            let business = BusinessId::new(c.business).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut fingerprint = [0u8; 32];
+            hex::decode_to_slice(&c.fingerprint, &mut fingerprint).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            prepared.push(store::PreparedCommit { business, request: c.request.clone(), fingerprint });
+        }
+        store.write_batch(&prepared, b.at_ms, &b.at, b.lsn)?;
+        last = b.lsn;
+    }
+    store.checkpoint()?;
+    if !batches.is_empty() {
+        tracing::info!(batches = batches.len(), from = applied + 1, to = last, "replayed the write-ahead log");
+    }
+    Ok(last)
+}
 
 /// Commits queued for the writer before senders wait (back-pressure instead of unbounded memory).
 pub const COMMIT_QUEUE_MAX: usize = 65_536;
@@ -96,6 +122,9 @@ impl Application {
             ));
         }
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&settings.data_dir, settings.cache_bytes)?);
+        let wal_dir = settings.data_dir.join("wal");
+        let applied = recover(store.as_ref(), &wal_dir)?;
+        let wal = Wal::start(&wal_dir, applied)?;
         let epoch = store.boot()?;
         let amounts: Amounts = Arc::new(parking_lot::RwLock::new(store.load_amounts()?));
         let locks = Arc::new(LockTable::new(epoch, settings.locks_per_business_max));
@@ -108,6 +137,11 @@ impl Application {
             amounts: amounts.clone(),
             metrics: metrics.clone(),
             batch_max: settings.commit_batch_max,
+            wal,
+            next_lsn: applied + 1,
+            checkpoint_interval: Duration::from_millis(settings.checkpoint_interval_ms),
+            wal_segment_bytes_max: settings.wal_segment_bytes_max,
+            last_checkpoint: std::time::Instant::now(),
         };
         let writer = std::thread::Builder::new().name("group-commit".into()).spawn(move || w.run(writer_rx))?;
 

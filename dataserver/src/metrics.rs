@@ -72,6 +72,7 @@ pub struct Metrics {
     pub commit_replays_total: AtomicU64,
     pub commit_batch_size: Histogram,
     pub fsync_us: Histogram,
+    pub checkpoint_us: Histogram,
     pub storage_errors_total: AtomicU64,
 }
 
@@ -91,6 +92,7 @@ impl Default for Metrics {
             commit_replays_total: AtomicU64::new(0),
             commit_batch_size: Histogram::new(BATCH_SIZE_BOUNDS),
             fsync_us: Histogram::new(LATENCY_US_BOUNDS),
+            checkpoint_us: Histogram::new(LATENCY_US_BOUNDS),
             storage_errors_total: AtomicU64::new(0),
         }
     }

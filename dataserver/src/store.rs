@@ -1,9 +1,10 @@
 //! Durable storage behind a trait, so a PostgreSQL backend can be added later.
 //!
 //! The default backend is redb: a crash-safe, copy-on-write B-tree in one file. Every
-//! `write_batch` is one redb write transaction with `Durability::Immediate`, i.e. one fsync for
-//! a whole group of commits, and redb's commit is atomic: after a crash either every commit of
-//! the batch is there or none is.
+//! `write_batch` is one redb transaction, atomic, committed *without* an fsync: durability comes
+//! from the write-ahead log ([`crate::wal`]), which holds the batch before it reaches redb. Each
+//! batch's transaction records its log sequence number, and [`Store::checkpoint`] makes redb
+//! durable up to there, so after a crash redb is at a checkpoint and knows what to replay.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,6 +33,8 @@ const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::n
 const META_BOOT_EPOCH: &str = "boot_epoch";
 const META_JOURNAL_SEQ: &str = "journal_seq";
 const META_RECORD_SEQ: &str = "record_seq";
+/// LSN of the last write-ahead-log batch applied to this store.
+const META_APPLIED_LSN: &str = "applied_lsn";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +42,8 @@ pub enum StoreError {
     Redb(#[from] redb::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("i/o: {0}")]
+    Io(String),
 }
 
 macro_rules! redb_from {
@@ -89,14 +94,21 @@ pub trait Store: Send + Sync + 'static {
     fn boot(&self) -> Result<u64, StoreError>;
     fn load_amounts(&self) -> Result<HashMap<AccountId, Money>, StoreError>;
     fn stored_outcome(&self, tx_id: &str) -> Result<Option<StoredOutcome>, StoreError>;
-    /// Applies every commit of the batch that passes its conditions, in order, in one durable
-    /// write. Returns one result per commit. `at_ms`/`at` stamp every commit of the batch.
+    /// Applies every commit of the batch that passes its conditions, in order, in one atomic
+    /// transaction recording `lsn`; durable only at the next [`Store::checkpoint`]. Returns one
+    /// result per commit. `at_ms`/`at` stamp every commit of the batch. Deterministic: applying
+    /// the same batch to the same state gives the same results (the log replay relies on it).
     fn write_batch(
         &self,
         batch: &[PreparedCommit],
         at_ms: u64,
         at: &str,
+        lsn: u64,
     ) -> Result<Vec<Result<CommitResponse, Reject>>, StoreError>;
+    /// Makes everything written so far durable (one fsync).
+    fn checkpoint(&self) -> Result<(), StoreError>;
+    /// LSN of the last batch applied.
+    fn applied_lsn(&self) -> Result<u64, StoreError>;
     /// Forgets idempotency records applied before `before_ms`; at most `max` of them.
     fn purge_idempotency(&self, before_ms: u64, max: usize) -> Result<usize, StoreError>;
     fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>, StoreError>;
@@ -163,6 +175,14 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    fn non_durable_txn(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None).map_err(|e| StoreError::Redb(e.into()))?;
+        Ok(txn)
+    }
+}
+
 impl Store for RedbStore {
     fn boot(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
@@ -201,8 +221,9 @@ impl Store for RedbStore {
         batch: &[PreparedCommit],
         at_ms: u64,
         at: &str,
+        lsn: u64,
     ) -> Result<Vec<Result<CommitResponse, Reject>>, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.non_durable_txn()?;
         let mut results = Vec::with_capacity(batch.len());
         {
             let mut meta = txn.open_table(META)?;
@@ -322,13 +343,28 @@ impl Store for RedbStore {
             }
             meta.insert(META_JOURNAL_SEQ, journal_seq)?;
             meta.insert(META_RECORD_SEQ, record_seq)?;
+            meta.insert(META_APPLIED_LSN, lsn)?;
         }
         txn.commit()?;
         Ok(results)
     }
 
-    fn purge_idempotency(&self, before_ms: u64, max: usize) -> Result<usize, StoreError> {
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        // An Immediate commit makes every earlier non-durable commit durable with it.
         let txn = self.db.begin_write()?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn applied_lsn(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(META_APPLIED_LSN)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    fn purge_idempotency(&self, before_ms: u64, max: usize) -> Result<usize, StoreError> {
+        // Not logged: a purge lost in a crash is simply done again later.
+        let txn = self.non_durable_txn()?;
         let n = {
             let mut by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
             let mut idem = txn.open_table(IDEMPOTENCY)?;

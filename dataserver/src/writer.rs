@@ -1,6 +1,10 @@
 //! Group commit: one writer thread folds every commit that arrived while the previous durable
 //! write was in flight into the next one, so an fsync is paid per batch, not per commit.
 //!
+//! A batch is made durable by appending it to the write-ahead log ([`crate::wal`]) and syncing;
+//! only then is it applied to the store (visible to readers) and answered. Periodically the
+//! store is checkpointed (made durable itself) and the log restarted.
+//!
 //! The writer is also the only place where fencing is decided for a commit: it pins the leases
 //! (see [`crate::locks`]) in arrival order, writes, and only after the write is durable updates
 //! the in-memory amounts, unpins the leases and answers. A client therefore never sees an
@@ -21,6 +25,7 @@ use crate::api::CommitResponse;
 use crate::locks::{AfterCommit, LockError, LockTable};
 use crate::metrics::{Metrics, inc};
 use crate::store::{PreparedCommit, Reject, Store, StoreError};
+use crate::wal::{Wal, WalBatch, WalCommit};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {
@@ -56,6 +61,14 @@ pub struct Writer {
     pub amounts: Amounts,
     pub metrics: Arc<Metrics>,
     pub batch_max: usize,
+    pub wal: Wal,
+    /// LSN the next batch gets.
+    pub next_lsn: u64,
+    /// Checkpoint at least this often while commits flow...
+    pub checkpoint_interval: std::time::Duration,
+    /// ...and whenever the log's segment grows past this.
+    pub wal_segment_bytes_max: u64,
+    pub last_checkpoint: Instant,
 }
 
 impl std::fmt::Debug for Writer {
@@ -72,7 +85,7 @@ fn now_ms() -> u64 {
 
 impl Writer {
     /// Runs on its own thread until [`Job::Stop`] or until every sender is gone.
-    pub fn run(self, mut rx: mpsc::Receiver<Job>) {
+    pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut carry: VecDeque<Pending> = VecDeque::new();
         let mut stopping = false;
         loop {
@@ -90,10 +103,27 @@ impl Writer {
                 }
             }
             if batch.is_empty() && stopping {
+                self.checkpoint();
                 return;
             }
             self.write(batch, &mut carry);
+            if self.last_checkpoint.elapsed() >= self.checkpoint_interval
+                || self.wal.segment_bytes() >= self.wal_segment_bytes_max
+            {
+                self.checkpoint();
+            }
         }
+    }
+
+    /// Makes the store durable up to the last applied batch, then starts a fresh log segment.
+    fn checkpoint(&mut self) {
+        let started = Instant::now();
+        let result = self.store.checkpoint().and_then(|()| self.wal.rotate(self.next_lsn - 1));
+        if let Err(e) = result {
+            fatal("checkpoint", &e);
+        }
+        self.metrics.checkpoint_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        self.last_checkpoint = Instant::now();
     }
 
     fn take(&self, job: Job, batch: &mut Vec<Pending>, stopping: &mut bool) {
@@ -108,7 +138,7 @@ impl Writer {
         }
     }
 
-    fn write(&self, batch: Vec<Pending>, carry: &mut VecDeque<Pending>) {
+    fn write(&mut self, batch: Vec<Pending>, carry: &mut VecDeque<Pending>) {
         let mut ready: Vec<PreparedCommit> = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut seen: HashSet<String> = HashSet::new();
@@ -147,24 +177,34 @@ impl Writer {
             .ok()
             .and_then(|t| t.format(&Rfc3339).ok())
             .unwrap_or_default();
+        let lsn = self.next_lsn;
+        let logged = WalBatch {
+            lsn,
+            at_ms,
+            at: at.clone(),
+            commits: ready
+                .iter()
+                .map(|p| WalCommit {
+                    business: p.business.get(),
+                    fingerprint: hex::encode(p.fingerprint),
+                    request: &p.request,
+                })
+                .collect(),
+        };
         let started = Instant::now();
-        let results = self.store.write_batch(&ready, at_ms, &at);
+        if let Err(e) = self.wal.append(&logged) {
+            // The log's tail is now unknown; appending after it could hide later batches from
+            // recovery. Stop: a restart recovers everything that was acknowledged.
+            fatal("write-ahead log append", &e);
+        }
         self.metrics.fsync_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         self.metrics.commit_batch_size.record(ready.len() as u64);
+        self.next_lsn += 1;
 
-        let results = match results {
+        let results = match self.store.write_batch(&ready, at_ms, &at, lsn) {
             Ok(r) => r,
-            Err(e) => {
-                // The transaction was aborted: nothing of the batch is on disk. Leases stay with
-                // their holders, who may retry.
-                inc(&self.metrics.storage_errors_total);
-                tracing::error!(error = %e, batch = ready.len(), "durable write failed");
-                for (p, reply) in ready.iter().zip(replies) {
-                    self.locks.end_commit(&p.request.locks, AfterCommit::Keep);
-                    let _ = reply.send(Err(CommitError::Storage(e.to_string())));
-                }
-                return;
-            }
+            // Logged but not applied: the store no longer matches the log. Restarting replays it.
+            Err(e) => fatal("applying a logged batch", &e),
         };
 
         {
@@ -210,4 +250,12 @@ impl Writer {
         response.replayed = true;
         Ok(Some(Ok(response)))
     }
+}
+
+/// A storage fault the writer cannot answer around without risking acknowledged data: log it and
+/// stop the process (TigerBeetle's rule). The restart recovers from the log.
+fn fatal(what: &str, e: &StoreError) -> ! {
+    tracing::error!(error = %e, "{what} failed; stopping so that recovery can run");
+    eprintln!("dataserver: fatal storage error during {what}: {e}");
+    std::process::abort()
 }

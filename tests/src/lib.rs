@@ -1,1 +1,6 @@
-pub mod x {}
+//! The InterBank operator tool's library: benchmarks and the harness that starts real processes.
+//! The `interbank` binary (src/main.rs) is a thin command line over it.
+
+pub mod bench_dataserver;
+pub mod lean_http;
+pub mod procs;

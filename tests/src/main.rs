@@ -1,1 +1,45 @@
-fn main() {}
+//! `interbank`: the operator's command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "interbank", version, about = "InterBank operator tool: benchmarks and test harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// 2-account lock -> commit -> release cycles against a data server.
+    Dataserver(interbank_tests::bench_dataserver::Args),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Bench(Bench::Dataserver(args)) => {
+            let json = args.json;
+            match interbank_tests::bench_dataserver::run(args).await {
+                Ok(report) => {
+                    interbank_tests::bench_dataserver::print(&report, json);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("interbank: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! `interbank bench dataserver`: 2-account lock → commit → release cycles against a data server,
+//! from many concurrent connections, with latency percentiles from an HDR histogram.
+
+// Figures for people are floats; money in this module is never a float.
+#![allow(clippy::float_arithmetic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use dataserver::api::{AcquireRequest, AcquireResponse, CommitRequest, CommitResponse, LockRef, SetAmount};
+use hyper::Method;
+
+use crate::lean_http::Conn;
+use dataserver::client::DataClient;
+use dataserver::testkit::{DataServerProcess, SpawnOptions, spawn};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::Rng;
+use shared::{AccountId, BusinessId, Money};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Concurrent connections (each runs cycles back to back).
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds of measured load (after a warm-up of `warmup_s`).
+    #[arg(long, default_value_t = 20)]
+    pub duration_s: u64,
+    #[arg(long, default_value_t = 3)]
+    pub warmup_s: u64,
+    /// Accounts to seed and pick pairs from.
+    #[arg(long, default_value_t = 10_000)]
+    pub accounts: u64,
+    /// An existing data server; without it one is started on a fresh temporary directory.
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(long, default_value_t = 11)]
+    pub business: u32,
+    #[arg(long, default_value = "bench-key-business-11")]
+    pub key: String,
+    /// Only seed the accounts, restart the server on its directory and report its RSS.
+    #[arg(long)]
+    pub rss_only: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Accounts written per seeding commit (the data server's default batch limit).
+const SEED_BATCH_MAX: u64 = 64;
+/// Seeding commits in flight at once.
+const SEED_PARALLELISM: usize = 32;
+const OPENING_CENTS: i64 = 100_000_000;
+
+fn id(v: u64) -> AccountId {
+    AccountId::new(v).expect("account ids start at 1")
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+async fn seed(client: &DataClient, accounts: u64) -> Result<(), String> {
+    let pb = bar(accounts, "seeding");
+    let chunks: Vec<u64> = (0..accounts.div_ceil(SEED_BATCH_MAX)).collect();
+    let opening = Money::from_cents(OPENING_CENTS).map_err(|e| e.to_string())?;
+    let mut stream = futures::stream::iter(chunks.into_iter().map(|chunk| {
+        let client = client.clone();
+        let pb = pb.clone();
+        async move {
+            let first = 1 + chunk * SEED_BATCH_MAX;
+            let last = (first + SEED_BATCH_MAX - 1).min(accounts);
+            let ids: Vec<AccountId> = (first..=last).map(id).collect();
+            let grant = client
+                .acquire(&AcquireRequest { accounts: ids.clone(), wait_ms: Some(5_000), ..Default::default() })
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut tx = CommitRequest::new(format!("seed-{chunk}"));
+            tx.locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
+            tx.set = ids.iter().map(|a| SetAmount { account: *a, amount: opening }).collect();
+            client.commit(&tx).await.map_err(|e| e.to_string())?;
+            pb.inc(ids.len() as u64);
+            Ok::<(), String>(())
+        }
+    }))
+    .buffer_unordered(SEED_PARALLELISM);
+    use futures::StreamExt;
+    while let Some(r) = stream.next().await {
+        r?;
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub connections: usize,
+    pub accounts: u64,
+    pub duration_s: f64,
+    pub commits: u64,
+    pub commits_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub errors: u64,
+    pub server_batches: u64,
+    pub server_mean_batch: f64,
+    pub server_mean_fsync_ms: f64,
+    pub rss_mb: Option<f64>,
+}
+
+/// One cycle: lock two accounts in one call, commit the transfer and release in another.
+async fn cycle(http: &mut Conn, paths: &(String, String), accounts: u64, n: u64, conn: usize) -> Result<(), String> {
+    let (a, b) = {
+        let mut rng = rand::rng();
+        let a = rng.random_range(1..=accounts);
+        let mut b = rng.random_range(1..accounts);
+        if b >= a {
+            b += 1;
+        }
+        (a, b)
+    };
+    let req = AcquireRequest { accounts: vec![id(a), id(b)], wait_ms: Some(2_000), ..Default::default() };
+    let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+    let grant: AcquireResponse = http.call(Method::POST, &paths.0, body).await?;
+    let amount = |x: u64| grant.locks.iter().find(|g| g.account == id(x)).and_then(|g| g.amount).unwrap_or_default();
+    let cent = Money::from_cents(1).map_err(|e| e.to_string())?;
+    let (from, to) = (amount(a), amount(b));
+    let mut tx = CommitRequest::new(format!("b{conn}-{n}"));
+    tx.locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
+    if let (Some(f), Some(t)) = (from.checked_sub(cent), to.checked_add(cent)) {
+        tx.set = vec![SetAmount { account: id(a), amount: f }, SetAmount { account: id(b), amount: t }];
+    } else {
+        tx.set = vec![SetAmount { account: id(a), amount: from }, SetAmount { account: id(b), amount: to }];
+    }
+    let body = serde_json::to_vec(&tx).map_err(|e| e.to_string())?;
+    let _: CommitResponse = http.call(Method::POST, &paths.1, body).await?;
+    Ok(())
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+}
+
+pub async fn run(args: Args) -> Result<Report, String> {
+    let business = BusinessId::new(args.business).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut server: Option<DataServerProcess> = None;
+    let url = match &args.url {
+        Some(u) => u.clone(),
+        None => {
+            let bin = crate::procs::binary("dataserver")?;
+            let opts = SpawnOptions::new(bin, dir.path(), vec![(business, args.key.clone())]);
+            let p = spawn(&opts).map_err(|e| e.to_string())?;
+            let url = p.url();
+            server = Some(p);
+            url
+        }
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections.max(SEED_PARALLELISM))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = DataClient::with_http(http, &url, business, args.key.clone()).map_err(|e| e.to_string())?;
+    seed(&client, args.accounts).await?;
+
+    if args.rss_only {
+        let Some(mut p) = server.take() else {
+            return Err("--rss-only needs a data server started by this tool".into());
+        };
+        // Measure what a restarted server holds: the amounts loaded from disk.
+        p.terminate().map_err(|e| e.to_string())?;
+        let opts =
+            SpawnOptions::new(crate::procs::binary("dataserver")?, dir.path(), vec![(business, args.key.clone())]);
+        let p = spawn(&opts).map_err(|e| e.to_string())?;
+        let health = p.client(0).health().await.map_err(|e| e.to_string())?;
+        let rss = crate::procs::rss_bytes(p.pid()).map(|b| b as f64 / (1024.0 * 1024.0));
+        eprintln!("accounts loaded after restart: {}", health.accounts);
+        return Ok(Report {
+            connections: 0,
+            accounts: health.accounts,
+            duration_s: 0.0,
+            commits: 0,
+            commits_per_s: 0.0,
+            p50_ms: 0.0,
+            p90_ms: 0.0,
+            p99_ms: 0.0,
+            max_ms: 0.0,
+            errors: 0,
+            server_batches: 0,
+            server_mean_batch: 0.0,
+            server_mean_fsync_ms: 0.0,
+            rss_mb: rss,
+        });
+    }
+
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|e| format!("--url must be http://IP:PORT: {e}"))?;
+    let paths = Arc::new((format!("/v1/{business}/locks"), format!("/v1/{business}/commit")));
+    for conn in 0..args.connections {
+        let (measuring, stop, done, errors, paths) =
+            (measuring.clone(), stop.clone(), done.clone(), errors.clone(), paths.clone());
+        let accounts = args.accounts;
+        let mut http = Conn::connect(addr, &args.key).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut n = 0u64;
+            while !stop.load(Relaxed) {
+                n += 1;
+                let t0 = Instant::now();
+                let r = cycle(&mut http, &paths, accounts, n, conn).await;
+                if measuring.load(Relaxed) {
+                    match r {
+                        Ok(()) => {
+                            let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
+                            done.fetch_add(1, Relaxed);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            }
+            hist
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
+    let before = client.metrics().await.map_err(|e| e.to_string())?;
+    measuring.store(true, Relaxed);
+    let started = Instant::now();
+    let pb = bar(args.duration_s, "load");
+    for _ in 0..args.duration_s {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pb.inc(1);
+        pb.set_message(format!("{:.0}/s", done.load(Relaxed) as f64 / started.elapsed().as_secs_f64()));
+    }
+    measuring.store(false, Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = client.metrics().await.map_err(|e| e.to_string())?;
+    stop.store(true, Relaxed);
+    pb.finish_and_clear();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for t in tasks {
+        hist.add(t.await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let delta = |name: &str| metric(&after, name) - metric(&before, name);
+    let batches = delta("dataserver_commit_batch_size_count");
+    let rss_mb = server.as_ref().and_then(|p| crate::procs::rss_bytes(p.pid())).map(|b| b as f64 / (1024.0 * 1024.0));
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Report {
+        connections: args.connections,
+        accounts: args.accounts,
+        duration_s: elapsed,
+        commits: done.load(Relaxed),
+        commits_per_s: done.load(Relaxed) as f64 / elapsed,
+        p50_ms: ms(0.50),
+        p90_ms: ms(0.90),
+        p99_ms: ms(0.99),
+        max_ms: hist.max() as f64 / 1000.0,
+        errors: errors.load(Relaxed),
+        server_batches: batches as u64,
+        server_mean_batch: if batches > 0.0 { delta("dataserver_commit_batch_size_sum") / batches } else { 0.0 },
+        server_mean_fsync_ms: if batches > 0.0 {
+            delta("dataserver_fsync_seconds_sum") * 1000.0 / batches
+        } else {
+            0.0
+        },
+        rss_mb,
+    })
+}
+
+pub fn print(r: &Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    if r.connections == 0 {
+        println!("data server RSS with {} accounts loaded: {:.1} MB", r.accounts, r.rss_mb.unwrap_or(0.0));
+        return;
+    }
+    println!(
+        "data server: 2-account lock -> commit -> release, {} connections, {} accounts",
+        r.connections, r.accounts
+    );
+    println!(
+        "  commits/s      {:>10.0}   ({} commits in {:.1} s, {} errors)",
+        r.commits_per_s, r.commits, r.duration_s, r.errors
+    );
+    println!("  latency (ms)   p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}", r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms);
+    println!(
+        "  group commit   {} durable writes, {:.1} commits each, {:.3} ms per write",
+        r.server_batches, r.server_mean_batch, r.server_mean_fsync_ms
+    );
+    if let Some(rss) = r.rss_mb {
+        println!("  server RSS     {rss:.1} MB");
+    }
+}
