@@ -4,3 +4,4 @@
 pub mod bench_dataserver;
 pub mod lean_http;
 pub mod procs;
+pub mod up;

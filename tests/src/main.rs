@@ -13,6 +13,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start the local network (each bank's processes) until Ctrl-C.
+    Up(interbank_tests::up::Args),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(Bench),
@@ -28,6 +30,13 @@ enum Bench {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Up(args) => match interbank_tests::up::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("interbank: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Bench(Bench::Dataserver(args)) => {
             let json = args.json;
             match interbank_tests::bench_dataserver::run(args).await {
