@@ -142,6 +142,7 @@ impl Application {
             checkpoint_interval: Duration::from_millis(settings.checkpoint_interval_ms),
             wal_segment_bytes_max: settings.wal_segment_bytes_max,
             last_checkpoint: std::time::Instant::now(),
+            purge_cursor: None,
         };
         let writer = std::thread::Builder::new().name("group-commit".into()).spawn(move || w.run(writer_rx))?;
 

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
 use shared::{AccountId, BusinessId, Money};
 
 use crate::api::{
@@ -25,10 +24,11 @@ const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("reco
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 /// (account, journal seq): an account's statement without scanning the journal.
 const ACCOUNT_JOURNAL: TableDefinition<(u64, u64), ()> = TableDefinition::new("account_journal");
-/// tx_id → stored outcome (see [`StoredOutcome`]).
+/// tx_id → `[fingerprint: 32][applied at, ms: u64 LE][journal seq or 0: u64 LE][JSON record versions]`.
+/// Compact on purpose: it is written for every commit, and the full receipt can be rebuilt from
+/// the journal on the rare retry.
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
-/// (applied at, ms since the epoch; tx_id): the purge order of idempotency records.
-const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("idempotency_by_time");
+const IDEM_HEADER_BYTES: usize = 48;
 
 const META_BOOT_EPOCH: &str = "boot_epoch";
 const META_JOURNAL_SEQ: &str = "journal_seq";
@@ -77,10 +77,20 @@ pub enum Reject {
 }
 
 /// The stored answer of an applied commit, for idempotent retries.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct StoredOutcome {
-    pub fingerprint: String,
+    pub fingerprint: [u8; 32],
     pub response: CommitResponse,
+}
+
+/// RFC 3339 text of a time in ms since the Unix epoch: the one place times are rendered, so a
+/// rebuilt receipt says exactly what the original said.
+pub fn rfc3339_ms(at_ms: u64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,8 +119,15 @@ pub trait Store: Send + Sync + 'static {
     fn checkpoint(&self) -> Result<(), StoreError>;
     /// LSN of the last batch applied.
     fn applied_lsn(&self) -> Result<u64, StoreError>;
-    /// Forgets idempotency records applied before `before_ms`; at most `max` of them.
-    fn purge_idempotency(&self, before_ms: u64, max: usize) -> Result<usize, StoreError>;
+    /// Looks at up to `max` idempotency records after the cursor `after` and forgets those applied
+    /// before `before_ms`. Returns how many it forgot and the cursor for the next pass (`None`
+    /// once the end is reached; the next pass starts over).
+    fn purge_idempotency(
+        &self,
+        before_ms: u64,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(usize, Option<String>), StoreError>;
     fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>, StoreError>;
     fn scan_records(
         &self,
@@ -168,7 +185,6 @@ impl RedbStore {
             txn.open_table(JOURNAL)?;
             txn.open_table(ACCOUNT_JOURNAL)?;
             txn.open_table(IDEMPOTENCY)?;
-            txn.open_table(IDEMPOTENCY_BY_TIME)?;
         }
         txn.commit()?;
         Ok(RedbStore { db })
@@ -210,10 +226,30 @@ impl Store for RedbStore {
     fn stored_outcome(&self, tx_id: &str) -> Result<Option<StoredOutcome>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(IDEMPOTENCY)?;
-        match table.get(tx_id)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
-            None => Ok(None),
-        }
+        let Some(raw) = table.get(tx_id)? else { return Ok(None) };
+        let raw = raw.value();
+        let (header, versions) =
+            raw.split_at_checked(IDEM_HEADER_BYTES).ok_or_else(|| corrupt("idempotency record"))?;
+        let word = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().unwrap_or_default());
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(&header[..32]);
+        let (at_ms, seq) = (word(32), word(40));
+        let amounts = if seq == 0 {
+            Vec::new()
+        } else {
+            let journal = txn.open_table(JOURNAL)?;
+            let entry = journal.get(seq)?.ok_or_else(|| corrupt("idempotency record points at no journal entry"))?;
+            serde_json::from_slice::<JournalEntry>(entry.value())?.changes
+        };
+        let response = CommitResponse {
+            tx_id: tx_id.to_string(),
+            at: rfc3339_ms(at_ms),
+            journal_seq: (seq != 0).then_some(seq),
+            amounts,
+            records: serde_json::from_slice(versions)?,
+            replayed: false,
+        };
+        Ok(Some(StoredOutcome { fingerprint, response }))
     }
 
     fn write_batch(
@@ -232,7 +268,6 @@ impl Store for RedbStore {
             let mut journal = txn.open_table(JOURNAL)?;
             let mut account_journal = txn.open_table(ACCOUNT_JOURNAL)?;
             let mut idem = txn.open_table(IDEMPOTENCY)?;
-            let mut idem_by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
             let mut journal_seq = meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
             let mut record_seq = meta.get(META_RECORD_SEQ)?.map(|v| v.value()).unwrap_or(0);
 
@@ -336,10 +371,13 @@ impl Store for RedbStore {
                     records: versions,
                     replayed: false,
                 };
-                let stored = StoredOutcome { fingerprint: hex::encode(c.fingerprint), response };
-                idem.insert(req.tx_id.as_str(), serde_json::to_vec(&stored)?.as_slice())?;
-                idem_by_time.insert((at_ms, req.tx_id.as_str()), ())?;
-                results.push(Ok(stored.response));
+                let mut raw = Vec::with_capacity(IDEM_HEADER_BYTES + 2);
+                raw.extend_from_slice(&c.fingerprint);
+                raw.extend_from_slice(&at_ms.to_le_bytes());
+                raw.extend_from_slice(&seq.unwrap_or(0).to_le_bytes());
+                serde_json::to_writer(&mut raw, &response.records)?;
+                idem.insert(req.tx_id.as_str(), raw.as_slice())?;
+                results.push(Ok(response));
             }
             meta.insert(META_JOURNAL_SEQ, journal_seq)?;
             meta.insert(META_RECORD_SEQ, record_seq)?;
@@ -362,26 +400,42 @@ impl Store for RedbStore {
         Ok(meta.get(META_APPLIED_LSN)?.map(|v| v.value()).unwrap_or(0))
     }
 
-    fn purge_idempotency(&self, before_ms: u64, max: usize) -> Result<usize, StoreError> {
+    fn purge_idempotency(
+        &self,
+        before_ms: u64,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(usize, Option<String>), StoreError> {
         // Not logged: a purge lost in a crash is simply done again later.
         let txn = self.non_durable_txn()?;
-        let n = {
-            let mut by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
+        let (n, next) = {
             let mut idem = txn.open_table(IDEMPOTENCY)?;
-            let mut victims: Vec<(u64, String)> = Vec::new();
-            for row in by_time.range((0u64, "")..(before_ms, ""))?.take(max) {
-                let (k, _) = row?;
-                let (t, id) = k.value();
-                victims.push((t, id.to_string()));
+            let mut victims: Vec<String> = Vec::new();
+            let mut last: Option<String> = None;
+            let mut seen = 0;
+            let range = match after {
+                Some(a) => idem.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?,
+                None => idem.range::<&str>(..)?,
+            };
+            for row in range {
+                let (k, v) = row?;
+                seen += 1;
+                let at_ms = v.value().get(32..40).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+                if at_ms < before_ms {
+                    victims.push(k.value().to_string());
+                }
+                last = Some(k.value().to_string());
+                if seen == max {
+                    break;
+                }
             }
-            for (t, id) in &victims {
-                by_time.remove((*t, id.as_str()))?;
+            for id in &victims {
                 idem.remove(id.as_str())?;
             }
-            victims.len()
+            (victims.len(), if seen == max { last } else { None })
         };
         txn.commit()?;
-        Ok(n)
+        Ok((n, next))
     }
 
     fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>, StoreError> {
@@ -490,5 +544,54 @@ impl Store for RedbStore {
         let meta = txn.open_table(META)?;
         let amounts = txn.open_table(AMOUNTS)?;
         Ok(Stats { accounts: amounts.len()?, journal_seq: meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SetAmount;
+
+    fn commit(tx: &str, account: u64, cents: i64) -> PreparedCommit {
+        let mut request = CommitRequest::new(tx);
+        request.set =
+            vec![SetAmount { account: AccountId::new(account).unwrap(), amount: Money::from_cents(cents).unwrap() }];
+        request.records = vec![RecordOp::Put {
+            collection: "c".into(),
+            key: tx.into(),
+            value: serde_json::json!(1),
+            if_version: None,
+        }];
+        PreparedCommit { business: BusinessId::new(1).unwrap(), request, fingerprint: [7; 32] }
+    }
+
+    #[test]
+    fn stored_outcome_rebuilds_the_receipt_and_purge_pages_by_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path(), 1 << 20).unwrap();
+        let old: Vec<_> = (0..5).map(|i| commit(&format!("old-{i}"), 1 + i, 100)).collect();
+        let new: Vec<_> = (0..3).map(|i| commit(&format!("new-{i}"), 10 + i, 200)).collect();
+        let r_old = store.write_batch(&old, 1_000, &rfc3339_ms(1_000), 1).unwrap();
+        store.write_batch(&new, 9_000, &rfc3339_ms(9_000), 2).unwrap();
+
+        let stored = store.stored_outcome("old-2").unwrap().unwrap();
+        assert_eq!(stored.fingerprint, [7; 32]);
+        assert_eq!(Ok(&stored.response), r_old[2].as_ref());
+
+        // Pages of 3: the cursor walks the whole table, removing only what is old enough.
+        let (mut purged, mut cursor, mut passes) = (0, None, 0);
+        loop {
+            let (n, next) = store.purge_idempotency(5_000, cursor.as_deref(), 3).unwrap();
+            purged += n;
+            passes += 1;
+            cursor = next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!((purged, passes), (5, 3));
+        assert!(store.stored_outcome("old-0").unwrap().is_none());
+        assert!(store.stored_outcome("new-2").unwrap().is_some());
+        assert_eq!(store.applied_lsn().unwrap(), 2);
     }
 }

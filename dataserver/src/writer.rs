@@ -17,14 +17,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 use shared::{AccountId, Money};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::CommitResponse;
 use crate::locks::{AfterCommit, LockError, LockTable};
 use crate::metrics::{Metrics, inc};
-use crate::store::{PreparedCommit, Reject, Store, StoreError};
+use crate::store::{PreparedCommit, Reject, Store, StoreError, rfc3339_ms};
 use crate::wal::{Wal, WalBatch, WalCommit};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +67,8 @@ pub struct Writer {
     /// ...and whenever the log's segment grows past this.
     pub wal_segment_bytes_max: u64,
     pub last_checkpoint: Instant,
+    /// Where the next idempotency purge pass starts.
+    pub purge_cursor: Option<String>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -126,14 +126,20 @@ impl Writer {
         self.last_checkpoint = Instant::now();
     }
 
-    fn take(&self, job: Job, batch: &mut Vec<Pending>, stopping: &mut bool) {
+    fn take(&mut self, job: Job, batch: &mut Vec<Pending>, stopping: &mut bool) {
         match job {
             Job::Commit { prepared, reply } => batch.push((prepared, reply)),
-            Job::PurgeIdempotency { before_ms, max } => match self.store.purge_idempotency(before_ms, max) {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records purged"),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "idempotency purge failed"),
-            },
+            Job::PurgeIdempotency { before_ms, max } => {
+                match self.store.purge_idempotency(before_ms, self.purge_cursor.as_deref(), max) {
+                    Ok((n, next)) => {
+                        self.purge_cursor = next;
+                        if n > 0 {
+                            tracing::info!(purged = n, "expired idempotency records purged");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "idempotency purge failed"),
+                }
+            }
             Job::Stop => *stopping = true,
         }
     }
@@ -173,10 +179,7 @@ impl Writer {
         }
 
         let at_ms = now_ms();
-        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-            .ok()
-            .and_then(|t| t.format(&Rfc3339).ok())
-            .unwrap_or_default();
+        let at = rfc3339_ms(at_ms);
         let lsn = self.next_lsn;
         let logged = WalBatch {
             lsn,
@@ -241,7 +244,7 @@ impl Writer {
         let Some(stored) = self.store.stored_outcome(&p.request.tx_id)? else {
             return Ok(None);
         };
-        if stored.fingerprint != hex::encode(p.fingerprint) {
+        if stored.fingerprint != p.fingerprint {
             inc(&self.metrics.commit_rejects_total);
             return Ok(Some(Err(CommitError::IdempotencyConflict(p.request.tx_id.clone()))));
         }
