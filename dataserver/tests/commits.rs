@@ -179,3 +179,24 @@ async fn sigterm_stops_cleanly_and_everything_survives_a_restart() {
     assert!(fresh[0].token > held[0].token);
     assert_eq!(fresh[0].token >> dataserver::locks::TOKEN_SEQ_BITS, server.boot_epoch);
 }
+
+/// A retry racing its own original (same batch, or logged and not yet applied) must get the
+/// original's outcome, not a fencing error, and the commit must apply once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_apply_once_and_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_server(dir.path());
+    let c = server.client(0);
+    const ROUNDS: u64 = 50;
+    for i in 0..ROUNDS {
+        let locks = lock(&c, &[1]).await;
+        let mut tx = CommitRequest::new(format!("dup-{i}"));
+        tx.locks = locks;
+        tx.set = vec![SetAmount { account: acc(1), amount: money(&i.to_string()) }];
+        let (a, b) = tokio::join!(c.commit(&tx), c.commit(&tx));
+        let (a, b) = (a.expect("original or replay"), b.expect("original or replay"));
+        assert_eq!(a.journal_seq, b.journal_seq);
+        assert_eq!(u8::from(a.replayed) + u8::from(b.replayed), 1, "exactly one of the two applied it");
+    }
+    assert_eq!(c.health().await.unwrap().journal_seq, ROUNDS);
+}
