@@ -571,4 +571,67 @@ mod tests {
         }
         assert_eq!(t.held_total(), 0);
     }
+
+    /// Randomised stress with an oracle: 48 tasks take random overlapping batches with waiting,
+    /// some give up mid-wait (their future is dropped, as when a client disconnects), the rest
+    /// commit. At every grant no account may have another holder; nothing may deadlock; at the
+    /// end no slot, queue place or count may be left behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn random_batches_with_cancellation_keep_mutual_exclusion_and_leave_nothing_behind() {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        const ACCOUNTS: u64 = 6;
+        const TASKS: u32 = 48;
+        const ROUNDS: u32 = 40;
+        let t = Arc::new(LockTable::new(1, 1_000));
+        let holders: Arc<Vec<AtomicU8>> = Arc::new((0..=ACCOUNTS).map(|_| AtomicU8::new(0)).collect());
+        let mut tasks = Vec::new();
+        for task in 0..TASKS {
+            let (t, holders) = (t.clone(), holders.clone());
+            tasks.push(tokio::spawn(async move {
+                // A small deterministic generator per task: reproducible from the task number.
+                let mut x = u64::from(task).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut next = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let (mut granted, mut gave_up) = (0u32, 0u32);
+                for _ in 0..ROUNDS {
+                    let mut accs: Vec<AccountId> = (0..1 + next() % 3).map(|_| acc(1 + next() % ACCOUNTS)).collect();
+                    accs.sort();
+                    accs.dedup();
+                    let patience = Duration::from_micros(50 + next() % 3_000);
+                    let fut = t.acquire(biz(1 + task), &accs, LEASE, Duration::from_secs(30), None);
+                    let Ok(result) = tokio::time::timeout(patience, fut).await else {
+                        gave_up += 1; // dropped mid-wait
+                        continue;
+                    };
+                    let g = result.expect("a long wait never fails");
+                    for l in &g.locks {
+                        let before = holders[l.account.get() as usize].fetch_add(1, Ordering::SeqCst);
+                        assert_eq!(before, 0, "account {} granted while held", l.account);
+                    }
+                    t.begin_commit(biz(1 + task), &g.locks).expect("a live lease can commit");
+                    // Simulated work while holding, so that impatient waiters really give up.
+                    tokio::time::sleep(Duration::from_micros(next() % 400)).await;
+                    for l in &g.locks {
+                        holders[l.account.get() as usize].fetch_sub(1, Ordering::SeqCst);
+                    }
+                    t.end_commit(&g.locks, AfterCommit::Release);
+                    granted += 1;
+                }
+                (granted, gave_up)
+            }));
+        }
+        let (mut granted, mut gave_up) = (0, 0);
+        for task in tasks {
+            let (g, c) = tokio::time::timeout(Duration::from_secs(60), task).await.expect("no deadlock").unwrap();
+            granted += g;
+            gave_up += c;
+        }
+        assert!(granted > 0 && gave_up > 0, "both paths exercised: {granted} granted, {gave_up} gave up");
+        assert_eq!(t.held_total(), 0);
+        assert!(t.inner.lock().slots.is_empty(), "no slot or queue place left behind");
+    }
 }
