@@ -634,4 +634,37 @@ mod tests {
         assert_eq!(t.held_total(), 0);
         assert!(t.inner.lock().slots.is_empty(), "no slot or queue place left behind");
     }
+
+    fn queue_len(t: &LockTable, a: AccountId) -> usize {
+        t.inner.lock().slots.get(&a).map_or(0, |s| s.queue.len())
+    }
+
+    /// Waiters are granted in arrival order, and a newcomer that does not wait cannot barge in
+    /// ahead of them when the lock frees.
+    #[tokio::test]
+    async fn waiters_are_granted_first_come_first_served() {
+        let t = Arc::new(LockTable::new(1, 100));
+        let held = t.acquire(biz(1), &[acc(1)], LEASE, Duration::ZERO, None).await.unwrap();
+        let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for b in [2u32, 3, 4] {
+            let (t2, order) = (t.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let g = t2.acquire(biz(b), &[acc(1)], LEASE, Duration::from_secs(10), None).await.unwrap();
+                order.lock().push(b);
+                t2.release(biz(b), g.locks[0]).unwrap();
+            }));
+            // Let this waiter take its place in the queue before the next one arrives.
+            while queue_len(&t, acc(1)) < waiters.len() {
+                tokio::task::yield_now().await;
+            }
+        }
+        t.release(biz(1), held.locks[0]).unwrap();
+        // The lock is free but promised to the queue's front: a non-waiting request is refused.
+        assert_eq!(t.acquire(biz(9), &[acc(1)], LEASE, Duration::ZERO, None).await, Err(LockError::Locked(acc(1))));
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock(), vec![2, 3, 4]);
+    }
 }
