@@ -93,6 +93,11 @@ pub enum RecordOp {
         key: String,
         if_version: u64,
     },
+    /// The record must exist, at any version (e.g. "the account is open").
+    Present {
+        collection: String,
+        key: String,
+    },
 }
 
 impl RecordOp {
@@ -100,13 +105,17 @@ impl RecordOp {
         match self {
             RecordOp::Put { collection, .. }
             | RecordOp::Delete { collection, .. }
-            | RecordOp::Check { collection, .. } => collection,
+            | RecordOp::Check { collection, .. }
+            | RecordOp::Present { collection, .. } => collection,
         }
     }
 
     pub fn key(&self) -> &str {
         match self {
-            RecordOp::Put { key, .. } | RecordOp::Delete { key, .. } | RecordOp::Check { key, .. } => key,
+            RecordOp::Put { key, .. }
+            | RecordOp::Delete { key, .. }
+            | RecordOp::Check { key, .. }
+            | RecordOp::Present { key, .. } => key,
         }
     }
 }

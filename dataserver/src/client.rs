@@ -197,6 +197,16 @@ impl DataClient {
         Self::send(self.v1(Method::GET, &["amounts"])?.query(&q)).await
     }
 
+    /// The posted amount, regardless of who holds the account's lease; `None` if never written.
+    pub async fn posted_amount(&self, account: AccountId) -> Result<Option<Money>> {
+        let a = account.to_string();
+        match Self::send::<AmountBody>(self.v1(Method::GET, &["amounts", &a])?).await {
+            Ok(b) => Ok(Some(b.amount)),
+            Err(ClientError::Api { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn health(&self) -> Result<Health> {
         Self::send(self.http.get(self.url(&["health"])?)).await
     }

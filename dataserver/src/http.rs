@@ -75,6 +75,7 @@ impl ApiError {
             ApiError::Lock(LockError::TokensExhausted) => "tokens_exhausted",
             ApiError::Commit(CommitError::Lock(e)) => ApiError::Lock(e.clone()).code(),
             ApiError::Commit(CommitError::Condition { .. }) => "condition_failed",
+            ApiError::Commit(CommitError::Absent { .. }) => "record_absent",
             ApiError::Commit(CommitError::IdempotencyConflict(_)) => "idempotency_conflict",
             ApiError::Commit(CommitError::Storage(_)) | ApiError::Unavailable(_) => "unavailable",
             ApiError::TooLarge(_) => "body_too_large",
@@ -96,9 +97,9 @@ impl ResponseError for ApiError {
             ApiError::Lock(LockError::TokensExhausted) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Lock(_) => StatusCode::CONFLICT,
             ApiError::Commit(CommitError::Lock(e)) => ApiError::Lock(e.clone()).status_code(),
-            ApiError::Commit(CommitError::Condition { .. } | CommitError::IdempotencyConflict(_)) => {
-                StatusCode::CONFLICT
-            }
+            ApiError::Commit(
+                CommitError::Condition { .. } | CommitError::Absent { .. } | CommitError::IdempotencyConflict(_),
+            ) => StatusCode::CONFLICT,
             ApiError::Commit(CommitError::Storage(_)) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -600,6 +601,22 @@ pub async fn journal(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// One account's posted amount, whoever holds its lease: the balance a statement shows. Unlike
+/// the seed's `getAmount`, never refused for a lock (a read of committed state needs none).
+pub async fn posted_amount(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    caller.owns(&path.0)?;
+    let account = parse_account(&path.1)?;
+    let amount = state.amounts.read().get(&account).copied();
+    match amount {
+        Some(amount) => Ok(HttpResponse::Ok().json(AmountBody { amount })),
+        None => Err(ApiError::NotFound(format!("account {account} has never been written"))),
+    }
+}
+
 /// Every posted amount in account order, paginated: the snapshot an auditor replays against.
 pub async fn amounts(
     caller: Caller,
@@ -685,6 +702,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(res("/v1/{business}/locks/release").route(web::post().to(release_batch)))
         .service(res("/v1/{business}/commit").route(web::post().to(commit_route)))
         .service(res("/v1/{business}/amounts").route(web::get().to(amounts)))
+        .service(res("/v1/{business}/amounts/{account}").route(web::get().to(posted_amount)))
         .service(res("/v1/{business}/journal").route(web::get().to(journal)))
         .service(res("/v1/{business}/records/{collection}").route(web::get().to(scan_records)))
         .service(res("/v1/{business}/records/{collection}/{key}").route(web::get().to(get_record)));

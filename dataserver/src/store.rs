@@ -73,7 +73,17 @@ pub struct PreparedCommit {
 /// Why one commit of a batch was refused. Nothing of it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reject {
-    Condition { collection: String, key: String, expected: u64, actual: u64 },
+    Condition {
+        collection: String,
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// A `present` condition found no record.
+    Absent {
+        collection: String,
+        key: String,
+    },
 }
 
 /// The stored answer of an applied commit, for idempotent retries.
@@ -287,9 +297,14 @@ impl Store for RedbStore {
                             None => 0,
                         },
                     };
+                    if matches!(op, RecordOp::Present { .. }) && current == 0 {
+                        reject = Some(Reject::Absent { collection: k.0.into(), key: k.1.into() });
+                        break;
+                    }
                     let expected = match op {
                         RecordOp::Put { if_version, .. } | RecordOp::Delete { if_version, .. } => *if_version,
                         RecordOp::Check { if_version, .. } => Some(*if_version),
+                        RecordOp::Present { .. } => None,
                     };
                     if let Some(expected) = expected
                         && expected != current
@@ -308,7 +323,7 @@ impl Store for RedbStore {
                             record_seq
                         }
                         RecordOp::Delete { .. } => 0,
-                        RecordOp::Check { .. } => current,
+                        RecordOp::Check { .. } | RecordOp::Present { .. } => current,
                     };
                     overlay.insert(k, next);
                     planned.push((op, next));
@@ -357,7 +372,7 @@ impl Store for RedbStore {
                         RecordOp::Delete { collection, key, .. } => {
                             records.remove((collection.as_str(), key.as_str()))?;
                         }
-                        RecordOp::Check { .. } => continue,
+                        RecordOp::Check { .. } | RecordOp::Present { .. } => continue,
                     }
                     versions.push(RecordVersion { collection: op.collection().into(), key: op.key().into(), version });
                 }

@@ -31,6 +31,8 @@ pub enum CommitError {
     Lock(#[from] LockError),
     #[error("condition failed on {collection}/{key}: expected version {expected}, found {actual}")]
     Condition { collection: String, key: String, expected: u64, actual: u64 },
+    #[error("condition failed: {collection}/{key} does not exist")]
+    Absent { collection: String, key: String },
     #[error("transaction id {0:?} was already used for a different request")]
     IdempotencyConflict(String),
     #[error("the durable write failed; nothing of this commit was applied: {0}")]
@@ -229,10 +231,15 @@ impl Writer {
                     self.locks.end_commit(&p.request.locks, after);
                     Ok(resp)
                 }
-                Err(Reject::Condition { collection, key, expected, actual }) => {
+                Err(reject) => {
                     inc(&self.metrics.commit_rejects_total);
                     self.locks.end_commit(&p.request.locks, AfterCommit::Keep);
-                    Err(CommitError::Condition { collection, key, expected, actual })
+                    Err(match reject {
+                        Reject::Condition { collection, key, expected, actual } => {
+                            CommitError::Condition { collection, key, expected, actual }
+                        }
+                        Reject::Absent { collection, key } => CommitError::Absent { collection, key },
+                    })
                 }
             };
             let _ = reply.send(answer);

@@ -200,3 +200,29 @@ async fn concurrent_duplicates_apply_once_and_both_succeed() {
     }
     assert_eq!(c.health().await.unwrap().journal_seq, ROUNDS);
 }
+
+/// `present` makes a commit depend on a record existing (an account being open) without a read
+/// round trip; the posted amount can be read while another business holds the lease.
+#[tokio::test]
+async fn present_condition_and_posted_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_server(dir.path());
+    let (c, other) = (server.client(0), server.client(1));
+    let locks = lock(&c, &[4]).await;
+    let mut tx = CommitRequest::new("needs-open");
+    tx.locks = locks.clone();
+    tx.set = vec![SetAmount { account: acc(4), amount: money("5") }];
+    tx.records = vec![RecordOp::Present { collection: "accounts".into(), key: "4".into() }];
+    assert_eq!(c.commit(&tx).await.unwrap_err().code(), Some("record_absent"));
+    assert_eq!(other.posted_amount(acc(4)).await.unwrap(), None);
+
+    let mut open = CommitRequest::new("open-4");
+    open.records = vec![put("accounts", "4", json!({"open": true}), Some(0))];
+    c.commit(&open).await.unwrap();
+    c.commit(&tx).await.unwrap(); // the leases survived the refusal
+    // Locked by business 11 for nothing now, but say it still held a lease: reads go through.
+    let held = lock(&c, &[4]).await;
+    assert_eq!(other.get_amount(acc(4)).await.unwrap_err().code(), Some("locked"));
+    assert_eq!(other.posted_amount(acc(4)).await.unwrap(), Some(money("5")));
+    assert_eq!(c.release(&held).await.unwrap(), 1);
+}

@@ -73,6 +73,7 @@ async fn every_route_requires_the_right_key() {
             Some(r#"{"tx_id":"x","records":[{"op":"put","collection":"a","key":"b","value":1}]}"#),
         ),
         (Method::GET, "/v1/11/amounts", None),
+        (Method::GET, "/v1/11/amounts/1", None),
         (Method::GET, "/v1/11/journal", None),
         (Method::GET, "/v1/11/records/a", None),
         (Method::GET, "/v1/11/records/a/b", None),
@@ -290,6 +291,8 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
         case(Method::GET, "/v1/11/journal?account=x", None, k, 400, "account_id_invalid"),
         case(Method::GET, "/v1/11/journal?after=x", None, k, 400, "after_invalid"),
         case(Method::GET, "/v1/11/amounts?after=-1", None, k, 400, "account_id_invalid"),
+        case(Method::GET, "/v1/11/amounts/x", None, k, 400, "account_id_invalid"),
+        case(Method::GET, "/v1/11/amounts/2", None, k, 404, "not_found"),
         // routing
         case(Method::GET, "/getLock/11/1", None, k, 405, "method_not_allowed"),
         case(Method::DELETE, "/v1/11/commit", None, k, 405, "method_not_allowed"),
