@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -45,15 +45,10 @@ impl SpawnOptions {
     }
 }
 
-/// Starts the server and waits for its "listening on" line.
-pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
-    let mut cmd = Command::new(&opts.bin);
-    cmd.arg("--listen").arg(&opts.listen).arg("--data-dir").arg(&opts.data_dir);
-    for (b, k) in &opts.keys {
-        cmd.arg("--key").arg(format!("{b}:{k}"));
-    }
-    cmd.args(&opts.extra_args)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+/// Starts `cmd` with stdout piped and returns it with its first line of output, which our
+/// servers print once they listen (after recovery). Stdout keeps being drained afterwards.
+pub fn spawn_command(mut cmd: Command) -> std::io::Result<(Child, String)> {
+    cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -67,18 +62,32 @@ pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
         }
         for _ in lines {} // keep the pipe drained
     });
-    let line = match rx.recv_timeout(Duration::from_millis(START_TIMEOUT_MS)) {
-        Ok(l) => l,
+    match rx.recv_timeout(Duration::from_millis(START_TIMEOUT_MS)) {
+        Ok(line) => Ok((child, line)),
         Err(_) => {
             let _ = child.kill();
             let status = child.wait()?;
-            return Err(std::io::Error::other(format!("dataserver did not start ({status})")));
+            Err(std::io::Error::other(format!("{:?} did not start ({status})", cmd.get_program())))
         }
-    };
+    }
+}
+
+/// The address in a "... listening on http://ADDR ..." line.
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    line.split("http://").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+/// Starts the server and waits for its "listening on" line.
+pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
+    let mut cmd = Command::new(&opts.bin);
+    cmd.arg("--listen").arg(&opts.listen).arg("--data-dir").arg(&opts.data_dir);
+    for (b, k) in &opts.keys {
+        cmd.arg("--key").arg(format!("{b}:{k}"));
+    }
+    cmd.args(&opts.extra_args);
+    let (child, line) = spawn_command(cmd)?;
     let parse = || -> Option<(SocketAddr, u64)> {
-        let rest = line.split("http://").nth(1)?;
-        let (addr, epoch) = rest.split_once(" boot_epoch=")?;
-        Some((addr.parse().ok()?, epoch.trim().parse().ok()?))
+        Some((listening_addr(&line)?, line.split(" boot_epoch=").nth(1)?.trim().parse().ok()?))
     };
     let (addr, boot_epoch) =
         parse().ok_or_else(|| std::io::Error::other(format!("unexpected first line: {line:?}")))?;
@@ -125,8 +134,4 @@ pub fn sibling_binary(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
     [dir.join(name), dir.parent()?.join(name)].into_iter().find(|p| p.is_file())
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.is_file()
 }

@@ -7,6 +7,7 @@
 //! on: a `Money` never has three decimals, an `Ibk` never names bank 0, a `Document` always has
 //! correct check digits.
 
+pub mod api;
 pub mod document;
 pub mod error;
 pub mod ids;

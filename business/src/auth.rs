@@ -1,0 +1,42 @@
+//! Who is calling. The operator (teller) API takes the bank's operator key.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::header::HeaderMap;
+use actix_web::{FromRequest, HttpRequest, web};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A credential from `Authorization: Bearer KEY` or the seed's `auth: KEY`.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        return v.strip_prefix("Bearer ");
+    }
+    headers.get("auth").and_then(|v| v.to_str().ok())
+}
+
+pub fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Proof that the caller holds the operator key.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator;
+
+impl FromRequest for Operator {
+    type Error = ApiError;
+    type Future = Ready<Result<Operator, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Compared as SHA-256 digests: equal-length inputs, so the comparison's timing says
+        // nothing about how much of a guess was right.
+        let ok = req
+            .app_data::<web::Data<AppState>>()
+            .zip(presented_key(req.headers()))
+            .is_some_and(|(state, k)| digest(k) == state.operator_key_digest);
+        ready(if ok { Ok(Operator) } else { Err(ApiError::Unauthorized) })
+    }
+}

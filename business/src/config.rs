@@ -1,0 +1,75 @@
+//! Configuration of one business replica: flags with environment-variable fallbacks.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use shared::{BankId, BusinessId};
+
+#[derive(Clone, Parser)]
+#[command(name = "business", version, about = "An InterBank business server (one stateless replica of a bank)")]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, env = "BUSINESS_LISTEN", default_value = "127.0.0.1:3001")]
+    pub listen: SocketAddr,
+
+    /// The bank this replica serves.
+    #[arg(long, env = "BUSINESS_BANK_ID")]
+    pub bank_id: BankId,
+
+    /// This replica's id at the bank's data server (its key is bound to it).
+    #[arg(long, env = "BUSINESS_BUSINESS_ID")]
+    pub business_id: BusinessId,
+
+    /// Base URL of the bank's data server.
+    #[arg(long, env = "BUSINESS_DATASERVER")]
+    pub dataserver: String,
+
+    /// This replica's key at the data server.
+    #[arg(long, env = "BUSINESS_DATASERVER_KEY", hide_env_values = true)]
+    pub dataserver_key: String,
+
+    /// Key of the operator/teller API (seed 004's routes).
+    #[arg(long, env = "BUSINESS_OPERATOR_KEY", hide_env_values = true)]
+    pub operator_key: String,
+
+    /// Longest an operation waits, in FIFO order, for its accounts' locks.
+    #[arg(long, env = "BUSINESS_LOCK_WAIT_MS", default_value_t = 2_000)]
+    pub lock_wait_ms: u64,
+
+    /// Lease asked for each operation's locks; it bounds how long a crashed replica blocks them.
+    #[arg(long, env = "BUSINESS_LEASE_MS", default_value_t = 5_000)]
+    pub lease_ms: u64,
+
+    /// Most attempts of one operation when its lease was lost or the data server did not answer.
+    #[arg(long, env = "BUSINESS_ATTEMPTS_MAX", default_value_t = 4)]
+    pub attempts_max: u32,
+
+    /// Largest request body.
+    #[arg(long, env = "BUSINESS_BODY_BYTES_MAX", default_value_t = 64 << 10)]
+    pub body_bytes_max: usize,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "BUSINESS_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl std::fmt::Debug for Settings {
+    // Keys never reach logs, not even through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("bank_id", &self.bank_id)
+            .field("business_id", &self.business_id)
+            .field("dataserver", &self.dataserver)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fixed limits of the API contract.
+pub mod limits {
+    /// Longest `Idempotency-Key` accepted.
+    pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 128;
+    /// First back-off after a lost lease or an unanswered data server; doubles, with jitter.
+    pub const RETRY_BACKOFF_MS_MIN: u64 = 5;
+    pub const RETRY_BACKOFF_MS_MAX: u64 = 200;
+}

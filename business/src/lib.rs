@@ -1,0 +1,106 @@
+//! An InterBank business server: one stateless replica of a bank, over the bank's data server.
+//!
+//! Any replica serves any request and keeps nothing of its own: state lives in the data server,
+//! concurrency goes through its lock leases, and every change is one of its atomic commits, so
+//! killing a replica at any instant loses nothing and leaves nothing half done.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ledger;
+pub mod model;
+pub mod routes;
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use dataserver::client::DataClient;
+
+pub use config::Settings;
+use ledger::Ledger;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub operator_key_digest: [u8; 32],
+    pub ledger: Ledger,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "bank_id": state.settings.bank_id,
+        "business_id": state.settings.business_id,
+    }))
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        if settings.operator_key.len() < 8 {
+            return Err(StartError::Config("the operator key must have at least 8 characters".into()));
+        }
+        let ds = DataClient::new(&settings.dataserver, settings.business_id, settings.dataserver_key.clone())
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let ledger = Ledger {
+            ds,
+            lock_wait_ms: settings.lock_wait_ms,
+            lease_ms: settings.lease_ms,
+            attempts_max: settings.attempts_max.max(1),
+        };
+        let listener = TcpListener::bind(settings.listen)?;
+        let addr = listener.local_addr()?;
+        let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let body_max = settings.body_bytes_max;
+        let state =
+            web::Data::new(AppState { operator_key_digest: auth::digest(&settings.operator_key), settings, ledger });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::JsonConfig::default().limit(body_max).error_handler(error::json_error))
+                .app_data(web::PayloadConfig::default().limit(body_max))
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .configure(routes::configure)
+                .default_service(web::to(error::not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Application { addr, server })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until SIGTERM/SIGINT; actix then drains in-flight requests before returning.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,61 @@
+//! How a bank's business state is laid out in its data server's generic records.
+//!
+//! * `accounts/{id:016}` — an open account (the zero-padded id keeps scans in id order). Its
+//!   posted balance is the data server's amount for that id. Closing deletes the record, so a
+//!   commit's `present` condition on it means "the account is open".
+//! * `idempotency/{key}` — an operator request made with an `Idempotency-Key`, with its
+//!   receipt, written in the same commit as the operation itself.
+
+use dataserver::api::{CommitRequest, LockRef, RecordOp, SetAmount};
+use serde::{Deserialize, Serialize};
+use shared::api::OperationReceipt;
+use shared::{AccountId, Document, Money};
+
+pub const ACCOUNTS: &str = "accounts";
+pub const IDEMPOTENCY: &str = "idempotency";
+
+pub fn account_key(id: AccountId) -> String {
+    format!("{:016}", id.get())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountType {
+    Individual,
+    Legal,
+    Joint,
+}
+
+/// The stored account (its balance lives in the data server's amounts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub id: AccountId,
+    pub name: String,
+    pub documents: Vec<Document>,
+    #[serde(rename = "type")]
+    pub kind: AccountType,
+    pub created_at: String,
+}
+
+/// The commit that opens an account: its record (which must not exist) and a zero balance, under
+/// the account's lock. One place, used by account creation and by provisioning tools.
+pub fn open_account_commit(tx_id: String, lock: LockRef, record: &AccountRecord) -> CommitRequest {
+    let mut c = CommitRequest::new(tx_id);
+    c.locks = vec![lock];
+    c.set = vec![SetAmount { account: record.id, amount: Money::ZERO }];
+    c.records = vec![RecordOp::Put {
+        collection: ACCOUNTS.into(),
+        key: account_key(record.id),
+        value: serde_json::to_value(record).unwrap_or_default(),
+        if_version: Some(0),
+    }];
+    c.memo = Some(serde_json::json!({ "kind": "open_account" }));
+    c
+}
+
+/// What an `Idempotency-Key` stands for: the request it was first used with, and its receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub request: serde_json::Value,
+    pub receipt: OperationReceipt,
+}

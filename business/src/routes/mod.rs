@@ -1,0 +1,16 @@
+//! HTTP routes. Handlers parse into domain types and call the ledger; nothing else.
+
+pub mod operator;
+
+use actix_web::web;
+
+use crate::error::method_not_allowed;
+
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    operator::configure(cfg);
+    cfg.service(resource("/health").route(web::get().to(crate::health)));
+}

@@ -1,0 +1,77 @@
+//! Seed 004's operator (teller) API, answering only once the operation is durable.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use shared::api::AccountBalance;
+use shared::{AccountId, Amount};
+
+use super::resource;
+use crate::AppState;
+use crate::auth::Operator;
+use crate::error::ApiError;
+use crate::ledger::Op;
+
+fn account(s: &str) -> Result<AccountId, ApiError> {
+    s.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))
+}
+
+fn amount(s: &str) -> Result<Amount, ApiError> {
+    s.parse().map_err(|e: shared::MoneyError| ApiError::invalid(e.code(), e.to_string()))
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    match req.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::invalid("idempotency_key_invalid", "Idempotency-Key must be ASCII")),
+    }
+}
+
+async fn run(state: &AppState, req: &HttpRequest, op: Op) -> Result<HttpResponse, ApiError> {
+    let receipt = state.ledger.apply(op, idempotency_key(req)?).await?;
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+async fn deposit(
+    _: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let op = Op::Deposit { account: account(&path.0)?, amount: amount(&path.1)? };
+    run(&state, &req, op).await
+}
+
+async fn withdrawal(
+    _: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let op = Op::Withdrawal { account: account(&path.0)?, amount: amount(&path.1)? };
+    run(&state, &req, op).await
+}
+
+async fn transfer(
+    _: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let op = Op::Transfer { from: account(&path.0)?, to: account(&path.1)?, amount: amount(&path.2)? };
+    run(&state, &req, op).await
+}
+
+async fn balance(_: Operator, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let account = account(&path)?;
+    let balance = state.ledger.balance(account).await?;
+    Ok(HttpResponse::Ok().json(AccountBalance { account, balance }))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/deposit/{account}/{amount}").route(web::post().to(deposit)))
+        .service(resource("/withdrawal/{account}/{amount}").route(web::post().to(withdrawal)))
+        .service(resource("/transfer/{origin}/{target}/{amount}").route(web::post().to(transfer)))
+        .service(resource("/balance/{account}").route(web::get().to(balance)));
+}

@@ -1,0 +1,220 @@
+//! The operator API (seed 004) over a real data server and two real business replicas.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use shared::Money;
+use shared::api::{OperationKind, OperationReceipt};
+
+#[tokio::test]
+async fn receipts_and_precise_errors() {
+    let bank = start_bank(2, &[]);
+    bank.open_accounts([1, 2], "0").await;
+    let (a, b) = (bank.operator(0), bank.operator(1));
+
+    let r = a.op("/deposit/1/100.50", None).await.unwrap();
+    assert_eq!((r.kind, r.amount, r.balances[0].balance), (OperationKind::Deposit, money("100.5"), money("100.5")));
+    let r = b.op("/transfer/1/2/40", None).await.unwrap();
+    assert_eq!(
+        r.balances.iter().map(|x| (x.account.get(), x.balance)).collect::<Vec<_>>(),
+        vec![(1, money("60.5")), (2, money("40"))]
+    );
+    let r = a.op("/withdrawal/2/0.5", None).await.unwrap();
+    assert_eq!(r.balances[0].balance, money("39.5"));
+    assert_eq!(b.balance(1).await, money("60.5"));
+
+    let expect = |res: Result<OperationReceipt, CallError>, status: u16, code: &str| {
+        let (s, body) = res.unwrap_err();
+        assert_eq!((s, body.error.as_str()), (Some(StatusCode::from_u16(status).unwrap()), code), "{}", body.message);
+    };
+    expect(a.op("/withdrawal/1/60.51", None).await, 422, "insufficient_funds");
+    expect(a.op("/transfer/1/2/1000", None).await, 422, "insufficient_funds");
+    expect(a.op("/transfer/1/1/1", None).await, 422, "same_account");
+    expect(a.op("/deposit/99/1", None).await, 404, "account_not_found");
+    expect(a.op("/transfer/1/99/1", None).await, 404, "account_not_found");
+    expect(a.op("/deposit/1/0", None).await, 400, "amount_zero");
+    expect(a.op("/deposit/1/-5", None).await, 400, "amount_negative");
+    expect(a.op("/deposit/1/1.001", None).await, 400, "amount_too_precise");
+    expect(a.op("/deposit/1/1e30", None).await, 400, "amount_invalid");
+    expect(a.op("/deposit/1/NaN", None).await, 400, "amount_invalid");
+    expect(a.op("/deposit/1/99999999999999999999", None).await, 400, "amount_too_large");
+    expect(a.op("/deposit/1/999999999999999.99", None).await, 422, "balance_overflow");
+    expect(a.op("/deposit/abc/1", None).await, 400, "account_id_invalid");
+    expect(a.op("/deposit/0/1", None).await, 400, "account_id_invalid");
+    expect(a.op("/deposit/1/1", Some("")).await, 400, "idempotency_key_invalid");
+    let unauth = OperatorClient { key: "wrong-key-123".into(), ..a.clone() };
+    expect(unauth.op("/deposit/1/1", None).await, 401, "unauthorized");
+    let (s, body) = unauth.call(Method::GET, "/balance/1", None).await.unwrap_err();
+    assert_eq!((s, body.error.as_str()), (Some(StatusCode::UNAUTHORIZED), "unauthorized"));
+    let (s, body) = a.call(Method::GET, "/deposit/1/1", None).await.unwrap_err();
+    assert_eq!((s, body.error.as_str()), (Some(StatusCode::METHOD_NOT_ALLOWED), "method_not_allowed"));
+
+    // None of the refusals changed anything.
+    assert_eq!((a.balance(1).await, a.balance(2).await), (money("60.5"), money("39.5")));
+    assert_eq!(bank.ds.client(0).health().await.unwrap().journal_seq, 2 + 3, "two openings and three operations");
+}
+
+#[tokio::test]
+async fn idempotency_key_makes_retries_safe_across_replicas() {
+    let bank = start_bank(2, &[]);
+    bank.open_accounts([1, 2], "100").await;
+    let (a, b) = (bank.operator(0), bank.operator(1));
+    let first = a.op("/transfer/1/2/30", Some("pay-7")).await.unwrap();
+    let again = b.op("/transfer/1/2/30", Some("pay-7")).await.unwrap();
+    assert_eq!(first, again, "the retry returns the first receipt");
+    assert_eq!((a.balance(1).await, a.balance(2).await), (money("70"), money("130")), "applied once");
+    let (s, body) = b.op("/transfer/1/2/31", Some("pay-7")).await.unwrap_err();
+    assert_eq!((s, body.error.as_str()), (Some(StatusCode::UNPROCESSABLE_ENTITY), "idempotency_key_reused"));
+
+    // Concurrent repeats of one keyed request through both replicas: one application.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let c = bank.operator(i % 2);
+        tasks.push(tokio::spawn(async move { c.op("/deposit/1/5", Some("dep-x")).await.unwrap() }));
+    }
+    let receipts: Vec<OperationReceipt> =
+        futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+    assert!(receipts.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(a.balance(1).await, money("75"));
+}
+
+/// Expected balance of every account from the acknowledged receipts alone.
+fn replay(opening: &BTreeMap<u64, Money>, acked: &[OperationReceipt]) -> BTreeMap<u64, i64> {
+    let mut out: BTreeMap<u64, i64> = opening.iter().map(|(k, v)| (*k, v.cents())).collect();
+    for r in acked {
+        let c = r.amount.cents();
+        let ids: Vec<u64> = r.balances.iter().map(|b| b.account.get()).collect();
+        match r.kind {
+            OperationKind::Deposit => *out.get_mut(&ids[0]).unwrap() += c,
+            OperationKind::Withdrawal => *out.get_mut(&ids[0]).unwrap() -= c,
+            OperationKind::Transfer => {
+                *out.get_mut(&ids[0]).unwrap() -= c;
+                *out.get_mut(&ids[1]).unwrap() += c;
+            }
+        }
+    }
+    out
+}
+
+const ACCOUNTS: u64 = 8;
+
+fn random_op(i: u64, n: u64) -> String {
+    let a = 1 + (i * 7 + n * 13) % ACCOUNTS;
+    let b = 1 + (a + 1 + n % (ACCOUNTS - 1)) % ACCOUNTS;
+    let b = if b == a { 1 + a % ACCOUNTS } else { b };
+    let cents = 1 + (i * 31 + n * 17) % 2_000;
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    match n % 6 {
+        0 => format!("/deposit/{a}/{amount}"),
+        1 => format!("/withdrawal/{a}/{amount}"),
+        _ => format!("/transfer/{a}/{b}/{amount}"),
+    }
+}
+
+/// 32 clients race over 8 accounts through both replicas: every balance ends exactly at what
+/// the acknowledged operations say, and none is ever negative.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_replicas_keep_every_balance_exact() {
+    let bank = start_bank(2, &[]);
+    bank.open_accounts(1..=ACCOUNTS, "50").await;
+    let opening: BTreeMap<u64, Money> = (1..=ACCOUNTS).map(|a| (a, money("50"))).collect();
+    let mut tasks = Vec::new();
+    for i in 0..32u64 {
+        let c = bank.operator((i % 2) as usize);
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for n in 0..15u64 {
+                match c.op(&random_op(i, n), None).await {
+                    Ok(r) => acked.push(r),
+                    Err((Some(s), body)) if s.is_client_error() => {
+                        assert!(
+                            ["insufficient_funds", "account_busy"].contains(&body.error.as_str()),
+                            "{}",
+                            body.message
+                        )
+                    }
+                    Err((s, body)) => panic!("{s:?} {body}"),
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert!(acked.len() > 100, "most operations went through: {}", acked.len());
+    let expected = replay(&opening, &acked);
+    for (a, cents) in expected {
+        assert!(cents >= 0);
+        assert_eq!(bank.operator(0).balance(a).await.cents(), cents, "account {a}");
+    }
+}
+
+/// A replica is SIGKILLed while operations flow through both. Every operation carries an
+/// Idempotency-Key; those whose answer died with the replica are repeated through the other
+/// one. Nothing acknowledged is lost, nothing applies twice, and the dead replica's leases stop
+/// blocking accounts once they expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_of_a_replica_mid_load_loses_nothing() {
+    let mut bank = start_bank(2, &["--lease-ms", "1000", "--lock-wait-ms", "4000"]);
+    bank.open_accounts(1..=ACCOUNTS, "50").await;
+    let opening: BTreeMap<u64, Money> = (1..=ACCOUNTS).map(|a| (a, money("50"))).collect();
+    let survivor = bank.operator(1);
+    let done = Arc::new(AtomicUsize::new(0));
+    let repeated = Arc::new(AtomicUsize::new(0));
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = Vec::new();
+    for i in 0..16u64 {
+        let (c, survivor, done, reached, repeated) =
+            (bank.operator((i % 2) as usize), survivor.clone(), done.clone(), reached.clone(), repeated.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for n in 0..20u64 {
+                let (path, key) = (random_op(i, n), format!("k-{i}-{n}"));
+                let mut result = c.op(&path, Some(&key)).await;
+                if matches!(result, Err((None, _)) | Err((Some(StatusCode::SERVICE_UNAVAILABLE), _))) {
+                    // The replica died with the request: repeat it elsewhere, same key.
+                    repeated.fetch_add(1, Ordering::Relaxed);
+                    result = survivor.op(&path, Some(&key)).await;
+                }
+                match result {
+                    Ok(r) => acked.push(r),
+                    Err((Some(s), body)) if s.is_client_error() => {
+                        assert!(
+                            ["insufficient_funds", "account_busy"].contains(&body.error.as_str()),
+                            "{}",
+                            body.message
+                        )
+                    }
+                    Err((s, body)) => panic!("{s:?} {body}"),
+                }
+                if done.fetch_add(1, Ordering::Relaxed) + 1 == 60 {
+                    reached.notify_one();
+                }
+            }
+            acked
+        }));
+    }
+    reached.notified().await;
+    bank.replicas[0].kill9();
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert!(repeated.load(Ordering::Relaxed) > 0, "the kill hit requests");
+    let expected = replay(&opening, &acked);
+    for (a, cents) in &expected {
+        assert_eq!(survivor.balance(*a).await.cents(), *cents, "account {a}");
+    }
+    // No lock is stuck: every account takes a new operation through the survivor.
+    for a in 1..=ACCOUNTS {
+        survivor.op(&format!("/deposit/{a}/1"), None).await.expect("no lease outlives its length");
+    }
+}
