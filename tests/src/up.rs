@@ -1,9 +1,11 @@
-//! `interbank up`: the local network on this machine. Today it starts each bank's data server;
-//! the business replicas and the UI join as they are built. Ctrl-C (or SIGTERM) stops everything.
+//! `interbank up`: the local network on this machine: each bank's data server and two business
+//! replicas (the UI joins with its issue). Ctrl-C (or SIGTERM) stops everything, replicas first.
 
 use std::path::PathBuf;
 
-use dataserver::testkit::{DataServerProcess, SpawnOptions, spawn};
+use std::process::{Child, Command};
+
+use dataserver::testkit::{DataServerProcess, SpawnOptions, listening_addr, spawn, spawn_command};
 use shared::BusinessId;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -20,6 +22,17 @@ pub struct Args {
     /// Bank N's data server listens on 127.0.0.1:(base + N).
     #[arg(long, default_value_t = 4000, env = "INTERBANK_DATASERVER_PORT_BASE")]
     pub dataserver_port_base: u16,
+    /// Bank N's replicas listen on 127.0.0.1:(base + N) and 127.0.0.1:(base + 100 + N).
+    #[arg(long, default_value_t = 3000, env = "INTERBANK_BUSINESS_PORT_BASE")]
+    pub business_port_base: u16,
+    /// The operator (teller) API key of every bank.
+    #[arg(
+        long,
+        env = "INTERBANK_OPERATOR_KEY",
+        default_value = "dev-only-insecure-operator-key",
+        hide_env_values = true
+    )]
+    pub operator_key: String,
     /// No browser app (accepted now; the app arrives with its issue).
     #[arg(long)]
     pub no_ui: bool,
@@ -45,24 +58,44 @@ pub async fn run(args: Args) -> Result<(), String> {
     let mut procs: Vec<(u32, DataServerProcess)> = Vec::new();
     for bank in 1..=args.banks {
         let keys = business_ids(bank)?.iter().map(|b| (*b, dev_key(*b))).collect();
-        let port = args
-            .dataserver_port_base
-            .checked_add(u16::try_from(bank).map_err(|e| e.to_string())?)
-            .ok_or("port out of range")?;
+        let port = port_of(args.dataserver_port_base, bank)?;
         let mut opts = SpawnOptions::new(&bin, args.data.join(format!("bank{bank}")), keys);
         opts.listen = format!("127.0.0.1:{port}");
         let p = spawn(&opts).map_err(|e| format!("bank {bank}'s data server: {e}"))?;
         procs.push((bank, p));
     }
+    let business_bin = crate::procs::binary("business")?;
+    let mut replicas: Vec<(u32, Child, String)> = Vec::new();
+    for (bank, p) in &procs {
+        for (i, (b, k)) in p.keys.iter().enumerate() {
+            let port = port_of(args.business_port_base, *bank + 100 * u32::try_from(i).map_err(|e| e.to_string())?)?;
+            let mut cmd = Command::new(&business_bin);
+            cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--bank-id", &bank.to_string()])
+                .args(["--business-id", &b.to_string(), "--dataserver", &p.url(), "--dataserver-key", k])
+                .args(["--operator-key", &args.operator_key]);
+            let (child, line) = spawn_command(cmd).map_err(|e| format!("bank {bank}'s replica {b}: {e}"))?;
+            let addr = listening_addr(&line).ok_or_else(|| format!("replica {b} printed {line:?}"))?;
+            replicas.push((*bank, child, format!("http://{addr}")));
+        }
+    }
     println!("InterBank local network ({} banks), data in {}", args.banks, args.data.display());
     for (bank, p) in &procs {
         println!("  bank {bank}: data server {}  (boot epoch {})", p.url(), p.boot_epoch);
-        for (b, k) in &p.keys {
-            println!("          business {b} key: {k}   <- DEVELOPMENT SECRET");
+        for (_, _, url) in replicas.iter().filter(|r| r.0 == *bank) {
+            println!("          business replica {url}");
         }
     }
+    println!("  operator key: {}   <- DEVELOPMENT SECRET unless set by INTERBANK_OPERATOR_KEY", args.operator_key);
+    println!("  data server keys: dev-only-insecure-key-<business id>   <- DEVELOPMENT SECRETS");
     println!("Ctrl-C stops everything.");
     wait_for_stop().await;
+    for (bank, mut child, url) in replicas {
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        match child.wait() {
+            Ok(s) if s.success() => println!("bank {bank}: replica {url} stopped"),
+            _ => println!("bank {bank}: replica {url} exited with an error"),
+        }
+    }
     for (bank, mut p) in procs {
         match p.terminate() {
             Ok(true) => println!("bank {bank}: data server stopped"),
@@ -71,6 +104,10 @@ pub async fn run(args: Args) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn port_of(base: u16, offset: u32) -> Result<u16, String> {
+    u16::try_from(offset).ok().and_then(|o| base.checked_add(o)).ok_or_else(|| "port out of range".to_string())
 }
 
 async fn wait_for_stop() {
