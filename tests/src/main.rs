@@ -24,6 +24,8 @@ enum Command {
 enum Bench {
     /// 2-account lock -> commit -> release cycles against a data server.
     Dataserver(interbank_tests::bench_dataserver::Args),
+    /// POST /transfer through a bank's business replicas.
+    Transfer(interbank_tests::bench_transfer::Args),
 }
 
 #[tokio::main]
@@ -37,6 +39,19 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Bench(Bench::Transfer(args)) => {
+            let json = args.json;
+            match interbank_tests::bench_transfer::run(args).await {
+                Ok(report) => {
+                    interbank_tests::bench_transfer::print(&report, json);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("interbank: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Bench(Bench::Dataserver(args)) => {
             let json = args.json;
             match interbank_tests::bench_dataserver::run(args).await {

@@ -1,0 +1,218 @@
+//! `interbank bench transfer`: seed 004's `POST /transfer/{origin}/{target}/{amount}` through a
+//! bank's business replicas, from many connections, as `../shared/bench/transfer.lua` does with
+//! wrk — one data server and two replicas started here unless `--url` names running replicas.
+
+// Figures for people are floats; money in this module is never a float.
+#![allow(clippy::float_arithmetic)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use business::model::{AccountRecord, AccountType, open_account_commit};
+use dataserver::api::{AcquireRequest, CommitRequest, LockRef, SetAmount};
+use dataserver::testkit::{SpawnOptions, listening_addr, spawn, spawn_command};
+use hdrhistogram::Histogram;
+use hyper::Method;
+use rand::Rng;
+use shared::{AccountId, BusinessId, Document, Money};
+
+use crate::lean_http::Conn;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    #[arg(long, default_value_t = 20)]
+    pub duration_s: u64,
+    #[arg(long, default_value_t = 3)]
+    pub warmup_s: u64,
+    #[arg(long, default_value_t = 10_000)]
+    pub accounts: u64,
+    /// Business replicas to start (connections are spread over them).
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+const OPERATOR_KEY: &str = "bench-operator-key";
+/// Accounts opened per provisioning commit.
+const OPEN_BATCH_MAX: u64 = 64;
+
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub connections: usize,
+    pub replicas: u32,
+    pub accounts: u64,
+    pub duration_s: f64,
+    pub transfers: u64,
+    pub transfers_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub refused: u64,
+    pub errors: u64,
+}
+
+struct Guard(Vec<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn id(v: u64) -> AccountId {
+    AccountId::new(v).expect("account ids start at 1")
+}
+
+pub async fn run(args: Args) -> Result<Report, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let keys: Vec<(BusinessId, String)> = (0..args.replicas)
+        .map(|i| BusinessId::new(11 + i).map(|b| (b, format!("bench-dataserver-key-{b}"))).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let ds = spawn(&SpawnOptions::new(crate::procs::binary("dataserver")?, dir.path(), keys.clone()))
+        .map_err(|e| e.to_string())?;
+    let mut guard = Guard(Vec::new());
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for (b, k) in &keys {
+        let mut cmd = Command::new(crate::procs::binary("business")?);
+        cmd.args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", &b.to_string()]).args([
+            "--dataserver",
+            &ds.url(),
+            "--dataserver-key",
+            k,
+            "--operator-key",
+            OPERATOR_KEY,
+        ]);
+        let (child, line) = spawn_command(cmd).map_err(|e| e.to_string())?;
+        guard.0.push(child);
+        addrs.push(listening_addr(&line).ok_or("replica printed no address")?);
+    }
+
+    // Provision the accounts through the data server, as account creation does, 64 per commit,
+    // each with an opening balance of 1,000,000.00.
+    let client = ds.client(0);
+    let opening = Money::from_cents(100_000_000).map_err(|e| e.to_string())?;
+    let pb = indicatif::ProgressBar::new(args.accounts);
+    for chunk in 0..args.accounts.div_ceil(OPEN_BATCH_MAX) {
+        let ids: Vec<AccountId> =
+            (1 + chunk * OPEN_BATCH_MAX..=((chunk + 1) * OPEN_BATCH_MAX).min(args.accounts)).map(id).collect();
+        let grant = client
+            .acquire(&AcquireRequest { accounts: ids.clone(), ..Default::default() })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut commit = CommitRequest::new(format!("provision-{chunk}"));
+        for g in &grant.locks {
+            let record = AccountRecord {
+                id: g.account,
+                name: format!("Bench {}", g.account),
+                documents: vec![
+                    Document::with_check_digits(&format!("{:09}", 100_000_000 + g.account.get())).ok_or("cpf")?,
+                ],
+                kind: AccountType::Individual,
+                created_at: "2026-01-01T00:00:00Z".into(),
+            };
+            let one = open_account_commit(String::new(), LockRef { account: g.account, token: g.token }, &record);
+            commit.locks.extend(one.locks);
+            commit.records.extend(one.records);
+            commit.set.push(SetAmount { account: g.account, amount: opening });
+        }
+        client.commit(&commit).await.map_err(|e| e.to_string())?;
+        pb.inc(ids.len() as u64);
+    }
+    pb.finish_and_clear();
+
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, refused, errors) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let mut http = Conn::connect(addrs[c % addrs.len()], OPERATOR_KEY).await?;
+        let (measuring, stop, done, refused, errors) =
+            (measuring.clone(), stop.clone(), done.clone(), refused.clone(), errors.clone());
+        let accounts = args.accounts;
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            while !stop.load(Relaxed) {
+                let (a, b) = {
+                    let mut rng = rand::rng();
+                    let a = rng.random_range(1..=accounts);
+                    let mut b = rng.random_range(1..accounts);
+                    if b >= a {
+                        b += 1;
+                    }
+                    (a, b)
+                };
+                let t0 = Instant::now();
+                let r: Result<serde_json::Value, String> =
+                    http.call(Method::POST, &format!("/transfer/{a}/{b}/1"), Vec::new()).await;
+                if !measuring.load(Relaxed) {
+                    continue;
+                }
+                match r {
+                    Ok(_) => {
+                        let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
+                        done.fetch_add(1, Relaxed);
+                    }
+                    Err(code) if code == "transport" => {
+                        errors.fetch_add(1, Relaxed);
+                    }
+                    Err(_) => {
+                        refused.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            hist
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
+    measuring.store(true, Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration_s)).await;
+    measuring.store(false, Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Relaxed);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for t in tasks {
+        hist.add(t.await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    drop(guard);
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Report {
+        connections: args.connections,
+        replicas: args.replicas,
+        accounts: args.accounts,
+        duration_s: elapsed,
+        transfers: done.load(Relaxed),
+        transfers_per_s: done.load(Relaxed) as f64 / elapsed,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        max_ms: hist.max() as f64 / 1000.0,
+        refused: refused.load(Relaxed),
+        errors: errors.load(Relaxed),
+    })
+}
+
+pub fn print(r: &Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    println!(
+        "business POST /transfer: {} connections over {} replicas, {} accounts",
+        r.connections, r.replicas, r.accounts
+    );
+    println!(
+        "  transfers/s    {:>10.0}   ({} in {:.1} s; {} refused, {} errors)",
+        r.transfers_per_s, r.transfers, r.duration_s, r.refused, r.errors
+    );
+    println!("  latency (ms)   p50 {:.2}  p99 {:.2}  max {:.2}", r.p50_ms, r.p99_ms, r.max_ms);
+}
