@@ -72,6 +72,7 @@ impl Op {
 
 #[derive(Debug, Clone)]
 pub struct Ledger {
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     pub ds: DataClient,
     pub lock_wait_ms: u64,
     pub lease_ms: u64,
@@ -132,11 +133,17 @@ impl Ledger {
         loop {
             attempt += 1;
             match self.attempt(op, idempotency_key, &request).await {
-                Ok(receipt) => return Ok(receipt),
+                Ok(receipt) => {
+                    self.metrics.operations_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(receipt);
+                }
                 Err(Outcome::Final(e)) => return Err(e),
                 Err(Outcome::Replayed(receipt)) => return Ok(*receipt),
                 Err(Outcome::Again(why)) if attempt >= self.attempts_max => return Err(ApiError::Unavailable(why)),
-                Err(Outcome::Again(_)) => backoff(attempt).await,
+                Err(Outcome::Again(_)) => {
+                    self.metrics.operation_retries_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    backoff(attempt).await
+                }
             }
         }
     }

@@ -8,12 +8,15 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod ledger;
+pub mod metrics;
 pub mod model;
 pub mod routes;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use dataserver::client::DataClient;
 
@@ -24,6 +27,7 @@ pub struct AppState {
     pub settings: Settings,
     pub operator_key_digest: [u8; 32],
     pub ledger: Ledger,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -59,6 +63,10 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+pub async fn metrics_route(_: auth::Operator, state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         if settings.operator_key.len() < 8 {
@@ -66,7 +74,9 @@ impl Application {
         }
         let ds = DataClient::new(&settings.dataserver, settings.business_id, settings.dataserver_key.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
+        let metrics = Arc::new(metrics::Metrics::default());
         let ledger = Ledger {
+            metrics: metrics.clone(),
             ds,
             lock_wait_ms: settings.lock_wait_ms,
             lease_ms: settings.lease_ms,
@@ -76,11 +86,32 @@ impl Application {
         let addr = listener.local_addr()?;
         let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let body_max = settings.body_bytes_max;
-        let state =
-            web::Data::new(AppState { operator_key_digest: auth::digest(&settings.operator_key), settings, ledger });
+        let state = web::Data::new(AppState {
+            operator_key_digest: auth::digest(&settings.operator_key),
+            settings,
+            ledger,
+            metrics: metrics.clone(),
+        });
         let server = HttpServer::new(move || {
+            let m = metrics.clone();
             App::new()
                 .app_data(state.clone())
+                .wrap_fn(move |req, srv| {
+                    let started = std::time::Instant::now();
+                    let fut = srv.call(req);
+                    let m = m.clone();
+                    async move {
+                        let res = fut.await?;
+                        m.requests_total.fetch_add(1, Relaxed);
+                        m.request_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+                        match res.status().as_u16() {
+                            400..=499 => m.responses_4xx_total.fetch_add(1, Relaxed),
+                            500..=599 => m.responses_5xx_total.fetch_add(1, Relaxed),
+                            _ => 0,
+                        };
+                        Ok(res)
+                    }
+                })
                 .app_data(web::JsonConfig::default().limit(body_max).error_handler(error::json_error))
                 .app_data(web::PayloadConfig::default().limit(body_max))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error))

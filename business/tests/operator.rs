@@ -58,6 +58,14 @@ async fn receipts_and_precise_errors() {
     // None of the refusals changed anything.
     assert_eq!((a.balance(1).await, a.balance(2).await), (money("60.5"), money("39.5")));
     assert_eq!(bank.ds.client(0).health().await.unwrap().journal_seq, 2 + 3, "two openings and three operations");
+
+    // Metrics need the operator key, and count what happened on this replica.
+    let (s, _) = unauth.call(Method::GET, "/metrics", None).await.unwrap_err();
+    assert_eq!(s, Some(StatusCode::UNAUTHORIZED));
+    let text =
+        a.http.get(format!("{}/metrics", a.base)).header("auth", &a.key).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("business_operations_total 2"), "{text}"); // deposit and withdrawal went to replica 0
+    assert!(text.contains("business_responses_5xx_total 0"), "{text}");
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ impl Histogram {
     }
 
     /// Renders with bucket bounds divided by `scale` (e.g. µs recorded, seconds shown).
-    fn render(&self, out: &mut String, name: &str, help: &str, scale: u64) {
+    pub fn render(&self, out: &mut String, name: &str, help: &str, scale: u64) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut acc = 0;
         for (b, c) in self.bounds.iter().zip(&self.buckets) {
@@ -54,7 +54,12 @@ fn fmt_scaled(v: u64, scale: u64) -> String {
     format!("{}.{:0digits$}", v / scale, v % scale)
 }
 
-const LATENCY_US_BOUNDS: &[u64] = &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000];
+/// Appends one counter in Prometheus text format.
+pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+}
+
+pub const LATENCY_US_BOUNDS: &[u64] = &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000];
 const BATCH_SIZE_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 
 #[derive(Debug)]
@@ -135,7 +140,7 @@ impl Metrics {
             ("dataserver_storage_errors_total", "durable writes that failed", &self.storage_errors_total),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Relaxed));
+            render_counter(&mut out, name, help, c.load(Relaxed));
         }
         let _ = writeln!(
             out,

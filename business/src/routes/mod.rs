@@ -12,5 +12,6 @@ pub fn resource(path: &str) -> actix_web::Resource {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     operator::configure(cfg);
-    cfg.service(resource("/health").route(web::get().to(crate::health)));
+    cfg.service(resource("/health").route(web::get().to(crate::health)))
+        .service(resource("/metrics").route(web::get().to(crate::metrics_route)));
 }
