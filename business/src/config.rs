@@ -44,6 +44,10 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_ATTEMPTS_MAX", default_value_t = 4)]
     pub attempts_max: u32,
 
+    /// How long a customer session lasts.
+    #[arg(long, env = "BUSINESS_SESSION_TTL_S", default_value_t = 12 * 3600)]
+    pub session_ttl_s: u64,
+
     /// Largest request body.
     #[arg(long, env = "BUSINESS_BODY_BYTES_MAX", default_value_t = 64 << 10)]
     pub body_bytes_max: usize,
@@ -72,4 +76,11 @@ pub mod limits {
     /// First back-off after a lost lease or an unanswered data server; doubles, with jitter.
     pub const RETRY_BACKOFF_MS_MIN: u64 = 5;
     pub const RETRY_BACKOFF_MS_MAX: u64 = 200;
+    pub const NAME_LEN_MAX: usize = 100;
+    pub const PASSWORD_LEN_MIN: usize = 8;
+    pub const PASSWORD_LEN_MAX: usize = 128;
+    /// Most holders of one joint account.
+    pub const JOINT_HOLDERS_MAX: usize = 8;
+    /// Attempts to open an account when another opening took the same id first.
+    pub const ACCOUNT_OPEN_ATTEMPTS_MAX: u32 = 16;
 }

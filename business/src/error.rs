@@ -23,6 +23,18 @@ pub enum ApiError {
     Busy(AccountId),
     #[error("this Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
+    #[error("document {0} already holds an individual or legal account at this bank")]
+    DocumentTaken(String),
+    #[error("document {0} holds no account at this bank; every holder of a joint account needs one first")]
+    JointHolderMissing(String),
+    #[error("wrong IBK or password")]
+    InvalidCredentials,
+    #[error("missing, unknown or expired session token (send `Authorization: Bearer TOKEN`)")]
+    NoSession,
+    #[error("this account belongs to another customer")]
+    Forbidden,
+    #[error("IBK {0} belongs to another bank")]
+    WrongBank(shared::Ibk),
     #[error("{0}")]
     NotFound(String),
     #[error("request body is larger than {0} bytes")]
@@ -50,6 +62,12 @@ impl ApiError {
             ApiError::BalanceOverflow(_) => "balance_overflow",
             ApiError::Busy(_) => "account_busy",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::DocumentTaken(_) => "document_already_has_account",
+            ApiError::JointHolderMissing(_) => "joint_holder_missing",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::NoSession => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::WrongBank(_) => "wrong_bank",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::MediaType => "unsupported_media_type",
@@ -62,7 +80,10 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::InvalidCredentials | ApiError::NoSession => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::DocumentTaken(_) => StatusCode::CONFLICT,
+            ApiError::JointHolderMissing(_) | ApiError::WrongBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::SameAccount
             | ApiError::InsufficientFunds { .. }

@@ -4,6 +4,7 @@
 //! concurrency goes through its lock leases, and every change is one of its atomic commits, so
 //! killing a replica at any instant loses nothing and leaves nothing half done.
 
+pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub settings: Settings,
     pub operator_key_digest: [u8; 32],
     pub ledger: Ledger,
+    pub accounts: accounts::Accounts,
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -75,6 +77,13 @@ impl Application {
         let ds = DataClient::new(&settings.dataserver, settings.business_id, settings.dataserver_key.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
         let metrics = Arc::new(metrics::Metrics::default());
+        let accounts = accounts::Accounts {
+            ds: ds.clone(),
+            bank: settings.bank_id,
+            session_ttl_ms: settings.session_ttl_s.saturating_mul(1000),
+            lock_wait_ms: settings.lock_wait_ms,
+            lease_ms: settings.lease_ms,
+        };
         let ledger = Ledger {
             metrics: metrics.clone(),
             ds,
@@ -90,6 +99,7 @@ impl Application {
             operator_key_digest: auth::digest(&settings.operator_key),
             settings,
             ledger,
+            accounts,
             metrics: metrics.clone(),
         });
         let server = HttpServer::new(move || {

@@ -5,6 +5,11 @@
 //!   commit's `present` condition on it means "the account is open".
 //! * `idempotency/{key}` — an operator request made with an `Idempotency-Key`, with its
 //!   receipt, written in the same commit as the operation itself.
+//! * `holders/{document}` — the individual or legal account of a document (one per bank: the
+//!   record is created with the account, `if_version: 0`, so a second one cannot commit).
+//! * `counters/accounts` — the next account id, advanced by compare-and-set in the commit that
+//!   opens the account.
+//! * `sessions/{sha256 of the token}` — a customer session; the token itself is never stored.
 
 use dataserver::api::{CommitRequest, LockRef, RecordOp, SetAmount};
 use serde::{Deserialize, Serialize};
@@ -13,18 +18,16 @@ use shared::{AccountId, Document, Money};
 
 pub const ACCOUNTS: &str = "accounts";
 pub const IDEMPOTENCY: &str = "idempotency";
+pub const HOLDERS: &str = "holders";
+pub const COUNTERS: &str = "counters";
+pub const ACCOUNT_COUNTER: &str = "accounts";
+pub const SESSIONS: &str = "sessions";
 
 pub fn account_key(id: AccountId) -> String {
     format!("{:016}", id.get())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountType {
-    Individual,
-    Legal,
-    Joint,
-}
+pub use shared::api::AccountType;
 
 /// The stored account (its balance lives in the data server's amounts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +38,25 @@ pub struct AccountRecord {
     #[serde(rename = "type")]
     pub kind: AccountType,
     pub created_at: String,
+    /// Argon2id PHC string; `None` for accounts opened by tools, which cannot log in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderRecord {
+    pub account: AccountId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterRecord {
+    pub next: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub account: AccountId,
+    pub expires_at_ms: u64,
 }
 
 /// The commit that opens an account: its record (which must not exist) and a zero balance, under

@@ -30,3 +30,54 @@ pub struct OperationReceipt {
     /// RFC 3339.
     pub at: String,
 }
+
+/// Kinds of account (seed 000 / 001): one person, one company, or several holders together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountType {
+    Individual,
+    Legal,
+    Joint,
+}
+
+/// `POST /api/accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    pub name: String,
+    pub documents: Vec<crate::Document>,
+    #[serde(rename = "type")]
+    pub kind: AccountType,
+    pub password: String,
+}
+
+/// An account as customers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub documents: Vec<crate::Document>,
+    #[serde(rename = "type")]
+    pub kind: AccountType,
+    pub ibk: crate::Ibk,
+    /// RFC 3339.
+    pub created_at: String,
+    pub balance: Money,
+}
+
+/// `POST /api/accounts/auth`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub ibk: crate::Ibk,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Send as `Authorization: Bearer TOKEN` on every customer call.
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub account: Account,
+}

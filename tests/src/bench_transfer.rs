@@ -118,6 +118,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
                 ],
                 kind: AccountType::Individual,
                 created_at: "2026-01-01T00:00:00Z".into(),
+                password_hash: None,
             };
             let one = open_account_commit(String::new(), LockRef { account: g.account, token: g.token }, &record);
             commit.locks.extend(one.locks);

@@ -1,5 +1,6 @@
 //! HTTP routes. Handlers parse into domain types and call the ledger; nothing else.
 
+pub mod accounts;
 pub mod operator;
 
 use actix_web::web;
@@ -12,6 +13,7 @@ pub fn resource(path: &str) -> actix_web::Resource {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     operator::configure(cfg);
+    accounts::configure(cfg);
     cfg.service(resource("/health").route(web::get().to(crate::health)))
         .service(resource("/metrics").route(web::get().to(crate::metrics_route)));
 }

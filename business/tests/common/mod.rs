@@ -98,6 +98,7 @@ impl Bank {
                 documents: vec![Document::with_check_digits(&format!("{:09}", 100_000_000 + id)).unwrap()],
                 kind: AccountType::Individual,
                 created_at: "2026-11-22T00:00:00Z".into(),
+                password_hash: None,
             };
             ds.commit(&open_account_commit(format!("open-{id}"), lock, &record)).await.unwrap();
             if money(opening) != Money::ZERO {

@@ -1,0 +1,247 @@
+//! Customer accounts: opening (seed 001's rules), login, sessions, and the customer's view.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordOp};
+use dataserver::client::DataClient;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use shared::api::{Account, AccountType, CreateAccount, Login, Session};
+use shared::{AccountId, BankId, Document, Ibk, Money};
+
+use crate::config::limits::*;
+use crate::error::ApiError;
+use crate::model::*;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::Unavailable(format!("stored record: {e}")))
+}
+
+/// The request, checked against seed 001's rules before anything is stored.
+fn validate(req: &CreateAccount) -> Result<String, ApiError> {
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > NAME_LEN_MAX || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name_invalid", format!("name must be 1 to {NAME_LEN_MAX} characters")));
+    }
+    let pw = req.password.chars().count();
+    if !(PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX).contains(&pw) {
+        return Err(ApiError::invalid(
+            "password_invalid",
+            format!("password must be {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters"),
+        ));
+    }
+    let distinct: HashSet<&Document> = req.documents.iter().collect();
+    if distinct.len() != req.documents.len() {
+        return Err(ApiError::invalid("documents_invalid", "a document appears twice"));
+    }
+    match (req.kind, req.documents.as_slice()) {
+        (AccountType::Individual, [d]) if d.is_cpf() => {}
+        (AccountType::Individual, _) => {
+            return Err(ApiError::invalid("documents_invalid", "an individual account has exactly one CPF"));
+        }
+        (AccountType::Legal, [d]) if !d.is_cpf() => {}
+        (AccountType::Legal, _) => {
+            return Err(ApiError::invalid("documents_invalid", "a legal account has exactly one CNPJ"));
+        }
+        (AccountType::Joint, docs) if (2..=JOINT_HOLDERS_MAX).contains(&docs.len()) => {}
+        (AccountType::Joint, _) => {
+            return Err(ApiError::invalid(
+                "documents_invalid",
+                format!("a joint account has 2 to {JOINT_HOLDERS_MAX} distinct documents"),
+            ));
+        }
+    }
+    Ok(name.to_string())
+}
+
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub ds: DataClient,
+    pub bank: BankId,
+    pub session_ttl_ms: u64,
+    pub lock_wait_ms: u64,
+    pub lease_ms: u64,
+}
+
+impl Accounts {
+    pub async fn record(&self, id: AccountId) -> Result<Option<AccountRecord>, ApiError> {
+        match self.ds.get_record(ACCOUNTS, &account_key(id)).await? {
+            Some(r) => Ok(Some(parse(r.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The customer's view of an account: its record and posted balance.
+    pub async fn view(&self, r: AccountRecord) -> Result<Account, ApiError> {
+        let balance = self.ds.posted_amount(r.id).await?.unwrap_or(Money::ZERO);
+        Ok(Account {
+            id: r.id,
+            name: r.name,
+            documents: r.documents,
+            kind: r.kind,
+            ibk: Ibk::new(self.bank, r.id),
+            created_at: r.created_at,
+            balance,
+        })
+    }
+
+    /// Opens an account: the next id, its record, the holder index and a zero balance in one
+    /// commit; a concurrent opening that took the id (or the document) first makes it try again.
+    pub async fn open(&self, req: CreateAccount) -> Result<Account, ApiError> {
+        let name = validate(&req)?;
+        let password = req.password.clone();
+        let hash = actix_web::web::block(move || {
+            Argon2::default()
+                .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+                .map(|h| h.to_string())
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(format!("password hashing: {e}")))?;
+
+        for _ in 0..ACCOUNT_OPEN_ATTEMPTS_MAX {
+            // Pre-checks name the exact problem; the commit's conditions make them race-free.
+            for d in &req.documents {
+                let holder = self.ds.get_record(HOLDERS, d.digits()).await?;
+                match (req.kind, holder) {
+                    (AccountType::Joint, None) => return Err(ApiError::JointHolderMissing(d.formatted())),
+                    (AccountType::Individual | AccountType::Legal, Some(_)) => {
+                        return Err(ApiError::DocumentTaken(d.formatted()));
+                    }
+                    _ => {}
+                }
+            }
+            let counter = self.ds.get_record(COUNTERS, ACCOUNT_COUNTER).await?;
+            let (version, next) = match &counter {
+                Some(r) => (r.version, parse::<CounterRecord>(r.value.clone())?.next),
+                None => (0, 1),
+            };
+            let id = AccountId::new(next).map_err(|_| ApiError::Unavailable("account ids exhausted".into()))?;
+            let grant = self
+                .ds
+                .acquire(&AcquireRequest {
+                    accounts: vec![id],
+                    lease_ms: Some(self.lease_ms),
+                    wait_ms: Some(self.lock_wait_ms),
+                    request_id: None,
+                })
+                .await;
+            let grant = match grant {
+                Ok(g) => g,
+                Err(e) if e.code() == Some("locked") => continue, // another opening holds this id
+                Err(e) => return Err(e.into()),
+            };
+            let lock = LockRef { account: id, token: grant.locks[0].token };
+            let record = AccountRecord {
+                id,
+                name: name.clone(),
+                documents: req.documents.clone(),
+                kind: req.kind,
+                created_at: dataserver::store::rfc3339_ms(now_ms()),
+                password_hash: Some(hash.clone()),
+            };
+            let mut commit: CommitRequest = open_account_commit(uuid::Uuid::new_v4().to_string(), lock, &record);
+            commit.records.push(RecordOp::Put {
+                collection: COUNTERS.into(),
+                key: ACCOUNT_COUNTER.into(),
+                value: json(&CounterRecord { next: next + 1 }),
+                if_version: Some(version),
+            });
+            for d in &req.documents {
+                commit.records.push(match req.kind {
+                    AccountType::Joint => RecordOp::Present { collection: HOLDERS.into(), key: d.digits().into() },
+                    _ => RecordOp::Put {
+                        collection: HOLDERS.into(),
+                        key: d.digits().into(),
+                        value: json(&HolderRecord { account: id }),
+                        if_version: Some(0),
+                    },
+                });
+            }
+            match self.ds.commit(&commit).await {
+                Ok(_) => return self.view(record).await,
+                Err(e) if matches!(e.code(), Some("condition_failed" | "record_absent")) => {
+                    let _ = self.ds.release(&[lock]).await;
+                }
+                Err(e) => {
+                    let _ = self.ds.release(&[lock]).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(ApiError::Unavailable("too many concurrent account openings; try again".into()))
+    }
+
+    /// Checks the password and starts a session. Unknown account and wrong password look alike.
+    pub async fn login(&self, req: Login) -> Result<Session, ApiError> {
+        if req.ibk.bank != self.bank {
+            return Err(ApiError::WrongBank(req.ibk));
+        }
+        let record = self.record(req.ibk.account).await?.ok_or(ApiError::InvalidCredentials)?;
+        let stored = record.password_hash.clone().ok_or(ApiError::InvalidCredentials)?;
+        let password = req.password;
+        let ok = actix_web::web::block(move || {
+            PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        if !ok {
+            return Err(ApiError::InvalidCredentials);
+        }
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let token = hex::encode(raw);
+        let expires_at_ms = now_ms().saturating_add(self.session_ttl_ms);
+        let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        commit.records.push(RecordOp::Put {
+            collection: SESSIONS.into(),
+            key: session_key(&token),
+            value: json(&SessionRecord { account: record.id, expires_at_ms }),
+            if_version: Some(0),
+        });
+        self.ds.commit(&commit).await?;
+        Ok(Session {
+            token,
+            expires_at: dataserver::store::rfc3339_ms(expires_at_ms),
+            account: self.view(record).await?,
+        })
+    }
+
+    /// The account a live session token belongs to.
+    pub async fn session(&self, token: &str) -> Result<AccountRecord, ApiError> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::NoSession);
+        }
+        let s: SessionRecord = match self.ds.get_record(SESSIONS, &session_key(token)).await? {
+            Some(r) => parse(r.value)?,
+            None => return Err(ApiError::NoSession),
+        };
+        if s.expires_at_ms <= now_ms() {
+            return Err(ApiError::NoSession);
+        }
+        self.record(s.account).await?.ok_or(ApiError::NoSession)
+    }
+}
+
+/// Sessions are stored under the token's digest, so a leak of the store leaks no token.
+pub fn session_key(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Whether the holder of `me` may act on `target`: their own account, or a joint account
+/// (or a shared one) among whose holders they are.
+pub fn may_access(me: &AccountRecord, target: &AccountRecord) -> bool {
+    me.id == target.id || target.documents.iter().any(|d| me.documents.contains(d))
+}

@@ -1,0 +1,184 @@
+//! The customers' accounts API over a real data server and two replicas.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::{Document, ErrorBody};
+
+fn cpf(n: u64) -> String {
+    Document::with_check_digits(&format!("{:09}", 200_000_000 + n)).unwrap().formatted()
+}
+
+fn cnpj(n: u64) -> String {
+    Document::with_check_digits(&format!("{:012}", 110_000_000_000 + n)).unwrap().formatted()
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut rb = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap())
+    }
+
+    async fn open(&self, name: &str, docs: &[String], kind: &str) -> (StatusCode, Value) {
+        let body = json!({ "name": name, "documents": docs, "type": kind, "password": "correct horse" });
+        self.send(reqwest::Method::POST, "/api/accounts", None, Some(body)).await
+    }
+
+    async fn login(&self, ibk: &str, password: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, "/api/accounts/auth", None, Some(json!({ "ibk": ibk, "password": password })))
+            .await
+    }
+
+    async fn get(&self, id: u64, token: Option<&str>) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, &format!("/api/accounts/{id}"), token, None).await
+    }
+}
+
+fn api(bank: &Bank, replica: usize) -> Api {
+    Api { http: reqwest::Client::new(), base: bank.replicas[replica].url() }
+}
+
+fn code(v: &Value) -> String {
+    serde_json::from_value::<ErrorBody>(v.clone())
+        .map(|b| b.error)
+        .unwrap_or_else(|_| format!("not an error body: {v}"))
+}
+
+#[tokio::test]
+async fn open_login_and_see_only_your_accounts() {
+    let bank = start_bank(2, &[]);
+    let (a, b) = (api(&bank, 0), api(&bank, 1));
+
+    let (s, joao) = a.open("João da Silva", &[cpf(1)], "individual").await;
+    assert_eq!(s, StatusCode::CREATED, "{joao}");
+    assert_eq!(
+        (joao["ibk"].as_str(), joao["balance"].as_str(), joao["type"].as_str()),
+        (Some("1-1"), Some("0"), Some("individual"))
+    );
+    assert!(joao.get("password").is_none() && joao.get("password_hash").is_none());
+    let (s, maria) = b.open("Maria Souza", &[cpf(2)], "individual").await;
+    assert_eq!((s, maria["ibk"].as_str()), (StatusCode::CREATED, Some("1-2")));
+    let (s, acme) = a.open("ACME Ltda", &[cnpj(1)], "legal").await;
+    assert_eq!((s, acme["id"].as_u64()), (StatusCode::CREATED, Some(3)));
+
+    // Login through either replica; the session works on both.
+    let (s, session) = b.login("1-1", "correct horse").await;
+    assert_eq!(s, StatusCode::OK, "{session}");
+    let token = session["token"].as_str().unwrap().to_string();
+    assert_eq!(session["account"]["id"], 1);
+    let (s, me) = a.get(1, Some(&token)).await;
+    assert_eq!((s, me["name"].as_str()), (StatusCode::OK, Some("João da Silva")));
+
+    // Deposits through the operator API land in a customer-opened account.
+    bank.operator(0).op("/deposit/1/25.5", None).await.unwrap();
+    assert_eq!(b.get(1, Some(&token)).await.1["balance"], "25.5");
+
+    let checks: Vec<((StatusCode, Value), StatusCode, &str)> = vec![
+        (a.get(2, Some(&token)).await, StatusCode::FORBIDDEN, "forbidden"),
+        (a.get(1, None).await, StatusCode::UNAUTHORIZED, "unauthorized"),
+        (a.get(1, Some(&"0".repeat(64))).await, StatusCode::UNAUTHORIZED, "unauthorized"),
+        (a.get(1, Some("not-a-token")).await, StatusCode::UNAUTHORIZED, "unauthorized"),
+        (a.get(99, Some(&token)).await, StatusCode::NOT_FOUND, "account_not_found"),
+        (a.login("1-1", "wrong password").await, StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        (a.login("1-99", "correct horse").await, StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        (a.login("2-1", "correct horse").await, StatusCode::UNPROCESSABLE_ENTITY, "wrong_bank"),
+        (a.login("1-x", "correct horse").await, StatusCode::BAD_REQUEST, "invalid_body"),
+    ];
+    for ((status, body), want_status, want_code) in checks {
+        assert_eq!((status, code(&body).as_str()), (want_status, want_code), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn seed_001_rules_for_opening_accounts() {
+    let bank = start_bank(2, &[]);
+    let a = api(&bank, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    assert_eq!(a.open("Bia", &[cpf(2)], "individual").await.0, StatusCode::CREATED);
+
+    let cases: Vec<((StatusCode, Value), StatusCode, &str)> = vec![
+        (a.open("Ana again", &[cpf(1)], "individual").await, StatusCode::CONFLICT, "document_already_has_account"),
+        (a.open("Wrong kind", &[cnpj(1)], "individual").await, StatusCode::BAD_REQUEST, "documents_invalid"),
+        (a.open("Wrong kind", &[cpf(3)], "legal").await, StatusCode::BAD_REQUEST, "documents_invalid"),
+        (a.open("Two", &[cpf(3), cpf(4)], "individual").await, StatusCode::BAD_REQUEST, "documents_invalid"),
+        (a.open("Alone", &[cpf(1)], "joint").await, StatusCode::BAD_REQUEST, "documents_invalid"),
+        (a.open("Twice", &[cpf(1), cpf(1)], "joint").await, StatusCode::BAD_REQUEST, "documents_invalid"),
+        (
+            a.open("Stranger", &[cpf(1), cpf(9)], "joint").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "joint_holder_missing",
+        ),
+        (a.open("   ", &[cpf(5)], "individual").await, StatusCode::BAD_REQUEST, "name_invalid"),
+        (a.open(&"n".repeat(101), &[cpf(5)], "individual").await, StatusCode::BAD_REQUEST, "name_invalid"),
+        (a.open("Bad doc", &["529.982.247-24".into()], "individual").await, StatusCode::BAD_REQUEST, "invalid_body"),
+        (a.open("Bad type", &[cpf(5)], "savings").await, StatusCode::BAD_REQUEST, "invalid_body"),
+    ];
+    for ((status, body), want_status, want_code) in cases {
+        assert_eq!((status, code(&body).as_str()), (want_status, want_code), "{body}");
+    }
+    let short = json!({ "name": "Short", "documents": [cpf(6)], "type": "individual", "password": "short" });
+    let (s, body) = a.send(reqwest::Method::POST, "/api/accounts", None, Some(short)).await;
+    assert_eq!((s, code(&body).as_str()), (StatusCode::BAD_REQUEST, "password_invalid"));
+    let extra =
+        json!({ "name": "X", "documents": [cpf(6)], "type": "individual", "password": "long enough", "admin": true });
+    assert_eq!(code(&a.send(reqwest::Method::POST, "/api/accounts", None, Some(extra)).await.1), "invalid_body");
+
+    // A joint account of two holders who each have an account: both may see it, others not.
+    let (s, joint) = a.open("Ana e Bia", &[cpf(1), cpf(2)], "joint").await;
+    assert_eq!(s, StatusCode::CREATED, "{joint}");
+    let id = joint["id"].as_u64().unwrap();
+    assert_eq!(a.open("Carla", &[cpf(3)], "individual").await.0, StatusCode::CREATED);
+    for (ibk, want) in [("1-1", StatusCode::OK), ("1-2", StatusCode::OK), ("1-4", StatusCode::FORBIDDEN)] {
+        let token = a.login(ibk, "correct horse").await.1["token"].as_str().unwrap().to_string();
+        assert_eq!(a.get(id, Some(&token)).await.0, want, "{ibk}");
+    }
+    // Nothing refused above left a trace: ids are 1, 2, 3 (joint) and 4, in order.
+    assert_eq!(bank.ds.client(0).health().await.unwrap().accounts, 4);
+}
+
+/// Openings race through both replicas: ids stay unique and gap-free, and a document opens at
+/// most one individual account however many requests race for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_openings_get_distinct_ids_and_one_account_per_document() {
+    let bank = start_bank(2, &[]);
+    let mut tasks = Vec::new();
+    for i in 0..12u64 {
+        let a = api(&bank, (i % 2) as usize);
+        tasks.push(tokio::spawn(async move { a.open(&format!("P{i}"), &[cpf(100 + i)], "individual").await }));
+    }
+    for i in 0..6u64 {
+        let a = api(&bank, (i % 2) as usize);
+        tasks.push(tokio::spawn(async move { a.open(&format!("Same{i}"), &[cpf(999)], "individual").await }));
+    }
+    let results: Vec<(StatusCode, Value)> =
+        futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+    let mut ids: Vec<u64> =
+        results.iter().filter(|(s, _)| *s == StatusCode::CREATED).map(|(_, v)| v["id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=13).collect::<Vec<_>>(), "12 distinct documents and one of the 6 racing for the same");
+    let taken =
+        results.iter().filter(|(s, v)| *s == StatusCode::CONFLICT && code(v) == "document_already_has_account").count();
+    assert_eq!(taken, 5);
+}
