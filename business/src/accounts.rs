@@ -184,6 +184,52 @@ impl Accounts {
         Err(ApiError::Unavailable("too many concurrent account openings; try again".into()))
     }
 
+    /// Closes an account (seed 001): only with a zero balance and nothing in flight. Its lease is
+    /// taken without waiting, so an operation holding it means "in flight"; the balance is the
+    /// one under that lease. The record goes (later operations find the account closed); the
+    /// holder index goes too for an individual or legal account, so the document may open again.
+    pub async fn close(&self, target: &AccountRecord) -> Result<(), ApiError> {
+        let req = AcquireRequest {
+            accounts: vec![target.id],
+            lease_ms: Some(self.lease_ms),
+            wait_ms: None,
+            request_id: None,
+        };
+        let grant = match self.ds.acquire(&req).await {
+            Ok(g) => g,
+            Err(e) if e.code() == Some("locked") => return Err(ApiError::InFlight),
+            Err(e) => return Err(e.into()),
+        };
+        let lock = LockRef { account: target.id, token: grant.locks[0].token };
+        let balance = grant.locks[0].amount.unwrap_or(Money::ZERO);
+        if !balance.is_zero() {
+            let _ = self.ds.release(&[lock]).await;
+            return Err(ApiError::BalanceNotZero(balance));
+        }
+        let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        commit.locks = vec![lock];
+        commit.records.push(RecordOp::Delete {
+            collection: ACCOUNTS.into(),
+            key: account_key(target.id),
+            if_version: None,
+        });
+        if target.kind != AccountType::Joint {
+            for d in &target.documents {
+                commit.records.push(RecordOp::Delete {
+                    collection: HOLDERS.into(),
+                    key: d.digits().into(),
+                    if_version: None,
+                });
+            }
+        }
+        commit.memo = Some(serde_json::json!({ "kind": "close_account", "account": target.id }));
+        if let Err(e) = self.ds.commit(&commit).await {
+            let _ = self.ds.release(&[lock]).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Checks the password and starts a session. Unknown account and wrong password look alike.
     pub async fn login(&self, req: Login) -> Result<Session, ApiError> {
         if req.ibk.bank != self.bank {

@@ -35,6 +35,10 @@ pub enum ApiError {
     Forbidden,
     #[error("IBK {0} belongs to another bank")]
     WrongBank(shared::Ibk),
+    #[error("the account still holds {0}; withdraw or transfer it before closing")]
+    BalanceNotZero(Money),
+    #[error("an operation on this account is in progress; try again when it ends")]
+    InFlight,
     #[error("{0}")]
     NotFound(String),
     #[error("request body is larger than {0} bytes")]
@@ -68,6 +72,8 @@ impl ApiError {
             ApiError::NoSession => "unauthorized",
             ApiError::Forbidden => "forbidden",
             ApiError::WrongBank(_) => "wrong_bank",
+            ApiError::BalanceNotZero(_) => "balance_not_zero",
+            ApiError::InFlight => "operation_in_flight",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::MediaType => "unsupported_media_type",
@@ -82,7 +88,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized | ApiError::InvalidCredentials | ApiError::NoSession => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::DocumentTaken(_) => StatusCode::CONFLICT,
+            ApiError::DocumentTaken(_) | ApiError::BalanceNotZero(_) | ApiError::InFlight => StatusCode::CONFLICT,
             ApiError::JointHolderMissing(_) | ApiError::WrongBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::SameAccount

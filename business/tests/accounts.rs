@@ -182,3 +182,46 @@ async fn concurrent_openings_get_distinct_ids_and_one_account_per_document() {
         results.iter().filter(|(s, v)| *s == StatusCode::CONFLICT && code(v) == "document_already_has_account").count();
     assert_eq!(taken, 5);
 }
+
+/// Seed 001: an account closes only with a zero balance and nothing in flight; once closed,
+/// operations find it gone and its document may open a new one.
+#[tokio::test]
+async fn closing_needs_a_zero_balance_and_nothing_in_flight() {
+    let bank = start_bank(2, &["--lock-wait-ms", "200"]);
+    let a = api(&bank, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    assert_eq!(a.open("Bia", &[cpf(2)], "individual").await.0, StatusCode::CREATED);
+    let token = a.login("1-1", "correct horse").await.1["token"].as_str().unwrap().to_string();
+    let del = |id: u64, t: Option<String>| {
+        let a = Api { http: a.http.clone(), base: a.base.clone() };
+        async move { a.send(reqwest::Method::DELETE, &format!("/api/accounts/{id}"), t.as_deref(), None).await }
+    };
+    let op = bank.operator(1);
+    op.op("/deposit/1/10", None).await.unwrap();
+
+    let (s, body) = del(1, Some(token.clone())).await;
+    assert_eq!((s, code(&body).as_str()), (StatusCode::CONFLICT, "balance_not_zero"));
+    assert_eq!(code(&del(2, Some(token.clone())).await.1), "forbidden");
+    assert_eq!(code(&del(1, None).await.1), "unauthorized");
+
+    // An operation holding the account's lease is "in flight".
+    let ds = bank.ds.client(1);
+    let held =
+        ds.acquire(&dataserver::api::AcquireRequest { accounts: vec![acc(1)], ..Default::default() }).await.unwrap();
+    let (s, body) = op.op("/withdrawal/1/10", None).await.unwrap_err();
+    assert_eq!((s, body.error.as_str()), (Some(StatusCode::CONFLICT), "account_busy"), "the lease is held");
+    let (s, body) = del(1, Some(token.clone())).await;
+    assert_eq!((s, code(&body).as_str()), (StatusCode::CONFLICT, "operation_in_flight"));
+    let locks: Vec<_> =
+        held.locks.iter().map(|g| dataserver::api::LockRef { account: g.account, token: g.token }).collect();
+    ds.release(&locks).await.unwrap();
+
+    op.op("/withdrawal/1/10", None).await.unwrap();
+    let (s, body) = del(1, Some(token.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = op.op("/deposit/1/5", None).await.unwrap_err();
+    assert_eq!((s, body.error.as_str()), (Some(StatusCode::NOT_FOUND), "account_not_found"));
+    assert_eq!(code(&a.get(1, Some(&token)).await.1), "unauthorized", "the session of a closed account ends");
+    let (s, reopened) = a.open("Ana again", &[cpf(1)], "individual").await;
+    assert_eq!((s, reopened["id"].as_u64()), (StatusCode::CREATED, Some(3)), "ids are never reused");
+}
