@@ -10,7 +10,10 @@ use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordOp};
 use dataserver::client::DataClient;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use shared::api::{Account, AccountType, CreateAccount, Login, Session};
+use shared::api::{
+    Account, AccountType, CreateAccount, Login, Operation, Session, Statement, StatementEntry, Status, Transaction,
+    TransactionType,
+};
 use shared::{AccountId, BankId, Document, Ibk, Money};
 
 use crate::config::limits::*;
@@ -228,6 +231,54 @@ impl Accounts {
             return Err(e.into());
         }
         Ok(())
+    }
+
+    /// An account's statement, newest first: every operation that moved its balance, with the
+    /// balance right after. Journal entries that are not operations (an opening) are left out.
+    pub async fn statement(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Statement, ApiError> {
+        let page = self.ds.account_journal(account, before, limit).await?;
+        let ibk = |a: AccountId| Ibk::new(self.bank, a);
+        let transactions = page
+            .entries
+            .into_iter()
+            .filter_map(|e| {
+                let op: crate::ledger::Op = serde_json::from_value(e.memo.clone()?).ok()?;
+                let balance = e.changes.iter().find(|c| c.account == account)?.after;
+                let (from, to) = match op {
+                    crate::ledger::Op::Deposit { account, .. } | crate::ledger::Op::Withdrawal { account, .. } => {
+                        (account, account)
+                    }
+                    crate::ledger::Op::Transfer { from, to, .. } => (from, to),
+                };
+                let operation = Operation {
+                    id: e.tx_id.clone(),
+                    from: ibk(from),
+                    to: ibk(to),
+                    kind: op.kind(),
+                    amount: op.amount(),
+                    status: Status::Success,
+                    created_at: e.at.clone(),
+                    updated_at: e.at.clone(),
+                };
+                let transaction = Transaction {
+                    id: e.tx_id,
+                    owner: ibk(from),
+                    parent_id: None,
+                    kind: TransactionType::Final,
+                    operations: vec![operation],
+                    created_at: e.at.clone(),
+                    updated_at: e.at,
+                    status: Status::Success,
+                };
+                Some(StatementEntry { transaction, balance })
+            })
+            .collect();
+        Ok(Statement { transactions, next: page.next })
     }
 
     /// Checks the password and starts a session. Unknown account and wrong password look alike.

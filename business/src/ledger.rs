@@ -19,7 +19,8 @@ use crate::config::limits::{IDEMPOTENCY_KEY_LEN_MAX, RETRY_BACKOFF_MS_MAX, RETRY
 use crate::error::ApiError;
 use crate::model::{ACCOUNTS, IDEMPOTENCY, IdempotencyRecord, account_key};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Also the journal memo of every operation, from which statements are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Op {
     Deposit { account: AccountId, amount: Amount },
@@ -28,7 +29,7 @@ pub enum Op {
 }
 
 impl Op {
-    fn kind(self) -> OperationKind {
+    pub fn kind(self) -> OperationKind {
         match self {
             Op::Deposit { .. } => OperationKind::Deposit,
             Op::Withdrawal { .. } => OperationKind::Withdrawal,
@@ -36,7 +37,7 @@ impl Op {
         }
     }
 
-    fn amount(self) -> Money {
+    pub fn amount(self) -> Money {
         match self {
             Op::Deposit { amount, .. } | Op::Withdrawal { amount, .. } | Op::Transfer { amount, .. } => amount.money(),
         }

@@ -225,3 +225,101 @@ async fn closing_needs_a_zero_balance_and_nothing_in_flight() {
     let (s, reopened) = a.open("Ana again", &[cpf(1)], "individual").await;
     assert_eq!((s, reopened["id"].as_u64()), (StatusCode::CREATED, Some(3)), "ids are never reused");
 }
+
+/// Customer deposits and withdrawals (seed 000's transaction shape), then the statement: newest
+/// first, paginated, each line with the balance right after it.
+#[tokio::test]
+async fn customer_payments_and_the_statement() {
+    let bank = start_bank(2, &[]);
+    let (a, b) = (api(&bank, 0), api(&bank, 1));
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    assert_eq!(a.open("Bia", &[cpf(2)], "individual").await.0, StatusCode::CREATED);
+    let token = a.login("1-1", "correct horse").await.1["token"].as_str().unwrap().to_string();
+    let pay = |api: &Api, path: &'static str, body: Value| {
+        let (http, base, t) = (api.http.clone(), api.base.clone(), token.clone());
+        async move { Api { http, base }.send(reqwest::Method::POST, path, Some(&t), Some(body)).await }
+    };
+
+    let (s, tx) = pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-1", "amount": 100 })).await;
+    assert_eq!(s, StatusCode::OK, "{tx}");
+    assert_eq!(
+        (tx["type"].as_str(), tx["status"].as_str(), tx["owner"].as_str()),
+        (Some("final"), Some("success"), Some("1-1"))
+    );
+    let op = &tx["operations"][0];
+    assert_eq!(
+        (op["type"].as_str(), op["from"].as_str(), op["to"].as_str(), op["amount"].as_str()),
+        (Some("deposit"), Some("1-1"), Some("1-1"), Some("100"))
+    );
+    let (s, tx) = pay(&b, "/api/payments/withdraw", json!({ "acc_ibk": "1-1", "amount": "30.5" })).await;
+    assert_eq!((s, tx["operations"][0]["type"].as_str()), (StatusCode::OK, Some("withdrawal")));
+
+    let refusals: Vec<((StatusCode, Value), StatusCode, &str)> = vec![
+        (
+            pay(&a, "/api/payments/withdraw", json!({ "acc_ibk": "1-1", "amount": "69.51" })).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "insufficient_funds",
+        ),
+        (
+            pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-2", "amount": 1 })).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "2-1", "amount": 1 })).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrong_bank",
+        ),
+        (
+            pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-1", "amount": 0 })).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-1", "amount": "1.001" })).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-1" })).await, StatusCode::BAD_REQUEST, "invalid_body"),
+        (
+            a.send(
+                reqwest::Method::POST,
+                "/api/payments/deposit",
+                None,
+                Some(json!({ "acc_ibk": "1-1", "amount": 1 })),
+            )
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+    ];
+    for ((status, body), want_status, want_code) in refusals {
+        assert_eq!((status, code(&body).as_str()), (want_status, want_code), "{body}");
+    }
+    bank.operator(0).op("/transfer/1/2/10", None).await.unwrap();
+
+    // Newest first, two per page, with the balance after each line.
+    let get = |path: String| {
+        let (http, base, t) = (a.http.clone(), a.base.clone(), token.clone());
+        async move { Api { http, base }.send(reqwest::Method::GET, &path, Some(&t), None).await }
+    };
+    let (s, page) = get("/api/accounts/1/transactions?limit=2".into()).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let lines = |p: &Value| -> Vec<(String, String)> {
+        p["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (t["operations"][0]["type"].as_str().unwrap().to_string(), t["balance"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    assert_eq!(lines(&page), vec![("transfer".into(), "59.5".into()), ("withdrawal".into(), "69.5".into())]);
+    let next = page["next"].as_u64().expect("an older page");
+    let (_, older) = get(format!("/api/accounts/1/transactions?limit=2&before={next}")).await;
+    assert_eq!(lines(&older), vec![("deposit".into(), "100".into())]);
+    assert!(older["next"].is_null());
+    assert_eq!(code(&get("/api/accounts/2/transactions".into()).await.1), "forbidden");
+    assert_eq!(code(&get("/api/accounts/1/transactions?limit=0".into()).await.1), "limit_invalid");
+}

@@ -81,3 +81,68 @@ pub struct Session {
     pub expires_at: String,
     pub account: Account,
 }
+
+/// Seed 000's transaction: a `package` the customer submitted, or a `final` one that moved money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionType {
+    Package,
+    Final,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Success,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub from: crate::Ibk,
+    pub to: crate::Ibk,
+    #[serde(rename = "type")]
+    pub kind: OperationKind,
+    pub amount: Money,
+    pub status: Status,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub id: String,
+    pub owner: crate::Ibk,
+    pub parent_id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: TransactionType,
+    pub operations: Vec<Operation>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub status: Status,
+}
+
+/// `POST /api/payments/deposit` and `/withdraw`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPayment {
+    pub acc_ibk: crate::Ibk,
+    pub amount: crate::Amount,
+}
+
+/// One line of a statement: a transaction and the account's balance right after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementEntry {
+    #[serde(flatten)]
+    pub transaction: Transaction,
+    pub balance: Money,
+}
+
+/// `GET /api/accounts/{id}/transactions`: newest first; pass `next` as `before` for older ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub transactions: Vec<StatementEntry>,
+    pub next: Option<u64>,
+}

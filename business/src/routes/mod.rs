@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod operator;
+pub mod payments;
 
 use actix_web::web;
 
@@ -14,6 +15,7 @@ pub fn resource(path: &str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     operator::configure(cfg);
     accounts::configure(cfg);
+    payments::configure(cfg);
     cfg.service(resource("/health").route(web::get().to(crate::health)))
         .service(resource("/metrics").route(web::get().to(crate::metrics_route)));
 }
