@@ -1,6 +1,8 @@
-//! The money operations of the operator API, over the bank's data server.
+//! Changes of balances over the bank's data server: single operations (deposit, withdrawal,
+//! transfer) and same-bank packages of several operations applied in order, all or nothing.
+//! Both are a [`Change`], run by one engine ([`Ledger::run`]).
 //!
-//! Every operation is two data-server round trips: take the locks of every account it touches
+//! Every change is two data-server round trips: take the locks of every account it touches
 //! in one call (sorted, all or nothing, waiting in FIFO order — no spinning, no deadlock), then
 //! one atomic commit that checks the fencing tokens and that the accounts are open, sets the new
 //! balances, appends the journal entry and releases the locks. A commit whose answer was lost is
@@ -43,32 +45,83 @@ impl Op {
         }
     }
 
-    /// Accounts touched, in receipt order (origin first).
-    fn accounts(self) -> Vec<AccountId> {
+    /// The receipt of this operation once applied.
+    pub fn receipt(self, applied: &Applied) -> OperationReceipt {
+        OperationReceipt {
+            transaction_id: applied.transaction_id.clone(),
+            kind: self.kind(),
+            amount: self.amount(),
+            balances: applied
+                .balances
+                .iter()
+                .map(|(account, balance)| AccountBalance { account: *account, balance: *balance })
+                .collect(),
+            at: applied.at.clone(),
+        }
+    }
+}
+
+/// A change of balances the ledger can apply atomically.
+pub trait Change: Serialize {
+    /// Refusals that need no state (before any lock is taken).
+    fn validate(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    /// Accounts touched, without repeats, in the order receipts list them.
+    fn accounts(&self) -> Vec<AccountId>;
+    /// New balances of the touched accounts from their current ones (`None`: no such account),
+    /// or the domain reason why the change cannot be made.
+    fn apply(&self, current: &dyn Fn(AccountId) -> Option<Money>) -> Result<Vec<(AccountId, Money)>, ApiError>;
+    /// Records written in the same commit as the balances.
+    fn records(&self, _applied: &Applied) -> Result<Vec<RecordOp>, ApiError> {
+        Ok(Vec::new())
+    }
+}
+
+fn debit(current: &dyn Fn(AccountId) -> Option<Money>, a: AccountId, amount: Money) -> Result<Money, ApiError> {
+    let b = current(a).ok_or(ApiError::AccountNotFound(a))?;
+    b.checked_sub(amount).ok_or(ApiError::InsufficientFunds { account: a, balance: b, amount })
+}
+
+fn credit(current: &dyn Fn(AccountId) -> Option<Money>, a: AccountId, amount: Money) -> Result<Money, ApiError> {
+    current(a).ok_or(ApiError::AccountNotFound(a))?.checked_add(amount).ok_or(ApiError::BalanceOverflow(a))
+}
+
+impl Change for Op {
+    fn validate(&self) -> Result<(), ApiError> {
         match self {
+            Op::Transfer { from, to, .. } if from == to => Err(ApiError::SameAccount),
+            _ => Ok(()),
+        }
+    }
+
+    fn accounts(&self) -> Vec<AccountId> {
+        match *self {
             Op::Deposit { account, .. } | Op::Withdrawal { account, .. } => vec![account],
             Op::Transfer { from, to, .. } => vec![from, to],
         }
     }
 
-    /// New balances from the current ones, or the domain reason why not.
-    fn apply(self, current: impl Fn(AccountId) -> Option<Money>) -> Result<Vec<(AccountId, Money)>, ApiError> {
-        let balance = |a| current(a).ok_or(ApiError::AccountNotFound(a));
-        let debit = |a, amount: Money| {
-            let b = balance(a)?;
-            b.checked_sub(amount).ok_or(ApiError::InsufficientFunds { account: a, balance: b, amount })
-        };
-        let credit = |a, amount: Money| balance(a)?.checked_add(amount).ok_or(ApiError::BalanceOverflow(a));
-        Ok(match self {
-            Op::Deposit { account, amount } => vec![(account, credit(account, amount.money())?)],
-            Op::Withdrawal { account, amount } => vec![(account, debit(account, amount.money())?)],
+    fn apply(&self, current: &dyn Fn(AccountId) -> Option<Money>) -> Result<Vec<(AccountId, Money)>, ApiError> {
+        Ok(match *self {
+            Op::Deposit { account, amount } => vec![(account, credit(current, account, amount.money())?)],
+            Op::Withdrawal { account, amount } => vec![(account, debit(current, account, amount.money())?)],
             Op::Transfer { from, to, amount } => {
                 // Both checked before either is used, so the error names the real cause.
-                let (f, t) = (debit(from, amount.money())?, credit(to, amount.money())?);
+                let (f, t) = (debit(current, from, amount.money())?, credit(current, to, amount.money())?);
                 vec![(from, f), (to, t)]
             }
         })
     }
+}
+
+/// What a change did, once durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub transaction_id: String,
+    /// New balance of every touched account, in [`Change::accounts`] order.
+    pub balances: Vec<(AccountId, Money)>,
+    pub at: String,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +138,7 @@ pub struct Ledger {
 enum Outcome {
     Again(String),
     Final(ApiError),
-    Replayed(Box<OperationReceipt>),
+    Replayed(Box<serde_json::Value>),
 }
 
 fn is_transport(e: &ClientError) -> bool {
@@ -118,12 +171,23 @@ pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
 impl Ledger {
     /// Applies `op` once, durably; with an idempotency key, a repeat returns the first receipt.
     pub async fn apply(&self, op: Op, idempotency_key: Option<&str>) -> Result<OperationReceipt, ApiError> {
-        if let Op::Transfer { from, to, .. } = op
-            && from == to
-        {
-            return Err(ApiError::SameAccount);
-        }
-        let request = serde_json::to_value(op).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        self.run(&op, idempotency_key, |applied| op.receipt(applied)).await
+    }
+
+    /// Applies `change` once, durably, and answers `respond(what it did)`. With an idempotency
+    /// key, the answer is stored in the same commit and a repeat returns it.
+    pub async fn run<C, R>(
+        &self,
+        change: &C,
+        idempotency_key: Option<&str>,
+        respond: impl Fn(&Applied) -> R,
+    ) -> Result<R, ApiError>
+    where
+        C: Change,
+        R: Serialize + serde::de::DeserializeOwned,
+    {
+        change.validate()?;
+        let request = serde_json::to_value(change).map_err(|e| ApiError::Unavailable(e.to_string()))?;
         if let Some(key) = idempotency_key {
             check_idempotency_key(key)?;
             if let Some(stored) = self.stored(key, &request).await? {
@@ -133,13 +197,16 @@ impl Ledger {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(op, idempotency_key, &request).await {
-                Ok(receipt) => {
+            match self.attempt(change, idempotency_key, &request, &respond).await {
+                Ok(answer) => {
                     self.metrics.operations_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Ok(receipt);
+                    return Ok(answer);
                 }
                 Err(Outcome::Final(e)) => return Err(e),
-                Err(Outcome::Replayed(receipt)) => return Ok(*receipt),
+                Err(Outcome::Replayed(stored)) => {
+                    return serde_json::from_value(*stored)
+                        .map_err(|e| ApiError::Unavailable(format!("stored answer: {e}")));
+                }
                 Err(Outcome::Again(why)) if attempt >= self.attempts_max => return Err(ApiError::Unavailable(why)),
                 Err(Outcome::Again(_)) => {
                     self.metrics.operation_retries_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -149,24 +216,32 @@ impl Ledger {
         }
     }
 
-    /// The receipt stored under `key`, if the key was used, checked to be for the same request.
-    async fn stored(&self, key: &str, request: &serde_json::Value) -> Result<Option<OperationReceipt>, ApiError> {
+    /// The answer stored under `key`, if the key was used, checked to be for the same request.
+    async fn stored<R: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        request: &serde_json::Value,
+    ) -> Result<Option<R>, ApiError> {
         let Some(record) = self.ds.get_record(IDEMPOTENCY, key).await? else { return Ok(None) };
         let stored: IdempotencyRecord =
-            serde_json::from_value(record.value).map_err(|e| ApiError::Unavailable(format!("stored receipt: {e}")))?;
+            serde_json::from_value(record.value).map_err(|e| ApiError::Unavailable(format!("stored answer: {e}")))?;
         if &stored.request != request {
             return Err(ApiError::IdempotencyKeyReused);
         }
-        Ok(Some(stored.receipt))
+        serde_json::from_value(stored.response)
+            .map(Some)
+            .map_err(|e| ApiError::Unavailable(format!("stored answer: {e}")))
     }
 
-    async fn attempt(
+    async fn attempt<C: Change, R: Serialize>(
         &self,
-        op: Op,
+        change: &C,
         key: Option<&str>,
         request: &serde_json::Value,
-    ) -> Result<OperationReceipt, Outcome> {
-        let mut accounts = op.accounts();
+        respond: &impl Fn(&Applied) -> R,
+    ) -> Result<R, Outcome> {
+        let touched = change.accounts();
+        let mut accounts = touched.clone();
         accounts.sort_unstable();
         let req = AcquireRequest {
             accounts,
@@ -176,40 +251,39 @@ impl Ledger {
         };
         let grant = match self.ds.acquire(&req).await {
             Ok(g) => g,
-            Err(e) if e.code() == Some("locked") => return Err(Outcome::Final(ApiError::Busy(op.accounts()[0]))),
+            Err(e) if e.code() == Some("locked") => return Err(Outcome::Final(ApiError::Busy(touched[0]))),
             Err(e) if is_transport(&e) => return Err(Outcome::Again(e.to_string())),
             Err(e) => return Err(Outcome::Final(e.into())),
         };
         let locks: Vec<LockRef> = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
-        let balances = match op.apply(|a| grant.locks.iter().find(|g| g.account == a).and_then(|g| g.amount)) {
+        let current = |a: AccountId| grant.locks.iter().find(|g| g.account == a).and_then(|g| g.amount);
+        let balances = match change.apply(&current) {
             Ok(b) => b,
             Err(e) => {
                 self.release(&locks).await;
                 return Err(Outcome::Final(e));
             }
         };
+        let applied = Applied { transaction_id: uuid::Uuid::new_v4().to_string(), balances, at: now_rfc3339() };
+        let answer = respond(&applied);
 
-        let receipt = OperationReceipt {
-            transaction_id: uuid::Uuid::new_v4().to_string(),
-            kind: op.kind(),
-            amount: op.amount(),
-            balances: balances
-                .iter()
-                .map(|(account, balance)| AccountBalance { account: *account, balance: *balance })
-                .collect(),
-            at: now_rfc3339(),
-        };
-        let mut commit = CommitRequest::new(receipt.transaction_id.clone());
+        let mut commit = CommitRequest::new(applied.transaction_id.clone());
         commit.locks = locks.clone();
         commit.set =
-            balances.iter().map(|(account, amount)| SetAmount { account: *account, amount: *amount }).collect();
-        commit.records = op
-            .accounts()
-            .into_iter()
-            .map(|a| RecordOp::Present { collection: ACCOUNTS.into(), key: account_key(a) })
-            .collect();
+            applied.balances.iter().map(|(account, amount)| SetAmount { account: *account, amount: *amount }).collect();
+        commit.records =
+            touched.iter().map(|a| RecordOp::Present { collection: ACCOUNTS.into(), key: account_key(*a) }).collect();
+        match change.records(&applied) {
+            Ok(r) => commit.records.extend(r),
+            Err(e) => {
+                self.release(&locks).await;
+                return Err(Outcome::Final(e));
+            }
+        }
         if let Some(key) = key {
-            let stored = IdempotencyRecord { request: request.clone(), receipt: receipt.clone() };
+            let response =
+                serde_json::to_value(&answer).map_err(|e| Outcome::Final(ApiError::Unavailable(e.to_string())))?;
+            let stored = IdempotencyRecord { request: request.clone(), response };
             commit.records.push(RecordOp::Put {
                 collection: IDEMPOTENCY.into(),
                 key: key.into(),
@@ -226,14 +300,14 @@ impl Ledger {
         loop {
             tries += 1;
             match self.ds.commit(&commit).await {
-                Ok(_) => return Ok(receipt),
+                Ok(_) => return Ok(answer),
                 Err(e) if is_transport(&e) && tries < self.attempts_max => backoff(tries).await,
                 Err(e) if is_transport(&e) => {
                     return Err(Outcome::Final(ApiError::Unavailable(format!(
                         "the outcome is unknown ({e}); repeat the request with the same Idempotency-Key"
                     ))));
                 }
-                Err(e) => return Err(self.refused(e, op, key, request, &locks).await),
+                Err(e) => return Err(self.refused(e, &touched, key, request, &locks).await),
             }
         }
     }
@@ -242,7 +316,7 @@ impl Ledger {
     async fn refused(
         &self,
         e: ClientError,
-        op: Op,
+        touched: &[AccountId],
         key: Option<&str>,
         request: &serde_json::Value,
         locks: &[LockRef],
@@ -253,9 +327,9 @@ impl Ledger {
             Some("record_absent") => {
                 self.release(locks).await;
                 // Which account was closed meanwhile? Ask; this path is rare.
-                for a in op.accounts() {
-                    if let Ok(None) = self.ds.get_record(ACCOUNTS, &account_key(a)).await {
-                        return Outcome::Final(ApiError::AccountNotFound(a));
+                for a in touched {
+                    if let Ok(None) = self.ds.get_record(ACCOUNTS, &account_key(*a)).await {
+                        return Outcome::Final(ApiError::AccountNotFound(*a));
                     }
                 }
                 Outcome::Again(e.to_string())
@@ -263,8 +337,8 @@ impl Ledger {
             // The idempotency record appeared since we looked: a concurrent repeat won.
             Some("condition_failed") if key.is_some() => {
                 self.release(locks).await;
-                match self.stored(key.unwrap_or_default(), request).await {
-                    Ok(Some(receipt)) => Outcome::Replayed(Box::new(receipt)),
+                match self.stored::<serde_json::Value>(key.unwrap_or_default(), request).await {
+                    Ok(Some(answer)) => Outcome::Replayed(Box::new(answer)),
                     Ok(None) => Outcome::Again(e.to_string()),
                     Err(err) => Outcome::Final(err),
                 }

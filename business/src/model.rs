@@ -13,7 +13,6 @@
 
 use dataserver::api::{CommitRequest, LockRef, RecordOp, SetAmount};
 use serde::{Deserialize, Serialize};
-use shared::api::OperationReceipt;
 use shared::{AccountId, Document, Money};
 
 pub const ACCOUNTS: &str = "accounts";
@@ -75,9 +74,9 @@ pub fn open_account_commit(tx_id: String, lock: LockRef, record: &AccountRecord)
     c
 }
 
-/// What an `Idempotency-Key` stands for: the request it was first used with, and its receipt.
+/// What an `Idempotency-Key` stands for: the request it was first used with, and the answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub request: serde_json::Value,
-    pub receipt: OperationReceipt,
+    pub response: serde_json::Value,
 }
