@@ -247,8 +247,12 @@ impl Accounts {
             .entries
             .into_iter()
             .filter_map(|e| {
-                let op: crate::ledger::Op = serde_json::from_value(e.memo.clone()?).ok()?;
                 let balance = e.changes.iter().find(|c| c.account == account)?.after;
+                let memo = e.memo.clone()?;
+                if let Ok(p) = serde_json::from_value::<crate::ledger::Package>(memo.clone()) {
+                    return Some(StatementEntry { transaction: p.transaction(&e.at), balance });
+                }
+                let op: crate::ledger::Op = serde_json::from_value(memo).ok()?;
                 let (from, to) = match op {
                     crate::ledger::Op::Deposit { account, .. } | crate::ledger::Op::Withdrawal { account, .. } => {
                         (account, account)

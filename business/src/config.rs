@@ -77,6 +77,8 @@ pub mod limits {
     pub const RETRY_BACKOFF_MS_MIN: u64 = 5;
     pub const RETRY_BACKOFF_MS_MAX: u64 = 200;
     pub const NAME_LEN_MAX: usize = 100;
+    /// Most operations in one package.
+    pub const PACKAGE_OPERATIONS_MAX: usize = 16;
     /// Statement page size: default and most.
     pub const STATEMENT_PAGE_DEFAULT: usize = 20;
     pub const STATEMENT_PAGE_MAX: usize = 100;

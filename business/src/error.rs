@@ -11,6 +11,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     #[error("origin and target are the same account")]
     SameAccount,
     #[error("account {0} does not exist or is closed")]
@@ -56,10 +58,14 @@ impl ApiError {
         ApiError::Invalid { code, message: message.into() }
     }
 
+    pub fn invalid_unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::Unprocessable { code, message: message.into() }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
-            ApiError::Invalid { code, .. } => code,
+            ApiError::Invalid { code, .. } | ApiError::Unprocessable { code, .. } => code,
             ApiError::SameAccount => "same_account",
             ApiError::AccountNotFound(_) => "account_not_found",
             ApiError::InsufficientFunds { .. } => "insufficient_funds",
@@ -92,6 +98,7 @@ impl ResponseError for ApiError {
             ApiError::JointHolderMissing(_) | ApiError::WrongBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::SameAccount
+            | ApiError::Unprocessable { .. }
             | ApiError::InsufficientFunds { .. }
             | ApiError::BalanceOverflow(_)
             | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,

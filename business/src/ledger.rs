@@ -19,7 +19,7 @@ use shared::{AccountId, Amount, Money};
 
 use crate::config::limits::{IDEMPOTENCY_KEY_LEN_MAX, RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN};
 use crate::error::ApiError;
-use crate::model::{ACCOUNTS, IDEMPOTENCY, IdempotencyRecord, account_key};
+use crate::model::{ACCOUNTS, IDEMPOTENCY, IdempotencyRecord, PACKAGES, account_key};
 
 /// Also the journal memo of every operation, from which statements are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -115,6 +115,109 @@ impl Change for Op {
     }
 }
 
+/// One operation of a same-bank package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PackageOp {
+    pub from: AccountId,
+    pub to: AccountId,
+    pub amount: Amount,
+}
+
+/// A package of operations applied in order, all or nothing: a later debit may spend what an
+/// earlier operation of the same package credited. Its journal memo is `{"kind": "package", ..}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename = "package")]
+pub struct Package {
+    pub id: String,
+    pub bank: shared::BankId,
+    pub author: AccountId,
+    pub operations: Vec<PackageOp>,
+}
+
+impl Package {
+    /// The package as customers see it (seed 000's shape), applied at `at`. Stored in the same
+    /// commit as the balances (`packages/{id}`) and returned to the author.
+    pub fn transaction(&self, at: &str) -> shared::api::Transaction {
+        use shared::api::{Operation, Status, Transaction, TransactionType};
+        let ibk = |a| shared::Ibk::new(self.bank, a);
+        Transaction {
+            id: self.id.clone(),
+            owner: ibk(self.author),
+            parent_id: None,
+            kind: TransactionType::Package,
+            operations: self
+                .operations
+                .iter()
+                .enumerate()
+                .map(|(i, o)| Operation {
+                    id: format!("{}.{i}", self.id),
+                    from: ibk(o.from),
+                    to: ibk(o.to),
+                    kind: OperationKind::Transfer,
+                    amount: o.amount.money(),
+                    status: Status::Success,
+                    created_at: at.to_string(),
+                    updated_at: at.to_string(),
+                })
+                .collect(),
+            created_at: at.to_string(),
+            updated_at: at.to_string(),
+            status: Status::Success,
+        }
+    }
+}
+
+impl Change for Package {
+    fn validate(&self) -> Result<(), ApiError> {
+        use crate::config::limits::PACKAGE_OPERATIONS_MAX;
+        if self.operations.is_empty() || self.operations.len() > PACKAGE_OPERATIONS_MAX {
+            return Err(ApiError::invalid(
+                "operations_invalid",
+                format!("a package has 1 to {PACKAGE_OPERATIONS_MAX} operations"),
+            ));
+        }
+        if self.operations.iter().any(|o| o.from == o.to) {
+            return Err(ApiError::SameAccount);
+        }
+        Ok(())
+    }
+
+    fn accounts(&self) -> Vec<AccountId> {
+        let mut out: Vec<AccountId> = Vec::new();
+        for a in self.operations.iter().flat_map(|o| [o.from, o.to]) {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    fn apply(&self, current: &dyn Fn(AccountId) -> Option<Money>) -> Result<Vec<(AccountId, Money)>, ApiError> {
+        let mut running: Vec<(AccountId, Money)> = Vec::new();
+        for a in self.accounts() {
+            running.push((a, current(a).ok_or(ApiError::AccountNotFound(a))?));
+        }
+        for o in &self.operations {
+            let now = |a: AccountId| running.iter().find(|(x, _)| *x == a).map(|(_, m)| *m);
+            let (f, t) = (debit(&now, o.from, o.amount.money())?, credit(&now, o.to, o.amount.money())?);
+            for (a, m) in running.iter_mut() {
+                if *a == o.from {
+                    *m = f;
+                } else if *a == o.to {
+                    *m = t;
+                }
+            }
+        }
+        Ok(running)
+    }
+
+    fn records(&self, applied: &Applied) -> Result<Vec<RecordOp>, ApiError> {
+        let value =
+            serde_json::to_value(self.transaction(&applied.at)).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        Ok(vec![RecordOp::Put { collection: PACKAGES.into(), key: self.id.clone(), value, if_version: Some(0) }])
+    }
+}
+
 /// What a change did, once durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -145,7 +248,7 @@ fn is_transport(e: &ClientError) -> bool {
     matches!(e, ClientError::Transport(_))
 }
 
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
     dataserver::store::rfc3339_ms(ms)
 }

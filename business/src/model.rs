@@ -21,6 +21,7 @@ pub const HOLDERS: &str = "holders";
 pub const COUNTERS: &str = "counters";
 pub const ACCOUNT_COUNTER: &str = "accounts";
 pub const SESSIONS: &str = "sessions";
+pub const PACKAGES: &str = "packages";
 
 pub fn account_key(id: AccountId) -> String {
     format!("{:016}", id.get())

@@ -323,3 +323,108 @@ async fn customer_payments_and_the_statement() {
     assert_eq!(code(&get("/api/accounts/2/transactions".into()).await.1), "forbidden");
     assert_eq!(code(&get("/api/accounts/1/transactions?limit=0".into()).await.1), "limit_invalid");
 }
+
+/// Same-bank packages: operations apply in order (a debit may spend what an earlier operation of
+/// the package credited), all or nothing, only from accounts the customer holds.
+#[tokio::test]
+async fn packages_apply_in_order_all_or_nothing() {
+    let bank = start_bank(2, &[]);
+    let a = api(&bank, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED); // 1-1
+    assert_eq!(a.open("Bia", &[cpf(2)], "individual").await.0, StatusCode::CREATED); // 1-2
+    assert_eq!(a.open("Ana e Bia", &[cpf(1), cpf(2)], "joint").await.0, StatusCode::CREATED); // 1-3
+    bank.operator(0).op("/deposit/1/100", None).await.unwrap();
+    let token = a.login("1-1", "correct horse").await.1["token"].as_str().unwrap().to_string();
+    let pay = |body: Value, key: Option<&'static str>| {
+        let (http, base, t) = (a.http.clone(), a.base.clone(), token.clone());
+        async move {
+            let mut rb = http.post(format!("{base}/api/payments/pay")).bearer_auth(t).json(&body);
+            if let Some(k) = key {
+                rb = rb.header("Idempotency-Key", k);
+            }
+            let resp = rb.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let balances = || async {
+        let op = bank.operator(1);
+        (op.balance(1).await.to_string(), op.balance(2).await.to_string(), op.balance(3).await.to_string())
+    };
+
+    // 1 → 3 (50), then 3 → 2 (30) out of the 50 just received.
+    let chained = json!({ "author": "1-1", "operations": [
+        { "from": "1-1", "to": "1-3", "amount": 50 },
+        { "from": "1-3", "to": "1-2", "amount": "30" } ] });
+    let (s, tx) = pay(chained.clone(), Some("pkg-1")).await;
+    assert_eq!(s, StatusCode::OK, "{tx}");
+    assert_eq!(
+        (tx["type"].as_str(), tx["status"].as_str(), tx["operations"].as_array().unwrap().len()),
+        (Some("package"), Some("success"), 2)
+    );
+    assert_eq!(balances().await, ("50".into(), "30".into(), "20".into()));
+    // The same key again: the same answer, applied once.
+    let (s, again) = pay(chained, Some("pkg-1")).await;
+    assert_eq!((s, &again), (StatusCode::OK, &tx));
+    assert_eq!(balances().await, ("50".into(), "30".into(), "20".into()));
+
+    // The second operation cannot be covered: nothing of the package happens.
+    let short = json!({ "author": "1-1", "operations": [
+        { "from": "1-1", "to": "1-3", "amount": 10 },
+        { "from": "1-3", "to": "1-2", "amount": 31 } ] });
+    let cases: Vec<((StatusCode, Value), StatusCode, &str)> = vec![
+        (pay(short, None).await, StatusCode::UNPROCESSABLE_ENTITY, "insufficient_funds"),
+        (
+            pay(json!({ "author": "1-1", "operations": [{ "from": "1-2", "to": "1-1", "amount": 1 }] }), None).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            pay(json!({ "author": "1-2", "operations": [{ "from": "1-1", "to": "1-2", "amount": 1 }] }), None).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "2-5", "amount": 1 }] }), None).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cross_bank_unsupported",
+        ),
+        (
+            pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "1-1", "amount": 1 }] }), None).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "same_account",
+        ),
+        (
+            pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "1-9", "amount": 1 }] }), None).await,
+            StatusCode::NOT_FOUND,
+            "account_not_found",
+        ),
+        (pay(json!({ "author": "1-1", "operations": [] }), None).await, StatusCode::BAD_REQUEST, "operations_invalid"),
+        (
+            pay(
+                json!({ "author": "1-1", "operations": vec![json!({ "from": "1-1", "to": "1-2", "amount": 1 }); 17] }),
+                None,
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "operations_invalid",
+        ),
+        (
+            pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "1-2", "amount": -1 }] }), None).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+    ];
+    for ((status, body), want_status, want_code) in cases {
+        assert_eq!((status, code(&body).as_str()), (want_status, want_code), "{body}");
+    }
+    assert_eq!(balances().await, ("50".into(), "30".into(), "20".into()), "refused packages changed nothing");
+
+    // The package is one line of the statement of each account it touched.
+    let (s, page) = a.send(reqwest::Method::GET, "/api/accounts/3/transactions", Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let first = &page["transactions"][0];
+    assert_eq!(
+        (first["type"].as_str(), first["id"].as_str(), first["balance"].as_str()),
+        (Some("package"), tx["id"].as_str(), Some("20"))
+    );
+}

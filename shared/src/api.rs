@@ -146,3 +146,20 @@ pub struct Statement {
     pub transactions: Vec<StatementEntry>,
     pub next: Option<u64>,
 }
+
+/// One operation of a package: `from` must be an account the customer holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentOperation {
+    pub from: crate::Ibk,
+    pub to: crate::Ibk,
+    pub amount: crate::Amount,
+}
+
+/// `POST /api/payments/pay`: operations applied in order, all or nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pay {
+    pub author: crate::Ibk,
+    pub operations: Vec<PaymentOperation>,
+}

@@ -16,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     operator::configure(cfg);
     accounts::configure(cfg);
     payments::configure(cfg);
+    payments::configure_pay(cfg);
     cfg.service(resource("/health").route(web::get().to(crate::health)))
         .service(resource("/metrics").route(web::get().to(crate::metrics_route)));
 }
