@@ -1,7 +1,7 @@
 //! Every way a request can fail, mapped to a status and a stable code in one place.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError};
 use dataserver::client::ClientError;
 use shared::{AccountId, ErrorBody, Money};
 
@@ -41,14 +41,6 @@ pub enum ApiError {
     BalanceNotZero(Money),
     #[error("an operation on this account is in progress; try again when it ends")]
     InFlight,
-    #[error("{0}")]
-    NotFound(String),
-    #[error("request body is larger than {0} bytes")]
-    TooLarge(usize),
-    #[error("request body must be JSON (Content-Type: application/json)")]
-    MediaType,
-    #[error("method not allowed on this path")]
-    MethodNotAllowed,
     #[error("the bank's data server is unavailable: {0}")]
     Unavailable(String),
 }
@@ -80,10 +72,6 @@ impl ApiError {
             ApiError::WrongBank(_) => "wrong_bank",
             ApiError::BalanceNotZero(_) => "balance_not_zero",
             ApiError::InFlight => "operation_in_flight",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::TooLarge(_) => "body_too_large",
-            ApiError::MediaType => "unsupported_media_type",
-            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
         }
     }
@@ -102,11 +90,8 @@ impl ResponseError for ApiError {
             | ApiError::InsufficientFunds { .. }
             | ApiError::BalanceOverflow(_)
             | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::AccountNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::AccountNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Busy(_) => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::MediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -124,30 +109,5 @@ impl From<ClientError> for ApiError {
     }
 }
 
-pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as E;
-    match err {
-        E::OverflowKnownLength { limit, .. } | E::Overflow { limit } => ApiError::TooLarge(limit),
-        E::ContentType => ApiError::MediaType,
-        E::Deserialize(e) => ApiError::invalid("invalid_body", e.to_string()),
-        other => ApiError::invalid("invalid_body", other.to_string()),
-    }
-    .into()
-}
-
-pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::invalid("invalid_query", err.to_string()).into()
-}
-
-pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::invalid("invalid_path", err.to_string()).into()
-}
-
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::NotFound(format!("no route {} {}", req.method(), req.path().chars().take(128).collect::<String>()))
-        .error_response()
-}
-
-pub async fn method_not_allowed() -> HttpResponse {
-    ApiError::MethodNotAllowed.error_response()
-}
+// Extractor failures, unknown routes and wrong methods answer exactly as the data server does.
+pub use dataserver::http::{json_error, method_not_allowed, not_found, path_error, query_error};

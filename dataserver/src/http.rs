@@ -462,6 +462,10 @@ pub async fn get_amount(
     if state.locks.locked_by_other(business, account) {
         return Err(LockError::Locked(account).into());
     }
+    posted(&state, account)
+}
+
+fn posted(state: &AppState, account: AccountId) -> Result<HttpResponse> {
     let amount = state.amounts.read().get(&account).copied();
     match amount {
         Some(amount) => Ok(HttpResponse::Ok().json(AmountBody { amount })),
@@ -609,12 +613,7 @@ pub async fn posted_amount(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     caller.owns(&path.0)?;
-    let account = parse_account(&path.1)?;
-    let amount = state.amounts.read().get(&account).copied();
-    match amount {
-        Some(amount) => Ok(HttpResponse::Ok().json(AmountBody { amount })),
-        None => Err(ApiError::NotFound(format!("account {account} has never been written"))),
-    }
+    posted(&state, parse_account(&path.1)?)
 }
 
 /// Every posted amount in account order, paginated: the snapshot an auditor replays against.
@@ -657,7 +656,7 @@ pub async fn method_not_allowed() -> HttpResponse {
     ApiError::MethodNotAllowed.error_response()
 }
 
-// ---- extractor errors as JSON ----------------------------------------------------------------
+// ---- extractor errors as JSON (also used by the business servers: one body, one set of codes) --
 
 pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;

@@ -191,16 +191,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn appends_recover_and_a_torn_tail_is_ignored() {
+    /// A log holding batches 1, 2 and 3 in one segment; returns its folder and the segment.
+    fn three_batches() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let req = CommitRequest::new("x");
         let mut wal = Wal::start(dir.path(), 0).unwrap();
         for lsn in 1..=3 {
             wal.append(&batch(lsn, &req)).unwrap();
         }
-        drop(wal);
         let path = dir.path().join(segment_name(1));
+        (dir, path)
+    }
+
+    #[test]
+    fn appends_recover_and_a_torn_tail_is_ignored() {
+        let (dir, path) = three_batches();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, b'{']).unwrap(); // a frame cut short by a crash
         let got = Wal::recover(dir.path(), 1).unwrap();
@@ -210,14 +215,7 @@ mod tests {
 
     #[test]
     fn a_flipped_bit_ends_the_log_and_a_gap_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let req = CommitRequest::new("x");
-        let mut wal = Wal::start(dir.path(), 0).unwrap();
-        for lsn in 1..=3 {
-            wal.append(&batch(lsn, &req)).unwrap();
-        }
-        drop(wal);
-        let path = dir.path().join(segment_name(1));
+        let (dir, path) = three_batches();
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 3;
         bytes[last] ^= 0x40;
@@ -225,7 +223,7 @@ mod tests {
         assert_eq!(Wal::recover(dir.path(), 0).unwrap().len(), 2);
         // Batches 1..=3 exist, but the store claims only 0 applied and batch 1 is gone: a gap.
         let mut wal = Wal::start(dir.path(), 1).unwrap();
-        wal.append(&batch(3, &req)).unwrap();
+        wal.append(&batch(3, &CommitRequest::new("x"))).unwrap();
         assert!(matches!(Wal::recover(dir.path(), 0), Err(StoreError::Corrupt(_))));
     }
 
