@@ -90,6 +90,10 @@ async fn open_login_and_see_only_your_accounts() {
     assert_eq!(session["account"]["id"], 1);
     let (s, me) = a.get(1, Some(&token)).await;
     assert_eq!((s, me["name"].as_str()), (StatusCode::OK, Some("João da Silva")));
+    // The token itself is stored nowhere: sessions are keyed by its digest.
+    let sessions = bank.ds.client(0).scan_records("sessions", "", None, 100).await.unwrap().records;
+    assert_eq!(sessions.len(), 1);
+    assert!(sessions.iter().all(|r| r.key != token && !r.value.to_string().contains(&token)));
 
     // Deposits through the operator API land in a customer-opened account.
     bank.operator(0).op("/deposit/1/25.5", None).await.unwrap();
