@@ -10,10 +10,7 @@ use clap::Parser;
 #[actix_web::main]
 async fn main() -> ExitCode {
     let settings = Settings::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    dataserver::init_tracing();
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

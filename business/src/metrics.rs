@@ -1,8 +1,8 @@
 //! Prometheus text metrics of a business replica (the data server's counters and histograms).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 
-use dataserver::metrics::{Histogram, LATENCY_US_BOUNDS, render_counter};
+use dataserver::metrics::{Histogram, LATENCY_US_BOUNDS, render_counters};
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -41,9 +41,7 @@ impl Metrics {
                 &self.operation_retries_total,
             ),
         ];
-        for (name, help, c) in counters {
-            render_counter(&mut out, name, help, c.load(Relaxed));
-        }
+        render_counters(&mut out, &counters);
         self.request_us.render(&mut out, "business_request_seconds", "time to answer a request", 1_000_000);
         out
     }

@@ -58,6 +58,14 @@ fn recover(store: &dyn Store, wal_dir: &std::path::Path) -> Result<u64, StoreErr
     Ok(last)
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): the setup every server binary shares.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Commits queued for the writer before senders wait (back-pressure instead of unbounded memory).
 pub const COMMIT_QUEUE_MAX: usize = 65_536;
 

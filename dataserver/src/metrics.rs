@@ -54,9 +54,11 @@ fn fmt_scaled(v: u64, scale: u64) -> String {
     format!("{}.{:0digits$}", v / scale, v % scale)
 }
 
-/// Appends one counter in Prometheus text format.
-pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+/// Appends counters `(name, help, value)` in Prometheus text format.
+pub fn render_counters(out: &mut String, counters: &[(&str, &str, &AtomicU64)]) {
+    for (name, help, c) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Relaxed));
+    }
 }
 
 pub const LATENCY_US_BOUNDS: &[u64] = &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000];
@@ -139,9 +141,7 @@ impl Metrics {
             ),
             ("dataserver_storage_errors_total", "durable writes that failed", &self.storage_errors_total),
         ];
-        for (name, help, c) in counters {
-            render_counter(&mut out, name, help, c.load(Relaxed));
-        }
+        render_counters(&mut out, &counters);
         let _ = writeln!(
             out,
             "# HELP dataserver_leases_held leases live or being committed\n# TYPE dataserver_leases_held gauge\ndataserver_leases_held {leases_held}"

@@ -5,18 +5,16 @@
 #![allow(clippy::float_arithmetic)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dataserver::api::{AcquireRequest, AcquireResponse, CommitRequest, CommitResponse, LockRef, SetAmount};
 use hyper::Method;
 
 use crate::lean_http::Conn;
+use crate::load::{Load, Outcome, random_pair};
 use dataserver::client::DataClient;
 use dataserver::testkit::{DataServerProcess, SpawnOptions, spawn};
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::Rng;
 use shared::{AccountId, BusinessId, Money};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -120,15 +118,7 @@ pub struct Report {
 
 /// One cycle: lock two accounts in one call, commit the transfer and release in another.
 async fn cycle(http: &mut Conn, paths: &(String, String), accounts: u64, n: u64, conn: usize) -> Result<(), String> {
-    let (a, b) = {
-        let mut rng = rand::rng();
-        let a = rng.random_range(1..=accounts);
-        let mut b = rng.random_range(1..accounts);
-        if b >= a {
-            b += 1;
-        }
-        (a, b)
-    };
+    let (a, b) = random_pair(accounts);
     let req = AcquireRequest { accounts: vec![id(a), id(b)], wait_ms: Some(2_000), ..Default::default() };
     let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
     let grant: AcquireResponse = http.call(Method::POST, &paths.0, body).await?;
@@ -204,78 +194,44 @@ pub async fn run(args: Args) -> Result<Report, String> {
         });
     }
 
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
     let addr: std::net::SocketAddr = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .parse()
         .map_err(|e| format!("--url must be http://IP:PORT: {e}"))?;
     let paths = Arc::new((format!("/v1/{business}/locks"), format!("/v1/{business}/commit")));
-    for conn in 0..args.connections {
-        let (measuring, stop, done, errors, paths) =
-            (measuring.clone(), stop.clone(), done.clone(), errors.clone(), paths.clone());
-        let accounts = args.accounts;
-        let mut http = Conn::connect(addr, &args.key).await?;
-        tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-            let mut n = 0u64;
-            while !stop.load(Relaxed) {
-                n += 1;
-                let t0 = Instant::now();
-                let r = cycle(&mut http, &paths, accounts, n, conn).await;
-                if measuring.load(Relaxed) {
-                    match r {
-                        Ok(()) => {
-                            let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
-                            done.fetch_add(1, Relaxed);
-                        }
-                        Err(_) => {
-                            errors.fetch_add(1, Relaxed);
-                        }
-                    }
-                }
-            }
-            hist
-        }));
+    let mut conns = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        conns.push(Conn::connect(addr, &args.key).await?);
     }
-    tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
+    let accounts = args.accounts;
+    let mut load = Load::start(conns, move |mut http, conn, n| {
+        let paths = paths.clone();
+        async move {
+            let outcome =
+                if cycle(&mut http, &paths, accounts, n, conn).await.is_ok() { Outcome::Ok } else { Outcome::Error };
+            (http, outcome)
+        }
+    });
+    load.warm_up(Duration::from_secs(args.warmup_s)).await;
     let before = client.metrics().await.map_err(|e| e.to_string())?;
-    measuring.store(true, Relaxed);
-    let started = Instant::now();
-    let pb = bar(args.duration_s, "load");
-    for _ in 0..args.duration_s {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        pb.inc(1);
-        pb.set_message(format!("{:.0}/s", done.load(Relaxed) as f64 / started.elapsed().as_secs_f64()));
-    }
-    measuring.store(false, Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
+    load.measure(args.duration_s).await;
     let after = client.metrics().await.map_err(|e| e.to_string())?;
-    stop.store(true, Relaxed);
-    pb.finish_and_clear();
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-    for t in tasks {
-        hist.add(t.await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    }
+    let totals = load.finish().await?;
     let delta = |name: &str| metric(&after, name) - metric(&before, name);
     let batches = delta("dataserver_commit_batch_size_count");
     let rss_mb = server.as_ref().and_then(|p| crate::procs::rss_bytes(p.pid())).map(|b| b as f64 / (1024.0 * 1024.0));
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Ok(Report {
         connections: args.connections,
         accounts: args.accounts,
-        duration_s: elapsed,
-        commits: done.load(Relaxed),
-        commits_per_s: done.load(Relaxed) as f64 / elapsed,
-        p50_ms: ms(0.50),
-        p90_ms: ms(0.90),
-        p99_ms: ms(0.99),
-        max_ms: hist.max() as f64 / 1000.0,
-        errors: errors.load(Relaxed),
+        duration_s: totals.elapsed_s,
+        commits: totals.ok,
+        commits_per_s: totals.ok_per_s(),
+        p50_ms: totals.ms(0.50),
+        p90_ms: totals.ms(0.90),
+        p99_ms: totals.ms(0.99),
+        max_ms: totals.max_ms(),
+        errors: totals.errors + totals.refused,
         server_batches: batches as u64,
         server_mean_batch: if batches > 0.0 { delta("dataserver_commit_batch_size_sum") / batches } else { 0.0 },
         server_mean_fsync_ms: if batches > 0.0 {

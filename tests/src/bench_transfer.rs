@@ -7,19 +7,16 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use business::model::{AccountRecord, AccountType, open_account_commit};
 use dataserver::api::{AcquireRequest, CommitRequest, LockRef, SetAmount};
 use dataserver::testkit::{SpawnOptions, listening_addr, spawn, spawn_command};
-use hdrhistogram::Histogram;
 use hyper::Method;
-use rand::Rng;
 use shared::{AccountId, BusinessId, Document, Money};
 
 use crate::lean_http::Conn;
+use crate::load::{Load, Outcome, random_pair};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -130,75 +127,38 @@ pub async fn run(args: Args) -> Result<Report, String> {
     }
     pb.finish_and_clear();
 
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (done, refused, errors) =
-        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut tasks = Vec::new();
+    let mut conns = Vec::with_capacity(args.connections);
     for c in 0..args.connections {
-        let mut http = Conn::connect(addrs[c % addrs.len()], OPERATOR_KEY).await?;
-        let (measuring, stop, done, refused, errors) =
-            (measuring.clone(), stop.clone(), done.clone(), refused.clone(), errors.clone());
-        let accounts = args.accounts;
-        tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-            while !stop.load(Relaxed) {
-                let (a, b) = {
-                    let mut rng = rand::rng();
-                    let a = rng.random_range(1..=accounts);
-                    let mut b = rng.random_range(1..accounts);
-                    if b >= a {
-                        b += 1;
-                    }
-                    (a, b)
-                };
-                let t0 = Instant::now();
-                let r: Result<serde_json::Value, String> =
-                    http.call(Method::POST, &format!("/transfer/{a}/{b}/1"), Vec::new()).await;
-                if !measuring.load(Relaxed) {
-                    continue;
-                }
-                match r {
-                    Ok(_) => {
-                        let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
-                        done.fetch_add(1, Relaxed);
-                    }
-                    Err(code) if code == "transport" => {
-                        errors.fetch_add(1, Relaxed);
-                    }
-                    Err(_) => {
-                        refused.fetch_add(1, Relaxed);
-                    }
-                }
-            }
-            hist
-        }));
+        conns.push(Conn::connect(addrs[c % addrs.len()], OPERATOR_KEY).await?);
     }
-    tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
-    measuring.store(true, Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.duration_s)).await;
-    measuring.store(false, Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
-    stop.store(true, Relaxed);
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-    for t in tasks {
-        hist.add(t.await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    }
+    let accounts = args.accounts;
+    let mut load = Load::start(conns, move |mut http, _, _| async move {
+        let (a, b) = random_pair(accounts);
+        let r: Result<serde_json::Value, String> =
+            http.call(Method::POST, &format!("/transfer/{a}/{b}/1"), Vec::new()).await;
+        let outcome = match r {
+            Ok(_) => Outcome::Ok,
+            Err(code) if code == "transport" => Outcome::Error,
+            Err(_) => Outcome::Refused,
+        };
+        (http, outcome)
+    });
+    load.warm_up(Duration::from_secs(args.warmup_s)).await;
+    load.measure(args.duration_s).await;
+    let totals = load.finish().await?;
     drop(guard);
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Ok(Report {
         connections: args.connections,
         replicas: args.replicas,
         accounts: args.accounts,
-        duration_s: elapsed,
-        transfers: done.load(Relaxed),
-        transfers_per_s: done.load(Relaxed) as f64 / elapsed,
-        p50_ms: ms(0.5),
-        p99_ms: ms(0.99),
-        max_ms: hist.max() as f64 / 1000.0,
-        refused: refused.load(Relaxed),
-        errors: errors.load(Relaxed),
+        duration_s: totals.elapsed_s,
+        transfers: totals.ok,
+        transfers_per_s: totals.ok_per_s(),
+        p50_ms: totals.ms(0.5),
+        p99_ms: totals.ms(0.99),
+        max_ms: totals.max_ms(),
+        refused: totals.refused,
+        errors: totals.errors,
     })
 }
 

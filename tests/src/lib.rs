@@ -4,5 +4,6 @@
 pub mod bench_dataserver;
 pub mod bench_transfer;
 pub mod lean_http;
+pub mod load;
 pub mod procs;
 pub mod up;

@@ -28,42 +28,30 @@ enum Bench {
     Transfer(interbank_tests::bench_transfer::Args),
 }
 
+/// The one way every command ends: success, or its error on stderr and a failing status.
+fn exit(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("interbank: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    use interbank_tests::{bench_dataserver, bench_transfer, up};
     let cli = Cli::parse();
-    match cli.command {
-        Command::Up(args) => match interbank_tests::up::run(args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("interbank: {e}");
-                ExitCode::FAILURE
-            }
-        },
+    exit(match cli.command {
+        Command::Up(args) => up::run(args).await,
         Command::Bench(Bench::Transfer(args)) => {
             let json = args.json;
-            match interbank_tests::bench_transfer::run(args).await {
-                Ok(report) => {
-                    interbank_tests::bench_transfer::print(&report, json);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("interbank: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            bench_transfer::run(args).await.map(|r| bench_transfer::print(&r, json))
         }
         Command::Bench(Bench::Dataserver(args)) => {
             let json = args.json;
-            match interbank_tests::bench_dataserver::run(args).await {
-                Ok(report) => {
-                    interbank_tests::bench_dataserver::print(&report, json);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("interbank: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            bench_dataserver::run(args).await.map(|r| bench_dataserver::print(&r, json))
         }
-    }
+    })
 }
