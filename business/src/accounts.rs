@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordOp};
+use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordKey, RecordOp};
 use dataserver::client::DataClient;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -18,6 +18,7 @@ use shared::{AccountId, BankId, Document, Ibk, Money};
 
 use crate::config::limits::*;
 use crate::error::ApiError;
+use crate::interbank::participant::SettlementMemo;
 use crate::model::*;
 
 fn now_ms() -> u64 {
@@ -139,6 +140,7 @@ impl Accounts {
                     lease_ms: Some(self.lease_ms),
                     wait_ms: Some(self.lock_wait_ms),
                     request_id: None,
+                    read: vec![],
                 })
                 .await;
             let grant = match grant {
@@ -197,6 +199,7 @@ impl Accounts {
             lease_ms: Some(self.lease_ms),
             wait_ms: None,
             request_id: None,
+            read: vec![RecordKey::new(HOLDS, account_key(target.id))],
         };
         let grant = match self.ds.acquire(&req).await {
             Ok(g) => g,
@@ -205,6 +208,12 @@ impl Accounts {
         };
         let lock = LockRef { account: target.id, token: grant.locks[0].token };
         let balance = grant.locks[0].amount.unwrap_or(Money::ZERO);
+        // Money reserved or promised by a package in two-phase commit is in flight.
+        let holds = grant.records.first().cloned().flatten().map(|r| parse::<HoldRecord>(r.value)).transpose()?;
+        if holds.is_some_and(|h| h.inflight > 0) {
+            let _ = self.ds.release(&[lock]).await;
+            return Err(ApiError::InFlight);
+        }
         if !balance.is_zero() {
             let _ = self.ds.release(&[lock]).await;
             return Err(ApiError::BalanceNotZero(balance));
@@ -243,10 +252,27 @@ impl Accounts {
     ) -> Result<Statement, ApiError> {
         let page = self.ds.account_journal(account, before, limit).await?;
         let ibk = |a: AccountId| Ibk::new(self.bank, a);
-        let transactions = page
-            .entries
-            .into_iter()
-            .filter_map(|e| {
+        let mut transactions = Vec::new();
+        for e in page.entries {
+            let Some(change) = e.changes.iter().find(|c| c.account == account) else { continue };
+            if let Some(memo) = &e.memo
+                && let Ok(settled) = serde_json::from_value::<SettlementMemo>(memo.clone())
+            {
+                transactions.extend(settlement_entries(self.bank, account, change.before, &settled, &e.at));
+                continue;
+            }
+            transactions.extend(Self::operation_entry(ibk, account, e));
+        }
+        Ok(Statement { transactions, next: page.next })
+    }
+
+    fn operation_entry(
+        ibk: impl Fn(AccountId) -> Ibk,
+        account: AccountId,
+        e: dataserver::api::JournalEntry,
+    ) -> Option<StatementEntry> {
+        {
+            {
                 let balance = e.changes.iter().find(|c| c.account == account)?.after;
                 let memo = e.memo.clone()?;
                 if let Ok(p) = serde_json::from_value::<crate::ledger::Package>(memo.clone()) {
@@ -278,11 +304,11 @@ impl Accounts {
                     created_at: e.at.clone(),
                     updated_at: e.at,
                     status: Status::Success,
+                    reason: None,
                 };
                 Some(StatementEntry { transaction, balance })
-            })
-            .collect();
-        Ok(Statement { transactions, next: page.next })
+            }
+        }
     }
 
     /// Checks the password and starts a session. Unknown account and wrong password look alike.
@@ -345,4 +371,61 @@ pub fn session_key(token: &str) -> String {
 /// (or a shared one) among whose holders they are.
 pub fn may_access(me: &AccountRecord, target: &AccountRecord) -> bool {
     me.id == target.id || target.documents.iter().any(|d| me.documents.contains(d))
+}
+
+/// The statement lines of one settlement journal entry for `account`: one per package that
+/// touched it, newest first, each linked to its package (`parent_id`) and with the balance right
+/// after it (the entry records the balance before the whole settlement).
+fn settlement_entries(
+    bank: BankId,
+    account: AccountId,
+    before: Option<Money>,
+    settled: &SettlementMemo,
+    at: &str,
+) -> Vec<StatementEntry> {
+    let me = Ibk::new(bank, account);
+    let mut balance = before.unwrap_or(Money::ZERO);
+    let mut out = Vec::new();
+    for p in &settled.entries {
+        let ops: Vec<_> = p.ops.iter().filter(|o| o.from == me || o.to == me).collect();
+        if ops.is_empty() {
+            continue;
+        }
+        for o in &ops {
+            if o.to == me {
+                balance = balance.checked_add(o.amount.money()).unwrap_or(balance);
+            }
+            if o.from == me {
+                balance = balance.checked_sub(o.amount.money()).unwrap_or(balance);
+            }
+        }
+        let operations = ops
+            .iter()
+            .enumerate()
+            .map(|(i, o)| Operation {
+                id: format!("{}.{i}", p.txn),
+                from: o.from,
+                to: o.to,
+                kind: shared::api::OperationKind::Transfer,
+                amount: o.amount.money(),
+                status: Status::Success,
+                created_at: at.to_string(),
+                updated_at: at.to_string(),
+            })
+            .collect();
+        let transaction = Transaction {
+            id: p.txn.clone(),
+            owner: p.author,
+            parent_id: Some(p.package.clone()),
+            kind: TransactionType::Final,
+            operations,
+            created_at: at.to_string(),
+            updated_at: at.to_string(),
+            status: Status::Success,
+            reason: None,
+        };
+        out.push(StatementEntry { transaction, balance });
+    }
+    out.reverse();
+    out
 }

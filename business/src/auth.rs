@@ -40,3 +40,26 @@ impl FromRequest for Operator {
         ready(if ok { Ok(Operator) } else { Err(ApiError::Unauthorized) })
     }
 }
+
+/// A peer bank, authenticated by its id (`X-Interbank-Bank`) and its secret (`Authorization:
+/// Bearer`), as listed in the network configuration. Customers' and operators' credentials
+/// never pass here, and a peer's secret opens nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub shared::BankId);
+
+impl FromRequest for Peer {
+    type Error = ApiError;
+    type Future = Ready<Result<Peer, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = (|| {
+            let state = req.app_data::<web::Data<AppState>>()?;
+            let bank: shared::BankId = req.headers().get(crate::interbank::BANK_HEADER)?.to_str().ok()?.parse().ok()?;
+            let entry = state.interbank.peers.network().bank(bank)?;
+            let presented = req.headers().get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")?;
+            (bank != state.settings.bank_id && !entry.secret.is_empty() && digest(presented) == digest(&entry.secret))
+                .then_some(Peer(bank))
+        })();
+        ready(found.ok_or(ApiError::PeerUnauthorized))
+    }
+}

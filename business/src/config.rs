@@ -55,6 +55,52 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "BUSINESS_WORKERS")]
     pub workers: Option<usize>,
+
+    /// The network file (TOML, `[[bank]]` with id, name, secret, replicas). Without it the bank
+    /// is alone: packages across banks are refused.
+    #[arg(long, env = "BUSINESS_NETWORK")]
+    pub network: Option<std::path::PathBuf>,
+
+    /// No token grant seen anywhere for this long → the token is lost and regenerated.
+    #[arg(long, env = "BUSINESS_TOKEN_LOST_MS", default_value_t = 3_000)]
+    pub token_lost_ms: u64,
+
+    /// Longest a bank keeps the token while it has packages to settle.
+    #[arg(long, env = "BUSINESS_HOLD_MS_MAX", default_value_t = 500)]
+    pub hold_ms_max: u64,
+
+    /// How long an idle bank keeps the token before passing it.
+    #[arg(long, env = "BUSINESS_IDLE_HOLD_MS", default_value_t = 20)]
+    pub idle_hold_ms: u64,
+
+    /// Lease of the replica working the token (another replica takes over when it runs out).
+    #[arg(long, env = "BUSINESS_RING_LEASE_MS", default_value_t = 2_000)]
+    pub ring_lease_ms: u64,
+
+    /// How often each replica checks the ring and in-doubt packages.
+    #[arg(long, env = "BUSINESS_TICK_MS", default_value_t = 200)]
+    pub tick_ms: u64,
+
+    /// A package prepared here for this long asks its coordinator for the decision.
+    #[arg(long, env = "BUSINESS_IN_DOUBT_MS", default_value_t = 5_000)]
+    pub in_doubt_ms: u64,
+
+    /// A cross-bank package not settled within this long after submission fails.
+    #[arg(long, env = "BUSINESS_PACKAGE_DEADLINE_MS", default_value_t = 30_000)]
+    pub package_deadline_ms: u64,
+
+    /// Longest wait for a peer bank's answer.
+    #[arg(long, env = "BUSINESS_PEER_TIMEOUT_MS", default_value_t = 3_000)]
+    pub peer_timeout_ms: u64,
+
+    /// Packages per settlement round.
+    #[arg(long, env = "BUSINESS_BATCH_PACKAGES_MAX", default_value_t = 256)]
+    pub batch_packages_max: usize,
+
+    /// Accounts locked in one data-server call while settling (at most the data server's
+    /// `lock_batch_max`).
+    #[arg(long, env = "BUSINESS_BATCH_ACCOUNTS_MAX", default_value_t = 512)]
+    pub batch_accounts_max: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -79,6 +125,8 @@ pub mod limits {
     pub const NAME_LEN_MAX: usize = 100;
     /// Most operations in one package.
     pub const PACKAGE_OPERATIONS_MAX: usize = 16;
+    /// Most packages in one prepare request between banks.
+    pub const PREPARE_ITEMS_MAX: usize = 4096;
     /// Statement page size: default and most.
     pub const STATEMENT_PAGE_DEFAULT: usize = 20;
     pub const STATEMENT_PAGE_MAX: usize = 100;

@@ -43,6 +43,22 @@ pub enum ApiError {
     InFlight,
     #[error("the bank's data server is unavailable: {0}")]
     Unavailable(String),
+    #[error("epoch {epoch} is stale: this bank has seen epoch {current}")]
+    StaleEpoch { epoch: u64, current: u64 },
+    #[error("this token is older than one this bank already accepted")]
+    StaleToken,
+    #[error("missing or wrong bank credentials (send `X-Interbank-Bank: ID` and `Authorization: Bearer SECRET`)")]
+    PeerUnauthorized,
+    #[error("bank {0} is not part of this network")]
+    UnknownBank(shared::BankId),
+    #[error("this Pix key is already registered")]
+    KeyTaken,
+    #[error("no such Pix key")]
+    KeyNotFound,
+    #[error("no such package")]
+    PackageNotFound,
+    #[error("too many requests; slow down")]
+    RateLimited,
 }
 
 impl ApiError {
@@ -73,6 +89,14 @@ impl ApiError {
             ApiError::BalanceNotZero(_) => "balance_not_zero",
             ApiError::InFlight => "operation_in_flight",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::StaleEpoch { .. } => "stale_epoch",
+            ApiError::StaleToken => "stale_token",
+            ApiError::PeerUnauthorized => "unauthorized",
+            ApiError::UnknownBank(_) => "unknown_bank",
+            ApiError::KeyTaken => "key_taken",
+            ApiError::KeyNotFound => "key_not_found",
+            ApiError::PackageNotFound => "package_not_found",
+            ApiError::RateLimited => "rate_limited",
         }
     }
 }
@@ -80,7 +104,14 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized | ApiError::InvalidCredentials | ApiError::NoSession => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized
+            | ApiError::InvalidCredentials
+            | ApiError::NoSession
+            | ApiError::PeerUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::StaleEpoch { .. } | ApiError::StaleToken | ApiError::KeyTaken => StatusCode::CONFLICT,
+            ApiError::UnknownBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::KeyNotFound | ApiError::PackageNotFound => StatusCode::NOT_FOUND,
+            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::DocumentTaken(_) | ApiError::BalanceNotZero(_) | ApiError::InFlight => StatusCode::CONFLICT,
             ApiError::JointHolderMissing(_) | ApiError::WrongBank(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordOp, SetAmount};
+use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordKey, RecordOp, SetAmount};
 use dataserver::client::{ClientError, DataClient};
 use rand::Rng;
 use serde::Serialize;
@@ -19,7 +19,7 @@ use shared::{AccountId, Amount, Money};
 
 use crate::config::limits::{IDEMPOTENCY_KEY_LEN_MAX, RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN};
 use crate::error::ApiError;
-use crate::model::{ACCOUNTS, IDEMPOTENCY, IdempotencyRecord, PACKAGES, account_key};
+use crate::model::{ACCOUNTS, HOLDS, HoldRecord, IDEMPOTENCY, IdempotencyRecord, PACKAGES, account_key};
 
 /// Also the journal memo of every operation, from which statements are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -163,6 +163,7 @@ impl Package {
             created_at: at.to_string(),
             updated_at: at.to_string(),
             status: Status::Success,
+            reason: None,
         }
     }
 }
@@ -346,11 +347,15 @@ impl Ledger {
         let touched = change.accounts();
         let mut accounts = touched.clone();
         accounts.sort_unstable();
+        // Interbank holds are written only under the account's lease, so read with the grant
+        // they stay exact until our commit.
+        let read = touched.iter().map(|a| RecordKey::new(HOLDS, account_key(*a))).collect();
         let req = AcquireRequest {
             accounts,
             lease_ms: Some(self.lease_ms),
             wait_ms: Some(self.lock_wait_ms),
             request_id: None,
+            read,
         };
         let grant = match self.ds.acquire(&req).await {
             Ok(g) => g,
@@ -359,8 +364,26 @@ impl Ledger {
             Err(e) => return Err(Outcome::Final(e.into())),
         };
         let locks: Vec<LockRef> = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
-        let current = |a: AccountId| grant.locks.iter().find(|g| g.account == a).and_then(|g| g.amount);
-        let balances = match change.apply(&current) {
+        let held: Vec<Money> = match grant.records.iter().map(HoldRecord::from_record).collect() {
+            Ok(h) => h,
+            Err(e) => {
+                self.release(&locks).await;
+                return Err(Outcome::Final(e));
+            }
+        };
+        let held_of = |a: AccountId| touched.iter().position(|t| *t == a).map_or(Money::ZERO, |i| held[i]);
+        // Changes see what is available (posted minus held); the held part is added back, so a
+        // debit can never spend money reserved for a package in two-phase commit.
+        let available = |a: AccountId| {
+            let posted = grant.locks.iter().find(|g| g.account == a).and_then(|g| g.amount)?;
+            Some(posted.checked_sub(held_of(a)).unwrap_or(Money::ZERO))
+        };
+        let posted = change.apply(&available).and_then(|b| {
+            b.into_iter()
+                .map(|(a, m)| m.checked_add(held_of(a)).map(|p| (a, p)).ok_or(ApiError::BalanceOverflow(a)))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let balances = match posted {
             Ok(b) => b,
             Err(e) => {
                 self.release(&locks).await;

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod interbank;
 pub mod ledger;
 pub mod metrics;
 pub mod model;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub operator_key_digest: [u8; 32],
     pub ledger: Ledger,
     pub accounts: accounts::Accounts,
+    pub interbank: interbank::Interbank,
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -91,6 +93,39 @@ impl Application {
             lease_ms: settings.lease_ms,
             attempts_max: settings.attempts_max.max(1),
         };
+        let network = match &settings.network {
+            Some(path) => interbank::Network::load(path).map_err(StartError::Config)?,
+            None => interbank::Network::alone(settings.bank_id),
+        };
+        if network.bank(settings.bank_id).is_none() {
+            return Err(StartError::Config(format!("bank {} is not in the network file", settings.bank_id)));
+        }
+        let peers = interbank::Peers::new(Arc::new(network), settings.bank_id, settings.peer_timeout_ms)
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let interbank = interbank::Interbank {
+            me: settings.bank_id,
+            business: settings.business_id,
+            ds: ledger.ds.clone(),
+            peers,
+            limits: interbank::Limits {
+                token_lost_ms: settings.token_lost_ms,
+                hold_ms_max: settings.hold_ms_max,
+                idle_hold_ms: settings.idle_hold_ms,
+                ring_lease_ms: settings.ring_lease_ms,
+                tick_ms: settings.tick_ms.max(10),
+                in_doubt_ms: settings.in_doubt_ms,
+                package_deadline_ms: settings.package_deadline_ms,
+                batch_packages_max: settings.batch_packages_max.clamp(1, 4096),
+                batch_accounts_max: settings.batch_accounts_max.clamp(32, 4096),
+            },
+            lock_wait_ms: settings.lock_wait_ms,
+            lease_ms: settings.lease_ms,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        if interbank.has_peers() {
+            // The replica's share of the interbank work: the token, settlement, recovery.
+            tokio::spawn(interbank::worker::run(interbank.clone()));
+        }
         let listener = TcpListener::bind(settings.listen)?;
         let addr = listener.local_addr()?;
         let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -100,6 +135,7 @@ impl Application {
             settings,
             ledger,
             accounts,
+            interbank,
             metrics: metrics.clone(),
         });
         let server = HttpServer::new(move || {

@@ -22,6 +22,7 @@ pub const COUNTERS: &str = "counters";
 pub const ACCOUNT_COUNTER: &str = "accounts";
 pub const SESSIONS: &str = "sessions";
 pub const PACKAGES: &str = "packages";
+pub const HOLDS: &str = "holds";
 
 pub fn account_key(id: AccountId) -> String {
     format!("{:016}", id.get())
@@ -73,6 +74,28 @@ pub fn open_account_commit(tx_id: String, lock: LockRef, record: &AccountRecord)
     }];
     c.memo = Some(serde_json::json!({ "kind": "open_account" }));
     c
+}
+
+/// `holds/{account}`: what two-phase commit has reserved on an account (`held`, never spendable
+/// until the package ends) and how many prepared packages touch it (`inflight`: the account cannot
+/// close while money is promised to or from it). Written only under the account's lease; absent
+/// means nothing held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRecord {
+    pub held: Money,
+    pub inflight: u32,
+}
+
+impl HoldRecord {
+    /// The held amount in a hold record read with a lock grant (`None`: nothing held).
+    pub fn from_record(r: &Option<dataserver::api::Record>) -> Result<Money, crate::error::ApiError> {
+        match r {
+            None => Ok(Money::ZERO),
+            Some(r) => serde_json::from_value::<HoldRecord>(r.value.clone())
+                .map(|h| h.held)
+                .map_err(|e| crate::error::ApiError::Unavailable(format!("bad hold record: {e}"))),
+        }
+    }
 }
 
 /// What an `Idempotency-Key` stands for: the request it was first used with, and the answer.

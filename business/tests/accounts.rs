@@ -390,7 +390,7 @@ async fn packages_apply_in_order_all_or_nothing() {
         (
             pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "2-5", "amount": 1 }] }), None).await,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "cross_bank_unsupported",
+            "unknown_bank",
         ),
         (
             pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "1-1", "amount": 1 }] }), None).await,

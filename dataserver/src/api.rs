@@ -26,6 +26,24 @@ pub struct AcquireRequest {
     /// Makes the call safe to retry: a retry whose grant is still live returns the same tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Records to read once the leases are granted, answered in `records` in this order. A record
+    /// only ever written under one of these leases cannot change until they are released, so
+    /// this saves a round trip without giving up consistency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<RecordKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordKey {
+    pub collection: String,
+    pub key: String,
+}
+
+impl RecordKey {
+    pub fn new(collection: impl Into<String>, key: impl Into<String>) -> RecordKey {
+        RecordKey { collection: collection.into(), key: key.into() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,10 +54,13 @@ pub struct Grant {
     pub amount: Option<Money>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AcquireResponse {
     pub lease_ms: u64,
     pub locks: Vec<Grant>,
+    /// The records asked for in `read`, in that order; `None` where a record does not exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<Option<Record>>,
 }
 
 /// Proof of holding an account's lease: the fencing token it was granted with.

@@ -69,7 +69,8 @@ pub struct Settings {
     pub wait_ms_max: u64,
 
     /// Most accounts in one batch lock request or one commit.
-    #[arg(long, env = "DATASERVER_LOCK_BATCH_MAX", default_value_t = 64)]
+    /// Interbank settlement locks every account of a batch of packages at once, so this is large.
+    #[arg(long, env = "DATASERVER_LOCK_BATCH_MAX", default_value_t = 1024)]
     pub lock_batch_max: usize,
 
     /// Most leases one business server may hold at once.

@@ -311,6 +311,16 @@ async fn acquire(state: &AppState, business: BusinessId, req: AcquireRequest) ->
         check_id("request_id_invalid", "request_id", rid, REQUEST_ID_LEN_MAX)?;
     }
     let mut accounts = req.accounts;
+    if req.read.len() > state.settings.lock_batch_max.saturating_mul(2) {
+        return Err(ApiError::invalid(
+            "batch_too_large",
+            format!("read at most {} records per request", state.settings.lock_batch_max.saturating_mul(2)),
+        ));
+    }
+    for r in &req.read {
+        check_collection(&r.collection)?;
+        check_key(&r.key)?;
+    }
     if accounts.is_empty() || accounts.len() > state.settings.lock_batch_max {
         return Err(ApiError::invalid(
             "batch_too_large",
@@ -329,13 +339,22 @@ async fn acquire(state: &AppState, business: BusinessId, req: AcquireRequest) ->
         inc(&state.metrics.lock_waits_total);
         state.metrics.lock_wait_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
     }
-    let amounts = state.amounts.read();
-    let locks = granted
-        .locks
-        .iter()
-        .map(|l| Grant { account: l.account, token: l.token, amount: amounts.get(&l.account).copied() })
-        .collect();
-    Ok(AcquireResponse { lease_ms: u64::try_from(lease_d.as_millis()).unwrap_or(u64::MAX), locks })
+    let locks = {
+        let amounts = state.amounts.read();
+        granted
+            .locks
+            .iter()
+            .map(|l| Grant { account: l.account, token: l.token, amount: amounts.get(&l.account).copied() })
+            .collect()
+    };
+    let records = if req.read.is_empty() {
+        Vec::new()
+    } else {
+        let store = state.store.clone();
+        let read = req.read;
+        blocking(move || read.iter().map(|r| store.get_record(&r.collection, &r.key)).collect()).await?
+    };
+    Ok(AcquireResponse { lease_ms: u64::try_from(lease_d.as_millis()).unwrap_or(u64::MAX), locks, records })
 }
 
 // ---- seed 004 routes -------------------------------------------------------------------------
@@ -357,8 +376,13 @@ pub async fn get_lock(
     let business = caller.owns(&path.0)?;
     let account = parse_account(&path.1)?;
     let q = q.into_inner();
-    let req =
-        AcquireRequest { accounts: vec![account], lease_ms: q.lease_ms, wait_ms: q.wait_ms, request_id: q.request_id };
+    let req = AcquireRequest {
+        accounts: vec![account],
+        lease_ms: q.lease_ms,
+        wait_ms: q.wait_ms,
+        request_id: q.request_id,
+        read: vec![],
+    };
     let resp = acquire(&state, business, req).await?;
     let token = resp.locks.first().map_or(0, |l| l.token);
     Ok(HttpResponse::Ok().json(LockGrant { token, lease_ms: resp.lease_ms }))

@@ -93,7 +93,10 @@ pub enum TransactionType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Accepted and stored durably; waiting for its turn (the token) or for a bank that is down.
     Pending,
+    /// Every bank reserved its part and the decision to commit is durable: it will complete.
+    Confirmed,
     Success,
     Failed,
 }
@@ -122,6 +125,9 @@ pub struct Transaction {
     pub created_at: String,
     pub updated_at: String,
     pub status: Status,
+    /// Why a package failed, or why it is still waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `POST /api/payments/deposit` and `/withdraw`.
@@ -152,7 +158,8 @@ pub struct Statement {
 #[serde(deny_unknown_fields)]
 pub struct PaymentOperation {
     pub from: crate::Ibk,
-    pub to: crate::Ibk,
+    /// An IBK or a Pix key.
+    pub to: crate::pix::Target,
     pub amount: crate::Amount,
 }
 
@@ -162,4 +169,35 @@ pub struct PaymentOperation {
 pub struct Pay {
     pub author: crate::Ibk,
     pub operations: Vec<PaymentOperation>,
+}
+
+/// `POST /api/keys`: registers a Pix key to one of the customer's accounts at this bank. `key`
+/// is omitted for a random key (the bank generates it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterKey {
+    pub account: crate::Ibk,
+    #[serde(rename = "type")]
+    pub kind: crate::pix::KeyType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// A Pix key resolved: where the money goes, and whose (partly masked) name to show before paying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub key: crate::pix::PixKey,
+    #[serde(rename = "type")]
+    pub kind: crate::pix::KeyType,
+    pub ibk: crate::Ibk,
+    pub name: String,
+    pub created_at: String,
+}
+
+/// `GET /api/accounts/{id}/all`: the holder's accounts in every bank of the network; banks that
+/// did not answer are listed so that the list is never silently partial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllAccounts {
+    pub accounts: Vec<Account>,
+    pub unreachable_banks: Vec<crate::BankId>,
 }

@@ -12,8 +12,10 @@ pub mod document;
 pub mod error;
 pub mod ids;
 pub mod money;
+pub mod pix;
 
 pub use document::{Document, DocumentError};
 pub use error::ErrorBody;
 pub use ids::{AccountId, BankId, BusinessId, Ibk, IdError};
 pub use money::{Amount, Money, MoneyError};
+pub use pix::{KeyType, PixKey, Target};

@@ -3,6 +3,9 @@
 
 pub mod bench_dataserver;
 pub mod bench_transfer;
+pub mod check;
+pub mod client;
+pub mod cluster;
 pub mod lean_http;
 pub mod load;
 pub mod procs;

@@ -3,10 +3,7 @@
 
 use std::path::PathBuf;
 
-use std::process::{Child, Command};
-
-use dataserver::testkit::{DataServerProcess, SpawnOptions, listening_addr, spawn, spawn_command};
-use shared::BusinessId;
+use crate::cluster::{Cluster, Spec};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -38,70 +35,45 @@ pub struct Args {
     pub no_ui: bool,
 }
 
-/// DEVELOPMENT SECRET — for the local network only. Business server `b` of bank `n` has id
-/// `10 n + b` and this key; a real deployment passes its own keys to every process.
-pub fn dev_key(business: BusinessId) -> String {
-    format!("dev-only-insecure-key-{business}")
-}
-
-/// Business ids of bank `n`'s two replicas.
-pub fn business_ids(bank: u32) -> Result<[BusinessId; 2], String> {
-    let id = |b| BusinessId::new(bank * 10 + b).map_err(|e| e.to_string());
-    Ok([id(1)?, id(2)?])
-}
+pub use crate::cluster::{business_ids, dev_key};
 
 pub async fn run(args: Args) -> Result<(), String> {
     if args.fresh && args.data.exists() {
         std::fs::remove_dir_all(&args.data).map_err(|e| format!("cannot remove {}: {e}", args.data.display()))?;
     }
-    let bin = crate::procs::binary("dataserver")?;
-    let mut procs: Vec<(u32, DataServerProcess)> = Vec::new();
+    let mut ds_ports = Vec::new();
+    let mut business_ports = Vec::new();
     for bank in 1..=args.banks {
-        let keys = business_ids(bank)?.iter().map(|b| (*b, dev_key(*b))).collect();
-        let port = port_of(args.dataserver_port_base, bank)?;
-        let mut opts = SpawnOptions::new(&bin, args.data.join(format!("bank{bank}")), keys);
-        opts.listen = format!("127.0.0.1:{port}");
-        let p = spawn(&opts).map_err(|e| format!("bank {bank}'s data server: {e}"))?;
-        procs.push((bank, p));
+        ds_ports.push(port_of(args.dataserver_port_base, bank)?);
+        business_ports.push(
+            vec![port_of(args.business_port_base, bank)?, port_of(args.business_port_base, bank + 100)?]
+                .into_boxed_slice(),
+        );
     }
-    let business_bin = crate::procs::binary("business")?;
-    let mut replicas: Vec<(u32, Child, String)> = Vec::new();
-    for (bank, p) in &procs {
-        for (i, (b, k)) in p.keys.iter().enumerate() {
-            let port = port_of(args.business_port_base, *bank + 100 * u32::try_from(i).map_err(|e| e.to_string())?)?;
-            let mut cmd = Command::new(&business_bin);
-            cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--bank-id", &bank.to_string()])
-                .args(["--business-id", &b.to_string(), "--dataserver", &p.url(), "--dataserver-key", k])
-                .args(["--operator-key", &args.operator_key]);
-            let (child, line) = spawn_command(cmd).map_err(|e| format!("bank {bank}'s replica {b}: {e}"))?;
-            let addr = listening_addr(&line).ok_or_else(|| format!("replica {b} printed {line:?}"))?;
-            replicas.push((*bank, child, format!("http://{addr}")));
-        }
-    }
+    let spec = Spec {
+        banks: args.banks,
+        replicas: 2,
+        data: args.data.clone(),
+        dataserver_port: Some(ds_ports.into_boxed_slice()),
+        business_port: Some(business_ports.into_boxed_slice()),
+        operator_key: args.operator_key.clone(),
+        business_args: vec![],
+    };
+    let mut cluster = Cluster::start(&spec)?;
     println!("InterBank local network ({} banks), data in {}", args.banks, args.data.display());
-    for (bank, p) in &procs {
-        println!("  bank {bank}: data server {}  (boot epoch {})", p.url(), p.boot_epoch);
-        for (_, _, url) in replicas.iter().filter(|r| r.0 == *bank) {
+    for bank in &cluster.banks {
+        println!("  bank {}: data server {}", bank.id, bank.ds_url());
+        for url in bank.urls() {
             println!("          business replica {url}");
         }
     }
+    println!("  network file: {}", cluster.network_file.display());
     println!("  operator key: {}   <- DEVELOPMENT SECRET unless set by INTERBANK_OPERATOR_KEY", args.operator_key);
-    println!("  data server keys: dev-only-insecure-key-<business id>   <- DEVELOPMENT SECRETS");
+    println!("  data server keys and bank secrets: dev-only-insecure-...   <- DEVELOPMENT SECRETS");
     println!("Ctrl-C stops everything.");
     wait_for_stop().await;
-    for (bank, mut child, url) in replicas {
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        match child.wait() {
-            Ok(s) if s.success() => println!("bank {bank}: replica {url} stopped"),
-            _ => println!("bank {bank}: replica {url} exited with an error"),
-        }
-    }
-    for (bank, mut p) in procs {
-        match p.terminate() {
-            Ok(true) => println!("bank {bank}: data server stopped"),
-            Ok(false) => println!("bank {bank}: data server exited with an error"),
-            Err(e) => println!("bank {bank}: could not stop the data server: {e}"),
-        }
+    for line in cluster.stop() {
+        println!("{line}");
     }
     Ok(())
 }

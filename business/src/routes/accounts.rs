@@ -9,6 +9,26 @@ use crate::AppState;
 use crate::accounts::may_access;
 use crate::auth::presented_key;
 use crate::error::ApiError;
+use crate::model::AccountRecord;
+
+pub fn parse_account(s: &str) -> Result<AccountId, ApiError> {
+    s.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))
+}
+
+/// The caller's session and an account of this bank they may act on (their own, or a joint
+/// account they hold): 401 without a live session, 404 for no such account, 403 for another's.
+pub async fn session_and_account(
+    state: &AppState,
+    req: &HttpRequest,
+    id: AccountId,
+) -> Result<(AccountRecord, AccountRecord), ApiError> {
+    let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
+    let target = state.accounts.record(id).await?.ok_or(ApiError::AccountNotFound(id))?;
+    if !may_access(&me, &target) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok((me, target))
+}
 
 async fn create(state: web::Data<AppState>, body: web::Json<CreateAccount>) -> Result<HttpResponse, ApiError> {
     let account = state.accounts.open(body.into_inner()).await?;
@@ -20,13 +40,41 @@ async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<Htt
 }
 
 async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
-    let id: AccountId = path.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))?;
-    let target = state.accounts.record(id).await?.ok_or(ApiError::AccountNotFound(id))?;
-    if !may_access(&me, &target) {
-        return Err(ApiError::Forbidden);
-    }
+    let (_, target) = session_and_account(&state, &req, parse_account(&path)?).await?;
     Ok(HttpResponse::Ok().json(state.accounts.view(target).await?))
+}
+
+/// The holder's accounts at every bank of the network, asked of each bank in parallel.
+async fn all(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    use futures::future::join_all;
+    let (_, target) = session_and_account(&state, &req, parse_account(&path)?).await?;
+    let ib = &state.interbank;
+    let mut accounts: Vec<shared::api::Account> = Vec::new();
+    let mut unreachable = Vec::new();
+    for doc in &target.documents {
+        accounts.extend(super::interbank::accounts_held(&state, doc).await?);
+        let peers: Vec<shared::BankId> = ib.peers.network().ids().into_iter().filter(|b| *b != ib.me).collect();
+        let path = format!("/account/{}", doc.digits());
+        let answers = join_all(
+            peers
+                .iter()
+                .map(|b| ib.peers.call::<Vec<shared::api::Account>>(*b, reqwest::Method::GET, &path, None::<&()>)),
+        )
+        .await;
+        for (b, a) in peers.into_iter().zip(answers) {
+            match a {
+                Ok(list) => accounts.extend(list),
+                Err(_) if !unreachable.contains(&b) => unreachable.push(b),
+                Err(_) => {}
+            }
+        }
+    }
+    if !accounts.iter().any(|a| a.ibk == shared::Ibk::new(state.settings.bank_id, target.id)) {
+        accounts.insert(0, state.accounts.view(target).await?);
+    }
+    accounts.sort_by_key(|a| a.ibk);
+    accounts.dedup_by_key(|a| a.ibk);
+    Ok(HttpResponse::Ok().json(shared::api::AllAccounts { accounts, unreachable_banks: unreachable }))
 }
 
 async fn close(
@@ -75,5 +123,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/accounts").route(web::post().to(create)))
         .service(resource("/api/accounts/auth").route(web::post().to(login)))
         .service(resource("/api/accounts/{id}").route(web::get().to(get)).route(web::delete().to(close)))
+        .service(resource("/api/accounts/{id}/all").route(web::get().to(all)))
         .service(resource("/api/accounts/{id}/transactions").route(web::get().to(transactions)));
 }

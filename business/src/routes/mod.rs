@@ -1,6 +1,8 @@
 //! HTTP routes. Handlers parse into domain types and call the ledger; nothing else.
 
 pub mod accounts;
+pub mod interbank;
+pub mod keys;
 pub mod operator;
 pub mod payments;
 
@@ -17,6 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     accounts::configure(cfg);
     payments::configure(cfg);
     payments::configure_pay(cfg);
+    keys::configure(cfg);
+    interbank::configure(cfg);
     cfg.service(resource("/health").route(web::get().to(crate::health)))
         .service(resource("/metrics").route(web::get().to(crate::metrics_route)));
 }

@@ -9,7 +9,15 @@ use crate::AppState;
 use crate::accounts::may_access;
 use crate::auth::presented_key;
 use crate::error::ApiError;
-use crate::ledger::{Op, Package, PackageOp};
+use crate::interbank::coordinator::{QUEUE, Queued};
+use crate::interbank::settle::WireOp;
+use crate::interbank::{PeerError, keys, now_ms};
+use crate::ledger::{Op, Package, PackageOp, check_idempotency_key};
+use crate::model::PACKAGES;
+use crate::routes::accounts::session_and_account;
+use crate::routes::interbank::AccountCard;
+use dataserver::api::{CommitRequest, RecordOp};
+use shared::Target;
 
 /// Seed 000's shape of a final transaction, from a ledger receipt.
 pub fn final_transaction(bank: BankId, owner: Ibk, r: &OperationReceipt) -> Transaction {
@@ -32,6 +40,7 @@ pub fn final_transaction(bank: BankId, owner: Ibk, r: &OperationReceipt) -> Tran
         created_at: r.at.clone(),
         updated_at: r.at.clone(),
         status: Status::Success,
+        reason: None,
     }
 }
 
@@ -85,37 +94,70 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/payments/withdraw").route(web::post().to(withdraw)));
 }
 
-/// Same-bank packages: every operation's `from` held by the customer, applied in order, all or
-/// nothing, final before the answer. Cross-bank packages arrive with the interbank protocols.
+/// `POST /api/payments/pay`. Every `from` must be held by the customer (at any bank); `to` is an
+/// IBK or a Pix key, resolved now. A package within this bank is applied at once, in order, all
+/// or nothing (200, `success`); one that involves other banks is stored durably and settled by
+/// two-phase commit when this bank holds the token (202, `pending`; follow it at
+/// `GET /api/payments/{id}`).
 async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Pay>) -> Result<HttpResponse, ApiError> {
+    use crate::config::limits::PACKAGE_OPERATIONS_MAX;
     let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
     let body = body.into_inner();
     let bank = state.settings.bank_id;
-    for ibk in std::iter::once(&body.author).chain(body.operations.iter().flat_map(|o| [&o.from, &o.to])) {
-        if ibk.bank != bank {
-            return Err(ApiError::invalid_unprocessable(
-                "cross_bank_unsupported",
-                format!("{ibk} is at another bank; packages across banks arrive with the interbank protocols"),
-            ));
-        }
+    if body.operations.is_empty() || body.operations.len() > PACKAGE_OPERATIONS_MAX {
+        return Err(ApiError::invalid(
+            "operations_invalid",
+            format!("a package has 1 to {PACKAGE_OPERATIONS_MAX} operations"),
+        ));
     }
-    let mut checked: Vec<shared::AccountId> = Vec::new();
-    for a in std::iter::once(body.author.account).chain(body.operations.iter().map(|o| o.from.account)) {
-        if checked.contains(&a) {
+    if body.author.bank != bank {
+        return Err(ApiError::WrongBank(body.author));
+    }
+    let mut ops: Vec<WireOp> = Vec::with_capacity(body.operations.len());
+    for o in &body.operations {
+        let to = match &o.to {
+            Target::Ibk(i) => *i,
+            Target::Key(k) => keys::resolve(&state.interbank, k).await?.ibk,
+        };
+        ops.push(WireOp { from: o.from, to, amount: o.amount });
+    }
+    if ops.iter().any(|o| o.from == o.to) {
+        return Err(ApiError::SameAccount);
+    }
+    let network = state.interbank.peers.network();
+    if let Some(unknown) = ops.iter().flat_map(|o| [o.from.bank, o.to.bank]).find(|b| network.bank(*b).is_none()) {
+        return Err(ApiError::UnknownBank(unknown));
+    }
+    // The customer must hold the author account and every account debited.
+    let mut checked: Vec<Ibk> = Vec::new();
+    for ibk in std::iter::once(body.author).chain(ops.iter().map(|o| o.from)) {
+        if checked.contains(&ibk) {
             continue;
         }
-        let record = state.accounts.record(a).await?.ok_or(ApiError::AccountNotFound(a))?;
-        if !may_access(&me, &record) {
-            return Err(ApiError::Forbidden);
+        if ibk.bank == bank {
+            let record = state.accounts.record(ibk.account).await?.ok_or(ApiError::AccountNotFound(ibk.account))?;
+            if !may_access(&me, &record) {
+                return Err(ApiError::Forbidden);
+            }
+        } else {
+            let path = format!("/interbank/account/ibk/{ibk}");
+            let card: AccountCard =
+                state.interbank.peers.call(ibk.bank, reqwest::Method::POST, &path, None::<&()>).await.map_err(|e| {
+                    match e {
+                        PeerError::Refused { status: 404, .. } => ApiError::AccountNotFound(ibk.account),
+                        other => ApiError::Unavailable(other.to_string()),
+                    }
+                })?;
+            if !card.documents.iter().any(|d| me.documents.contains(d)) {
+                return Err(ApiError::Forbidden);
+            }
         }
-        checked.push(a);
+        checked.push(ibk);
     }
-    let operations: Vec<PackageOp> = body
-        .operations
-        .iter()
-        .map(|o| PackageOp { from: o.from.account, to: o.to.account, amount: o.amount })
-        .collect();
     let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok());
+    if let Some(k) = key {
+        check_idempotency_key(k)?;
+    }
     // With a key, the id derives from it: a repeat must be the same request, id included.
     let id = match key {
         Some(k) => {
@@ -124,11 +166,79 @@ async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Pay>)
         }
         None => uuid::Uuid::new_v4().simple().to_string(),
     };
-    let package = Package { id, bank, author: body.author.account, operations };
-    let answer = state.ledger.run(&package, key, |applied| package.transaction(&applied.at)).await?;
-    Ok(HttpResponse::Ok().json(answer))
+    if ops.iter().all(|o| o.from.bank == bank && o.to.bank == bank) {
+        let operations =
+            ops.iter().map(|o| PackageOp { from: o.from.account, to: o.to.account, amount: o.amount }).collect();
+        let package = Package { id, bank, author: body.author.account, operations };
+        let answer = state.ledger.run(&package, key, |applied| package.transaction(&applied.at)).await?;
+        return Ok(HttpResponse::Ok().json(answer));
+    }
+    let now = now_ms();
+    let queued = Queued {
+        id: id.clone(),
+        author: body.author,
+        author_documents: me.documents.clone(),
+        ops,
+        created_at: dataserver::store::rfc3339_ms(now),
+        created_ms: now,
+        deadline_ms: now.saturating_add(state.interbank.limits.package_deadline_ms),
+        attempt: 0,
+    };
+    let pending = queued.transaction(Status::Pending, None);
+    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    c.records.push(RecordOp::Put {
+        collection: PACKAGES.into(),
+        key: id.clone(),
+        value: serde_json::to_value(&pending).unwrap_or_default(),
+        if_version: Some(0),
+    });
+    c.records.push(RecordOp::Put {
+        collection: QUEUE.into(),
+        key: queued.queue_key(),
+        value: serde_json::to_value(&queued).unwrap_or_default(),
+        if_version: Some(0),
+    });
+    match state.ledger.ds.commit(&c).await {
+        Ok(_) => Ok(HttpResponse::Accepted().json(pending)),
+        // The same Idempotency-Key again: answer with the package as it stands now.
+        Err(e) if e.code() == Some("condition_failed") => {
+            let stored = package_record(&state, &id).await?;
+            if stored.owner != body.author
+                || stored
+                    .operations
+                    .iter()
+                    .map(|o| (o.from, o.to, o.amount))
+                    .ne(queued.ops.iter().map(|o| (o.from, o.to, o.amount.money())))
+            {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            Ok(HttpResponse::Accepted().json(stored))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn package_record(state: &AppState, id: &str) -> Result<Transaction, ApiError> {
+    let r = state.ledger.ds.get_record(PACKAGES, id).await?.ok_or(ApiError::PackageNotFound)?;
+    serde_json::from_value(r.value).map_err(|e| ApiError::Unavailable(format!("bad package record: {e}")))
+}
+
+/// `GET /api/payments/{id}`: a package's status, for whoever holds its author account.
+async fn get_package(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::invalid("package_id_invalid", "a package id is 1 to 64 letters and digits"));
+    }
+    let t = package_record(&state, &id).await?;
+    session_and_account(&state, &req, t.owner.account).await?;
+    Ok(HttpResponse::Ok().json(t))
 }
 
 pub fn configure_pay(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/payments/pay").route(web::post().to(pay)));
+    cfg.service(resource("/api/payments/pay").route(web::post().to(pay)))
+        .service(resource("/api/payments/{id}").route(web::get().to(get_package)));
 }

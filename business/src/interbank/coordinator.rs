@@ -1,0 +1,465 @@
+//! The author bank's side of two-phase commit: packages wait in `queue/`, and the replica
+//! working the token settles them in rounds — prepare at every involved bank in parallel (one
+//! batched request per bank), decide with [`settle::decide`], record every decision durably in
+//! one commit, then deliver the decisions (again one request per bank).
+//!
+//! * `queue/{created_ms:013}-{id}` — a package waiting, with its attempt counter. Each attempt
+//!   is a distinct two-phase transaction `{id}.{attempt}`, so a rolled-back attempt never
+//!   collides with the next one.
+//! * `decisions/{txn}` — the decision, written once (`if_version: 0`). A participant that asks
+//!   about an attempt with no decision gets "abort", recorded the same way, so a late commit
+//!   decision for it cannot be recorded any more (presumed abort).
+//! * `undelivered/{txn}` — a decision not yet acknowledged by every bank; redelivered at every
+//!   round until it is.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use dataserver::api::{CommitRequest, Record, RecordOp};
+use futures::future::join_all;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use shared::api::{Operation, OperationKind, Status, Transaction, TransactionType};
+use shared::{BankId, Document, Ibk};
+
+use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, PrepareRequest, PrepareResponse};
+use super::settle::{self, Decision, Vote, WireOp};
+use super::{Interbank, PeerError, now_ms};
+use crate::error::ApiError;
+use crate::model::PACKAGES;
+
+pub const QUEUE: &str = "queue";
+pub const DECISIONS: &str = "decisions";
+pub const UNDELIVERED: &str = "undelivered";
+
+/// A package waiting for settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub id: String,
+    pub author: Ibk,
+    pub author_documents: Vec<Document>,
+    pub ops: Vec<WireOp>,
+    pub created_at: String,
+    pub created_ms: u64,
+    pub deadline_ms: u64,
+    pub attempt: u32,
+}
+
+impl Queued {
+    pub fn queue_key(&self) -> String {
+        format!("{:013}-{}", self.created_ms, self.id)
+    }
+
+    pub fn txn(&self) -> String {
+        format!("{}.{}", self.id, self.attempt)
+    }
+
+    /// The package as its author sees it.
+    pub fn transaction(&self, status: Status, reason: Option<String>) -> Transaction {
+        let now = crate::ledger::now_rfc3339();
+        let updated = if status == Status::Pending { self.created_at.clone() } else { now };
+        Transaction {
+            id: self.id.clone(),
+            owner: self.author,
+            parent_id: None,
+            kind: TransactionType::Package,
+            operations: self
+                .ops
+                .iter()
+                .enumerate()
+                .map(|(i, o)| Operation {
+                    id: format!("{}.{i}", self.id),
+                    from: o.from,
+                    to: o.to,
+                    kind: OperationKind::Transfer,
+                    amount: o.amount.money(),
+                    status,
+                    created_at: self.created_at.clone(),
+                    updated_at: updated.clone(),
+                })
+                .collect(),
+            created_at: self.created_at.clone(),
+            updated_at: updated,
+            status,
+            reason,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub commit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undelivered {
+    pub commit: bool,
+    /// Banks that have not acknowledged yet.
+    pub banks: Vec<BankId>,
+    /// Written to `packages/{id}` once every bank acknowledged (the package's final state).
+    pub on_done: Option<Transaction>,
+}
+
+/// Why a round stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    /// A bank refused our epoch: the token moved on without us; stop working it.
+    #[error("our epoch {0} is stale")]
+    Fenced(u64),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl From<dataserver::client::ClientError> for RoundError {
+    fn from(e: dataserver::client::ClientError) -> Self {
+        RoundError::Api(e.into())
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(r: &Record) -> Result<T, ApiError> {
+    serde_json::from_value(r.value.clone())
+        .map_err(|e| ApiError::Unavailable(format!("bad {}/{} record: {e}", r.collection, r.key)))
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// Prepares `items` at `bank`: locally without HTTP, elsewhere through its peer route.
+async fn prepare_at(ib: &Interbank, bank: BankId, req: PrepareRequest) -> Result<PrepareResponse, PeerError> {
+    if bank == ib.me {
+        return participant::prepare(ib, req).await.map_err(|e| local_error(bank, e));
+    }
+    ib.peers.call(bank, Method::POST, "/interbank/prepare", Some(&req)).await
+}
+
+async fn finish_at(ib: &Interbank, bank: BankId, txns: Vec<String>, commit: bool) -> Result<FinishResponse, PeerError> {
+    if bank == ib.me {
+        return participant::finish(ib, txns, commit).await.map_err(|e| local_error(bank, e));
+    }
+    let path = if commit { "/interbank/commit" } else { "/interbank/rollback" };
+    ib.peers.call(bank, Method::POST, path, Some(&FinishRequest { txns })).await
+}
+
+fn local_error(bank: BankId, e: ApiError) -> PeerError {
+    match e {
+        ApiError::StaleEpoch { .. } => {
+            PeerError::Refused { bank, status: 409, body: shared::ErrorBody::new(e.code(), e.to_string()) }
+        }
+        other => PeerError::NoAnswer { bank, why: other.to_string() },
+    }
+}
+
+/// What to do with each package of a round.
+struct Planned {
+    queued: Queued,
+    queue_version: u64,
+    banks: Vec<BankId>,
+    votes: Vec<(BankId, Vote)>,
+}
+
+/// One settlement round over the next page of the queue after `cursor`. Returns how many
+/// packages it looked at (0: the sweep reached the end of the queue).
+pub async fn round(
+    ib: &Interbank,
+    epoch: u64,
+    cursor: &mut Option<String>,
+    down: &mut HashSet<BankId>,
+) -> Result<usize, RoundError> {
+    redeliver(ib).await?;
+    let page = ib.ds.scan_records(QUEUE, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
+    if page.records.is_empty() {
+        return Ok(0);
+    }
+    *cursor = page.records.last().map(|r| r.key.clone());
+    let seen = page.records.len();
+    let now = now_ms();
+    let mut planned: Vec<Planned> = Vec::new();
+    for r in &page.records {
+        let q: Queued = parse(r)?;
+        let banks = settle::banks(&q.ops);
+        // A bank found down earlier in this hold: leave its packages for a later turn, unless
+        // their deadline passed (they fail now, without asking anyone).
+        if q.deadline_ms > now && banks.iter().any(|b| down.contains(b)) {
+            continue;
+        }
+        planned.push(Planned { queued: q, queue_version: r.version, banks, votes: vec![] });
+    }
+    if planned.is_empty() {
+        return Ok(seen);
+    }
+    // A new attempt id for each package, durably, before anything is prepared under it.
+    let mut bump = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    for p in &mut planned {
+        p.queued.attempt += 1;
+        bump.records.push(RecordOp::Put {
+            collection: QUEUE.into(),
+            key: p.queued.queue_key(),
+            value: json(&p.queued),
+            if_version: Some(p.queue_version),
+        });
+    }
+    let bumped = ib.ds.commit(&bump).await.map_err(|e| ApiError::Unavailable(format!("starting attempts: {e}")))?;
+    // Versions come from one global sequence: take the new ones from the answer.
+    for (p, v) in planned.iter_mut().zip(&bumped.records) {
+        p.queue_version = v.version;
+    }
+
+    // Prepare: one request per bank, all banks at once.
+    let mut per_bank: BTreeMap<BankId, Vec<usize>> = BTreeMap::new();
+    for (i, p) in planned.iter().enumerate() {
+        if p.queued.deadline_ms <= now {
+            continue;
+        }
+        for b in &p.banks {
+            per_bank.entry(*b).or_default().push(i);
+        }
+    }
+    let calls = per_bank.iter().map(|(bank, idx)| {
+        let items = idx
+            .iter()
+            .map(|i| {
+                let q = &planned[*i].queued;
+                PrepareItem {
+                    txn: q.txn(),
+                    package: q.id.clone(),
+                    author: q.author,
+                    author_documents: q.author_documents.clone(),
+                    ops: q.ops.clone(),
+                }
+            })
+            .collect();
+        prepare_at(ib, *bank, PrepareRequest { epoch, coordinator: ib.me, items })
+    });
+    let answers = join_all(calls).await;
+    let mut fenced = false;
+    for ((bank, idx), answer) in per_bank.iter().zip(answers) {
+        let votes: Vec<Vote> = match answer {
+            Ok(r) if r.votes.len() == idx.len() => r.votes,
+            Ok(_) => vec![Vote::Unreachable; idx.len()],
+            Err(e) => {
+                if e.code() == Some("stale_epoch") {
+                    fenced = true;
+                } else {
+                    if !matches!(e, PeerError::NotDelivered(_)) {
+                        tracing::warn!(bank = %bank, error = %e, "prepare failed");
+                    }
+                    down.insert(*bank);
+                }
+                vec![Vote::Unreachable; idx.len()]
+            }
+        };
+        for (i, v) in idx.iter().zip(votes) {
+            planned[*i].votes.push((*bank, v));
+        }
+    }
+
+    // Decide, and record every decision in one durable write.
+    let mut decisions: Vec<Decision> = planned
+        .iter()
+        .map(|p| {
+            if fenced {
+                Decision::Abort { final_: false, reason: "the token moved on".into() }
+            } else {
+                settle::decide(&p.votes, p.queued.deadline_ms <= now)
+            }
+        })
+        .collect();
+    let mut undelivered: Vec<(String, Undelivered)> = Vec::new();
+    let mut recorded = false;
+    for _ in 0..3 {
+        undelivered.clear();
+        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        for (p, d) in planned.iter().zip(&decisions) {
+            let txn = p.queued.txn();
+            let commit = *d == Decision::Commit;
+            c.records.push(RecordOp::Put {
+                collection: DECISIONS.into(),
+                key: txn.clone(),
+                value: json(&DecisionRecord { commit }),
+                if_version: Some(0),
+            });
+            // Who must hear the decision: everyone on commit; on abort, whoever may hold.
+            let banks: Vec<BankId> = if commit { p.banks.clone() } else { p.votes.iter().map(|(b, _)| *b).collect() };
+            let final_ = !matches!(d, Decision::Abort { final_: false, .. });
+            let on_done = match d {
+                Decision::Commit => Some(p.queued.transaction(Status::Success, None)),
+                _ => None,
+            };
+            if final_ {
+                c.records.push(RecordOp::Delete {
+                    collection: QUEUE.into(),
+                    key: p.queued.queue_key(),
+                    if_version: Some(p.queue_version),
+                });
+                let shown = match d {
+                    Decision::Commit => p.queued.transaction(Status::Confirmed, None),
+                    Decision::Abort { reason, .. } => p.queued.transaction(Status::Failed, Some(reason.clone())),
+                };
+                c.records.push(RecordOp::Put {
+                    collection: PACKAGES.into(),
+                    key: p.queued.id.clone(),
+                    value: json(&shown),
+                    if_version: None,
+                });
+            }
+            if !banks.is_empty() {
+                let u = Undelivered { commit, banks, on_done };
+                c.records.push(RecordOp::Put {
+                    collection: UNDELIVERED.into(),
+                    key: txn.clone(),
+                    value: json(&u),
+                    if_version: None,
+                });
+                undelivered.push((txn, u));
+            } else if let Some(t) = on_done {
+                c.records.push(RecordOp::Put {
+                    collection: PACKAGES.into(),
+                    key: p.queued.id.clone(),
+                    value: json(&t),
+                    if_version: None,
+                });
+            }
+        }
+        match ib.ds.commit(&c).await {
+            Ok(_) => {
+                recorded = true;
+                break;
+            }
+            Err(e) if e.code() == Some("condition_failed") => {
+                // A participant asked about an attempt and had it aborted meanwhile: that
+                // decision stands (the package keeps its place in the queue for another
+                // attempt); record the others.
+                let mut keep = Vec::with_capacity(planned.len());
+                for p in &planned {
+                    keep.push(ib.ds.get_record(DECISIONS, &p.queued.txn()).await?.is_none());
+                }
+                let mut flags = keep.iter();
+                planned.retain(|_| flags.next().copied().unwrap_or(false));
+                let mut flags = keep.iter();
+                decisions.retain(|_| flags.next().copied().unwrap_or(false));
+            }
+            Err(e) => return Err(ApiError::from(e).into()),
+        }
+    }
+    if !recorded {
+        // Nothing of this round's decisions is durable: deliver none; participants' holds
+        // resolve through their inquiries (no decision → abort).
+        return Err(ApiError::Unavailable("decisions could not be recorded".into()).into());
+    }
+    deliver(ib, undelivered).await?;
+    if fenced {
+        return Err(RoundError::Fenced(epoch));
+    }
+    Ok(seen)
+}
+
+/// Sends decisions to the banks that have not acknowledged them, one request per bank and
+/// decision kind, and records who acknowledged.
+async fn deliver(ib: &Interbank, mut pending: Vec<(String, Undelivered)>) -> Result<(), ApiError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut groups: BTreeMap<(BankId, bool), Vec<String>> = BTreeMap::new();
+    for (txn, u) in &pending {
+        for b in &u.banks {
+            groups.entry((*b, u.commit)).or_default().push(txn.clone());
+        }
+    }
+    let calls = groups.iter().map(|((bank, commit), txns)| finish_at(ib, *bank, txns.clone(), *commit));
+    let answers = join_all(calls).await;
+    let mut acked: BTreeSet<(BankId, String)> = BTreeSet::new();
+    for (((bank, _), _), answer) in groups.iter().zip(answers) {
+        match answer {
+            Ok(r) => acked.extend(r.done.into_iter().map(|t| (*bank, t))),
+            Err(PeerError::NotDelivered(_)) => tracing::debug!(bank = %bank, "bank down; decisions wait for it"),
+            Err(e) => tracing::warn!(bank = %bank, error = %e, "delivering decisions failed; will retry"),
+        }
+    }
+    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    for (txn, u) in &mut pending {
+        let before = u.banks.len();
+        u.banks.retain(|b| !acked.contains(&(*b, txn.clone())));
+        if u.banks.is_empty() {
+            c.records.push(RecordOp::Delete { collection: UNDELIVERED.into(), key: txn.clone(), if_version: None });
+            if let Some(t) = &u.on_done {
+                c.records.push(RecordOp::Put {
+                    collection: PACKAGES.into(),
+                    key: t.id.clone(),
+                    value: json(t),
+                    if_version: None,
+                });
+            }
+        } else if u.banks.len() < before {
+            c.records.push(RecordOp::Put {
+                collection: UNDELIVERED.into(),
+                key: txn.clone(),
+                value: json(u),
+                if_version: None,
+            });
+        }
+    }
+    if !c.records.is_empty() {
+        ib.ds.commit(&c).await?;
+    }
+    Ok(())
+}
+
+/// Redelivers decisions that some bank has not acknowledged yet.
+pub async fn redeliver(ib: &Interbank) -> Result<(), ApiError> {
+    let page = ib.ds.scan_records(UNDELIVERED, "", None, ib.limits.batch_packages_max).await?;
+    let pending =
+        page.records.iter().map(|r| Ok((r.key.clone(), parse::<Undelivered>(r)?))).collect::<Result<_, ApiError>>()?;
+    deliver(ib, pending).await
+}
+
+/// A participant asks for an attempt's decision. With none recorded, abort is recorded and
+/// returned: the coordinator can then never commit it (presumed abort).
+pub async fn decision(ib: &Interbank, txn: &str) -> Result<bool, ApiError> {
+    for _ in 0..3 {
+        if let Some(r) = ib.ds.get_record(DECISIONS, txn).await? {
+            return Ok(parse::<DecisionRecord>(&r)?.commit);
+        }
+        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        c.records.push(RecordOp::Put {
+            collection: DECISIONS.into(),
+            key: txn.to_string(),
+            value: json(&DecisionRecord { commit: false }),
+            if_version: Some(0),
+        });
+        match ib.ds.commit(&c).await {
+            Ok(_) => return Ok(false),
+            Err(e) if e.code() == Some("condition_failed") => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Unavailable("the decision keeps changing; ask again".into()))
+}
+
+/// Participant side of recovery: attempts prepared here for longer than `in_doubt_ms` ask their
+/// coordinator for the decision and apply it.
+pub async fn resolve_in_doubt(ib: &Interbank) -> Result<usize, ApiError> {
+    let page = ib.ds.scan_records(participant::PREPARED, "", None, ib.limits.batch_packages_max).await?;
+    let now = now_ms();
+    let mut by_decision: BTreeMap<bool, Vec<String>> = BTreeMap::new();
+    for r in &page.records {
+        let p: participant::Prepared = parse(r)?;
+        if now.saturating_sub(p.at_ms) < ib.limits.in_doubt_ms {
+            continue;
+        }
+        let answer = if p.coordinator == ib.me {
+            decision(ib, &r.key).await.ok()
+        } else {
+            let path = format!("/interbank/decision/{}", r.key);
+            ib.peers.call::<DecisionRecord>(p.coordinator, Method::GET, &path, None::<&()>).await.map(|d| d.commit).ok()
+        };
+        // No answer: 2PC must wait for its coordinator; the holds stay.
+        if let Some(commit) = answer {
+            by_decision.entry(commit).or_default().push(r.key.clone());
+        }
+    }
+    let mut n = 0;
+    for (commit, txns) in by_decision {
+        n += participant::finish(ib, txns, commit).await?.done.len();
+    }
+    Ok(n)
+}

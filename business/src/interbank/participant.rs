@@ -1,0 +1,515 @@
+//! A bank's side of two-phase commit, over its data server: prepare a batch of packages (one
+//! lock call and one atomic commit for the whole batch), then commit or roll them back (again
+//! one lock call and one commit). Holds are kept apart from posted balances (`holds/{account}`)
+//! and every step is idempotent, so a coordinator may repeat any message after any failure.
+//!
+//! * `prepared/{txn}` — the package's needs here, kept durably until the decision arrives.
+//! * `outcomes/{txn}` — the decision applied here; a rollback of an unknown attempt also writes
+//!   it, so a prepare that arrives after its own rollback is refused instead of holding money.
+//! * `positions/{bank}` — this bank's net position towards another bank, in cents.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dataserver::api::{AcquireRequest, CommitRequest, LockRef, Record, RecordKey, RecordOp, SetAmount};
+use serde::{Deserialize, Serialize};
+use shared::{AccountId, BankId, Document, Ibk, Money};
+
+use super::settle::{self, AccountView, Need, Refusal, Vote, WireOp};
+use super::{Interbank, now_ms, ring};
+use crate::error::ApiError;
+use crate::model::{ACCOUNTS, AccountRecord, HOLDS, HoldRecord, account_key};
+
+pub const PREPARED: &str = "prepared";
+pub const OUTCOMES: &str = "outcomes";
+pub const POSITIONS: &str = "positions";
+pub const RING: &str = "ring";
+pub const RING_STATE: &str = "state";
+
+/// One package of `POST /interbank/prepare`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareItem {
+    /// This attempt's id: `{package}.{attempt}`.
+    pub txn: String,
+    pub package: String,
+    pub author: Ibk,
+    /// Whose accounts the package may debit: the author's documents.
+    pub author_documents: Vec<Document>,
+    pub ops: Vec<WireOp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareRequest {
+    pub epoch: u64,
+    pub coordinator: BankId,
+    pub items: Vec<PrepareItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareResponse {
+    /// One per item, in order.
+    pub votes: Vec<Vote>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishRequest {
+    pub txns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishResponse {
+    /// The attempts now final here (all of them, unless a commit arrived for an attempt this
+    /// bank never prepared — a coordinator bug, reported rather than invented).
+    pub done: Vec<String>,
+}
+
+/// What a bank keeps of a prepared package until the decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepared {
+    pub package: String,
+    pub coordinator: BankId,
+    pub author: Ibk,
+    pub ops: Vec<WireOp>,
+    pub needs: Vec<(AccountId, Need)>,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    pub committed: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionRecord {
+    pub cents: i64,
+}
+
+/// The journal memo of a settlement: the packages whose entries this commit posted, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename = "interbank")]
+pub struct SettlementMemo {
+    pub entries: Vec<SettledPackage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettledPackage {
+    pub txn: String,
+    pub package: String,
+    pub author: Ibk,
+    /// The package's operations that touch this bank.
+    pub ops: Vec<WireOp>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(r: &Record) -> Result<T, ApiError> {
+    serde_json::from_value(r.value.clone())
+        .map_err(|e| ApiError::Unavailable(format!("bad {}/{} record: {e}", r.collection, r.key)))
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+pub async fn ring_state(ib: &Interbank) -> Result<(ring::RingState, u64), ApiError> {
+    Ok(match ib.ds.get_record(RING, RING_STATE).await? {
+        Some(r) => (parse(&r)?, r.version),
+        None => (ring::RingState::default(), 0),
+    })
+}
+
+/// Splits items into runs whose accounts here fit one lock call.
+fn chunks<T>(items: Vec<T>, accounts_of: impl Fn(&T) -> Vec<AccountId>, max: usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut seen: BTreeSet<AccountId> = BTreeSet::new();
+    for item in items {
+        let mine = accounts_of(&item);
+        let new = mine.iter().filter(|a| !seen.contains(a)).count();
+        if out.is_empty() || seen.len() + new > max {
+            out.push(Vec::new());
+            seen.clear();
+        }
+        seen.extend(mine);
+        if let Some(last) = out.last_mut() {
+            last.push(item);
+        }
+    }
+    out
+}
+
+fn local_accounts(ops: &[WireOp], bank: BankId) -> Vec<AccountId> {
+    let mut a: Vec<AccountId> =
+        ops.iter().flat_map(|o| [o.from, o.to]).filter(|i| i.bank == bank).map(|i| i.account).collect();
+    a.sort_unstable();
+    a.dedup();
+    a
+}
+
+/// Locks `accounts` (sorted) and reads `read` with the grant. With no account, only reads.
+async fn lock_and_read(
+    ib: &Interbank,
+    accounts: Vec<AccountId>,
+    read: Vec<RecordKey>,
+) -> Result<(Vec<LockRef>, BTreeMap<AccountId, Option<Money>>, Vec<Option<Record>>), ApiError> {
+    if accounts.is_empty() {
+        let mut records = Vec::with_capacity(read.len());
+        for k in &read {
+            records.push(ib.ds.get_record(&k.collection, &k.key).await?);
+        }
+        return Ok((vec![], BTreeMap::new(), records));
+    }
+    let req = AcquireRequest {
+        accounts,
+        lease_ms: Some(ib.lease_ms),
+        wait_ms: Some(ib.lock_wait_ms),
+        request_id: None,
+        read,
+    };
+    let grant = ib.ds.acquire(&req).await.map_err(|e| match e.code() {
+        Some("locked") => ApiError::Unavailable("accounts busy; the coordinator will try again".into()),
+        _ => e.into(),
+    })?;
+    let locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
+    let posted = grant.locks.iter().map(|g| (g.account, g.amount)).collect();
+    Ok((locks, posted, grant.records))
+}
+
+async fn commit_or_release(ib: &Interbank, commit: CommitRequest) -> Result<(), ApiError> {
+    if commit.records.is_empty() && commit.set.is_empty() {
+        if !commit.locks.is_empty() {
+            let _ = ib.ds.release(&commit.locks).await;
+        }
+        return Ok(());
+    }
+    match ib.ds.commit(&commit).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            if !commit.locks.is_empty() {
+                let _ = ib.ds.release(&commit.locks).await;
+            }
+            Err(match e.code() {
+                Some("condition_failed" | "record_absent" | "lease_expired" | "not_holder") => {
+                    ApiError::Unavailable(format!("concurrent change, try again: {e}"))
+                }
+                _ => e.into(),
+            })
+        }
+    }
+}
+
+/// Votes on a batch of packages. Refuses the whole batch when its epoch is stale.
+pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareResponse, ApiError> {
+    let (state, _) = ring_state(ib).await?;
+    if !ring::epoch_current(&state, req.epoch) {
+        return Err(ApiError::StaleEpoch { epoch: req.epoch, current: state.token.epoch });
+    }
+    let me = ib.me;
+    let mut votes = Vec::with_capacity(req.items.len());
+    let indexed: Vec<(usize, PrepareItem)> = req.items.into_iter().enumerate().collect();
+    for chunk in chunks(indexed, |(_, it)| local_accounts(&it.ops, me), ib.limits.batch_accounts_max) {
+        votes.extend(prepare_chunk(ib, req.coordinator, chunk).await?);
+    }
+    votes.sort_by_key(|(i, _)| *i);
+    Ok(PrepareResponse { votes: votes.into_iter().map(|(_, v)| v).collect() })
+}
+
+async fn prepare_chunk(
+    ib: &Interbank,
+    coordinator: BankId,
+    items: Vec<(usize, PrepareItem)>,
+) -> Result<Vec<(usize, Vote)>, ApiError> {
+    let me = ib.me;
+    let accounts: Vec<AccountId> = {
+        let all: BTreeSet<AccountId> = items.iter().flat_map(|(_, it)| local_accounts(&it.ops, me)).collect();
+        all.into_iter().collect()
+    };
+    let mut read = Vec::new();
+    for a in &accounts {
+        read.push(RecordKey::new(ACCOUNTS, account_key(*a)));
+        read.push(RecordKey::new(HOLDS, account_key(*a)));
+    }
+    for (_, it) in &items {
+        read.push(RecordKey::new(PREPARED, it.txn.clone()));
+        read.push(RecordKey::new(OUTCOMES, it.txn.clone()));
+    }
+    let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read).await?;
+    let mut views: BTreeMap<AccountId, Option<AccountView>> = BTreeMap::new();
+    let mut holds: BTreeMap<AccountId, (HoldRecord, u64)> = BTreeMap::new();
+    let parsed = (|| -> Result<(), ApiError> {
+        for (i, a) in accounts.iter().enumerate() {
+            let hold = match &records[2 * i + 1] {
+                Some(r) => (parse::<HoldRecord>(r)?, r.version),
+                None => (HoldRecord::default(), 0),
+            };
+            let view = match &records[2 * i] {
+                Some(r) => {
+                    let acc: AccountRecord = parse(r)?;
+                    Some(AccountView {
+                        posted: posted.get(a).copied().flatten().unwrap_or(Money::ZERO),
+                        held: hold.0.held,
+                        documents: acc.documents,
+                    })
+                }
+                None => None,
+            };
+            views.insert(*a, view);
+            holds.insert(*a, hold);
+        }
+        Ok(())
+    })();
+    if let Err(e) = parsed {
+        let _ = ib.ds.release(&locks).await;
+        return Err(e);
+    }
+    let base = 2 * accounts.len();
+    let mut out = Vec::with_capacity(items.len());
+    let mut fresh: Vec<(usize, &PrepareItem)> = Vec::new();
+    for (j, (i, it)) in items.iter().enumerate() {
+        if let Some(o) = &records[base + 2 * j + 1] {
+            let committed = parse::<OutcomeRecord>(o).map(|o| o.committed).unwrap_or(false);
+            out.push((*i, if committed { Vote::Yes } else { Vote::No { refusal: Refusal::AlreadyAborted } }));
+        } else if records[base + 2 * j].is_some() {
+            out.push((*i, Vote::Yes));
+        } else {
+            fresh.push((*i, it));
+        }
+    }
+    let settle_items: Vec<settle::Item<'_>> =
+        fresh.iter().map(|(_, it)| settle::Item { ops: &it.ops, author_documents: &it.author_documents }).collect();
+    let results = settle::vote(me, &settle_items, &mut views);
+
+    let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    commit.locks = locks;
+    let now = now_ms();
+    let mut touched: BTreeSet<AccountId> = BTreeSet::new();
+    for ((i, it), result) in fresh.iter().zip(results) {
+        match result {
+            Ok(needs) => {
+                for (a, need) in &needs {
+                    if let Some((h, _)) = holds.get_mut(a) {
+                        h.held = h.held.checked_add(need.hold).unwrap_or(Money::MAX);
+                        h.inflight += 1;
+                        touched.insert(*a);
+                    }
+                }
+                let p = Prepared {
+                    package: it.package.clone(),
+                    coordinator,
+                    author: it.author,
+                    ops: it.ops.clone(),
+                    needs,
+                    at_ms: now,
+                };
+                commit.records.push(RecordOp::Put {
+                    collection: PREPARED.into(),
+                    key: it.txn.clone(),
+                    value: json(&p),
+                    if_version: Some(0),
+                });
+                // A rollback may tombstone the attempt at any moment (it takes no lock when
+                // nothing is prepared): then this prepare must not hold anything.
+                commit.records.push(RecordOp::Check {
+                    collection: OUTCOMES.into(),
+                    key: it.txn.clone(),
+                    if_version: 0,
+                });
+                out.push((*i, Vote::Yes));
+            }
+            Err(refusal) => {
+                commit.records.push(RecordOp::Put {
+                    collection: OUTCOMES.into(),
+                    key: it.txn.clone(),
+                    value: json(&OutcomeRecord { committed: false }),
+                    if_version: Some(0),
+                });
+                out.push((*i, Vote::No { refusal }));
+            }
+        }
+    }
+    for a in touched {
+        let (h, v) = holds[&a];
+        commit.records.push(RecordOp::Put {
+            collection: HOLDS.into(),
+            key: account_key(a),
+            value: json(&h),
+            if_version: Some(v),
+        });
+    }
+    commit_or_release(ib, commit).await?;
+    Ok(out)
+}
+
+/// Applies the coordinator's decision to prepared attempts: `commit` posts their entries and
+/// releases their holds; otherwise the holds are released and the attempts marked aborted.
+pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool) -> Result<FinishResponse, ApiError> {
+    let mut done = Vec::new();
+    // Which accounts each attempt touches comes from its prepared record; read them first.
+    let mut found: Vec<(String, Option<Prepared>)> = Vec::with_capacity(txns.len());
+    for t in txns {
+        let p = ib.ds.get_record(PREPARED, &t).await?.map(|r| parse::<Prepared>(&r)).transpose()?;
+        found.push((t, p));
+    }
+    let batches = chunks(
+        found,
+        |(_, p)| p.as_ref().map(|p| p.needs.iter().map(|(a, _)| *a).collect()).unwrap_or_default(),
+        ib.limits.batch_accounts_max,
+    );
+    for batch in batches {
+        done.extend(finish_chunk(ib, batch, commit).await?);
+    }
+    Ok(FinishResponse { done })
+}
+
+async fn finish_chunk(
+    ib: &Interbank,
+    batch: Vec<(String, Option<Prepared>)>,
+    commit: bool,
+) -> Result<Vec<String>, ApiError> {
+    let accounts: Vec<AccountId> = {
+        let s: BTreeSet<AccountId> =
+            batch.iter().filter_map(|(_, p)| p.as_ref()).flat_map(|p| p.needs.iter().map(|(a, _)| *a)).collect();
+        s.into_iter().collect()
+    };
+    let peers: Vec<BankId> = {
+        let s: BTreeSet<BankId> = batch
+            .iter()
+            .filter_map(|(_, p)| p.as_ref())
+            .flat_map(|p| settle::positions(&p.ops, ib.me).into_keys())
+            .collect();
+        s.into_iter().collect()
+    };
+    let mut read: Vec<RecordKey> = accounts.iter().map(|a| RecordKey::new(HOLDS, account_key(*a))).collect();
+    read.extend(batch.iter().map(|(t, _)| RecordKey::new(PREPARED, t.clone())));
+    read.extend(batch.iter().map(|(t, _)| RecordKey::new(OUTCOMES, t.clone())));
+    read.extend(peers.iter().map(|b| RecordKey::new(POSITIONS, format!("{:04}", b.get()))));
+    let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read).await?;
+    let n = accounts.len();
+    let m = batch.len();
+    let step = (|| -> Result<_, ApiError> {
+        let mut holds: BTreeMap<AccountId, (HoldRecord, u64)> = BTreeMap::new();
+        for (i, a) in accounts.iter().enumerate() {
+            let h = match &records[i] {
+                Some(r) => (parse::<HoldRecord>(r)?, r.version),
+                None => (HoldRecord::default(), 0),
+            };
+            holds.insert(*a, h);
+        }
+        let mut positions: BTreeMap<BankId, (i128, u64)> = BTreeMap::new();
+        for (i, b) in peers.iter().enumerate() {
+            let p = match &records[n + 2 * m + i] {
+                Some(r) => (i128::from(parse::<PositionRecord>(r)?.cents), r.version),
+                None => (0, 0),
+            };
+            positions.insert(*b, p);
+        }
+        Ok((holds, positions))
+    })();
+    let (mut holds, mut positions) = match step {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ib.ds.release(&locks).await;
+            return Err(e);
+        }
+    };
+    let mut balances: BTreeMap<AccountId, Money> = posted.iter().map(|(a, m)| (*a, m.unwrap_or(Money::ZERO))).collect();
+    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    c.locks = locks;
+    let mut done = Vec::new();
+    let mut memo = SettlementMemo { entries: vec![] };
+    let mut moved: BTreeSet<AccountId> = BTreeSet::new();
+    for (j, (txn, _)) in batch.iter().enumerate() {
+        // Re-read under the locks: the record is authoritative now.
+        let prepared = records[n + j].as_ref().map(|r| (parse::<Prepared>(r), r.version));
+        let outcome = records[n + m + j].as_ref().map(parse::<OutcomeRecord>);
+        let outcome_version = records[n + m + j].as_ref().map_or(0, |r| r.version);
+        let Some((Ok(p), version)) = prepared else {
+            match outcome {
+                Some(Ok(o)) if o.committed == commit => done.push(txn.clone()),
+                Some(_) => tracing::error!(txn, commit, "decision differs from the outcome applied here"),
+                None if !commit => {
+                    c.records.push(RecordOp::Put {
+                        collection: OUTCOMES.into(),
+                        key: txn.clone(),
+                        value: json(&OutcomeRecord { committed: false }),
+                        if_version: Some(0),
+                    });
+                    done.push(txn.clone());
+                }
+                None => tracing::error!(txn, "commit for an attempt this bank never prepared"),
+            }
+            continue;
+        };
+        for (a, need) in &p.needs {
+            if let Some((h, _)) = holds.get_mut(a) {
+                h.held = h.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
+                h.inflight = h.inflight.saturating_sub(1);
+            }
+            if commit {
+                let b = balances.entry(*a).or_insert(Money::ZERO);
+                // held ≥ the dip, so the net change never takes the balance below zero.
+                *b = b
+                    .checked_add(need.credits)
+                    .and_then(|x| x.checked_sub(need.debits))
+                    .ok_or_else(|| ApiError::Unavailable(format!("settling {txn} would break account {a}")))?;
+                moved.insert(*a);
+            }
+        }
+        if commit {
+            for (bank, cents) in settle::positions(&p.ops, ib.me) {
+                if let Some((v, _)) = positions.get_mut(&bank) {
+                    *v += cents;
+                }
+            }
+            let ops = p.ops.iter().copied().filter(|o| o.from.bank == ib.me || o.to.bank == ib.me).collect();
+            memo.entries.push(SettledPackage { txn: txn.clone(), package: p.package.clone(), author: p.author, ops });
+        }
+        c.records.push(RecordOp::Delete { collection: PREPARED.into(), key: txn.clone(), if_version: Some(version) });
+        c.records.push(RecordOp::Put {
+            collection: OUTCOMES.into(),
+            key: txn.clone(),
+            value: json(&OutcomeRecord { committed: commit }),
+            if_version: Some(outcome_version),
+        });
+        done.push(txn.clone());
+    }
+    for (a, (h, v)) in &holds {
+        let op = if h.inflight == 0 && h.held.is_zero() {
+            RecordOp::Delete { collection: HOLDS.into(), key: account_key(*a), if_version: Some(*v) }
+        } else {
+            RecordOp::Put { collection: HOLDS.into(), key: account_key(*a), value: json(h), if_version: Some(*v) }
+        };
+        if *v != 0 || !matches!(op, RecordOp::Delete { .. }) {
+            c.records.push(op);
+        }
+    }
+    if commit {
+        for (bank, (cents, v)) in &positions {
+            let cents = i64::try_from(*cents).map_err(|_| ApiError::Unavailable("net position overflow".into()))?;
+            c.records.push(RecordOp::Put {
+                collection: POSITIONS.into(),
+                key: format!("{:04}", bank.get()),
+                value: json(&PositionRecord { cents }),
+                if_version: Some(*v),
+            });
+        }
+        c.set = moved.iter().map(|a| SetAmount { account: *a, amount: balances[a] }).collect();
+        if !memo.entries.is_empty() {
+            c.memo = Some(json(&memo));
+        }
+    }
+    commit_or_release(ib, c).await?;
+    Ok(done)
+}
+
+/// This bank's net positions towards every other bank, in cents (positive: we owe them).
+pub async fn positions(ib: &Interbank) -> Result<Vec<(BankId, i64)>, ApiError> {
+    let page = ib.ds.scan_records(POSITIONS, "", None, 1_000).await?;
+    page.records
+        .iter()
+        .map(|r| {
+            let bank: BankId =
+                r.key.trim_start_matches('0').parse().map_err(|_| ApiError::Unavailable("bad key".into()))?;
+            Ok((bank, parse::<PositionRecord>(r)?.cents))
+        })
+        .collect()
+}

@@ -1,0 +1,222 @@
+//! The token ring as a pure state machine: which token a bank accepts, whom it passes to, and
+//! when the token is lost and who regenerates it. No clocks and no I/O inside — times come in as
+//! numbers, peers' answers as values — so every rule is tested without sockets.
+//!
+//! Mutual exclusion rests on two facts. A token is `(epoch, seq)`, ordered lexicographically,
+//! and every bank durably remembers the highest it accepted and refuses anything lower — so a
+//! passed token cannot be accepted twice, and a holder that was declared lost cannot come back.
+//! And regeneration makes an epoch no other bank can make (the bank id is in its low digits),
+//! above every epoch the regenerating bank has heard of, so a new epoch fences every older one.
+
+use serde::{Deserialize, Serialize};
+use shared::BankId;
+
+/// Epochs are `generation * EPOCH_BANK_SPAN + bank`: two banks regenerating at once never
+/// produce the same epoch. Bank ids are below this (see `shared::ids`).
+pub const EPOCH_BANK_SPAN: u64 = 10_000;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Token {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+impl Token {
+    /// The token a bank creates when the ring lost its token: a new generation above `highest`.
+    pub fn regenerated(highest_epoch: u64, bank: BankId) -> Token {
+        Token { epoch: (highest_epoch / EPOCH_BANK_SPAN + 1) * EPOCH_BANK_SPAN + u64::from(bank.get()), seq: 0 }
+    }
+
+    pub fn next(self) -> Token {
+        Token { epoch: self.epoch, seq: self.seq + 1 }
+    }
+}
+
+/// A bank's durable view of the ring (`ring/state` in its data server).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingState {
+    /// The highest token this bank accepted.
+    pub token: Token,
+    /// Whether this bank holds `token` now (it has not passed it on).
+    pub holding: bool,
+    /// The replica working the token, and until when its lease runs.
+    pub worker: Option<u32>,
+    pub lease_until_ms: u64,
+    /// When this bank last accepted a token (its own clock).
+    pub last_grant_ms: u64,
+    /// Grants accepted so far: the grant log's next key.
+    pub grants: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receive {
+    Accept,
+    /// The same token again (a retried pass): already accepted, nothing to do.
+    Duplicate,
+    /// Older than what this bank accepted: the sender's epoch or turn is over.
+    Stale,
+}
+
+pub fn on_token(state: &RingState, t: Token) -> Receive {
+    match t.cmp(&state.token) {
+        std::cmp::Ordering::Greater => Receive::Accept,
+        std::cmp::Ordering::Equal => Receive::Duplicate,
+        std::cmp::Ordering::Less => Receive::Stale,
+    }
+}
+
+/// Whether work (a prepare) stamped with `epoch` may proceed at a bank in `state`.
+pub fn epoch_current(state: &RingState, epoch: u64) -> bool {
+    epoch >= state.token.epoch
+}
+
+/// The state after accepting `t` at `now_ms`, worked by `worker` for `lease_ms`.
+pub fn accept(state: &RingState, t: Token, worker: u32, now_ms: u64, lease_ms: u64) -> RingState {
+    RingState {
+        token: t,
+        holding: true,
+        worker: Some(worker),
+        lease_until_ms: now_ms.saturating_add(lease_ms),
+        last_grant_ms: now_ms,
+        grants: state.grants + 1,
+    }
+}
+
+/// Banks to offer the token to, in ring order after `me` (ids ascending, wrapping).
+pub fn successors(me: BankId, banks: &[BankId]) -> Vec<BankId> {
+    let mut sorted: Vec<BankId> = banks.iter().copied().filter(|b| *b != me).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let split = sorted.iter().position(|b| *b > me).unwrap_or(sorted.len());
+    sorted.rotate_left(split);
+    sorted
+}
+
+/// Whether another replica of the same bank must take the work over: the token is held here but
+/// its worker's lease ran out (the worker died or stalled).
+pub fn orphaned(state: &RingState, now_ms: u64) -> bool {
+    state.holding && state.lease_until_ms < now_ms
+}
+
+/// What a peer said of its ring state, during lost-token detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub bank: BankId,
+    pub token: Token,
+    pub holding: bool,
+    /// Milliseconds since it last accepted a token (`u64::MAX`: never), by its own clock, so
+    /// that clocks of different machines need not agree.
+    pub last_grant_age_ms: u64,
+    /// Milliseconds its worker's lease still runs (0 when not holding or expired).
+    pub lease_left_ms: u64,
+}
+
+impl PeerView {
+    pub fn of(bank: BankId, s: &RingState, now_ms: u64) -> PeerView {
+        PeerView {
+            bank,
+            token: s.token,
+            holding: s.holding,
+            last_grant_age_ms: if s.last_grant_ms == 0 { u64::MAX } else { now_ms.saturating_sub(s.last_grant_ms) },
+            lease_left_ms: if s.holding { s.lease_until_ms.saturating_sub(now_ms) } else { 0 },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Someone holds or recently held the token: it circulates.
+    Alive,
+    /// The token is lost and this bank is the one to regenerate it, with this token.
+    Regenerate(Token),
+    /// The token is lost and a lower-numbered live bank will regenerate it.
+    Wait,
+}
+
+/// Lost-token detection, from this bank's view and the views of the peers that answered. The
+/// token is lost when nobody holds it with a live lease and nobody accepted one within
+/// `token_lost_ms`; the single deterministic winner is the lowest-numbered bank that answered.
+pub fn judge(me: PeerView, peers: &[PeerView], token_lost_ms: u64) -> Verdict {
+    let all = || std::iter::once(&me).chain(peers);
+    if all().any(|v| (v.holding && v.lease_left_ms > 0) || v.last_grant_age_ms < token_lost_ms) {
+        return Verdict::Alive;
+    }
+    let winner = all().map(|v| v.bank).min().unwrap_or(me.bank);
+    if winner != me.bank {
+        return Verdict::Wait;
+    }
+    let highest = all().map(|v| v.token.epoch).max().unwrap_or(0);
+    Verdict::Regenerate(Token::regenerated(highest, me.bank))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bank(b: u32) -> BankId {
+        BankId::new(b).unwrap()
+    }
+
+    fn view(b: u32, epoch: u64, holding: bool, age: u64, lease: u64) -> PeerView {
+        PeerView {
+            bank: bank(b),
+            token: Token { epoch, seq: 3 },
+            holding,
+            last_grant_age_ms: age,
+            lease_left_ms: lease,
+        }
+    }
+
+    #[test]
+    fn tokens_are_accepted_once_and_in_order() {
+        let s = RingState { token: Token { epoch: 10_001, seq: 5 }, ..RingState::default() };
+        assert_eq!(on_token(&s, Token { epoch: 10_001, seq: 6 }), Receive::Accept);
+        assert_eq!(on_token(&s, Token { epoch: 10_001, seq: 5 }), Receive::Duplicate);
+        assert_eq!(on_token(&s, Token { epoch: 10_001, seq: 4 }), Receive::Stale);
+        assert_eq!(on_token(&s, Token { epoch: 20_002, seq: 0 }), Receive::Accept);
+        let newer = RingState { token: Token { epoch: 20_002, seq: 0 }, ..s };
+        assert_eq!(on_token(&newer, Token { epoch: 10_001, seq: 99 }), Receive::Stale);
+        assert!(!epoch_current(&newer, 10_001));
+        assert!(epoch_current(&newer, 20_002));
+    }
+
+    #[test]
+    fn the_ring_goes_round_in_id_order() {
+        let banks = [bank(3), bank(1), bank(2), bank(5)];
+        assert_eq!(successors(bank(2), &banks), vec![bank(3), bank(5), bank(1)]);
+        assert_eq!(successors(bank(5), &banks), vec![bank(1), bank(2), bank(3)]);
+        assert_eq!(successors(bank(1), &[bank(1)]), vec![]);
+    }
+
+    #[test]
+    fn a_live_token_is_never_regenerated() {
+        let me = view(1, 10_001, false, 10_000, 0);
+        assert_eq!(judge(me, &[view(2, 10_001, true, 9_000, 500)], 3_000), Verdict::Alive);
+        assert_eq!(judge(me, &[view(2, 10_001, false, 100, 0)], 3_000), Verdict::Alive);
+        // A holder whose lease ran out and that nobody replaced: lost.
+        assert!(matches!(judge(me, &[view(2, 10_001, true, 9_000, 0)], 3_000), Verdict::Regenerate(_)));
+    }
+
+    #[test]
+    fn the_lowest_live_bank_regenerates_above_every_epoch() {
+        let quiet = |b, e| view(b, e, false, 10_000, 0);
+        assert_eq!(judge(quiet(2, 10_001), &[quiet(1, 10_001), quiet(3, 10_001)], 3_000), Verdict::Wait);
+        let v = judge(quiet(2, 10_001), &[quiet(3, 20_003)], 3_000);
+        assert_eq!(v, Verdict::Regenerate(Token { epoch: 30_002, seq: 0 }));
+        // Never seen a token at all (a fresh network): the lowest bank makes the first one.
+        let fresh = |b| view(b, 0, false, u64::MAX, 0);
+        assert_eq!(judge(fresh(1), &[fresh(2)], 3_000), Verdict::Regenerate(Token { epoch: 10_001, seq: 0 }));
+    }
+
+    proptest! {
+        /// Whatever two banks saw, their regenerated epochs differ and each is above all they saw.
+        #[test]
+        fn regenerated_epochs_are_unique_and_fence_the_past(h1 in 0u64..1_000_000, h2 in 0u64..1_000_000, a in 1u32..9999, b in 1u32..9999) {
+            prop_assume!(a != b);
+            let (ta, tb) = (Token::regenerated(h1, bank(a)), Token::regenerated(h2, bank(b)));
+            prop_assert_ne!(ta.epoch, tb.epoch);
+            prop_assert!(ta.epoch > h1 && tb.epoch > h2);
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The pure core of two-phase commit: what a package needs from each account of a bank, how a
+//! participant votes on a batch, and how the coordinator decides. No I/O: the data-server and
+//! HTTP layers around it only carry the inputs and outputs, so these rules are tested directly.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use shared::{AccountId, Amount, BankId, Ibk, Money};
+
+/// One operation of an interbank package, with its target already resolved to an IBK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireOp {
+    pub from: Ibk,
+    pub to: Ibk,
+    pub amount: Amount,
+}
+
+/// What one package asks of one account of the participant bank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Need {
+    /// The reservation: the most this account's running balance ever falls below its start
+    /// while the package's operations run in order. A debit may spend what an earlier operation
+    /// of the same package credited, so this is the deepest dip, not the sum of the debits.
+    pub hold: Money,
+    pub credits: Money,
+    pub debits: Money,
+}
+
+/// The needs of a package at `bank`, per account, in first-appearance order. `None` when a sum
+/// overflows the money range (the package is then refused).
+pub fn needs(ops: &[WireOp], bank: BankId) -> Option<Vec<(AccountId, Need)>> {
+    let mut running: Vec<(AccountId, i128, i128, Need)> = Vec::new(); // account, balance delta, lowest, need
+    let slot = |running: &mut Vec<(AccountId, i128, i128, Need)>, a: AccountId| {
+        if let Some(i) = running.iter().position(|r| r.0 == a) {
+            i
+        } else {
+            running.push((a, 0, 0, Need::default()));
+            running.len() - 1
+        }
+    };
+    for op in ops {
+        let cents = i128::from(op.amount.money().cents());
+        if op.from.bank == bank {
+            let i = slot(&mut running, op.from.account);
+            let r = &mut running[i];
+            r.1 -= cents;
+            r.2 = r.2.min(r.1);
+            r.3.debits = r.3.debits.checked_add(op.amount.money())?;
+        }
+        if op.to.bank == bank {
+            let i = slot(&mut running, op.to.account);
+            let r = &mut running[i];
+            r.1 += cents;
+            r.3.credits = r.3.credits.checked_add(op.amount.money())?;
+        }
+    }
+    running
+        .into_iter()
+        .map(|(a, _, lowest, mut need)| {
+            need.hold = Money::from_cents(i64::try_from(-lowest).ok()?).ok()?;
+            Some((a, need))
+        })
+        .collect()
+}
+
+/// The banks a package involves, ascending.
+pub fn banks(ops: &[WireOp]) -> Vec<BankId> {
+    let mut b: Vec<BankId> = ops.iter().flat_map(|o| [o.from.bank, o.to.bank]).collect();
+    b.sort_unstable();
+    b.dedup();
+    b
+}
+
+/// Net position of `bank` towards each other bank for a committed package: what the other
+/// bank's accounts received from ours minus what ours received from theirs — a claim of the
+/// other bank on us when positive. Summed over both sides of every pair it is zero.
+pub fn positions(ops: &[WireOp], bank: BankId) -> BTreeMap<BankId, i128> {
+    let mut out = BTreeMap::new();
+    for op in ops {
+        let cents = i128::from(op.amount.money().cents());
+        if op.from.bank == bank && op.to.bank != bank {
+            *out.entry(op.to.bank).or_insert(0) += cents;
+        } else if op.to.bank == bank && op.from.bank != bank {
+            *out.entry(op.from.bank).or_insert(0) -= cents;
+        }
+    }
+    out
+}
+
+/// A participant's account as seen under its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    pub posted: Money,
+    pub held: Money,
+    /// The holders' documents (who may debit it).
+    pub documents: Vec<shared::Document>,
+}
+
+/// Why a participant refused to prepare.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Refusal {
+    #[error("account {ibk} does not exist or is closed")]
+    AccountNotFound { ibk: Ibk },
+    #[error("account {ibk} has {available} available, the package needs {needed}")]
+    InsufficientFunds { ibk: Ibk, available: Money, needed: Money },
+    #[error("the author does not hold account {ibk}")]
+    NotHolder { ibk: Ibk },
+    #[error("account {ibk} would exceed the largest balance")]
+    Overflow { ibk: Ibk },
+    #[error("this attempt was already rolled back")]
+    AlreadyAborted,
+}
+
+/// One package of a prepare batch, as the participant evaluates it.
+#[derive(Debug, Clone)]
+pub struct Item<'a> {
+    pub ops: &'a [WireOp],
+    pub author_documents: &'a [shared::Document],
+}
+
+/// Votes on a batch in order, each package seeing the holds of the ones accepted before it.
+/// `accounts` is updated with the new holds. Returns, per package, its needs or the refusal.
+pub fn vote(
+    bank: BankId,
+    items: &[Item<'_>],
+    accounts: &mut BTreeMap<AccountId, Option<AccountView>>,
+) -> Vec<Result<Vec<(AccountId, Need)>, Refusal>> {
+    items
+        .iter()
+        .map(|item| {
+            let ibk = |a| Ibk::new(bank, a);
+            let needs = needs(item.ops, bank).ok_or(Refusal::Overflow { ibk: ibk(item.ops[0].from.account) })?;
+            for (a, need) in &needs {
+                let view = accounts.get(a).cloned().flatten().ok_or(Refusal::AccountNotFound { ibk: ibk(*a) })?;
+                let debits_here = !need.debits.is_zero();
+                if debits_here && !view.documents.iter().any(|d| item.author_documents.contains(d)) {
+                    return Err(Refusal::NotHolder { ibk: ibk(*a) });
+                }
+                let available = view.posted.checked_sub(view.held).unwrap_or(Money::ZERO);
+                if available < need.hold {
+                    return Err(Refusal::InsufficientFunds { ibk: ibk(*a), available, needed: need.hold });
+                }
+                // The credit must fit too, at the balance's peak.
+                if view.posted.checked_add(need.credits).is_none() {
+                    return Err(Refusal::Overflow { ibk: ibk(*a) });
+                }
+            }
+            for (a, need) in &needs {
+                if let Some(Some(view)) = accounts.get_mut(a) {
+                    view.held = view.held.checked_add(need.hold).unwrap_or(Money::MAX);
+                }
+            }
+            Ok(needs)
+        })
+        .collect()
+}
+
+/// A participant's answer for one package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "vote", rename_all = "snake_case")]
+pub enum Vote {
+    Yes,
+    No {
+        refusal: Refusal,
+    },
+    /// The bank did not answer (down, partitioned, or refused our epoch).
+    Unreachable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Commit,
+    /// `final_`: the package fails; otherwise only this attempt is rolled back and the package
+    /// waits for another (a bank was unreachable and the deadline has not passed).
+    Abort {
+        final_: bool,
+        reason: String,
+    },
+}
+
+/// The coordinator's rule: all yes → commit; any no → fail; anyone silent → wait until the
+/// deadline, then fail. Never commit on a missing vote.
+pub fn decide(votes: &[(BankId, Vote)], deadline_passed: bool) -> Decision {
+    if let Some((bank, Vote::No { refusal })) = votes.iter().find(|(_, v)| matches!(v, Vote::No { .. })) {
+        return Decision::Abort { final_: true, reason: format!("bank {bank}: {refusal}") };
+    }
+    if let Some((bank, _)) = votes.iter().find(|(_, v)| *v == Vote::Unreachable) {
+        let reason = if deadline_passed {
+            format!("bank {bank} did not answer before the package's deadline")
+        } else {
+            format!("bank {bank} is unreachable; the package waits")
+        };
+        return Decision::Abort { final_: deadline_passed, reason };
+    }
+    if votes.is_empty() {
+        let reason =
+            if deadline_passed { "the package's deadline passed before it could settle" } else { "no bank voted" };
+        return Decision::Abort { final_: true, reason: reason.into() };
+    }
+    Decision::Commit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ibk(b: u32, a: u64) -> Ibk {
+        Ibk::new(BankId::new(b).unwrap(), AccountId::new(a).unwrap())
+    }
+    fn op(from: Ibk, to: Ibk, cents: i64) -> WireOp {
+        WireOp { from, to, amount: Amount::new(Money::from_cents(cents).unwrap()).unwrap() }
+    }
+    fn bank(b: u32) -> BankId {
+        BankId::new(b).unwrap()
+    }
+
+    #[test]
+    fn a_chain_holds_only_the_dip() {
+        // A→B 100, then B→C 100 with the money just received: B needs no funds of its own.
+        let (a, b, c) = (ibk(1, 1), ibk(2, 1), ibk(3, 1));
+        let ops = [op(a, b, 100), op(b, c, 100)];
+        let at2 = needs(&ops, bank(2)).unwrap();
+        assert_eq!(
+            at2,
+            vec![(
+                b.account,
+                Need {
+                    hold: Money::ZERO,
+                    credits: Money::from_cents(100).unwrap(),
+                    debits: Money::from_cents(100).unwrap()
+                }
+            )]
+        );
+        // Spending before receiving needs the money up front.
+        let ops = [op(b, c, 100), op(a, b, 100)];
+        assert_eq!(needs(&ops, bank(2)).unwrap()[0].1.hold, Money::from_cents(100).unwrap());
+    }
+
+    #[test]
+    fn votes_see_earlier_holds_of_the_batch() {
+        let (a, b) = (ibk(1, 1), ibk(2, 1));
+        let docs = vec![shared::Document::with_check_digits("123456789").unwrap()];
+        let mut accounts = BTreeMap::from([(
+            a.account,
+            Some(AccountView { posted: Money::from_cents(150).unwrap(), held: Money::ZERO, documents: docs.clone() }),
+        )]);
+        let ops = [op(a, b, 100)];
+        let items = [Item { ops: &ops, author_documents: &docs }, Item { ops: &ops, author_documents: &docs }];
+        let v = vote(bank(1), &items, &mut accounts);
+        assert!(v[0].is_ok());
+        assert!(matches!(v[1], Err(Refusal::InsufficientFunds { .. })));
+        // Someone else cannot debit the account.
+        let other = vec![shared::Document::with_check_digits("987654321").unwrap()];
+        let v = vote(bank(1), &[Item { ops: &[op(a, b, 1)], author_documents: &other }], &mut accounts);
+        assert!(matches!(v[0], Err(Refusal::NotHolder { .. })));
+        // A credit to an unknown account is refused.
+        let v = vote(bank(2), &[Item { ops: &ops, author_documents: &docs }], &mut BTreeMap::new());
+        assert!(matches!(v[0], Err(Refusal::AccountNotFound { .. })));
+    }
+
+    #[test]
+    fn the_coordinator_never_commits_on_a_missing_vote() {
+        let (one, two) = (bank(1), bank(2));
+        assert_eq!(decide(&[(one, Vote::Yes), (two, Vote::Yes)], false), Decision::Commit);
+        assert!(matches!(
+            decide(&[(one, Vote::Yes), (two, Vote::Unreachable)], false),
+            Decision::Abort { final_: false, .. }
+        ));
+        assert!(matches!(
+            decide(&[(one, Vote::Yes), (two, Vote::Unreachable)], true),
+            Decision::Abort { final_: true, .. }
+        ));
+        let no = Vote::No { refusal: Refusal::AlreadyAborted };
+        assert!(matches!(decide(&[(one, no), (two, Vote::Unreachable)], false), Decision::Abort { final_: true, .. }));
+        assert!(matches!(decide(&[], false), Decision::Abort { final_: true, .. }));
+    }
+
+    fn arb_ops() -> impl Strategy<Value = Vec<WireOp>> {
+        prop::collection::vec((1u32..=3, 1u64..=3, 1u32..=3, 1u64..=3, 1i64..=500), 1..8).prop_map(|v| {
+            v.into_iter()
+                .filter(|(fb, fa, tb, ta, _)| (fb, fa) != (tb, ta))
+                .map(|(fb, fa, tb, ta, c)| op(ibk(fb, fa), ibk(tb, ta), c))
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// With `hold` available, running the package in order never takes an account below
+        /// zero, and the net change is credits minus debits.
+        #[test]
+        fn holding_the_dip_is_enough(ops in arb_ops(), b in 1u32..=3) {
+            for (a, need) in needs(&ops, bank(b)).unwrap() {
+                let mut balance = i128::from(need.hold.cents());
+                for o in &ops {
+                    let c = i128::from(o.amount.money().cents());
+                    if o.from == ibk(b, a.get()) { balance -= c; }
+                    prop_assert!(balance >= 0);
+                    if o.to == ibk(b, a.get()) { balance += c; }
+                }
+                prop_assert_eq!(balance - i128::from(need.hold.cents()),
+                    i128::from(need.credits.cents()) - i128::from(need.debits.cents()));
+            }
+        }
+
+        /// Net positions of all banks sum to zero, pair by pair.
+        #[test]
+        fn positions_cancel(ops in arb_ops()) {
+            for x in 1..=3u32 {
+                for y in 1..=3u32 {
+                    let xy = positions(&ops, bank(x)).get(&bank(y)).copied().unwrap_or(0);
+                    let yx = positions(&ops, bank(y)).get(&bank(x)).copied().unwrap_or(0);
+                    prop_assert_eq!(xy + yx, 0);
+                }
+            }
+        }
+    }
+}

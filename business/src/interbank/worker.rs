@@ -1,0 +1,230 @@
+//! Carries the token ring's decisions ([`ring`]) between the bank's data server, its replicas
+//! and its peers. Each replica runs one background task: it works the token when handed it,
+//! takes over when the replica working it dies (its lease in `ring/state` runs out), regenerates
+//! a lost token when it is the deterministic winner, and resolves in-doubt prepared packages.
+//!
+//! * `ring/state` — [`ring::RingState`], changed only by compare-and-set.
+//! * `grants/{n:020}` — the grant log: every token this bank accepted (epoch, seq, replica,
+//!   time), the last [`GRANT_LOG_MAX`] kept, for audits of mutual exclusion.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use dataserver::api::{CommitRequest, RecordOp};
+use futures::future::join_all;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use shared::BankId;
+
+use super::coordinator::{self, RoundError};
+use super::participant::{RING, RING_STATE, ring_state};
+use super::ring::{self, PeerView, Receive, RingState, Token, Verdict};
+use super::{Interbank, PeerError, now_ms};
+use crate::error::ApiError;
+
+pub const GRANTS: &str = "grants";
+/// Grant-log entries kept per bank.
+pub const GRANT_LOG_MAX: u64 = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantEntry {
+    pub epoch: u64,
+    pub seq: u64,
+    pub bank: BankId,
+    pub business: u32,
+    pub at_ms: u64,
+}
+
+/// `PUT /interbank/token`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPass {
+    pub epoch: u64,
+    pub seq: u64,
+    pub from: BankId,
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// Accepts `t` at this bank, worked by this replica: durably, with its grant-log entry.
+pub async fn receive(ib: &Interbank, t: Token) -> Result<Receive, ApiError> {
+    for _ in 0..4 {
+        let (state, version) = ring_state(ib).await?;
+        let verdict = ring::on_token(&state, t);
+        if verdict != Receive::Accept {
+            return Ok(verdict);
+        }
+        let now = now_ms();
+        let next = ring::accept(&state, t, ib.business.get(), now, ib.limits.ring_lease_ms);
+        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        c.records.push(RecordOp::Put {
+            collection: RING.into(),
+            key: RING_STATE.into(),
+            value: json(&next),
+            if_version: Some(version),
+        });
+        let entry = GrantEntry { epoch: t.epoch, seq: t.seq, bank: ib.me, business: ib.business.get(), at_ms: now };
+        c.records.push(RecordOp::Put {
+            collection: GRANTS.into(),
+            key: format!("{:020}", next.grants),
+            value: json(&entry),
+            if_version: None,
+        });
+        if next.grants > GRANT_LOG_MAX {
+            c.records.push(RecordOp::Delete {
+                collection: GRANTS.into(),
+                key: format!("{:020}", next.grants - GRANT_LOG_MAX),
+                if_version: None,
+            });
+        }
+        match ib.ds.commit(&c).await {
+            Ok(_) => {
+                tracing::info!(epoch = t.epoch, seq = t.seq, bank = %ib.me, "token granted");
+                ib.wake.notify_one();
+                return Ok(Receive::Accept);
+            }
+            Err(e) if e.code() == Some("condition_failed") => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Unavailable("the ring state keeps changing; pass the token again".into()))
+}
+
+/// This bank's view of the ring, for peers detecting a lost token.
+pub async fn view(ib: &Interbank) -> Result<PeerView, ApiError> {
+    let (state, _) = ring_state(ib).await?;
+    Ok(PeerView::of(ib.me, &state, now_ms()))
+}
+
+/// The background task of one replica.
+pub async fn run(ib: Interbank) {
+    let mut tick = tokio::time::interval(Duration::from_millis(ib.limits.tick_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ib.wake.notified() => {}
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = step(&ib).await {
+            tracing::warn!(error = %e, "ring step failed");
+        }
+        if let Err(e) = coordinator::resolve_in_doubt(&ib).await {
+            tracing::warn!(error = %e, "resolving in-doubt packages failed");
+        }
+    }
+}
+
+async fn step(ib: &Interbank) -> Result<(), ApiError> {
+    let (state, version) = ring_state(ib).await?;
+    let now = now_ms();
+    let me = ib.business.get();
+    if state.holding && state.worker == Some(me) && state.lease_until_ms >= now {
+        return work(ib, state, version).await;
+    }
+    if ring::orphaned(&state, now) {
+        // The replica working the token died: carry on with the same token.
+        let next = RingState { worker: Some(me), lease_until_ms: now + ib.limits.ring_lease_ms, ..state };
+        if let Some(v) = cas(ib, &next, version).await? {
+            tracing::info!(epoch = state.token.epoch, seq = state.token.seq, "took over the token");
+            return work(ib, next, v).await;
+        }
+        return Ok(());
+    }
+    if state.holding || now.saturating_sub(state.last_grant_ms) < ib.limits.token_lost_ms {
+        return Ok(());
+    }
+    // Nothing seen for a while: ask every peer what it knows.
+    let peers: Vec<BankId> = ib.peers.network().ids().into_iter().filter(|b| *b != ib.me).collect();
+    let answers =
+        join_all(peers.iter().map(|b| ib.peers.call::<PeerView>(*b, Method::GET, "/interbank/token", None::<&()>)))
+            .await;
+    let views: Vec<PeerView> = answers.into_iter().filter_map(Result::ok).collect();
+    let mine = PeerView::of(ib.me, &state, now);
+    if let Verdict::Regenerate(t) = ring::judge(mine, &views, ib.limits.token_lost_ms) {
+        tracing::warn!(epoch = t.epoch, "the token was lost; regenerating it");
+        receive(ib, t).await?;
+    }
+    Ok(())
+}
+
+/// Compare-and-set of `ring/state`; `None` when someone else changed it first.
+async fn cas(ib: &Interbank, next: &RingState, version: u64) -> Result<Option<u64>, ApiError> {
+    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    c.records.push(RecordOp::Put {
+        collection: RING.into(),
+        key: RING_STATE.into(),
+        value: json(next),
+        if_version: Some(version),
+    });
+    match ib.ds.commit(&c).await {
+        Ok(r) => Ok(r.records.first().map(|v| v.version)),
+        Err(e) if e.code() == Some("condition_failed") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Works the token: settlement rounds until the queue is swept or the hold time is up, each
+/// round behind a renewed lease; then passes it on.
+async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<(), ApiError> {
+    let started = Instant::now();
+    let mut cursor = None;
+    let mut down = HashSet::new();
+    let mut worked = 0;
+    loop {
+        state.lease_until_ms = now_ms() + ib.limits.ring_lease_ms;
+        match cas(ib, &state, version).await? {
+            Some(v) => version = v,
+            None => return Ok(()), // taken over, or a newer token arrived: not ours to pass
+        }
+        match coordinator::round(ib, state.token.epoch, &mut cursor, &mut down).await {
+            Ok(0) => break,
+            Ok(n) => worked += n,
+            Err(RoundError::Fenced(epoch)) => {
+                tracing::warn!(epoch, "our epoch was superseded; dropping the token");
+                let dropped = RingState { holding: false, worker: None, lease_until_ms: 0, ..state };
+                cas(ib, &dropped, version).await?;
+                return Ok(());
+            }
+            Err(RoundError::Api(e)) => {
+                tracing::warn!(error = %e, "settlement round failed; passing the token");
+                break;
+            }
+        }
+        if started.elapsed() >= Duration::from_millis(ib.limits.hold_ms_max) {
+            break;
+        }
+    }
+    if worked == 0 {
+        // An idle ring would otherwise spin as fast as the network allows.
+        tokio::time::sleep(Duration::from_millis(ib.limits.idle_hold_ms)).await;
+    }
+    pass(ib, state, version).await
+}
+
+/// Hands the token to the next bank that answers. The hand-over is recorded first, so no
+/// replica of ours can take the token over once it has left.
+async fn pass(ib: &Interbank, state: RingState, version: u64) -> Result<(), ApiError> {
+    let released = RingState { holding: false, worker: None, lease_until_ms: 0, ..state };
+    if cas(ib, &released, version).await?.is_none() {
+        return Ok(());
+    }
+    let next = state.token.next();
+    let body = TokenPass { epoch: next.epoch, seq: next.seq, from: ib.me };
+    for bank in ring::successors(ib.me, &ib.peers.network().ids()) {
+        match ib.peers.call::<serde_json::Value>(bank, Method::PUT, "/interbank/token", Some(&body)).await {
+            Ok(_) => return Ok(()),
+            Err(PeerError::NotDelivered(_)) => continue,
+            Err(e) => {
+                // Delivered or not, we cannot tell (or it was refused as stale): do not offer
+                // the same token to another bank. A lost token is regenerated by the ring.
+                tracing::warn!(bank = %bank, error = %e, "passing the token failed");
+                return Ok(());
+            }
+        }
+    }
+    // Every peer is down: keep working alone (seq moves on, so the grant log stays exact).
+    tokio::time::sleep(Duration::from_millis(ib.limits.tick_ms)).await;
+    receive(ib, next).await.map(|_| ())
+}

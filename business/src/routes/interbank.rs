@@ -1,0 +1,248 @@
+//! Routes between banks (seed 000's wire, authenticated with the calling bank's secret), and the
+//! operator's views of the interbank state (net positions, the token grant log).
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use shared::api::Account;
+use shared::{BankId, Document, Ibk, PixKey};
+
+use super::resource;
+use crate::AppState;
+use crate::auth::{Operator, Peer};
+use crate::error::ApiError;
+use crate::interbank::coordinator;
+use crate::interbank::keys::{self, KeyEntry};
+use crate::interbank::participant::{self, FinishRequest, PrepareRequest};
+use crate::interbank::ring::{Receive, Token};
+use crate::interbank::worker::{self, GRANTS, GrantEntry, TokenPass};
+use crate::model::{HOLDERS, HolderRecord};
+
+async fn put_token(state: web::Data<AppState>, _: Peer, body: web::Json<TokenPass>) -> Result<HttpResponse, ApiError> {
+    let t = Token { epoch: body.epoch, seq: body.seq };
+    match worker::receive(&state.interbank, t).await? {
+        Receive::Accept => Ok(HttpResponse::Ok().json(serde_json::json!({ "accepted": true }))),
+        Receive::Duplicate => Ok(HttpResponse::Ok().json(serde_json::json!({ "accepted": true, "duplicate": true }))),
+        Receive::Stale => Err(ApiError::StaleToken),
+    }
+}
+
+async fn get_token(state: web::Data<AppState>, _: Peer) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(worker::view(&state.interbank).await?))
+}
+
+/// Seed 000's liveness check of a bank before the token is passed to it.
+async fn token_ok(state: web::Data<AppState>, _: Peer) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "ok": true, "bank": state.settings.bank_id }))
+}
+
+async fn prepare(
+    state: web::Data<AppState>,
+    peer: Peer,
+    body: web::Json<PrepareRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let req = body.into_inner();
+    if req.coordinator != peer.0 {
+        return Err(ApiError::invalid("coordinator_mismatch", "a bank prepares only its own packages"));
+    }
+    check_items(&req)?;
+    Ok(HttpResponse::Ok().json(participant::prepare(&state.interbank, req).await?))
+}
+
+/// Bounds and shapes a peer's batch before any lock is taken.
+fn check_items(req: &PrepareRequest) -> Result<(), ApiError> {
+    use crate::config::limits::{PACKAGE_OPERATIONS_MAX, PREPARE_ITEMS_MAX};
+    if req.items.is_empty() || req.items.len() > PREPARE_ITEMS_MAX {
+        return Err(ApiError::invalid("batch_too_large", format!("1 to {PREPARE_ITEMS_MAX} packages per prepare")));
+    }
+    for it in &req.items {
+        if it.ops.is_empty() || it.ops.len() > PACKAGE_OPERATIONS_MAX || it.ops.iter().any(|o| o.from == o.to) {
+            return Err(ApiError::invalid("operations_invalid", format!("package {}: bad operations", it.package)));
+        }
+        check_txn(&it.txn)?;
+    }
+    Ok(())
+}
+
+fn check_txn(t: &str) -> Result<(), ApiError> {
+    if t.is_empty() || t.len() > 80 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+        return Err(ApiError::invalid("txn_invalid", "a transaction id is 1 to 80 characters of a-z, 0-9, . and -"));
+    }
+    Ok(())
+}
+
+async fn finish(state: &AppState, body: FinishRequest, commit: bool) -> Result<HttpResponse, ApiError> {
+    use crate::config::limits::PREPARE_ITEMS_MAX;
+    if body.txns.len() > PREPARE_ITEMS_MAX * 4 {
+        return Err(ApiError::invalid("batch_too_large", "too many transactions in one request"));
+    }
+    for t in &body.txns {
+        check_txn(t)?;
+    }
+    Ok(HttpResponse::Ok().json(participant::finish(&state.interbank, body.txns, commit).await?))
+}
+
+async fn commit(state: web::Data<AppState>, _: Peer, body: web::Json<FinishRequest>) -> Result<HttpResponse, ApiError> {
+    finish(&state, body.into_inner(), true).await
+}
+
+async fn rollback(
+    state: web::Data<AppState>,
+    _: Peer,
+    body: web::Json<FinishRequest>,
+) -> Result<HttpResponse, ApiError> {
+    finish(&state, body.into_inner(), false).await
+}
+
+async fn decision(state: web::Data<AppState>, _: Peer, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    check_txn(&path)?;
+    let commit = coordinator::decision(&state.interbank, &path).await?;
+    Ok(HttpResponse::Ok().json(coordinator::DecisionRecord { commit }))
+}
+
+/// Seed 000's `GET /account/{document}`: the accounts this document holds here.
+async fn accounts_of_document(
+    state: web::Data<AppState>,
+    _: Peer,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let doc: Document = path.parse().map_err(|e: shared::DocumentError| ApiError::invalid(e.code(), e.to_string()))?;
+    Ok(HttpResponse::Ok().json(accounts_held(&state, &doc).await?))
+}
+
+/// The individual or legal account a document holds at this bank (joint accounts are listed
+/// through their holders' own accounts).
+pub async fn accounts_held(state: &AppState, doc: &Document) -> Result<Vec<Account>, ApiError> {
+    let Some(r) = state.ledger.ds.get_record(HOLDERS, doc.digits()).await? else { return Ok(vec![]) };
+    let h: HolderRecord = serde_json::from_value(r.value).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    match state.accounts.record(h.account).await? {
+        Some(rec) => Ok(vec![state.accounts.view(rec).await?]),
+        None => Ok(vec![]),
+    }
+}
+
+/// What a peer may know of an account here: enough to check a debit's holder and a target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountCard {
+    pub ibk: Ibk,
+    pub name: String,
+    pub documents: Vec<Document>,
+}
+
+/// Seed 000's `POST /interbank/account/ibk/{ibk}`.
+async fn account_by_ibk(
+    state: web::Data<AppState>,
+    _: Peer,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let ibk: Ibk = path.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))?;
+    if ibk.bank != state.settings.bank_id {
+        return Err(ApiError::WrongBank(ibk));
+    }
+    let r = state.accounts.record(ibk.account).await?.ok_or(ApiError::AccountNotFound(ibk.account))?;
+    Ok(HttpResponse::Ok().json(AccountCard { ibk, name: r.name, documents: r.documents }))
+}
+
+async fn key_reserve(
+    state: web::Data<AppState>,
+    peer: Peer,
+    body: web::Json<KeyEntry>,
+) -> Result<HttpResponse, ApiError> {
+    if body.ibk.bank != peer.0 {
+        return Err(ApiError::invalid("key_bank_mismatch", "a bank registers keys only for its own accounts"));
+    }
+    keys::dir_reserve(&state.interbank, &body).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "reserved": body.key })))
+}
+
+fn parse_key(s: &str) -> Result<PixKey, ApiError> {
+    s.parse().map_err(|e: shared::pix::KeyError| ApiError::invalid(e.code(), e.to_string()))
+}
+
+async fn key_get(state: web::Data<AppState>, _: Peer, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let key = parse_key(&path)?;
+    let entry = keys::dir_get(&state.interbank, &key).await?.ok_or(ApiError::KeyNotFound)?;
+    Ok(HttpResponse::Ok().json(entry))
+}
+
+async fn key_remove(
+    state: web::Data<AppState>,
+    peer: Peer,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (key, ibk) = path.into_inner();
+    let key = parse_key(&key)?;
+    let ibk: Ibk = ibk.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))?;
+    if ibk.bank != peer.0 {
+        return Err(ApiError::invalid("key_bank_mismatch", "a bank removes keys only of its own accounts"));
+    }
+    keys::dir_remove(&state.interbank, &key, ibk).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "removed": key })))
+}
+
+/// A signed amount of cents as a decimal string ("-12.34").
+pub fn signed_decimal(cents: i64) -> String {
+    rust_decimal::Decimal::new(cents, 2).to_string()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Position {
+    pub bank: BankId,
+    /// Positive: this bank owes that bank this much.
+    pub net: String,
+}
+
+async fn positions(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
+    let p = participant::positions(&state.interbank).await?;
+    let list: Vec<Position> =
+        p.into_iter().map(|(bank, cents)| Position { bank, net: signed_decimal(cents) }).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "bank": state.settings.bank_id, "positions": list })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantQuery {
+    after: Option<u64>,
+}
+
+/// The token grant log, oldest first, 1,000 entries at a time.
+async fn grants(state: web::Data<AppState>, _: Operator, q: web::Query<GrantQuery>) -> Result<HttpResponse, ApiError> {
+    let after = q.after.map(|a| format!("{a:020}"));
+    let page = state.ledger.ds.scan_records(GRANTS, "", after.as_deref(), 1_000).await?;
+    let mut entries = Vec::with_capacity(page.records.len());
+    for r in &page.records {
+        let g: GrantEntry =
+            serde_json::from_value(r.value.clone()).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        entries.push(serde_json::json!({ "n": r.key.parse::<u64>().unwrap_or(0), "grant": g }));
+    }
+    let next = page.next.and_then(|k| k.parse::<u64>().ok());
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "grants": entries, "next": next })))
+}
+
+/// Packages still waiting at this bank, and decisions not yet delivered (the checker's view of
+/// "every package terminal").
+async fn pending(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
+    let ds = &state.ledger.ds;
+    let queued = ds.scan_records(coordinator::QUEUE, "", None, 1_000).await?.records.len();
+    let undelivered = ds.scan_records(coordinator::UNDELIVERED, "", None, 1_000).await?.records.len();
+    let prepared = ds.scan_records(participant::PREPARED, "", None, 1_000).await?.records.len();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "bank": state.settings.bank_id, "queued": queued, "undelivered": undelivered, "prepared": prepared,
+    })))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/interbank/token").route(web::put().to(put_token)).route(web::get().to(get_token)))
+        .service(resource("/interbank/token/ok").route(web::get().to(token_ok)))
+        .service(resource("/interbank/prepare").route(web::post().to(prepare)))
+        .service(resource("/interbank/commit").route(web::post().to(commit)))
+        .service(resource("/interbank/rollback").route(web::post().to(rollback)))
+        .service(resource("/interbank/decision/{txn}").route(web::get().to(decision)))
+        .service(resource("/interbank/account/ibk/{ibk}").route(web::post().to(account_by_ibk)))
+        .service(resource("/account/{document}").route(web::get().to(accounts_of_document)))
+        .service(resource("/interbank/keys").route(web::post().to(key_reserve)))
+        .service(resource("/interbank/keys/{key}").route(web::get().to(key_get)))
+        .service(resource("/interbank/keys/{key}/{ibk}").route(web::delete().to(key_remove)))
+        .service(resource("/interbank/positions").route(web::get().to(positions)))
+        .service(resource("/interbank/grants").route(web::get().to(grants)))
+        .service(resource("/interbank/pending").route(web::get().to(pending)));
+}

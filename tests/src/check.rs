@@ -1,0 +1,203 @@
+//! The invariant checker (`interbank check`): reads every bank's journal, balances, interbank
+//! positions and pending work, and lists every violation with the ids involved.
+//!
+//! Invariants:
+//! 1. Each bank's journal replayed from empty gives exactly its balances.
+//! 2. Every journal entry that is not a deposit, withdrawal or interbank settlement leaves the
+//!    bank's total unchanged (transfers and same-bank packages only move money).
+//! 3. Interbank settlements create no money: summed over all banks they are zero, and each
+//!    bank's settled total equals minus its net positions.
+//! 4. Net positions cancel pair by pair (what x says it owes y, y says y is owed by x).
+//! 5. With `settled`: no package queued, no decision undelivered, no attempt prepared.
+//! 6. Total money = deposits − withdrawals (+ raw seed `setAmount` adjustments, listed).
+
+use std::collections::{BTreeMap, HashMap};
+
+use dataserver::client::DataClient;
+use reqwest::Method;
+use serde::Deserialize;
+use shared::{AccountId, BankId};
+
+use crate::client::Operator;
+
+/// How to reach one bank for checking: its operator API and its data server.
+#[derive(Debug, Clone)]
+pub struct BankAccess {
+    pub id: BankId,
+    pub operator: Operator,
+    pub ds: DataClient,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BankFigures {
+    pub accounts: usize,
+    pub total_cents: i128,
+    pub deposits_cents: i128,
+    pub withdrawals_cents: i128,
+    pub interbank_cents: i128,
+    pub adjustments_cents: i128,
+    pub journal_entries: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub banks: BTreeMap<BankId, BankFigures>,
+    pub violations: Vec<String>,
+}
+
+impl Report {
+    pub fn total_cents(&self) -> i128 {
+        self.banks.values().map(|b| b.total_cents).sum()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PositionsBody {
+    positions: Vec<PositionLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PositionLine {
+    bank: BankId,
+    net: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PendingBody {
+    queued: usize,
+    undelivered: usize,
+    prepared: usize,
+}
+
+fn cents_of(s: &str) -> Option<i128> {
+    let d: rust_decimal::Decimal = s.parse().ok()?;
+    (d * rust_decimal::Decimal::from(100)).trunc().to_string().parse().ok()
+}
+
+/// Checks every bank; `settled`: also require that no interbank work is pending.
+pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String> {
+    let mut report = Report::default();
+    let mut positions: BTreeMap<(BankId, BankId), i128> = BTreeMap::new();
+    for b in banks {
+        let mut fig = BankFigures::default();
+        // Balances.
+        let mut balances: HashMap<AccountId, i128> = HashMap::new();
+        let mut after = None;
+        loop {
+            let page = b.ds.amounts_after(after, 1000).await.map_err(|e| format!("bank {}: {e}", b.id))?;
+            for a in &page.amounts {
+                balances.insert(a.account, i128::from(a.amount.cents()));
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        fig.accounts = balances.len();
+        fig.total_cents = balances.values().sum();
+        // Journal replay.
+        let mut replay: HashMap<AccountId, i128> = HashMap::new();
+        let mut seq = 0;
+        loop {
+            let page = b.ds.journal_after(seq, 1000).await.map_err(|e| format!("bank {}: {e}", b.id))?;
+            for e in &page.entries {
+                fig.journal_entries += 1;
+                let mut delta = 0i128;
+                for c in &e.changes {
+                    let before = replay.get(&c.account).copied();
+                    let stated = c.before.map(|m| i128::from(m.cents()));
+                    if before != stated && !(before.is_none() && stated == Some(0)) {
+                        report.violations.push(format!(
+                            "bank {} journal {}: account {} was {:?} but the entry says {:?}",
+                            b.id, e.seq, c.account, before, stated
+                        ));
+                    }
+                    let after = i128::from(c.after.cents());
+                    delta += after - before.unwrap_or(0);
+                    replay.insert(c.account, after);
+                }
+                let kind = e.memo.as_ref().and_then(|m| m.get("kind")).and_then(|k| k.as_str()).unwrap_or("");
+                match kind {
+                    "deposit" => fig.deposits_cents += delta,
+                    "withdrawal" => fig.withdrawals_cents -= delta,
+                    "interbank" => fig.interbank_cents += delta,
+                    "transfer" | "package" | "open_account" | "close_account" if delta != 0 => {
+                        report.violations.push(format!(
+                            "bank {} journal {} ({}): a {kind} changed the bank's total by {delta} cents",
+                            b.id, e.seq, e.tx_id
+                        ));
+                    }
+                    "transfer" | "package" | "open_account" | "close_account" => {}
+                    _ => fig.adjustments_cents += delta,
+                }
+                seq = e.seq;
+            }
+            if page.next.is_none() || page.entries.is_empty() {
+                break;
+            }
+        }
+        for (a, v) in &balances {
+            if replay.get(a).copied().unwrap_or(0) != *v {
+                report.violations.push(format!(
+                    "bank {}: account {a} holds {v} cents but its journal replays to {:?}",
+                    b.id,
+                    replay.get(a)
+                ));
+            }
+        }
+        for (a, v) in &replay {
+            if *v != 0 && !balances.contains_key(a) {
+                report.violations.push(format!("bank {}: journal gives account {a} {v} cents, it has none", b.id));
+            }
+            if *v < 0 {
+                report.violations.push(format!("bank {}: account {a} is negative ({v} cents)", b.id));
+            }
+        }
+        let expected = fig.deposits_cents - fig.withdrawals_cents + fig.interbank_cents + fig.adjustments_cents;
+        if expected != fig.total_cents {
+            report.violations.push(format!(
+                "bank {}: total {} cents, but deposits − withdrawals + settlements + adjustments = {expected}",
+                b.id, fig.total_cents
+            ));
+        }
+        // Positions and pending work.
+        let p: PositionsBody =
+            b.operator.call(Method::GET, "/interbank/positions").await.map_err(|e| format!("bank {}: {e}", b.id))?;
+        let mut owed = 0i128;
+        for line in &p.positions {
+            let c = cents_of(&line.net).ok_or_else(|| format!("bank {}: bad position {:?}", b.id, line.net))?;
+            positions.insert((b.id, line.bank), c);
+            owed += c;
+        }
+        if settled && fig.interbank_cents != -owed {
+            report.violations.push(format!(
+                "bank {}: settlements moved {} cents, but its net positions say {}",
+                b.id, fig.interbank_cents, -owed
+            ));
+        }
+        if settled {
+            let pending: PendingBody =
+                b.operator.call(Method::GET, "/interbank/pending").await.map_err(|e| format!("bank {}: {e}", b.id))?;
+            if pending.queued + pending.undelivered + pending.prepared > 0 {
+                report.violations.push(format!(
+                    "bank {}: not settled: {} queued, {} undelivered, {} prepared",
+                    b.id, pending.queued, pending.undelivered, pending.prepared
+                ));
+            }
+        }
+        report.banks.insert(b.id, fig);
+    }
+    for ((x, y), c) in &positions {
+        let back = positions.get(&(*y, *x)).copied().unwrap_or(0);
+        if settled && c + back != 0 && (x < y || !positions.contains_key(&(*y, *x))) {
+            report.violations.push(format!("net positions: bank {x} → {y} is {c}, bank {y} → {x} is {back}"));
+        }
+    }
+    if settled {
+        let moved: i128 = report.banks.values().map(|f| f.interbank_cents).sum();
+        if moved != 0 {
+            report.violations.push(format!("interbank settlements created {moved} cents"));
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,142 @@
+//! Typed HTTP clients of a bank's business API, as customers and operators use it: the tests,
+//! the load tool and the checker all speak to the network through these.
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use shared::api::{Account, Session, Statement, Transaction};
+use shared::{ErrorBody, Ibk, Money};
+
+/// A failed call: the HTTP status (`None`: no answer) and the error body.
+#[derive(Debug, Clone)]
+pub struct CallError {
+    pub status: Option<StatusCode>,
+    pub body: ErrorBody,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(s) => write!(f, "{s} {}: {}", self.body.error, self.body.message),
+            None => write!(f, "no answer: {}", self.body.message),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CallError>;
+
+/// Sends a request and decodes the answer or the JSON error body.
+pub async fn send<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T> {
+    let transport = |e: reqwest::Error| CallError { status: None, body: ErrorBody::new("transport", e.to_string()) };
+    let resp = rb.send().await.map_err(transport)?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(transport)?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| CallError {
+            status: Some(status),
+            body: ErrorBody::new("unexpected_body", format!("{e}: {}", String::from_utf8_lossy(&bytes))),
+        });
+    }
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        ErrorBody::new("not_the_error_body", String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>())
+    });
+    Err(CallError { status: Some(status), body })
+}
+
+/// A customer signed in at one replica of their bank.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+    pub account: Account,
+}
+
+/// Opens an individual account (`document`: a CPF) and signs in.
+pub async fn sign_up(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    document: &str,
+    password: &str,
+) -> Result<Customer> {
+    let body = json!({ "name": name, "documents": [document], "type": "individual", "password": password });
+    let account: Account = send(http.post(format!("{base}/api/accounts")).json(&body)).await?;
+    sign_in(http, base, account.ibk, password).await
+}
+
+pub async fn sign_in(http: &reqwest::Client, base: &str, ibk: Ibk, password: &str) -> Result<Customer> {
+    let s: Session =
+        send(http.post(format!("{base}/api/accounts/auth")).json(&json!({ "ibk": ibk, "password": password }))).await?;
+    Ok(Customer { http: http.clone(), base: base.to_string(), token: s.token, account: s.account })
+}
+
+impl Customer {
+    pub fn ibk(&self) -> Ibk {
+        self.account.ibk
+    }
+
+    pub fn at(&self, base: &str) -> Customer {
+        Customer { base: base.to_string(), ..self.clone() }
+    }
+
+    pub async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T> {
+        let mut rb = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        send(rb).await
+    }
+
+    /// Submits a package of `(from, to, amount)` operations authored by this account.
+    pub async fn pay(&self, ops: &[(String, String, &str)]) -> Result<Transaction> {
+        self.pay_with_key(ops, None).await
+    }
+
+    /// With an `Idempotency-Key`, the same call may be repeated after any failure.
+    pub async fn pay_with_key(&self, ops: &[(String, String, &str)], key: Option<&str>) -> Result<Transaction> {
+        let operations: Vec<Value> = ops.iter().map(|(f, t, a)| json!({ "from": f, "to": t, "amount": a })).collect();
+        let body = json!({ "author": self.ibk(), "operations": operations });
+        let mut rb = self.http.post(format!("{}/api/payments/pay", self.base)).bearer_auth(&self.token).json(&body);
+        if let Some(k) = key {
+            rb = rb.header("Idempotency-Key", k);
+        }
+        send(rb).await
+    }
+
+    pub async fn package(&self, id: &str) -> Result<Transaction> {
+        self.call(Method::GET, &format!("/api/payments/{id}"), None).await
+    }
+
+    pub async fn me(&self) -> Result<Account> {
+        self.call(Method::GET, &format!("/api/accounts/{}", self.ibk().account), None).await
+    }
+
+    pub async fn statement(&self) -> Result<Statement> {
+        self.call(Method::GET, &format!("/api/accounts/{}/transactions?limit=100", self.ibk().account), None).await
+    }
+}
+
+/// The operator (teller) API of one replica.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key: String,
+}
+
+impl Operator {
+    pub async fn call<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T> {
+        send(self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key)).await
+    }
+
+    pub async fn deposit(&self, ibk: Ibk, amount: &str) -> Result<Value> {
+        self.call(Method::POST, &format!("/deposit/{}/{amount}", ibk.account)).await
+    }
+
+    pub async fn balance(&self, ibk: Ibk) -> Result<Money> {
+        let v: Value = self.call(Method::GET, &format!("/balance/{}", ibk.account)).await?;
+        serde_json::from_value(v["balance"].clone())
+            .map_err(|e| CallError { status: None, body: ErrorBody::new("unexpected_body", e.to_string()) })
+    }
+}

@@ -1,0 +1,296 @@
+//! A network of real processes on this machine: per bank, one data server and its business
+//! replicas, joined by a network file. `interbank up` and the integration tests both start
+//! networks through this one harness, and fault injection kills and restarts its processes.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use dataserver::testkit::{DataServerProcess, SpawnOptions, listening_addr, spawn, spawn_command};
+use shared::BusinessId;
+
+/// DEVELOPMENT SECRET — for local networks only. Business server `b` of bank `n` has id `10 n + b`
+/// and this key at its data server; a real deployment passes its own keys to every process.
+pub fn dev_key(business: BusinessId) -> String {
+    format!("dev-only-insecure-key-{business}")
+}
+
+/// DEVELOPMENT SECRET — what bank `n` presents to its peers on a local network.
+pub fn dev_bank_secret(bank: u32) -> String {
+    format!("dev-only-insecure-bank-secret-{bank}")
+}
+
+/// Business ids of bank `n`'s replicas: 10 n + 1, 10 n + 2, ...
+pub fn business_ids(bank: u32, replicas: u32) -> Result<Vec<BusinessId>, String> {
+    (1..=replicas).map(|b| BusinessId::new(bank * 10 + b).map_err(|e| e.to_string())).collect()
+}
+
+/// A port nobody listens on right now (the OS's pick; released for the process to bind).
+pub fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub banks: u32,
+    pub replicas: u32,
+    /// One folder per bank under it.
+    pub data: PathBuf,
+    /// Bank n's data server port (`None`: free ports).
+    pub dataserver_port: Option<Box<[u16]>>,
+    /// Bank n's replica r port (`None`: free ports).
+    pub business_port: Option<Box<[Box<[u16]>]>>,
+    pub operator_key: String,
+    /// Passed to every business replica (timings in tests).
+    pub business_args: Vec<String>,
+}
+
+impl Spec {
+    /// A network on free ports, as tests want it.
+    pub fn ephemeral(banks: u32, replicas: u32, data: &Path) -> Spec {
+        Spec {
+            banks,
+            replicas,
+            data: data.to_path_buf(),
+            dataserver_port: None,
+            business_port: None,
+            operator_key: "operator-key-for-tests".into(),
+            business_args: vec![],
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Replica {
+    pub business: BusinessId,
+    pub addr: SocketAddr,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Replica {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+#[derive(Debug)]
+pub struct Bank {
+    pub id: u32,
+    pub ds: Option<DataServerProcess>,
+    pub ds_opts: SpawnOptions,
+    pub ds_addr: SocketAddr,
+    pub replicas: Vec<Replica>,
+}
+
+impl Bank {
+    pub fn ds_url(&self) -> String {
+        format!("http://{}", self.ds_addr)
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.replicas.iter().map(Replica::url).collect()
+    }
+
+    /// A data-server client authenticated as the bank's first replica.
+    pub fn ds_client(&self) -> dataserver::client::DataClient {
+        let (b, k) = &self.ds_opts.keys[0];
+        dataserver::client::DataClient::new(&self.ds_url(), *b, k.clone()).expect("valid URL")
+    }
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub banks: Vec<Bank>,
+    pub network_file: PathBuf,
+    pub operator_key: String,
+    business_bin: PathBuf,
+}
+
+fn network_toml(banks: &[(u32, Vec<String>)]) -> String {
+    let mut s =
+        String::from("# The local network. DEVELOPMENT SECRETS: every `secret` here is for this machine only.\n");
+    for (id, urls) in banks {
+        s.push_str(&format!(
+            "\n[[bank]]\nid = {id}\nname = \"Banco {id}\"\nsecret = \"{}\"\nreplicas = [{}]\n",
+            dev_bank_secret(*id),
+            urls.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    s
+}
+
+impl Cluster {
+    pub fn start(spec: &Spec) -> Result<Cluster, String> {
+        let ds_bin = crate::procs::binary("dataserver")?;
+        let business_bin = crate::procs::binary("business")?;
+        std::fs::create_dir_all(&spec.data).map_err(|e| format!("{}: {e}", spec.data.display()))?;
+        let mut plan: Vec<(u32, u16, Vec<u16>)> = Vec::new();
+        for n in 1..=spec.banks {
+            let i = usize::try_from(n - 1).map_err(|e| e.to_string())?;
+            let ds_port = match &spec.dataserver_port {
+                Some(p) => *p.get(i).ok_or("missing data server port")?,
+                None => free_port()?,
+            };
+            let ports = match &spec.business_port {
+                Some(p) => p.get(i).ok_or("missing replica ports")?.to_vec(),
+                None => (0..spec.replicas).map(|_| free_port()).collect::<Result<_, _>>()?,
+            };
+            plan.push((n, ds_port, ports));
+        }
+        let network: Vec<(u32, Vec<String>)> = plan
+            .iter()
+            .map(|(n, _, ports)| (*n, ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect()))
+            .collect();
+        let network_file = spec.data.join("network.toml");
+        std::fs::write(&network_file, network_toml(&network)).map_err(|e| e.to_string())?;
+        let mut banks = Vec::new();
+        for (n, ds_port, ports) in plan {
+            let ids = business_ids(n, spec.replicas)?;
+            let keys: Vec<(BusinessId, String)> = ids.iter().map(|b| (*b, dev_key(*b))).collect();
+            let mut opts = SpawnOptions::new(&ds_bin, spec.data.join(format!("bank{n}")), keys.clone());
+            opts.listen = format!("127.0.0.1:{ds_port}");
+            let ds = spawn(&opts).map_err(|e| format!("bank {n}'s data server: {e}"))?;
+            let ds_addr = ds.addr;
+            let mut replicas = Vec::new();
+            for ((b, k), port) in keys.iter().zip(ports) {
+                let mut args: Vec<String> = vec![
+                    "--listen".into(),
+                    format!("127.0.0.1:{port}"),
+                    "--bank-id".into(),
+                    n.to_string(),
+                    "--business-id".into(),
+                    b.to_string(),
+                    "--dataserver".into(),
+                    format!("http://{ds_addr}"),
+                    "--dataserver-key".into(),
+                    k.clone(),
+                    "--operator-key".into(),
+                    spec.operator_key.clone(),
+                    "--network".into(),
+                    network_file.display().to_string(),
+                ];
+                args.extend(spec.business_args.iter().cloned());
+                let addr = format!("127.0.0.1:{port}").parse().map_err(|e| format!("{e}"))?;
+                replicas.push(Replica { business: *b, addr, args, child: None });
+            }
+            banks.push(Bank { id: n, ds: Some(ds), ds_opts: opts, ds_addr, replicas });
+        }
+        let mut c = Cluster { banks, network_file, operator_key: spec.operator_key.clone(), business_bin };
+        for b in 0..c.banks.len() {
+            for r in 0..c.banks[b].replicas.len() {
+                c.start_replica(b, r)?;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Starts (or restarts) replica `r` of the bank at index `b`, on its port.
+    pub fn start_replica(&mut self, b: usize, r: usize) -> Result<(), String> {
+        let rep = &mut self.banks[b].replicas[r];
+        if rep.child.is_some() {
+            return Ok(());
+        }
+        let mut cmd = Command::new(&self.business_bin);
+        cmd.args(&rep.args);
+        let (child, line) = spawn_command(cmd).map_err(|e| format!("replica {}: {e}", rep.business))?;
+        let addr = listening_addr(&line).ok_or_else(|| format!("replica {} printed {line:?}", rep.business))?;
+        if addr != rep.addr {
+            return Err(format!("replica {} listens on {addr}, not {}", rep.business, rep.addr));
+        }
+        rep.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill_replica(&mut self, b: usize, r: usize) {
+        if let Some(mut c) = self.banks[b].replicas[r].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kill_dataserver(&mut self, b: usize) {
+        if let Some(mut ds) = self.banks[b].ds.take() {
+            let _ = ds.kill9();
+        }
+    }
+
+    /// Restarts the data server on its folder and port.
+    pub fn start_dataserver(&mut self, b: usize) -> Result<(), String> {
+        let bank = &mut self.banks[b];
+        if bank.ds.is_none() {
+            bank.ds = Some(spawn(&bank.ds_opts).map_err(|e| format!("bank {}'s data server: {e}", bank.id))?);
+        }
+        Ok(())
+    }
+
+    /// Kills every process of bank `b` (SIGKILL), as a power cut of the whole bank.
+    pub fn kill_bank(&mut self, b: usize) {
+        for r in 0..self.banks[b].replicas.len() {
+            self.kill_replica(b, r);
+        }
+        self.kill_dataserver(b);
+    }
+
+    pub fn start_bank(&mut self, b: usize) -> Result<(), String> {
+        self.start_dataserver(b)?;
+        for r in 0..self.banks[b].replicas.len() {
+            self.start_replica(b, r)?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to every replica, then every data server, waiting for each; returns the lines
+    /// describing how each stopped.
+    pub fn stop(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for bank in &mut self.banks {
+            for rep in &mut bank.replicas {
+                if let Some(mut c) = rep.child.take() {
+                    let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+                    let ok = c.wait().is_ok_and(|s| s.success());
+                    out.push(format!(
+                        "bank {}: replica {} {}",
+                        bank.id,
+                        rep.url(),
+                        if ok { "stopped" } else { "exited with an error" }
+                    ));
+                }
+            }
+        }
+        for bank in &mut self.banks {
+            if let Some(mut ds) = bank.ds.take() {
+                let line = match ds.terminate() {
+                    Ok(true) => "stopped".to_string(),
+                    Ok(false) => "exited with an error".to_string(),
+                    Err(e) => format!("could not be stopped: {e}"),
+                };
+                out.push(format!("bank {}: data server {line}", bank.id));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for bank in &mut self.banks {
+            for rep in &mut bank.replicas {
+                if let Some(mut c) = rep.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+    }
+}

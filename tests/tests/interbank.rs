@@ -1,0 +1,379 @@
+//! Real 3-bank networks (each bank: a data server and 2 business replicas, as processes): packages
+//! across banks, Pix keys, a bank killed mid-2PC, the token holder killed, a bank down past a
+//! package's deadline. After each, the invariant checker must find nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use interbank_tests::check::{BankAccess, check};
+use interbank_tests::client::{Customer, Operator, sign_up};
+use interbank_tests::cluster::{Cluster, Spec};
+use reqwest::{Method, StatusCode};
+use shared::api::{Status, Transaction};
+use shared::{BankId, Document, Ibk, Money};
+
+/// Short timeouts so that recovery paths run within a test's time.
+const FAST: &[&str] = &[
+    "--token-lost-ms",
+    "1500",
+    "--tick-ms",
+    "100",
+    "--in-doubt-ms",
+    "1500",
+    "--ring-lease-ms",
+    "1000",
+    "--peer-timeout-ms",
+    "1000",
+];
+
+fn start(deadline_ms: u64) -> (Cluster, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(3, 2, dir.path());
+    spec.business_args = FAST.iter().map(|s| s.to_string()).collect();
+    spec.business_args.extend(["--package-deadline-ms".to_string(), deadline_ms.to_string()]);
+    (Cluster::start(&spec).unwrap(), dir)
+}
+
+fn operator(c: &Cluster, bank: usize, replica: usize) -> Operator {
+    Operator { http: reqwest::Client::new(), base: c.banks[bank].urls()[replica].clone(), key: c.operator_key.clone() }
+}
+
+fn access(c: &Cluster) -> Vec<BankAccess> {
+    c.banks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BankAccess { id: BankId::new(b.id).unwrap(), operator: operator(c, i, 0), ds: b.ds_client() })
+        .collect()
+}
+
+fn cpf(n: u64) -> String {
+    Document::with_check_digits(&format!("{:09}", 200_000_000 + n)).unwrap().formatted()
+}
+
+/// A customer at bank `bank` (index) with `opening` deposited.
+async fn customer(c: &Cluster, bank: usize, n: u64, opening: &str) -> Customer {
+    let http = reqwest::Client::new();
+    let base = c.banks[bank].urls()[usize::try_from(n).unwrap() % 2].clone();
+    let cu = sign_up(&http, &base, &format!("Cliente {n} da Silva"), &cpf(n), "senha-segura-123").await.unwrap();
+    if opening != "0" {
+        operator(c, bank, 0).deposit(cu.ibk(), opening).await.unwrap();
+    }
+    cu
+}
+
+/// Waits until the package is `success` or `failed` (or the time is up).
+async fn terminal(cu: &Customer, id: &str, within: Duration) -> Transaction {
+    let until = Instant::now() + within;
+    loop {
+        let t = cu.package(id).await.unwrap();
+        if matches!(t.status, Status::Success | Status::Failed) {
+            return t;
+        }
+        assert!(Instant::now() < until, "package {id} still {:?} after {within:?}", t.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn balance(c: &Cluster, ibk: Ibk) -> Money {
+    operator(c, usize::try_from(ibk.bank.get() - 1).unwrap(), 1).balance(ibk).await.unwrap()
+}
+
+/// The checker, retried while settlement finishes (decisions are delivered asynchronously).
+async fn settled_and_clean(c: &Cluster) -> interbank_tests::check::Report {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = check(&access(c), true).await.unwrap();
+        if r.violations.is_empty() {
+            return r;
+        }
+        assert!(Instant::now() < until, "invariants violated: {:#?}", r.violations);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn cents(m: Money) -> i128 {
+    i128::from(m.cents())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_package_across_three_banks_settles_all_or_nothing() {
+    let (c, _dir) = start(20_000);
+    // One holder with accounts at banks 1 and 2 (same CPF), a payee at bank 3.
+    let a1 = customer(&c, 0, 1, "500").await;
+    let http = reqwest::Client::new();
+    let a2 = sign_up(&http, &c.banks[1].urls()[0], "Cliente 1 da Silva", &cpf(1), "senha-segura-123").await.unwrap();
+    let payee = customer(&c, 2, 3, "0").await;
+
+    // A1→A2, then A2→payee with the money just received: A2 has nothing of its own.
+    let ops = [
+        (a1.ibk().to_string(), a2.ibk().to_string(), "100.50"),
+        (a2.ibk().to_string(), payee.ibk().to_string(), "100.50"),
+    ];
+    let t = a1.pay(&ops).await.unwrap();
+    assert_eq!(t.status, Status::Pending);
+    let done = terminal(&a1, &t.id, Duration::from_secs(20)).await;
+    assert_eq!(done.status, Status::Success, "{done:?}");
+    assert!(done.operations.iter().all(|o| o.status == Status::Success));
+    assert_eq!(balance(&c, a1.ibk()).await, "399.50".parse().unwrap());
+    assert_eq!(balance(&c, a2.ibk()).await, Money::ZERO);
+    assert_eq!(balance(&c, payee.ibk()).await, "100.50".parse().unwrap());
+    // Each bank's statement shows its entries, linked to the package.
+    let st = payee.statement().await.unwrap();
+    assert!(st.transactions.iter().any(|e| e.transaction.parent_id.as_deref() == Some(t.id.as_str())), "{st:?}");
+
+    // The reverse order needs A2's own money, which it does not have: nothing moves anywhere.
+    let ops =
+        [(a2.ibk().to_string(), payee.ibk().to_string(), "10"), (a1.ibk().to_string(), a2.ibk().to_string(), "10")];
+    let t = a1.pay(&ops).await.unwrap();
+    let done = terminal(&a1, &t.id, Duration::from_secs(20)).await;
+    assert_eq!(done.status, Status::Failed);
+    assert!(done.reason.as_deref().unwrap_or("").contains("insufficient") || done.reason.is_some());
+    assert_eq!(balance(&c, a1.ibk()).await, "399.50".parse().unwrap());
+    assert_eq!(balance(&c, payee.ibk()).await, "100.50".parse().unwrap());
+
+    // Debiting someone else's account at another bank is refused before anything is stored.
+    let err = payee.pay(&[(a1.ibk().to_string(), payee.ibk().to_string(), "1")]).await.unwrap_err();
+    assert_eq!(err.status, Some(StatusCode::FORBIDDEN));
+
+    // The holder's accounts across the network.
+    let all: shared::api::AllAccounts =
+        a1.call(Method::GET, &format!("/api/accounts/{}/all", a1.ibk().account), None).await.unwrap();
+    let ibks: Vec<Ibk> = all.accounts.iter().map(|a| a.ibk).collect();
+    assert!(ibks.contains(&a1.ibk()) && ibks.contains(&a2.ibk()) && ibks.len() == 2, "{all:?}");
+
+    let r = settled_and_clean(&c).await;
+    assert_eq!(r.total_cents(), 50_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pix_keys_are_unique_across_the_network_and_payable_from_any_bank() {
+    let (c, _dir) = start(20_000);
+    let ana = customer(&c, 0, 11, "0").await;
+    let bia = customer(&c, 1, 12, "300").await;
+    let body = serde_json::json!({ "account": ana.ibk(), "type": "email", "key": "Ana.Silva@Example.com" });
+    let info: shared::api::KeyInfo = ana.call(Method::POST, "/api/keys", Some(&body)).await.unwrap();
+    assert_eq!(info.key.as_str(), "ana.silva@example.com");
+    // Resolved from every bank, with the holder's name masked.
+    for bank in 0..3 {
+        let k: Result<shared::api::KeyInfo, _> =
+            bia.at(&c.banks[bank].urls()[1]).call(Method::GET, "/api/keys/ana.silva@example.com", None).await;
+        let k = match bank {
+            1 => k.unwrap(),
+            // Another bank's replica does not know bia's session: 401, not a leak.
+            _ => {
+                assert_eq!(k.unwrap_err().status, Some(StatusCode::UNAUTHORIZED));
+                continue;
+            }
+        };
+        assert_eq!(k.ibk, ana.ibk());
+        assert_eq!(k.name, "Cliente 1* d* S****");
+    }
+    // The same key from another bank's customer: taken.
+    let again = serde_json::json!({ "account": bia.ibk(), "type": "email", "key": "ana.silva@example.com" });
+    let err = bia.call::<serde_json::Value>(Method::POST, "/api/keys", Some(&again)).await.unwrap_err();
+    assert_eq!(err.status, Some(StatusCode::CONFLICT), "{err}");
+    // Paying the key from bank 2 reaches ana at bank 1.
+    let t = bia.pay(&[(bia.ibk().to_string(), "ana.silva@example.com".into(), "42")]).await.unwrap();
+    assert_eq!(t.operations[0].to, ana.ibk());
+    assert_eq!(terminal(&bia, &t.id, Duration::from_secs(20)).await.status, Status::Success);
+    assert_eq!(balance(&c, ana.ibk()).await, "42".parse().unwrap());
+    // A random key, then removal: the key no longer resolves.
+    let rnd = serde_json::json!({ "account": ana.ibk(), "type": "random" });
+    let r: shared::api::KeyInfo = ana.call(Method::POST, "/api/keys", Some(&rnd)).await.unwrap();
+    let _: serde_json::Value = ana.call(Method::DELETE, &format!("/api/keys/{}", r.key), None).await.unwrap();
+    let gone = bia.call::<serde_json::Value>(Method::GET, &format!("/api/keys/{}", r.key), None).await.unwrap_err();
+    assert_eq!(gone.status, Some(StatusCode::NOT_FOUND));
+    // Bad keys are refused with the reason.
+    let bad = serde_json::json!({ "account": ana.ibk(), "type": "phone", "key": "5561999998888" });
+    let err = ana.call::<serde_json::Value>(Method::POST, "/api/keys", Some(&bad)).await.unwrap_err();
+    assert_eq!(err.status, Some(StatusCode::BAD_REQUEST));
+    assert_eq!(err.body.error, "pix_key_invalid");
+    settled_and_clean(&c).await;
+}
+
+/// Many customers at every bank send packages to each other concurrently, some for more than
+/// they have; `kill` SIGKILLs a whole bank mid-run and restarts it.
+async fn concurrent_packages(kill: bool) {
+    let (mut c, _dir) = start(60_000);
+    let per_bank = 4u64;
+    let mut customers = Vec::new();
+    for bank in 0..3 {
+        for i in 0..per_bank {
+            customers.push(customer(&c, bank, 100 + 10 * u64::try_from(bank).unwrap() + i, "1000").await);
+        }
+    }
+    let opening = 1000 * 100 * i128::from(u8::try_from(customers.len()).unwrap());
+    let mut tasks = Vec::new();
+    for (i, cu) in customers.iter().enumerate() {
+        let cu = cu.clone();
+        let targets: Vec<Ibk> = customers.iter().map(Customer::ibk).collect();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for k in 0..6 {
+                let to = targets[(i + 1 + k * 5) % targets.len()];
+                let to2 = targets[(i + 7 + k) % targets.len()];
+                // Every 3rd package asks for more than anyone has: it must fail everywhere.
+                let amount = if k % 3 == 2 { "5000" } else { "37.25" };
+                let mut ops = vec![(cu.ibk().to_string(), to.to_string(), amount)];
+                if to2 != cu.ibk() && to2 != to {
+                    ops.push((cu.ibk().to_string(), to2.to_string(), "12.10"));
+                }
+                // Whether a submission whose answer was lost was stored cannot be known; the
+                // same key again tells (the bank may be down meanwhile: keep asking).
+                let key = format!("pkg-{i}-{k}");
+                let until = Instant::now() + Duration::from_secs(30);
+                let t = loop {
+                    match cu.pay_with_key(&ops, Some(&key)).await {
+                        Ok(t) => break Some(t),
+                        // Within one bank a package is applied (or refused) at once.
+                        Err(e) if e.body.error == "insufficient_funds" => break None,
+                        Err(e) if e.status.is_none() || e.status == Some(StatusCode::SERVICE_UNAVAILABLE) => {
+                            assert!(Instant::now() < until, "submission never answered: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => panic!("submission refused: {e}"),
+                    }
+                };
+                ids.extend(t.map(|t| t.id));
+            }
+            (cu, ids)
+        }));
+    }
+    if kill {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        c.kill_bank(1);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        c.start_bank(1).unwrap();
+    }
+    let mut results: BTreeMap<String, Transaction> = BTreeMap::new();
+    for t in tasks {
+        let (cu, ids) = t.await.unwrap();
+        for id in ids {
+            let done = terminal(&cu, &id, Duration::from_secs(60)).await;
+            assert!(done.operations.iter().all(|o| o.status == done.status), "per-operation status: {done:?}");
+            results.insert(id, done);
+        }
+    }
+    assert!(results.values().any(|t| t.status == Status::Success));
+    assert!(results.values().any(|t| t.status == Status::Failed));
+    let report = settled_and_clean(&c).await;
+    assert_eq!(report.total_cents(), opening, "money created or destroyed");
+    // All or nothing: the balances are exactly the openings plus the successful packages.
+    let mut expected: BTreeMap<Ibk, i128> = customers.iter().map(|cu| (cu.ibk(), 100_000)).collect();
+    for t in results.values().filter(|t| t.status == Status::Success) {
+        for o in &t.operations {
+            *expected.get_mut(&o.from).unwrap() -= cents(o.amount);
+            *expected.get_mut(&o.to).unwrap() += cents(o.amount);
+        }
+    }
+    for (ibk, want) in expected {
+        assert_eq!(cents(balance(&c, ibk).await), want, "balance of {ibk}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_packages_from_every_bank_keep_the_invariants() {
+    concurrent_packages(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_killed_mid_settlement_recovers_every_package() {
+    concurrent_packages(true).await;
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct GrantLine {
+    grant: business::interbank::worker::GrantEntry,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Grants {
+    grants: Vec<GrantLine>,
+}
+
+async fn all_grants(c: &Cluster) -> Vec<business::interbank::worker::GrantEntry> {
+    let mut out = Vec::new();
+    for (i, b) in c.banks.iter().enumerate() {
+        if !b.replicas[0].running() && !b.replicas[1].running() {
+            continue;
+        }
+        let r = if b.replicas[0].running() { 0 } else { 1 };
+        let g: Grants = operator(c, i, r).call(Method::GET, "/interbank/grants").await.unwrap();
+        out.extend(g.grants.into_iter().map(|l| l.grant));
+    }
+    out.sort_by_key(|g| (g.at_ms, g.epoch, g.seq));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_token_holder_is_replaced_by_a_new_epoch() {
+    let (mut c, _dir) = start(20_000);
+    // Wait until bank 1 holds the token, then kill its replicas: the token dies with them.
+    let ds = c.banks[0].ds_client();
+    let until = Instant::now() + Duration::from_secs(20);
+    let old_epoch = loop {
+        if let Some(r) = ds.get_record("ring", "state").await.unwrap()
+            && r.value["holding"] == true
+        {
+            c.kill_replica(0, 0);
+            c.kill_replica(0, 1);
+            break r.value["token"]["epoch"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < until, "bank 1 never held the token");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let killed_at = Instant::now();
+    let until = killed_at + Duration::from_secs(15);
+    let new_epoch = loop {
+        let g = all_grants(&c).await;
+        if let Some(n) = g.iter().map(|g| g.epoch).find(|e| *e > old_epoch) {
+            break n;
+        }
+        assert!(Instant::now() < until, "no new token within 15 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("new epoch {new_epoch} after {:?}", killed_at.elapsed());
+    // Bank 1 comes back (its ring state still says it holds the old token) and must rejoin
+    // under the new epoch without ever working the old one again.
+    c.start_replica(0, 0).unwrap();
+    c.start_replica(0, 1).unwrap();
+    let a = customer(&c, 0, 51, "100").await;
+    let b = customer(&c, 2, 52, "0").await;
+    let t = a.pay(&[(a.ibk().to_string(), b.ibk().to_string(), "60")]).await.unwrap();
+    assert_eq!(terminal(&a, &t.id, Duration::from_secs(20)).await.status, Status::Success);
+    // The grant log: in time order, epochs never go back (never two epochs at work together),
+    // and within an epoch each grant follows the previous one.
+    let grants = all_grants(&c).await;
+    for w in grants.windows(2) {
+        assert!(w[1].epoch >= w[0].epoch, "epoch went back: {:?} then {:?}", w[0], w[1]);
+        if w[1].epoch == w[0].epoch {
+            assert!(w[1].seq > w[0].seq, "a token granted twice: {:?} then {:?}", w[0], w[1]);
+        }
+    }
+    settled_and_clean(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
+    let (mut c, _dir) = start(6_000);
+    let a = customer(&c, 0, 61, "100").await;
+    let b = customer(&c, 2, 62, "0").await;
+    c.kill_bank(2);
+    // Bank 3 comes back within the deadline: the package waited and completes.
+    let t1 = a.pay(&[(a.ibk().to_string(), b.ibk().to_string(), "10")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(a.package(&t1.id).await.unwrap().status, Status::Pending);
+    c.start_bank(2).unwrap();
+    assert_eq!(terminal(&a, &t1.id, Duration::from_secs(20)).await.status, Status::Success);
+    // Down past the deadline: the package fails and nothing moved.
+    c.kill_bank(2);
+    let t2 = a.pay(&[(a.ibk().to_string(), b.ibk().to_string(), "20")]).await.unwrap();
+    let done = terminal(&a, &t2.id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, Status::Failed);
+    assert!(done.reason.as_deref().unwrap_or("").contains("deadline"), "{done:?}");
+    assert_eq!(balance(&c, a.ibk()).await, "90".parse().unwrap());
+    c.start_bank(2).unwrap();
+    assert_eq!(balance(&c, b.ibk()).await, "10".parse().unwrap());
+    settled_and_clean(&c).await;
+}
