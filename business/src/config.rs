@@ -94,7 +94,7 @@ pub struct Settings {
     pub peer_timeout_ms: u64,
 
     /// Packages per settlement round.
-    #[arg(long, env = "BUSINESS_BATCH_PACKAGES_MAX", default_value_t = 256)]
+    #[arg(long, env = "BUSINESS_BATCH_PACKAGES_MAX", default_value_t = 128)]
     pub batch_packages_max: usize,
 
     /// Accounts locked in one data-server call while settling (at most the data server's

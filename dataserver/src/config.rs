@@ -81,12 +81,12 @@ pub struct Settings {
     #[arg(long, env = "DATASERVER_COMMIT_BATCH_MAX", default_value_t = 4_096)]
     pub commit_batch_max: usize,
 
-    /// Most record operations in one commit.
-    #[arg(long, env = "DATASERVER_RECORD_OPS_MAX", default_value_t = 256)]
+    /// Most record operations in one commit (a settlement batch writes several per package).
+    #[arg(long, env = "DATASERVER_RECORD_OPS_MAX", default_value_t = 4096)]
     pub record_ops_max: usize,
 
     /// Largest request body.
-    #[arg(long, env = "DATASERVER_BODY_BYTES_MAX", default_value_t = 1 << 20)]
+    #[arg(long, env = "DATASERVER_BODY_BYTES_MAX", default_value_t = 4 << 20)]
     pub body_bytes_max: usize,
 
     /// Largest record value (serialised JSON).
@@ -124,7 +124,7 @@ pub mod limits {
     pub const REQUEST_ID_LEN_MAX: usize = 128;
     pub const COLLECTION_LEN_MAX: usize = 64;
     pub const RECORD_KEY_LEN_MAX: usize = 256;
-    pub const MEMO_BYTES_MAX: usize = 4 << 10;
+    pub const MEMO_BYTES_MAX: usize = 256 << 10;
     pub const PAGE_LIMIT_MAX: usize = 1_000;
     pub const PAGE_LIMIT_DEFAULT: usize = 100;
     /// Leases below this would expire before a commit could reach the server.

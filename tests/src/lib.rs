@@ -2,6 +2,7 @@
 //! The `interbank` binary (src/main.rs) is a thin command line over it.
 
 pub mod bench_dataserver;
+pub mod bench_packages;
 pub mod bench_transfer;
 pub mod check;
 pub mod client;

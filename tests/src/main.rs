@@ -26,6 +26,8 @@ enum Bench {
     Dataserver(interbank_tests::bench_dataserver::Args),
     /// POST /transfer through a bank's business replicas.
     Transfer(interbank_tests::bench_transfer::Args),
+    /// Packages of 2 cross-bank operations over a 3-bank network.
+    Packages(interbank_tests::bench_packages::Args),
 }
 
 /// The one way every command ends: success, or its error on stderr and a failing status.
@@ -48,6 +50,10 @@ async fn main() -> ExitCode {
         Command::Bench(Bench::Transfer(args)) => {
             let json = args.json;
             bench_transfer::run(args).await.map(|r| bench_transfer::print(&r, json))
+        }
+        Command::Bench(Bench::Packages(args)) => {
+            let json = args.json;
+            interbank_tests::bench_packages::run(args).await.map(|r| interbank_tests::bench_packages::print(&r, json))
         }
         Command::Bench(Bench::Dataserver(args)) => {
             let json = args.json;

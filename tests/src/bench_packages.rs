@@ -1,0 +1,232 @@
+//! `interbank bench packages`: a 3-bank network (each bank a data server and 2 replicas, started
+//! here) and C customers submitting packages of 2 cross-bank operations at an offered rate. The
+//! figures that matter are measured by the banks themselves: every package's record holds when
+//! it was accepted and when it became final, so settlement throughput and submit→terminal
+//! latency cost the run no polling.
+
+// Figures for people are floats; money in this module is never a float.
+#![allow(clippy::float_arithmetic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use shared::api::{Status, Transaction};
+
+use crate::client::{Operator, sign_up};
+use crate::cluster::{Cluster, Spec};
+use crate::lean_http::Conn;
+use crate::load::{Load, Outcome};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Concurrent customers (each with its own connection).
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Packages per second offered by all clients together (0: as fast as they can).
+    #[arg(long, default_value_t = 3_600)]
+    pub rate: u64,
+    #[arg(long, default_value_t = 20)]
+    pub duration_s: u64,
+    #[arg(long, default_value_t = 3)]
+    pub warmup_s: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub clients: usize,
+    pub offered_per_s: u64,
+    pub duration_s: f64,
+    pub submitted: u64,
+    pub submit_p99_ms: f64,
+    /// Packages that became final within the measured window, per second.
+    pub settled_per_s: f64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub terminal_p50_ms: f64,
+    pub terminal_p99_ms: f64,
+    pub terminal_max_ms: f64,
+    pub refused: u64,
+    pub errors: u64,
+}
+
+/// Milliseconds since the epoch of our RFC 3339 timestamps ("2026-11-22T07:44:18.196Z").
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let ms = if b.get(19) == Some(&b'.') { n(20..23)? } else { 0 };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((((days * 24 + h) * 60 + mi) * 60 + se) * 1000 + ms)
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(business::interbank::now_ms()).unwrap_or(i64::MAX)
+}
+
+pub async fn run(args: Args) -> Result<Report, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let spec = Spec::ephemeral(3, 2, dir.path());
+    let cluster = Cluster::start(&spec)?;
+    let http = reqwest::Client::new();
+    eprintln!("opening {} customer accounts...", args.clients);
+    let mut customers = Vec::new();
+    for i in 0..args.clients {
+        let bank = i % 3;
+        let base = cluster.banks[bank].urls()[(i / 3) % 2].clone();
+        let doc =
+            shared::Document::with_check_digits(&format!("{:09}", 300_000_000 + i)).ok_or("document")?.formatted();
+        let c = sign_up(&http, &base, &format!("Bench {i}"), &doc, "bench-password-123")
+            .await
+            .map_err(|e| e.to_string())?;
+        let op = Operator { http: http.clone(), base: base.clone(), key: cluster.operator_key.clone() };
+        op.deposit(c.ibk(), "1000000").await.map_err(|e| e.to_string())?;
+        customers.push(c);
+    }
+    // Client i pays the next customers at the two other banks.
+    let ibks: Vec<shared::Ibk> = customers.iter().map(|c| c.ibk()).collect();
+    let mut bodies = Vec::new();
+    let mut conns = Vec::new();
+    for (i, c) in customers.iter().enumerate() {
+        let next_at = |bank: u32| (1..ibks.len()).map(|k| ibks[(i + k) % ibks.len()]).find(|t| t.bank.get() == bank);
+        let me = c.ibk().bank.get() - 1;
+        let others: Vec<shared::Ibk> = [(me + 1) % 3 + 1, (me + 2) % 3 + 1].into_iter().filter_map(next_at).collect();
+        if others.len() < 2 {
+            return Err("need customers at three banks (at least 3 clients)".into());
+        }
+        let body = serde_json::json!({
+            "author": c.ibk(),
+            "operations": [
+                { "from": c.ibk(), "to": others[0], "amount": "0.01" },
+                { "from": c.ibk(), "to": others[1], "amount": "0.01" },
+            ],
+        });
+        bodies.push(serde_json::to_vec(&body).map_err(|e| e.to_string())?);
+        let addr = c.base.trim_start_matches("http://").parse().map_err(|e| format!("{e}"))?;
+        conns.push(Conn::connect(addr, &c.token).await?);
+    }
+    let bodies = Arc::new(bodies);
+    let interval =
+        if args.rate == 0 { Duration::ZERO } else { Duration::from_secs_f64(args.clients as f64 / args.rate as f64) };
+    let started = Instant::now();
+    let mut load = Load::start(conns, move |mut conn: Conn, i, n| {
+        let bodies = bodies.clone();
+        async move {
+            // Paced: client i's n-th package is due at n × interval (offset per client).
+            let due = started + interval.mul_f64(n as f64 + i as f64 / bodies.len() as f64);
+            tokio::time::sleep_until(due.into()).await;
+            let r = conn.call::<Transaction>(Method::POST, "/api/payments/pay", bodies[i].clone()).await;
+            let outcome = match r {
+                Ok(_) => Outcome::Ok,
+                Err(e) if e == "transport" => Outcome::Error,
+                Err(_) => Outcome::Refused,
+            };
+            (conn, outcome)
+        }
+    });
+    load.warm_up(Duration::from_secs(args.warmup_s)).await;
+    let window_start = now_ms();
+    load.measure(args.duration_s).await;
+    let window_end = now_ms();
+    let totals = load.finish().await?;
+
+    // Let the queue drain, then read every package's record from each bank's data server.
+    eprintln!("waiting for the queues to drain...");
+    let until = Instant::now() + Duration::from_secs(120);
+    let mut packages: Vec<Transaction> = Vec::new();
+    for bank in &cluster.banks {
+        let ds = bank.ds_client();
+        loop {
+            let q = ds.scan_records("queue", "", None, 1).await.map_err(|e| e.to_string())?;
+            if q.records.is_empty() || Instant::now() > until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let page = ds.scan_records("packages", "", after.as_deref(), 1000).await.map_err(|e| e.to_string())?;
+            for r in &page.records {
+                if let Ok(t) = serde_json::from_value::<Transaction>(r.value.clone()) {
+                    packages.push(t);
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).map_err(|e| e.to_string())?;
+    let (mut settled_in_window, mut succeeded, mut failed) = (0u64, 0u64, 0u64);
+    for t in &packages {
+        let (Some(c), Some(u)) = (parse_rfc3339_ms(&t.created_at), parse_rfc3339_ms(&t.updated_at)) else { continue };
+        let terminal = matches!(t.status, Status::Success | Status::Failed);
+        if terminal && (window_start..window_end).contains(&u) {
+            settled_in_window += 1;
+        }
+        if (window_start..window_end).contains(&c) && terminal {
+            let _ = hist.record(u64::try_from((u - c).max(1)).unwrap_or(1));
+            match t.status {
+                Status::Success => succeeded += 1,
+                _ => failed += 1,
+            }
+        }
+    }
+    let window_s = (window_end - window_start) as f64 / 1000.0;
+    Ok(Report {
+        clients: args.clients,
+        offered_per_s: args.rate,
+        duration_s: totals.elapsed_s,
+        submitted: totals.ok,
+        submit_p99_ms: totals.ms(0.99),
+        settled_per_s: settled_in_window as f64 / window_s,
+        succeeded,
+        failed,
+        terminal_p50_ms: hist.value_at_quantile(0.50) as f64,
+        terminal_p99_ms: hist.value_at_quantile(0.99) as f64,
+        terminal_max_ms: hist.max() as f64,
+        refused: totals.refused,
+        errors: totals.errors,
+    })
+}
+
+pub fn print(r: &Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    println!(
+        "packages of 2 cross-bank operations, 3 banks x 2 replicas, {} clients, offered {}/s, {:.1} s",
+        r.clients, r.offered_per_s, r.duration_s
+    );
+    println!("  submitted   {:>9}   (submit p99 {:.1} ms)", r.submitted, r.submit_p99_ms);
+    println!("  settled/s   {:>9.0}", r.settled_per_s);
+    println!("  final       {:>9} success, {} failed", r.succeeded, r.failed);
+    println!(
+        "  submit→terminal  p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms",
+        r.terminal_p50_ms, r.terminal_p99_ms, r.terminal_max_ms
+    );
+    println!("  refused {}   errors {}", r.refused, r.errors);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_parse_to_epoch_milliseconds() {
+        assert_eq!(super::parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(super::parse_rfc3339_ms("2026-11-22T07:44:18.196Z"), Some(1_795_333_458_196));
+        assert_eq!(super::parse_rfc3339_ms("2000-03-01T00:00:01Z"), Some(951_868_801_000));
+    }
+}
