@@ -106,7 +106,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
     let k = Some(KEY_A);
     let huge = format!(
         r#"{{"tx_id":"h","records":[{{"op":"put","collection":"a","key":"b","value":"{}"}}]}}"#,
-        "x".repeat(2 << 20)
+        "x".repeat(5 << 20)
     );
     let wide = format!(
         r#"{{"tx_id":"w","records":[{{"op":"put","collection":"a","key":"b","value":"{}"}}]}}"#,
