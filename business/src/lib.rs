@@ -12,6 +12,7 @@ pub mod interbank;
 pub mod ledger;
 pub mod metrics;
 pub mod model;
+pub mod openapi;
 pub mod routes;
 
 use std::net::{SocketAddr, TcpListener};
@@ -59,6 +60,7 @@ impl std::fmt::Debug for Application {
     }
 }
 
+#[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, description = "this replica and its bank")))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({
         "status": "ok",
@@ -67,6 +69,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "meta", security(("operator" = [])), responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics_route(_: auth::Operator, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }

@@ -26,3 +26,36 @@ fn business_code_never_opens_the_data_servers_store() {
         }
     }
 }
+
+/// Architecture Invariant: the OpenAPI document covers every route. Each `resource("...")`
+/// registered under `src/` must be a path of `GET /openapi.json`'s document, with the same
+/// methods as the routes registered on it.
+#[test]
+fn every_route_is_in_the_openapi_document() {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(business::openapi::ApiDoc::openapi()).expect("serialisable");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut files = Vec::new();
+    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let mut routes = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable file");
+        for piece in text.split("resource(\"").skip(1) {
+            let Some((path, rest)) = piece.split_once('"') else { continue };
+            if !path.starts_with('/') {
+                continue;
+            }
+            routes += 1;
+            let documented = paths.get(path).unwrap_or_else(|| panic!("{path} ({}) is not documented", file.display()));
+            // The methods chained on this resource, up to the next one.
+            let chain = rest.split("resource(\"").next().unwrap_or("");
+            for m in ["get", "post", "put", "delete"] {
+                if chain.contains(&format!("web::{m}()")) {
+                    assert!(documented.get(m).is_some(), "{m} {path} is not documented");
+                }
+            }
+        }
+    }
+    assert!(routes >= 30, "found the routes ({routes})");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "an OpenAPI 3 document");
+}

@@ -6,6 +6,7 @@ use crate::{AccountId, Money};
 
 /// What an operator operation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OperationKind {
     Deposit,
@@ -14,6 +15,7 @@ pub enum OperationKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountBalance {
     pub account: AccountId,
     pub balance: Money,
@@ -21,6 +23,7 @@ pub struct AccountBalance {
 
 /// The answer to a deposit, withdrawal or transfer: sent only once the operation is durable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperationReceipt {
     pub transaction_id: String,
     pub kind: OperationKind,
@@ -33,6 +36,7 @@ pub struct OperationReceipt {
 
 /// Kinds of account (seed 000 / 001): one person, one company, or several holders together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AccountType {
     Individual,
@@ -42,6 +46,7 @@ pub enum AccountType {
 
 /// `POST /api/accounts`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     pub name: String,
@@ -53,6 +58,7 @@ pub struct CreateAccount {
 
 /// An account as customers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     pub id: AccountId,
     pub name: String,
@@ -67,6 +73,7 @@ pub struct Account {
 
 /// `POST /api/accounts/auth`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     pub ibk: crate::Ibk,
@@ -74,6 +81,7 @@ pub struct Login {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     /// Send as `Authorization: Bearer TOKEN` on every customer call.
     pub token: String,
@@ -84,6 +92,7 @@ pub struct Session {
 
 /// Seed 000's transaction: a `package` the customer submitted, or a `final` one that moved money.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TransactionType {
     Package,
@@ -91,6 +100,7 @@ pub enum TransactionType {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Accepted and stored durably; waiting for its turn (the token) or for a bank that is down.
@@ -102,6 +112,7 @@ pub enum Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Operation {
     pub id: String,
     pub from: crate::Ibk,
@@ -115,6 +126,7 @@ pub struct Operation {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transaction {
     pub id: String,
     pub owner: crate::Ibk,
@@ -132,6 +144,7 @@ pub struct Transaction {
 
 /// `POST /api/payments/deposit` and `/withdraw`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AccountPayment {
     pub acc_ibk: crate::Ibk,
@@ -140,6 +153,7 @@ pub struct AccountPayment {
 
 /// One line of a statement: a transaction and the account's balance right after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatementEntry {
     #[serde(flatten)]
     pub transaction: Transaction,
@@ -148,6 +162,7 @@ pub struct StatementEntry {
 
 /// `GET /api/accounts/{id}/transactions`: newest first; pass `next` as `before` for older ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Statement {
     pub transactions: Vec<StatementEntry>,
     pub next: Option<u64>,
@@ -155,6 +170,7 @@ pub struct Statement {
 
 /// One operation of a package: `from` must be an account the customer holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PaymentOperation {
     pub from: crate::Ibk,
@@ -165,6 +181,7 @@ pub struct PaymentOperation {
 
 /// `POST /api/payments/pay`: operations applied in order, all or nothing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Pay {
     pub author: crate::Ibk,
@@ -174,6 +191,7 @@ pub struct Pay {
 /// `POST /api/keys`: registers a Pix key to one of the customer's accounts at this bank. `key`
 /// is omitted for a random key (the bank generates it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterKey {
     pub account: crate::Ibk,
@@ -185,6 +203,7 @@ pub struct RegisterKey {
 
 /// A Pix key resolved: where the money goes, and whose (partly masked) name to show before paying.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyInfo {
     pub key: crate::pix::PixKey,
     #[serde(rename = "type")]
@@ -197,6 +216,7 @@ pub struct KeyInfo {
 /// `GET /api/accounts/{id}/all`: the holder's accounts in every bank of the network; banks that
 /// did not answer are listed so that the list is never silently partial.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AllAccounts {
     pub accounts: Vec<Account>,
     pub unreachable_banks: Vec<crate::BankId>,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// `error` is a stable, machine-readable snake_case code (clients branch on it);
 /// `message` is for people and may change wording at any time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: String,
     pub message: String,

@@ -19,6 +19,7 @@ pub const KEYS_PER_INDIVIDUAL_MAX: usize = 5;
 pub const KEYS_PER_LEGAL_MAX: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum KeyType {
     Cpf,

@@ -26,7 +26,7 @@ pub const PIX: &str = "pix";
 pub const ACCOUNT_KEYS: &str = "account_keys";
 
 /// The directory's record of a key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyEntry {
     pub key: PixKey,

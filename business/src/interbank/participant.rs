@@ -26,7 +26,7 @@ pub const RING: &str = "ring";
 pub const RING_STATE: &str = "state";
 
 /// One package of `POST /interbank/prepare`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrepareItem {
     /// This attempt's id: `{package}.{attempt}`.
@@ -38,7 +38,7 @@ pub struct PrepareItem {
     pub ops: Vec<WireOp>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrepareRequest {
     pub epoch: u64,
@@ -46,19 +46,19 @@ pub struct PrepareRequest {
     pub items: Vec<PrepareItem>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PrepareResponse {
     /// One per item, in order.
     pub votes: Vec<Vote>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinishRequest {
     pub txns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FinishResponse {
     /// The attempts now final here (all of them, unless a commit arrived for an attempt this
     /// bank never prepared — a coordinator bug, reported rather than invented).

@@ -15,7 +15,9 @@ use shared::BankId;
 /// produce the same epoch. Bank ids are below this (see `shared::ids`).
 pub const EPOCH_BANK_SPAN: u64 = 10_000;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct Token {
     pub epoch: u64,
     pub seq: u64,
@@ -99,7 +101,7 @@ pub fn orphaned(state: &RingState, now_ms: u64) -> bool {
 }
 
 /// What a peer said of its ring state, during lost-token detection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerView {
     pub bank: BankId,
     pub token: Token,

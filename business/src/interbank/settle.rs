@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use shared::{AccountId, Amount, BankId, Ibk, Money};
 
 /// One operation of an interbank package, with its target already resolved to an IBK.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WireOp {
     pub from: Ibk,
     pub to: Ibk,
@@ -97,7 +97,7 @@ pub struct AccountView {
 }
 
 /// Why a participant refused to prepare.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Refusal {
     #[error("account {ibk} does not exist or is closed")]
@@ -157,7 +157,7 @@ pub fn vote(
 }
 
 /// A participant's answer for one package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "vote", rename_all = "snake_case")]
 pub enum Vote {
     Yes,

@@ -36,7 +36,7 @@ pub struct GrantEntry {
 }
 
 /// `PUT /interbank/token`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenPass {
     pub epoch: u64,

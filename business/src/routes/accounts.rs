@@ -10,6 +10,8 @@ use crate::accounts::may_access;
 use crate::auth::presented_key;
 use crate::error::ApiError;
 use crate::model::AccountRecord;
+#[allow(unused_imports)]
+use shared::ErrorBody;
 
 pub fn parse_account(s: &str) -> Result<AccountId, ApiError> {
     s.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))
@@ -30,22 +32,60 @@ pub async fn session_and_account(
     Ok((me, target))
 }
 
-async fn create(state: web::Data<AppState>, body: web::Json<CreateAccount>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/accounts",
+    tag = "accounts",
+    request_body = shared::api::CreateAccount,
+    responses((status = 201, body = shared::api::Account), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 409, description = "document already has an account", body = ErrorBody))
+)]
+pub async fn create(state: web::Data<AppState>, body: web::Json<CreateAccount>) -> Result<HttpResponse, ApiError> {
     let account = state.accounts.open(body.into_inner()).await?;
     Ok(HttpResponse::Created().json(account))
 }
 
-async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/accounts/auth",
+    tag = "accounts",
+    request_body = shared::api::Login,
+    responses((status = 200, body = shared::api::Session), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody))
+)]
+pub async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.accounts.login(body.into_inner()).await?))
 }
 
-async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/accounts/{id}",
+    tag = "accounts",
+    params(("id" = u64, Path, description = "account id at this bank")),
+    responses((status = 200, body = shared::api::Account), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let (_, target) = session_and_account(&state, &req, parse_account(&path)?).await?;
     Ok(HttpResponse::Ok().json(state.accounts.view(target).await?))
 }
 
 /// The holder's accounts at every bank of the network, asked of each bank in parallel.
-async fn all(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/accounts/{id}/all",
+    tag = "accounts",
+    params(("id" = u64, Path, description = "account id at this bank")),
+    responses((status = 200, body = shared::api::AllAccounts), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn all(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     use futures::future::join_all;
     let (_, target) = session_and_account(&state, &req, parse_account(&path)?).await?;
     let ib = &state.interbank;
@@ -77,7 +117,15 @@ async fn all(state: web::Data<AppState>, req: HttpRequest, path: web::Path<Strin
     Ok(HttpResponse::Ok().json(shared::api::AllAccounts { accounts, unreachable_banks: unreachable }))
 }
 
-async fn close(
+#[utoipa::path(
+    delete,
+    path = "/api/accounts/{id}",
+    tag = "accounts",
+    params(("id" = u64, Path, description = "account id at this bank")),
+    responses((status = 200, description = "closed"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 409, description = "balance not zero or operation in flight", body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn close(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -94,12 +142,20 @@ async fn close(
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
-    before: Option<u64>,
-    limit: Option<usize>,
+pub struct PageQuery {
+    pub before: Option<u64>,
+    pub limit: Option<usize>,
 }
 
-async fn transactions(
+#[utoipa::path(
+    get,
+    path = "/api/accounts/{id}/transactions",
+    tag = "accounts",
+    params(("id" = u64, Path, description = "account id at this bank"), ("before" = Option<u64>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = shared::api::Statement), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn transactions(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,

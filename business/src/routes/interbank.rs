@@ -16,8 +16,22 @@ use crate::interbank::participant::{self, FinishRequest, PrepareRequest};
 use crate::interbank::ring::{Receive, Token};
 use crate::interbank::worker::{self, GRANTS, GrantEntry, TokenPass};
 use crate::model::{HOLDERS, HolderRecord};
+#[allow(unused_imports)]
+use shared::ErrorBody;
 
-async fn put_token(state: web::Data<AppState>, _: Peer, body: web::Json<TokenPass>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    put,
+    path = "/interbank/token",
+    tag = "interbank",
+    request_body = crate::interbank::worker::TokenPass,
+    responses((status = 200, description = "accepted"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 409, description = "stale token", body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn put_token(
+    state: web::Data<AppState>,
+    _: Peer,
+    body: web::Json<TokenPass>,
+) -> Result<HttpResponse, ApiError> {
     let t = Token { epoch: body.epoch, seq: body.seq };
     match worker::receive(&state.interbank, t).await? {
         Receive::Accept => Ok(HttpResponse::Ok().json(serde_json::json!({ "accepted": true }))),
@@ -26,16 +40,38 @@ async fn put_token(state: web::Data<AppState>, _: Peer, body: web::Json<TokenPas
     }
 }
 
-async fn get_token(state: web::Data<AppState>, _: Peer) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/interbank/token",
+    tag = "interbank",
+    responses((status = 200, body = crate::interbank::ring::PeerView), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn get_token(state: web::Data<AppState>, _: Peer) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(worker::view(&state.interbank).await?))
 }
 
 /// Seed 000's liveness check of a bank before the token is passed to it.
-async fn token_ok(state: web::Data<AppState>, _: Peer) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/interbank/token/ok",
+    tag = "interbank",
+    responses((status = 200, description = "alive"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn token_ok(state: web::Data<AppState>, _: Peer) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "ok": true, "bank": state.settings.bank_id }))
 }
 
-async fn prepare(
+#[utoipa::path(
+    post,
+    path = "/interbank/prepare",
+    tag = "interbank",
+    request_body = crate::interbank::participant::PrepareRequest,
+    responses((status = 200, body = crate::interbank::participant::PrepareResponse), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 409, description = "stale epoch", body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn prepare(
     state: web::Data<AppState>,
     peer: Peer,
     body: web::Json<PrepareRequest>,
@@ -81,11 +117,31 @@ async fn finish(state: &AppState, body: FinishRequest, commit: bool) -> Result<H
     Ok(HttpResponse::Ok().json(participant::finish(&state.interbank, body.txns, commit).await?))
 }
 
-async fn commit(state: web::Data<AppState>, _: Peer, body: web::Json<FinishRequest>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/interbank/commit",
+    tag = "interbank",
+    request_body = crate::interbank::participant::FinishRequest,
+    responses((status = 200, body = crate::interbank::participant::FinishResponse), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn commit(
+    state: web::Data<AppState>,
+    _: Peer,
+    body: web::Json<FinishRequest>,
+) -> Result<HttpResponse, ApiError> {
     finish(&state, body.into_inner(), true).await
 }
 
-async fn rollback(
+#[utoipa::path(
+    post,
+    path = "/interbank/rollback",
+    tag = "interbank",
+    request_body = crate::interbank::participant::FinishRequest,
+    responses((status = 200, body = crate::interbank::participant::FinishResponse), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn rollback(
     state: web::Data<AppState>,
     _: Peer,
     body: web::Json<FinishRequest>,
@@ -93,14 +149,30 @@ async fn rollback(
     finish(&state, body.into_inner(), false).await
 }
 
-async fn decision(state: web::Data<AppState>, _: Peer, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/interbank/decision/{txn}",
+    tag = "interbank",
+    params(("txn" = String, Path)),
+    responses((status = 200, body = crate::interbank::coordinator::DecisionRecord), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn decision(state: web::Data<AppState>, _: Peer, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     check_txn(&path)?;
     let commit = coordinator::decision(&state.interbank, &path).await?;
     Ok(HttpResponse::Ok().json(coordinator::DecisionRecord { commit }))
 }
 
 /// Seed 000's `GET /account/{document}`: the accounts this document holds here.
-async fn accounts_of_document(
+#[utoipa::path(
+    get,
+    path = "/account/{document}",
+    tag = "interbank",
+    params(("document" = String, Path)),
+    responses((status = 200, body = Vec<shared::api::Account>), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn accounts_of_document(
     state: web::Data<AppState>,
     _: Peer,
     path: web::Path<String>,
@@ -121,7 +193,7 @@ pub async fn accounts_held(state: &AppState, doc: &Document) -> Result<Vec<Accou
 }
 
 /// What a peer may know of an account here: enough to check a debit's holder and a target.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountCard {
     pub ibk: Ibk,
     pub name: String,
@@ -129,7 +201,15 @@ pub struct AccountCard {
 }
 
 /// Seed 000's `POST /interbank/account/ibk/{ibk}`.
-async fn account_by_ibk(
+#[utoipa::path(
+    post,
+    path = "/interbank/account/ibk/{ibk}",
+    tag = "interbank",
+    params(("ibk" = String, Path)),
+    responses((status = 200, body = AccountCard), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn account_by_ibk(
     state: web::Data<AppState>,
     _: Peer,
     path: web::Path<String>,
@@ -142,7 +222,15 @@ async fn account_by_ibk(
     Ok(HttpResponse::Ok().json(AccountCard { ibk, name: r.name, documents: r.documents }))
 }
 
-async fn key_reserve(
+#[utoipa::path(
+    post,
+    path = "/interbank/keys",
+    tag = "interbank",
+    request_body = crate::interbank::keys::KeyEntry,
+    responses((status = 201, description = "reserved"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn key_reserve(
     state: web::Data<AppState>,
     peer: Peer,
     body: web::Json<KeyEntry>,
@@ -158,13 +246,29 @@ fn parse_key(s: &str) -> Result<PixKey, ApiError> {
     s.parse().map_err(|e: shared::pix::KeyError| ApiError::invalid(e.code(), e.to_string()))
 }
 
-async fn key_get(state: web::Data<AppState>, _: Peer, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/interbank/keys/{key}",
+    tag = "interbank",
+    params(("key" = String, Path)),
+    responses((status = 200, body = crate::interbank::keys::KeyEntry), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn key_get(state: web::Data<AppState>, _: Peer, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let key = parse_key(&path)?;
     let entry = keys::dir_get(&state.interbank, &key).await?.ok_or(ApiError::KeyNotFound)?;
     Ok(HttpResponse::Ok().json(entry))
 }
 
-async fn key_remove(
+#[utoipa::path(
+    delete,
+    path = "/interbank/keys/{key}/{ibk}",
+    tag = "interbank",
+    params(("key" = String, Path), ("ibk" = String, Path)),
+    responses((status = 200, description = "removed"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("bank" = []))
+)]
+pub async fn key_remove(
     state: web::Data<AppState>,
     peer: Peer,
     path: web::Path<(String, String)>,
@@ -191,7 +295,14 @@ pub struct Position {
     pub net: String,
 }
 
-async fn positions(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/interbank/positions",
+    tag = "operator",
+    responses((status = 200, description = "net positions: positive = this bank owes that bank"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("operator" = []))
+)]
+pub async fn positions(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
     let p = participant::positions(&state.interbank).await?;
     let list: Vec<Position> =
         p.into_iter().map(|(bank, cents)| Position { bank, net: signed_decimal(cents) }).collect();
@@ -200,12 +311,24 @@ async fn positions(state: web::Data<AppState>, _: Operator) -> Result<HttpRespon
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GrantQuery {
-    after: Option<u64>,
+pub struct GrantQuery {
+    pub after: Option<u64>,
 }
 
 /// The token grant log, oldest first, 1,000 entries at a time.
-async fn grants(state: web::Data<AppState>, _: Operator, q: web::Query<GrantQuery>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/interbank/grants",
+    tag = "operator",
+    params(("after" = Option<u64>, Query)),
+    responses((status = 200, description = "the token grant log"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("operator" = []))
+)]
+pub async fn grants(
+    state: web::Data<AppState>,
+    _: Operator,
+    q: web::Query<GrantQuery>,
+) -> Result<HttpResponse, ApiError> {
     let after = q.after.map(|a| format!("{a:020}"));
     let page = state.ledger.ds.scan_records(GRANTS, "", after.as_deref(), 1_000).await?;
     let mut entries = Vec::with_capacity(page.records.len());
@@ -220,7 +343,14 @@ async fn grants(state: web::Data<AppState>, _: Operator, q: web::Query<GrantQuer
 
 /// Packages still waiting at this bank, and decisions not yet delivered (the checker's view of
 /// "every package terminal").
-async fn pending(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/interbank/pending",
+    tag = "operator",
+    responses((status = 200, description = "queued, undelivered, prepared counts"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("operator" = []))
+)]
+pub async fn pending(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
     let ds = &state.ledger.ds;
     let queued = ds.scan_records(coordinator::QUEUE, "", None, 1_000).await?.records.len();
     let undelivered = ds.scan_records(coordinator::UNDELIVERED, "", None, 1_000).await?.records.len();

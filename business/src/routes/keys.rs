@@ -10,12 +10,22 @@ use crate::AppState;
 use crate::auth::presented_key;
 use crate::error::ApiError;
 use crate::interbank::keys;
+#[allow(unused_imports)]
+use shared::ErrorBody;
 
 fn parse_key(kind: KeyType, s: &str) -> Result<PixKey, ApiError> {
     PixKey::parse_as(kind, s).map_err(|e| ApiError::invalid(e.code(), e.to_string()))
 }
 
-async fn register(
+#[utoipa::path(
+    post,
+    path = "/api/keys",
+    tag = "pix",
+    request_body = shared::api::RegisterKey,
+    responses((status = 201, body = shared::api::KeyInfo), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 409, description = "key taken", body = ErrorBody), (status = 422, description = "key limit", body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<RegisterKey>,
@@ -36,7 +46,15 @@ async fn register(
     Ok(HttpResponse::Created().json(keys::register(&state.interbank, &account, key).await?))
 }
 
-async fn resolve(
+#[utoipa::path(
+    get,
+    path = "/api/keys/{key}",
+    tag = "pix",
+    params(("key" = String, Path)),
+    responses((status = 200, body = shared::api::KeyInfo), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn resolve(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -47,7 +65,15 @@ async fn resolve(
     Ok(HttpResponse::Ok().json(keys::resolve(&state.interbank, &key).await?.info()))
 }
 
-async fn remove(
+#[utoipa::path(
+    delete,
+    path = "/api/keys/{key}",
+    tag = "pix",
+    params(("key" = String, Path)),
+    responses((status = 200, description = "removed"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn remove(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -64,7 +90,19 @@ async fn remove(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "removed": key })))
 }
 
-async fn list(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/accounts/{id}/keys",
+    tag = "pix",
+    params(("id" = u64, Path, description = "account id at this bank")),
+    responses((status = 200, body = Vec<shared::api::KeyInfo>), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = super::accounts::parse_account(&path)?;
     let (_, account) = session_and_account(&state, &req, id).await?;
     Ok(HttpResponse::Ok().json(keys::list(&state.interbank, account.id).await?))

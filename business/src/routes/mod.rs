@@ -22,5 +22,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     keys::configure(cfg);
     interbank::configure(cfg);
     cfg.service(resource("/health").route(web::get().to(crate::health)))
-        .service(resource("/metrics").route(web::get().to(crate::metrics_route)));
+        .service(resource("/metrics").route(web::get().to(crate::metrics_route)))
+        .service(resource("/openapi.json").route(web::get().to(crate::openapi::openapi_json)));
 }

@@ -9,6 +9,8 @@ use crate::AppState;
 use crate::auth::Operator;
 use crate::error::ApiError;
 use crate::ledger::Op;
+#[allow(unused_imports)]
+use shared::ErrorBody;
 
 fn account(s: &str) -> Result<AccountId, ApiError> {
     s.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))
@@ -33,7 +35,15 @@ async fn run(state: &AppState, req: &HttpRequest, op: Op) -> Result<HttpResponse
     Ok(HttpResponse::Ok().json(receipt))
 }
 
-async fn deposit(
+#[utoipa::path(
+    post,
+    path = "/deposit/{account}/{amount}",
+    tag = "operator",
+    params(("account" = u64, Path), ("amount" = String, Path, description = "e.g. 10.50"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, description = "durable receipt", body = shared::api::OperationReceipt), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "account busy", body = ErrorBody)),
+    security(("operator" = []))
+)]
+pub async fn deposit(
     _: Operator,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -43,7 +53,15 @@ async fn deposit(
     run(&state, &req, op).await
 }
 
-async fn withdrawal(
+#[utoipa::path(
+    post,
+    path = "/withdrawal/{account}/{amount}",
+    tag = "operator",
+    params(("account" = u64, Path), ("amount" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = shared::api::OperationReceipt), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 422, description = "insufficient funds", body = ErrorBody)),
+    security(("operator" = []))
+)]
+pub async fn withdrawal(
     _: Operator,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -53,7 +71,15 @@ async fn withdrawal(
     run(&state, &req, op).await
 }
 
-async fn transfer(
+#[utoipa::path(
+    post,
+    path = "/transfer/{origin}/{target}/{amount}",
+    tag = "operator",
+    params(("origin" = u64, Path), ("target" = u64, Path), ("amount" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = shared::api::OperationReceipt), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 422, description = "insufficient funds or same account", body = ErrorBody)),
+    security(("operator" = []))
+)]
+pub async fn transfer(
     _: Operator,
     state: web::Data<AppState>,
     path: web::Path<(String, String, String)>,
@@ -63,7 +89,19 @@ async fn transfer(
     run(&state, &req, op).await
 }
 
-async fn balance(_: Operator, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/balance/{account}",
+    tag = "operator",
+    params(("account" = u64, Path)),
+    responses((status = 200, body = shared::api::AccountBalance), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("operator" = []))
+)]
+pub async fn balance(
+    _: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let account = account(&path)?;
     let balance = state.ledger.balance(account).await?;
     Ok(HttpResponse::Ok().json(AccountBalance { account, balance }))

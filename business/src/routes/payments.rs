@@ -17,6 +17,8 @@ use crate::model::PACKAGES;
 use crate::routes::accounts::session_and_account;
 use crate::routes::interbank::AccountCard;
 use dataserver::api::{CommitRequest, RecordOp};
+#[allow(unused_imports)]
+use shared::ErrorBody;
 use shared::Target;
 
 /// Seed 000's shape of a final transaction, from a ledger receipt.
@@ -73,7 +75,15 @@ async fn pay_into(
     )))
 }
 
-async fn deposit(
+#[utoipa::path(
+    post,
+    path = "/api/payments/deposit",
+    tag = "payments",
+    request_body = shared::api::AccountPayment,
+    responses((status = 200, body = shared::api::Transaction), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn deposit(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<AccountPayment>,
@@ -81,7 +91,15 @@ async fn deposit(
     pay_into(&state, &req, body.into_inner(), true).await
 }
 
-async fn withdraw(
+#[utoipa::path(
+    post,
+    path = "/api/payments/withdraw",
+    tag = "payments",
+    request_body = shared::api::AccountPayment,
+    responses((status = 200, body = shared::api::Transaction), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn withdraw(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<AccountPayment>,
@@ -99,7 +117,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// or nothing (200, `success`); one that involves other banks is stored durably and settled by
 /// two-phase commit when this bank holds the token (202, `pending`; follow it at
 /// `GET /api/payments/{id}`).
-async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Pay>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/payments/pay",
+    tag = "payments",
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body = shared::api::Pay,
+    responses((status = 200, description = "same-bank package, applied", body = shared::api::Transaction), (status = 202, description = "cross-bank package, pending", body = shared::api::Transaction), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Pay>) -> Result<HttpResponse, ApiError> {
     use crate::config::limits::PACKAGE_OPERATIONS_MAX;
     let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
     let body = body.into_inner();
@@ -224,7 +251,15 @@ async fn package_record(state: &AppState, id: &str) -> Result<Transaction, ApiEr
 }
 
 /// `GET /api/payments/{id}`: a package's status, for whoever holds its author account.
-async fn get_package(
+#[utoipa::path(
+    get,
+    path = "/api/payments/{id}",
+    tag = "payments",
+    params(("id" = String, Path, description = "package id")),
+    responses((status = 200, body = shared::api::Transaction), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn get_package(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,

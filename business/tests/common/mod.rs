@@ -29,6 +29,12 @@ impl Replica {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+
+    /// SIGTERM, then waits for the exit; whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        self.child.wait().unwrap().success()
+    }
 }
 
 impl Drop for Replica {
