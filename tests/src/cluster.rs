@@ -129,7 +129,82 @@ fn network_toml(banks: &[(u32, Vec<String>)]) -> String {
     s
 }
 
+/// What the operator tools need to reach a network: every bank's replicas and data server.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Target {
+    /// DEVELOPMENT SECRET on a local network.
+    pub operator_key: String,
+    #[serde(rename = "bank")]
+    pub banks: Vec<BankTarget>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BankTarget {
+    pub id: u32,
+    pub replicas: Vec<String>,
+    pub dataserver: String,
+    pub business_id: u32,
+    /// DEVELOPMENT SECRET on a local network.
+    pub dataserver_key: String,
+}
+
+impl Target {
+    /// Reads `local.toml`, which `interbank up` writes into its data folder.
+    pub fn load(path: &Path) -> Result<Target, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e} (is the local network up? `interbank up` writes it)", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The checker's access to every bank.
+    pub fn access(&self) -> Result<Vec<crate::check::BankAccess>, String> {
+        let http = reqwest::Client::new();
+        self.banks
+            .iter()
+            .map(|b| {
+                let id = shared::BankId::new(b.id).map_err(|e| e.to_string())?;
+                let business = BusinessId::new(b.business_id).map_err(|e| e.to_string())?;
+                Ok(crate::check::BankAccess {
+                    id,
+                    operator: crate::client::Operator {
+                        http: http.clone(),
+                        base: b.replicas.first().cloned().ok_or("a bank without replicas")?,
+                        key: self.operator_key.clone(),
+                    },
+                    ds: dataserver::client::DataClient::new(&b.dataserver, business, b.dataserver_key.clone())
+                        .map_err(|e| e.to_string())?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn local_toml(banks: &[Bank], operator_key: &str) -> String {
+    let t = Target {
+        operator_key: operator_key.to_string(),
+        banks: banks
+            .iter()
+            .map(|b| BankTarget {
+                id: b.id,
+                replicas: b.urls(),
+                dataserver: b.ds_url(),
+                business_id: b.ds_opts.keys[0].0.get(),
+                dataserver_key: b.ds_opts.keys[0].1.clone(),
+            })
+            .collect(),
+    };
+    format!(
+        "# How operator tools reach this local network. DEVELOPMENT SECRETS: for this machine only.\n{}",
+        toml::to_string(&t).unwrap_or_default()
+    )
+}
+
 impl Cluster {
+    /// The operator tools' view of this network.
+    pub fn target(&self) -> Target {
+        toml::from_str(&local_toml(&self.banks, &self.operator_key)).expect("round trip")
+    }
+
     pub fn start(spec: &Spec) -> Result<Cluster, String> {
         let ds_bin = crate::procs::binary("dataserver")?;
         let business_bin = crate::procs::binary("business")?;
@@ -185,6 +260,8 @@ impl Cluster {
             }
             banks.push(Bank { id: n, ds: Some(ds), ds_opts: opts, ds_addr, replicas });
         }
+        let local = local_toml(&banks, &spec.operator_key);
+        std::fs::write(spec.data.join("local.toml"), local).map_err(|e| e.to_string())?;
         let mut c = Cluster { banks, network_file, operator_key: spec.operator_key.clone(), business_bin };
         for b in 0..c.banks.len() {
             for r in 0..c.banks[b].replicas.len() {

@@ -10,4 +10,5 @@ pub mod cluster;
 pub mod lean_http;
 pub mod load;
 pub mod procs;
+pub mod tool;
 pub mod up;

@@ -18,6 +18,34 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(Bench),
+    /// Open N customer accounts per bank (opening deposit and an e-mail Pix key each).
+    Seed(SeedArgs),
+    /// C concurrent customers running a mix of operations for a duration; then a figures table.
+    Load(interbank_tests::tool::LoadArgs),
+    /// The invariant checker: prints each violation and exits non-zero if there is one.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SeedArgs {
+    #[command(flatten)]
+    target: interbank_tests::tool::TargetArgs,
+    #[arg(long, default_value_t = 10)]
+    accounts: usize,
+    #[arg(long, default_value = "1000")]
+    opening: String,
+    /// Also write the accounts (ibk, document, password) to this CSV file.
+    #[arg(long)]
+    csv: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    target: interbank_tests::tool::TargetArgs,
+    /// Also require that no interbank work is pending (waits up to this long for it to settle).
+    #[arg(long, default_value_t = 30)]
+    settle_s: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,7 +73,46 @@ fn exit(result: Result<(), String>) -> ExitCode {
 async fn main() -> ExitCode {
     use interbank_tests::{bench_dataserver, bench_transfer, up};
     let cli = Cli::parse();
+    use interbank_tests::cluster::Target;
+    use interbank_tests::tool;
     exit(match cli.command {
+        Command::Seed(a) => {
+            async {
+                let t = Target::load(&a.target.target)?;
+                let customers = tool::seed(&t, a.accounts * t.banks.len(), &a.opening).await?;
+                let mut csv = String::from("ibk,document,password\n");
+                for c in &customers {
+                    csv.push_str(&format!("{},{},load-password-123\n", c.ibk(), c.account.documents[0]));
+                }
+                if let Some(path) = &a.csv {
+                    std::fs::write(path, &csv).map_err(|e| e.to_string())?;
+                }
+                println!("opened {} accounts over {} banks, {} each", customers.len(), t.banks.len(), a.opening);
+                Ok(())
+            }
+            .await
+        }
+        Command::Load(a) => {
+            async {
+                let t = Target::load(&a.target.target)?;
+                let mix = tool::parse_mix(&a.mix)?;
+                eprintln!("seeding {} customers...", a.clients);
+                let customers = tool::seed(&t, a.clients, "1000").await?;
+                let r = tool::load(&t, customers, &mix, std::time::Duration::from_secs(a.duration), !a.json).await?;
+                tool::print(&r, a.json);
+                Ok(())
+            }
+            .await
+        }
+        Command::Check(a) => {
+            async {
+                let t = Target::load(&a.target.target)?;
+                let r = tool::settle_and_check(&t, std::time::Duration::from_secs(a.settle_s)).await?;
+                tool::print_check(&r);
+                if r.violations.is_empty() { Ok(()) } else { Err(format!("{} violations", r.violations.len())) }
+            }
+            .await
+        }
         Command::Up(args) => up::run(args).await,
         Command::Bench(Bench::Transfer(args)) => {
             let json = args.json;

@@ -16,15 +16,15 @@ use shared::{BankId, Document, Ibk, Money};
 /// Short timeouts so that recovery paths run within a test's time.
 const FAST: &[&str] = &[
     "--token-lost-ms",
-    "1500",
+    "3000",
     "--tick-ms",
     "100",
     "--in-doubt-ms",
-    "1500",
+    "2000",
     "--ring-lease-ms",
-    "1000",
+    "2000",
     "--peer-timeout-ms",
-    "1000",
+    "3000",
 ];
 
 fn start(deadline_ms: u64) -> (Cluster, tempfile::TempDir) {

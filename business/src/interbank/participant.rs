@@ -344,9 +344,11 @@ async fn prepare_chunk(
 pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool) -> Result<FinishResponse, ApiError> {
     let mut done = Vec::new();
     // Which accounts each attempt touches comes from its prepared record; read them first.
+    // In parallel: a redelivery may carry a hundred attempts, and a peer waits only so long.
+    let reads = futures::future::join_all(txns.iter().map(|t| ib.ds.get_record(PREPARED, t))).await;
     let mut found: Vec<(String, Option<Prepared>)> = Vec::with_capacity(txns.len());
-    for t in txns {
-        let p = ib.ds.get_record(PREPARED, &t).await?.map(|r| parse::<Prepared>(&r)).transpose()?;
+    for (t, r) in txns.into_iter().zip(reads) {
+        let p = r?.map(|r| parse::<Prepared>(&r)).transpose()?;
         found.push((t, p));
     }
     let batches = chunks(

@@ -1,0 +1,429 @@
+//! The concurrency test tool (`interbank seed | load | check`): seed 004's client, seed 002's
+//! broker and consumer, seed 000's tests, against any network — the local one by default.
+//!
+//! `load` runs C customers for a duration, each picking operations from a weighted mix, spread
+//! over every replica of every bank (a customer's requests fail over to the other replicas of
+//! its bank); every request carries an `Idempotency-Key`, so a request whose answer was lost is
+//! repeated safely. A live progress bar shows operations, their rate and errors; the end prints
+//! throughput and latency per kind and errors by code.
+
+// Figures for people are floats; money in this module is never a float.
+#![allow(clippy::float_arithmetic)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use shared::api::Transaction;
+
+use crate::client::{CallError, Customer, Operator, send, sign_up};
+use crate::cluster::Target;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// How to reach the network (written by `interbank up` into its data folder).
+    #[arg(long, default_value = ".data/local.toml", env = "INTERBANK_TARGET")]
+    pub target: PathBuf,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Weights of the operation kinds.
+    #[arg(long, default_value = "deposit=1,withdraw=1,transfer=4,package=4,pix=1")]
+    pub mix: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Deposit,
+    Withdraw,
+    Transfer,
+    Package,
+    Pix,
+}
+
+const KINDS: [Kind; 5] = [Kind::Deposit, Kind::Withdraw, Kind::Transfer, Kind::Package, Kind::Pix];
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Deposit => "deposit",
+            Kind::Withdraw => "withdraw",
+            Kind::Transfer => "transfer",
+            Kind::Package => "package",
+            Kind::Pix => "pix",
+        }
+    }
+}
+
+/// Parses `deposit=1,withdraw=1,...` into weights.
+pub fn parse_mix(s: &str) -> Result<Vec<(Kind, u32)>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let (k, w) = part.split_once('=').ok_or_else(|| format!("{part:?}: expected kind=weight"))?;
+        let kind = KINDS.iter().copied().find(|x| x.name() == k.trim()).ok_or_else(|| format!("unknown kind {k:?}"))?;
+        let w: u32 = w.trim().parse().map_err(|_| format!("{part:?}: the weight is a whole number"))?;
+        out.push((kind, w));
+    }
+    if out.iter().map(|(_, w)| w).sum::<u32>() == 0 {
+        return Err("the mix needs a positive weight".into());
+    }
+    Ok(out)
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct KindFigures {
+    pub kind: Kind,
+    pub ok: u64,
+    pub per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct LoadReport {
+    pub clients: usize,
+    pub duration_s: f64,
+    pub ops: u64,
+    pub ops_per_s: f64,
+    pub kinds: Vec<KindFigures>,
+    /// Refusals and failures by error code (`insufficient_funds` is the mix at work, not a fault).
+    pub errors: BTreeMap<String, u64>,
+    /// Cross-bank packages accepted (settled asynchronously).
+    pub packages: Vec<String>,
+}
+
+/// A customer of the load, with the replicas of its bank to fail over to.
+#[derive(Debug, Clone)]
+struct Actor {
+    customer: Customer,
+    replicas: Vec<String>,
+    key: String,
+}
+
+fn bank_index(t: &Target, ibk: shared::Ibk) -> usize {
+    t.banks.iter().position(|b| b.id == ibk.bank.get()).unwrap_or(0)
+}
+
+/// Opens `n` customers spread over the banks, each with an opening deposit and an e-mail Pix key.
+pub async fn seed(t: &Target, n: usize, opening: &str) -> Result<Vec<Customer>, String> {
+    let http = reqwest::Client::new();
+    let mut out = Vec::with_capacity(n);
+    // One seed run: its documents start with the run number, its keys are load{run}.{i}.
+    let run = rand::rng().random_range(0..1_000u32);
+    for i in 0..n {
+        let bank = &t.banks[i % t.banks.len()];
+        let base = bank.replicas[(i / t.banks.len()) % bank.replicas.len()].clone();
+        let doc =
+            shared::Document::with_check_digits(&format!("{:03}{:06}", run % 1000, i)).ok_or("document")?.formatted();
+        let c = sign_up(&http, &base, &format!("Cliente {i} Carga"), &doc, "load-password-123")
+            .await
+            .map_err(|e| format!("sign-up at {base}: {e}"))?;
+        let op = Operator { http: http.clone(), base: base.clone(), key: t.operator_key.clone() };
+        op.deposit(c.ibk(), opening).await.map_err(|e| format!("opening deposit: {e}"))?;
+        let key = format!("load{run:03}.{i}@example.com");
+        let body = json!({ "account": c.ibk(), "type": "email", "key": key });
+        c.call::<Value>(Method::POST, "/api/keys", Some(&body)).await.map_err(|e| format!("pix key: {e}"))?;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+impl Actor {
+    /// One keyed request, failed over to the bank's other replicas while unanswered.
+    async fn call(&self, path: &str, body: &Value, key: &str) -> Result<Transaction, CallError> {
+        let mut last = None;
+        for attempt in 0..(self.replicas.len() * 3) {
+            let base = &self.replicas[attempt % self.replicas.len()];
+            let rb = self
+                .customer
+                .http
+                .post(format!("{base}{path}"))
+                .bearer_auth(&self.customer.token)
+                .header("Idempotency-Key", key)
+                .timeout(Duration::from_secs(10))
+                .json(body);
+            match send::<Transaction>(rb).await {
+                Err(e) if e.status.is_none() || e.status == Some(StatusCode::SERVICE_UNAVAILABLE) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| CallError { status: None, body: shared::ErrorBody::new("transport", "no replica") }))
+    }
+}
+
+fn pick(mix: &[(Kind, u32)]) -> Kind {
+    let total: u32 = mix.iter().map(|(_, w)| w).sum();
+    let mut r = rand::rng().random_range(0..total);
+    for (k, w) in mix {
+        if r < *w {
+            return *k;
+        }
+        r -= w;
+    }
+    mix[0].0
+}
+
+/// Runs the load; `customers` from [`seed`].
+pub async fn load(
+    t: &Target,
+    customers: Vec<Customer>,
+    mix: &[(Kind, u32)],
+    duration: Duration,
+    progress: bool,
+) -> Result<LoadReport, String> {
+    let ibks: Vec<shared::Ibk> = customers.iter().map(Customer::ibk).collect();
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let pb = progress.then(|| {
+        let pb = indicatif::ProgressBar::new(duration.as_secs());
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} s")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb
+    });
+    let run = rand::rng().random_range(0..u32::MAX);
+    let mut tasks = Vec::new();
+    for (i, c) in customers.into_iter().enumerate() {
+        let bank = bank_index(t, c.ibk());
+        let actor = Actor { replicas: t.banks[bank].replicas.clone(), key: format!("l{run}-{i}"), customer: c };
+        let (ibks, mix, done, failed) = (ibks.clone(), mix.to_vec(), done.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hists: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
+            let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+            let mut packages = Vec::new();
+            let me = actor.customer.ibk();
+            let mut n = 0u64;
+            while started.elapsed() < duration {
+                n += 1;
+                let kind = pick(&mix);
+                let key = format!("{}-{n}", actor.key);
+                let (other, amount) = {
+                    let mut rng = rand::rng();
+                    (
+                        ibks[rng.random_range(0..ibks.len())],
+                        format!("{}.{:02}", rng.random_range(0..20), rng.random_range(1..100)),
+                    )
+                };
+                let same_bank: Vec<shared::Ibk> =
+                    ibks.iter().copied().filter(|x| x.bank == me.bank && *x != me).collect();
+                let other_banks: Vec<shared::Ibk> = ibks.iter().copied().filter(|x| x.bank != me.bank).collect();
+                let t0 = Instant::now();
+                let r = match kind {
+                    Kind::Deposit => {
+                        actor.call("/api/payments/deposit", &json!({ "acc_ibk": me, "amount": amount }), &key).await
+                    }
+                    Kind::Withdraw => {
+                        actor.call("/api/payments/withdraw", &json!({ "acc_ibk": me, "amount": amount }), &key).await
+                    }
+                    Kind::Transfer => {
+                        let to = same_bank.get(n as usize % same_bank.len().max(1)).copied().unwrap_or(other);
+                        if to == me {
+                            continue;
+                        }
+                        let ops = json!([{ "from": me, "to": to, "amount": amount }]);
+                        actor.call("/api/payments/pay", &json!({ "author": me, "operations": ops }), &key).await
+                    }
+                    Kind::Package => {
+                        let (Some(a), Some(b)) = (
+                            other_banks.get(n as usize % other_banks.len().max(1)),
+                            other_banks.get((n as usize + 1) % other_banks.len().max(1)),
+                        ) else {
+                            continue;
+                        };
+                        let ops = json!([
+                            { "from": me, "to": a, "amount": amount },
+                            { "from": me, "to": b, "amount": "0.01" },
+                        ]);
+                        actor.call("/api/payments/pay", &json!({ "author": me, "operations": ops }), &key).await
+                    }
+                    Kind::Pix => {
+                        let to = other_banks.get(n as usize % other_banks.len().max(1)).copied().unwrap_or(other);
+                        if to == me {
+                            continue;
+                        }
+                        // Every seeded customer has the key load{run}.{index}@example.com; the
+                        // index is the position in the seed, which the IBK list follows.
+                        let idx = ibks.iter().position(|x| *x == to).unwrap_or(0);
+                        let target = format!("{}@example.com", actor_key_prefix(&actor.customer, idx));
+                        let ops = json!([{ "from": me, "to": target, "amount": amount }]);
+                        actor.call("/api/payments/pay", &json!({ "author": me, "operations": ops }), &key).await
+                    }
+                };
+                match r {
+                    Ok(tx) => {
+                        let h = hists
+                            .entry(kind)
+                            .or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"));
+                        let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
+                        if tx.status == shared::api::Status::Pending {
+                            packages.push((actor.customer.clone(), tx.id));
+                        }
+                        done.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        *errors.entry(e.body.error.clone()).or_insert(0) += 1;
+                        failed.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            (hists, errors, packages)
+        }));
+    }
+    if let Some(pb) = &pb {
+        while started.elapsed() < duration {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            pb.set_position(started.elapsed().as_secs().min(duration.as_secs()));
+            let ops = done.load(Relaxed);
+            pb.set_message(format!(
+                "{ops} ops, {:.0}/s, {} errors",
+                ops as f64 / started.elapsed().as_secs_f64(),
+                failed.load(Relaxed)
+            ));
+        }
+    }
+    let mut hists: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut packages = Vec::new();
+    for task in tasks {
+        let (h, e, p) = task.await.map_err(|e| e.to_string())?;
+        for (k, v) in h {
+            hists
+                .entry(k)
+                .or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"))
+                .add(v)
+                .map_err(|e| e.to_string())?;
+        }
+        for (k, v) in e {
+            *errors.entry(k).or_insert(0) += v;
+        }
+        packages.extend(p);
+    }
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let kinds: Vec<KindFigures> = hists
+        .iter()
+        .map(|(k, h)| KindFigures {
+            kind: *k,
+            ok: h.len(),
+            per_s: h.len() as f64 / elapsed,
+            p50_ms: ms(h, 0.5),
+            p90_ms: ms(h, 0.9),
+            p99_ms: ms(h, 0.99),
+            max_ms: h.max() as f64 / 1000.0,
+        })
+        .collect();
+    let ops: u64 = kinds.iter().map(|k| k.ok).sum();
+    Ok(LoadReport {
+        clients: ibks.len(),
+        duration_s: elapsed,
+        ops,
+        ops_per_s: ops as f64 / elapsed,
+        kinds,
+        errors,
+        packages: packages.into_iter().map(|(_, id)| id).collect(),
+    })
+}
+
+/// The e-mail key's local part of the seeded customer at `idx` (see [`seed`]): the seed run is
+/// the first three digits of every document it opened.
+fn actor_key_prefix(c: &Customer, idx: usize) -> String {
+    let run = c.account.documents.first().map(|d| d.digits()[..3].to_string()).unwrap_or_default();
+    format!("load{run}.{idx}")
+}
+
+pub fn print(r: &LoadReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    println!("{} clients, {:.1} s: {} operations, {:.0}/s", r.clients, r.duration_s, r.ops, r.ops_per_s);
+    println!(
+        "  {:<9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "kind", "ok", "ok/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    for k in &r.kinds {
+        println!(
+            "  {:<9} {:>8} {:>8.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            k.kind.name(),
+            k.ok,
+            k.per_s,
+            k.p50_ms,
+            k.p90_ms,
+            k.p99_ms,
+            k.max_ms
+        );
+    }
+    if !r.errors.is_empty() {
+        println!("  errors by code:");
+        for (code, n) in &r.errors {
+            println!("    {code:<28} {n}");
+        }
+    }
+}
+
+/// Waits until no bank has interbank work pending (or `within` passes), then checks.
+pub async fn settle_and_check(t: &Target, within: Duration) -> Result<crate::check::Report, String> {
+    let until = Instant::now() + within;
+    let access = t.access()?;
+    loop {
+        let r = crate::check::check(&access, true).await?;
+        if r.violations.is_empty() || Instant::now() > until {
+            return Ok(r);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn print_check(r: &crate::check::Report) {
+    println!(
+        "{:<6} {:>9} {:>16} {:>14} {:>14} {:>14} {:>10}",
+        "bank", "accounts", "total", "deposits", "withdrawals", "interbank", "entries"
+    );
+    let c = |v: i128| i64::try_from(v).map_or_else(|_| v.to_string(), |v| rust_decimal::Decimal::new(v, 2).to_string());
+    for (id, f) in &r.banks {
+        println!(
+            "{:<6} {:>9} {:>16} {:>14} {:>14} {:>14} {:>10}",
+            id.get(),
+            f.accounts,
+            c(f.total_cents),
+            c(f.deposits_cents),
+            c(f.withdrawals_cents),
+            c(f.interbank_cents),
+            f.journal_entries
+        );
+    }
+    if r.violations.is_empty() {
+        println!("no violation: money conserved, journals replay to balances, positions cancel, nothing pending");
+    } else {
+        for v in &r.violations {
+            println!("VIOLATION: {v}");
+        }
+    }
+}

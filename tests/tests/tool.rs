@@ -1,0 +1,81 @@
+//! The concurrency tool run by the test suite: a short load at concurrency 32 over a 3-bank
+//! network, then the checker; and the same with business replicas SIGKILLed and restarted
+//! during the load.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use interbank_tests::cluster::{Cluster, Spec};
+use interbank_tests::tool;
+
+fn start() -> (Cluster, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(3, 2, dir.path());
+    spec.business_args = [
+        "--token-lost-ms",
+        "3000",
+        "--tick-ms",
+        "100",
+        "--in-doubt-ms",
+        "2000",
+        "--ring-lease-ms",
+        "2000",
+        "--peer-timeout-ms",
+        "3000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    (Cluster::start(&spec).unwrap(), dir)
+}
+
+async fn run(chaos: bool) {
+    let (mut c, _dir) = start();
+    let t = c.target();
+    let customers = tool::seed(&t, 32, "1000").await.unwrap();
+    let mix = tool::parse_mix("deposit=1,withdraw=1,transfer=4,package=4,pix=1").unwrap();
+    let load = {
+        let t = t.clone();
+        tokio::spawn(async move { tool::load(&t, customers, &mix, Duration::from_secs(5), false).await })
+    };
+    if chaos {
+        // Every 700 ms a replica of some bank dies (SIGKILL) and comes back.
+        for round in 0..6usize {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let (b, r) = (round % 3, round % 2);
+            c.kill_replica(b, r);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            c.start_replica(b, r).unwrap();
+        }
+    }
+    let report = load.await.unwrap().unwrap();
+    tool::print(&report, false);
+    assert!(report.ops > 100, "the load ran: {report:?}");
+    for kind in ["deposit", "transfer", "package"] {
+        assert!(
+            report.kinds.iter().any(|k| serde_json::to_value(k.kind).unwrap() == kind && k.ok > 0),
+            "no {kind} succeeded: {report:?}"
+        );
+    }
+    // Only business refusals are allowed as errors (no transport failure survives fail-over).
+    for code in report.errors.keys() {
+        assert!(
+            ["insufficient_funds", "account_busy"].contains(&code.as_str()),
+            "unexpected errors: {:?}",
+            report.errors
+        );
+    }
+    let checked = tool::settle_and_check(&t, Duration::from_secs(60)).await.unwrap();
+    tool::print_check(&checked);
+    assert!(checked.violations.is_empty(), "{:#?}", checked.violations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_of_32_clients_keeps_every_invariant() {
+    run(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_killed_during_the_load_break_no_invariant() {
+    run(true).await;
+}
