@@ -52,6 +52,15 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_BODY_BYTES_MAX", default_value_t = 64 << 10)]
     pub body_bytes_max: usize,
 
+    /// Browser origins allowed to call this replica (the app served by trunk), comma-separated.
+    #[arg(
+        long,
+        env = "BUSINESS_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080,http://localhost:8080"
+    )]
+    pub cors_origins: Vec<String>,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "BUSINESS_WORKERS")]
     pub workers: Option<usize>,

@@ -141,8 +141,17 @@ impl Application {
             interbank,
             metrics: metrics.clone(),
         });
+        let origins = state.settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             let m = metrics.clone();
+            // The browser app is served from another origin (trunk); only the configured
+            // origins may call, and only with the methods and headers the API uses.
+            let cors = origins
+                .iter()
+                .fold(actix_cors::Cors::default(), |c, o| c.allowed_origin(o))
+                .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+                .allowed_headers(["authorization", "content-type", "idempotency-key"])
+                .max_age(600);
             App::new()
                 .app_data(state.clone())
                 .wrap_fn(move |req, srv| {
@@ -161,6 +170,7 @@ impl Application {
                         Ok(res)
                     }
                 })
+                .wrap(cors)
                 .app_data(web::JsonConfig::default().limit(body_max).error_handler(error::json_error))
                 .app_data(web::PayloadConfig::default().limit(body_max))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error))

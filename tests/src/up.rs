@@ -30,7 +30,7 @@ pub struct Args {
         hide_env_values = true
     )]
     pub operator_key: String,
-    /// No browser app (accepted now; the app arrives with its issue).
+    /// Do not build and serve the browser app.
     #[arg(long)]
     pub no_ui: bool,
 }
@@ -60,6 +60,17 @@ pub async fn run(args: Args) -> Result<(), String> {
         business_args: vec![],
     };
     let mut cluster = Cluster::start(&spec)?;
+    // The browser app, built and served by trunk (Trunk.toml at the repository root).
+    let mut ui = if args.no_ui {
+        None
+    } else {
+        let child = std::process::Command::new("trunk")
+            .args(["serve", "--release"])
+            .env("TRUNK_SKIP_VERSION_CHECK", "true")
+            .spawn()
+            .map_err(|e| format!("cannot start trunk (scripts/setup.sh installs it; or pass --no-ui): {e}"))?;
+        Some(child)
+    };
     println!("InterBank local network ({} banks), data in {}", args.banks, args.data.display());
     for bank in &cluster.banks {
         println!("  bank {}: data server {}", bank.id, bank.ds_url());
@@ -70,8 +81,16 @@ pub async fn run(args: Args) -> Result<(), String> {
     println!("  network file: {}", cluster.network_file.display());
     println!("  operator key: {}   <- DEVELOPMENT SECRET unless set by INTERBANK_OPERATOR_KEY", args.operator_key);
     println!("  data server keys and bank secrets: dev-only-insecure-...   <- DEVELOPMENT SECRETS");
+    if ui.is_some() {
+        println!("  browser app: http://127.0.0.1:8080 (trunk builds it first; the banks are listed by name)");
+    }
     println!("Ctrl-C stops everything.");
     wait_for_stop().await;
+    if let Some(mut child) = ui.take() {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = child.wait();
+        println!("browser app stopped");
+    }
     for line in cluster.stop() {
         println!("{line}");
     }

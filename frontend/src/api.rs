@@ -1,0 +1,126 @@
+//! The one place that talks HTTP: a business replica's customer API, with the shared types.
+
+use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shared::ErrorBody;
+use shared::api::{Account, AllAccounts, KeyInfo, Session, Statement, Transaction};
+
+/// A bank the app can talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bank {
+    pub name: String,
+    pub base: String,
+}
+
+/// The local network's banks (`interbank up`): bank N's first replica on 127.0.0.1:300N.
+pub fn local_banks() -> Vec<Bank> {
+    (1..=3).map(|n| Bank { name: format!("Banco {n}"), base: format!("http://127.0.0.1:{}", 3000 + n) }).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    pub base: String,
+    pub token: Option<String>,
+}
+
+async fn decode<T: DeserializeOwned>(resp: Result<Response, gloo_net::Error>) -> Result<T, String> {
+    let resp = resp.map_err(|e| format!("network: {e}"))?;
+    if resp.ok() {
+        return resp.json::<T>().await.map_err(|e| format!("unexpected answer: {e}"));
+    }
+    match resp.json::<ErrorBody>().await {
+        Ok(b) => Err(b.message),
+        Err(_) => Err(format!("HTTP {}", resp.status())),
+    }
+}
+
+impl Api {
+    fn req(&self, rb: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(t) => rb.header("Authorization", &format!("Bearer {t}")),
+            None => rb,
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        decode(self.req(Request::get(&format!("{}{path}", self.base))).send().await).await
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(&self, method: &str, path: &str, body: &B) -> Result<T, String> {
+        let url = format!("{}{path}", self.base);
+        let rb = match method {
+            "DELETE" => Request::delete(&url),
+            _ => Request::post(&url),
+        };
+        let req = self.req(rb).json(body).map_err(|e| e.to_string())?;
+        decode(req.send().await).await
+    }
+
+    pub async fn open(&self, body: &serde_json::Value) -> Result<Account, String> {
+        self.send("POST", "/api/accounts", body).await
+    }
+
+    pub async fn login(&self, ibk: &str, password: &str) -> Result<Session, String> {
+        self.send("POST", "/api/accounts/auth", &serde_json::json!({ "ibk": ibk, "password": password })).await
+    }
+
+    pub async fn account(&self, id: u64) -> Result<Account, String> {
+        self.get(&format!("/api/accounts/{id}")).await
+    }
+
+    pub async fn all(&self, id: u64) -> Result<AllAccounts, String> {
+        self.get(&format!("/api/accounts/{id}/all")).await
+    }
+
+    pub async fn statement(&self, id: u64) -> Result<Statement, String> {
+        self.get(&format!("/api/accounts/{id}/transactions?limit=30")).await
+    }
+
+    pub async fn move_money(&self, deposit: bool, ibk: &str, amount: &str) -> Result<Transaction, String> {
+        let path = if deposit { "/api/payments/deposit" } else { "/api/payments/withdraw" };
+        self.send("POST", path, &serde_json::json!({ "acc_ibk": ibk, "amount": amount })).await
+    }
+
+    pub async fn pay(&self, author: &str, ops: &[(String, String, String)]) -> Result<Transaction, String> {
+        let operations: Vec<_> =
+            ops.iter().map(|(f, t, a)| serde_json::json!({ "from": f, "to": t, "amount": a })).collect();
+        self.send("POST", "/api/payments/pay", &serde_json::json!({ "author": author, "operations": operations })).await
+    }
+
+    pub async fn package(&self, id: &str) -> Result<Transaction, String> {
+        self.get(&format!("/api/payments/{id}")).await
+    }
+
+    pub async fn keys(&self, id: u64) -> Result<Vec<KeyInfo>, String> {
+        self.get(&format!("/api/accounts/{id}/keys")).await
+    }
+
+    pub async fn add_key(&self, ibk: &str, kind: &str, key: &str) -> Result<KeyInfo, String> {
+        let mut body = serde_json::json!({ "account": ibk, "type": kind });
+        if kind != "random" {
+            body["key"] = serde_json::Value::String(key.to_string());
+        }
+        self.send("POST", "/api/keys", &body).await
+    }
+
+    pub async fn resolve_key(&self, key: &str) -> Result<KeyInfo, String> {
+        self.get(&format!("/api/keys/{}", urlencode(key))).await
+    }
+
+    pub async fn remove_key(&self, key: &str) -> Result<serde_json::Value, String> {
+        self.send("DELETE", &format!("/api/keys/{}", urlencode(key)), &serde_json::json!({})).await
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! Open an account (with document validation shown as you type) and log in.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::Document;
+
+use crate::app::ctx;
+use crate::i18n::t;
+
+/// Why a documents field is invalid (each CPF/CNPJ checked), in the app's language.
+pub fn documents_problem(lang: crate::i18n::Lang, text: &str) -> Option<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .find_map(|d| d.parse::<Document>().err().map(|e| format!("{}{d} ({e})", t(lang, "err_document"))))
+}
+
+#[component]
+pub fn SignUp() -> impl IntoView {
+    let c = ctx();
+    let (name, docs, kind, password) = (
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+        RwSignal::new("individual".to_string()),
+        RwSignal::new(String::new()),
+    );
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let opened = RwSignal::new(None::<String>);
+    let doc_problem = move || documents_problem(c.lang.get(), &docs.get());
+    let submit = move |_| {
+        if let Some(p) = doc_problem() {
+            error.set(Some(p));
+            return;
+        }
+        let documents: Vec<String> =
+            docs.get().split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
+        let body = serde_json::json!({ "name": name.get(), "documents": documents, "type": kind.get(), "password": password.get() });
+        let api = c.api();
+        busy.set(true);
+        error.set(None);
+        spawn_local(async move {
+            match api.open(&body).await {
+                Ok(a) => opened.set(Some(a.ibk.to_string())),
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <section>
+            <h2>{c.t("sign_up")}</h2>
+            <label for="signup-name">{c.t("name")}</label>
+            <input id="signup-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
+            <label for="signup-docs">{c.t("documents")}</label>
+            <input id="signup-docs" prop:value=move || docs.get() on:input=move |ev| docs.set(event_target_value(&ev)) />
+            <p class="error">{doc_problem}</p>
+            <label for="signup-type">{c.t("type")}</label>
+            <select id="signup-type" on:change=move |ev| kind.set(event_target_value(&ev))>
+                <option value="individual">{c.t("individual")}</option>
+                <option value="legal">{c.t("legal")}</option>
+                <option value="joint">{c.t("joint")}</option>
+            </select>
+            <label for="signup-password">{c.t("password")}</label>
+            <input id="signup-password" type="password" prop:value=move || password.get()
+                on:input=move |ev| password.set(event_target_value(&ev)) />
+            <button id="signup-submit" prop:disabled=move || busy.get() on:click=submit>{c.t("sign_up")}</button>
+            <p class="error" id="signup-error">{move || error.get()}</p>
+            <p class="ok" id="signup-result">{move || opened.get().map(|i| format!("{}{i}", t(c.lang.get(), "account_opened")))}</p>
+        </section>
+    }
+}
+
+#[component]
+pub fn LogIn() -> impl IntoView {
+    let c = ctx();
+    let (ibk, password) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let submit = move |_| {
+        let api = c.api();
+        let (i, p) = (ibk.get(), password.get());
+        busy.set(true);
+        error.set(None);
+        spawn_local(async move {
+            match api.login(i.trim(), &p).await {
+                Ok(s) => c.session.set(Some(s)),
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <section>
+            <h2>{c.t("log_in")}</h2>
+            <label for="login-ibk">{c.t("ibk")}</label>
+            <input id="login-ibk" placeholder="1-1" prop:value=move || ibk.get() on:input=move |ev| ibk.set(event_target_value(&ev)) />
+            <label for="login-password">{c.t("password")}</label>
+            <input id="login-password" type="password" prop:value=move || password.get()
+                on:input=move |ev| password.set(event_target_value(&ev)) />
+            <button id="login-submit" prop:disabled=move || busy.get() on:click=submit>{c.t("log_in")}</button>
+            <p class="error" id="login-error">{move || error.get()}</p>
+        </section>
+    }
+}
