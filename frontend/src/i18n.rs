@@ -55,6 +55,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("sent", "Pacote enviado: ", "Package sent: "),
     ("random", "aleatória", "random"),
     ("key", "Chave", "Key"),
+    ("key_type", "Tipo de chave", "Key type"),
 ];
 
 pub fn t(lang: Lang, key: &str) -> &'static str {

@@ -311,7 +311,7 @@ fn Keys(me: Ibk, keys: RwSignal<Vec<KeyInfo>>, on_done: impl Fn() + Copy + Send 
             </ul>
             <div class="row">
                 <div>
-                    <label for="key-type">{c.t("type")}</label>
+                    <label for="key-type">{c.t("key_type")}</label>
                     <select id="key-type" on:change=move |ev| kind.set(event_target_value(&ev))>
                         <option value="email">"e-mail"</option>
                         <option value="phone">"+55…"</option>
