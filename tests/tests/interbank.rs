@@ -377,3 +377,31 @@ async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
     assert_eq!(balance(&c, b.ibk()).await, "10".parse().unwrap());
     settled_and_clean(&c).await;
 }
+
+/// The network must work with 10 banks: a package touching the first and the last bank settles
+/// while the token goes round all ten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_banks_settle_a_package_across_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(10, 1, dir.path());
+    spec.business_args = FAST.iter().map(|s| s.to_string()).collect();
+    let c = Cluster::start(&spec).unwrap();
+    let http = reqwest::Client::new();
+    let a = sign_up(&http, &c.banks[0].urls()[0], "Cliente 71 da Silva", &cpf(71), "senha-segura-123").await.unwrap();
+    Operator { http: http.clone(), base: c.banks[0].urls()[0].clone(), key: c.operator_key.clone() }
+        .deposit(a.ibk(), "100")
+        .await
+        .unwrap();
+    let b = sign_up(&http, &c.banks[9].urls()[0], "Cliente 72 da Silva", &cpf(72), "senha-segura-123").await.unwrap();
+    let m = sign_up(&http, &c.banks[4].urls()[0], "Cliente 73 da Silva", &cpf(73), "senha-segura-123").await.unwrap();
+    let t = a
+        .pay(&[(a.ibk().to_string(), b.ibk().to_string(), "30"), (a.ibk().to_string(), m.ibk().to_string(), "20")])
+        .await
+        .unwrap();
+    assert_eq!(terminal(&a, &t.id, Duration::from_secs(30)).await.status, Status::Success);
+    for (i, ibk, want) in [(0, a.ibk(), "50"), (9, b.ibk(), "30"), (4, m.ibk(), "20")] {
+        let op = Operator { http: http.clone(), base: c.banks[i].urls()[0].clone(), key: c.operator_key.clone() };
+        assert_eq!(op.balance(ibk).await.unwrap(), want.parse().unwrap());
+    }
+    settled_and_clean(&c).await;
+}

@@ -103,3 +103,19 @@ pub fn LogIn() -> impl IntoView {
         </section>
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::documents_problem;
+    use crate::i18n::Lang;
+
+    #[test]
+    fn the_documents_field_names_the_bad_document_and_why() {
+        assert_eq!(documents_problem(Lang::En, "529.982.247-25"), None);
+        assert_eq!(documents_problem(Lang::Pt, "529.982.247-25, 111.444.777-35"), None);
+        let p = documents_problem(Lang::En, "529.982.247-25, 123.456.789-00").unwrap_or_default();
+        assert!(p.starts_with("Invalid document: 123.456.789-00"), "{p}");
+        let p = documents_problem(Lang::Pt, "12").unwrap_or_default();
+        assert!(p.starts_with("Documento inválido: 12 ("), "{p}");
+    }
+}
