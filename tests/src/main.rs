@@ -92,6 +92,21 @@ async fn main() -> ExitCode {
             }
             .await
         }
+        Command::Load(a) if a.launch => {
+            async {
+                let mix = tool::parse_mix(&a.mix)?;
+                let (r, faults, checked) = tool::launch_and_load(&a, &mix).await?;
+                tool::print(&r, a.json);
+                println!("faults injected: {faults}");
+                tool::print_check(&checked);
+                if checked.violations.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{} violations", checked.violations.len()))
+                }
+            }
+            .await
+        }
         Command::Load(a) => {
             async {
                 let t = Target::load(&a.target.target)?;

@@ -45,6 +45,13 @@ pub struct LoadArgs {
     pub mix: String,
     #[arg(long)]
     pub json: bool,
+    /// Start a fresh 3-bank network (2 replicas each) for this run instead of using `--target`.
+    #[arg(long)]
+    pub launch: bool,
+    /// With `--launch`: every this many milliseconds SIGKILL a random business replica (every
+    /// third time a bank's data server) and restart it; `check` runs at the end.
+    #[arg(long, requires = "launch")]
+    pub chaos_every_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -426,4 +433,43 @@ pub fn print_check(r: &crate::check::Report) {
             println!("VIOLATION: {v}");
         }
     }
+}
+
+/// `load --launch [--chaos-every-ms N]`: a network of its own, optionally faults on a schedule
+/// while the load runs, then the checker. Returns the load's figures, the faults injected and the
+/// checker's report.
+pub async fn launch_and_load(
+    a: &LoadArgs,
+    mix: &[(Kind, u32)],
+) -> Result<(LoadReport, u32, crate::check::Report), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut cluster = crate::cluster::Cluster::start(&crate::cluster::Spec::ephemeral(3, 2, dir.path()))?;
+    let t = cluster.target();
+    eprintln!("seeding {} customers...", a.clients);
+    let customers = seed(&t, a.clients, "1000").await?;
+    let duration = Duration::from_secs(a.duration);
+    let load = {
+        let (t, mix, progress) = (t.clone(), mix.to_vec(), !a.json);
+        tokio::spawn(async move { load(&t, customers, &mix, duration, progress).await })
+    };
+    let mut faults = 0u32;
+    if let Some(every) = a.chaos_every_ms {
+        let started = Instant::now();
+        while started.elapsed() + Duration::from_millis(every) < duration {
+            tokio::time::sleep(Duration::from_millis(every)).await;
+            faults += 1;
+            let b = rand::rng().random_range(0..cluster.banks.len());
+            if faults.is_multiple_of(3) {
+                cluster.kill_dataserver(b);
+                cluster.start_dataserver(b)?;
+            } else {
+                let r = rand::rng().random_range(0..cluster.banks[b].replicas.len());
+                cluster.kill_replica(b, r);
+                cluster.start_replica(b, r)?;
+            }
+        }
+    }
+    let report = load.await.map_err(|e| e.to_string())??;
+    let checked = settle_and_check(&t, Duration::from_secs(60)).await?;
+    Ok((report, faults, checked))
 }

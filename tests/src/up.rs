@@ -5,40 +5,120 @@ use std::path::PathBuf;
 
 use crate::cluster::{Cluster, Spec};
 
-#[derive(Debug, Clone, clap::Args)]
+/// Flags and environment variables win over the configuration file, which wins over defaults.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
-    /// Banks in the network.
-    #[arg(long, default_value_t = 3)]
-    pub banks: u32,
-    /// Where each bank keeps its data (one folder per bank); it persists between runs.
-    #[arg(long, default_value = ".data", env = "INTERBANK_DATA")]
-    pub data: PathBuf,
+    /// The configuration file (TOML); missing is fine (defaults apply).
+    #[arg(long, default_value = "interbank.toml", env = "INTERBANK_CONFIG")]
+    pub config: PathBuf,
+    /// Banks in the network [default: 3].
+    #[arg(long, env = "INTERBANK_BANKS")]
+    pub banks: Option<u32>,
+    /// Where each bank keeps its data (one folder per bank); it persists between runs [default: .data].
+    #[arg(long, env = "INTERBANK_DATA")]
+    pub data: Option<PathBuf>,
     /// Delete the data folder first.
     #[arg(long)]
     pub fresh: bool,
-    /// Bank N's data server listens on 127.0.0.1:(base + N).
-    #[arg(long, default_value_t = 4000, env = "INTERBANK_DATASERVER_PORT_BASE")]
-    pub dataserver_port_base: u16,
-    /// Bank N's replicas listen on 127.0.0.1:(base + N) and 127.0.0.1:(base + 100 + N).
-    #[arg(long, default_value_t = 3000, env = "INTERBANK_BUSINESS_PORT_BASE")]
-    pub business_port_base: u16,
-    /// The operator (teller) API key of every bank.
-    #[arg(
-        long,
-        env = "INTERBANK_OPERATOR_KEY",
-        default_value = "dev-only-insecure-operator-key",
-        hide_env_values = true
-    )]
-    pub operator_key: String,
+    /// Bank N's data server listens on 127.0.0.1:(base + N) [default: 4000].
+    #[arg(long, env = "INTERBANK_DATASERVER_PORT_BASE")]
+    pub dataserver_port_base: Option<u16>,
+    /// Bank N's replicas listen on 127.0.0.1:(base + N) and 127.0.0.1:(base + 100 + N) [default: 3000].
+    #[arg(long, env = "INTERBANK_BUSINESS_PORT_BASE")]
+    pub business_port_base: Option<u16>,
+    /// The operator (teller) API key of every bank [default: a development key].
+    #[arg(long, env = "INTERBANK_OPERATOR_KEY", hide_env_values = true)]
+    pub operator_key: Option<String>,
     /// Do not build and serve the browser app.
     #[arg(long)]
     pub no_ui: bool,
 }
 
+/// `interbank.toml`: the local network's configuration.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub banks: Option<u32>,
+    pub data: Option<PathBuf>,
+    pub dataserver_port_base: Option<u16>,
+    pub business_port_base: Option<u16>,
+    /// DEVELOPMENT SECRET unless replaced.
+    pub operator_key: Option<String>,
+    pub ui: Option<bool>,
+    /// Lease and timeout lengths passed to every business replica (flag name → value), e.g.
+    /// `lease_ms = 5000`, `package_deadline_ms = 30000`, `token_lost_ms = 3000`.
+    #[serde(default)]
+    pub business: std::collections::BTreeMap<String, u64>,
+}
+
+/// What `up` runs with, after flags, environment, file and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub banks: u32,
+    pub data: PathBuf,
+    pub dataserver_port_base: u16,
+    pub business_port_base: u16,
+    pub operator_key: String,
+    pub ui: bool,
+    pub business_args: Vec<String>,
+}
+
+/// The business flags the file may set.
+const BUSINESS_TIMINGS: &[&str] = &[
+    "lease_ms",
+    "lock_wait_ms",
+    "attempts_max",
+    "session_ttl_s",
+    "token_lost_ms",
+    "hold_ms_max",
+    "idle_hold_ms",
+    "ring_lease_ms",
+    "tick_ms",
+    "in_doubt_ms",
+    "package_deadline_ms",
+    "peer_timeout_ms",
+    "batch_packages_max",
+    "batch_accounts_max",
+];
+
+pub fn resolve(args: &Args, file: ConfigFile) -> Result<Resolved, String> {
+    let mut business_args = Vec::new();
+    for (k, v) in &file.business {
+        if !BUSINESS_TIMINGS.contains(&k.as_str()) {
+            return Err(format!("[business] {k}: not a setting (one of {})", BUSINESS_TIMINGS.join(", ")));
+        }
+        business_args.push(format!("--{}", k.replace('_', "-")));
+        business_args.push(v.to_string());
+    }
+    Ok(Resolved {
+        banks: args.banks.or(file.banks).unwrap_or(3),
+        data: args.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from(".data")),
+        dataserver_port_base: args.dataserver_port_base.or(file.dataserver_port_base).unwrap_or(4000),
+        business_port_base: args.business_port_base.or(file.business_port_base).unwrap_or(3000),
+        operator_key: args
+            .operator_key
+            .clone()
+            .or(file.operator_key)
+            .unwrap_or_else(|| "dev-only-insecure-operator-key".into()),
+        ui: !args.no_ui && file.ui.unwrap_or(true),
+        business_args,
+    })
+}
+
+fn read_config(path: &std::path::Path) -> Result<ConfigFile, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 pub use crate::cluster::{business_ids, dev_key};
 
 pub async fn run(args: Args) -> Result<(), String> {
-    if args.fresh && args.data.exists() {
+    let fresh = args.fresh;
+    let args = resolve(&args, read_config(&args.config)?)?;
+    if fresh && args.data.exists() {
         std::fs::remove_dir_all(&args.data).map_err(|e| format!("cannot remove {}: {e}", args.data.display()))?;
     }
     let mut ds_ports = Vec::new();
@@ -57,11 +137,11 @@ pub async fn run(args: Args) -> Result<(), String> {
         dataserver_port: Some(ds_ports.into_boxed_slice()),
         business_port: Some(business_ports.into_boxed_slice()),
         operator_key: args.operator_key.clone(),
-        business_args: vec![],
+        business_args: args.business_args.clone(),
     };
     let mut cluster = Cluster::start(&spec)?;
     // The browser app, built and served by trunk (Trunk.toml at the repository root).
-    let mut ui = if args.no_ui {
+    let mut ui = if !args.ui {
         None
     } else {
         let child = std::process::Command::new("trunk")
@@ -112,5 +192,25 @@ async fn wait_for_stop() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_environment_win_over_the_file_which_wins_over_defaults() {
+        let file: ConfigFile =
+            toml::from_str("banks = 4\noperator_key = \"from-file\"\nui = false\n[business]\nlease_ms = 7000\n")
+                .unwrap_or_default();
+        let args = Args { operator_key: Some("from-env".into()), ..Args::default() };
+        let r = resolve(&args, file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.banks, r.operator_key.as_str(), r.ui), (4, "from-env", false));
+        assert_eq!(r.business_args, vec!["--lease-ms".to_string(), "7000".into()]);
+        assert_eq!((r.dataserver_port_base, r.business_port_base), (4000, 3000));
+        let bad: ConfigFile = toml::from_str("[business]\nlease = 1\n").unwrap_or_default();
+        assert!(resolve(&Args::default(), bad).is_err());
+        assert!(toml::from_str::<ConfigFile>("bankz = 1").is_err(), "unknown settings are refused");
     }
 }
