@@ -9,15 +9,17 @@ use std::process::{Child, Command};
 use dataserver::testkit::{DataServerProcess, SpawnOptions, listening_addr, spawn, spawn_command};
 use shared::BusinessId;
 
-/// DEVELOPMENT SECRET — for local networks only. Business server `b` of bank `n` has id `10 n + b`
-/// and this key at its data server; a real deployment passes its own keys to every process.
-pub fn dev_key(business: BusinessId) -> String {
-    format!("dev-only-insecure-key-{business}")
+/// The default prefix of every secret of a local network: marks them as DEVELOPMENT SECRETS.
+pub const DEV_SECRET_PREFIX: &str = "dev-only-insecure-";
+
+/// Business server `b`'s key at its data server (`b` = 10 n + r for replica r of bank n).
+pub fn dev_key(prefix: &str, business: BusinessId) -> String {
+    format!("{prefix}key-{business}")
 }
 
-/// DEVELOPMENT SECRET — what bank `n` presents to its peers on a local network.
-pub fn dev_bank_secret(bank: u32) -> String {
-    format!("dev-only-insecure-bank-secret-{bank}")
+/// What bank `n` presents to its peers.
+pub fn dev_bank_secret(prefix: &str, bank: u32) -> String {
+    format!("{prefix}bank-secret-{bank}")
 }
 
 /// Business ids of bank `n`'s replicas: 10 n + 1, 10 n + 2, ...
@@ -44,6 +46,8 @@ pub struct Spec {
     pub operator_key: String,
     /// Passed to every business replica (timings in tests).
     pub business_args: Vec<String>,
+    /// Every data-server key and bank secret starts with it (see [`DEV_SECRET_PREFIX`]).
+    pub secret_prefix: String,
 }
 
 impl Spec {
@@ -57,6 +61,7 @@ impl Spec {
             business_port: None,
             operator_key: "operator-key-for-tests".into(),
             business_args: vec![],
+            secret_prefix: DEV_SECRET_PREFIX.into(),
         }
     }
 }
@@ -116,13 +121,13 @@ pub struct Cluster {
     business_bin: PathBuf,
 }
 
-fn network_toml(banks: &[(u32, Vec<String>)]) -> String {
+fn network_toml(banks: &[(u32, Vec<String>)], prefix: &str) -> String {
     let mut s =
         String::from("# The local network. DEVELOPMENT SECRETS: every `secret` here is for this machine only.\n");
     for (id, urls) in banks {
         s.push_str(&format!(
             "\n[[bank]]\nid = {id}\nname = \"Banco {id}\"\nsecret = \"{}\"\nreplicas = [{}]\n",
-            dev_bank_secret(*id),
+            dev_bank_secret(prefix, *id),
             urls.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ")
         ));
     }
@@ -227,11 +232,11 @@ impl Cluster {
             .map(|(n, _, ports)| (*n, ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect()))
             .collect();
         let network_file = spec.data.join("network.toml");
-        std::fs::write(&network_file, network_toml(&network)).map_err(|e| e.to_string())?;
+        std::fs::write(&network_file, network_toml(&network, &spec.secret_prefix)).map_err(|e| e.to_string())?;
         let mut banks = Vec::new();
         for (n, ds_port, ports) in plan {
             let ids = business_ids(n, spec.replicas)?;
-            let keys: Vec<(BusinessId, String)> = ids.iter().map(|b| (*b, dev_key(*b))).collect();
+            let keys: Vec<(BusinessId, String)> = ids.iter().map(|b| (*b, dev_key(&spec.secret_prefix, *b))).collect();
             let mut opts = SpawnOptions::new(&ds_bin, spec.data.join(format!("bank{n}")), keys.clone());
             opts.listen = format!("127.0.0.1:{ds_port}");
             let ds = spawn(&opts).map_err(|e| format!("bank {n}'s data server: {e}"))?;

@@ -37,6 +37,9 @@ struct SeedArgs {
     /// Also write the accounts (ibk, document, password) to this CSV file.
     #[arg(long)]
     csv: Option<std::path::PathBuf>,
+    /// Open the accounts listed in this CSV (`bank,name,document,password,opening`) instead.
+    #[arg(long)]
+    from_csv: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +49,9 @@ struct CheckArgs {
     /// Also require that no interbank work is pending (waits up to this long for it to settle).
     #[arg(long, default_value_t = 30)]
     settle_s: u64,
+    /// Check while a load runs: skip the rules that hold only once everything has settled.
+    #[arg(long)]
+    during: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +85,13 @@ async fn main() -> ExitCode {
         Command::Seed(a) => {
             async {
                 let t = Target::load(&a.target.target)?;
-                let customers = tool::seed(&t, a.accounts * t.banks.len(), &a.opening).await?;
+                let customers = match &a.from_csv {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                        tool::seed_rows(&t, &tool::parse_seed_csv(&text)?).await?
+                    }
+                    None => tool::seed(&t, a.accounts * t.banks.len(), &a.opening).await?,
+                };
                 let mut csv = String::from("ibk,document,password\n");
                 for c in &customers {
                     csv.push_str(&format!("{},{},load-password-123\n", c.ibk(), c.account.documents[0]));
@@ -113,7 +125,8 @@ async fn main() -> ExitCode {
                 let mix = tool::parse_mix(&a.mix)?;
                 eprintln!("seeding {} customers...", a.clients);
                 let customers = tool::seed(&t, a.clients, "1000").await?;
-                let r = tool::load(&t, customers, &mix, std::time::Duration::from_secs(a.duration), !a.json).await?;
+                let r = tool::load(&t, customers, &mix, std::time::Duration::from_secs(a.duration), a.count, !a.json)
+                    .await?;
                 tool::print(&r, a.json);
                 Ok(())
             }
@@ -122,7 +135,11 @@ async fn main() -> ExitCode {
         Command::Check(a) => {
             async {
                 let t = Target::load(&a.target.target)?;
-                let r = tool::settle_and_check(&t, std::time::Duration::from_secs(a.settle_s)).await?;
+                let r = if a.during {
+                    interbank_tests::check::check(&t.access()?, false).await?
+                } else {
+                    tool::settle_and_check(&t, std::time::Duration::from_secs(a.settle_s)).await?
+                };
                 tool::print_check(&r);
                 if r.violations.is_empty() { Ok(()) } else { Err(format!("{} violations", r.violations.len())) }
             }

@@ -40,6 +40,9 @@ pub struct LoadArgs {
     pub clients: usize,
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Stop after this many operations in all (or at the end of the duration, if first).
+    #[arg(long)]
+    pub count: Option<u64>,
     /// Weights of the operation kinds.
     #[arg(long, default_value = "deposit=1,withdraw=1,transfer=4,package=4,pix=1")]
     pub mix: String,
@@ -129,6 +132,60 @@ fn bank_index(t: &Target, ibk: shared::Ibk) -> usize {
     t.banks.iter().position(|b| b.id == ibk.bank.get()).unwrap_or(0)
 }
 
+/// One account to open, from a CSV line `bank,name,document,password,opening`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedRow {
+    pub bank: u32,
+    pub name: String,
+    pub document: String,
+    pub password: String,
+    pub opening: String,
+}
+
+/// Parses the seed CSV (a header line first; documents may be formatted, but hold no comma).
+pub fn parse_seed_csv(text: &str) -> Result<Vec<SeedRow>, String> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let [bank, name, document, password, opening] = f[..] else {
+            return Err(format!("line {}: expected bank,name,document,password,opening", i + 1));
+        };
+        let bank = bank.parse().map_err(|_| format!("line {}: bank {bank:?} is not a number", i + 1))?;
+        document.parse::<shared::Document>().map_err(|e| format!("line {}: {document}: {e}", i + 1))?;
+        opening.parse::<shared::Money>().map_err(|e| format!("line {}: {opening}: {e}", i + 1))?;
+        rows.push(SeedRow {
+            bank,
+            name: name.into(),
+            document: document.into(),
+            password: password.into(),
+            opening: opening.into(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Opens the accounts listed in a seed CSV; the customers come back signed in.
+pub async fn seed_rows(t: &Target, rows: &[SeedRow]) -> Result<Vec<Customer>, String> {
+    let http = reqwest::Client::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let bank =
+            t.banks.iter().find(|b| b.id == r.bank).ok_or_else(|| format!("bank {} is not in the target", r.bank))?;
+        let base = bank.replicas.first().ok_or("a bank without replicas")?.clone();
+        let c = sign_up(&http, &base, &r.name, &r.document, &r.password)
+            .await
+            .map_err(|e| format!("{}: {e}", r.document))?;
+        if r.opening.parse::<shared::Money>().is_ok_and(|m| !m.is_zero()) {
+            Operator { http: http.clone(), base, key: t.operator_key.clone() }
+                .deposit(c.ibk(), &r.opening)
+                .await
+                .map_err(|e| format!("opening deposit: {e}"))?;
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
 /// Opens `n` customers spread over the banks, each with an opening deposit and an e-mail Pix key.
 pub async fn seed(t: &Target, n: usize, opening: &str) -> Result<Vec<Customer>, String> {
     let http = reqwest::Client::new();
@@ -197,6 +254,7 @@ pub async fn load(
     customers: Vec<Customer>,
     mix: &[(Kind, u32)],
     duration: Duration,
+    count: Option<u64>,
     progress: bool,
 ) -> Result<LoadReport, String> {
     let ibks: Vec<shared::Ibk> = customers.iter().map(Customer::ibk).collect();
@@ -224,7 +282,7 @@ pub async fn load(
             let mut packages = Vec::new();
             let me = actor.customer.ibk();
             let mut n = 0u64;
-            while started.elapsed() < duration {
+            while started.elapsed() < duration && count.is_none_or(|c| done.load(Relaxed) + failed.load(Relaxed) < c) {
                 n += 1;
                 let kind = pick(&mix);
                 let key = format!("{}-{n}", actor.key);
@@ -301,7 +359,7 @@ pub async fn load(
         }));
     }
     if let Some(pb) = &pb {
-        while started.elapsed() < duration {
+        while started.elapsed() < duration && count.is_none_or(|c| done.load(Relaxed) + failed.load(Relaxed) < c) {
             tokio::time::sleep(Duration::from_millis(250)).await;
             pb.set_position(started.elapsed().as_secs().min(duration.as_secs()));
             let ops = done.load(Relaxed);
@@ -450,7 +508,8 @@ pub async fn launch_and_load(
     let duration = Duration::from_secs(a.duration);
     let load = {
         let (t, mix, progress) = (t.clone(), mix.to_vec(), !a.json);
-        tokio::spawn(async move { load(&t, customers, &mix, duration, progress).await })
+        let count = a.count;
+        tokio::spawn(async move { load(&t, customers, &mix, duration, count, progress).await })
     };
     let mut faults = 0u32;
     if let Some(every) = a.chaos_every_ms {
@@ -472,4 +531,29 @@ pub async fn launch_and_load(
     let report = load.await.map_err(|e| e.to_string())??;
     let checked = settle_and_check(&t, Duration::from_secs(60)).await?;
     Ok((report, faults, checked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_csv_lines_are_checked() {
+        let ok = "bank,name,document,password,opening\n1, Ana Lima, 529.982.247-25, senha-segura-1, 100.50\n";
+        let rows = parse_seed_csv(ok).unwrap_or_default();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].bank, rows[0].name.as_str(), rows[0].opening.as_str()), (1, "Ana Lima", "100.50"));
+        assert!(parse_seed_csv("h\n1,Ana,123.456.789-00,x,1\n").is_err(), "bad document");
+        assert!(parse_seed_csv("h\nx,Ana,529.982.247-25,x,1\n").is_err(), "bad bank");
+        assert!(parse_seed_csv("h\n1,Ana,529.982.247-25,x\n").is_err(), "missing column");
+        assert!(parse_seed_csv("h\n1,Ana,529.982.247-25,x,1.234\n").is_err(), "three decimals");
+    }
+
+    #[test]
+    fn the_mix_is_parsed_with_its_errors() {
+        assert_eq!(parse_mix("deposit=2,pix=1").unwrap_or_default(), vec![(Kind::Deposit, 2), (Kind::Pix, 1)]);
+        assert!(parse_mix("deposit=0").is_err());
+        assert!(parse_mix("teleport=1").is_err());
+        assert!(parse_mix("deposit").is_err());
+    }
 }

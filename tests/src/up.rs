@@ -29,6 +29,9 @@ pub struct Args {
     /// The operator (teller) API key of every bank [default: a development key].
     #[arg(long, env = "INTERBANK_OPERATOR_KEY", hide_env_values = true)]
     pub operator_key: Option<String>,
+    /// Every data-server key and bank secret starts with this [default: dev-only-insecure-].
+    #[arg(long, env = "INTERBANK_SECRET_PREFIX", hide_env_values = true)]
+    pub secret_prefix: Option<String>,
     /// Do not build and serve the browser app.
     #[arg(long)]
     pub no_ui: bool,
@@ -44,6 +47,8 @@ pub struct ConfigFile {
     pub business_port_base: Option<u16>,
     /// DEVELOPMENT SECRET unless replaced.
     pub operator_key: Option<String>,
+    /// Prefix of the data-server keys and bank secrets. DEVELOPMENT SECRET unless replaced.
+    pub secret_prefix: Option<String>,
     pub ui: Option<bool>,
     /// Lease and timeout lengths passed to every business replica (flag name → value), e.g.
     /// `lease_ms = 5000`, `package_deadline_ms = 30000`, `token_lost_ms = 3000`.
@@ -59,6 +64,7 @@ pub struct Resolved {
     pub dataserver_port_base: u16,
     pub business_port_base: u16,
     pub operator_key: String,
+    pub secret_prefix: String,
     pub ui: bool,
     pub business_args: Vec<String>,
 }
@@ -100,6 +106,11 @@ pub fn resolve(args: &Args, file: ConfigFile) -> Result<Resolved, String> {
             .clone()
             .or(file.operator_key)
             .unwrap_or_else(|| "dev-only-insecure-operator-key".into()),
+        secret_prefix: args
+            .secret_prefix
+            .clone()
+            .or(file.secret_prefix)
+            .unwrap_or_else(|| crate::cluster::DEV_SECRET_PREFIX.into()),
         ui: !args.no_ui && file.ui.unwrap_or(true),
         business_args,
     })
@@ -138,6 +149,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         business_port: Some(business_ports.into_boxed_slice()),
         operator_key: args.operator_key.clone(),
         business_args: args.business_args.clone(),
+        secret_prefix: args.secret_prefix.clone(),
     };
     let mut cluster = Cluster::start(&spec)?;
     // The browser app, built and served by trunk (Trunk.toml at the repository root).
@@ -160,7 +172,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     }
     println!("  network file: {}", cluster.network_file.display());
     println!("  operator key: {}   <- DEVELOPMENT SECRET unless set by INTERBANK_OPERATOR_KEY", args.operator_key);
-    println!("  data server keys and bank secrets: dev-only-insecure-...   <- DEVELOPMENT SECRETS");
+    println!("  data server keys and bank secrets: {}...   <- DEVELOPMENT SECRETS unless set", args.secret_prefix);
     if ui.is_some() {
         println!("  browser app: http://127.0.0.1:8080 (trunk builds it first; the banks are listed by name)");
     }

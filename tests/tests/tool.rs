@@ -36,7 +36,7 @@ async fn run(chaos: bool) {
     let mix = tool::parse_mix("deposit=1,withdraw=1,transfer=4,package=4,pix=1").unwrap();
     let load = {
         let t = t.clone();
-        tokio::spawn(async move { tool::load(&t, customers, &mix, Duration::from_secs(5), false).await })
+        tokio::spawn(async move { tool::load(&t, customers, &mix, Duration::from_secs(5), None, false).await })
     };
     if chaos {
         // Every 700 ms a replica of some bank dies (SIGKILL) and comes back.
