@@ -10,6 +10,8 @@
 //! 4. Net positions cancel pair by pair (what x says it owes y, y says y is owed by x).
 //! 5. With `settled`: no package queued, no decision undelivered, no attempt prepared.
 //! 6. Total money = deposits − withdrawals (+ raw seed `setAmount` adjustments, listed).
+//! 7. Every package attempt is all or nothing across banks: no attempt committed at one bank and
+//!    rolled back at another, and none committed anywhere unless its coordinator decided commit.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -187,6 +189,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String
         }
         report.banks.insert(b.id, fig);
     }
+    all_or_nothing(banks, &mut report).await?;
     for ((x, y), c) in &positions {
         let back = positions.get(&(*y, *x)).copied().unwrap_or(0);
         if settled && c + back != 0 && (x < y || !positions.contains_key(&(*y, *x))) {
@@ -200,4 +203,50 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String
         }
     }
     Ok(report)
+}
+
+/// Every record of `collection` at one bank (paginated).
+async fn scan_all(ds: &DataClient, collection: &str) -> Result<Vec<dataserver::api::Record>, String> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = ds.scan_records(collection, "", after.as_deref(), 1000).await.map_err(|e| e.to_string())?;
+        out.extend(page.records);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Rule 7: the outcomes every bank applied agree with each other and with the coordinator.
+async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> Result<(), String> {
+    let mut outcomes: BTreeMap<String, Vec<(BankId, bool)>> = BTreeMap::new();
+    let mut decisions: BTreeMap<String, (BankId, bool)> = BTreeMap::new();
+    for b in banks {
+        for r in scan_all(&b.ds, "outcomes").await? {
+            let committed = r.value.get("committed").and_then(serde_json::Value::as_bool).unwrap_or(false);
+            outcomes.entry(r.key).or_default().push((b.id, committed));
+        }
+        for r in scan_all(&b.ds, "decisions").await? {
+            let commit = r.value.get("commit").and_then(serde_json::Value::as_bool).unwrap_or(false);
+            decisions.insert(r.key, (b.id, commit));
+        }
+    }
+    for (txn, applied) in &outcomes {
+        let committed: Vec<BankId> = applied.iter().filter(|(_, c)| *c).map(|(b, _)| *b).collect();
+        let rolled_back: Vec<BankId> = applied.iter().filter(|(_, c)| !*c).map(|(b, _)| *b).collect();
+        if !committed.is_empty() && !rolled_back.is_empty() {
+            report.violations.push(format!(
+                "package attempt {txn}: committed at banks {committed:?} but rolled back at {rolled_back:?}"
+            ));
+        }
+        if !committed.is_empty() && !matches!(decisions.get(txn), Some((_, true))) {
+            report.violations.push(format!(
+                "package attempt {txn}: committed at banks {committed:?} without a commit decision ({:?})",
+                decisions.get(txn)
+            ));
+        }
+    }
+    Ok(())
 }

@@ -35,6 +35,9 @@ pub struct Args {
     /// Do not build and serve the browser app.
     #[arg(long)]
     pub no_ui: bool,
+    /// The browser app's port [default: 8080].
+    #[arg(long, env = "INTERBANK_UI_PORT")]
+    pub ui_port: Option<u16>,
 }
 
 /// `interbank.toml`: the local network's configuration.
@@ -50,6 +53,7 @@ pub struct ConfigFile {
     /// Prefix of the data-server keys and bank secrets. DEVELOPMENT SECRET unless replaced.
     pub secret_prefix: Option<String>,
     pub ui: Option<bool>,
+    pub ui_port: Option<u16>,
     /// Lease and timeout lengths passed to every business replica (flag name → value), e.g.
     /// `lease_ms = 5000`, `package_deadline_ms = 30000`, `token_lost_ms = 3000`.
     #[serde(default)]
@@ -66,6 +70,7 @@ pub struct Resolved {
     pub operator_key: String,
     pub secret_prefix: String,
     pub ui: bool,
+    pub ui_port: u16,
     pub business_args: Vec<String>,
 }
 
@@ -112,6 +117,7 @@ pub fn resolve(args: &Args, file: ConfigFile) -> Result<Resolved, String> {
             .or(file.secret_prefix)
             .unwrap_or_else(|| crate::cluster::DEV_SECRET_PREFIX.into()),
         ui: !args.no_ui && file.ui.unwrap_or(true),
+        ui_port: args.ui_port.or(file.ui_port).unwrap_or(8080),
         business_args,
     })
 }
@@ -148,7 +154,12 @@ pub async fn run(args: Args) -> Result<(), String> {
         dataserver_port: Some(ds_ports.into_boxed_slice()),
         business_port: Some(business_ports.into_boxed_slice()),
         operator_key: args.operator_key.clone(),
-        business_args: args.business_args.clone(),
+        // The replicas accept calls from the app's origin.
+        business_args: [
+            args.business_args.clone(),
+            vec!["--cors-origins".into(), format!("http://127.0.0.1:{p},http://localhost:{p}", p = args.ui_port)],
+        ]
+        .concat(),
         secret_prefix: args.secret_prefix.clone(),
     };
     let mut cluster = Cluster::start(&spec)?;
@@ -157,7 +168,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         None
     } else {
         let child = std::process::Command::new("trunk")
-            .args(["serve", "--release"])
+            .args(["serve", "--release", "--port", &args.ui_port.to_string()])
             .env("TRUNK_SKIP_VERSION_CHECK", "true")
             .spawn()
             .map_err(|e| format!("cannot start trunk (scripts/setup.sh installs it; or pass --no-ui): {e}"))?;
@@ -174,7 +185,10 @@ pub async fn run(args: Args) -> Result<(), String> {
     println!("  operator key: {}   <- DEVELOPMENT SECRET unless set by INTERBANK_OPERATOR_KEY", args.operator_key);
     println!("  data server keys and bank secrets: {}...   <- DEVELOPMENT SECRETS unless set", args.secret_prefix);
     if ui.is_some() {
-        println!("  browser app: http://127.0.0.1:8080 (trunk builds it first; the banks are listed by name)");
+        println!(
+            "  browser app: http://127.0.0.1:{} (trunk builds it first; the banks are listed by name)",
+            args.ui_port
+        );
     }
     println!("Ctrl-C stops everything.");
     wait_for_stop().await;
