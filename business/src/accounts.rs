@@ -25,14 +25,6 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
 }
 
-fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
-}
-
-fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| ApiError::Unavailable(format!("stored record: {e}")))
-}
-
 /// The request, checked against seed 001's rules before anything is stored.
 fn validate(req: &CreateAccount) -> Result<String, ApiError> {
     let name = req.name.trim();
@@ -399,20 +391,13 @@ fn settlement_entries(
                 balance = balance.checked_sub(o.amount.money()).unwrap_or(balance);
             }
         }
-        let operations = ops
-            .iter()
-            .enumerate()
-            .map(|(i, o)| Operation {
-                id: format!("{}.{i}", p.txn),
-                from: o.from,
-                to: o.to,
-                kind: shared::api::OperationKind::Transfer,
-                amount: o.amount.money(),
-                status: Status::Success,
-                created_at: at.to_string(),
-                updated_at: at.to_string(),
-            })
-            .collect();
+        let operations = crate::ledger::package_operations(
+            &p.txn,
+            ops.iter().map(|o| (o.from, o.to, o.amount.money())),
+            Status::Success,
+            at,
+            at,
+        );
         let transaction = Transaction {
             id: p.txn.clone(),
             owner: p.author,

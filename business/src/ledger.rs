@@ -115,6 +115,31 @@ impl Change for Op {
     }
 }
 
+/// The operations of a package (or of its part at one bank) as customers see them: transfers
+/// with ids `{id}.{i}`, all in one status. Same-bank packages, interbank packages and statement
+/// lines of settlements are all shown through this.
+pub fn package_operations(
+    id: &str,
+    ops: impl IntoIterator<Item = (shared::Ibk, shared::Ibk, Money)>,
+    status: shared::api::Status,
+    created_at: &str,
+    updated_at: &str,
+) -> Vec<shared::api::Operation> {
+    ops.into_iter()
+        .enumerate()
+        .map(|(i, (from, to, amount))| shared::api::Operation {
+            id: format!("{id}.{i}"),
+            from,
+            to,
+            kind: OperationKind::Transfer,
+            amount,
+            status,
+            created_at: created_at.to_string(),
+            updated_at: updated_at.to_string(),
+        })
+        .collect()
+}
+
 /// One operation of a same-bank package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PackageOp {
@@ -138,28 +163,20 @@ impl Package {
     /// The package as customers see it (seed 000's shape), applied at `at`. Stored in the same
     /// commit as the balances (`packages/{id}`) and returned to the author.
     pub fn transaction(&self, at: &str) -> shared::api::Transaction {
-        use shared::api::{Operation, Status, Transaction, TransactionType};
+        use shared::api::{Status, Transaction, TransactionType};
         let ibk = |a| shared::Ibk::new(self.bank, a);
         Transaction {
             id: self.id.clone(),
             owner: ibk(self.author),
             parent_id: None,
             kind: TransactionType::Package,
-            operations: self
-                .operations
-                .iter()
-                .enumerate()
-                .map(|(i, o)| Operation {
-                    id: format!("{}.{i}", self.id),
-                    from: ibk(o.from),
-                    to: ibk(o.to),
-                    kind: OperationKind::Transfer,
-                    amount: o.amount.money(),
-                    status: Status::Success,
-                    created_at: at.to_string(),
-                    updated_at: at.to_string(),
-                })
-                .collect(),
+            operations: package_operations(
+                &self.id,
+                self.operations.iter().map(|o| (ibk(o.from), ibk(o.to), o.amount.money())),
+                Status::Success,
+                at,
+                at,
+            ),
             created_at: at.to_string(),
             updated_at: at.to_string(),
             status: Status::Success,

@@ -24,6 +24,23 @@ pub const SESSIONS: &str = "sessions";
 pub const PACKAGES: &str = "packages";
 pub const HOLDS: &str = "holds";
 
+/// A value for a record in a commit. Our record types always serialise (plain structs, string
+/// map keys), so this cannot fail.
+pub fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// A stored value read back. One that does not parse is the store's fault, never the client's.
+pub fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, crate::error::ApiError> {
+    serde_json::from_value(v).map_err(|e| crate::error::ApiError::Unavailable(format!("stored record: {e}")))
+}
+
+/// [`parse`] of a record, naming it when it does not parse.
+pub fn parse_record<T: serde::de::DeserializeOwned>(r: &dataserver::api::Record) -> Result<T, crate::error::ApiError> {
+    serde_json::from_value(r.value.clone())
+        .map_err(|e| crate::error::ApiError::Unavailable(format!("bad {}/{} record: {e}", r.collection, r.key)))
+}
+
 pub fn account_key(id: AccountId) -> String {
     format!("{:016}", id.get())
 }
@@ -91,9 +108,7 @@ impl HoldRecord {
     pub fn from_record(r: &Option<dataserver::api::Record>) -> Result<Money, crate::error::ApiError> {
         match r {
             None => Ok(Money::ZERO),
-            Some(r) => serde_json::from_value::<HoldRecord>(r.value.clone())
-                .map(|h| h.held)
-                .map_err(|e| crate::error::ApiError::Unavailable(format!("bad hold record: {e}"))),
+            Some(r) => parse_record::<HoldRecord>(r).map(|h| h.held),
         }
     }
 }

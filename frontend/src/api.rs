@@ -3,8 +3,8 @@
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::ErrorBody;
 use shared::api::{Account, AllAccounts, KeyInfo, Session, Statement, Transaction};
+use shared::{ErrorBody, PixKey};
 
 /// A bank the app can talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,23 +104,11 @@ impl Api {
         self.send("POST", "/api/keys", &body).await
     }
 
-    pub async fn resolve_key(&self, key: &str) -> Result<KeyInfo, String> {
-        self.get(&format!("/api/keys/{}", urlencode(key))).await
+    pub async fn resolve_key(&self, key: &PixKey) -> Result<KeyInfo, String> {
+        self.get(&format!("/api/keys/{}", key.path_segment())).await
     }
 
-    pub async fn remove_key(&self, key: &str) -> Result<serde_json::Value, String> {
-        self.send("DELETE", &format!("/api/keys/{}", urlencode(key)), &serde_json::json!({})).await
+    pub async fn remove_key(&self, key: &PixKey) -> Result<serde_json::Value, String> {
+        self.send("DELETE", &format!("/api/keys/{}", key.path_segment()), &serde_json::json!({})).await
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -145,6 +145,20 @@ impl PixKey {
     pub fn as_str(&self) -> &str {
         &self.value
     }
+
+    /// The key as one percent-encoded URL path segment (e-mails hold `@`, phones `+`).
+    pub fn path_segment(&self) -> String {
+        self.value
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
 }
 
 impl FromStr for PixKey {
@@ -260,6 +274,12 @@ mod tests {
         );
         let long = format!("{}@example.com", "a".repeat(70));
         assert_eq!(PixKey::parse_as(KeyType::Email, &long), Err(KeyError::Email));
+    }
+
+    #[test]
+    fn keys_become_one_path_segment() {
+        assert_eq!(PixKey::infer("a.b+c@x.com").unwrap().path_segment(), "a.b%2Bc%40x.com");
+        assert_eq!(PixKey::infer("+5561999998888").unwrap().path_segment(), "%2B5561999998888");
     }
 
     #[test]

@@ -33,6 +33,21 @@ pub fn free_port() -> Result<u16, String> {
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
+/// Business-replica timings for tests: short enough that recovery paths (lost token, in-doubt
+/// packages) run within a test's time, long enough for 2 busy cores.
+pub const TEST_TIMINGS: &[&str] = &[
+    "--token-lost-ms",
+    "3000",
+    "--tick-ms",
+    "100",
+    "--in-doubt-ms",
+    "2000",
+    "--ring-lease-ms",
+    "2000",
+    "--peer-timeout-ms",
+    "3000",
+];
+
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub banks: u32,

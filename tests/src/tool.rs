@@ -281,6 +281,8 @@ pub async fn load(
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut packages = Vec::new();
             let me = actor.customer.ibk();
+            let same_bank: Vec<shared::Ibk> = ibks.iter().copied().filter(|x| x.bank == me.bank && *x != me).collect();
+            let other_banks: Vec<shared::Ibk> = ibks.iter().copied().filter(|x| x.bank != me.bank).collect();
             let mut n = 0u64;
             while started.elapsed() < duration && count.is_none_or(|c| done.load(Relaxed) + failed.load(Relaxed) < c) {
                 n += 1;
@@ -293,9 +295,6 @@ pub async fn load(
                         format!("{}.{:02}", rng.random_range(0..20), rng.random_range(1..100)),
                     )
                 };
-                let same_bank: Vec<shared::Ibk> =
-                    ibks.iter().copied().filter(|x| x.bank == me.bank && *x != me).collect();
-                let other_banks: Vec<shared::Ibk> = ibks.iter().copied().filter(|x| x.bank != me.bank).collect();
                 let t0 = Instant::now();
                 let r = match kind {
                     Kind::Deposit => {

@@ -130,8 +130,6 @@ fn read_config(path: &std::path::Path) -> Result<ConfigFile, String> {
     }
 }
 
-pub use crate::cluster::{business_ids, dev_key};
-
 pub async fn run(args: Args) -> Result<(), String> {
     let fresh = args.fresh;
     let args = resolve(&args, read_config(&args.config)?)?;

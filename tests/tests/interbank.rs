@@ -6,45 +6,22 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use interbank_tests::check::{BankAccess, check};
 use interbank_tests::client::{Customer, Operator, sign_up};
-use interbank_tests::cluster::{Cluster, Spec};
+use interbank_tests::cluster::{Cluster, Spec, TEST_TIMINGS};
 use reqwest::{Method, StatusCode};
 use shared::api::{Status, Transaction};
-use shared::{BankId, Document, Ibk, Money};
-
-/// Short timeouts so that recovery paths run within a test's time.
-const FAST: &[&str] = &[
-    "--token-lost-ms",
-    "3000",
-    "--tick-ms",
-    "100",
-    "--in-doubt-ms",
-    "2000",
-    "--ring-lease-ms",
-    "2000",
-    "--peer-timeout-ms",
-    "3000",
-];
+use shared::{Document, Ibk, Money};
 
 fn start(deadline_ms: u64) -> (Cluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = Spec::ephemeral(3, 2, dir.path());
-    spec.business_args = FAST.iter().map(|s| s.to_string()).collect();
+    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
     spec.business_args.extend(["--package-deadline-ms".to_string(), deadline_ms.to_string()]);
     (Cluster::start(&spec).unwrap(), dir)
 }
 
 fn operator(c: &Cluster, bank: usize, replica: usize) -> Operator {
     Operator { http: reqwest::Client::new(), base: c.banks[bank].urls()[replica].clone(), key: c.operator_key.clone() }
-}
-
-fn access(c: &Cluster) -> Vec<BankAccess> {
-    c.banks
-        .iter()
-        .enumerate()
-        .map(|(i, b)| BankAccess { id: BankId::new(b.id).unwrap(), operator: operator(c, i, 0), ds: b.ds_client() })
-        .collect()
 }
 
 fn cpf(n: u64) -> String {
@@ -81,15 +58,9 @@ async fn balance(c: &Cluster, ibk: Ibk) -> Money {
 
 /// The checker, retried while settlement finishes (decisions are delivered asynchronously).
 async fn settled_and_clean(c: &Cluster) -> interbank_tests::check::Report {
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = check(&access(c), true).await.unwrap();
-        if r.violations.is_empty() {
-            return r;
-        }
-        assert!(Instant::now() < until, "invariants violated: {:#?}", r.violations);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let r = interbank_tests::tool::settle_and_check(&c.target(), Duration::from_secs(30)).await.unwrap();
+    assert!(r.violations.is_empty(), "invariants violated: {:#?}", r.violations);
+    r
 }
 
 fn cents(m: Money) -> i128 {
@@ -384,7 +355,7 @@ async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
 async fn ten_banks_settle_a_package_across_the_ring() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = Spec::ephemeral(10, 1, dir.path());
-    spec.business_args = FAST.iter().map(|s| s.to_string()).collect();
+    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
     let c = Cluster::start(&spec).unwrap();
     let http = reqwest::Client::new();
     let a = sign_up(&http, &c.banks[0].urls()[0], "Cliente 71 da Silva", &cpf(71), "senha-segura-123").await.unwrap();

@@ -5,27 +5,13 @@
 
 use std::time::Duration;
 
-use interbank_tests::cluster::{Cluster, Spec};
+use interbank_tests::cluster::{Cluster, Spec, TEST_TIMINGS};
 use interbank_tests::tool;
 
 fn start() -> (Cluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = Spec::ephemeral(3, 2, dir.path());
-    spec.business_args = [
-        "--token-lost-ms",
-        "3000",
-        "--tick-ms",
-        "100",
-        "--in-doubt-ms",
-        "2000",
-        "--ring-lease-ms",
-        "2000",
-        "--peer-timeout-ms",
-        "3000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
     (Cluster::start(&spec).unwrap(), dir)
 }
 

@@ -14,11 +14,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use dataserver::api::{CommitRequest, Record, RecordOp};
+use dataserver::api::{CommitRequest, RecordOp};
 use futures::future::join_all;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use shared::api::{Operation, OperationKind, Status, Transaction, TransactionType};
+use shared::api::{Status, Transaction, TransactionType};
 use shared::{BankId, Document, Ibk};
 
 use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, PrepareRequest, PrepareResponse};
@@ -26,6 +26,7 @@ use super::settle::{self, Decision, Vote, WireOp};
 use super::{Interbank, PeerError, now_ms};
 use crate::error::ApiError;
 use crate::model::PACKAGES;
+use crate::model::{json, parse_record as parse};
 
 pub const QUEUE: &str = "queue";
 pub const DECISIONS: &str = "decisions";
@@ -62,21 +63,13 @@ impl Queued {
             owner: self.author,
             parent_id: None,
             kind: TransactionType::Package,
-            operations: self
-                .ops
-                .iter()
-                .enumerate()
-                .map(|(i, o)| Operation {
-                    id: format!("{}.{i}", self.id),
-                    from: o.from,
-                    to: o.to,
-                    kind: OperationKind::Transfer,
-                    amount: o.amount.money(),
-                    status,
-                    created_at: self.created_at.clone(),
-                    updated_at: updated.clone(),
-                })
-                .collect(),
+            operations: crate::ledger::package_operations(
+                &self.id,
+                self.ops.iter().map(|o| (o.from, o.to, o.amount.money())),
+                status,
+                &self.created_at,
+                &updated,
+            ),
             created_at: self.created_at.clone(),
             updated_at: updated,
             status,
@@ -113,15 +106,6 @@ impl From<dataserver::client::ClientError> for RoundError {
     fn from(e: dataserver::client::ClientError) -> Self {
         RoundError::Api(e.into())
     }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(r: &Record) -> Result<T, ApiError> {
-    serde_json::from_value(r.value.clone())
-        .map_err(|e| ApiError::Unavailable(format!("bad {}/{} record: {e}", r.collection, r.key)))
-}
-
-fn json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
 }
 
 /// Prepares `items` at `bank`: locally without HTTP, elsewhere through its peer route.

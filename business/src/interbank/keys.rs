@@ -21,6 +21,7 @@ use shared::{AccountId, BankId, Ibk, KeyType, PixKey};
 use super::{Interbank, PeerError};
 use crate::error::ApiError;
 use crate::model::{AccountRecord, AccountType, account_key};
+use crate::model::{json, parse_record};
 
 pub const PIX: &str = "pix";
 pub const ACCOUNT_KEYS: &str = "account_keys";
@@ -77,10 +78,6 @@ fn peer_error(e: PeerError) -> ApiError {
     }
 }
 
-fn json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
-}
-
 // -- the directory, at a key's home bank --
 
 pub async fn dir_reserve(ib: &Interbank, entry: &KeyEntry) -> Result<(), ApiError> {
@@ -106,7 +103,7 @@ pub async fn dir_reserve(ib: &Interbank, entry: &KeyEntry) -> Result<(), ApiErro
 
 pub async fn dir_get(ib: &Interbank, key: &PixKey) -> Result<Option<KeyEntry>, ApiError> {
     match ib.ds.get_record(PIX, key.as_str()).await? {
-        Some(r) => serde_json::from_value(r.value).map(Some).map_err(|e| ApiError::Unavailable(e.to_string())),
+        Some(r) => parse_record(&r).map(Some),
         None => Ok(None),
     }
 }
@@ -114,7 +111,7 @@ pub async fn dir_get(ib: &Interbank, key: &PixKey) -> Result<Option<KeyEntry>, A
 /// Removes `key` if it points at `ibk`.
 pub async fn dir_remove(ib: &Interbank, key: &PixKey, ibk: Ibk) -> Result<(), ApiError> {
     let Some(r) = ib.ds.get_record(PIX, key.as_str()).await? else { return Ok(()) };
-    let entry: KeyEntry = serde_json::from_value(r.value).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let entry: KeyEntry = parse_record(&r)?;
     if entry.ibk != ibk {
         return Err(ApiError::KeyNotFound);
     }
@@ -135,7 +132,7 @@ pub async fn resolve(ib: &Interbank, key: &PixKey) -> Result<KeyEntry, ApiError>
     if home == ib.me {
         return dir_get(ib, key).await?.ok_or(ApiError::KeyNotFound);
     }
-    let path = format!("/interbank/keys/{}", urlencode(key.as_str()));
+    let path = format!("/interbank/keys/{}", key.path_segment());
     ib.peers.call(home, Method::GET, &path, None::<&()>).await.map_err(peer_error)
 }
 
@@ -153,26 +150,14 @@ async fn unreserve(ib: &Interbank, key: &PixKey, ibk: Ibk) -> Result<(), ApiErro
     if home == ib.me {
         return dir_remove(ib, key, ibk).await;
     }
-    let path = format!("/interbank/keys/{}/{ibk}", urlencode(key.as_str()));
+    let path = format!("/interbank/keys/{}/{ibk}", key.path_segment());
     ib.peers.call::<serde_json::Value>(home, Method::DELETE, &path, None::<&()>).await.map_err(peer_error)?;
     Ok(())
 }
 
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 async fn account_keys(ib: &Interbank, account: AccountId) -> Result<(AccountKeys, u64), ApiError> {
     Ok(match ib.ds.get_record(ACCOUNT_KEYS, &account_key(account)).await? {
-        Some(r) => (serde_json::from_value(r.value).map_err(|e| ApiError::Unavailable(e.to_string()))?, r.version),
+        Some(r) => (parse_record(&r)?, r.version),
         None => (AccountKeys::default(), 0),
     })
 }

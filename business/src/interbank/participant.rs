@@ -18,6 +18,7 @@ use super::settle::{self, AccountView, Need, Refusal, Vote, WireOp};
 use super::{Interbank, now_ms, ring};
 use crate::error::ApiError;
 use crate::model::{ACCOUNTS, AccountRecord, HOLDS, HoldRecord, account_key};
+use crate::model::{json, parse_record as parse};
 
 pub const PREPARED: &str = "prepared";
 pub const OUTCOMES: &str = "outcomes";
@@ -100,15 +101,6 @@ pub struct SettledPackage {
     pub author: Ibk,
     /// The package's operations that touch this bank.
     pub ops: Vec<WireOp>,
-}
-
-fn parse<T: serde::de::DeserializeOwned>(r: &Record) -> Result<T, ApiError> {
-    serde_json::from_value(r.value.clone())
-        .map_err(|e| ApiError::Unavailable(format!("bad {}/{} record: {e}", r.collection, r.key)))
-}
-
-fn json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
 }
 
 pub async fn ring_state(ib: &Interbank) -> Result<(ring::RingState, u64), ApiError> {

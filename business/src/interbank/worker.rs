@@ -21,6 +21,7 @@ use super::participant::{RING, RING_STATE, ring_state};
 use super::ring::{self, PeerView, Receive, RingState, Token, Verdict};
 use super::{Interbank, PeerError, now_ms};
 use crate::error::ApiError;
+use crate::model::json;
 
 pub const GRANTS: &str = "grants";
 /// Grant-log entries kept per bank.
@@ -42,10 +43,6 @@ pub struct TokenPass {
     pub epoch: u64,
     pub seq: u64,
     pub from: BankId,
-}
-
-fn json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
 }
 
 /// Accepts `t` at this bank, worked by this replica: durably, with its grant-log entry.

@@ -185,7 +185,7 @@ pub async fn accounts_of_document(
 /// through their holders' own accounts).
 pub async fn accounts_held(state: &AppState, doc: &Document) -> Result<Vec<Account>, ApiError> {
     let Some(r) = state.ledger.ds.get_record(HOLDERS, doc.digits()).await? else { return Ok(vec![]) };
-    let h: HolderRecord = serde_json::from_value(r.value).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let h: HolderRecord = crate::model::parse_record(&r)?;
     match state.accounts.record(h.account).await? {
         Some(rec) => Ok(vec![state.accounts.view(rec).await?]),
         None => Ok(vec![]),
@@ -333,8 +333,7 @@ pub async fn grants(
     let page = state.ledger.ds.scan_records(GRANTS, "", after.as_deref(), 1_000).await?;
     let mut entries = Vec::with_capacity(page.records.len());
     for r in &page.records {
-        let g: GrantEntry =
-            serde_json::from_value(r.value.clone()).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let g: GrantEntry = crate::model::parse_record(r)?;
         entries.push(serde_json::json!({ "n": r.key.parse::<u64>().unwrap_or(0), "grant": g }));
     }
     let next = page.next.and_then(|k| k.parse::<u64>().ok());

@@ -247,7 +247,7 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
 
 async fn package_record(state: &AppState, id: &str) -> Result<Transaction, ApiError> {
     let r = state.ledger.ds.get_record(PACKAGES, id).await?.ok_or(ApiError::PackageNotFound)?;
-    serde_json::from_value(r.value).map_err(|e| ApiError::Unavailable(format!("bad package record: {e}")))
+    crate::model::parse_record(&r)
 }
 
 /// `GET /api/payments/{id}`: a package's status, for whoever holds its author account.

@@ -178,7 +178,7 @@ fn PackageBuilder(
             Ok(Target::Key(k)) => {
                 let api = c.api();
                 spawn_local(async move {
-                    match api.resolve_key(k.as_str()).await {
+                    match api.resolve_key(&k).await {
                         Ok(info) => recipient.set(Some(format!("{} — {}", info.name, info.ibk))),
                         Err(e) => error.set(Some(e)),
                     }
@@ -291,7 +291,7 @@ fn Keys(me: Ibk, keys: RwSignal<Vec<KeyInfo>>, on_done: impl Fn() + Copy + Send 
             busy.set(false);
         });
     };
-    let remove = move |k: String| {
+    let remove = move |k: shared::PixKey| {
         let api = c.api();
         spawn_local(async move {
             if let Err(e) = api.remove_key(&k).await {
@@ -305,8 +305,8 @@ fn Keys(me: Ibk, keys: RwSignal<Vec<KeyInfo>>, on_done: impl Fn() + Copy + Send 
             <h2>{c.t("pix_keys")}</h2>
             <ul id="keys">
                 <For each=move || keys.get() key=|k| k.key.to_string() children=move |k: KeyInfo| {
-                    let value = k.key.to_string();
-                    view! { <li>{value.clone()} " " <button class="link" on:click=move |_| remove(value.clone())>{c.t("remove")}</button></li> }
+                    let key = k.key.clone();
+                    view! { <li>{k.key.to_string()} " " <button class="link" on:click=move |_| remove(key.clone())>{c.t("remove")}</button></li> }
                 } />
             </ul>
             <div class="row">
