@@ -338,6 +338,19 @@ impl Accounts {
         })
     }
 
+    /// Revokes a live session: its record is deleted, so no replica accepts the token again.
+    pub async fn logout(&self, token: &str) -> Result<(), ApiError> {
+        self.session(token).await?;
+        let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        commit.records.push(RecordOp::Delete {
+            collection: SESSIONS.into(),
+            key: session_key(token),
+            if_version: None,
+        });
+        self.ds.commit(&commit).await?;
+        Ok(())
+    }
+
     /// The account a live session token belongs to.
     pub async fn session(&self, token: &str) -> Result<AccountRecord, ApiError> {
         if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {

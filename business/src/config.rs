@@ -110,6 +110,30 @@ pub struct Settings {
     /// `lock_batch_max`).
     #[arg(long, env = "BUSINESS_BATCH_ACCOUNTS_MAX", default_value_t = 512)]
     pub batch_accounts_max: usize,
+
+    /// Failed logins an account may take per window; then even the right password waits.
+    #[arg(long, env = "BUSINESS_LOGIN_FAILURES_PER_ACCOUNT_MAX", default_value_t = 5)]
+    pub login_failures_per_account_max: u32,
+
+    /// Failed logins one client address may make per window (guessing across accounts).
+    #[arg(long, env = "BUSINESS_LOGIN_FAILURES_PER_ADDRESS_MAX", default_value_t = 30)]
+    pub login_failures_per_address_max: u32,
+
+    /// The window of the login limits.
+    #[arg(long, env = "BUSINESS_LOGIN_WINDOW_MS", default_value_t = 300_000)]
+    pub login_window_ms: u64,
+
+    /// Pix key lookups one customer may make per window (key enumeration is a known attack).
+    #[arg(long, env = "BUSINESS_KEY_LOOKUPS_PER_ACCOUNT_MAX", default_value_t = 60)]
+    pub key_lookups_per_account_max: u32,
+
+    /// Pix key lookups one client address may make per window, whatever the session.
+    #[arg(long, env = "BUSINESS_KEY_LOOKUPS_PER_ADDRESS_MAX", default_value_t = 600)]
+    pub key_lookups_per_address_max: u32,
+
+    /// The window of the key-lookup limits.
+    #[arg(long, env = "BUSINESS_KEY_LOOKUP_WINDOW_MS", default_value_t = 60_000)]
+    pub key_lookup_window_ms: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -141,6 +165,8 @@ pub mod limits {
     pub const STATEMENT_PAGE_MAX: usize = 100;
     pub const PASSWORD_LEN_MIN: usize = 8;
     pub const PASSWORD_LEN_MAX: usize = 128;
+    /// Distinct keys (accounts, addresses) each attempt counter remembers.
+    pub const THROTTLE_KEYS_MAX: usize = 100_000;
     /// Most holders of one joint account.
     pub const JOINT_HOLDERS_MAX: usize = 8;
     /// Attempts to open an account when another opening took the same id first.

@@ -57,8 +57,8 @@ pub enum ApiError {
     KeyNotFound,
     #[error("no such package")]
     PackageNotFound,
-    #[error("too many requests; slow down")]
-    RateLimited,
+    #[error("too many attempts; try again in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
 }
 
 impl ApiError {
@@ -96,7 +96,7 @@ impl ApiError {
             ApiError::KeyTaken => "key_taken",
             ApiError::KeyNotFound => "key_not_found",
             ApiError::PackageNotFound => "package_not_found",
-            ApiError::RateLimited => "rate_limited",
+            ApiError::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -111,7 +111,7 @@ impl ResponseError for ApiError {
             ApiError::StaleEpoch { .. } | ApiError::StaleToken | ApiError::KeyTaken => StatusCode::CONFLICT,
             ApiError::UnknownBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::KeyNotFound | ApiError::PackageNotFound => StatusCode::NOT_FOUND,
-            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::DocumentTaken(_) | ApiError::BalanceNotZero(_) | ApiError::InFlight => StatusCode::CONFLICT,
             ApiError::JointHolderMissing(_) | ApiError::WrongBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -128,7 +128,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody::new(self.code(), self.to_string()))
+        let mut r = HttpResponse::build(self.status_code());
+        if let ApiError::RateLimited { retry_after_s } = self {
+            r.insert_header(("retry-after", retry_after_s.to_string()));
+        }
+        r.json(ErrorBody::new(self.code(), self.to_string()))
     }
 }
 

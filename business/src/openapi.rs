@@ -31,7 +31,7 @@ impl Modify for Credentials {
     info(title = "InterBank business server", description = "One bank's replica: the operator (teller) API, the customers' accounts, payments and Pix keys, and the routes between banks. Every error is `{ \"error\": code, \"message\": text }`."),
     paths(
         routes::operator::deposit, routes::operator::withdrawal, routes::operator::transfer, routes::operator::balance,
-        routes::accounts::create, routes::accounts::login, routes::accounts::get, routes::accounts::all,
+        routes::accounts::create, routes::accounts::login, routes::accounts::logout, routes::accounts::get, routes::accounts::all,
         routes::accounts::close, routes::accounts::transactions,
         routes::payments::deposit, routes::payments::withdraw, routes::payments::pay, routes::payments::get_package,
         routes::keys::register, routes::keys::resolve, routes::keys::remove, routes::keys::list,

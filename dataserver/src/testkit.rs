@@ -31,6 +31,15 @@ pub struct SpawnOptions {
     pub keys: Vec<(BusinessId, String)>,
     pub listen: String,
     pub extra_args: Vec<String>,
+    /// Where stderr goes, with its `RUST_LOG` filter (`None`: inherited, at `warn`).
+    pub log: Option<LogTo>,
+}
+
+/// A process's log, captured in a file for tests that read it (secrets never logged).
+#[derive(Debug, Clone)]
+pub struct LogTo {
+    pub file: PathBuf,
+    pub filter: String,
 }
 
 impl SpawnOptions {
@@ -41,17 +50,24 @@ impl SpawnOptions {
             keys,
             listen: "127.0.0.1:0".into(),
             extra_args: vec![],
+            log: None,
         }
     }
 }
 
 /// Starts `cmd` with stdout piped and returns it with its first line of output, which our
 /// servers print once they listen (after recovery). Stdout keeps being drained afterwards.
-pub fn spawn_command(mut cmd: Command) -> std::io::Result<(Child, String)> {
-    cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+pub fn spawn_command(mut cmd: Command, log: Option<&LogTo>) -> std::io::Result<(Child, String)> {
+    match log {
+        Some(l) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(&l.file)?;
+            cmd.env("RUST_LOG", &l.filter).stderr(file);
+        }
+        None => {
+            cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).stderr(Stdio::inherit());
+        }
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
     let (tx, rx) = mpsc::channel();
@@ -85,7 +101,7 @@ pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
         cmd.arg("--key").arg(format!("{b}:{k}"));
     }
     cmd.args(&opts.extra_args);
-    let (child, line) = spawn_command(cmd)?;
+    let (child, line) = spawn_command(cmd, opts.log.as_ref())?;
     let parse = || -> Option<(SocketAddr, u64)> {
         Some((listening_addr(&line)?, line.split(" boot_epoch=").nth(1)?.trim().parse().ok()?))
     };

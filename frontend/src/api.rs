@@ -65,6 +65,13 @@ impl Api {
         self.send("POST", "/api/accounts/auth", &serde_json::json!({ "ibk": ibk, "password": password })).await
     }
 
+    /// Revokes the session at the bank (204, no body), so the token opens nothing any more.
+    pub async fn logout(&self) -> Result<(), String> {
+        let url = format!("{}/api/accounts/auth", self.base);
+        let resp = self.req(Request::delete(&url)).send().await.map_err(|e| format!("network: {e}"))?;
+        if resp.ok() { Ok(()) } else { Err(format!("HTTP {}", resp.status())) }
+    }
+
     pub async fn account(&self, id: u64) -> Result<Account, String> {
         self.get(&format!("/api/accounts/{id}")).await
     }

@@ -54,7 +54,14 @@ pub fn App() -> impl IntoView {
                 " "
                 <button class="link" id="lang" on:click=toggle>{c.t("language")}</button>
                 <Show when=move || c.session.get().is_some()>
-                    <button class="link" id="logout" on:click=move |_| c.session.set(None)>{c.t("log_out")}</button>
+                    <button class="link" id="logout" on:click=move |_| {
+                        // Forgotten here at once; revoked at the bank so a copied token dies too.
+                        let api = c.api();
+                        leptos::task::spawn_local(async move {
+                            let _ = api.logout().await;
+                        });
+                        c.session.set(None);
+                    }>{c.t("log_out")}</button>
                 </Show>
                 <Show when=move || c.bank.get().is_some() && c.session.get().is_none()>
                     <button class="link" id="change-bank" on:click=move |_| c.bank.set(None)>{c.t("choose_bank")}</button>

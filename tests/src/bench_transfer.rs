@@ -88,7 +88,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
             "--operator-key",
             OPERATOR_KEY,
         ]);
-        let (child, line) = spawn_command(cmd).map_err(|e| e.to_string())?;
+        let (child, line) = spawn_command(cmd, None).map_err(|e| e.to_string())?;
         guard.0.push(child);
         addrs.push(listening_addr(&line).ok_or("replica printed no address")?);
     }

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use dataserver::testkit::{DataServerProcess, SpawnOptions, listening_addr, spawn, spawn_command};
+use dataserver::testkit::{DataServerProcess, LogTo, SpawnOptions, listening_addr, spawn, spawn_command};
 use shared::BusinessId;
 
 /// The default prefix of every secret of a local network: marks them as DEVELOPMENT SECRETS.
@@ -63,6 +63,8 @@ pub struct Spec {
     pub business_args: Vec<String>,
     /// Every data-server key and bank secret starts with it (see [`DEV_SECRET_PREFIX`]).
     pub secret_prefix: String,
+    /// When set, every process logs into `{dir}/{process}.log` at this `RUST_LOG` filter.
+    pub log: Option<(PathBuf, String)>,
 }
 
 impl Spec {
@@ -77,6 +79,7 @@ impl Spec {
             operator_key: "operator-key-for-tests".into(),
             business_args: vec![],
             secret_prefix: DEV_SECRET_PREFIX.into(),
+            log: None,
         }
     }
 }
@@ -86,6 +89,7 @@ pub struct Replica {
     pub business: BusinessId,
     pub addr: SocketAddr,
     args: Vec<String>,
+    log: Option<LogTo>,
     child: Option<Child>,
 }
 
@@ -254,6 +258,10 @@ impl Cluster {
             let keys: Vec<(BusinessId, String)> = ids.iter().map(|b| (*b, dev_key(&spec.secret_prefix, *b))).collect();
             let mut opts = SpawnOptions::new(&ds_bin, spec.data.join(format!("bank{n}")), keys.clone());
             opts.listen = format!("127.0.0.1:{ds_port}");
+            let log_to = |name: String| {
+                spec.log.as_ref().map(|(dir, filter)| LogTo { file: dir.join(name), filter: filter.clone() })
+            };
+            opts.log = log_to(format!("dataserver-{n}.log"));
             let ds = spawn(&opts).map_err(|e| format!("bank {n}'s data server: {e}"))?;
             let ds_addr = ds.addr;
             let mut replicas = Vec::new();
@@ -276,7 +284,13 @@ impl Cluster {
                 ];
                 args.extend(spec.business_args.iter().cloned());
                 let addr = format!("127.0.0.1:{port}").parse().map_err(|e| format!("{e}"))?;
-                replicas.push(Replica { business: *b, addr, args, child: None });
+                replicas.push(Replica {
+                    business: *b,
+                    addr,
+                    args,
+                    log: log_to(format!("business-{b}.log")),
+                    child: None,
+                });
             }
             banks.push(Bank { id: n, ds: Some(ds), ds_opts: opts, ds_addr, replicas });
         }
@@ -299,7 +313,8 @@ impl Cluster {
         }
         let mut cmd = Command::new(&self.business_bin);
         cmd.args(&rep.args);
-        let (child, line) = spawn_command(cmd).map_err(|e| format!("replica {}: {e}", rep.business))?;
+        let (child, line) =
+            spawn_command(cmd, rep.log.as_ref()).map_err(|e| format!("replica {}: {e}", rep.business))?;
         let addr = listening_addr(&line).ok_or_else(|| format!("replica {} printed {line:?}", rep.business))?;
         if addr != rep.addr {
             return Err(format!("replica {} listens on {addr}, not {}", rep.business, rep.addr));

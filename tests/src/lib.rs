@@ -10,5 +10,6 @@ pub mod cluster;
 pub mod lean_http;
 pub mod load;
 pub mod procs;
+pub mod security;
 pub mod tool;
 pub mod up;

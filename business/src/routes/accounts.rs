@@ -49,10 +49,46 @@ pub async fn create(state: web::Data<AppState>, body: web::Json<CreateAccount>) 
     path = "/api/accounts/auth",
     tag = "accounts",
     request_body = shared::api::Login,
-    responses((status = 200, body = shared::api::Session), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody))
+    responses((status = 200, body = shared::api::Session), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 429, description = "too many failed logins", body = ErrorBody))
 )]
-pub async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.accounts.login(body.into_inner()).await?))
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Login>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let (account, address) = (body.ibk.to_string(), crate::client_address(&req));
+    let t = &state.throttles;
+    let now = crate::interbank::now_ms();
+    // Looked at before the password is checked: while locked out, even the right password is
+    // refused, so guessing gains nothing, and no argon2 work is spent on it.
+    let wait =
+        t.login_failures_per_account.blocked(&account, now).or(t.login_failures_per_address.blocked(&address, now));
+    if let Some(ms) = wait {
+        return Err(ApiError::RateLimited { retry_after_s: ms.div_ceil(1000) });
+    }
+    match state.accounts.login(body).await {
+        Err(ApiError::InvalidCredentials) => {
+            t.login_failures_per_account.record(&account, now);
+            t.login_failures_per_address.record(&address, now);
+            tracing::info!(%account, %address, "login refused");
+            Err(ApiError::InvalidCredentials)
+        }
+        r => Ok(HttpResponse::Ok().json(r?)),
+    }
+}
+
+/// Ends the session whose token is presented: it opens nothing any more, on any replica.
+#[utoipa::path(
+    delete,
+    path = "/api/accounts/auth",
+    tag = "accounts",
+    responses((status = 204, description = "the session is revoked"), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.accounts.logout(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(
@@ -177,7 +213,7 @@ pub async fn transactions(
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/accounts").route(web::post().to(create)))
-        .service(resource("/api/accounts/auth").route(web::post().to(login)))
+        .service(resource("/api/accounts/auth").route(web::post().to(login)).route(web::delete().to(logout)))
         .service(resource("/api/accounts/{id}").route(web::get().to(get)).route(web::delete().to(close)))
         .service(resource("/api/accounts/{id}/all").route(web::get().to(all)))
         .service(resource("/api/accounts/{id}/transactions").route(web::get().to(transactions)));

@@ -51,7 +51,7 @@ pub async fn register(
     path = "/api/keys/{key}",
     tag = "pix",
     params(("key" = String, Path)),
-    responses((status = 200, body = shared::api::KeyInfo), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = shared::api::KeyInfo), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, description = "too many lookups", body = ErrorBody)),
     security(("customer" = []))
 )]
 pub async fn resolve(
@@ -59,8 +59,13 @@ pub async fn resolve(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    // Only customers resolve keys: enumeration of keys is a known attack on Pix.
-    state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
+    // Only customers resolve keys, and only so many per window: enumeration of keys (who owns
+    // which phone number) is a known attack on Pix. Every lookup counts, found or not.
+    let (t, now) = (&state.throttles, crate::interbank::now_ms());
+    let limited = |ms: u64| ApiError::RateLimited { retry_after_s: ms.div_ceil(1000) };
+    t.key_lookups_per_address.check(&crate::client_address(&req), now).map_err(limited)?;
+    let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
+    t.key_lookups_per_account.check(&me.id.to_string(), now).map_err(limited)?;
     let key: PixKey = path.parse().map_err(|e: shared::pix::KeyError| ApiError::invalid(e.code(), e.to_string()))?;
     Ok(HttpResponse::Ok().json(keys::resolve(&state.interbank, &key).await?.info()))
 }

@@ -268,6 +268,8 @@ pub async fn get_package(
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::invalid("package_id_invalid", "a package id is 1 to 64 letters and digits"));
     }
+    // The session first: without one, nobody learns whether a package id exists.
+    state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
     let t = package_record(&state, &id).await?;
     session_and_account(&state, &req, t.owner.account).await?;
     Ok(HttpResponse::Ok().json(t))

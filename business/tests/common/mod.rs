@@ -74,7 +74,7 @@ pub fn start_bank(n: u32, extra: &[&str]) -> Bank {
                     OPERATOR_KEY,
                 ])
                 .args(extra);
-            let (child, line) = spawn_command(cmd).unwrap();
+            let (child, line) = spawn_command(cmd, None).unwrap();
             Replica { child, addr: listening_addr(&line).unwrap(), business: *b }
         })
         .collect();

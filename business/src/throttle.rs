@@ -1,0 +1,99 @@
+//! Attempt counters in fixed windows: how many times a key (an account, an address) did
+//! something within the current window, refused once it reaches the limit.
+//!
+//! Written here rather than taken from a rate-limiting crate because login throttling counts
+//! *failures* and must look before it counts: a correct password is refused while the account
+//! is locked out, and a successful login costs nothing. Key-bucket crates consume on every check.
+//!
+//! The counters live in each replica's memory: an attacker spreading guesses over `n` replicas
+//! gets `n` times the budget, which the limits are chosen to tolerate; nothing else is lost when
+//! a replica restarts. Memory is bounded by `keys_max`.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Attempts allowed per window.
+    pub count_max: u32,
+    pub window_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct Throttle {
+    limit: Limit,
+    keys_max: usize,
+    windows: Mutex<HashMap<String, (u64, u32)>>, // key → (window start, count)
+}
+
+impl Throttle {
+    pub fn new(limit: Limit, keys_max: usize) -> Throttle {
+        Throttle { limit, keys_max, windows: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether `key` has used up its attempts in the window running at `now_ms`; if so, how many
+    /// milliseconds until the window ends.
+    pub fn blocked(&self, key: &str, now_ms: u64) -> Option<u64> {
+        let windows = self.windows.lock();
+        let (start, count) = *windows.get(key)?;
+        let end = start.saturating_add(self.limit.window_ms);
+        (now_ms < end && count >= self.limit.count_max).then(|| end - now_ms)
+    }
+
+    /// Counts an attempt of `key`. Returns whether it was within the limit.
+    pub fn record(&self, key: &str, now_ms: u64) -> bool {
+        let mut windows = self.windows.lock();
+        if windows.len() >= self.keys_max && !windows.contains_key(key) {
+            let window_ms = self.limit.window_ms;
+            windows.retain(|_, (start, _)| start.saturating_add(window_ms) > now_ms);
+            if windows.len() >= self.keys_max {
+                // Every slot is live: forget the oldest window rather than refuse newcomers,
+                // which would let an attacker lock everybody out by filling the table.
+                if let Some(oldest) = windows.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| k.clone()) {
+                    windows.remove(&oldest);
+                }
+            }
+        }
+        let w = windows.entry(key.to_string()).or_insert((now_ms, 0));
+        if now_ms >= w.0.saturating_add(self.limit.window_ms) {
+            *w = (now_ms, 0);
+        }
+        w.1 = w.1.saturating_add(1);
+        w.1 <= self.limit.count_max
+    }
+
+    /// Counts an attempt and refuses it when over the limit.
+    pub fn check(&self, key: &str, now_ms: u64) -> Result<(), u64> {
+        if self.record(key, now_ms) { Ok(()) } else { Err(self.blocked(key, now_ms).unwrap_or(self.limit.window_ms)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_refused_after_its_attempts_until_the_window_ends() {
+        let t = Throttle::new(Limit { count_max: 3, window_ms: 1_000 }, 16);
+        for i in 0..3 {
+            assert_eq!(t.blocked("a", 10 + i), None);
+            assert!(t.record("a", 10 + i));
+        }
+        assert_eq!(t.blocked("a", 20), Some(990));
+        assert!(t.check("a", 20).is_err());
+        assert_eq!(t.blocked("b", 20), None, "other keys are not affected");
+        assert_eq!(t.blocked("a", 1_010), None, "a new window starts afresh");
+        assert!(t.check("a", 1_010).is_ok());
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let t = Throttle::new(Limit { count_max: 1, window_ms: 1_000_000 }, 8);
+        for i in 0..1_000 {
+            t.record(&i.to_string(), i);
+        }
+        assert!(t.windows.lock().len() <= 8);
+        assert!(t.blocked("999", 1_000).is_some(), "the newest windows are kept");
+    }
+}

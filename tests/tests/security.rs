@@ -1,0 +1,151 @@
+//! Access control and hostile input over a real 2-bank network: every protected endpoint of the
+//! three APIs refuses every wrong credential, every hostile request gets a 4xx with the JSON
+//! error body, nothing in any bank's durable state changes, no process answers a 5xx, and no
+//! secret reaches a log. Then the login and key-lookup limits, and logout.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use interbank_tests::client::sign_in;
+use interbank_tests::cluster::{Cluster, DEV_SECRET_PREFIX, Spec, TEST_TIMINGS};
+use interbank_tests::security::{self, PASSWORD};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_and_hostile_requests_change_nothing_and_leak_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut spec = Spec::ephemeral(2, 2, &dir.path().join("data"));
+    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
+    // Everything the processes say, down to debug, goes to files we read at the end.
+    spec.log = Some((logs.clone(), "debug".into()));
+    let c = Cluster::start(&spec).unwrap();
+    let w = security::prepare(&c).await.unwrap();
+
+    let before = security::snapshot(&c).await.unwrap();
+    let matrix = security::authorization_matrix(&w);
+    let hostile = security::hostile_table(&w);
+    assert!(hostile.len() >= 200, "the hostile table has {} requests", hostile.len());
+    for api in ["dataserver", "operator", "customer", "interbank"] {
+        assert!(matrix.iter().any(|p| p.api == api) && hostile.iter().any(|p| p.api == api), "{api} is covered");
+    }
+    let m = security::run(&matrix).await;
+    let h = security::run(&hostile).await;
+    let after = security::snapshot(&c).await.unwrap();
+    assert!(m.violations.is_empty(), "authorization matrix: {:#?}", m.violations);
+    assert!(h.violations.is_empty(), "hostile table: {:#?}", h.violations);
+    assert_eq!(security::diff(&before, &after), Vec::<String>::new(), "state changed");
+    assert_eq!(security::server_errors(&c).await.unwrap(), 0, "a process answered 5xx");
+
+    // A refused login is logged (who and from where), its password is not.
+    let guess = "guessed-password-42";
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/accounts/auth", w.business[0]))
+        .json(&json!({ "ibk": w.a.ibk(), "password": guess }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    eprintln!(
+        "authorization matrix: {} requests {:?}; hostile table: {} requests {:?}",
+        m.tried, m.by_api, h.tried, h.by_api
+    );
+
+    // Secrets never logged: not the passwords, the session tokens, the operator key, the bank
+    // secrets or the data-server keys — while the logs do show the work was logged.
+    let mut text = String::new();
+    for e in std::fs::read_dir(&logs).unwrap() {
+        text.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+    }
+    assert!(text.contains("login refused"), "the refused login was not logged: nothing was checked");
+    let mut secrets = vec![
+        PASSWORD.to_string(),
+        guess.to_string(),
+        w.a.token.clone(),
+        w.b.token.clone(),
+        w.c.token.clone(),
+        w.revoked.clone(),
+    ];
+    secrets.push(c.operator_key.clone());
+    secrets.extend(w.secrets.iter().cloned());
+    secrets.extend(c.banks.iter().flat_map(|b| b.ds_opts.keys.iter().map(|(_, k)| k.clone())));
+    assert!(secrets.iter().all(|s| s.len() >= 8));
+    for s in &secrets {
+        assert!(!text.contains(s.as_str()), "a secret reached the logs: {s:.6}…");
+    }
+    assert!(!text.contains(DEV_SECRET_PREFIX), "a key or secret reached the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_and_key_lookups_are_limited_and_logout_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(2, 2, dir.path());
+    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
+    spec.business_args.extend(
+        [
+            "--login-failures-per-account-max",
+            "3",
+            "--login-failures-per-address-max",
+            "8",
+            "--key-lookups-per-account-max",
+            "5",
+        ]
+        .map(String::from),
+    );
+    let c = Cluster::start(&spec).unwrap();
+    let w = security::prepare(&c).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = &w.business[0];
+    let login = |ibk: String, pw: &str| {
+        http.post(format!("{base}/api/accounts/auth")).json(&json!({ "ibk": ibk, "password": pw })).send()
+    };
+
+    // Per account: three wrong passwords, then even the right one waits, with Retry-After.
+    let a = w.a.ibk().to_string();
+    for _ in 0..3 {
+        assert_eq!(login(a.clone(), "wrong-password").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = login(a.clone(), PASSWORD).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(r.json::<shared::ErrorBody>().await.unwrap().error, "rate_limited");
+    // Another account is not locked out by A's failures.
+    let b = w.b.ibk().to_string();
+    assert_eq!(login(b.clone(), PASSWORD).await.unwrap().status(), StatusCode::OK);
+    // Per address: guessing across accounts (unknown ones too) stops at the address's limit.
+    let mut statuses = Vec::new();
+    for n in 0..8 {
+        statuses.push(login(format!("1-{}", 1000 + n), "wrong-password").await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
+    assert_eq!(login(b, PASSWORD).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS, "the address is limited");
+
+    // Key lookups: five per customer per window, found or not.
+    let segment = |k: &str| shared::PixKey::parse_as(shared::pix::KeyType::Email, k).unwrap().path_segment();
+    let key = format!("/api/keys/{}", segment(&w.key));
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let path =
+            if n % 2 == 0 { key.clone() } else { format!("/api/keys/{}", segment(&format!("ninguem{n}@example.com"))) };
+        statuses
+            .push(http.get(format!("{base}{path}")).bearer_auth(&w.b.token).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 404, 200, 404, 200, 429]);
+
+    // Logout revokes the session on every replica; other sessions live on.
+    let me = format!("/api/accounts/{}", w.c.ibk().account);
+    let cb = &w.business[1];
+    let c2 = sign_in(&http, cb, w.c.ibk(), PASSWORD).await.unwrap();
+    assert_eq!(http.get(format!("{cb}{me}")).bearer_auth(&c2.token).send().await.unwrap().status(), StatusCode::OK);
+    let r = http.delete(format!("{cb}/api/accounts/auth")).bearer_auth(&c2.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let cb2 = &c.banks[1].urls()[1];
+    for url in [cb, cb2] {
+        let r = http.get(format!("{url}{me}")).bearer_auth(&c2.token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a revoked token opens nothing at {url}");
+    }
+    let r = http.get(format!("{cb2}{me}")).bearer_auth(&w.c.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the customer's other session lives on");
+    let r = http.delete(format!("{cb}/api/accounts/auth")).bearer_auth(&c2.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a session is revoked once");
+}
