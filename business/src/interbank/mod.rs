@@ -10,6 +10,7 @@ pub mod keys;
 pub mod participant;
 pub mod ring;
 pub mod settle;
+pub mod sim;
 pub mod worker;
 
 use std::path::Path;
