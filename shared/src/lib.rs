@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod money;
 pub mod pix;
+pub mod roundtrip;
 
 pub use document::{Document, DocumentError};
 pub use error::ErrorBody;
