@@ -65,6 +65,9 @@ pub struct Spec {
     pub secret_prefix: String,
     /// When set, every process logs into `{dir}/{process}.log` at this `RUST_LOG` filter.
     pub log: Option<(PathBuf, String)>,
+    /// Put a [`crate::proxy::Proxy`] in front of every replica for its peers (needs a tokio
+    /// runtime): the network file lists the proxies, customers reach replicas directly.
+    pub peer_proxies: bool,
 }
 
 impl Spec {
@@ -80,6 +83,7 @@ impl Spec {
             business_args: vec![],
             secret_prefix: DEV_SECRET_PREFIX.into(),
             log: None,
+            peer_proxies: false,
         }
     }
 }
@@ -138,6 +142,8 @@ pub struct Cluster {
     pub network_file: PathBuf,
     pub operator_key: String,
     business_bin: PathBuf,
+    /// Per bank, the proxies its peers go through (empty unless `Spec::peer_proxies`).
+    pub proxies: Vec<Vec<crate::proxy::Proxy>>,
 }
 
 fn network_toml(banks: &[(u32, Vec<String>)], prefix: &str) -> String {
@@ -246,9 +252,28 @@ impl Cluster {
             };
             plan.push((n, ds_port, ports));
         }
+        let mut proxies: Vec<Vec<crate::proxy::Proxy>> = Vec::new();
+        if spec.peer_proxies {
+            for (_, _, ports) in &plan {
+                let mut of_bank = Vec::new();
+                for p in ports {
+                    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                    let upstream = format!("127.0.0.1:{p}").parse().map_err(|e| format!("{e}"))?;
+                    of_bank.push(crate::proxy::Proxy::start(l, upstream).map_err(|e| e.to_string())?);
+                }
+                proxies.push(of_bank);
+            }
+        }
         let network: Vec<(u32, Vec<String>)> = plan
             .iter()
-            .map(|(n, _, ports)| (*n, ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect()))
+            .enumerate()
+            .map(|(i, (n, _, ports))| {
+                let urls = match proxies.get(i) {
+                    Some(px) => px.iter().map(|p| format!("http://{}", p.addr)).collect(),
+                    None => ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(),
+                };
+                (*n, urls)
+            })
             .collect();
         let network_file = spec.data.join("network.toml");
         std::fs::write(&network_file, network_toml(&network, &spec.secret_prefix)).map_err(|e| e.to_string())?;
@@ -296,7 +321,7 @@ impl Cluster {
         }
         let local = local_toml(&banks, &spec.operator_key);
         std::fs::write(spec.data.join("local.toml"), local).map_err(|e| e.to_string())?;
-        let mut c = Cluster { banks, network_file, operator_key: spec.operator_key.clone(), business_bin };
+        let mut c = Cluster { banks, network_file, operator_key: spec.operator_key.clone(), business_bin, proxies };
         for b in 0..c.banks.len() {
             for r in 0..c.banks[b].replicas.len() {
                 c.start_replica(b, r)?;

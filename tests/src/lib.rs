@@ -10,6 +10,8 @@ pub mod cluster;
 pub mod lean_http;
 pub mod load;
 pub mod procs;
+pub mod proxy;
+pub mod reliability;
 pub mod security;
 pub mod tool;
 pub mod up;

@@ -24,6 +24,9 @@ enum Command {
     Load(interbank_tests::tool::LoadArgs),
     /// The invariant checker: prints each violation and exits non-zero if there is one.
     Check(CheckArgs),
+    /// The reliability and security suite: faults over real processes, the protocol simulation,
+    /// the authorization matrix and hostile input; prints a table (violations must be 0).
+    Reliability(interbank_tests::reliability::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +149,15 @@ async fn main() -> ExitCode {
             .await
         }
         Command::Up(args) => up::run(args).await,
+        Command::Reliability(a) => {
+            async {
+                let rows = interbank_tests::reliability::run(&a).await?;
+                interbank_tests::reliability::print(&rows);
+                let n: usize = rows.iter().map(|r| r.violations.len()).sum();
+                if n == 0 { Ok(()) } else { Err(format!("{n} violations")) }
+            }
+            .await
+        }
         Command::Bench(Bench::Transfer(args)) => {
             let json = args.json;
             bench_transfer::run(args).await.map(|r| bench_transfer::print(&r, json))

@@ -1051,6 +1051,31 @@ pub async fn run(probes: &[Probe]) -> Outcome {
     out
 }
 
+/// What [`suite`] found.
+#[derive(Debug)]
+pub struct Suite {
+    pub world: World,
+    pub matrix: Outcome,
+    pub hostile: Outcome,
+    /// Changes of durable state between before and after, and any 5xx answered.
+    pub changed: Vec<String>,
+}
+
+/// Prepares the world, then runs both tables between two snapshots.
+pub async fn suite(c: &Cluster) -> Result<Suite, String> {
+    let world = prepare(c).await?;
+    let before = snapshot(c).await?;
+    let matrix = run(&authorization_matrix(&world)).await;
+    let hostile = run(&hostile_table(&world)).await;
+    let after = snapshot(c).await?;
+    let mut changed = diff(&before, &after);
+    let errors = server_errors(c).await?;
+    if errors > 0 {
+        changed.push(format!("{errors} responses were 5xx"));
+    }
+    Ok(Suite { world, matrix, hostile, changed })
+}
+
 /// Every bank's durable state that a request could change, as (collection, key) → version, plus
 /// the posted amounts and the journal's length. Ring bookkeeping is left out: the token moves by
 /// itself.

@@ -118,6 +118,10 @@ pub struct LoadReport {
     pub errors: BTreeMap<String, u64>,
     /// Cross-bank packages accepted (settled asynchronously).
     pub packages: Vec<String>,
+    /// Same-bank transfers acknowledged as applied: (bank, package id). Each must be found
+    /// afterwards, whatever crashed in between.
+    #[serde(skip)]
+    pub acked: Vec<(u32, String)>,
 }
 
 /// A customer of the load, with the replicas of its bank to fail over to.
@@ -280,6 +284,7 @@ pub async fn load(
             let mut hists: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut packages = Vec::new();
+            let mut acked = Vec::new();
             let me = actor.customer.ibk();
             let same_bank: Vec<shared::Ibk> = ibks.iter().copied().filter(|x| x.bank == me.bank && *x != me).collect();
             let other_banks: Vec<shared::Ibk> = ibks.iter().copied().filter(|x| x.bank != me.bank).collect();
@@ -345,6 +350,8 @@ pub async fn load(
                         let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
                         if tx.status == shared::api::Status::Pending {
                             packages.push((actor.customer.clone(), tx.id));
+                        } else if kind == Kind::Transfer && tx.status == shared::api::Status::Success {
+                            acked.push((me.bank.get(), tx.id));
                         }
                         done.fetch_add(1, Relaxed);
                     }
@@ -354,7 +361,7 @@ pub async fn load(
                     }
                 }
             }
-            (hists, errors, packages)
+            (hists, errors, packages, acked)
         }));
     }
     if let Some(pb) = &pb {
@@ -372,8 +379,10 @@ pub async fn load(
     let mut hists: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut packages = Vec::new();
+    let mut acked = Vec::new();
     for task in tasks {
-        let (h, e, p) = task.await.map_err(|e| e.to_string())?;
+        let (h, e, p, a) = task.await.map_err(|e| e.to_string())?;
+        acked.extend(a);
         for (k, v) in h {
             hists
                 .entry(k)
@@ -412,6 +421,7 @@ pub async fn load(
         kinds,
         errors,
         packages: packages.into_iter().map(|(_, id)| id).collect(),
+        acked,
     })
 }
 

@@ -160,6 +160,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         .concat(),
         secret_prefix: args.secret_prefix.clone(),
         log: None,
+        peer_proxies: false,
     };
     let mut cluster = Cluster::start(&spec)?;
     // The browser app, built and served by trunk (Trunk.toml at the repository root).

@@ -1,0 +1,462 @@
+//! `interbank reliability`: the whole reliability and security suite, each scenario over real
+//! processes (or, for the protocol, the deterministic simulator), printing one table: what load
+//! was held, which faults were injected, how many requests were tried and how many violations
+//! were found — which must be none.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::check::Report;
+use crate::cluster::{Cluster, Spec, TEST_TIMINGS};
+use crate::tool::{Kind, LoadReport, load, seed, settle_and_check};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Shorter loads and fewer seeds (a few minutes in all), for a quick look.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seeds of the protocol simulation (default: 10,000; 2,000 with --quick).
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Run only the scenarios whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub scenario: &'static str,
+    pub load: String,
+    pub faults: String,
+    pub requests: u64,
+    pub violations: Vec<String>,
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn start(banks: u32, extra: &[&str], proxies: bool) -> Result<(Cluster, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut spec = Spec::ephemeral(banks, 2, dir.path());
+    spec.business_args = TEST_TIMINGS.iter().chain(extra).map(|s| s.to_string()).collect();
+    spec.peer_proxies = proxies;
+    Ok((Cluster::start(&spec)?, dir))
+}
+
+fn requests(r: &LoadReport) -> u64 {
+    r.ops + r.errors.values().sum::<u64>()
+}
+
+/// Every acknowledged transfer is in its bank's durable state (`packages/{id}`, written in the
+/// same commit as the balances).
+async fn acked_missing(c: &Cluster, r: &LoadReport) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for (bank, id) in &r.acked {
+        let b = c.banks.iter().find(|b| b.id == *bank).ok_or("unknown bank")?;
+        if b.ds_client().get_record("packages", id).await.map_err(|e| e.to_string())?.is_none() {
+            missing.push(format!("acknowledged transfer {id} at bank {bank} is gone"));
+        }
+    }
+    Ok(missing)
+}
+
+/// After the load: every package terminal within `within`, and the checker clean.
+async fn settled(c: &Cluster, within: Duration) -> Result<Vec<String>> {
+    let r: Report = settle_and_check(&c.target(), within).await?;
+    Ok(r.violations.into_iter().map(|v| format!("{} s after the load: {v}", within.as_secs())).collect())
+}
+
+fn mix(kinds: &[(Kind, u32)]) -> Vec<(Kind, u32)> {
+    kinds.to_vec()
+}
+
+const MIXED: [(Kind, u32); 5] =
+    [(Kind::Deposit, 1), (Kind::Withdraw, 1), (Kind::Transfer, 4), (Kind::Package, 4), (Kind::Pix, 1)];
+
+/// Scenario 1: A random business replica SIGKILLed and restarted every 2 s under mixed load.
+async fn replica_crash(secs: u64, clients: usize) -> Result<Row> {
+    let (mut c, _dir) = start(3, &[], false)?;
+    let t = c.target();
+    let customers = seed(&t, clients, "1000").await?;
+    let l = tokio::spawn({
+        let t = t.clone();
+        async move { load(&t, customers, &mix(&MIXED), Duration::from_secs(secs), None, false).await }
+    });
+    let started = Instant::now();
+    let mut kills = 0;
+    while started.elapsed() + Duration::from_secs(2) < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let b = rand::rng().random_range(0..c.banks.len());
+        let r = rand::rng().random_range(0..c.banks[b].replicas.len());
+        c.kill_replica(b, r);
+        c.start_replica(b, r)?;
+        kills += 1;
+    }
+    let report = l.await.map_err(|e| e.to_string())??;
+    let mut v = acked_missing(&c, &report).await?;
+    v.extend(settled(&c, Duration::from_secs(10)).await?);
+    Ok(Row {
+        scenario: "replica crash",
+        load: format!("{clients} clients × {secs} s, {:.0} ops/s", report.ops_per_s),
+        faults: format!("{kills} replicas SIGKILLed (every 2 s)"),
+        requests: requests(&report),
+        violations: v,
+    })
+}
+
+/// Scenario 2: a bank's data server SIGKILLed under load and restarted on its folder; a lock of
+/// the dead epoch must be refused.
+async fn dataserver_crash(secs: u64, clients: usize) -> Result<Row> {
+    let (mut c, _dir) = start(3, &[], false)?;
+    let t = c.target();
+    let customers = seed(&t, clients, "1000").await?;
+    let l = tokio::spawn({
+        let t = t.clone();
+        async move { load(&t, customers, &mix(&MIXED), Duration::from_secs(secs), None, false).await }
+    });
+    let mut v = Vec::new();
+    let mut kills = 0;
+    let rounds = (secs / 5).max(1);
+    for _ in 0..rounds {
+        tokio::time::sleep(Duration::from_secs(secs / (rounds + 1))).await;
+        let b = rand::rng().random_range(0..c.banks.len());
+        // A lease taken before the crash, on an account no customer uses.
+        let ds = c.banks[b].ds_client();
+        let account = shared::AccountId::new(999_999).map_err(|e| e.to_string())?;
+        let grant = ds.get_lock(account, Some(60_000), Some(1_000)).await.map_err(|e| e.to_string())?;
+        c.kill_dataserver(b);
+        c.start_dataserver(b)?;
+        kills += 1;
+        let money = shared::Money::from_cents(100).map_err(|e| e.to_string())?;
+        if ds.set_amount(account, money, grant.token).await.is_ok() {
+            v.push(format!("bank {}: a lock of the dead epoch wrote after the restart", c.banks[b].id));
+        }
+    }
+    let report = l.await.map_err(|e| e.to_string())??;
+    v.extend(acked_missing(&c, &report).await?);
+    v.extend(settled(&c, Duration::from_secs(10)).await?);
+    Ok(Row {
+        scenario: "data server crash",
+        load: format!("{clients} clients × {secs} s, {:.0} ops/s", report.ops_per_s),
+        faults: format!("{kills} data servers SIGKILLed; fencing checked each time"),
+        requests: requests(&report),
+        violations: v,
+    })
+}
+
+/// Which bank holds the token now (by its data server's ring state).
+async fn holder(c: &Cluster) -> Option<usize> {
+    for (i, b) in c.banks.iter().enumerate() {
+        if b.ds.is_none() {
+            continue;
+        }
+        if let Ok(Some(r)) = b.ds_client().get_record("ring", "state").await
+            && r.value.get("holding").and_then(serde_json::Value::as_bool) == Some(true)
+        {
+            return Some(i);
+        }
+    }
+    None
+}
+
+async fn count(c: &Cluster, b: usize, collection: &str) -> usize {
+    let ds = c.banks[b].ds_client();
+    ds.scan_records(collection, "", None, 1_000).await.map_or(0, |p| p.records.len())
+}
+
+/// Scenario 3: The coordinating bank (the token holder) cut off mid-2PC, whole, and restarted.
+async fn bank_mid_2pc(secs: u64, clients: usize) -> Result<Row> {
+    let (mut c, _dir) = start(3, &["--package-deadline-ms", "20000"], false)?;
+    let t = c.target();
+    let customers = seed(&t, clients, "1000").await?;
+    let l = tokio::spawn({
+        let t = t.clone();
+        async move { load(&t, customers, &[(Kind::Package, 1)], Duration::from_secs(secs), None, false).await }
+    });
+    let (mut before, mut after, mut kills) = (0, 0, 0);
+    let started = Instant::now();
+    while started.elapsed() + Duration::from_secs(4) < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let Some(b) = holder(&c).await else { continue };
+        for r in 0..c.banks[b].replicas.len() {
+            c.kill_replica(b, r);
+        }
+        // With its data server still up, see where its 2PC stood: decisions recorded but not
+        // delivered (killed after the decision), or peers holding its prepares undecided.
+        if count(&c, b, "undelivered").await > 0 {
+            after += 1;
+        }
+        let mut prepared_elsewhere = 0;
+        for o in 0..c.banks.len() {
+            if o != b {
+                prepared_elsewhere += count(&c, o, "prepared").await;
+            }
+        }
+        if prepared_elsewhere > 0 {
+            before += 1;
+        }
+        c.kill_dataserver(b);
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.start_bank(b)?;
+    }
+    let report = l.await.map_err(|e| e.to_string())??;
+    let v = settled(&c, Duration::from_secs(30)).await?;
+    Ok(Row {
+        scenario: "bank killed mid-2PC",
+        load: format!("{clients} clients × {secs} s of packages, {:.0}/s", report.ops_per_s),
+        faults: format!(
+            "{kills} coordinators killed ({before} with prepares in doubt, {after} with decisions undelivered)"
+        ),
+        requests: requests(&report),
+        violations: v,
+    })
+}
+
+/// Every bank's grant log, as (at_ms, epoch, seq, bank).
+async fn grants(c: &Cluster) -> Result<Vec<(u64, u64, u64, u32)>> {
+    let mut out = Vec::new();
+    for b in &c.banks {
+        let mut after: Option<String> = None;
+        loop {
+            let page =
+                b.ds_client().scan_records("grants", "", after.as_deref(), 1_000).await.map_err(|e| e.to_string())?;
+            for r in &page.records {
+                let g = |k: &str| r.value.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+                out.push((g("at_ms"), g("epoch"), g("seq"), b.id));
+            }
+            match page.records.last() {
+                Some(last) if page.records.len() == 1_000 => after = Some(last.key.clone()),
+                _ => break,
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The grant log never shows two epochs processing together: once a bank accepted a token of a
+/// newer epoch, nobody accepts one of an older epoch afterwards, and no token twice.
+fn grant_violations(log: &[(u64, u64, u64, u32)]) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut newest = 0;
+    let mut seen = BTreeSet::new();
+    for (at, epoch, seq, bank) in log {
+        if *epoch < newest {
+            v.push(format!("bank {bank} accepted epoch {epoch} at {at} after epoch {newest} began"));
+        }
+        newest = newest.max(*epoch);
+        if !seen.insert((*epoch, *seq)) {
+            v.push(format!("token ({epoch}, {seq}) accepted twice"));
+        }
+    }
+    v
+}
+
+/// Scenario 4: The bank holding the token killed (all its replicas) → a new token within seconds.
+async fn token_holder(rounds: u32) -> Result<Row> {
+    let (mut c, _dir) = start(3, &[], false)?;
+    let mut v = Vec::new();
+    let mut waits = Vec::new();
+    let mut took_token = 0;
+    for _ in 0..rounds {
+        let until = Instant::now() + Duration::from_secs(10);
+        // Let the ring run a moment, so that the holder may be one that has work in hand.
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(200..1_500))).await;
+        let b = loop {
+            if let Some(b) = holder(&c).await {
+                break b;
+            }
+            if Instant::now() > until {
+                return Err("no bank holds the token".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let killed = Instant::now();
+        let killed_ms = business::interbank::now_ms();
+        for r in 0..c.banks[b].replicas.len() {
+            c.kill_replica(b, r);
+        }
+        // Whether the token died with it (still held in its ring state): then the ring must
+        // declare it lost and regenerate it.
+        let st = c.banks[b].ds_client().get_record("ring", "state").await.map_err(|e| e.to_string())?;
+        if st.is_some_and(|r| r.value.get("holding").and_then(serde_json::Value::as_bool) == Some(true)) {
+            took_token += 1;
+        }
+        let deadline = killed + Duration::from_secs(15);
+        loop {
+            // The ring goes on: another bank accepts a token (passed before the kill, or
+            // regenerated once the token is declared lost).
+            if grants(&c).await?.iter().any(|g| g.0 > killed_ms && g.3 != c.banks[b].id) {
+                waits.push(killed.elapsed().as_millis());
+                break;
+            }
+            if Instant::now() > deadline {
+                v.push(format!("no token granted 15 s after bank {} died", c.banks[b].id));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        c.start_bank(b)?;
+    }
+    let log = grants(&c).await?;
+    v.extend(grant_violations(&log));
+    waits.sort_unstable();
+    let median = waits.get(waits.len() / 2).copied().unwrap_or(0);
+    Ok(Row {
+        scenario: "token holder killed",
+        load: format!("ring only; {} grants audited", log.len()),
+        faults: format!(
+            "{rounds} holders killed ({took_token} with the token in hand); next grant after median {median} ms, max {} ms",
+            waits.last().copied().unwrap_or(0)
+        ),
+        requests: log.len() as u64,
+        violations: v,
+    })
+}
+
+/// Scenario 5: A bank's peer traffic black-holed, slowed and dropped through its proxies under packages.
+async fn partitioned_peer(secs: u64, clients: usize) -> Result<Row> {
+    let (c, _dir) = start(3, &["--package-deadline-ms", "8000"], true)?;
+    let t = c.target();
+    let customers = seed(&t, clients, "1000").await?;
+    let l = tokio::spawn({
+        let t = t.clone();
+        let d = Duration::from_secs(secs);
+        async move {
+            tokio::time::timeout(
+                d + Duration::from_secs(60),
+                load(&t, customers, &[(Kind::Package, 1)], d, None, false),
+            )
+            .await
+        }
+    });
+    let phase = Duration::from_secs(secs / 4);
+    let px = &c.proxies[2];
+    let set = |m| px.iter().for_each(|p| p.set(m));
+    tokio::time::sleep(phase / 2).await;
+    set(crate::proxy::Mode::BlackHole);
+    tokio::time::sleep(phase).await;
+    set(crate::proxy::Mode::Delay(800));
+    tokio::time::sleep(phase).await;
+    set(crate::proxy::Mode::Drop);
+    tokio::time::sleep(phase).await;
+    set(crate::proxy::Mode::Pass);
+    let mut v = Vec::new();
+    let report = match l.await.map_err(|e| e.to_string())? {
+        Ok(r) => r?,
+        Err(_) => return Err("the load hung a minute past its end".into()),
+    };
+    // Packages caught by the partition roll back or wait, then settle or fail by their deadline.
+    v.extend(settled(&c, Duration::from_secs(20)).await?);
+    let through: u64 = px.iter().map(|p| p.connections.load(std::sync::atomic::Ordering::Relaxed)).sum();
+    Ok(Row {
+        scenario: "partitioned / slow peer",
+        load: format!("{clients} clients × {secs} s of packages, {:.0}/s", report.ops_per_s),
+        faults: format!(
+            "bank 3 black-holed, then +800 ms, then dropped, {} s each ({through} peer connections)",
+            phase.as_secs()
+        ),
+        requests: requests(&report),
+        violations: v,
+    })
+}
+
+/// Scenario 6: The protocol simulation over many seeds.
+fn simulation(seeds: u64) -> Row {
+    let cfg = business::interbank::sim::Config::default();
+    let (mut lost, mut dup, mut crashes, mut msgs, mut regen, mut committed) = (0, 0, 0, 0, 0, 0);
+    let mut v = Vec::new();
+    for seed in 0..seeds {
+        let r = business::interbank::sim::run(seed, &cfg);
+        lost += r.lost;
+        dup += r.duplicated;
+        crashes += r.crashes;
+        msgs += r.messages;
+        regen += r.regenerations;
+        committed += r.committed;
+        v.extend(r.violations.into_iter().map(|x| format!("seed {seed}: {x}")));
+    }
+    Row {
+        scenario: "ring + 2PC simulation",
+        load: format!("{seeds} seeds × {} packages, 3 banks ({committed} committed)", cfg.packages),
+        faults: format!("{lost} lost, {dup} duplicated, {crashes} crashes, {regen} tokens regenerated"),
+        requests: msgs,
+        violations: v,
+    }
+}
+
+/// Scenario 7: The authorization matrix and the hostile table.
+async fn security() -> Result<Vec<Row>> {
+    let (c, _dir) = start(2, &[], false)?;
+    let crate::security::Suite { matrix: m, hostile: h, changed, .. } = crate::security::suite(&c).await?;
+    let apis =
+        |o: &crate::security::Outcome| o.by_api.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+    Ok(vec![
+        Row {
+            scenario: "authorization matrix",
+            load: apis(&m),
+            faults: "no / wrong / revoked / another's credentials".into(),
+            requests: m.tried as u64,
+            violations: m.violations,
+        },
+        Row {
+            scenario: "hostile input",
+            load: apis(&h),
+            faults: "malformed, out of range, huge, path tricks".into(),
+            requests: h.tried as u64,
+            violations: h.violations.into_iter().chain(changed).collect(),
+        },
+    ])
+}
+
+pub async fn run(a: &Args) -> Result<Vec<Row>> {
+    let (secs, clients, seeds) = if a.quick { (20, 32, 2_000) } else { (60, 64, 10_000) };
+    let seeds = a.seeds.unwrap_or(seeds);
+    let wanted = |name: &str| a.only.as_deref().is_none_or(|o| name.contains(o));
+    let mut rows = Vec::new();
+    let step = |name: &str| {
+        if wanted(name) {
+            eprintln!("== {name}...");
+            true
+        } else {
+            false
+        }
+    };
+    if step("simulation") {
+        rows.push(simulation(seeds));
+    }
+    if step("security") {
+        rows.extend(security().await?);
+    }
+    if step("replica crash") {
+        rows.push(replica_crash(secs, clients).await?);
+    }
+    if step("data server crash") {
+        rows.push(dataserver_crash(secs / 2, clients / 2).await?);
+    }
+    if step("bank mid-2PC") {
+        rows.push(bank_mid_2pc(secs / 2, clients / 2).await?);
+    }
+    if step("token holder") {
+        rows.push(token_holder(if a.quick { 3 } else { 5 }).await?);
+    }
+    if step("partition") {
+        rows.push(partitioned_peer(secs / 2, clients / 2).await?);
+    }
+    Ok(rows)
+}
+
+pub fn print(rows: &[Row]) {
+    println!("| scenario | load held | faults injected | requests | violations |");
+    println!("|---|---|---|---:|---:|");
+    for r in rows {
+        println!("| {} | {} | {} | {} | {} |", r.scenario, r.load, r.faults, r.requests, r.violations.len());
+    }
+    for r in rows {
+        for v in r.violations.iter().take(20) {
+            println!("VIOLATION [{}]: {v}", r.scenario);
+        }
+    }
+}
