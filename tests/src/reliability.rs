@@ -67,8 +67,27 @@ async fn settled(c: &Cluster, within: Duration) -> Result<Vec<String>> {
     Ok(r.violations.into_iter().map(|v| format!("{} s after the load: {v}", within.as_secs())).collect())
 }
 
-fn mix(kinds: &[(Kind, u32)]) -> Vec<(Kind, u32)> {
-    kinds.to_vec()
+/// A network of its own, seeded with `clients` customers, with the load already running.
+async fn under_load(
+    banks: u32,
+    extra: &[&str],
+    proxies: bool,
+    clients: usize,
+    secs: u64,
+    kinds: &[(Kind, u32)],
+) -> Result<(Cluster, tempfile::TempDir, tokio::task::JoinHandle<Result<LoadReport>>)> {
+    let (c, dir) = start(banks, extra, proxies)?;
+    let t = c.target();
+    let customers = seed(&t, clients, "1000").await?;
+    let kinds = kinds.to_vec();
+    let d = Duration::from_secs(secs);
+    // Bounded: a load that hangs a minute past its end is a failure, not a wait.
+    let l = tokio::spawn(async move {
+        tokio::time::timeout(d + Duration::from_secs(60), load(&t, customers, &kinds, d, None, false))
+            .await
+            .map_err(|_| "the load hung a minute past its end".to_string())?
+    });
+    Ok((c, dir, l))
 }
 
 const MIXED: [(Kind, u32); 5] =
@@ -76,13 +95,7 @@ const MIXED: [(Kind, u32); 5] =
 
 /// Scenario 1: A random business replica SIGKILLed and restarted every 2 s under mixed load.
 async fn replica_crash(secs: u64, clients: usize) -> Result<Row> {
-    let (mut c, _dir) = start(3, &[], false)?;
-    let t = c.target();
-    let customers = seed(&t, clients, "1000").await?;
-    let l = tokio::spawn({
-        let t = t.clone();
-        async move { load(&t, customers, &mix(&MIXED), Duration::from_secs(secs), None, false).await }
-    });
+    let (mut c, _dir, l) = under_load(3, &[], false, clients, secs, &MIXED).await?;
     let started = Instant::now();
     let mut kills = 0;
     while started.elapsed() + Duration::from_secs(2) < Duration::from_secs(secs) {
@@ -108,13 +121,7 @@ async fn replica_crash(secs: u64, clients: usize) -> Result<Row> {
 /// Scenario 2: a bank's data server SIGKILLed under load and restarted on its folder; a lock of
 /// the dead epoch must be refused.
 async fn dataserver_crash(secs: u64, clients: usize) -> Result<Row> {
-    let (mut c, _dir) = start(3, &[], false)?;
-    let t = c.target();
-    let customers = seed(&t, clients, "1000").await?;
-    let l = tokio::spawn({
-        let t = t.clone();
-        async move { load(&t, customers, &mix(&MIXED), Duration::from_secs(secs), None, false).await }
-    });
+    let (mut c, _dir, l) = under_load(3, &[], false, clients, secs, &MIXED).await?;
     let mut v = Vec::new();
     let mut kills = 0;
     let rounds = (secs / 5).max(1);
@@ -167,13 +174,8 @@ async fn count(c: &Cluster, b: usize, collection: &str) -> usize {
 
 /// Scenario 3: The coordinating bank (the token holder) cut off mid-2PC, whole, and restarted.
 async fn bank_mid_2pc(secs: u64, clients: usize) -> Result<Row> {
-    let (mut c, _dir) = start(3, &["--package-deadline-ms", "20000"], false)?;
-    let t = c.target();
-    let customers = seed(&t, clients, "1000").await?;
-    let l = tokio::spawn({
-        let t = t.clone();
-        async move { load(&t, customers, &[(Kind::Package, 1)], Duration::from_secs(secs), None, false).await }
-    });
+    let (mut c, _dir, l) =
+        under_load(3, &["--package-deadline-ms", "20000"], false, clients, secs, &[(Kind::Package, 1)]).await?;
     let (mut before, mut after, mut kills) = (0, 0, 0);
     let started = Instant::now();
     while started.elapsed() + Duration::from_secs(4) < Duration::from_secs(secs) {
@@ -318,20 +320,8 @@ async fn token_holder(rounds: u32) -> Result<Row> {
 
 /// Scenario 5: A bank's peer traffic black-holed, slowed and dropped through its proxies under packages.
 async fn partitioned_peer(secs: u64, clients: usize) -> Result<Row> {
-    let (c, _dir) = start(3, &["--package-deadline-ms", "8000"], true)?;
-    let t = c.target();
-    let customers = seed(&t, clients, "1000").await?;
-    let l = tokio::spawn({
-        let t = t.clone();
-        let d = Duration::from_secs(secs);
-        async move {
-            tokio::time::timeout(
-                d + Duration::from_secs(60),
-                load(&t, customers, &[(Kind::Package, 1)], d, None, false),
-            )
-            .await
-        }
-    });
+    let (c, _dir, l) =
+        under_load(3, &["--package-deadline-ms", "8000"], true, clients, secs, &[(Kind::Package, 1)]).await?;
     let phase = Duration::from_secs(secs / 4);
     let px = &c.proxies[2];
     let set = |m| px.iter().for_each(|p| p.set(m));
@@ -344,10 +334,7 @@ async fn partitioned_peer(secs: u64, clients: usize) -> Result<Row> {
     tokio::time::sleep(phase).await;
     set(crate::proxy::Mode::Pass);
     let mut v = Vec::new();
-    let report = match l.await.map_err(|e| e.to_string())? {
-        Ok(r) => r?,
-        Err(_) => return Err("the load hung a minute past its end".into()),
-    };
+    let report = l.await.map_err(|e| e.to_string())??;
     // Packages caught by the partition roll back or wait, then settle or fail by their deadline.
     v.extend(settled(&c, Duration::from_secs(20)).await?);
     let through: u64 = px.iter().map(|p| p.connections.load(std::sync::atomic::Ordering::Relaxed)).sum();
