@@ -36,9 +36,11 @@ async fn sigterm_answers_every_accepted_request_then_exits_cleanly() {
     for t in tasks {
         // Refused or reset before the server took it (the listener or an idle keep-alive
         // connection closing) is fine, as long as nothing was applied for it (checked below).
+        // An accepted request is answered: applied (2xx), or refused with nothing applied (a
+        // 409 account_busy when the burst outwaits the lock wait) — never a 5xx.
         if let Ok(status) = t.await.unwrap() {
-            assert!(status.is_success(), "an accepted request failed: {status}");
-            ok += 1;
+            assert!(status.is_success() || status.as_u16() == 409, "an accepted request failed: {status}");
+            ok += u32::from(status.is_success());
         }
     }
     assert!(clean, "the replica did not exit cleanly on SIGTERM");
