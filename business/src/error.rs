@@ -66,6 +66,12 @@ impl ApiError {
         ApiError::Invalid { code, message: message.into() }
     }
 
+    /// Refused by a throttle that frees up in `wait_ms` (rounded up to whole seconds for
+    /// `Retry-After`).
+    pub fn rate_limited(wait_ms: u64) -> ApiError {
+        ApiError::RateLimited { retry_after_s: wait_ms.div_ceil(1000) }
+    }
+
     pub fn invalid_unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::Unprocessable { code, message: message.into() }
     }

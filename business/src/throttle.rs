@@ -41,8 +41,8 @@ impl Throttle {
         (now_ms < end && count >= self.limit.count_max).then(|| end - now_ms)
     }
 
-    /// Counts an attempt of `key`. Returns whether it was within the limit.
-    pub fn record(&self, key: &str, now_ms: u64) -> bool {
+    /// Counts an attempt of `key`; over the limit, how many milliseconds until its window ends.
+    pub fn record(&self, key: &str, now_ms: u64) -> Result<(), u64> {
         let mut windows = self.windows.lock();
         if windows.len() >= self.keys_max && !windows.contains_key(key) {
             let window_ms = self.limit.window_ms;
@@ -60,12 +60,7 @@ impl Throttle {
             *w = (now_ms, 0);
         }
         w.1 = w.1.saturating_add(1);
-        w.1 <= self.limit.count_max
-    }
-
-    /// Counts an attempt and refuses it when over the limit.
-    pub fn check(&self, key: &str, now_ms: u64) -> Result<(), u64> {
-        if self.record(key, now_ms) { Ok(()) } else { Err(self.blocked(key, now_ms).unwrap_or(self.limit.window_ms)) }
+        if w.1 <= self.limit.count_max { Ok(()) } else { Err(w.0.saturating_add(self.limit.window_ms) - now_ms) }
     }
 }
 
@@ -78,20 +73,20 @@ mod tests {
         let t = Throttle::new(Limit { count_max: 3, window_ms: 1_000 }, 16);
         for i in 0..3 {
             assert_eq!(t.blocked("a", 10 + i), None);
-            assert!(t.record("a", 10 + i));
+            assert!(t.record("a", 10 + i).is_ok());
         }
         assert_eq!(t.blocked("a", 20), Some(990));
-        assert!(t.check("a", 20).is_err());
+        assert_eq!(t.record("a", 20), Err(990));
         assert_eq!(t.blocked("b", 20), None, "other keys are not affected");
         assert_eq!(t.blocked("a", 1_010), None, "a new window starts afresh");
-        assert!(t.check("a", 1_010).is_ok());
+        assert!(t.record("a", 1_010).is_ok());
     }
 
     #[test]
     fn memory_is_bounded() {
         let t = Throttle::new(Limit { count_max: 1, window_ms: 1_000_000 }, 8);
         for i in 0..1_000 {
-            t.record(&i.to_string(), i);
+            let _ = t.record(&i.to_string(), i);
         }
         assert!(t.windows.lock().len() <= 8);
         assert!(t.blocked("999", 1_000).is_some(), "the newest windows are kept");

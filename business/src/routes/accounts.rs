@@ -65,12 +65,13 @@ pub async fn login(
     let wait =
         t.login_failures_per_account.blocked(&account, now).or(t.login_failures_per_address.blocked(&address, now));
     if let Some(ms) = wait {
-        return Err(ApiError::RateLimited { retry_after_s: ms.div_ceil(1000) });
+        return Err(ApiError::rate_limited(ms));
     }
     match state.accounts.login(body).await {
         Err(ApiError::InvalidCredentials) => {
-            t.login_failures_per_account.record(&account, now);
-            t.login_failures_per_address.record(&address, now);
+            // Counted only; the next attempt is the one refused.
+            let _ = t.login_failures_per_account.record(&account, now);
+            let _ = t.login_failures_per_address.record(&address, now);
             tracing::info!(%account, %address, "login refused");
             Err(ApiError::InvalidCredentials)
         }

@@ -62,10 +62,9 @@ pub async fn resolve(
     // Only customers resolve keys, and only so many per window: enumeration of keys (who owns
     // which phone number) is a known attack on Pix. Every lookup counts, found or not.
     let (t, now) = (&state.throttles, crate::interbank::now_ms());
-    let limited = |ms: u64| ApiError::RateLimited { retry_after_s: ms.div_ceil(1000) };
-    t.key_lookups_per_address.check(&crate::client_address(&req), now).map_err(limited)?;
+    t.key_lookups_per_address.record(&crate::client_address(&req), now).map_err(ApiError::rate_limited)?;
     let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
-    t.key_lookups_per_account.check(&me.id.to_string(), now).map_err(limited)?;
+    t.key_lookups_per_account.record(&me.id.to_string(), now).map_err(ApiError::rate_limited)?;
     let key: PixKey = path.parse().map_err(|e: shared::pix::KeyError| ApiError::invalid(e.code(), e.to_string()))?;
     Ok(HttpResponse::Ok().json(keys::resolve(&state.interbank, &key).await?.info()))
 }
