@@ -27,10 +27,49 @@ pub fn business_ids(bank: u32, replicas: u32) -> Result<Vec<BusinessId>, String>
     (1..=replicas).map(|b| BusinessId::new(bank * 10 + b).map_err(|e| e.to_string())).collect()
 }
 
-/// A port nobody listens on right now (the OS's pick; released for the process to bind).
+/// A port nobody listens on right now, for a process that will bind it itself (and bind it
+/// again when it is restarted).
+///
+/// Why not the OS's pick (`bind :0`, release): that port lies in the ephemeral range, which is
+/// also where every outgoing connection takes its source port. Between the release and the
+/// child's bind, any of the thousands of connections a test makes can take it, and the child
+/// dies with "address in use" (a clean-clone CI run failed so). Ports below the ephemeral
+/// range are never taken by outgoing connections; here they are handed out from a counter so
+/// that threads never get the same one, starting at a per-process offset so that concurrent
+/// processes rarely try the same ones, and each is checked by binding it.
 pub fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let (low, high) = own_port_range();
+    let span = u32::from(high - low);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..FREE_PORT_TRIES_MAX {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = low + u16::try_from(offset).map_err(|e| e.to_string())?;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(format!("no free port in {low}..{high} after {FREE_PORT_TRIES_MAX} tries"))
+}
+
+/// How many candidate ports [`free_port`] binds before it gives up.
+const FREE_PORT_TRIES_MAX: u32 = 4_096;
+
+/// The half of the ports just below the kernel's ephemeral range (Linux:
+/// `/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default), which `connect` never uses.
+fn own_port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|w| w.parse::<u16>().ok()))
+        .filter(|low| *low >= 2_048)
+        .unwrap_or(32_768);
+    (ephemeral_low / 2, ephemeral_low)
 }
 
 /// Business-replica timings for tests: short enough that recovery paths (lost token, in-doubt
@@ -429,5 +468,27 @@ impl Drop for Cluster {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_across_threads_and_never_ephemeral() {
+        let (low, high) = own_port_range();
+        let threads: Vec<_> = (0..8)
+            .map(|_| std::thread::spawn(|| (0..32).map(|_| free_port()).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut all = Vec::new();
+        for t in threads {
+            all.extend(t.join().expect("thread").expect("a free port"));
+        }
+        let n = all.len();
+        assert!(all.iter().all(|p| (low..high).contains(p)), "{all:?} outside {low}..{high}");
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a port was handed out twice");
     }
 }
