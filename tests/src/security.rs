@@ -647,7 +647,7 @@ pub fn hostile_table(w: &World) -> Vec<Probe> {
             format!(r#"{{"author":"{a}","operations":[{{"from":"{a}","to":"77-1","amount":"1"}}]}}"#),
         ),
         (
-            "to an unregistered key",
+            "a key as an object, not a string",
             format!(
                 r#"{{"author":"{a}","operations":[{{"from":"{a}","to":{{"key":"ninguem@example.com"}},"amount":"1"}}]}}"#
             ),
@@ -681,6 +681,15 @@ pub fn hostile_table(w: &World) -> Vec<Probe> {
             Expect::Refused,
         );
     }
+    t.push(
+        "customer",
+        "pay: to an unregistered key",
+        Method::POST,
+        t.bank1("/api/payments/pay"),
+        customer(),
+        body(&format!(r#"{{"author":"{a}","operations":[{{"from":"{a}","to":"ninguem@example.com","amount":"1"}}]}}"#)),
+        Expect::Status(404),
+    );
     for (what, b) in [
         ("withdraw more than the balance", format!(r#"{{"acc_ibk":"{a}","amount":"1000000"}}"#)),
         ("deposit to an account of another bank", r#"{"acc_ibk":"2-1","amount":"1"}"#.to_string()),

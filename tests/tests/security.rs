@@ -123,6 +123,30 @@ async fn logins_and_key_lookups_are_limited_and_logout_revokes() {
             .push(http.get(format!("{base}{path}")).bearer_auth(&w.b.token).send().await.unwrap().status().as_u16());
     }
     assert_eq!(statuses, [200, 404, 200, 404, 200, 429]);
+    // Paying to a key and removing one tell whether the key exists too: the same budget, spent.
+    let pay_to_key = |base: &str, token: &str, me: String, key: String| {
+        let body = json!({ "author": me, "operations": [{ "from": me, "to": key, "amount": "1" }] });
+        http.post(format!("{base}/api/payments/pay")).bearer_auth(token).json(&body).send()
+    };
+    let r = pay_to_key(base, &w.b.token, w.b.ibk().to_string(), w.key.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "B's lookups are spent");
+    let r = http.delete(format!("{base}{key}")).bearer_auth(&w.b.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "a removal is a lookup");
+    // A payment to a key that is refused is charged: five to unknown keys spend A's budget.
+    for n in 0..5 {
+        let r = pay_to_key(base, &w.a.token, w.a.ibk().to_string(), format!("ninguem{n}@example.com")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let r = http.get(format!("{base}{key}")).bearer_auth(&w.a.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "refused payments to keys are charged");
+    // A payment accepted is not charged (it moved money): C pays A's key six times, then looks.
+    let base2 = &w.business[1];
+    for _ in 0..6 {
+        let r = pay_to_key(base2, &w.c.token, w.c.ibk().to_string(), w.key.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    let r = http.get(format!("{base2}{key}")).bearer_auth(&w.c.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "accepted payments to keys are not charged");
 
     // Logout revokes the session on every replica; other sessions live on.
     let me = format!("/api/accounts/{}", w.c.ibk().account);

@@ -10,8 +10,29 @@ use crate::AppState;
 use crate::auth::presented_key;
 use crate::error::ApiError;
 use crate::interbank::keys;
+use crate::model::AccountRecord;
 #[allow(unused_imports)]
 use shared::ErrorBody;
+
+/// Counts one resolution of a key the customer typed, against their budget and their address's.
+/// Every path that tells whether a key exists draws on it — a lookup and a removal always, found
+/// or not, a payment to a key when refused: enumerating keys (who owns which phone number) is a
+/// known attack on Pix.
+pub(crate) fn count_key_lookup(state: &AppState, req: &HttpRequest, me: &AccountRecord) -> Result<(), ApiError> {
+    let (t, now) = (&state.throttles, crate::interbank::now_ms());
+    t.key_lookups_per_address.record(&crate::client_address(req), now).map_err(ApiError::rate_limited)?;
+    t.key_lookups_per_account.record(&me.id.to_string(), now).map_err(ApiError::rate_limited)
+}
+
+/// `429` when the customer's or their address's key-lookup budget is spent, without counting.
+pub(crate) fn key_lookups_left(state: &AppState, req: &HttpRequest, me: &AccountRecord) -> Result<(), ApiError> {
+    let (t, now) = (&state.throttles, crate::interbank::now_ms());
+    let wait = t
+        .key_lookups_per_account
+        .blocked(&me.id.to_string(), now)
+        .or(t.key_lookups_per_address.blocked(&crate::client_address(req), now));
+    wait.map_or(Ok(()), |ms| Err(ApiError::rate_limited(ms)))
+}
 
 fn parse_key(kind: KeyType, s: &str) -> Result<PixKey, ApiError> {
     PixKey::parse_as(kind, s).map_err(|e| ApiError::invalid(e.code(), e.to_string()))
@@ -59,12 +80,9 @@ pub async fn resolve(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    // Only customers resolve keys, and only so many per window: enumeration of keys (who owns
-    // which phone number) is a known attack on Pix. Every lookup counts, found or not.
-    let (t, now) = (&state.throttles, crate::interbank::now_ms());
-    t.key_lookups_per_address.record(&crate::client_address(&req), now).map_err(ApiError::rate_limited)?;
+    // Only customers resolve keys, and only so many per window.
     let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
-    t.key_lookups_per_account.record(&me.id.to_string(), now).map_err(ApiError::rate_limited)?;
+    count_key_lookup(&state, &req, &me)?;
     let key: PixKey = path.parse().map_err(|e: shared::pix::KeyError| ApiError::invalid(e.code(), e.to_string()))?;
     Ok(HttpResponse::Ok().json(keys::resolve(&state.interbank, &key).await?.info()))
 }
@@ -74,7 +92,7 @@ pub async fn resolve(
     path = "/api/keys/{key}",
     tag = "pix",
     params(("key" = String, Path)),
-    responses((status = 200, description = "removed"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "removed"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, description = "too many lookups", body = ErrorBody)),
     security(("customer" = []))
 )]
 pub async fn remove(
@@ -84,12 +102,13 @@ pub async fn remove(
 ) -> Result<HttpResponse, ApiError> {
     let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
     let key: PixKey = path.parse().map_err(|e: shared::pix::KeyError| ApiError::invalid(e.code(), e.to_string()))?;
+    // Whether the answer is 404 or 403 tells whether the key exists: a lookup like any other.
+    count_key_lookup(&state, &req, &me)?;
     let entry = keys::resolve(&state.interbank, &key).await?;
     if entry.ibk.bank != state.settings.bank_id {
         return Err(ApiError::WrongBank(entry.ibk));
     }
     let (_, _) = session_and_account(&state, &req, entry.ibk.account).await?;
-    let _ = me;
     keys::remove(&state.interbank, entry.ibk.account, &key).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "removed": key })))
 }

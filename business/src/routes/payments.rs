@@ -1,6 +1,6 @@
 //! The customers' payments API. Same-bank deposits and withdrawals are final before the answer.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use shared::api::{AccountPayment, Operation, OperationReceipt, Pay, Status, Transaction, TransactionType};
 use shared::{BankId, Ibk};
 
@@ -13,7 +13,7 @@ use crate::interbank::coordinator::{QUEUE, Queued};
 use crate::interbank::settle::WireOp;
 use crate::interbank::{PeerError, keys, now_ms};
 use crate::ledger::{Op, Package, PackageOp, check_idempotency_key};
-use crate::model::PACKAGES;
+use crate::model::{AccountRecord, PACKAGES};
 use crate::routes::accounts::session_and_account;
 use crate::routes::interbank::AccountCard;
 use dataserver::api::{CommitRequest, RecordOp};
@@ -123,13 +123,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tag = "payments",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = shared::api::Pay,
-    responses((status = 200, description = "same-bank package, applied", body = shared::api::Transaction), (status = 202, description = "cross-bank package, pending", body = shared::api::Transaction), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, description = "same-bank package, applied", body = shared::api::Transaction), (status = 202, description = "cross-bank package, pending", body = shared::api::Transaction), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, description = "too many key lookups", body = ErrorBody)),
     security(("customer" = []))
 )]
 pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Pay>) -> Result<HttpResponse, ApiError> {
-    use crate::config::limits::PACKAGE_OPERATIONS_MAX;
     let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
     let body = body.into_inner();
+    // A payment to a key tells whether the key exists, so it draws on the customer's key-lookup
+    // budget as Pix's directory does: refused while the budget is spent, and charged for each key
+    // when the payment is refused (a 4xx). A payment accepted is not charged: it moved money,
+    // which makes enumeration dear, and honest customers pay to keys all day.
+    let keys = body.operations.iter().filter(|o| matches!(o.to, Target::Key(_))).count();
+    if keys > 0 {
+        super::keys::key_lookups_left(&state, &req, &me)?;
+    }
+    let answer = pay_as(&state, &req, &me, body).await;
+    if keys > 0 && answer.as_ref().is_err_and(|e| e.status_code().is_client_error()) {
+        for _ in 0..keys {
+            // Counted only; the next attempt is the one refused.
+            let _ = super::keys::count_key_lookup(&state, &req, &me);
+        }
+    }
+    answer
+}
+
+async fn pay_as(state: &AppState, req: &HttpRequest, me: &AccountRecord, body: Pay) -> Result<HttpResponse, ApiError> {
+    use crate::config::limits::PACKAGE_OPERATIONS_MAX;
     let bank = state.settings.bank_id;
     if body.operations.is_empty() || body.operations.len() > PACKAGE_OPERATIONS_MAX {
         return Err(ApiError::invalid(
@@ -163,7 +182,7 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
         }
         if ibk.bank == bank {
             let record = state.accounts.record(ibk.account).await?.ok_or(ApiError::AccountNotFound(ibk.account))?;
-            if !may_access(&me, &record) {
+            if !may_access(me, &record) {
                 return Err(ApiError::Forbidden);
             }
         } else {
@@ -229,7 +248,7 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
         Ok(_) => Ok(HttpResponse::Accepted().json(pending)),
         // The same Idempotency-Key again: answer with the package as it stands now.
         Err(e) if e.code() == Some("condition_failed") => {
-            let stored = package_record(&state, &id).await?;
+            let stored = package_record(state, &id).await?;
             if stored.owner != body.author
                 || stored
                     .operations
