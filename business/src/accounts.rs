@@ -79,6 +79,16 @@ impl Accounts {
         }
     }
 
+    /// Account `id`, if the holder of `me` may act on it (see [`may_access`]): `404` when there is
+    /// no such account, `403` when it is somebody else's.
+    pub async fn accessible(&self, me: &AccountRecord, id: AccountId) -> Result<AccountRecord, ApiError> {
+        let target = self.record(id).await?.ok_or(ApiError::AccountNotFound(id))?;
+        if !may_access(me, &target) {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(target)
+    }
+
     /// The customer's view of an account: its record and posted balance.
     pub async fn view(&self, r: AccountRecord) -> Result<Account, ApiError> {
         let balance = self.ds.posted_amount(r.id).await?.unwrap_or(Money::ZERO);

@@ -67,6 +67,19 @@ async fn settled(c: &Cluster, within: Duration) -> Result<Vec<String>> {
     Ok(r.violations.into_iter().map(|v| format!("{} s after the load: {v}", within.as_secs())).collect())
 }
 
+/// The load's report once it ends, and what is wrong then: acknowledged transfers gone, or the
+/// network not settled and clean within `within`.
+async fn after_load(
+    c: &Cluster,
+    l: tokio::task::JoinHandle<Result<LoadReport>>,
+    within: Duration,
+) -> Result<(LoadReport, Vec<String>)> {
+    let report = l.await.map_err(|e| e.to_string())??;
+    let mut v = acked_missing(c, &report).await?;
+    v.extend(settled(c, within).await?);
+    Ok((report, v))
+}
+
 /// A network of its own, seeded with `clients` customers, with the load already running.
 async fn under_load(
     banks: u32,
@@ -106,9 +119,7 @@ async fn replica_crash(secs: u64, clients: usize) -> Result<Row> {
         c.start_replica(b, r)?;
         kills += 1;
     }
-    let report = l.await.map_err(|e| e.to_string())??;
-    let mut v = acked_missing(&c, &report).await?;
-    v.extend(settled(&c, Duration::from_secs(10)).await?);
+    let (report, v) = after_load(&c, l, Duration::from_secs(10)).await?;
     Ok(Row {
         scenario: "replica crash",
         load: format!("{clients} clients × {secs} s, {:.0} ops/s", report.ops_per_s),
@@ -140,9 +151,8 @@ async fn dataserver_crash(secs: u64, clients: usize) -> Result<Row> {
             v.push(format!("bank {}: a lock of the dead epoch wrote after the restart", c.banks[b].id));
         }
     }
-    let report = l.await.map_err(|e| e.to_string())??;
-    v.extend(acked_missing(&c, &report).await?);
-    v.extend(settled(&c, Duration::from_secs(10)).await?);
+    let (report, after) = after_load(&c, l, Duration::from_secs(10)).await?;
+    v.extend(after);
     Ok(Row {
         scenario: "data server crash",
         load: format!("{clients} clients × {secs} s, {:.0} ops/s", report.ops_per_s),

@@ -6,7 +6,6 @@ use shared::api::{CreateAccount, Login};
 
 use super::resource;
 use crate::AppState;
-use crate::accounts::may_access;
 use crate::auth::presented_key;
 use crate::error::ApiError;
 use crate::model::AccountRecord;
@@ -25,10 +24,7 @@ pub async fn session_and_account(
     id: AccountId,
 ) -> Result<(AccountRecord, AccountRecord), ApiError> {
     let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
-    let target = state.accounts.record(id).await?.ok_or(ApiError::AccountNotFound(id))?;
-    if !may_access(&me, &target) {
-        return Err(ApiError::Forbidden);
-    }
+    let target = state.accounts.accessible(&me, id).await?;
     Ok((me, target))
 }
 
@@ -169,10 +165,7 @@ pub async fn close(
 ) -> Result<HttpResponse, ApiError> {
     let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
     let id: AccountId = path.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))?;
-    let target = state.accounts.record(id).await?.ok_or(ApiError::AccountNotFound(id))?;
-    if !may_access(&me, &target) {
-        return Err(ApiError::Forbidden);
-    }
+    let target = state.accounts.accessible(&me, id).await?;
     state.accounts.close(&target).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "message": format!("account {id} closed") })))
 }
@@ -205,10 +198,7 @@ pub async fn transactions(
     if !(1..=STATEMENT_PAGE_MAX).contains(&limit) {
         return Err(ApiError::invalid("limit_invalid", format!("limit must be from 1 to {STATEMENT_PAGE_MAX}")));
     }
-    let target = state.accounts.record(id).await?.ok_or(ApiError::AccountNotFound(id))?;
-    if !may_access(&me, &target) {
-        return Err(ApiError::Forbidden);
-    }
+    state.accounts.accessible(&me, id).await?;
     Ok(HttpResponse::Ok().json(state.accounts.statement(id, q.before, limit).await?))
 }
 

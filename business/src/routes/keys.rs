@@ -108,7 +108,7 @@ pub async fn remove(
     if entry.ibk.bank != state.settings.bank_id {
         return Err(ApiError::WrongBank(entry.ibk));
     }
-    let (_, _) = session_and_account(&state, &req, entry.ibk.account).await?;
+    state.accounts.accessible(&me, entry.ibk.account).await?;
     keys::remove(&state.interbank, entry.ibk.account, &key).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "removed": key })))
 }

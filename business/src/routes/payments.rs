@@ -6,7 +6,6 @@ use shared::{BankId, Ibk};
 
 use super::resource;
 use crate::AppState;
-use crate::accounts::may_access;
 use crate::auth::presented_key;
 use crate::error::ApiError;
 use crate::interbank::coordinator::{QUEUE, Queued};
@@ -57,10 +56,7 @@ async fn pay_into(
         return Err(ApiError::WrongBank(body.acc_ibk));
     }
     let account = body.acc_ibk.account;
-    let target = state.accounts.record(account).await?.ok_or(ApiError::AccountNotFound(account))?;
-    if !may_access(&me, &target) {
-        return Err(ApiError::Forbidden);
-    }
+    state.accounts.accessible(&me, account).await?;
     let op = if deposit {
         Op::Deposit { account, amount: body.amount }
     } else {
@@ -181,10 +177,7 @@ async fn pay_as(state: &AppState, req: &HttpRequest, me: &AccountRecord, body: P
             continue;
         }
         if ibk.bank == bank {
-            let record = state.accounts.record(ibk.account).await?.ok_or(ApiError::AccountNotFound(ibk.account))?;
-            if !may_access(me, &record) {
-                return Err(ApiError::Forbidden);
-            }
+            state.accounts.accessible(me, ibk.account).await?;
         } else {
             let path = format!("/interbank/account/ibk/{ibk}");
             let card: AccountCard =
