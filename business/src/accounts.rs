@@ -1,60 +1,56 @@
 //! Customer accounts: opening (seed 001's rules), login, sessions, and the customer's view.
 
 use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordKey, RecordOp};
-use dataserver::client::DataClient;
+use dataserver_api::client::DataClient;
+use dataserver_api::clock::now_ms;
+use dataserver_api::{AcquireRequest, CommitRequest, ErrorCode as DsCode, LockRef, RecordKey, RecordOp};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use shared::api::{
     Account, AccountType, CreateAccount, Login, Operation, Session, Statement, StatementEntry, Status, Transaction,
     TransactionType,
 };
-use shared::{AccountId, BankId, Document, Ibk, Money};
+use shared::{AccountId, BankId, Document, ErrorCode, Ibk, Money};
 
 use crate::config::limits::*;
 use crate::error::ApiError;
 use crate::interbank::participant::SettlementMemo;
 use crate::model::*;
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
-}
-
 /// The request, checked against seed 001's rules before anything is stored.
 fn validate(req: &CreateAccount) -> Result<String, ApiError> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > NAME_LEN_MAX || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid("name_invalid", format!("name must be 1 to {NAME_LEN_MAX} characters")));
+        return Err(ApiError::invalid(ErrorCode::NameInvalid, format!("name must be 1 to {NAME_LEN_MAX} characters")));
     }
     let pw = req.password.chars().count();
     if !(PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX).contains(&pw) {
         return Err(ApiError::invalid(
-            "password_invalid",
+            ErrorCode::PasswordInvalid,
             format!("password must be {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters"),
         ));
     }
     let distinct: HashSet<&Document> = req.documents.iter().collect();
     if distinct.len() != req.documents.len() {
-        return Err(ApiError::invalid("documents_invalid", "a document appears twice"));
+        return Err(ApiError::invalid(ErrorCode::DocumentsInvalid, "a document appears twice"));
     }
     match (req.kind, req.documents.as_slice()) {
         (AccountType::Individual, [d]) if d.is_cpf() => {}
         (AccountType::Individual, _) => {
-            return Err(ApiError::invalid("documents_invalid", "an individual account has exactly one CPF"));
+            return Err(ApiError::invalid(ErrorCode::DocumentsInvalid, "an individual account has exactly one CPF"));
         }
         (AccountType::Legal, [d]) if !d.is_cpf() => {}
         (AccountType::Legal, _) => {
-            return Err(ApiError::invalid("documents_invalid", "a legal account has exactly one CNPJ"));
+            return Err(ApiError::invalid(ErrorCode::DocumentsInvalid, "a legal account has exactly one CNPJ"));
         }
         (AccountType::Joint, docs) if (2..=JOINT_HOLDERS_MAX).contains(&docs.len()) => {}
         (AccountType::Joint, _) => {
             return Err(ApiError::invalid(
-                "documents_invalid",
+                ErrorCode::DocumentsInvalid,
                 format!("a joint account has 2 to {JOINT_HOLDERS_MAX} distinct documents"),
             ));
         }
@@ -87,6 +83,49 @@ impl Accounts {
             return Err(ApiError::Forbidden);
         }
         Ok(target)
+    }
+
+    /// The individual or legal account a document holds at this bank (joint accounts are listed
+    /// through their holders' own accounts).
+    pub async fn held_by(&self, doc: &shared::Document) -> Result<Vec<Account>, ApiError> {
+        let Some(r) = self.ds.get_record(HOLDERS, doc.digits()).await? else { return Ok(vec![]) };
+        let h: HolderRecord = parse(r.value)?;
+        match self.record(h.account).await? {
+            Some(rec) => Ok(vec![self.view(rec).await?]),
+            None => Ok(vec![]),
+        }
+    }
+
+    /// Every account in the network held by one of `target`'s documents, `target` first among
+    /// this bank's; banks that did not answer are listed, so the list is never silently partial.
+    pub async fn everywhere(
+        &self,
+        ib: &crate::interbank::Interbank,
+        target: AccountRecord,
+    ) -> Result<shared::api::AllAccounts, ApiError> {
+        use futures::future::join_all;
+        let mut accounts: Vec<Account> = Vec::new();
+        let mut unreachable = Vec::new();
+        let peers: Vec<BankId> = ib.peers.network().ids().into_iter().filter(|b| *b != ib.me).collect();
+        for doc in &target.documents {
+            accounts.extend(self.held_by(doc).await?);
+            let path = format!("/account/{}", doc.digits());
+            let calls =
+                peers.iter().map(|b| ib.peers.call::<Vec<Account>>(*b, reqwest::Method::GET, &path, None::<&()>));
+            for (b, a) in peers.iter().zip(join_all(calls).await) {
+                match a {
+                    Ok(list) => accounts.extend(list),
+                    Err(_) if !unreachable.contains(b) => unreachable.push(*b),
+                    Err(_) => {}
+                }
+            }
+        }
+        if !accounts.iter().any(|a| a.ibk == Ibk::new(self.bank, target.id)) {
+            accounts.insert(0, self.view(target).await?);
+        }
+        accounts.sort_by_key(|a| a.ibk);
+        accounts.dedup_by_key(|a| a.ibk);
+        Ok(shared::api::AllAccounts { accounts, unreachable_banks: unreachable })
     }
 
     /// The customer's view of an account: its record and posted balance.
@@ -147,7 +186,7 @@ impl Accounts {
                 .await;
             let grant = match grant {
                 Ok(g) => g,
-                Err(e) if e.code() == Some("locked") => continue, // another opening holds this id
+                Err(e) if e.code() == Some(DsCode::Locked) => continue, // another opening holds this id
                 Err(e) => return Err(e.into()),
             };
             let lock = LockRef { account: id, token: grant.locks[0].token };
@@ -156,7 +195,7 @@ impl Accounts {
                 name: name.clone(),
                 documents: req.documents.clone(),
                 kind: req.kind,
-                created_at: dataserver::store::rfc3339_ms(now_ms()),
+                created_at: dataserver_api::clock::rfc3339_ms(now_ms()),
                 password_hash: Some(hash.clone()),
             };
             let mut commit: CommitRequest = open_account_commit(uuid::Uuid::new_v4().to_string(), lock, &record);
@@ -179,7 +218,7 @@ impl Accounts {
             }
             match self.ds.commit(&commit).await {
                 Ok(_) => return self.view(record).await,
-                Err(e) if matches!(e.code(), Some("condition_failed" | "record_absent")) => {
+                Err(e) if matches!(e.code(), Some(DsCode::ConditionFailed | DsCode::RecordAbsent)) => {
                     let _ = self.ds.release(&[lock]).await;
                 }
                 Err(e) => {
@@ -205,7 +244,7 @@ impl Accounts {
         };
         let grant = match self.ds.acquire(&req).await {
             Ok(g) => g,
-            Err(e) if e.code() == Some("locked") => return Err(ApiError::InFlight),
+            Err(e) if e.code() == Some(DsCode::Locked) => return Err(ApiError::InFlight),
             Err(e) => return Err(e.into()),
         };
         let lock = LockRef { account: target.id, token: grant.locks[0].token };
@@ -271,7 +310,7 @@ impl Accounts {
     fn operation_entry(
         ibk: impl Fn(AccountId) -> Ibk,
         account: AccountId,
-        e: dataserver::api::JournalEntry,
+        e: dataserver_api::JournalEntry,
     ) -> Option<StatementEntry> {
         {
             {
@@ -343,7 +382,7 @@ impl Accounts {
         self.ds.commit(&commit).await?;
         Ok(Session {
             token,
-            expires_at: dataserver::store::rfc3339_ms(expires_at_ms),
+            expires_at: dataserver_api::clock::rfc3339_ms(expires_at_ms),
             account: self.view(record).await?,
         })
     }

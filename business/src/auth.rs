@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::model::AccountRecord;
 
 /// A credential from `Authorization: Bearer KEY` or the seed's `auth: KEY`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -39,6 +40,43 @@ impl FromRequest for Operator {
             .is_some_and(|(state, k)| digest(k) == state.operator_key_digest);
         ready(if ok { Ok(Operator) } else { Err(ApiError::Unauthorized) })
     }
+}
+
+/// A customer with a live session (`Authorization: Bearer TOKEN`): the account record the
+/// session was opened on. Which accounts it may act on is the accounts service's rule.
+#[derive(Debug, Clone)]
+pub struct Customer(pub AccountRecord);
+
+impl FromRequest for Customer {
+    type Error = ApiError;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Customer, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = presented_key(req.headers()).map(str::to_owned);
+        Box::pin(async move {
+            let (Some(state), Some(token)) = (state, token) else { return Err(ApiError::NoSession) };
+            Ok(Customer(state.accounts.session(&token).await?))
+        })
+    }
+}
+
+impl Customer {
+    /// The session's customer and account `id` of this bank, if the customer may act on it.
+    pub async fn with_account(
+        state: &AppState,
+        req: &HttpRequest,
+        id: shared::AccountId,
+    ) -> Result<(AccountRecord, AccountRecord), ApiError> {
+        let me = Customer::extract(req).await?.0;
+        let target = state.accounts.accessible(&me, id).await?;
+        Ok((me, target))
+    }
+}
+
+/// The request's `Idempotency-Key`, if it has one.
+pub fn idempotency_key(req: &HttpRequest) -> Option<&str> {
+    req.headers().get("idempotency-key").and_then(|v| v.to_str().ok())
 }
 
 /// A peer bank, authenticated by its id (`X-Interbank-Bank`) and its secret (`Authorization:

@@ -171,4 +171,44 @@ pub mod limits {
     pub const JOINT_HOLDERS_MAX: usize = 8;
     /// Attempts to open an account when another opening took the same id first.
     pub const ACCOUNT_OPEN_ATTEMPTS_MAX: u32 = 16;
+    /// What `--batch-packages-max` may be: a round settles at least one package, and one
+    /// prepare carries at most `PREPARE_ITEMS_MAX`.
+    pub const BATCH_PACKAGES_RANGE: std::ops::RangeInclusive<usize> = 1..=PREPARE_ITEMS_MAX;
+    /// What `--batch-accounts-max` may be: at least one package's accounts (two per operation),
+    /// at most the data server's `lock_batch_max` default.
+    pub const BATCH_ACCOUNTS_RANGE: std::ops::RangeInclusive<usize> = 2 * PACKAGE_OPERATIONS_MAX..=4096;
+    /// The worker's tick: shorter would spin a core on the data server.
+    pub const TICK_MS_MIN: u64 = 10;
+    pub const OPERATOR_KEY_LEN_MIN: usize = 8;
+}
+
+impl Settings {
+    /// Refuses settings outside their limits, naming the flag: a value silently clamped would
+    /// run a replica other than the one its operator configured.
+    pub fn validate(&self) -> Result<(), String> {
+        use limits::*;
+        if self.operator_key.len() < OPERATOR_KEY_LEN_MIN {
+            return Err(format!("the operator key must have at least {OPERATOR_KEY_LEN_MIN} characters"));
+        }
+        if !BATCH_PACKAGES_RANGE.contains(&self.batch_packages_max) {
+            return Err(format!(
+                "--batch-packages-max {} is outside {}..={}",
+                self.batch_packages_max,
+                BATCH_PACKAGES_RANGE.start(),
+                BATCH_PACKAGES_RANGE.end()
+            ));
+        }
+        if !BATCH_ACCOUNTS_RANGE.contains(&self.batch_accounts_max) {
+            return Err(format!(
+                "--batch-accounts-max {} is outside {}..={}",
+                self.batch_accounts_max,
+                BATCH_ACCOUNTS_RANGE.start(),
+                BATCH_ACCOUNTS_RANGE.end()
+            ));
+        }
+        if self.tick_ms < TICK_MS_MIN {
+            return Err(format!("--tick-ms {} is below {TICK_MS_MIN}", self.tick_ms));
+        }
+        Ok(())
+    }
 }

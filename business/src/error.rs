@@ -1,18 +1,19 @@
 //! Every way a request can fail, mapped to a status and a stable code in one place.
 
+use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use dataserver::client::ClientError;
-use shared::{AccountId, ErrorBody, Money};
+use dataserver_api::client::ClientError;
+use shared::{AccountId, ErrorBody, ErrorCode, Money};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or wrong key (send `Authorization: Bearer KEY` or `auth: KEY`)")]
     Unauthorized,
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid { code: ErrorCode, message: String },
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable { code: ErrorCode, message: String },
     #[error("origin and target are the same account")]
     SameAccount,
     #[error("account {0} does not exist or is closed")]
@@ -59,10 +60,18 @@ pub enum ApiError {
     PackageNotFound,
     #[error("too many attempts; try again in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
+    #[error("{0}")]
+    NoRoute(String),
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("request body must be JSON (Content-Type: application/json)")]
+    MediaType,
 }
 
 impl ApiError {
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::Invalid { code, message: message.into() }
     }
 
@@ -72,37 +81,41 @@ impl ApiError {
         ApiError::RateLimited { retry_after_s: wait_ms.div_ceil(1000) }
     }
 
-    pub fn invalid_unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn invalid_unprocessable(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::Unprocessable { code, message: message.into() }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::Invalid { code, .. } | ApiError::Unprocessable { code, .. } => code,
-            ApiError::SameAccount => "same_account",
-            ApiError::AccountNotFound(_) => "account_not_found",
-            ApiError::InsufficientFunds { .. } => "insufficient_funds",
-            ApiError::BalanceOverflow(_) => "balance_overflow",
-            ApiError::Busy(_) => "account_busy",
-            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
-            ApiError::DocumentTaken(_) => "document_already_has_account",
-            ApiError::JointHolderMissing(_) => "joint_holder_missing",
-            ApiError::InvalidCredentials => "invalid_credentials",
-            ApiError::NoSession => "unauthorized",
-            ApiError::Forbidden => "forbidden",
-            ApiError::WrongBank(_) => "wrong_bank",
-            ApiError::BalanceNotZero(_) => "balance_not_zero",
-            ApiError::InFlight => "operation_in_flight",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::StaleEpoch { .. } => "stale_epoch",
-            ApiError::StaleToken => "stale_token",
-            ApiError::PeerUnauthorized => "unauthorized",
-            ApiError::UnknownBank(_) => "unknown_bank",
-            ApiError::KeyTaken => "key_taken",
-            ApiError::KeyNotFound => "key_not_found",
-            ApiError::PackageNotFound => "package_not_found",
-            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::Invalid { code, .. } | ApiError::Unprocessable { code, .. } => *code,
+            ApiError::SameAccount => ErrorCode::SameAccount,
+            ApiError::AccountNotFound(_) => ErrorCode::AccountNotFound,
+            ApiError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
+            ApiError::BalanceOverflow(_) => ErrorCode::BalanceOverflow,
+            ApiError::Busy(_) => ErrorCode::AccountBusy,
+            ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            ApiError::DocumentTaken(_) => ErrorCode::DocumentAlreadyHasAccount,
+            ApiError::JointHolderMissing(_) => ErrorCode::JointHolderMissing,
+            ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ApiError::NoSession => ErrorCode::Unauthorized,
+            ApiError::Forbidden => ErrorCode::Forbidden,
+            ApiError::WrongBank(_) => ErrorCode::WrongBank,
+            ApiError::BalanceNotZero(_) => ErrorCode::BalanceNotZero,
+            ApiError::InFlight => ErrorCode::OperationInFlight,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::StaleEpoch { .. } => ErrorCode::StaleEpoch,
+            ApiError::StaleToken => ErrorCode::StaleToken,
+            ApiError::PeerUnauthorized => ErrorCode::Unauthorized,
+            ApiError::UnknownBank(_) => ErrorCode::UnknownBank,
+            ApiError::KeyTaken => ErrorCode::KeyTaken,
+            ApiError::KeyNotFound => ErrorCode::KeyNotFound,
+            ApiError::PackageNotFound => ErrorCode::PackageNotFound,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::NoRoute(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::TooLarge(_) => ErrorCode::BodyTooLarge,
+            ApiError::MediaType => ErrorCode::UnsupportedMediaType,
         }
     }
 }
@@ -130,6 +143,10 @@ impl ResponseError for ApiError {
             ApiError::AccountNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Busy(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -142,6 +159,18 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A value that did not parse at the edge: the parser's own code and message.
+macro_rules! parse_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ApiError {
+            fn from(e: $t) -> Self {
+                ApiError::invalid(e.code(), e.to_string())
+            }
+        }
+    )*};
+}
+parse_errors!(shared::IdError, shared::MoneyError, shared::DocumentError, shared::pix::KeyError);
+
 /// A data server failure the ledger did not turn into a domain error: the server is down, or
 /// answered something this replica does not expect (a bug) — never the client's fault.
 impl From<ClientError> for ApiError {
@@ -150,5 +179,32 @@ impl From<ClientError> for ApiError {
     }
 }
 
-// Extractor failures, unknown routes and wrong methods answer exactly as the data server does.
-pub use dataserver::http::{json_error, method_not_allowed, not_found, path_error, query_error};
+// Extractor failures, unknown routes and wrong methods: the same JSON body and codes as every
+// other failure.
+
+pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::OverflowKnownLength { limit, .. } | E::Overflow { limit } => ApiError::TooLarge(limit),
+        E::ContentType => ApiError::MediaType,
+        other => ApiError::invalid(ErrorCode::InvalidBody, other.to_string()),
+    }
+    .into()
+}
+
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid(ErrorCode::InvalidQuery, err.to_string()).into()
+}
+
+pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid(ErrorCode::InvalidPath, err.to_string()).into()
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::NoRoute(format!("no route {} {}", req.method(), req.path().chars().take(128).collect::<String>()))
+        .error_response()
+}
+
+pub async fn method_not_allowed() -> HttpResponse {
+    ApiError::MethodNotAllowed.error_response()
+}

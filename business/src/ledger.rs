@@ -8,14 +8,14 @@
 //! balances, appends the journal entry and releases the locks. A commit whose answer was lost is
 //! retried with the same transaction id and tokens, so the data server applies it at most once.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordKey, RecordOp, SetAmount};
-use dataserver::client::{ClientError, DataClient};
+use dataserver_api::client::{ClientError, DataClient};
+use dataserver_api::{AcquireRequest, CommitRequest, ErrorCode as DsCode, LockRef, RecordKey, RecordOp, SetAmount};
 use rand::Rng;
 use serde::Serialize;
 use shared::api::{AccountBalance, OperationKind, OperationReceipt};
-use shared::{AccountId, Amount, Money};
+use shared::{AccountId, Amount, ErrorCode, Money};
 
 use crate::config::limits::{IDEMPOTENCY_KEY_LEN_MAX, RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN};
 use crate::error::ApiError;
@@ -190,7 +190,7 @@ impl Change for Package {
         use crate::config::limits::PACKAGE_OPERATIONS_MAX;
         if self.operations.is_empty() || self.operations.len() > PACKAGE_OPERATIONS_MAX {
             return Err(ApiError::invalid(
-                "operations_invalid",
+                ErrorCode::OperationsInvalid,
                 format!("a package has 1 to {PACKAGE_OPERATIONS_MAX} operations"),
             ));
         }
@@ -267,8 +267,7 @@ fn is_transport(e: &ClientError) -> bool {
 }
 
 pub fn now_rfc3339() -> String {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
-    dataserver::store::rfc3339_ms(ms)
+    dataserver_api::clock::rfc3339_ms(dataserver_api::clock::now_ms())
 }
 
 async fn backoff(attempt: u32) {
@@ -283,7 +282,7 @@ pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::invalid(
-            "idempotency_key_invalid",
+            ErrorCode::IdempotencyKeyInvalid,
             format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters"),
         ))
     }
@@ -320,7 +319,7 @@ impl Ledger {
             attempt += 1;
             match self.attempt(change, idempotency_key, &request, &respond).await {
                 Ok(answer) => {
-                    self.metrics.operations_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.operations_total.inc();
                     return Ok(answer);
                 }
                 Err(Outcome::Final(e)) => return Err(e),
@@ -330,7 +329,7 @@ impl Ledger {
                 }
                 Err(Outcome::Again(why)) if attempt >= self.attempts_max => return Err(ApiError::Unavailable(why)),
                 Err(Outcome::Again(_)) => {
-                    self.metrics.operation_retries_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.operation_retries_total.inc();
                     backoff(attempt).await
                 }
             }
@@ -376,7 +375,7 @@ impl Ledger {
         };
         let grant = match self.ds.acquire(&req).await {
             Ok(g) => g,
-            Err(e) if e.code() == Some("locked") => return Err(Outcome::Final(ApiError::Busy(touched[0]))),
+            Err(e) if e.code() == Some(DsCode::Locked) => return Err(Outcome::Final(ApiError::Busy(touched[0]))),
             Err(e) if is_transport(&e) => return Err(Outcome::Again(e.to_string())),
             Err(e) => return Err(Outcome::Final(e.into())),
         };
@@ -393,7 +392,10 @@ impl Ledger {
         // debit can never spend money reserved for a package in two-phase commit.
         let available = |a: AccountId| {
             let posted = grant.locks.iter().find(|g| g.account == a).and_then(|g| g.amount)?;
-            Some(posted.checked_sub(held_of(a)).unwrap_or(Money::ZERO))
+            let held = held_of(a);
+            // Architecture Invariant: holds never exceed the posted balance (a hold is raised
+            // only on available money, and every debit sees posted minus held).
+            Some(posted.checked_sub(held).unwrap_or_else(|| panic!("account {a}: held {held} exceeds posted {posted}")))
         };
         let posted = change.apply(&available).and_then(|b| {
             b.into_iter()
@@ -466,8 +468,8 @@ impl Ledger {
     ) -> Outcome {
         match e.code() {
             // Our lease ran out before the commit: nothing applied, take the locks again.
-            Some("lease_expired" | "not_holder") => Outcome::Again(e.to_string()),
-            Some("record_absent") => {
+            Some(DsCode::LeaseExpired | DsCode::NotHolder) => Outcome::Again(e.to_string()),
+            Some(DsCode::RecordAbsent) => {
                 self.release(locks).await;
                 // Which account was closed meanwhile? Ask; this path is rare.
                 for a in touched {
@@ -478,7 +480,7 @@ impl Ledger {
                 Outcome::Again(e.to_string())
             }
             // The idempotency record appeared since we looked: a concurrent repeat won.
-            Some("condition_failed") if key.is_some() => {
+            Some(DsCode::ConditionFailed) if key.is_some() => {
                 self.release(locks).await;
                 match self.stored::<serde_json::Value>(key.unwrap_or_default(), request).await {
                     Ok(Some(answer)) => Outcome::Replayed(Box::new(answer)),

@@ -13,16 +13,16 @@ pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod payments;
 pub mod routes;
 pub mod throttle;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use dataserver::client::DataClient;
+use dataserver_api::client::DataClient;
 
 pub use config::Settings;
 use ledger::Ledger;
@@ -107,9 +107,7 @@ pub async fn metrics_route(_: auth::Operator, state: web::Data<AppState>) -> Htt
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
-        if settings.operator_key.len() < 8 {
-            return Err(StartError::Config("the operator key must have at least 8 characters".into()));
-        }
+        settings.validate().map_err(StartError::Config)?;
         let ds = DataClient::new(&settings.dataserver, settings.business_id, settings.dataserver_key.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
         let metrics = Arc::new(metrics::Metrics::default());
@@ -146,11 +144,11 @@ impl Application {
                 hold_ms_max: settings.hold_ms_max,
                 idle_hold_ms: settings.idle_hold_ms,
                 ring_lease_ms: settings.ring_lease_ms,
-                tick_ms: settings.tick_ms.max(10),
+                tick_ms: settings.tick_ms,
                 in_doubt_ms: settings.in_doubt_ms,
                 package_deadline_ms: settings.package_deadline_ms,
-                batch_packages_max: settings.batch_packages_max.clamp(1, 4096),
-                batch_accounts_max: settings.batch_accounts_max.clamp(32, 4096),
+                batch_packages_max: settings.batch_packages_max,
+                batch_accounts_max: settings.batch_accounts_max,
             },
             lock_wait_ms: settings.lock_wait_ms,
             lease_ms: settings.lease_ms,
@@ -192,11 +190,11 @@ impl Application {
                     let m = m.clone();
                     async move {
                         let res = fut.await?;
-                        m.requests_total.fetch_add(1, Relaxed);
-                        m.request_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+                        m.requests_total.inc();
+                        m.request_seconds.observe(started.elapsed().as_secs_f64());
                         match res.status().as_u16() {
-                            400..=499 => m.responses_4xx_total.fetch_add(1, Relaxed),
-                            500..=599 => m.responses_5xx_total.fetch_add(1, Relaxed),
+                            400..=499 => m.responses_4xx_total.inc(),
+                            500..=599 => m.responses_5xx_total.inc(),
                             _ => 0,
                         };
                         Ok(res)
@@ -225,4 +223,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
 }

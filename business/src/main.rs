@@ -10,7 +10,7 @@ use clap::Parser;
 #[actix_web::main]
 async fn main() -> ExitCode {
     let settings = Settings::parse();
-    dataserver::init_tracing();
+    business::init_tracing();
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

@@ -1,28 +1,48 @@
-//! Prometheus text metrics of a business replica (the data server's counters and histograms).
+//! Prometheus metrics of a business replica, on `prometheus-client`.
 
-use std::sync::atomic::AtomicU64;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-use dataserver::metrics::{Histogram, LATENCY_US_BOUNDS, render_counters};
+/// Latency bucket bounds, in seconds.
+const LATENCY_S_BOUNDS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];
 
 #[derive(Debug)]
 pub struct Metrics {
-    pub requests_total: AtomicU64,
-    pub responses_4xx_total: AtomicU64,
-    pub responses_5xx_total: AtomicU64,
-    pub operations_total: AtomicU64,
-    pub operation_retries_total: AtomicU64,
-    pub request_us: Histogram,
+    registry: Registry,
+    pub requests_total: Counter,
+    pub responses_4xx_total: Counter,
+    pub responses_5xx_total: Counter,
+    pub operations_total: Counter,
+    pub operation_retries_total: Counter,
+    /// Seconds to answer a request (floating point for reporting only, never for money).
+    pub request_seconds: Histogram,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let mut registry = Registry::with_prefix("business");
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let requests_total = counter("requests", "HTTP requests served");
+        let responses_4xx_total = counter("responses_4xx", "HTTP responses with a 4xx status");
+        let responses_5xx_total = counter("responses_5xx", "HTTP responses with a 5xx status");
+        let operations_total = counter("operations", "deposits, withdrawals and transfers applied");
+        let operation_retries_total = counter("operation_retries", "attempts repeated after a lost lease or no answer");
+        let request_seconds = Histogram::new(LATENCY_S_BOUNDS);
+        registry.register("request_seconds", "time to answer a request", request_seconds.clone());
         Metrics {
-            requests_total: AtomicU64::new(0),
-            responses_4xx_total: AtomicU64::new(0),
-            responses_5xx_total: AtomicU64::new(0),
-            operations_total: AtomicU64::new(0),
-            operation_retries_total: AtomicU64::new(0),
-            request_us: Histogram::new(LATENCY_US_BOUNDS),
+            registry,
+            requests_total,
+            responses_4xx_total,
+            responses_5xx_total,
+            operations_total,
+            operation_retries_total,
+            request_seconds,
         }
     }
 }
@@ -30,19 +50,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let counters: [(&str, &str, &AtomicU64); 5] = [
-            ("business_requests_total", "HTTP requests served", &self.requests_total),
-            ("business_responses_4xx_total", "HTTP responses with a 4xx status", &self.responses_4xx_total),
-            ("business_responses_5xx_total", "HTTP responses with a 5xx status", &self.responses_5xx_total),
-            ("business_operations_total", "deposits, withdrawals and transfers applied", &self.operations_total),
-            (
-                "business_operation_retries_total",
-                "attempts repeated after a lost lease or no answer",
-                &self.operation_retries_total,
-            ),
-        ];
-        render_counters(&mut out, &counters);
-        self.request_us.render(&mut out, "business_request_seconds", "time to answer a request", 1_000_000);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }

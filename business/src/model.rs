@@ -11,7 +11,7 @@
 //!   opens the account.
 //! * `sessions/{sha256 of the token}` — a customer session; the token itself is never stored.
 
-use dataserver::api::{CommitRequest, LockRef, RecordOp, SetAmount};
+use dataserver_api::{CommitRequest, LockRef, RecordOp, SetAmount};
 use serde::{Deserialize, Serialize};
 use shared::{AccountId, Document, Money};
 
@@ -25,9 +25,10 @@ pub const PACKAGES: &str = "packages";
 pub const HOLDS: &str = "holds";
 
 /// A value for a record in a commit. Our record types always serialise (plain structs, string
-/// map keys), so this cannot fail.
+/// map keys); one that did not would be a bug, and writing `null` into a durable record in its
+/// place would hide it, so it panics.
 pub fn json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
+    serde_json::to_value(v).expect("record types serialise: plain structs with string map keys")
 }
 
 /// A stored value read back. One that does not parse is the store's fault, never the client's.
@@ -36,7 +37,7 @@ pub fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, 
 }
 
 /// [`parse`] of a record, naming it when it does not parse.
-pub fn parse_record<T: serde::de::DeserializeOwned>(r: &dataserver::api::Record) -> Result<T, crate::error::ApiError> {
+pub fn parse_record<T: serde::de::DeserializeOwned>(r: &dataserver_api::Record) -> Result<T, crate::error::ApiError> {
     serde_json::from_value(r.value.clone())
         .map_err(|e| crate::error::ApiError::Unavailable(format!("bad {}/{} record: {e}", r.collection, r.key)))
 }
@@ -86,7 +87,7 @@ pub fn open_account_commit(tx_id: String, lock: LockRef, record: &AccountRecord)
     c.records = vec![RecordOp::Put {
         collection: ACCOUNTS.into(),
         key: account_key(record.id),
-        value: serde_json::to_value(record).unwrap_or_default(),
+        value: json(record),
         if_version: Some(0),
     }];
     c.memo = Some(serde_json::json!({ "kind": "open_account" }));
@@ -105,7 +106,7 @@ pub struct HoldRecord {
 
 impl HoldRecord {
     /// The held amount in a hold record read with a lock grant (`None`: nothing held).
-    pub fn from_record(r: &Option<dataserver::api::Record>) -> Result<Money, crate::error::ApiError> {
+    pub fn from_record(r: &Option<dataserver_api::Record>) -> Result<Money, crate::error::ApiError> {
         match r {
             None => Ok(Money::ZERO),
             Some(r) => parse_record::<HoldRecord>(r).map(|h| h.held),

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::{Document, ErrorBody};
+use shared::{Document, ErrorBody, ErrorCode};
 
 fn cpf(n: u64) -> String {
     Document::with_check_digits(&format!("{:09}", 200_000_000 + n)).unwrap().formatted()
@@ -57,13 +57,11 @@ impl Api {
 }
 
 fn api(bank: &Bank, replica: usize) -> Api {
-    Api { http: reqwest::Client::new(), base: bank.replicas[replica].url() }
+    Api { http: reqwest::Client::new(), base: bank.url(replica) }
 }
 
-fn code(v: &Value) -> String {
-    serde_json::from_value::<ErrorBody>(v.clone())
-        .map(|b| b.error)
-        .unwrap_or_else(|_| format!("not an error body: {v}"))
+fn code(v: &Value) -> ErrorCode {
+    serde_json::from_value::<ErrorBody>(v.clone()).unwrap_or_else(|_| panic!("not an error body: {v}")).error
 }
 
 #[tokio::test]
@@ -91,7 +89,7 @@ async fn open_login_and_see_only_your_accounts() {
     let (s, me) = a.get(1, Some(&token)).await;
     assert_eq!((s, me["name"].as_str()), (StatusCode::OK, Some("João da Silva")));
     // The token itself is stored nowhere: sessions are keyed by its digest.
-    let sessions = bank.ds.client(0).scan_records("sessions", "", None, 100).await.unwrap().records;
+    let sessions = bank.ds().client(0).scan_records("sessions", "", None, 100).await.unwrap().records;
     assert_eq!(sessions.len(), 1);
     assert!(sessions.iter().all(|r| r.key != token && !r.value.to_string().contains(&token)));
 
@@ -99,19 +97,19 @@ async fn open_login_and_see_only_your_accounts() {
     bank.operator(0).op("/deposit/1/25.5", None).await.unwrap();
     assert_eq!(b.get(1, Some(&token)).await.1["balance"], "25.5");
 
-    let checks: Vec<((StatusCode, Value), StatusCode, &str)> = vec![
-        (a.get(2, Some(&token)).await, StatusCode::FORBIDDEN, "forbidden"),
-        (a.get(1, None).await, StatusCode::UNAUTHORIZED, "unauthorized"),
-        (a.get(1, Some(&"0".repeat(64))).await, StatusCode::UNAUTHORIZED, "unauthorized"),
-        (a.get(1, Some("not-a-token")).await, StatusCode::UNAUTHORIZED, "unauthorized"),
-        (a.get(99, Some(&token)).await, StatusCode::NOT_FOUND, "account_not_found"),
-        (a.login("1-1", "wrong password").await, StatusCode::UNAUTHORIZED, "invalid_credentials"),
-        (a.login("1-99", "correct horse").await, StatusCode::UNAUTHORIZED, "invalid_credentials"),
-        (a.login("2-1", "correct horse").await, StatusCode::UNPROCESSABLE_ENTITY, "wrong_bank"),
-        (a.login("1-x", "correct horse").await, StatusCode::BAD_REQUEST, "invalid_body"),
+    let checks: Vec<((StatusCode, Value), StatusCode, ErrorCode)> = vec![
+        (a.get(2, Some(&token)).await, StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+        (a.get(1, None).await, StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+        (a.get(1, Some(&"0".repeat(64))).await, StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+        (a.get(1, Some("not-a-token")).await, StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+        (a.get(99, Some(&token)).await, StatusCode::NOT_FOUND, ErrorCode::AccountNotFound),
+        (a.login("1-1", "wrong password").await, StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials),
+        (a.login("1-99", "correct horse").await, StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials),
+        (a.login("2-1", "correct horse").await, StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::WrongBank),
+        (a.login("1-x", "correct horse").await, StatusCode::BAD_REQUEST, ErrorCode::InvalidBody),
     ];
     for ((status, body), want_status, want_code) in checks {
-        assert_eq!((status, code(&body).as_str()), (want_status, want_code), "{body}");
+        assert_eq!((status, code(&body)), (want_status, want_code), "{body}");
     }
 }
 
@@ -122,32 +120,43 @@ async fn seed_001_rules_for_opening_accounts() {
     assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
     assert_eq!(a.open("Bia", &[cpf(2)], "individual").await.0, StatusCode::CREATED);
 
-    let cases: Vec<((StatusCode, Value), StatusCode, &str)> = vec![
-        (a.open("Ana again", &[cpf(1)], "individual").await, StatusCode::CONFLICT, "document_already_has_account"),
-        (a.open("Wrong kind", &[cnpj(1)], "individual").await, StatusCode::BAD_REQUEST, "documents_invalid"),
-        (a.open("Wrong kind", &[cpf(3)], "legal").await, StatusCode::BAD_REQUEST, "documents_invalid"),
-        (a.open("Two", &[cpf(3), cpf(4)], "individual").await, StatusCode::BAD_REQUEST, "documents_invalid"),
-        (a.open("Alone", &[cpf(1)], "joint").await, StatusCode::BAD_REQUEST, "documents_invalid"),
-        (a.open("Twice", &[cpf(1), cpf(1)], "joint").await, StatusCode::BAD_REQUEST, "documents_invalid"),
+    let cases: Vec<((StatusCode, Value), StatusCode, ErrorCode)> = vec![
+        (
+            a.open("Ana again", &[cpf(1)], "individual").await,
+            StatusCode::CONFLICT,
+            ErrorCode::DocumentAlreadyHasAccount,
+        ),
+        (a.open("Wrong kind", &[cnpj(1)], "individual").await, StatusCode::BAD_REQUEST, ErrorCode::DocumentsInvalid),
+        (a.open("Wrong kind", &[cpf(3)], "legal").await, StatusCode::BAD_REQUEST, ErrorCode::DocumentsInvalid),
+        (a.open("Two", &[cpf(3), cpf(4)], "individual").await, StatusCode::BAD_REQUEST, ErrorCode::DocumentsInvalid),
+        (a.open("Alone", &[cpf(1)], "joint").await, StatusCode::BAD_REQUEST, ErrorCode::DocumentsInvalid),
+        (a.open("Twice", &[cpf(1), cpf(1)], "joint").await, StatusCode::BAD_REQUEST, ErrorCode::DocumentsInvalid),
         (
             a.open("Stranger", &[cpf(1), cpf(9)], "joint").await,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "joint_holder_missing",
+            ErrorCode::JointHolderMissing,
         ),
-        (a.open("   ", &[cpf(5)], "individual").await, StatusCode::BAD_REQUEST, "name_invalid"),
-        (a.open(&"n".repeat(101), &[cpf(5)], "individual").await, StatusCode::BAD_REQUEST, "name_invalid"),
-        (a.open("Bad doc", &["529.982.247-24".into()], "individual").await, StatusCode::BAD_REQUEST, "invalid_body"),
-        (a.open("Bad type", &[cpf(5)], "savings").await, StatusCode::BAD_REQUEST, "invalid_body"),
+        (a.open("   ", &[cpf(5)], "individual").await, StatusCode::BAD_REQUEST, ErrorCode::NameInvalid),
+        (a.open(&"n".repeat(101), &[cpf(5)], "individual").await, StatusCode::BAD_REQUEST, ErrorCode::NameInvalid),
+        (
+            a.open("Bad doc", &["529.982.247-24".into()], "individual").await,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidBody,
+        ),
+        (a.open("Bad type", &[cpf(5)], "savings").await, StatusCode::BAD_REQUEST, ErrorCode::InvalidBody),
     ];
     for ((status, body), want_status, want_code) in cases {
-        assert_eq!((status, code(&body).as_str()), (want_status, want_code), "{body}");
+        assert_eq!((status, code(&body)), (want_status, want_code), "{body}");
     }
     let short = json!({ "name": "Short", "documents": [cpf(6)], "type": "individual", "password": "short" });
     let (s, body) = a.send(reqwest::Method::POST, "/api/accounts", None, Some(short)).await;
-    assert_eq!((s, code(&body).as_str()), (StatusCode::BAD_REQUEST, "password_invalid"));
+    assert_eq!((s, code(&body)), (StatusCode::BAD_REQUEST, ErrorCode::PasswordInvalid));
     let extra =
         json!({ "name": "X", "documents": [cpf(6)], "type": "individual", "password": "long enough", "admin": true });
-    assert_eq!(code(&a.send(reqwest::Method::POST, "/api/accounts", None, Some(extra)).await.1), "invalid_body");
+    assert_eq!(
+        code(&a.send(reqwest::Method::POST, "/api/accounts", None, Some(extra)).await.1),
+        ErrorCode::InvalidBody
+    );
 
     // A joint account of two holders who each have an account: both may see it, others not.
     let (s, joint) = a.open("Ana e Bia", &[cpf(1), cpf(2)], "joint").await;
@@ -159,7 +168,7 @@ async fn seed_001_rules_for_opening_accounts() {
         assert_eq!(a.get(id, Some(&token)).await.0, want, "{ibk}");
     }
     // Nothing refused above left a trace: ids are 1, 2, 3 (joint) and 4, in order.
-    assert_eq!(bank.ds.client(0).health().await.unwrap().accounts, 4);
+    assert_eq!(bank.ds().client(0).health().await.unwrap().accounts, 4);
 }
 
 /// Openings race through both replicas: ids stay unique and gap-free, and a document opens at
@@ -182,8 +191,10 @@ async fn concurrent_openings_get_distinct_ids_and_one_account_per_document() {
         results.iter().filter(|(s, _)| *s == StatusCode::CREATED).map(|(_, v)| v["id"].as_u64().unwrap()).collect();
     ids.sort_unstable();
     assert_eq!(ids, (1..=13).collect::<Vec<_>>(), "12 distinct documents and one of the 6 racing for the same");
-    let taken =
-        results.iter().filter(|(s, v)| *s == StatusCode::CONFLICT && code(v) == "document_already_has_account").count();
+    let taken = results
+        .iter()
+        .filter(|(s, v)| *s == StatusCode::CONFLICT && code(v) == ErrorCode::DocumentAlreadyHasAccount)
+        .count();
     assert_eq!(taken, 5);
 }
 
@@ -204,28 +215,28 @@ async fn closing_needs_a_zero_balance_and_nothing_in_flight() {
     op.op("/deposit/1/10", None).await.unwrap();
 
     let (s, body) = del(1, Some(token.clone())).await;
-    assert_eq!((s, code(&body).as_str()), (StatusCode::CONFLICT, "balance_not_zero"));
-    assert_eq!(code(&del(2, Some(token.clone())).await.1), "forbidden");
-    assert_eq!(code(&del(1, None).await.1), "unauthorized");
+    assert_eq!((s, code(&body)), (StatusCode::CONFLICT, ErrorCode::BalanceNotZero));
+    assert_eq!(code(&del(2, Some(token.clone())).await.1), ErrorCode::Forbidden);
+    assert_eq!(code(&del(1, None).await.1), ErrorCode::Unauthorized);
 
     // An operation holding the account's lease is "in flight".
-    let ds = bank.ds.client(1);
+    let ds = bank.ds().client(1);
     let held =
-        ds.acquire(&dataserver::api::AcquireRequest { accounts: vec![acc(1)], ..Default::default() }).await.unwrap();
+        ds.acquire(&dataserver_api::AcquireRequest { accounts: vec![acc(1)], ..Default::default() }).await.unwrap();
     let (s, body) = op.op("/withdrawal/1/10", None).await.unwrap_err();
-    assert_eq!((s, body.error.as_str()), (Some(StatusCode::CONFLICT), "account_busy"), "the lease is held");
+    assert_eq!((s, body.error), (Some(StatusCode::CONFLICT), shared::ErrorCode::AccountBusy), "the lease is held");
     let (s, body) = del(1, Some(token.clone())).await;
-    assert_eq!((s, code(&body).as_str()), (StatusCode::CONFLICT, "operation_in_flight"));
+    assert_eq!((s, code(&body)), (StatusCode::CONFLICT, ErrorCode::OperationInFlight));
     let locks: Vec<_> =
-        held.locks.iter().map(|g| dataserver::api::LockRef { account: g.account, token: g.token }).collect();
+        held.locks.iter().map(|g| dataserver_api::LockRef { account: g.account, token: g.token }).collect();
     ds.release(&locks).await.unwrap();
 
     op.op("/withdrawal/1/10", None).await.unwrap();
     let (s, body) = del(1, Some(token.clone())).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let (s, body) = op.op("/deposit/1/5", None).await.unwrap_err();
-    assert_eq!((s, body.error.as_str()), (Some(StatusCode::NOT_FOUND), "account_not_found"));
-    assert_eq!(code(&a.get(1, Some(&token)).await.1), "unauthorized", "the session of a closed account ends");
+    assert_eq!((s, body.error), (Some(StatusCode::NOT_FOUND), shared::ErrorCode::AccountNotFound));
+    assert_eq!(code(&a.get(1, Some(&token)).await.1), ErrorCode::Unauthorized, "the session of a closed account ends");
     let (s, reopened) = a.open("Ana again", &[cpf(1)], "individual").await;
     assert_eq!((s, reopened["id"].as_u64()), (StatusCode::CREATED, Some(3)), "ids are never reused");
 }
@@ -258,33 +269,37 @@ async fn customer_payments_and_the_statement() {
     let (s, tx) = pay(&b, "/api/payments/withdraw", json!({ "acc_ibk": "1-1", "amount": "30.5" })).await;
     assert_eq!((s, tx["operations"][0]["type"].as_str()), (StatusCode::OK, Some("withdrawal")));
 
-    let refusals: Vec<((StatusCode, Value), StatusCode, &str)> = vec![
+    let refusals: Vec<((StatusCode, Value), StatusCode, ErrorCode)> = vec![
         (
             pay(&a, "/api/payments/withdraw", json!({ "acc_ibk": "1-1", "amount": "69.51" })).await,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "insufficient_funds",
+            ErrorCode::InsufficientFunds,
         ),
         (
             pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-2", "amount": 1 })).await,
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
         ),
         (
             pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "2-1", "amount": 1 })).await,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "wrong_bank",
+            ErrorCode::WrongBank,
         ),
         (
             pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-1", "amount": 0 })).await,
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
         (
             pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-1", "amount": "1.001" })).await,
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
-        (pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-1" })).await, StatusCode::BAD_REQUEST, "invalid_body"),
+        (
+            pay(&a, "/api/payments/deposit", json!({ "acc_ibk": "1-1" })).await,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidBody,
+        ),
         (
             a.send(
                 reqwest::Method::POST,
@@ -294,11 +309,11 @@ async fn customer_payments_and_the_statement() {
             )
             .await,
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
         ),
     ];
     for ((status, body), want_status, want_code) in refusals {
-        assert_eq!((status, code(&body).as_str()), (want_status, want_code), "{body}");
+        assert_eq!((status, code(&body)), (want_status, want_code), "{body}");
     }
     bank.operator(0).op("/transfer/1/2/10", None).await.unwrap();
 
@@ -324,8 +339,8 @@ async fn customer_payments_and_the_statement() {
     let (_, older) = get(format!("/api/accounts/1/transactions?limit=2&before={next}")).await;
     assert_eq!(lines(&older), vec![("deposit".into(), "100".into())]);
     assert!(older["next"].is_null());
-    assert_eq!(code(&get("/api/accounts/2/transactions".into()).await.1), "forbidden");
-    assert_eq!(code(&get("/api/accounts/1/transactions?limit=0".into()).await.1), "limit_invalid");
+    assert_eq!(code(&get("/api/accounts/2/transactions".into()).await.1), ErrorCode::Forbidden);
+    assert_eq!(code(&get("/api/accounts/1/transactions?limit=0".into()).await.1), ErrorCode::LimitInvalid);
 }
 
 /// Same-bank packages: operations apply in order (a debit may spend what an earlier operation of
@@ -375,34 +390,38 @@ async fn packages_apply_in_order_all_or_nothing() {
     let short = json!({ "author": "1-1", "operations": [
         { "from": "1-1", "to": "1-3", "amount": 10 },
         { "from": "1-3", "to": "1-2", "amount": 31 } ] });
-    let cases: Vec<((StatusCode, Value), StatusCode, &str)> = vec![
-        (pay(short, None).await, StatusCode::UNPROCESSABLE_ENTITY, "insufficient_funds"),
+    let cases: Vec<((StatusCode, Value), StatusCode, ErrorCode)> = vec![
+        (pay(short, None).await, StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InsufficientFunds),
         (
             pay(json!({ "author": "1-1", "operations": [{ "from": "1-2", "to": "1-1", "amount": 1 }] }), None).await,
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
         ),
         (
             pay(json!({ "author": "1-2", "operations": [{ "from": "1-1", "to": "1-2", "amount": 1 }] }), None).await,
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
         ),
         (
             pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "2-5", "amount": 1 }] }), None).await,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_bank",
+            ErrorCode::UnknownBank,
         ),
         (
             pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "1-1", "amount": 1 }] }), None).await,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "same_account",
+            ErrorCode::SameAccount,
         ),
         (
             pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "1-9", "amount": 1 }] }), None).await,
             StatusCode::NOT_FOUND,
-            "account_not_found",
+            ErrorCode::AccountNotFound,
         ),
-        (pay(json!({ "author": "1-1", "operations": [] }), None).await, StatusCode::BAD_REQUEST, "operations_invalid"),
+        (
+            pay(json!({ "author": "1-1", "operations": [] }), None).await,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::OperationsInvalid,
+        ),
         (
             pay(
                 json!({ "author": "1-1", "operations": vec![json!({ "from": "1-1", "to": "1-2", "amount": 1 }); 17] }),
@@ -410,16 +429,16 @@ async fn packages_apply_in_order_all_or_nothing() {
             )
             .await,
             StatusCode::BAD_REQUEST,
-            "operations_invalid",
+            ErrorCode::OperationsInvalid,
         ),
         (
             pay(json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "1-2", "amount": -1 }] }), None).await,
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
     ];
     for ((status, body), want_status, want_code) in cases {
-        assert_eq!((status, code(&body).as_str()), (want_status, want_code), "{body}");
+        assert_eq!((status, code(&body)), (want_status, want_code), "{body}");
     }
     assert_eq!(balances().await, ("50".into(), "30".into(), "20".into()), "refused packages changed nothing");
 

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use reqwest::{Method, StatusCode};
-use shared::Money;
 use shared::api::{OperationKind, OperationReceipt};
+use shared::{ErrorCode, Money};
 
 #[tokio::test]
 async fn receipts_and_precise_errors() {
@@ -29,35 +29,35 @@ async fn receipts_and_precise_errors() {
     assert_eq!(r.balances[0].balance, money("39.5"));
     assert_eq!(b.balance(1).await, money("60.5"));
 
-    let expect = |res: Result<OperationReceipt, CallError>, status: u16, code: &str| {
+    let expect = |res: Result<OperationReceipt, CallError>, status: u16, code: ErrorCode| {
         let (s, body) = res.unwrap_err();
-        assert_eq!((s, body.error.as_str()), (Some(StatusCode::from_u16(status).unwrap()), code), "{}", body.message);
+        assert_eq!((s, body.error), (Some(StatusCode::from_u16(status).unwrap()), code), "{}", body.message);
     };
-    expect(a.op("/withdrawal/1/60.51", None).await, 422, "insufficient_funds");
-    expect(a.op("/transfer/1/2/1000", None).await, 422, "insufficient_funds");
-    expect(a.op("/transfer/1/1/1", None).await, 422, "same_account");
-    expect(a.op("/deposit/99/1", None).await, 404, "account_not_found");
-    expect(a.op("/transfer/1/99/1", None).await, 404, "account_not_found");
-    expect(a.op("/deposit/1/0", None).await, 400, "amount_zero");
-    expect(a.op("/deposit/1/-5", None).await, 400, "amount_negative");
-    expect(a.op("/deposit/1/1.001", None).await, 400, "amount_too_precise");
-    expect(a.op("/deposit/1/1e30", None).await, 400, "amount_invalid");
-    expect(a.op("/deposit/1/NaN", None).await, 400, "amount_invalid");
-    expect(a.op("/deposit/1/99999999999999999999", None).await, 400, "amount_too_large");
-    expect(a.op("/deposit/1/999999999999999.99", None).await, 422, "balance_overflow");
-    expect(a.op("/deposit/abc/1", None).await, 400, "account_id_invalid");
-    expect(a.op("/deposit/0/1", None).await, 400, "account_id_invalid");
-    expect(a.op("/deposit/1/1", Some("")).await, 400, "idempotency_key_invalid");
+    expect(a.op("/withdrawal/1/60.51", None).await, 422, ErrorCode::InsufficientFunds);
+    expect(a.op("/transfer/1/2/1000", None).await, 422, ErrorCode::InsufficientFunds);
+    expect(a.op("/transfer/1/1/1", None).await, 422, ErrorCode::SameAccount);
+    expect(a.op("/deposit/99/1", None).await, 404, ErrorCode::AccountNotFound);
+    expect(a.op("/transfer/1/99/1", None).await, 404, ErrorCode::AccountNotFound);
+    expect(a.op("/deposit/1/0", None).await, 400, ErrorCode::AmountZero);
+    expect(a.op("/deposit/1/-5", None).await, 400, ErrorCode::AmountNegative);
+    expect(a.op("/deposit/1/1.001", None).await, 400, ErrorCode::AmountTooPrecise);
+    expect(a.op("/deposit/1/1e30", None).await, 400, ErrorCode::AmountInvalid);
+    expect(a.op("/deposit/1/NaN", None).await, 400, ErrorCode::AmountInvalid);
+    expect(a.op("/deposit/1/99999999999999999999", None).await, 400, ErrorCode::AmountTooLarge);
+    expect(a.op("/deposit/1/999999999999999.99", None).await, 422, ErrorCode::BalanceOverflow);
+    expect(a.op("/deposit/abc/1", None).await, 400, ErrorCode::AccountIdInvalid);
+    expect(a.op("/deposit/0/1", None).await, 400, ErrorCode::AccountIdInvalid);
+    expect(a.op("/deposit/1/1", Some("")).await, 400, ErrorCode::IdempotencyKeyInvalid);
     let unauth = OperatorClient { key: "wrong-key-123".into(), ..a.clone() };
-    expect(unauth.op("/deposit/1/1", None).await, 401, "unauthorized");
+    expect(unauth.op("/deposit/1/1", None).await, 401, ErrorCode::Unauthorized);
     let (s, body) = unauth.call(Method::GET, "/balance/1", None).await.unwrap_err();
-    assert_eq!((s, body.error.as_str()), (Some(StatusCode::UNAUTHORIZED), "unauthorized"));
+    assert_eq!((s, body.error), (Some(StatusCode::UNAUTHORIZED), shared::ErrorCode::Unauthorized));
     let (s, body) = a.call(Method::GET, "/deposit/1/1", None).await.unwrap_err();
-    assert_eq!((s, body.error.as_str()), (Some(StatusCode::METHOD_NOT_ALLOWED), "method_not_allowed"));
+    assert_eq!((s, body.error), (Some(StatusCode::METHOD_NOT_ALLOWED), shared::ErrorCode::MethodNotAllowed));
 
     // None of the refusals changed anything.
     assert_eq!((a.balance(1).await, a.balance(2).await), (money("60.5"), money("39.5")));
-    assert_eq!(bank.ds.client(0).health().await.unwrap().journal_seq, 2 + 3, "two openings and three operations");
+    assert_eq!(bank.ds().client(0).health().await.unwrap().journal_seq, 2 + 3, "two openings and three operations");
 
     // Metrics need the operator key, and count what happened on this replica.
     let (s, _) = unauth.call(Method::GET, "/metrics", None).await.unwrap_err();
@@ -78,7 +78,7 @@ async fn idempotency_key_makes_retries_safe_across_replicas() {
     assert_eq!(first, again, "the retry returns the first receipt");
     assert_eq!((a.balance(1).await, a.balance(2).await), (money("70"), money("130")), "applied once");
     let (s, body) = b.op("/transfer/1/2/31", Some("pay-7")).await.unwrap_err();
-    assert_eq!((s, body.error.as_str()), (Some(StatusCode::UNPROCESSABLE_ENTITY), "idempotency_key_reused"));
+    assert_eq!((s, body.error), (Some(StatusCode::UNPROCESSABLE_ENTITY), shared::ErrorCode::IdempotencyKeyReused));
 
     // Concurrent repeats of one keyed request through both replicas: one application.
     let mut tasks = Vec::new();
@@ -142,7 +142,8 @@ async fn racing_replicas_keep_every_balance_exact() {
                     Ok(r) => acked.push(r),
                     Err((Some(s), body)) if s.is_client_error() => {
                         assert!(
-                            ["insufficient_funds", "account_busy"].contains(&body.error.as_str()),
+                            [shared::ErrorCode::InsufficientFunds, shared::ErrorCode::AccountBusy]
+                                .contains(&body.error),
                             "{}",
                             body.message
                         )
@@ -196,7 +197,8 @@ async fn sigkill_of_a_replica_mid_load_loses_nothing() {
                     Ok(r) => acked.push(r),
                     Err((Some(s), body)) if s.is_client_error() => {
                         assert!(
-                            ["insufficient_funds", "account_busy"].contains(&body.error.as_str()),
+                            [shared::ErrorCode::InsufficientFunds, shared::ErrorCode::AccountBusy]
+                                .contains(&body.error),
                             "{}",
                             body.message
                         )
@@ -211,7 +213,7 @@ async fn sigkill_of_a_replica_mid_load_loses_nothing() {
         }));
     }
     reached.notified().await;
-    bank.replicas[0].kill9();
+    bank.kill_replica(0);
     let mut acked = Vec::new();
     for t in tasks {
         acked.extend(t.await.unwrap());

@@ -9,7 +9,7 @@ use common::{money, start_bank};
 async fn sigterm_answers_every_accepted_request_then_exits_cleanly() {
     let mut bank = start_bank(1, &[]);
     bank.open_accounts([1], "0").await;
-    let url = bank.replicas[0].url();
+    let url = bank.url(0);
     let http = reqwest::Client::new();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
     let first_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(first_tx)));
@@ -31,7 +31,7 @@ async fn sigterm_answers_every_accepted_request_then_exits_cleanly() {
     }
     // Stop while the burst is in flight.
     first_rx.await.unwrap();
-    let clean = bank.replicas[0].terminate();
+    let clean = bank.terminate_replica(0);
     let mut ok = 0u32;
     for t in tasks {
         // Refused or reset before the server took it (the listener or an idle keep-alive
@@ -47,6 +47,6 @@ async fn sigterm_answers_every_accepted_request_then_exits_cleanly() {
     assert!(ok > 0);
     // Applied ⇔ answered: every answered deposit is durable, and no deposit was applied whose
     // answer was lost on the way out (read through the data server itself).
-    let posted = bank.ds.client(0).posted_amount(common::acc(1)).await.unwrap().unwrap();
+    let posted = bank.ds().client(0).posted_amount(common::acc(1)).await.unwrap().unwrap();
     assert_eq!(posted, money(&format!("{ok}")), "answered deposits and the balance disagree");
 }

@@ -3,21 +3,9 @@
 
 use std::path::Path;
 
-fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("readable source tree") {
-        let path = entry.expect("readable entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 #[test]
 fn business_code_never_opens_the_data_servers_store() {
-    let mut files = Vec::new();
-    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let files = harness::rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     assert!(files.len() > 5, "found the business sources");
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable file");
@@ -35,8 +23,7 @@ fn every_route_is_in_the_openapi_document() {
     use utoipa::OpenApi;
     let doc = serde_json::to_value(business::openapi::ApiDoc::openapi()).expect("serialisable");
     let paths = doc["paths"].as_object().expect("paths");
-    let mut files = Vec::new();
-    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let files = harness::rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let mut routes = 0;
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable file");

@@ -5,14 +5,11 @@
 //! whose locks are never held across an `.await`; a background task for lease expiry; a
 //! dedicated writer thread for group commit ([`writer`]).
 
-pub mod api;
-pub mod client;
 pub mod config;
 pub mod http;
 pub mod locks;
 pub mod metrics;
 pub mod store;
-pub mod testkit;
 pub mod wal;
 pub mod writer;
 
@@ -161,7 +158,7 @@ impl Application {
             loop {
                 tick.tick().await;
                 let n = l.sweep();
-                m.leases_expired_total.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                m.leases_expired_total.inc_by(n as u64);
             }
         });
         // Idempotency records are kept for a bounded time, purged in bounded passes.
@@ -209,10 +206,14 @@ impl Application {
                     let m = m.clone();
                     async move {
                         let res = fut.await?;
-                        metrics::inc(&m.requests_total);
+                        m.requests_total.inc();
                         match res.status().as_u16() {
-                            400..=499 => metrics::inc(&m.responses_4xx_total),
-                            500..=599 => metrics::inc(&m.responses_5xx_total),
+                            400..=499 => {
+                                m.responses_4xx_total.inc();
+                            }
+                            500..=599 => {
+                                m.responses_5xx_total.inc();
+                            }
                             _ => {}
                         }
                         Ok(res)

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use shared::{AccountId, BusinessId};
 use tokio::sync::Notify;
 
-use crate::api::LockRef;
+use dataserver_api::LockRef;
 
 /// Bits of a fencing token below the boot epoch.
 pub const TOKEN_SEQ_BITS: u32 = 40;
@@ -106,12 +106,17 @@ struct Inner {
 }
 
 impl Inner {
-    fn next_token(&mut self, epoch: u64) -> Result<u64, LockError> {
-        if self.seq + 1 >= 1 << TOKEN_SEQ_BITS {
+    /// Reserves `n` consecutive tokens and returns the first, or none at all: a batch that
+    /// cannot get every token changes nothing.
+    fn reserve_tokens(&mut self, epoch: u64, n: usize) -> Result<u64, LockError> {
+        let n = u64::try_from(n).map_err(|_| LockError::TokensExhausted)?;
+        let last = self.seq.checked_add(n).ok_or(LockError::TokensExhausted)?;
+        if last >= 1 << TOKEN_SEQ_BITS {
             return Err(LockError::TokensExhausted);
         }
-        self.seq += 1;
-        Ok((epoch << TOKEN_SEQ_BITS) | self.seq)
+        let first = self.seq + 1;
+        self.seq = last;
+        Ok((epoch << TOKEN_SEQ_BITS) | first)
     }
 
     fn held_by(&self, b: BusinessId) -> usize {
@@ -309,9 +314,11 @@ impl LockTable {
     ) -> Result<Vec<LockRef>, LockError> {
         let expires = Instant::now() + lease;
         let rid: Option<Arc<str>> = request_id.map(Arc::from);
+        // Every token first: a grant is all or nothing, so none of the accounts may be taken
+        // before the batch is sure to get them all.
+        let first = g.reserve_tokens(self.epoch, accounts.len())?;
         let mut out = Vec::with_capacity(accounts.len());
-        for &account in accounts {
-            let token = g.next_token(self.epoch)?;
+        for (token, &account) in (first..).zip(accounts) {
             g.vacate(account);
             g.slots.entry(account).or_default().state =
                 State::Held(Lease { business, token, expires, request_id: rid.clone() });
@@ -477,6 +484,22 @@ mod tests {
         let b = t.acquire(biz(1), &[acc(1)], LEASE, Duration::ZERO, None).await.unwrap();
         assert!(b.locks[0].token > a.locks[0].token);
         assert_eq!(b.locks[0].token >> TOKEN_SEQ_BITS, 7);
+    }
+
+    /// A batch that the token space cannot cover in full takes nothing: before, the first
+    /// accounts of the batch were left held under tokens nobody received.
+    #[tokio::test]
+    async fn a_batch_the_token_space_cannot_cover_takes_nothing() {
+        let t = LockTable::new(1, 100);
+        t.inner.lock().seq = (1 << TOKEN_SEQ_BITS) - 3; // room for two more tokens
+        let batch = [acc(1), acc(2), acc(3)];
+        assert_eq!(t.acquire(biz(1), &batch, LEASE, Duration::ZERO, None).await, Err(LockError::TokensExhausted));
+        assert_eq!(t.held_total(), 0, "no account of the refused batch is held");
+        for a in batch {
+            assert!(!t.locked_by_other(biz(2), a), "{a} was left held");
+        }
+        let two = t.acquire(biz(1), &batch[..2], LEASE, Duration::ZERO, None).await.unwrap();
+        assert_eq!(two.locks.len(), 2, "the last two tokens are still there to be granted");
     }
 
     #[tokio::test]

@@ -1,173 +1,114 @@
-//! Prometheus text metrics: a handful of counters and fixed-bucket histograms on atomics, so
-//! recording costs one relaxed add on the hot path.
+//! Prometheus metrics of the data server, on `prometheus-client` (the exposition format is the
+//! crate's job; recording is one atomic add on the hot path).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [u64],
-    buckets: Vec<AtomicU64>,
-    sum: AtomicU64,
-    count: AtomicU64,
+/// Latency bucket bounds, in seconds.
+pub const LATENCY_S_BOUNDS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];
+const BATCH_SIZE_BOUNDS: [f64; 12] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+
+/// A duration in seconds, for a histogram. Floating point here is for reporting only: no amount
+/// of money ever passes through it.
+#[allow(clippy::float_arithmetic, clippy::cast_precision_loss)]
+pub fn seconds(d: std::time::Duration) -> f64 {
+    d.as_secs_f64()
 }
 
-impl Histogram {
-    pub fn new(bounds: &'static [u64]) -> Histogram {
-        Histogram {
-            bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-
-    pub fn record(&self, v: u64) {
-        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
-            self.buckets[i].fetch_add(1, Relaxed);
-        }
-        self.sum.fetch_add(v, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-    }
-
-    /// Renders with bucket bounds divided by `scale` (e.g. µs recorded, seconds shown).
-    pub fn render(&self, out: &mut String, name: &str, help: &str, scale: u64) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut acc = 0;
-        for (b, c) in self.bounds.iter().zip(&self.buckets) {
-            acc += c.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {acc}", fmt_scaled(*b, scale));
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", fmt_scaled(self.sum.load(Relaxed), scale));
-        let _ = writeln!(out, "{name}_count {count}");
-    }
+/// A count, for a histogram of sizes (exact below 2^53, far above any batch).
+#[allow(clippy::cast_precision_loss)]
+pub fn count(n: usize) -> f64 {
+    n as f64
 }
-
-/// `v / scale` as a decimal without floating point.
-fn fmt_scaled(v: u64, scale: u64) -> String {
-    if scale == 1 {
-        return v.to_string();
-    }
-    let digits = scale.ilog10() as usize;
-    format!("{}.{:0digits$}", v / scale, v % scale)
-}
-
-/// Appends counters `(name, help, value)` in Prometheus text format.
-pub fn render_counters(out: &mut String, counters: &[(&str, &str, &AtomicU64)]) {
-    for (name, help, c) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Relaxed));
-    }
-}
-
-pub const LATENCY_US_BOUNDS: &[u64] = &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000];
-const BATCH_SIZE_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 
 #[derive(Debug)]
 pub struct Metrics {
-    pub requests_total: AtomicU64,
-    pub responses_4xx_total: AtomicU64,
-    pub responses_5xx_total: AtomicU64,
-    pub lock_grants_total: AtomicU64,
-    pub lock_conflicts_total: AtomicU64,
-    pub lock_waits_total: AtomicU64,
-    pub lock_wait_us: Histogram,
-    pub leases_expired_total: AtomicU64,
-    pub commits_total: AtomicU64,
-    pub commit_rejects_total: AtomicU64,
-    pub commit_replays_total: AtomicU64,
+    registry: Registry,
+    pub requests_total: Counter,
+    pub responses_4xx_total: Counter,
+    pub responses_5xx_total: Counter,
+    pub lock_grants_total: Counter,
+    pub lock_conflicts_total: Counter,
+    pub lock_waits_total: Counter,
+    pub lock_wait: Histogram,
+    pub leases_expired_total: Counter,
+    pub commits_total: Counter,
+    pub commit_rejects_total: Counter,
+    pub commit_replays_total: Counter,
     pub commit_batch_size: Histogram,
-    pub fsync_us: Histogram,
-    pub checkpoint_us: Histogram,
-    pub storage_errors_total: AtomicU64,
+    pub fsync: Histogram,
+    pub checkpoint: Histogram,
+    pub storage_errors_total: Counter,
+    leases_held: Gauge,
+    boot_epoch: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let mut registry = Registry::with_prefix("dataserver");
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let requests_total = counter("requests", "HTTP requests served");
+        let responses_4xx_total = counter("responses_4xx", "HTTP responses with a 4xx status");
+        let responses_5xx_total = counter("responses_5xx", "HTTP responses with a 5xx status");
+        let lock_grants_total = counter("lock_grants", "leases granted");
+        let lock_conflicts_total = counter("lock_conflicts", "lock requests refused or timed out: held by another");
+        let lock_waits_total = counter("lock_waits", "lock requests that waited in a queue before their grant");
+        let leases_expired_total = counter("leases_expired", "leases that expired without release");
+        let commits_total = counter("commits", "commits applied durably");
+        let commit_rejects_total = counter("commit_rejects", "commits refused (fencing, condition, idempotency)");
+        let commit_replays_total = counter("commit_replays", "retried commits answered from the stored outcome");
+        let storage_errors_total = counter("storage_errors", "durable writes that failed");
+        let mut histogram = |name: &str, help: &str, bounds: &[f64]| {
+            let h = Histogram::new(bounds.iter().copied());
+            registry.register(name, help, h.clone());
+            h
+        };
+        let lock_wait = histogram("lock_wait_seconds", "time granted lock requests spent queued", &LATENCY_S_BOUNDS);
+        let commit_batch_size =
+            histogram("commit_batch_size", "commits per durable write (group commit)", &BATCH_SIZE_BOUNDS);
+        let fsync = histogram("fsync_seconds", "duration of one durable write of a batch", &LATENCY_S_BOUNDS);
+        let checkpoint = histogram("checkpoint_seconds", "duration of one checkpoint", &LATENCY_S_BOUNDS);
+        let leases_held = Gauge::default();
+        registry.register("leases_held", "leases live or being committed", leases_held.clone());
+        let boot_epoch = Gauge::default();
+        registry.register("boot_epoch", "durable boot counter", boot_epoch.clone());
         Metrics {
-            requests_total: AtomicU64::new(0),
-            responses_4xx_total: AtomicU64::new(0),
-            responses_5xx_total: AtomicU64::new(0),
-            lock_grants_total: AtomicU64::new(0),
-            lock_conflicts_total: AtomicU64::new(0),
-            lock_waits_total: AtomicU64::new(0),
-            lock_wait_us: Histogram::new(LATENCY_US_BOUNDS),
-            leases_expired_total: AtomicU64::new(0),
-            commits_total: AtomicU64::new(0),
-            commit_rejects_total: AtomicU64::new(0),
-            commit_replays_total: AtomicU64::new(0),
-            commit_batch_size: Histogram::new(BATCH_SIZE_BOUNDS),
-            fsync_us: Histogram::new(LATENCY_US_BOUNDS),
-            checkpoint_us: Histogram::new(LATENCY_US_BOUNDS),
-            storage_errors_total: AtomicU64::new(0),
+            registry,
+            requests_total,
+            responses_4xx_total,
+            responses_5xx_total,
+            lock_grants_total,
+            lock_conflicts_total,
+            lock_waits_total,
+            lock_wait,
+            leases_expired_total,
+            commits_total,
+            commit_rejects_total,
+            commit_replays_total,
+            commit_batch_size,
+            fsync,
+            checkpoint,
+            storage_errors_total,
+            leases_held,
+            boot_epoch,
         }
     }
 }
 
-pub fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Relaxed);
-}
-
 impl Metrics {
+    /// The Prometheus text exposition, with the gauges read now.
     pub fn render(&self, leases_held: usize, boot_epoch: u64) -> String {
+        self.leases_held.set(i64::try_from(leases_held).unwrap_or(i64::MAX));
+        self.boot_epoch.set(i64::try_from(boot_epoch).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 11] = [
-            ("dataserver_requests_total", "HTTP requests served", &self.requests_total),
-            ("dataserver_responses_4xx_total", "HTTP responses with a 4xx status", &self.responses_4xx_total),
-            ("dataserver_responses_5xx_total", "HTTP responses with a 5xx status", &self.responses_5xx_total),
-            ("dataserver_lock_grants_total", "leases granted", &self.lock_grants_total),
-            (
-                "dataserver_lock_conflicts_total",
-                "lock requests refused or timed out: held by another",
-                &self.lock_conflicts_total,
-            ),
-            (
-                "dataserver_lock_waits_total",
-                "lock requests that waited in a queue before their grant",
-                &self.lock_waits_total,
-            ),
-            ("dataserver_leases_expired_total", "leases that expired without release", &self.leases_expired_total),
-            ("dataserver_commits_total", "commits applied durably", &self.commits_total),
-            (
-                "dataserver_commit_rejects_total",
-                "commits refused (fencing, condition, idempotency)",
-                &self.commit_rejects_total,
-            ),
-            (
-                "dataserver_commit_replays_total",
-                "retried commits answered from the stored outcome",
-                &self.commit_replays_total,
-            ),
-            ("dataserver_storage_errors_total", "durable writes that failed", &self.storage_errors_total),
-        ];
-        render_counters(&mut out, &counters);
-        let _ = writeln!(
-            out,
-            "# HELP dataserver_leases_held leases live or being committed\n# TYPE dataserver_leases_held gauge\ndataserver_leases_held {leases_held}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP dataserver_boot_epoch durable boot counter\n# TYPE dataserver_boot_epoch gauge\ndataserver_boot_epoch {boot_epoch}"
-        );
-        self.lock_wait_us.render(
-            &mut out,
-            "dataserver_lock_wait_seconds",
-            "time granted lock requests spent queued",
-            1_000_000,
-        );
-        self.commit_batch_size.render(
-            &mut out,
-            "dataserver_commit_batch_size",
-            "commits per durable write (group commit)",
-            1,
-        );
-        self.fsync_us.render(
-            &mut out,
-            "dataserver_fsync_seconds",
-            "duration of one durable write of a batch",
-            1_000_000,
-        );
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
@@ -179,14 +120,15 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        m.fsync_us.record(300);
-        m.fsync_us.record(2_000_000);
-        inc(&m.commits_total);
+        m.fsync.observe(0.0003);
+        m.fsync.observe(2.0);
+        m.commits_total.inc();
         let text = m.render(3, 2);
-        assert!(text.contains("dataserver_commits_total 1"));
-        assert!(text.contains("dataserver_fsync_seconds_bucket{le=\"0.000500\"} 1"));
-        assert!(text.contains("dataserver_fsync_seconds_bucket{le=\"+Inf\"} 2"));
-        assert!(text.contains("dataserver_fsync_seconds_sum 2.000300"));
-        assert!(text.contains("dataserver_leases_held 3"));
+        assert!(text.contains("dataserver_commits_total 1"), "{text}");
+        assert!(text.contains("dataserver_fsync_seconds_bucket{le=\"0.0005\"} 1"), "{text}");
+        assert!(text.contains("dataserver_fsync_seconds_bucket{le=\"+Inf\"} 2"), "{text}");
+        assert!(text.contains("dataserver_fsync_seconds_count 2"), "{text}");
+        assert!(text.contains("dataserver_leases_held 3"), "{text}");
+        assert!(text.contains("dataserver_responses_5xx_total 0"), "{text}");
     }
 }

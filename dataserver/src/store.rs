@@ -12,7 +12,8 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use shared::{AccountId, BusinessId, Money};
 
-use crate::api::{
+use dataserver_api::clock::rfc3339_ms;
+use dataserver_api::{
     AccountAmount, AmountChange, AmountPage, CommitRequest, CommitResponse, JournalEntry, JournalPage, Record,
     RecordOp, RecordPage, RecordVersion,
 };
@@ -95,14 +96,6 @@ pub struct StoredOutcome {
 
 /// RFC 3339 text of a time in ms since the Unix epoch: the one place times are rendered, so a
 /// rebuilt receipt says exactly what the original said.
-pub fn rfc3339_ms(at_ms: u64) -> String {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub accounts: u64,
@@ -565,7 +558,7 @@ impl Store for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::SetAmount;
+    use dataserver_api::SetAmount;
 
     fn commit(tx: &str, account: u64, cents: i64) -> PreparedCommit {
         let mut request = CommitRequest::new(tx);

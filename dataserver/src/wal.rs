@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::CommitRequest;
 use crate::store::StoreError;
+use dataserver_api::CommitRequest;
 
 /// Largest frame a reader accepts; anything larger is corruption, not a batch.
 pub const WAL_FRAME_BYTES_MAX: usize = 256 << 20;

@@ -13,17 +13,18 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use parking_lot::RwLock;
 use shared::{AccountId, Money};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::CommitResponse;
 use crate::locks::{AfterCommit, LockError, LockTable};
-use crate::metrics::{Metrics, inc};
-use crate::store::{PreparedCommit, Reject, Store, StoreError, rfc3339_ms};
+use crate::metrics::Metrics;
+use crate::store::{PreparedCommit, Reject, Store, StoreError};
 use crate::wal::{Wal, WalBatch, WalCommit};
+use dataserver_api::CommitResponse;
+use dataserver_api::clock::{now_ms, rfc3339_ms};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {
@@ -81,10 +82,6 @@ impl std::fmt::Debug for Writer {
 
 type Pending = (PreparedCommit, oneshot::Sender<Result<CommitResponse, CommitError>>);
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Writer {
     /// Runs on its own thread until [`Job::Stop`] or until every sender is gone.
     pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
@@ -124,7 +121,7 @@ impl Writer {
         if let Err(e) = result {
             fatal("checkpoint", &e);
         }
-        self.metrics.checkpoint_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        self.metrics.checkpoint.observe(crate::metrics::seconds(started.elapsed()));
         self.last_checkpoint = Instant::now();
     }
 
@@ -168,7 +165,7 @@ impl Writer {
                 }
             }
             if let Err(e) = self.locks.begin_commit(prepared.business, &prepared.request.locks) {
-                inc(&self.metrics.commit_rejects_total);
+                self.metrics.commit_rejects_total.inc();
                 let _ = reply.send(Err(e.into()));
                 continue;
             }
@@ -202,8 +199,8 @@ impl Writer {
             // recovery. Stop: a restart recovers everything that was acknowledged.
             fatal("write-ahead log append", &e);
         }
-        self.metrics.fsync_us.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-        self.metrics.commit_batch_size.record(ready.len() as u64);
+        self.metrics.fsync.observe(crate::metrics::seconds(started.elapsed()));
+        self.metrics.commit_batch_size.observe(crate::metrics::count(ready.len()));
         self.next_lsn += 1;
 
         let results = match self.store.write_batch(&ready, at_ms, &at, lsn) {
@@ -226,13 +223,13 @@ impl Writer {
         for ((p, reply), result) in ready.iter().zip(replies).zip(results) {
             let answer = match result {
                 Ok(resp) => {
-                    inc(&self.metrics.commits_total);
+                    self.metrics.commits_total.inc();
                     let after = if p.request.release { AfterCommit::Release } else { AfterCommit::Keep };
                     self.locks.end_commit(&p.request.locks, after);
                     Ok(resp)
                 }
                 Err(reject) => {
-                    inc(&self.metrics.commit_rejects_total);
+                    self.metrics.commit_rejects_total.inc();
                     self.locks.end_commit(&p.request.locks, AfterCommit::Keep);
                     Err(match reject {
                         Reject::Condition { collection, key, expected, actual } => {
@@ -252,10 +249,10 @@ impl Writer {
             return Ok(None);
         };
         if stored.fingerprint != p.fingerprint {
-            inc(&self.metrics.commit_rejects_total);
+            self.metrics.commit_rejects_total.inc();
             return Ok(Some(Err(CommitError::IdempotencyConflict(p.request.tx_id.clone()))));
         }
-        inc(&self.metrics.commit_replays_total);
+        self.metrics.commit_replays_total.inc();
         let mut response = stored.response;
         response.replayed = true;
         Ok(Some(Ok(response)))

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordOp, SetAmount};
-use dataserver::client::DataClient;
+use dataserver_api::client::DataClient;
+use dataserver_api::{AcquireRequest, CommitRequest, LockRef, RecordOp, SetAmount};
 use serde_json::json;
 use shared::AccountId;
 
@@ -40,7 +40,7 @@ async fn batch_commit_is_all_or_nothing() {
         vec![SetAmount { account: acc(1), amount: money("70") }, SetAmount { account: acc(2), amount: money("30") }];
     tx.records = vec![put("transfers", "transfer-1", json!({"from": 1, "to": 2}), Some(5))];
     let e = c.commit(&tx).await.unwrap_err();
-    assert_eq!(e.code(), Some("condition_failed"));
+    assert_eq!(e.code(), Some(dataserver_api::ErrorCode::ConditionFailed));
     let health = c.health().await.unwrap();
     assert_eq!((health.accounts, health.journal_seq), (0, 0), "a refused commit wrote nothing");
 
@@ -87,12 +87,12 @@ async fn retried_commit_returns_the_stored_outcome_once_applied() {
 
     // The same id with another payload is a client bug, refused loudly.
     tx.set[0].amount = money("200");
-    assert_eq!(c.commit(&tx).await.unwrap_err().code(), Some("idempotency_conflict"));
+    assert_eq!(c.commit(&tx).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::IdempotencyConflict));
     // And another business reusing the id is a different payload too.
     let other = server.client(1);
     let mut tx2 = CommitRequest::new("dep-42");
     tx2.records = vec![put("x", "y", json!(1), None)];
-    assert_eq!(other.commit(&tx2).await.unwrap_err().code(), Some("idempotency_conflict"));
+    assert_eq!(other.commit(&tx2).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::IdempotencyConflict));
     assert_eq!(amount(&c, acc(9)).await, Some(money("100")));
 }
 
@@ -131,7 +131,7 @@ async fn record_store_versions_conditions_and_prefix_scans() {
     assert!(v2 > r.version);
     let mut stale = CommitRequest::new("stale");
     stale.records = vec![put("holders", "doc/001", json!({"n": "lost"}), Some(r.version))];
-    assert_eq!(c.commit(&stale).await.unwrap_err().code(), Some("condition_failed"));
+    assert_eq!(c.commit(&stale).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::ConditionFailed));
     let mut del = CommitRequest::new("del");
     del.records = vec![RecordOp::Delete { collection: "holders".into(), key: "doc/001".into(), if_version: Some(v2) }];
     c.commit(&del).await.unwrap();
@@ -147,7 +147,7 @@ async fn record_store_versions_conditions_and_prefix_scans() {
         RecordOp::Check { collection: "holders".into(), key: "doc/002".into(), if_version: 999 },
         put("holders", "doc/900", json!(1), None),
     ];
-    assert_eq!(c.commit(&chk).await.unwrap_err().code(), Some("condition_failed"));
+    assert_eq!(c.commit(&chk).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::ConditionFailed));
     assert!(c.get_record("holders", "doc/900").await.unwrap().is_none());
 }
 
@@ -174,7 +174,7 @@ async fn sigterm_stops_cleanly_and_everything_survives_a_restart() {
     let mut stale = CommitRequest::new("stale");
     stale.locks = held.clone();
     stale.set = vec![SetAmount { account: acc(2), amount: money("1") }];
-    assert_eq!(c.commit(&stale).await.unwrap_err().code(), Some("not_holder"));
+    assert_eq!(c.commit(&stale).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::NotHolder));
     let fresh = lock(&c, &[2]).await;
     assert!(fresh[0].token > held[0].token);
     assert_eq!(fresh[0].token >> dataserver::locks::TOKEN_SEQ_BITS, server.boot_epoch);
@@ -213,7 +213,7 @@ async fn present_condition_and_posted_amount() {
     tx.locks = locks.clone();
     tx.set = vec![SetAmount { account: acc(4), amount: money("5") }];
     tx.records = vec![RecordOp::Present { collection: "accounts".into(), key: "4".into() }];
-    assert_eq!(c.commit(&tx).await.unwrap_err().code(), Some("record_absent"));
+    assert_eq!(c.commit(&tx).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::RecordAbsent));
     assert_eq!(other.posted_amount(acc(4)).await.unwrap(), None);
 
     let mut open = CommitRequest::new("open-4");
@@ -222,7 +222,7 @@ async fn present_condition_and_posted_amount() {
     c.commit(&tx).await.unwrap(); // the leases survived the refusal
     // Locked by business 11 for nothing now, but say it still held a lease: reads go through.
     let held = lock(&c, &[4]).await;
-    assert_eq!(other.get_amount(acc(4)).await.unwrap_err().code(), Some("locked"));
+    assert_eq!(other.get_amount(acc(4)).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::Locked));
     assert_eq!(other.posted_amount(acc(4)).await.unwrap(), Some(money("5")));
     assert_eq!(c.release(&held).await.unwrap(), 1);
 }

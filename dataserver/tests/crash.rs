@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::*;
-use dataserver::api::{AcquireRequest, CommitRequest, LockRef, RecordOp, SetAmount};
+use dataserver_api::{AcquireRequest, CommitRequest, LockRef, RecordOp, SetAmount};
 use serde_json::json;
 use std::sync::Mutex;
 
@@ -32,10 +32,10 @@ async fn kill_9_amid_frequent_checkpoints_loses_nothing_acknowledged() {
     scenario(&["--checkpoint-interval-ms", "20"]).await;
 }
 
-fn start(dir: &std::path::Path, extra: &[&str]) -> dataserver::testkit::DataServerProcess {
+fn start(dir: &std::path::Path, extra: &[&str]) -> harness::process::DataServerProcess {
     let mut opts = options(dir);
     opts.extra_args = extra.iter().map(|s| s.to_string()).collect();
-    dataserver::testkit::spawn(&opts).expect("dataserver starts")
+    harness::process::spawn(&opts).expect("dataserver starts")
 }
 
 async fn scenario(extra: &[&str]) {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
+use dataserver_api::{ErrorBody, ErrorCode};
 use reqwest::{Method, StatusCode};
-use shared::ErrorBody;
 
 struct Case {
     method: Method,
@@ -14,7 +14,7 @@ struct Case {
     body: Option<String>,
     key: Option<&'static str>,
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
 }
 
 fn case(
@@ -23,7 +23,7 @@ fn case(
     body: Option<&str>,
     key: Option<&'static str>,
     status: u16,
-    code: &'static str,
+    code: ErrorCode,
 ) -> Case {
     Case {
         method,
@@ -50,7 +50,7 @@ async fn run(url: &str, cases: &[Case]) {
         let text = resp.text().await.unwrap();
         let body: ErrorBody = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("{} {}: not the error body: {text}", c.method, c.path));
-        assert_eq!((status, body.error.as_str()), (c.status, c.code), "{} {} {:?} → {text}", c.method, c.path, c.body);
+        assert_eq!((status, body.error), (c.status, c.code), "{} {} {:?} → {text}", c.method, c.path, c.body);
         assert!(!body.message.is_empty());
     }
 }
@@ -81,11 +81,11 @@ async fn every_route_requires_the_right_key() {
     ];
     let mut cases = Vec::new();
     for (m, p, b) in routes {
-        cases.push(case(m.clone(), p, *b, None, 401, "unauthorized"));
-        cases.push(case(m.clone(), p, *b, Some("not-a-known-key"), 401, "unauthorized"));
+        cases.push(case(m.clone(), p, *b, None, 401, ErrorCode::Unauthorized));
+        cases.push(case(m.clone(), p, *b, Some("not-a-known-key"), 401, ErrorCode::Unauthorized));
         if p.contains("/11") {
             // Business 12's key on business 11's path.
-            cases.push(case(m.clone(), p, *b, Some(KEY_B), 403, "forbidden"));
+            cases.push(case(m.clone(), p, *b, Some(KEY_B), 403, ErrorCode::Forbidden));
         }
     }
     run(&server.url(), &cases).await;
@@ -119,29 +119,29 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
     let many = format!(r#"{{"accounts":[{}]}}"#, (1..=1025).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
     let cases = vec![
         // ids
-        case(Method::POST, "/getLock/11/abc", None, k, 400, "account_id_invalid"),
-        case(Method::POST, "/getLock/11/-1", None, k, 400, "account_id_invalid"),
-        case(Method::POST, "/getLock/11/0", None, k, 400, "account_id_invalid"),
-        case(Method::POST, "/getLock/11/99999999999999999999", None, k, 400, "account_id_invalid"),
-        case(Method::POST, "/getLock/11/1.5", None, k, 400, "account_id_invalid"),
-        case(Method::POST, "/getLock/abc/1", None, k, 403, "forbidden"),
-        case(Method::GET, "/getAmount/11/%2e%2e", None, k, 404, "not_found"),
-        case(Method::GET, "/getAmount/11/1%20", None, k, 400, "account_id_invalid"),
+        case(Method::POST, "/getLock/11/abc", None, k, 400, ErrorCode::AccountIdInvalid),
+        case(Method::POST, "/getLock/11/-1", None, k, 400, ErrorCode::AccountIdInvalid),
+        case(Method::POST, "/getLock/11/0", None, k, 400, ErrorCode::AccountIdInvalid),
+        case(Method::POST, "/getLock/11/99999999999999999999", None, k, 400, ErrorCode::AccountIdInvalid),
+        case(Method::POST, "/getLock/11/1.5", None, k, 400, ErrorCode::AccountIdInvalid),
+        case(Method::POST, "/getLock/abc/1", None, k, 403, ErrorCode::Forbidden),
+        case(Method::GET, "/getAmount/11/%2e%2e", None, k, 404, ErrorCode::NotFound),
+        case(Method::GET, "/getAmount/11/1%20", None, k, 400, ErrorCode::AccountIdInvalid),
         // amounts on the seed path
-        case(Method::POST, &format!("/setAmount/11/1/-5?token={t}"), None, k, 400, "amount_negative"),
-        case(Method::POST, &format!("/setAmount/11/1/NaN?token={t}"), None, k, 400, "amount_invalid"),
-        case(Method::POST, &format!("/setAmount/11/1/1e30?token={t}"), None, k, 400, "amount_invalid"),
+        case(Method::POST, &format!("/setAmount/11/1/-5?token={t}"), None, k, 400, ErrorCode::AmountNegative),
+        case(Method::POST, &format!("/setAmount/11/1/NaN?token={t}"), None, k, 400, ErrorCode::AmountInvalid),
+        case(Method::POST, &format!("/setAmount/11/1/1e30?token={t}"), None, k, 400, ErrorCode::AmountInvalid),
         case(
             Method::POST,
             &format!("/setAmount/11/1/1000000000000000000000000000000?token={t}"),
             None,
             k,
             400,
-            "amount_too_large",
+            ErrorCode::AmountTooLarge,
         ),
-        case(Method::POST, &format!("/setAmount/11/1/1.234?token={t}"), None, k, 400, "amount_too_precise"),
-        case(Method::POST, "/setAmount/11/1/5", None, k, 400, "token_required"),
-        case(Method::POST, "/setAmount/11/1/5?token=abc", None, k, 400, "invalid_query"),
+        case(Method::POST, &format!("/setAmount/11/1/1.234?token={t}"), None, k, 400, ErrorCode::AmountTooPrecise),
+        case(Method::POST, "/setAmount/11/1/5", None, k, 400, ErrorCode::TokenRequired),
+        case(Method::POST, "/setAmount/11/1/5?token=abc", None, k, 400, ErrorCode::InvalidQuery),
         // amounts in bodies
         case(
             Method::POST,
@@ -149,7 +149,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             Some(&format!(r#"{{"amount":"-1","token":{t}}}"#)),
             k,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
         case(
             Method::POST,
@@ -157,7 +157,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             Some(&format!(r#"{{"amount":1e30,"token":{t}}}"#)),
             k,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
         case(
             Method::POST,
@@ -165,7 +165,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             Some(&format!(r#"{{"amount":"0.001","token":{t}}}"#)),
             k,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
         case(
             Method::POST,
@@ -173,51 +173,58 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             Some(&format!(r#"{{"amount":true,"token":{t}}}"#)),
             k,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
-        case(Method::POST, "/setAmount/11/1", Some(r#"{"amount":"5"}"#), k, 400, "invalid_body"),
+        case(Method::POST, "/setAmount/11/1", Some(r#"{"amount":"5"}"#), k, 400, ErrorCode::InvalidBody),
         case(
             Method::POST,
             "/setAmount/11/1",
             Some(&format!(r#"{{"amount":"5","token":{t},"extra":1}}"#)),
             k,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
-        case(Method::POST, "/setAmount/11/1", Some("{not json"), k, 400, "invalid_body"),
+        case(Method::POST, "/setAmount/11/1", Some("{not json"), k, 400, ErrorCode::InvalidBody),
         case(
             Method::POST,
             "/setAmount/11/1",
             Some(&format!(r#"{{"amount":"5","token":{}}}"#, t + 1)),
             k,
             409,
-            "not_holder",
+            ErrorCode::NotHolder,
         ),
         // locks
-        case(Method::POST, "/getLock/11/2?lease_ms=0", None, k, 400, "lease_invalid"),
-        case(Method::POST, "/getLock/11/2?lease_ms=99999999", None, k, 400, "lease_invalid"),
-        case(Method::POST, "/getLock/11/2?wait_ms=99999999", None, k, 400, "wait_invalid"),
-        case(Method::POST, "/getLock/11/2?lease_ms=-1", None, k, 400, "invalid_query"),
-        case(Method::POST, "/getLock/11/2?bogus=1", None, k, 400, "invalid_query"),
-        case(Method::POST, "/getLock/12/1", None, Some(KEY_B), 409, "locked"),
-        case(Method::POST, "/unLock/11/1", None, k, 400, "token_required"),
-        case(Method::POST, "/unLock/11/1", Some(r#"{"token":"x"}"#), k, 400, "invalid_body"),
-        case(Method::POST, "/unLock/11/1?token=1", None, k, 409, "not_holder"),
-        case(Method::POST, "/v1/11/locks", Some(r#"{"accounts":[]}"#), k, 400, "batch_too_large"),
-        case(Method::POST, "/v1/11/locks", Some(&many), k, 400, "batch_too_large"),
-        case(Method::POST, "/v1/11/locks", Some(r#"{"accounts":[3,3]}"#), k, 422, "duplicate_account"),
-        case(Method::POST, "/v1/11/locks", Some(r#"{"accounts":[0]}"#), k, 400, "invalid_body"),
-        case(Method::POST, "/v1/11/locks", Some(r#"{"accounts":"1"}"#), k, 400, "invalid_body"),
-        case(Method::POST, "/v1/11/locks", Some(r#"{"accounts":[3],"request_id":""}"#), k, 400, "request_id_invalid"),
+        case(Method::POST, "/getLock/11/2?lease_ms=0", None, k, 400, ErrorCode::LeaseInvalid),
+        case(Method::POST, "/getLock/11/2?lease_ms=99999999", None, k, 400, ErrorCode::LeaseInvalid),
+        case(Method::POST, "/getLock/11/2?wait_ms=99999999", None, k, 400, ErrorCode::WaitInvalid),
+        case(Method::POST, "/getLock/11/2?lease_ms=-1", None, k, 400, ErrorCode::InvalidQuery),
+        case(Method::POST, "/getLock/11/2?bogus=1", None, k, 400, ErrorCode::InvalidQuery),
+        case(Method::POST, "/getLock/12/1", None, Some(KEY_B), 409, ErrorCode::Locked),
+        case(Method::POST, "/unLock/11/1", None, k, 400, ErrorCode::TokenRequired),
+        case(Method::POST, "/unLock/11/1", Some(r#"{"token":"x"}"#), k, 400, ErrorCode::InvalidBody),
+        case(Method::POST, "/unLock/11/1?token=1", None, k, 409, ErrorCode::NotHolder),
+        case(Method::POST, "/v1/11/locks", Some(r#"{"accounts":[]}"#), k, 400, ErrorCode::BatchTooLarge),
+        case(Method::POST, "/v1/11/locks", Some(&many), k, 400, ErrorCode::BatchTooLarge),
+        case(Method::POST, "/v1/11/locks", Some(r#"{"accounts":[3,3]}"#), k, 422, ErrorCode::DuplicateAccount),
+        case(Method::POST, "/v1/11/locks", Some(r#"{"accounts":[0]}"#), k, 400, ErrorCode::InvalidBody),
+        case(Method::POST, "/v1/11/locks", Some(r#"{"accounts":"1"}"#), k, 400, ErrorCode::InvalidBody),
+        case(
+            Method::POST,
+            "/v1/11/locks",
+            Some(r#"{"accounts":[3],"request_id":""}"#),
+            k,
+            400,
+            ErrorCode::RequestIdInvalid,
+        ),
         // commits
-        case(Method::POST, "/v1/11/commit", Some(r#"{"tx_id":"e"}"#), k, 422, "empty_commit"),
+        case(Method::POST, "/v1/11/commit", Some(r#"{"tx_id":"e"}"#), k, 422, ErrorCode::EmptyCommit),
         case(
             Method::POST,
             "/v1/11/commit",
             Some(r#"{"tx_id":"","records":[{"op":"check","collection":"a","key":"b","if_version":0}]}"#),
             k,
             400,
-            "tx_id_invalid",
+            ErrorCode::TxIdInvalid,
         ),
         case(
             Method::POST,
@@ -225,7 +232,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             Some(r#"{"tx_id":"a b","records":[{"op":"check","collection":"a","key":"b","if_version":0}]}"#),
             k,
             400,
-            "tx_id_invalid",
+            ErrorCode::TxIdInvalid,
         ),
         case(
             Method::POST,
@@ -233,7 +240,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             Some(r#"{"tx_id":"s","set":[{"account":1,"amount":"1"}]}"#),
             k,
             422,
-            "lock_required",
+            ErrorCode::LockRequired,
         ),
         case(
             Method::POST,
@@ -241,7 +248,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             Some(&format!(r#"{{"tx_id":"d","locks":[{{"account":1,"token":{t}}},{{"account":1,"token":{t}}}]}}"#)),
             k,
             422,
-            "duplicate_account",
+            ErrorCode::DuplicateAccount,
         ),
         case(
             Method::POST,
@@ -251,7 +258,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             )),
             k,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
         case(
             Method::POST,
@@ -259,7 +266,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             Some(r#"{"tx_id":"c","records":[{"op":"put","collection":"Bad-Name","key":"b","value":1}]}"#),
             k,
             400,
-            "collection_invalid",
+            ErrorCode::CollectionInvalid,
         ),
         case(
             Method::POST,
@@ -267,37 +274,37 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
             Some(r#"{"tx_id":"c","records":[{"op":"put","collection":"a","key":"","value":1}]}"#),
             k,
             400,
-            "key_invalid",
+            ErrorCode::KeyInvalid,
         ),
-        case(Method::POST, "/v1/11/commit", Some(&long_key), k, 400, "key_invalid"),
+        case(Method::POST, "/v1/11/commit", Some(&long_key), k, 400, ErrorCode::KeyInvalid),
         case(
             Method::POST,
             "/v1/11/commit",
             Some(r#"{"tx_id":"c","records":[{"op":"explode","collection":"a","key":"b"}]}"#),
             k,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
-        case(Method::POST, "/v1/11/commit", Some(&wide), k, 400, "record_too_large"),
-        case(Method::POST, "/v1/11/commit", Some(&huge), k, 413, "body_too_large"),
-        case(Method::POST, "/v1/11/commit", Some("[]"), k, 400, "invalid_body"),
-        case(Method::POST, "/v1/11/commit", Some("null"), k, 400, "invalid_body"),
+        case(Method::POST, "/v1/11/commit", Some(&wide), k, 400, ErrorCode::RecordTooLarge),
+        case(Method::POST, "/v1/11/commit", Some(&huge), k, 413, ErrorCode::BodyTooLarge),
+        case(Method::POST, "/v1/11/commit", Some("[]"), k, 400, ErrorCode::InvalidBody),
+        case(Method::POST, "/v1/11/commit", Some("null"), k, 400, ErrorCode::InvalidBody),
         // reads
-        case(Method::GET, "/getAmount/11/2", None, k, 404, "not_found"),
-        case(Method::GET, "/v1/11/records/a/missing", None, k, 404, "not_found"),
-        case(Method::GET, "/v1/11/records/UPPER", None, k, 400, "collection_invalid"),
-        case(Method::GET, "/v1/11/journal?limit=0", None, k, 400, "limit_invalid"),
-        case(Method::GET, "/v1/11/journal?limit=100000", None, k, 400, "limit_invalid"),
-        case(Method::GET, "/v1/11/journal?account=x", None, k, 400, "account_id_invalid"),
-        case(Method::GET, "/v1/11/journal?after=x", None, k, 400, "after_invalid"),
-        case(Method::GET, "/v1/11/amounts?after=-1", None, k, 400, "account_id_invalid"),
-        case(Method::GET, "/v1/11/amounts/x", None, k, 400, "account_id_invalid"),
-        case(Method::GET, "/v1/11/amounts/2", None, k, 404, "not_found"),
+        case(Method::GET, "/getAmount/11/2", None, k, 404, ErrorCode::NotFound),
+        case(Method::GET, "/v1/11/records/a/missing", None, k, 404, ErrorCode::NotFound),
+        case(Method::GET, "/v1/11/records/UPPER", None, k, 400, ErrorCode::CollectionInvalid),
+        case(Method::GET, "/v1/11/journal?limit=0", None, k, 400, ErrorCode::LimitInvalid),
+        case(Method::GET, "/v1/11/journal?limit=100000", None, k, 400, ErrorCode::LimitInvalid),
+        case(Method::GET, "/v1/11/journal?account=x", None, k, 400, ErrorCode::AccountIdInvalid),
+        case(Method::GET, "/v1/11/journal?after=x", None, k, 400, ErrorCode::AfterInvalid),
+        case(Method::GET, "/v1/11/amounts?after=-1", None, k, 400, ErrorCode::AccountIdInvalid),
+        case(Method::GET, "/v1/11/amounts/x", None, k, 400, ErrorCode::AccountIdInvalid),
+        case(Method::GET, "/v1/11/amounts/2", None, k, 404, ErrorCode::NotFound),
         // routing
-        case(Method::GET, "/getLock/11/1", None, k, 405, "method_not_allowed"),
-        case(Method::DELETE, "/v1/11/commit", None, k, 405, "method_not_allowed"),
-        case(Method::GET, "/../../etc/passwd", None, k, 404, "not_found"),
-        case(Method::GET, "/nothing/here", None, None, 404, "not_found"),
+        case(Method::GET, "/getLock/11/1", None, k, 405, ErrorCode::MethodNotAllowed),
+        case(Method::DELETE, "/v1/11/commit", None, k, 405, ErrorCode::MethodNotAllowed),
+        case(Method::GET, "/../../etc/passwd", None, k, 404, ErrorCode::NotFound),
+        case(Method::GET, "/nothing/here", None, None, 404, ErrorCode::NotFound),
     ];
     run(&server.url(), &cases).await;
     // Nothing changed: the only amount is the one written above, and the journal has one entry.

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dataserver::api::{AcquireRequest, CommitRequest, LockRef, SetAmount};
+use dataserver_api::{AcquireRequest, CommitRequest, LockRef, SetAmount};
 
 /// 32 clients race to increment one account through the seed's lock / read / write / unlock
 /// cycle. Any overlap of two holders would lose an increment.
@@ -50,7 +50,7 @@ async fn lease_expiry_frees_the_lock_for_a_waiter() {
     let (a, b) = (server.client(0), server.client(1));
     a.get_lock(acc(1), Some(300), None).await.unwrap();
     let refused = b.get_lock(acc(1), None, None).await.unwrap_err();
-    assert_eq!(refused.code(), Some("locked"));
+    assert_eq!(refused.code(), Some(dataserver_api::ErrorCode::Locked));
     let started = Instant::now();
     // The holder never unlocks: only the lease's expiry can let this waiter in.
     b.get_lock(acc(1), None, Some(5_000)).await.expect("granted once the lease expires");
@@ -68,14 +68,17 @@ async fn stale_fencing_token_is_refused_after_expiry_and_reacquire() {
     b.set_amount(acc(5), money("10"), new.token).await.unwrap();
 
     let e = a.set_amount(acc(5), money("999"), old.token).await.unwrap_err();
-    assert_eq!(e.code(), Some("not_holder"));
+    assert_eq!(e.code(), Some(dataserver_api::ErrorCode::NotHolder));
     b.un_lock(acc(5), new.token).await.unwrap();
 
     // The old holder locks again: its old token stays dead, the new one is higher still.
     let again = a.get_lock(acc(5), None, None).await.unwrap();
     assert!(again.token > new.token);
-    assert_eq!(a.set_amount(acc(5), money("999"), old.token).await.unwrap_err().code(), Some("not_holder"));
-    assert_eq!(a.un_lock(acc(5), old.token).await.unwrap_err().code(), Some("not_holder"));
+    assert_eq!(
+        a.set_amount(acc(5), money("999"), old.token).await.unwrap_err().code(),
+        Some(dataserver_api::ErrorCode::NotHolder)
+    );
+    assert_eq!(a.un_lock(acc(5), old.token).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::NotHolder));
     a.un_lock(acc(5), again.token).await.unwrap();
     assert_eq!(a.get_amount(acc(5)).await.unwrap(), money("10"));
 
@@ -87,13 +90,13 @@ async fn stale_fencing_token_is_refused_after_expiry_and_reacquire() {
         // Poll the server's own verdict rather than guessing at its clock.
         match a.set_amount(acc(6), money("1"), short.token).await {
             Err(e) => {
-                last = e.code().map(str::to_string);
+                last = e.code();
                 break;
             }
             Ok(_) => tokio::task::yield_now().await,
         }
     }
-    assert_eq!(last.as_deref(), Some("lease_expired"));
+    assert_eq!(last, Some(dataserver_api::ErrorCode::LeaseExpired));
 }
 
 #[tokio::test]
@@ -103,13 +106,13 @@ async fn a_business_cannot_use_or_release_anothers_lock() {
     let (a, b) = (server.client(0), server.client(1));
     let grant = a.acquire(&AcquireRequest { accounts: vec![acc(1), acc(2)], ..Default::default() }).await.unwrap();
     let locks: Vec<LockRef> = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
-    assert_eq!(b.un_lock(acc(1), locks[0].token).await.unwrap_err().code(), Some("not_holder"));
+    assert_eq!(b.un_lock(acc(1), locks[0].token).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::NotHolder));
     assert_eq!(b.release(&locks).await.unwrap(), 0);
     let mut c = CommitRequest::new("steal");
     c.locks = locks.clone();
     c.set = vec![SetAmount { account: acc(1), amount: money("1") }];
-    assert_eq!(b.commit(&c).await.unwrap_err().code(), Some("not_holder"));
-    assert_eq!(b.get_amount(acc(1)).await.unwrap_err().code(), Some("locked"));
+    assert_eq!(b.commit(&c).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::NotHolder));
+    assert_eq!(b.get_amount(acc(1)).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::Locked));
     assert_eq!(a.release(&locks).await.unwrap(), 2);
 }
 
@@ -149,5 +152,5 @@ async fn acquire_with_request_id_is_retry_safe() {
     let retry = a.acquire(&req).await.unwrap();
     assert_eq!(first.locks, retry.locks);
     let other = AcquireRequest { request_id: Some("req-2".into()), ..req };
-    assert_eq!(a.acquire(&other).await.unwrap_err().code(), Some("locked"));
+    assert_eq!(a.acquire(&other).await.unwrap_err().code(), Some(dataserver_api::ErrorCode::Locked));
 }

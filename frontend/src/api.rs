@@ -3,7 +3,10 @@
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::api::{Account, AllAccounts, KeyInfo, Session, Statement, Transaction};
+use shared::api::{
+    Account, AccountPayment, AllAccounts, CreateAccount, KeyInfo, Login, Pay, RegisterKey, Session, Statement,
+    Transaction,
+};
 use shared::{ErrorBody, PixKey};
 
 /// A bank the app can talk to.
@@ -57,12 +60,12 @@ impl Api {
         decode(req.send().await).await
     }
 
-    pub async fn open(&self, body: &serde_json::Value) -> Result<Account, String> {
+    pub async fn open(&self, body: &CreateAccount) -> Result<Account, String> {
         self.send("POST", "/api/accounts", body).await
     }
 
-    pub async fn login(&self, ibk: &str, password: &str) -> Result<Session, String> {
-        self.send("POST", "/api/accounts/auth", &serde_json::json!({ "ibk": ibk, "password": password })).await
+    pub async fn login(&self, body: &Login) -> Result<Session, String> {
+        self.send("POST", "/api/accounts/auth", body).await
     }
 
     /// Revokes the session at the bank (204, no body), so the token opens nothing any more.
@@ -84,15 +87,13 @@ impl Api {
         self.get(&format!("/api/accounts/{id}/transactions?limit=30")).await
     }
 
-    pub async fn move_money(&self, deposit: bool, ibk: &str, amount: &str) -> Result<Transaction, String> {
+    pub async fn move_money(&self, deposit: bool, body: &AccountPayment) -> Result<Transaction, String> {
         let path = if deposit { "/api/payments/deposit" } else { "/api/payments/withdraw" };
-        self.send("POST", path, &serde_json::json!({ "acc_ibk": ibk, "amount": amount })).await
+        self.send("POST", path, body).await
     }
 
-    pub async fn pay(&self, author: &str, ops: &[(String, String, String)]) -> Result<Transaction, String> {
-        let operations: Vec<_> =
-            ops.iter().map(|(f, t, a)| serde_json::json!({ "from": f, "to": t, "amount": a })).collect();
-        self.send("POST", "/api/payments/pay", &serde_json::json!({ "author": author, "operations": operations })).await
+    pub async fn pay(&self, body: &Pay) -> Result<Transaction, String> {
+        self.send("POST", "/api/payments/pay", body).await
     }
 
     pub async fn package(&self, id: &str) -> Result<Transaction, String> {
@@ -103,12 +104,8 @@ impl Api {
         self.get(&format!("/api/accounts/{id}/keys")).await
     }
 
-    pub async fn add_key(&self, ibk: &str, kind: &str, key: &str) -> Result<KeyInfo, String> {
-        let mut body = serde_json::json!({ "account": ibk, "type": kind });
-        if kind != "random" {
-            body["key"] = serde_json::Value::String(key.to_string());
-        }
-        self.send("POST", "/api/keys", &body).await
+    pub async fn add_key(&self, body: &RegisterKey) -> Result<KeyInfo, String> {
+        self.send("POST", "/api/keys", body).await
     }
 
     pub async fn resolve_key(&self, key: &PixKey) -> Result<KeyInfo, String> {
@@ -116,6 +113,6 @@ impl Api {
     }
 
     pub async fn remove_key(&self, key: &PixKey) -> Result<serde_json::Value, String> {
-        self.send("DELETE", &format!("/api/keys/{}", key.path_segment()), &serde_json::json!({})).await
+        self.send("DELETE", &format!("/api/keys/{}", key.path_segment()), &serde_json::Map::new()).await
     }
 }

@@ -47,6 +47,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("language", "English", "Português"),
     ("err_amount", "Valor inválido: use o formato 1.234,56", "Invalid amount: use the format 1.234,56"),
     ("err_document", "Documento inválido: ", "Invalid document: "),
+    ("err_ibk", "IBK inválido: use banco-conta, ex.: 1-42", "Invalid IBK: use bank-account, e.g. 1-42"),
+    ("err_key", "Chave Pix inválida para este tipo", "Not a valid Pix key of this type"),
     (
         "err_to",
         "Destino inválido: informe um IBK (ex.: 2-7) ou uma chave Pix",

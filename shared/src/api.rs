@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AccountId, Money};
 
+/// Header naming the calling bank on the routes between banks; its secret goes in
+/// `Authorization: Bearer`.
+pub const BANK_HEADER: &str = "x-interbank-bank";
+
 /// What an operator operation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -25,10 +25,10 @@ pub enum DocumentError {
 }
 
 impl DocumentError {
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> crate::ErrorCode {
         match self {
-            DocumentError::Length | DocumentError::Characters => "document_invalid",
-            DocumentError::CpfCheck | DocumentError::CnpjCheck => "document_check_digits",
+            DocumentError::Length | DocumentError::Characters => crate::ErrorCode::DocumentInvalid,
+            DocumentError::CpfCheck | DocumentError::CnpjCheck => crate::ErrorCode::DocumentCheckDigits,
         }
     }
 }

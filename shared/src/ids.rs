@@ -25,12 +25,12 @@ pub enum IdError {
 }
 
 impl IdError {
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> crate::ErrorCode {
         match self {
-            IdError::Bank => "bank_id_invalid",
-            IdError::Account => "account_id_invalid",
-            IdError::Business => "business_id_invalid",
-            IdError::Ibk => "ibk_invalid",
+            IdError::Bank => crate::ErrorCode::BankIdInvalid,
+            IdError::Account => crate::ErrorCode::AccountIdInvalid,
+            IdError::Business => crate::ErrorCode::BusinessIdInvalid,
+            IdError::Ibk => crate::ErrorCode::IbkInvalid,
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod pix;
 pub mod roundtrip;
 
 pub use document::{Document, DocumentError};
-pub use error::ErrorBody;
+pub use error::{ErrorBody, ErrorCode};
 pub use ids::{AccountId, BankId, BusinessId, Ibk, IdError};
 pub use money::{Amount, Money, MoneyError};
 pub use pix::{KeyType, PixKey, Target};

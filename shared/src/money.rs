@@ -36,13 +36,13 @@ pub enum MoneyError {
 
 impl MoneyError {
     /// The stable code for the JSON error body.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> crate::ErrorCode {
         match self {
-            MoneyError::Invalid => "amount_invalid",
-            MoneyError::Negative => "amount_negative",
-            MoneyError::TooPrecise => "amount_too_precise",
-            MoneyError::TooLarge => "amount_too_large",
-            MoneyError::Zero => "amount_zero",
+            MoneyError::Invalid => crate::ErrorCode::AmountInvalid,
+            MoneyError::Negative => crate::ErrorCode::AmountNegative,
+            MoneyError::TooPrecise => crate::ErrorCode::AmountTooPrecise,
+            MoneyError::TooLarge => crate::ErrorCode::AmountTooLarge,
+            MoneyError::Zero => crate::ErrorCode::AmountZero,
         }
     }
 }

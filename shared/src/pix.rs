@@ -46,8 +46,8 @@ pub enum KeyError {
 }
 
 impl KeyError {
-    pub fn code(self) -> &'static str {
-        "pix_key_invalid"
+    pub fn code(self) -> crate::ErrorCode {
+        crate::ErrorCode::PixKeyInvalid
     }
 }
 

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shared::api::{Account, Session, Statement, Transaction};
-use shared::{ErrorBody, Ibk, Money};
+use shared::{ErrorBody, ErrorCode, Ibk, Money};
 
 /// A failed call: the HTTP status (`None`: no answer) and the error body.
 #[derive(Debug, Clone)]
@@ -25,20 +25,72 @@ impl std::fmt::Display for CallError {
 
 pub type Result<T> = std::result::Result<T, CallError>;
 
-/// Sends a request and decodes the answer or the JSON error body.
+/// How long a request refused for now (`503`, or `429` with `Retry-After`) is repeated before
+/// its refusal is returned, when repeating is on ([`retry_refusals`]).
+pub const RETRY_FOR_MS_MAX: u64 = 30_000;
+/// Longest single wait between two tries; a longer `Retry-After` is not waited for.
+pub const RETRY_WAIT_MS_MAX: u64 = 5_000;
+/// First wait after a `503` without `Retry-After`; doubles up to [`RETRY_WAIT_MS_MAX`].
+const RETRY_BACKOFF_MS_MIN: u64 = 100;
+
+static RETRY_REFUSALS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every call of this process repeat refusals-for-now within [`RETRY_FOR_MS_MAX`]: the
+/// operator tool turns it on (a bank still starting answers `503`), tests leave it off so that
+/// they see each answer as it is.
+pub fn retry_refusals(on: bool) {
+    RETRY_REFUSALS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How long to wait before trying again, if the answer is a refusal for now.
+fn retry_wait(resp: &reqwest::Response, backoff_ms: u64) -> Option<std::time::Duration> {
+    let after_s = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let ms = match (resp.status(), after_s) {
+        (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE, Some(s)) => s.saturating_mul(1000),
+        (StatusCode::SERVICE_UNAVAILABLE, None) => backoff_ms,
+        _ => return None,
+    };
+    (ms <= RETRY_WAIT_MS_MAX).then(|| std::time::Duration::from_millis(ms.max(1)))
+}
+
+/// Sends a request (repeating refusals for now when [`retry_refusals`] is on) and decodes the
+/// answer or the JSON error body.
 pub async fn send<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T> {
-    let transport = |e: reqwest::Error| CallError { status: None, body: ErrorBody::new("transport", e.to_string()) };
-    let resp = rb.send().await.map_err(transport)?;
+    let retrying = RETRY_REFUSALS.load(std::sync::atomic::Ordering::Relaxed);
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(RETRY_FOR_MS_MAX);
+    let mut backoff_ms = RETRY_BACKOFF_MS_MIN;
+    let mut rb = rb;
+    loop {
+        let again = if retrying { rb.try_clone() } else { None };
+        let resp = rb.send().await.map_err(transport)?;
+        if let Some(next) = again
+            && let Some(wait) = retry_wait(&resp, backoff_ms)
+            && std::time::Instant::now() + wait < until
+        {
+            tokio::time::sleep(wait).await;
+            backoff_ms = (backoff_ms * 2).min(RETRY_WAIT_MS_MAX);
+            rb = next;
+            continue;
+        }
+        return decode(resp).await;
+    }
+}
+
+fn transport(e: reqwest::Error) -> CallError {
+    CallError { status: None, body: ErrorBody::new(ErrorCode::Transport, e.to_string()) }
+}
+
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(transport)?;
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|e| CallError {
             status: Some(status),
-            body: ErrorBody::new("unexpected_body", format!("{e}: {}", String::from_utf8_lossy(&bytes))),
+            body: ErrorBody::new(ErrorCode::UnexpectedBody, format!("{e}: {}", String::from_utf8_lossy(&bytes))),
         });
     }
     let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        ErrorBody::new("not_the_error_body", String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>())
+        ErrorBody::new(ErrorCode::UnexpectedBody, String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>())
     });
     Err(CallError { status: Some(status), body })
 }
@@ -137,6 +189,6 @@ impl Operator {
     pub async fn balance(&self, ibk: Ibk) -> Result<Money> {
         let v: Value = self.call(Method::GET, &format!("/balance/{}", ibk.account)).await?;
         serde_json::from_value(v["balance"].clone())
-            .map_err(|e| CallError { status: None, body: ErrorBody::new("unexpected_body", e.to_string()) })
+            .map_err(|e| CallError { status: None, body: ErrorBody::new(ErrorCode::UnexpectedBody, e.to_string()) })
     }
 }

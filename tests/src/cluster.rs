@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use dataserver::testkit::{DataServerProcess, LogTo, SpawnOptions, listening_addr, spawn, spawn_command};
+use crate::process::{DataServerProcess, LogTo, SpawnOptions, listening_addr, spawn, spawn_command};
 use shared::BusinessId;
 
 /// The default prefix of every secret of a local network: marks them as DEVELOPMENT SECRETS.
@@ -72,6 +72,9 @@ fn own_port_range() -> (u16, u16) {
     (ephemeral_low / 2, ephemeral_low)
 }
 
+/// The operator key of every network a test starts ([`Spec::ephemeral`]).
+pub const TEST_OPERATOR_KEY: &str = "operator-key-for-tests";
+
 /// Business-replica timings for tests: short enough that recovery paths (lost token, in-doubt
 /// packages) run within a test's time, long enough for 2 busy cores.
 pub const TEST_TIMINGS: &[&str] = &[
@@ -118,7 +121,7 @@ impl Spec {
             data: data.to_path_buf(),
             dataserver_port: None,
             business_port: None,
-            operator_key: "operator-key-for-tests".into(),
+            operator_key: TEST_OPERATOR_KEY.into(),
             business_args: vec![],
             secret_prefix: DEV_SECRET_PREFIX.into(),
             log: None,
@@ -169,9 +172,9 @@ impl Bank {
     }
 
     /// A data-server client authenticated as the bank's first replica.
-    pub fn ds_client(&self) -> dataserver::client::DataClient {
+    pub fn ds_client(&self) -> dataserver_api::client::DataClient {
         let (b, k) = &self.ds_opts.keys[0];
-        dataserver::client::DataClient::new(&self.ds_url(), *b, k.clone()).expect("valid URL")
+        dataserver_api::client::DataClient::new(&self.ds_url(), *b, k.clone()).expect("valid URL")
     }
 }
 
@@ -183,6 +186,7 @@ pub struct Cluster {
     business_bin: PathBuf,
     /// Per bank, the proxies its peers go through (empty unless `Spec::peer_proxies`).
     pub proxies: Vec<Vec<crate::proxy::Proxy>>,
+    secret_prefix: String,
 }
 
 fn network_toml(banks: &[(u32, Vec<String>)], prefix: &str) -> String {
@@ -224,28 +228,6 @@ impl Target {
             .map_err(|e| format!("{}: {e} (is the local network up? `interbank up` writes it)", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
-
-    /// The checker's access to every bank.
-    pub fn access(&self) -> Result<Vec<crate::check::BankAccess>, String> {
-        let http = reqwest::Client::new();
-        self.banks
-            .iter()
-            .map(|b| {
-                let id = shared::BankId::new(b.id).map_err(|e| e.to_string())?;
-                let business = BusinessId::new(b.business_id).map_err(|e| e.to_string())?;
-                Ok(crate::check::BankAccess {
-                    id,
-                    operator: crate::client::Operator {
-                        http: http.clone(),
-                        base: b.replicas.first().cloned().ok_or("a bank without replicas")?,
-                        key: self.operator_key.clone(),
-                    },
-                    ds: dataserver::client::DataClient::new(&b.dataserver, business, b.dataserver_key.clone())
-                        .map_err(|e| e.to_string())?,
-                })
-            })
-            .collect()
-    }
 }
 
 fn local_toml(banks: &[Bank], operator_key: &str) -> String {
@@ -275,8 +257,8 @@ impl Cluster {
     }
 
     pub fn start(spec: &Spec) -> Result<Cluster, String> {
-        let ds_bin = crate::procs::binary("dataserver")?;
-        let business_bin = crate::procs::binary("business")?;
+        let ds_bin = crate::process::binary("dataserver")?;
+        let business_bin = crate::process::binary("business")?;
         std::fs::create_dir_all(&spec.data).map_err(|e| format!("{}: {e}", spec.data.display()))?;
         let mut plan: Vec<(u32, u16, Vec<u16>)> = Vec::new();
         for n in 1..=spec.banks {
@@ -360,13 +342,64 @@ impl Cluster {
         }
         let local = local_toml(&banks, &spec.operator_key);
         std::fs::write(spec.data.join("local.toml"), local).map_err(|e| e.to_string())?;
-        let mut c = Cluster { banks, network_file, operator_key: spec.operator_key.clone(), business_bin, proxies };
+        let mut c = Cluster {
+            banks,
+            network_file,
+            operator_key: spec.operator_key.clone(),
+            business_bin,
+            proxies,
+            secret_prefix: spec.secret_prefix.clone(),
+        };
         for b in 0..c.banks.len() {
             for r in 0..c.banks[b].replicas.len() {
                 c.start_replica(b, r)?;
             }
         }
         Ok(c)
+    }
+
+    /// Waits until the network can settle: every replica answers `/health`, and every bank's
+    /// replicas answer every other bank's liveness probe (`/interbank/token/ok`, with the calling
+    /// bank's own credentials, as the token ring sends it). Fails after `within`, naming what
+    /// did not answer.
+    pub async fn wait_ready(&self, within: std::time::Duration) -> Result<(), String> {
+        let http =
+            reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build().map_err(|e| e.to_string())?;
+        let until = std::time::Instant::now() + within;
+        loop {
+            let missing = self.not_ready(&http).await;
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > until {
+                return Err(format!("the network is not ready after {within:?}: {}", missing.join("; ")));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What does not answer yet (see [`Cluster::wait_ready`]).
+    async fn not_ready(&self, http: &reqwest::Client) -> Vec<String> {
+        let ok = |r: Result<reqwest::Response, reqwest::Error>| r.is_ok_and(|r| r.status().is_success());
+        let mut missing = Vec::new();
+        for bank in &self.banks {
+            for url in bank.urls() {
+                if !ok(http.get(format!("{url}/health")).send().await) {
+                    missing.push(format!("{url} (bank {})", bank.id));
+                    continue;
+                }
+                for caller in self.banks.iter().filter(|c| c.id != bank.id) {
+                    let probe = http
+                        .get(format!("{url}/interbank/token/ok"))
+                        .header(shared::api::BANK_HEADER, caller.id.to_string())
+                        .bearer_auth(dev_bank_secret(&self.secret_prefix, caller.id));
+                    if !ok(probe.send().await) {
+                        missing.push(format!("{url} (bank {}) for bank {}", bank.id, caller.id));
+                    }
+                }
+            }
+        }
+        missing
     }
 
     /// Starts (or restarts) replica `r` of the bank at index `b`, on its port.
@@ -393,6 +426,13 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGTERM to replica `r` of bank `b`, then waits for its exit; whether it exited cleanly.
+    pub fn terminate_replica(&mut self, b: usize, r: usize) -> bool {
+        let Some(mut c) = self.banks[b].replicas[r].child.take() else { return false };
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        c.wait().is_ok_and(|s| s.success())
     }
 
     pub fn kill_dataserver(&mut self, b: usize) {
@@ -430,15 +470,13 @@ impl Cluster {
     /// describing how each stopped.
     pub fn stop(&mut self) -> Vec<String> {
         let mut out = Vec::new();
-        for bank in &mut self.banks {
-            for rep in &mut bank.replicas {
-                if let Some(mut c) = rep.child.take() {
-                    let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-                    let ok = c.wait().is_ok_and(|s| s.success());
+        for b in 0..self.banks.len() {
+            for r in 0..self.banks[b].replicas.len() {
+                if self.banks[b].replicas[r].running() {
+                    let ok = self.terminate_replica(b, r);
+                    let (bank, url) = (self.banks[b].id, self.banks[b].replicas[r].url());
                     out.push(format!(
-                        "bank {}: replica {} {}",
-                        bank.id,
-                        rep.url(),
+                        "bank {bank}: replica {url} {}",
                         if ok { "stopped" } else { "exited with an error" }
                     ));
                 }

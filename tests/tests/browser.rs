@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use interbank_tests::cluster::{Cluster, Spec, free_port};
+use harness::cluster::{Cluster, Spec, free_port};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -79,6 +79,30 @@ async fn browser() -> (Client, Driver) {
         .expect("a browser session");
     (client, driver)
 }
+
+/// Forgets the page's record of the requests it sent (the browser's Resource Timing buffer).
+async fn forget_requests(c: &Client) {
+    c.execute("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(10000);", vec![])
+        .await
+        .unwrap();
+}
+
+/// The requests the page sent with `fetch` since [`forget_requests`], as the browser records them.
+async fn requests_sent(c: &Client) -> u64 {
+    let n = c
+        .execute(
+            "return performance.getEntriesByType('resource').filter(e => e.initiatorType === 'fetch').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    n.as_u64().unwrap()
+}
+
+/// How often the dashboard polls (`frontend/src/routes/dashboard/mod.rs`, `REFRESH_MS`), and
+/// how many requests one poll makes (account, accounts everywhere, keys, statement).
+const REFRESH: Duration = Duration::from_millis(2_000);
+const REQUESTS_PER_POLL: u64 = 4;
 
 /// Waits until the element's text satisfies `ok`; returns the text.
 async fn text_until(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
@@ -176,5 +200,21 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     log_in(&c, &bia).await;
     text_until(&c, "#balance", |t| t == "R$ 40,50").await;
     text_until(&c, "#statement", |t| t.contains(&ana)).await;
+
+    // Logged out, the dashboard polls nothing. This is the absence of an event, so it is
+    // watched for a fixed window (two polling periods and a half), not awaited.
+    click(&c, "#logout").await;
+    c.wait().at_most(WAIT).for_element(Locator::Css("#login-ibk")).await.unwrap();
+    forget_requests(&c).await;
+    tokio::time::sleep(REFRESH * 2 + REFRESH / 4).await;
+    assert_eq!(requests_sent(&c).await, 0, "requests after logout: the dashboard kept polling");
+
+    // Logged in again, exactly one poller runs: three periods hold at most four polls.
+    log_in(&c, &bia).await;
+    forget_requests(&c).await;
+    tokio::time::sleep(REFRESH * 3).await;
+    let polled = requests_sent(&c).await;
+    assert!(polled <= 4 * REQUESTS_PER_POLL, "{polled} requests in three periods: more than one poller runs");
+    assert!(polled >= 2 * REQUESTS_PER_POLL, "{polled} requests in three periods: the dashboard does not poll");
     c.close().await.unwrap();
 }

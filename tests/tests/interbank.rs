@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use interbank_tests::client::{Customer, Operator, sign_up};
-use interbank_tests::cluster::{Cluster, Spec, TEST_TIMINGS};
+use harness::client::{Customer, Operator, sign_up};
+use harness::cluster::{Cluster, Spec, TEST_TIMINGS};
 use reqwest::{Method, StatusCode};
 use shared::api::{Status, Transaction};
 use shared::{Document, Ibk, Money};
@@ -57,8 +57,8 @@ async fn balance(c: &Cluster, ibk: Ibk) -> Money {
 }
 
 /// The checker, retried while settlement finishes (decisions are delivered asynchronously).
-async fn settled_and_clean(c: &Cluster) -> interbank_tests::check::Report {
-    let r = interbank_tests::tool::settle_and_check(&c.target(), Duration::from_secs(30)).await.unwrap();
+async fn settled_and_clean(c: &Cluster) -> tools::check::Report {
+    let r = tools::check::settle_and_check(&c.target(), Duration::from_secs(30)).await.unwrap();
     assert!(r.violations.is_empty(), "invariants violated: {:#?}", r.violations);
     r
 }
@@ -159,7 +159,7 @@ async fn pix_keys_are_unique_across_the_network_and_payable_from_any_bank() {
     let bad = serde_json::json!({ "account": ana.ibk(), "type": "phone", "key": "5561999998888" });
     let err = ana.call::<serde_json::Value>(Method::POST, "/api/keys", Some(&bad)).await.unwrap_err();
     assert_eq!(err.status, Some(StatusCode::BAD_REQUEST));
-    assert_eq!(err.body.error, "pix_key_invalid");
+    assert_eq!(err.body.error, shared::ErrorCode::PixKeyInvalid);
     settled_and_clean(&c).await;
 }
 
@@ -198,7 +198,7 @@ async fn concurrent_packages(kill: bool) {
                     match cu.pay_with_key(&ops, Some(&key)).await {
                         Ok(t) => break Some(t),
                         // Within one bank a package is applied (or refused) at once.
-                        Err(e) if e.body.error == "insufficient_funds" => break None,
+                        Err(e) if e.body.error == shared::ErrorCode::InsufficientFunds => break None,
                         Err(e) if e.status.is_none() || e.status == Some(StatusCode::SERVICE_UNAVAILABLE) => {
                             assert!(Instant::now() < until, "submission never answered: {e}");
                             tokio::time::sleep(Duration::from_millis(100)).await;

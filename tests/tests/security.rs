@@ -4,11 +4,11 @@
 //! secret reaches a log. Then the login and key-lookup limits, and logout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use interbank_tests::client::sign_in;
-use interbank_tests::cluster::{Cluster, DEV_SECRET_PREFIX, Spec, TEST_TIMINGS};
-use interbank_tests::security::{self, PASSWORD};
+use harness::client::sign_in;
+use harness::cluster::{Cluster, DEV_SECRET_PREFIX, Spec, TEST_TIMINGS};
 use reqwest::StatusCode;
 use serde_json::json;
+use tools::security::{self, PASSWORD};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_and_hostile_requests_change_nothing_and_leak_nothing() {
@@ -100,7 +100,7 @@ async fn logins_and_key_lookups_are_limited_and_logout_revokes() {
     let r = login(a.clone(), PASSWORD).await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().get("retry-after").is_some());
-    assert_eq!(r.json::<shared::ErrorBody>().await.unwrap().error, "rate_limited");
+    assert_eq!(r.json::<shared::ErrorBody>().await.unwrap().error, shared::ErrorCode::RateLimited);
     // Another account is not locked out by A's failures.
     let b = w.b.ibk().to_string();
     assert_eq!(login(b.clone(), PASSWORD).await.unwrap().status(), StatusCode::OK);

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use interbank_tests::cluster::{Cluster, Spec, TEST_TIMINGS};
-use interbank_tests::tool;
+use harness::cluster::{Cluster, Spec, TEST_TIMINGS};
+use shared::ErrorCode;
+use tools::{check, load, seed};
 
 fn start() -> (Cluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -18,11 +19,11 @@ fn start() -> (Cluster, tempfile::TempDir) {
 async fn run(chaos: bool) {
     let (mut c, _dir) = start();
     let t = c.target();
-    let customers = tool::seed(&t, 32, "1000").await.unwrap();
-    let mix = tool::parse_mix("deposit=1,withdraw=1,transfer=4,package=4,pix=1").unwrap();
+    let customers = seed::seed(&t, 32, "1000").await.unwrap();
+    let mix = load::parse_mix("deposit=1,withdraw=1,transfer=4,package=4,pix=1").unwrap();
     let load = {
         let t = t.clone();
-        tokio::spawn(async move { tool::load(&t, customers, &mix, Duration::from_secs(5), None, false).await })
+        tokio::spawn(async move { load::load(&t, customers, &mix, Duration::from_secs(5), None, false).await })
     };
     if chaos {
         // Every 700 ms a replica of some bank dies (SIGKILL) and comes back.
@@ -35,7 +36,7 @@ async fn run(chaos: bool) {
         }
     }
     let report = load.await.unwrap().unwrap();
-    tool::print(&report, false);
+    load::print(&report, false);
     assert!(report.ops > 100, "the load ran: {report:?}");
     for kind in ["deposit", "transfer", "package"] {
         assert!(
@@ -46,13 +47,13 @@ async fn run(chaos: bool) {
     // Only business refusals are allowed as errors (no transport failure survives fail-over).
     for code in report.errors.keys() {
         assert!(
-            ["insufficient_funds", "account_busy"].contains(&code.as_str()),
+            [ErrorCode::InsufficientFunds, ErrorCode::AccountBusy].contains(code),
             "unexpected errors: {:?}",
             report.errors
         );
     }
-    let checked = tool::settle_and_check(&t, Duration::from_secs(60)).await.unwrap();
-    tool::print_check(&checked);
+    let checked = check::settle_and_check(&t, Duration::from_secs(60)).await.unwrap();
+    check::print_check(&checked);
     assert!(checked.violations.is_empty(), "{:#?}", checked.violations);
 }
 

@@ -14,12 +14,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use dataserver::api::{CommitRequest, RecordOp};
+use dataserver_api::{CommitRequest, ErrorCode as DsCode, RecordOp};
 use futures::future::join_all;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use shared::api::{Status, Transaction, TransactionType};
-use shared::{BankId, Document, Ibk};
+use shared::{BankId, Document, ErrorCode, Ibk};
 
 use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, PrepareRequest, PrepareResponse};
 use super::settle::{self, Decision, Vote, WireOp};
@@ -43,6 +43,48 @@ pub struct Queued {
     pub created_ms: u64,
     pub deadline_ms: u64,
     pub attempt: u32,
+}
+
+/// Stores a cross-bank package for settlement: its customer-facing record and its queue entry,
+/// in one commit. Submitted again under the same id (an `Idempotency-Key` repeated), it answers
+/// the package as it stands if the request is the same, and `IdempotencyKeyReused` if not.
+pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, ApiError> {
+    let pending = queued.transaction(Status::Pending, None);
+    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    c.records.push(RecordOp::Put {
+        collection: PACKAGES.into(),
+        key: queued.id.clone(),
+        value: json(&pending),
+        if_version: Some(0),
+    });
+    c.records.push(RecordOp::Put {
+        collection: QUEUE.into(),
+        key: queued.queue_key(),
+        value: json(queued),
+        if_version: Some(0),
+    });
+    match ib.ds.commit(&c).await {
+        Ok(_) => Ok(pending),
+        Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
+            let stored = package(ib, &queued.id).await?;
+            let same_ops = stored
+                .operations
+                .iter()
+                .map(|o| (o.from, o.to, o.amount))
+                .eq(queued.ops.iter().map(|o| (o.from, o.to, o.amount.money())));
+            if stored.owner != queued.author || !same_ops {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            Ok(stored)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A package as its author sees it (`PackageNotFound` when there is none).
+pub async fn package(ib: &Interbank, id: &str) -> Result<Transaction, ApiError> {
+    let r = ib.ds.get_record(PACKAGES, id).await?.ok_or(ApiError::PackageNotFound)?;
+    parse(&r)
 }
 
 impl Queued {
@@ -102,8 +144,8 @@ pub enum RoundError {
     Api(#[from] ApiError),
 }
 
-impl From<dataserver::client::ClientError> for RoundError {
-    fn from(e: dataserver::client::ClientError) -> Self {
+impl From<dataserver_api::client::ClientError> for RoundError {
+    fn from(e: dataserver_api::client::ClientError) -> Self {
         RoundError::Api(e.into())
     }
 }
@@ -221,7 +263,7 @@ pub async fn round(
             Ok(r) if r.votes.len() == idx.len() => r.votes,
             Ok(_) => vec![Vote::Unreachable; idx.len()],
             Err(e) => {
-                if e.code() == Some("stale_epoch") {
+                if e.code() == Some(ErrorCode::StaleEpoch) {
                     fenced = true;
                 } else {
                     if !matches!(e, PeerError::NotDelivered(_)) {
@@ -242,7 +284,7 @@ pub async fn round(
         .iter()
         .map(|p| {
             if fenced {
-                Decision::Abort { final_: false, reason: "the token moved on".into() }
+                Decision::Abort { final_: false, reason: settle::AbortReason::TokenMovedOn }
             } else {
                 settle::decide(&p.votes, p.queued.deadline_ms <= now)
             }
@@ -277,7 +319,7 @@ pub async fn round(
                 });
                 let shown = match d {
                     Decision::Commit => p.queued.transaction(Status::Confirmed, None),
-                    Decision::Abort { reason, .. } => p.queued.transaction(Status::Failed, Some(reason.clone())),
+                    Decision::Abort { reason, .. } => p.queued.transaction(Status::Failed, Some(reason.to_string())),
                 };
                 c.records.push(RecordOp::Put {
                     collection: PACKAGES.into(),
@@ -309,7 +351,7 @@ pub async fn round(
                 recorded = true;
                 break;
             }
-            Err(e) if e.code() == Some("condition_failed") => {
+            Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
                 // A participant asked about an attempt and had it aborted meanwhile: that
                 // decision stands (the package keeps its place in the queue for another
                 // attempt); record the others.
@@ -412,7 +454,7 @@ pub async fn decision(ib: &Interbank, txn: &str) -> Result<bool, ApiError> {
         });
         match ib.ds.commit(&c).await {
             Ok(_) => return Ok(false),
-            Err(e) if e.code() == Some("condition_failed") => continue,
+            Err(e) if e.code() == Some(DsCode::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),
         }
     }

@@ -10,13 +10,13 @@
 //! The mapping depends on the list of banks: adding a bank needs the directory rebalanced
 //! (not done yet; the network's membership is fixed by configuration).
 
-use dataserver::api::{CommitRequest, RecordOp};
+use dataserver_api::{CommitRequest, ErrorCode as DsCode, RecordOp};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shared::api::KeyInfo;
 use shared::pix::{KEYS_PER_INDIVIDUAL_MAX, KEYS_PER_LEGAL_MAX, mask_name};
-use shared::{AccountId, BankId, Ibk, KeyType, PixKey};
+use shared::{AccountId, BankId, ErrorCode, Ibk, KeyType, PixKey};
 
 use super::{Interbank, PeerError};
 use crate::error::ApiError;
@@ -90,7 +90,7 @@ pub async fn dir_reserve(ib: &Interbank, entry: &KeyEntry) -> Result<(), ApiErro
     });
     match ib.ds.commit(&c).await {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == Some("condition_failed") => {
+        Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
             // Reserving again for the same account is a retry, not a conflict.
             match dir_get(ib, &entry.key).await? {
                 Some(found) if found.ibk == entry.ibk => Ok(()),
@@ -174,7 +174,7 @@ pub async fn register(ib: &Interbank, account: &AccountRecord, key: PixKey) -> R
         && !account.documents.iter().any(|d| d.digits() == key.as_str())
     {
         return Err(ApiError::invalid_unprocessable(
-            "key_document_mismatch",
+            ErrorCode::KeyDocumentMismatch,
             "a CPF or CNPJ key must be a document of the account's holder",
         ));
     }
@@ -184,7 +184,7 @@ pub async fn register(ib: &Interbank, account: &AccountRecord, key: PixKey) -> R
     }
     if mine.keys.len() >= max {
         return Err(ApiError::invalid_unprocessable(
-            "key_limit",
+            ErrorCode::KeyLimit,
             format!("an account of this type has at most {max} keys"),
         ));
     }
@@ -207,7 +207,7 @@ pub async fn register(ib: &Interbank, account: &AccountRecord, key: PixKey) -> R
     if let Err(e) = ib.ds.commit(&c).await {
         let _ = unreserve(ib, &key, entry.ibk).await;
         return Err(match e.code() {
-            Some("condition_failed") => ApiError::Busy(account.id),
+            Some(DsCode::ConditionFailed) => ApiError::Busy(account.id),
             _ => e.into(),
         });
     }
@@ -230,7 +230,7 @@ pub async fn remove(ib: &Interbank, account: AccountId, key: &PixKey) -> Result<
         if_version: Some(version),
     });
     ib.ds.commit(&c).await.map_err(|e| match e.code() {
-        Some("condition_failed") => ApiError::Busy(account),
+        Some(DsCode::ConditionFailed) => ApiError::Busy(account),
         _ => e.into(),
     })?;
     Ok(())

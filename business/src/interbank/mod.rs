@@ -18,14 +18,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dataserver::client::DataClient;
+use dataserver_api::client::DataClient;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shared::{BankId, BusinessId, ErrorBody};
+use shared::{BankId, BusinessId, ErrorBody, Ibk};
 
-/// Header naming the calling bank; its secret goes in `Authorization: Bearer`.
-pub const BANK_HEADER: &str = "x-interbank-bank";
+pub use shared::api::BANK_HEADER;
+
+/// What a peer may know of an account here: enough to check a debit's holder and a target.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AccountCard {
+    pub ibk: Ibk,
+    pub name: String,
+    pub documents: Vec<shared::Document>,
+}
 
 /// One bank of the network, as every bank's configuration lists it.
 #[derive(Clone, Deserialize, Serialize)]
@@ -99,9 +106,9 @@ pub enum PeerError {
 }
 
 impl PeerError {
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<shared::ErrorCode> {
         match self {
-            PeerError::Refused { body, .. } => Some(&body.error),
+            PeerError::Refused { body, .. } => Some(body.error),
             _ => None,
         }
     }
@@ -176,8 +183,9 @@ impl Peers {
             }
             // A replica that cannot reach its own data server: another replica will not either,
             // but the answer is not a refusal of the request's content.
-            let body: ErrorBody = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| ErrorBody::new("unexpected_body", String::from_utf8_lossy(&bytes).to_string()));
+            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                ErrorBody::new(shared::ErrorCode::UnexpectedBody, String::from_utf8_lossy(&bytes).to_string())
+            });
             if status.as_u16() == 503 {
                 return Err(PeerError::NoAnswer { bank, why: body.message });
             }
@@ -225,14 +233,20 @@ pub struct Interbank {
 }
 
 impl Interbank {
+    /// The card of an account at another bank (seed 000's `POST /interbank/account/ibk/{ibk}`).
+    pub async fn card(&self, ibk: Ibk) -> Result<AccountCard, crate::error::ApiError> {
+        use crate::error::ApiError;
+        let path = format!("/interbank/account/ibk/{ibk}");
+        self.peers.call(ibk.bank, reqwest::Method::POST, &path, None::<&()>).await.map_err(|e| match e {
+            PeerError::Refused { status: 404, .. } => ApiError::AccountNotFound(ibk.account),
+            other => ApiError::Unavailable(other.to_string()),
+        })
+    }
+
     /// Whether the network has other banks.
     pub fn has_peers(&self) -> bool {
         self.peers.network().banks.len() > 1
     }
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use dataserver_api::clock::now_ms;

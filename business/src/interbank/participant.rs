@@ -10,7 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dataserver::api::{AcquireRequest, CommitRequest, LockRef, Record, RecordKey, RecordOp, SetAmount};
+use dataserver_api::{
+    AcquireRequest, CommitRequest, ErrorCode as DsCode, LockRef, Record, RecordKey, RecordOp, SetAmount,
+};
 use serde::{Deserialize, Serialize};
 use shared::{AccountId, BankId, Document, Ibk, Money};
 
@@ -158,7 +160,7 @@ async fn lock_and_read(
         read,
     };
     let grant = ib.ds.acquire(&req).await.map_err(|e| match e.code() {
-        Some("locked") => ApiError::Unavailable("accounts busy; the coordinator will try again".into()),
+        Some(DsCode::Locked) => ApiError::Unavailable("accounts busy; the coordinator will try again".into()),
         _ => e.into(),
     })?;
     let locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
@@ -180,7 +182,7 @@ async fn commit_or_release(ib: &Interbank, commit: CommitRequest) -> Result<(), 
                 let _ = ib.ds.release(&commit.locks).await;
             }
             Err(match e.code() {
-                Some("condition_failed" | "record_absent" | "lease_expired" | "not_holder") => {
+                Some(DsCode::ConditionFailed | DsCode::RecordAbsent | DsCode::LeaseExpired | DsCode::NotHolder) => {
                     ApiError::Unavailable(format!("concurrent change, try again: {e}"))
                 }
                 _ => e.into(),
@@ -435,7 +437,11 @@ async fn finish_chunk(
         };
         for (a, need) in &p.needs {
             if let Some((h, _)) = holds.get_mut(a) {
-                h.held = h.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
+                // A prepared attempt's hold is part of the account's held total until it ends.
+                h.held = h
+                    .held
+                    .checked_sub(need.hold)
+                    .unwrap_or_else(|| panic!("account {a}: releasing a hold of {} from {} held", need.hold, h.held));
                 h.inflight = h.inflight.saturating_sub(1);
             }
             if commit {

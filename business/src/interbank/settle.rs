@@ -137,7 +137,10 @@ pub fn vote(
                 if debits_here && !view.documents.iter().any(|d| item.author_documents.contains(d)) {
                     return Err(Refusal::NotHolder { ibk: ibk(*a) });
                 }
-                let available = view.posted.checked_sub(view.held).unwrap_or(Money::ZERO);
+                // Architecture Invariant: holds never exceed the posted balance.
+                let available = view.posted.checked_sub(view.held).unwrap_or_else(|| {
+                    panic!("account {}: held {} exceeds posted {}", ibk(*a), view.held, view.posted)
+                });
                 if available < need.hold {
                     return Err(Refusal::InsufficientFunds { ibk: ibk(*a), available, needed: need.hold });
                 }
@@ -175,28 +178,46 @@ pub enum Decision {
     /// waits for another (a bank was unreachable and the deadline has not passed).
     Abort {
         final_: bool,
-        reason: String,
+        reason: AbortReason,
     },
+}
+
+/// Why an attempt was rolled back: a closed set, shown to the customer as its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AbortReason {
+    #[error("bank {bank}: {refusal}")]
+    Refused { bank: BankId, refusal: Refusal },
+    #[error("bank {bank} did not answer before the package's deadline")]
+    DeadlinePassed { bank: BankId },
+    #[error("bank {bank} is unreachable; the package waits")]
+    Unreachable { bank: BankId },
+    #[error("the package's deadline passed before it could settle")]
+    NoVoteByDeadline,
+    #[error("no bank voted")]
+    NoVote,
+    /// The coordinator lost the token mid-round (a newer epoch fenced its prepares).
+    #[error("the token moved on")]
+    TokenMovedOn,
 }
 
 /// The coordinator's rule: all yes → commit; any no → fail; anyone silent → wait until the
 /// deadline, then fail. Never commit on a missing vote.
 pub fn decide(votes: &[(BankId, Vote)], deadline_passed: bool) -> Decision {
     if let Some((bank, Vote::No { refusal })) = votes.iter().find(|(_, v)| matches!(v, Vote::No { .. })) {
-        return Decision::Abort { final_: true, reason: format!("bank {bank}: {refusal}") };
+        return Decision::Abort {
+            final_: true,
+            reason: AbortReason::Refused { bank: *bank, refusal: refusal.clone() },
+        };
     }
     if let Some((bank, _)) = votes.iter().find(|(_, v)| *v == Vote::Unreachable) {
-        let reason = if deadline_passed {
-            format!("bank {bank} did not answer before the package's deadline")
-        } else {
-            format!("bank {bank} is unreachable; the package waits")
-        };
+        let bank = *bank;
+        let reason =
+            if deadline_passed { AbortReason::DeadlinePassed { bank } } else { AbortReason::Unreachable { bank } };
         return Decision::Abort { final_: deadline_passed, reason };
     }
     if votes.is_empty() {
-        let reason =
-            if deadline_passed { "the package's deadline passed before it could settle" } else { "no bank voted" };
-        return Decision::Abort { final_: true, reason: reason.into() };
+        let reason = if deadline_passed { AbortReason::NoVoteByDeadline } else { AbortReason::NoVote };
+        return Decision::Abort { final_: true, reason };
     }
     Decision::Commit
 }

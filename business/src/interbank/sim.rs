@@ -567,7 +567,7 @@ impl Sim {
                 .map(|b| (*b, r.votes.get(&(txn.clone(), *b)).cloned().unwrap_or(Vote::Unreachable)))
                 .collect();
             let d = if r.fenced {
-                Decision::Abort { final_: false, reason: "fenced".into() }
+                Decision::Abort { final_: false, reason: settle::AbortReason::TokenMovedOn }
             } else {
                 let votes: Vec<(BankId, Vote)> = if self.cfg.bug == Some(Bug::CommitOnSilence) {
                     votes.into_iter().map(|(b, v)| (b, if v == Vote::Unreachable { Vote::Yes } else { v })).collect()

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use dataserver::api::{CommitRequest, RecordOp};
+use dataserver_api::{CommitRequest, ErrorCode as DsCode, RecordOp};
 use futures::future::join_all;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -82,7 +82,7 @@ pub async fn receive(ib: &Interbank, t: Token) -> Result<Receive, ApiError> {
                 ib.wake.notify_one();
                 return Ok(Receive::Accept);
             }
-            Err(e) if e.code() == Some("condition_failed") => continue,
+            Err(e) if e.code() == Some(DsCode::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -157,7 +157,7 @@ async fn cas(ib: &Interbank, next: &RingState, version: u64) -> Result<Option<u6
     });
     match ib.ds.commit(&c).await {
         Ok(r) => Ok(r.records.first().map(|v| v.version)),
-        Err(e) if e.code() == Some("condition_failed") => Ok(None),
+        Err(e) if e.code() == Some(DsCode::ConditionFailed) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

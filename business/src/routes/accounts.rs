@@ -1,31 +1,18 @@
 //! The customers' accounts API (seed 000's "Rotas da API").
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use shared::AccountId;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use shared::api::{CreateAccount, Login};
+use shared::{AccountId, ErrorCode};
 
 use super::resource;
 use crate::AppState;
-use crate::auth::presented_key;
+use crate::auth::{Customer, presented_key};
 use crate::error::ApiError;
-use crate::model::AccountRecord;
 #[allow(unused_imports)]
 use shared::ErrorBody;
 
 pub fn parse_account(s: &str) -> Result<AccountId, ApiError> {
-    s.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))
-}
-
-/// The caller's session and an account of this bank they may act on (their own, or a joint
-/// account they hold): 401 without a live session, 404 for no such account, 403 for another's.
-pub async fn session_and_account(
-    state: &AppState,
-    req: &HttpRequest,
-    id: AccountId,
-) -> Result<(AccountRecord, AccountRecord), ApiError> {
-    let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
-    let target = state.accounts.accessible(&me, id).await?;
-    Ok((me, target))
+    s.parse().map_err(ApiError::from)
 }
 
 #[utoipa::path(
@@ -101,7 +88,7 @@ pub async fn get(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, target) = session_and_account(&state, &req, parse_account(&path)?).await?;
+    let (_, target) = Customer::with_account(&state, &req, parse_account(&path)?).await?;
     Ok(HttpResponse::Ok().json(state.accounts.view(target).await?))
 }
 
@@ -119,35 +106,8 @@ pub async fn all(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    use futures::future::join_all;
-    let (_, target) = session_and_account(&state, &req, parse_account(&path)?).await?;
-    let ib = &state.interbank;
-    let mut accounts: Vec<shared::api::Account> = Vec::new();
-    let mut unreachable = Vec::new();
-    for doc in &target.documents {
-        accounts.extend(super::interbank::accounts_held(&state, doc).await?);
-        let peers: Vec<shared::BankId> = ib.peers.network().ids().into_iter().filter(|b| *b != ib.me).collect();
-        let path = format!("/account/{}", doc.digits());
-        let answers = join_all(
-            peers
-                .iter()
-                .map(|b| ib.peers.call::<Vec<shared::api::Account>>(*b, reqwest::Method::GET, &path, None::<&()>)),
-        )
-        .await;
-        for (b, a) in peers.into_iter().zip(answers) {
-            match a {
-                Ok(list) => accounts.extend(list),
-                Err(_) if !unreachable.contains(&b) => unreachable.push(b),
-                Err(_) => {}
-            }
-        }
-    }
-    if !accounts.iter().any(|a| a.ibk == shared::Ibk::new(state.settings.bank_id, target.id)) {
-        accounts.insert(0, state.accounts.view(target).await?);
-    }
-    accounts.sort_by_key(|a| a.ibk);
-    accounts.dedup_by_key(|a| a.ibk);
-    Ok(HttpResponse::Ok().json(shared::api::AllAccounts { accounts, unreachable_banks: unreachable }))
+    let (_, target) = Customer::with_account(&state, &req, parse_account(&path)?).await?;
+    Ok(HttpResponse::Ok().json(state.accounts.everywhere(&state.interbank, target).await?))
 }
 
 #[utoipa::path(
@@ -163,8 +123,8 @@ pub async fn close(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
-    let id: AccountId = path.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))?;
+    let me = Customer::extract(&req).await?.0;
+    let id: AccountId = path.parse().map_err(ApiError::from)?;
     let target = state.accounts.accessible(&me, id).await?;
     state.accounts.close(&target).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "message": format!("account {id} closed") })))
@@ -192,11 +152,14 @@ pub async fn transactions(
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     use crate::config::limits::{STATEMENT_PAGE_DEFAULT, STATEMENT_PAGE_MAX};
-    let me = state.accounts.session(presented_key(req.headers()).ok_or(ApiError::NoSession)?).await?;
-    let id: AccountId = path.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))?;
+    let me = Customer::extract(&req).await?.0;
+    let id: AccountId = path.parse().map_err(ApiError::from)?;
     let limit = q.limit.unwrap_or(STATEMENT_PAGE_DEFAULT);
     if !(1..=STATEMENT_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::invalid("limit_invalid", format!("limit must be from 1 to {STATEMENT_PAGE_MAX}")));
+        return Err(ApiError::invalid(
+            ErrorCode::LimitInvalid,
+            format!("limit must be from 1 to {STATEMENT_PAGE_MAX}"),
+        ));
     }
     state.accounts.accessible(&me, id).await?;
     Ok(HttpResponse::Ok().json(state.accounts.statement(id, q.before, limit).await?))

@@ -3,8 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use shared::api::Account;
-use shared::{BankId, Document, Ibk, PixKey};
+use shared::{BankId, Document, ErrorCode, Ibk, PixKey};
 
 use super::resource;
 use crate::AppState;
@@ -15,7 +14,7 @@ use crate::interbank::keys::{self, KeyEntry};
 use crate::interbank::participant::{self, FinishRequest, PrepareRequest};
 use crate::interbank::ring::{Receive, Token};
 use crate::interbank::worker::{self, GRANTS, GrantEntry, TokenPass};
-use crate::model::{HOLDERS, HolderRecord};
+
 #[allow(unused_imports)]
 use shared::ErrorBody;
 
@@ -78,7 +77,7 @@ pub async fn prepare(
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
     if req.coordinator != peer.0 {
-        return Err(ApiError::invalid("coordinator_mismatch", "a bank prepares only its own packages"));
+        return Err(ApiError::invalid(ErrorCode::CoordinatorMismatch, "a bank prepares only its own packages"));
     }
     check_items(&req)?;
     Ok(HttpResponse::Ok().json(participant::prepare(&state.interbank, req).await?))
@@ -88,11 +87,17 @@ pub async fn prepare(
 fn check_items(req: &PrepareRequest) -> Result<(), ApiError> {
     use crate::config::limits::{PACKAGE_OPERATIONS_MAX, PREPARE_ITEMS_MAX};
     if req.items.is_empty() || req.items.len() > PREPARE_ITEMS_MAX {
-        return Err(ApiError::invalid("batch_too_large", format!("1 to {PREPARE_ITEMS_MAX} packages per prepare")));
+        return Err(ApiError::invalid(
+            ErrorCode::BatchTooLarge,
+            format!("1 to {PREPARE_ITEMS_MAX} packages per prepare"),
+        ));
     }
     for it in &req.items {
         if it.ops.is_empty() || it.ops.len() > PACKAGE_OPERATIONS_MAX || it.ops.iter().any(|o| o.from == o.to) {
-            return Err(ApiError::invalid("operations_invalid", format!("package {}: bad operations", it.package)));
+            return Err(ApiError::invalid(
+                ErrorCode::OperationsInvalid,
+                format!("package {}: bad operations", it.package),
+            ));
         }
         check_txn(&it.txn)?;
     }
@@ -101,7 +106,10 @@ fn check_items(req: &PrepareRequest) -> Result<(), ApiError> {
 
 fn check_txn(t: &str) -> Result<(), ApiError> {
     if t.is_empty() || t.len() > 80 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
-        return Err(ApiError::invalid("txn_invalid", "a transaction id is 1 to 80 characters of a-z, 0-9, . and -"));
+        return Err(ApiError::invalid(
+            ErrorCode::TxnInvalid,
+            "a transaction id is 1 to 80 characters of a-z, 0-9, . and -",
+        ));
     }
     Ok(())
 }
@@ -109,7 +117,7 @@ fn check_txn(t: &str) -> Result<(), ApiError> {
 async fn finish(state: &AppState, body: FinishRequest, commit: bool) -> Result<HttpResponse, ApiError> {
     use crate::config::limits::PREPARE_ITEMS_MAX;
     if body.txns.len() > PREPARE_ITEMS_MAX * 4 {
-        return Err(ApiError::invalid("batch_too_large", "too many transactions in one request"));
+        return Err(ApiError::invalid(ErrorCode::BatchTooLarge, "too many transactions in one request"));
     }
     for t in &body.txns {
         check_txn(t)?;
@@ -177,28 +185,11 @@ pub async fn accounts_of_document(
     _: Peer,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let doc: Document = path.parse().map_err(|e: shared::DocumentError| ApiError::invalid(e.code(), e.to_string()))?;
-    Ok(HttpResponse::Ok().json(accounts_held(&state, &doc).await?))
+    let doc: Document = path.parse().map_err(ApiError::from)?;
+    Ok(HttpResponse::Ok().json(state.accounts.held_by(&doc).await?))
 }
 
-/// The individual or legal account a document holds at this bank (joint accounts are listed
-/// through their holders' own accounts).
-pub async fn accounts_held(state: &AppState, doc: &Document) -> Result<Vec<Account>, ApiError> {
-    let Some(r) = state.ledger.ds.get_record(HOLDERS, doc.digits()).await? else { return Ok(vec![]) };
-    let h: HolderRecord = crate::model::parse_record(&r)?;
-    match state.accounts.record(h.account).await? {
-        Some(rec) => Ok(vec![state.accounts.view(rec).await?]),
-        None => Ok(vec![]),
-    }
-}
-
-/// What a peer may know of an account here: enough to check a debit's holder and a target.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AccountCard {
-    pub ibk: Ibk,
-    pub name: String,
-    pub documents: Vec<Document>,
-}
+pub use crate::interbank::AccountCard;
 
 /// Seed 000's `POST /interbank/account/ibk/{ibk}`.
 #[utoipa::path(
@@ -214,7 +205,7 @@ pub async fn account_by_ibk(
     _: Peer,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let ibk: Ibk = path.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))?;
+    let ibk: Ibk = path.parse().map_err(ApiError::from)?;
     if ibk.bank != state.settings.bank_id {
         return Err(ApiError::WrongBank(ibk));
     }
@@ -236,14 +227,14 @@ pub async fn key_reserve(
     body: web::Json<KeyEntry>,
 ) -> Result<HttpResponse, ApiError> {
     if body.ibk.bank != peer.0 {
-        return Err(ApiError::invalid("key_bank_mismatch", "a bank registers keys only for its own accounts"));
+        return Err(ApiError::invalid(ErrorCode::KeyBankMismatch, "a bank registers keys only for its own accounts"));
     }
     keys::dir_reserve(&state.interbank, &body).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "reserved": body.key })))
 }
 
 fn parse_key(s: &str) -> Result<PixKey, ApiError> {
-    s.parse().map_err(|e: shared::pix::KeyError| ApiError::invalid(e.code(), e.to_string()))
+    s.parse().map_err(ApiError::from)
 }
 
 #[utoipa::path(
@@ -275,9 +266,9 @@ pub async fn key_remove(
 ) -> Result<HttpResponse, ApiError> {
     let (key, ibk) = path.into_inner();
     let key = parse_key(&key)?;
-    let ibk: Ibk = ibk.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))?;
+    let ibk: Ibk = ibk.parse().map_err(ApiError::from)?;
     if ibk.bank != peer.0 {
-        return Err(ApiError::invalid("key_bank_mismatch", "a bank removes keys only of its own accounts"));
+        return Err(ApiError::invalid(ErrorCode::KeyBankMismatch, "a bank removes keys only of its own accounts"));
     }
     keys::dir_remove(&state.interbank, &key, ibk).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "removed": key })))

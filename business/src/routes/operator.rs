@@ -2,22 +2,19 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use shared::api::AccountBalance;
-use shared::{AccountId, Amount};
+use shared::{Amount, ErrorCode};
 
 use super::resource;
 use crate::AppState;
 use crate::auth::Operator;
 use crate::error::ApiError;
 use crate::ledger::Op;
+use crate::routes::accounts::parse_account;
 #[allow(unused_imports)]
 use shared::ErrorBody;
 
-fn account(s: &str) -> Result<AccountId, ApiError> {
-    s.parse().map_err(|e: shared::IdError| ApiError::invalid(e.code(), e.to_string()))
-}
-
 fn amount(s: &str) -> Result<Amount, ApiError> {
-    s.parse().map_err(|e: shared::MoneyError| ApiError::invalid(e.code(), e.to_string()))
+    Ok(s.parse()?)
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
@@ -26,7 +23,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
         Some(v) => v
             .to_str()
             .map(Some)
-            .map_err(|_| ApiError::invalid("idempotency_key_invalid", "Idempotency-Key must be ASCII")),
+            .map_err(|_| ApiError::invalid(ErrorCode::IdempotencyKeyInvalid, "Idempotency-Key must be ASCII")),
     }
 }
 
@@ -49,7 +46,7 @@ pub async fn deposit(
     path: web::Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let op = Op::Deposit { account: account(&path.0)?, amount: amount(&path.1)? };
+    let op = Op::Deposit { account: parse_account(&path.0)?, amount: amount(&path.1)? };
     run(&state, &req, op).await
 }
 
@@ -67,7 +64,7 @@ pub async fn withdrawal(
     path: web::Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let op = Op::Withdrawal { account: account(&path.0)?, amount: amount(&path.1)? };
+    let op = Op::Withdrawal { account: parse_account(&path.0)?, amount: amount(&path.1)? };
     run(&state, &req, op).await
 }
 
@@ -85,7 +82,7 @@ pub async fn transfer(
     path: web::Path<(String, String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let op = Op::Transfer { from: account(&path.0)?, to: account(&path.1)?, amount: amount(&path.2)? };
+    let op = Op::Transfer { from: parse_account(&path.0)?, to: parse_account(&path.1)?, amount: amount(&path.2)? };
     run(&state, &req, op).await
 }
 
@@ -102,7 +99,7 @@ pub async fn balance(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = account(&path)?;
+    let account = parse_account(&path)?;
     let balance = state.ledger.balance(account).await?;
     Ok(HttpResponse::Ok().json(AccountBalance { account, balance }))
 }

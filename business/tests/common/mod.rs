@@ -2,83 +2,52 @@
 //! replicas as processes on free ports, accounts opened through the data server's API.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::process::{Child, Command};
-
 use business::model::{AccountRecord, AccountType, open_account_commit};
-use dataserver::api::{AcquireRequest, LockRef};
-use dataserver::testkit::{DataServerProcess, SpawnOptions, listening_addr, sibling_binary, spawn, spawn_command};
+use dataserver_api::{AcquireRequest, LockRef};
+#[allow(unused_imports)] // not every test file uses it
+pub use harness::cluster::TEST_OPERATOR_KEY as OPERATOR_KEY;
+use harness::cluster::{Cluster, Spec};
+use harness::process::DataServerProcess;
 use reqwest::{Method, StatusCode};
 use shared::api::OperationReceipt;
-use shared::{AccountId, BusinessId, Document, ErrorBody, Money};
+use shared::{AccountId, Document, ErrorBody, Money};
 
-pub const OPERATOR_KEY: &str = "operator-key-for-tests";
-
-pub struct Replica {
-    child: Child,
-    pub addr: SocketAddr,
-    pub business: BusinessId,
-}
-
-impl Replica {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then waits for the exit; whether it exited successfully.
-    pub fn terminate(&mut self) -> bool {
-        std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
-        self.child.wait().unwrap().success()
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// One bank of the one harness: its data server and `n` business replicas as real processes on
+/// free ports, with the harness's operator key.
 pub struct Bank {
-    pub replicas: Vec<Replica>,
-    pub ds: DataServerProcess,
+    pub cluster: Cluster,
     _dir: tempfile::TempDir,
-}
-
-pub fn business_key(b: BusinessId) -> String {
-    format!("dataserver-key-for-business-{b}")
 }
 
 /// A data server and `n` replicas; `extra` is passed to every replica.
 pub fn start_bank(n: u32, extra: &[&str]) -> Bank {
     let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<BusinessId> = (0..n).map(|i| BusinessId::new(11 + i).unwrap()).collect();
-    let bin = sibling_binary("dataserver").expect("build the data server first: cargo build --workspace --bins");
-    let ds = spawn(&SpawnOptions::new(bin, dir.path(), ids.iter().map(|b| (*b, business_key(*b))).collect())).unwrap();
-    let replicas = ids
-        .iter()
-        .map(|b| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_business"));
-            cmd.args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", &b.to_string()])
-                .args([
-                    "--dataserver",
-                    &ds.url(),
-                    "--dataserver-key",
-                    &business_key(*b),
-                    "--operator-key",
-                    OPERATOR_KEY,
-                ])
-                .args(extra);
-            let (child, line) = spawn_command(cmd, None).unwrap();
-            Replica { child, addr: listening_addr(&line).unwrap(), business: *b }
-        })
-        .collect();
-    Bank { replicas, ds, _dir: dir }
+    let mut spec = Spec::ephemeral(1, n, dir.path());
+    spec.business_args = extra.iter().map(|s| s.to_string()).collect();
+    Bank {
+        cluster: Cluster::start(&spec).expect("build the binaries first: cargo build --workspace --bins"),
+        _dir: dir,
+    }
+}
+
+impl Bank {
+    pub fn url(&self, replica: usize) -> String {
+        self.cluster.banks[0].replicas[replica].url()
+    }
+
+    pub fn ds(&self) -> &DataServerProcess {
+        self.cluster.banks[0].ds.as_ref().expect("the data server runs")
+    }
+
+    /// SIGKILL a replica.
+    pub fn kill_replica(&mut self, replica: usize) {
+        self.cluster.kill_replica(0, replica);
+    }
+
+    /// SIGTERM a replica and wait; whether it exited cleanly.
+    pub fn terminate_replica(&mut self, replica: usize) -> bool {
+        self.cluster.terminate_replica(0, replica)
+    }
 }
 
 pub fn acc(v: u64) -> AccountId {
@@ -93,7 +62,7 @@ impl Bank {
     /// Opens accounts `ids` (through the data server, as account creation will) and deposits
     /// `opening` into each through the operator API.
     pub async fn open_accounts(&self, ids: impl IntoIterator<Item = u64>, opening: &str) {
-        let ds = self.ds.client(0);
+        let ds = self.ds().client(0);
         let op = self.operator(0);
         for id in ids {
             let grant = ds.acquire(&AcquireRequest { accounts: vec![acc(id)], ..Default::default() }).await.unwrap();
@@ -114,7 +83,7 @@ impl Bank {
     }
 
     pub fn operator(&self, replica: usize) -> OperatorClient {
-        OperatorClient { http: reqwest::Client::new(), base: self.replicas[replica].url(), key: OPERATOR_KEY.into() }
+        OperatorClient { http: reqwest::Client::new(), base: self.url(replica), key: self.cluster.operator_key.clone() }
     }
 }
 
@@ -134,9 +103,10 @@ impl OperatorClient {
         if let Some(k) = idem {
             rb = rb.header("Idempotency-Key", k);
         }
-        let resp = rb.send().await.map_err(|e| (None, ErrorBody::new("transport", e.to_string())))?;
+        let resp = rb.send().await.map_err(|e| (None, ErrorBody::new(shared::ErrorCode::Transport, e.to_string())))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| (None, ErrorBody::new("transport", e.to_string())))?;
+        let text =
+            resp.text().await.map_err(|e| (None, ErrorBody::new(shared::ErrorCode::Transport, e.to_string())))?;
         if status.is_success() {
             Ok(serde_json::from_str(&text).unwrap())
         } else {

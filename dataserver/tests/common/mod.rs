@@ -2,7 +2,7 @@
 //! fresh temporary data directory.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use dataserver::testkit::{DataServerProcess, SpawnOptions, spawn};
+use harness::process::{DataServerProcess, SpawnOptions, spawn};
 use shared::{AccountId, BusinessId, Money};
 
 pub const KEY_A: &str = "test-key-business-11";

@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::Document;
+use shared::api::{AccountType, CreateAccount, Login};
 
 use crate::app::ctx;
 use crate::i18n::t;
@@ -33,9 +34,14 @@ pub fn SignUp() -> impl IntoView {
             error.set(Some(p));
             return;
         }
-        let documents: Vec<String> =
-            docs.get().split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
-        let body = serde_json::json!({ "name": name.get(), "documents": documents, "type": kind.get(), "password": password.get() });
+        // Every document parsed above (doc_problem found none), so none is dropped here.
+        let documents: Vec<Document> = docs.get().split(',').filter_map(|d| d.trim().parse().ok()).collect();
+        let kind = match kind.get().as_str() {
+            "legal" => AccountType::Legal,
+            "joint" => AccountType::Joint,
+            _ => AccountType::Individual,
+        };
+        let body = CreateAccount { name: name.get(), documents, kind, password: password.get() };
         let api = c.api();
         busy.set(true);
         error.set(None);
@@ -78,12 +84,16 @@ pub fn LogIn() -> impl IntoView {
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let submit = move |_| {
+        let Ok(ibk) = ibk.get().trim().parse() else {
+            error.set(Some(t(c.lang.get(), "err_ibk").to_string()));
+            return;
+        };
+        let body = Login { ibk, password: password.get() };
         let api = c.api();
-        let (i, p) = (ibk.get(), password.get());
         busy.set(true);
         error.set(None);
         spawn_local(async move {
-            match api.login(i.trim(), &p).await {
+            match api.login(&body).await {
                 Ok(s) => c.session.set(Some(s)),
                 Err(e) => error.set(Some(e)),
             }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::cluster::{Cluster, Spec};
+use harness::cluster::{Cluster, Spec};
 
 /// Flags and environment variables win over the configuration file, which wins over defaults.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -115,7 +115,7 @@ pub fn resolve(args: &Args, file: ConfigFile) -> Result<Resolved, String> {
             .secret_prefix
             .clone()
             .or(file.secret_prefix)
-            .unwrap_or_else(|| crate::cluster::DEV_SECRET_PREFIX.into()),
+            .unwrap_or_else(|| harness::cluster::DEV_SECRET_PREFIX.into()),
         ui: !args.no_ui && file.ui.unwrap_or(true),
         ui_port: args.ui_port.or(file.ui_port).unwrap_or(8080),
         business_args,
@@ -163,6 +163,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         peer_proxies: false,
     };
     let mut cluster = Cluster::start(&spec)?;
+    cluster.wait_ready(READY_WITHIN).await?;
     // The browser app, built and served by trunk (Trunk.toml at the repository root).
     let mut ui = if !args.ui {
         None
@@ -190,7 +191,7 @@ pub async fn run(args: Args) -> Result<(), String> {
             args.ui_port
         );
     }
-    println!("Ctrl-C stops everything.");
+    println!("ready: every bank answers its peers. Ctrl-C stops everything.");
     wait_for_stop().await;
     if let Some(mut child) = ui.take() {
         let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
@@ -202,6 +203,9 @@ pub async fn run(args: Args) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// How long a started network may take until every bank answers every other.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn port_of(base: u16, offset: u32) -> Result<u16, String> {
     u16::try_from(offset).ok().and_then(|o| base.checked_add(o)).ok_or_else(|| "port out of range".to_string())

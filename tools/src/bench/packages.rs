@@ -10,13 +10,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dataserver_api::clock::parse_rfc3339_ms;
 use hyper::Method;
 use shared::api::{Status, Transaction};
 
-use crate::client::{Operator, sign_up};
-use crate::cluster::{Cluster, Spec};
+use crate::driver::{Load, Outcome};
 use crate::lean_http::Conn;
-use crate::load::{Load, Outcome};
+use harness::client::{Operator, sign_up};
+use harness::cluster::{Cluster, Spec};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -52,33 +53,15 @@ pub struct Report {
     pub errors: u64,
 }
 
-/// Milliseconds since the epoch of our RFC 3339 timestamps ("2026-11-22T07:44:18.196Z").
-pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
-    let ms = if b.get(19) == Some(&b'.') { n(20..23)? } else { 0 };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((((days * 24 + h) * 60 + mi) * 60 + se) * 1000 + ms)
-}
-
 fn now_ms() -> i64 {
-    i64::try_from(business::interbank::now_ms()).unwrap_or(i64::MAX)
+    i64::try_from(dataserver_api::clock::now_ms()).expect("milliseconds since 1970 fit in i64")
 }
 
 pub async fn run(args: Args) -> Result<Report, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let spec = Spec::ephemeral(3, 2, dir.path());
     let cluster = Cluster::start(&spec)?;
+    cluster.wait_ready(Duration::from_secs(60)).await?;
     let http = reqwest::Client::new();
     eprintln!("opening {} customer accounts...", args.clients);
     let mut customers = Vec::new();
@@ -129,7 +112,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
             let r = conn.call::<Transaction>(Method::POST, "/api/payments/pay", bodies[i].clone()).await;
             let outcome = match r {
                 Ok(_) => Outcome::Ok,
-                Err(e) if e == "transport" => Outcome::Error,
+                Err(crate::lean_http::CallError::Transport(_)) => Outcome::Error,
                 Err(_) => Outcome::Refused,
             };
             (conn, outcome)
@@ -221,12 +204,8 @@ pub fn print(r: &Report, json: bool) {
     println!("  refused {}   errors {}", r.refused, r.errors);
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn timestamps_parse_to_epoch_milliseconds() {
-        assert_eq!(super::parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
-        assert_eq!(super::parse_rfc3339_ms("2026-11-22T07:44:18.196Z"), Some(1_795_333_458_196));
-        assert_eq!(super::parse_rfc3339_ms("2000-03-01T00:00:01Z"), Some(951_868_801_000));
-    }
+/// `interbank bench …`: runs and prints the figures.
+pub async fn main(args: Args) -> Result<(), String> {
+    let json = args.json;
+    run(args).await.map(|r| print(&r, json))
 }

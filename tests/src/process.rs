@@ -1,5 +1,6 @@
-//! Starting the real `dataserver` binary for tests, tools and benchmarks: a free port, a data
-//! directory, and a guard that kills the process when dropped.
+//! Starting our real binaries for tests, tools and benchmarks: the `dataserver` on a data
+//! directory, any server whose first line says where it listens, and guards that kill the
+//! process when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use shared::BusinessId;
 
-use crate::client::DataClient;
+use dataserver_api::client::DataClient;
 
 /// How long a starting server may take to print its address (redb may replay after a crash).
 pub const START_TIMEOUT_MS: u64 = 60_000;
@@ -150,4 +151,21 @@ pub fn sibling_binary(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
     [dir.join(name), dir.parent()?.join(name)].into_iter().find(|p| p.is_file())
+}
+
+/// The binary `name` built beside the running executable (same cargo profile).
+pub fn binary(name: &str) -> Result<PathBuf, String> {
+    sibling_binary(name).ok_or_else(|| {
+        format!(
+            "the `{name}` binary is not built next to this program; run `cargo build --workspace --bins` (or with --release) first"
+        )
+    })
+}
+
+/// Resident set size of a process, in bytes (Linux `/proc`).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

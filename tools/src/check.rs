@@ -14,13 +14,15 @@
 //!    rolled back at another, and none committed anywhere unless its coordinator decided commit.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
-use dataserver::client::DataClient;
+use dataserver_api::client::DataClient;
+use harness::cluster::Target;
 use reqwest::Method;
 use serde::Deserialize;
-use shared::{AccountId, BankId};
+use shared::{AccountId, BankId, BusinessId};
 
-use crate::client::Operator;
+use harness::client::Operator;
 
 /// How to reach one bank for checking: its operator API and its data server.
 #[derive(Debug, Clone)]
@@ -206,7 +208,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String
 }
 
 /// Every record of `collection` at one bank (paginated).
-async fn scan_all(ds: &DataClient, collection: &str) -> Result<Vec<dataserver::api::Record>, String> {
+async fn scan_all(ds: &DataClient, collection: &str) -> Result<Vec<dataserver_api::Record>, String> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -249,4 +251,90 @@ async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> Result<(),
         }
     }
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub target: crate::seed::TargetArgs,
+    /// Also require that no interbank work is pending (waits up to this long for it to settle).
+    #[arg(long, default_value_t = 30)]
+    pub settle_s: u64,
+    /// Check while a load runs: skip the rules that hold only once everything has settled.
+    #[arg(long)]
+    pub during: bool,
+}
+
+/// `interbank check`.
+pub async fn run(a: &CheckArgs) -> Result<(), String> {
+    let t = Target::load(&a.target.target)?;
+    let r = if a.during {
+        check(&access(&t)?, false).await?
+    } else {
+        settle_and_check(&t, std::time::Duration::from_secs(a.settle_s)).await?
+    };
+    print_check(&r);
+    if r.violations.is_empty() { Ok(()) } else { Err(format!("{} violations", r.violations.len())) }
+}
+
+/// Waits until no bank has interbank work pending (or `within` passes), then checks.
+pub async fn settle_and_check(t: &Target, within: Duration) -> Result<Report, String> {
+    let until = Instant::now() + within;
+    let access = access(t)?;
+    loop {
+        let r = check(&access, true).await?;
+        if r.violations.is_empty() || Instant::now() > until {
+            return Ok(r);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn print_check(r: &Report) {
+    println!(
+        "{:<6} {:>9} {:>16} {:>14} {:>14} {:>14} {:>10}",
+        "bank", "accounts", "total", "deposits", "withdrawals", "interbank", "entries"
+    );
+    let c = |v: i128| i64::try_from(v).map_or_else(|_| v.to_string(), |v| rust_decimal::Decimal::new(v, 2).to_string());
+    for (id, f) in &r.banks {
+        println!(
+            "{:<6} {:>9} {:>16} {:>14} {:>14} {:>14} {:>10}",
+            id.get(),
+            f.accounts,
+            c(f.total_cents),
+            c(f.deposits_cents),
+            c(f.withdrawals_cents),
+            c(f.interbank_cents),
+            f.journal_entries
+        );
+    }
+    if r.violations.is_empty() {
+        println!("no violation: money conserved, journals replay to balances, positions cancel, nothing pending");
+    } else {
+        for v in &r.violations {
+            println!("VIOLATION: {v}");
+        }
+    }
+}
+
+/// The checker's access to every bank.
+pub fn access(t: &Target) -> Result<Vec<BankAccess>, String> {
+    let http = reqwest::Client::new();
+    t.banks
+        .iter()
+        .map(|b| {
+            let id = shared::BankId::new(b.id).map_err(|e| e.to_string())?;
+            let business = BusinessId::new(b.business_id).map_err(|e| e.to_string())?;
+            Ok(BankAccess {
+                id,
+                operator: harness::client::Operator {
+                    http: http.clone(),
+                    base: b.replicas.first().cloned().ok_or("a bank without replicas")?,
+                    key: t.operator_key.clone(),
+                },
+                ds: dataserver_api::client::DataClient::new(&b.dataserver, business, b.dataserver_key.clone())
+                    .map_err(|e| e.to_string())?,
+            })
+        })
+        .collect()
 }

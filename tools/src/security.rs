@@ -13,8 +13,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use shared::{Document, ErrorBody};
 
-use crate::client::{Customer, Operator, sign_up};
-use crate::cluster::{Cluster, dev_bank_secret};
+use harness::client::{Customer, Operator, sign_up};
+use harness::cluster::{Cluster, dev_bank_secret};
 
 /// Credentials a probe presents.
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ pub async fn prepare(c: &Cluster) -> Result<World, String> {
         return Err(format!("idempotent deposit: {}", r.status()));
     }
     // A second session of A's, then revoked: it must open nothing afterwards.
-    let other = crate::client::sign_in(&http, &b1, a.ibk(), PASSWORD).await.map_err(|e| e.to_string())?;
+    let other = harness::client::sign_in(&http, &b1, a.ibk(), PASSWORD).await.map_err(|e| e.to_string())?;
     let r = http.delete(format!("{b1}/api/accounts/auth")).bearer_auth(&other.token).send().await;
     if r.map_err(|e| e.to_string())?.status() != 204 {
         return Err("logout did not answer 204".into());
@@ -130,8 +130,8 @@ pub async fn prepare(c: &Cluster) -> Result<World, String> {
         ds_keys: [ids[0].1.clone(), format!("{}-wrong", ids[0].1)],
         operator_key: c.operator_key.clone(),
         secrets: [
-            dev_bank_secret(crate::cluster::DEV_SECRET_PREFIX, 1),
-            dev_bank_secret(crate::cluster::DEV_SECRET_PREFIX, 2),
+            dev_bank_secret(harness::cluster::DEV_SECRET_PREFIX, 1),
+            dev_bank_secret(harness::cluster::DEV_SECRET_PREFIX, 2),
         ],
         revoked: other.token,
         a,
@@ -989,6 +989,15 @@ pub fn hostile_table(w: &World) -> Vec<Probe> {
     t.probes
 }
 
+/// Whether `text` is the JSON error body with one of that API's codes.
+fn error_body_of(api: &str, text: &str) -> bool {
+    if api == "dataserver" {
+        serde_json::from_str::<dataserver_api::ErrorBody>(text).is_ok()
+    } else {
+        serde_json::from_str::<ErrorBody>(text).is_ok()
+    }
+}
+
 /// Sends every probe and checks its answer.
 pub async fn run(probes: &[Probe]) -> Outcome {
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().expect("client");
@@ -1001,7 +1010,7 @@ pub async fn run(probes: &[Probe]) -> Outcome {
             Cred::None => rb,
             Cred::Bearer(v) => rb.header("authorization", format!("Bearer {v}")),
             Cred::Peer { bank, secret } => rb
-                .header(business::interbank::BANK_HEADER, bank.to_string())
+                .header(shared::api::BANK_HEADER, bank.to_string())
                 .header("authorization", format!("Bearer {secret}")),
         };
         for (k, v) in &p.headers {
@@ -1027,7 +1036,7 @@ pub async fn run(probes: &[Probe]) -> Outcome {
         };
         if !ok_status {
             out.violations.push(format!("{label}: expected {:?}, got {status}: {text:.200}", p.expect));
-        } else if serde_json::from_str::<ErrorBody>(&text).is_err() {
+        } else if !error_body_of(p.api, &text) {
             out.violations.push(format!("{label}: {status} without the JSON error body: {text:.200}"));
         }
     }

@@ -3,11 +3,11 @@
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::{AccountId, BusinessId, ErrorBody, Money};
+use shared::{AccountId, BusinessId, Money};
 
-use crate::api::{
-    AcquireRequest, AcquireResponse, AmountBody, AmountPage, CommitRequest, CommitResponse, Health, JournalPage,
-    LockGrant, LockRef, Record, RecordPage, ReleaseRequest, ReleaseResponse, SetAmountBody,
+use crate::{
+    AcquireRequest, AcquireResponse, AmountBody, AmountPage, CommitRequest, CommitResponse, ErrorBody, ErrorCode,
+    Health, JournalPage, LockGrant, LockRef, Record, RecordPage, ReleaseRequest, ReleaseResponse, SetAmountBody,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +22,9 @@ pub enum ClientError {
 
 impl ClientError {
     /// The stable error code, when the server answered with one.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Api { body, .. } => Some(&body.error),
+            ClientError::Api { body, .. } => Some(body.error),
             _ => None,
         }
     }
@@ -101,7 +101,10 @@ impl DataClient {
         }
         let bytes = resp.bytes().await?;
         let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            ErrorBody::new("unexpected_body", String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>())
+            ErrorBody::new(
+                ErrorCode::UnexpectedBody,
+                String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>(),
+            )
         });
         Err(ClientError::Api { status, body })
     }

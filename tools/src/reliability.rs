@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::check::Report;
-use crate::cluster::{Cluster, Spec, TEST_TIMINGS};
-use crate::tool::{Kind, LoadReport, load, seed, settle_and_check};
+use crate::check::settle_and_check;
+use crate::load::{Kind, LoadReport, load};
+use crate::seed::seed;
+use harness::cluster::{Cluster, Spec, TEST_TIMINGS};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -36,13 +38,18 @@ pub struct Row {
 
 type Result<T> = std::result::Result<T, String>;
 
-fn start(banks: u32, extra: &[&str], proxies: bool) -> Result<(Cluster, tempfile::TempDir)> {
+async fn start(banks: u32, extra: &[&str], proxies: bool) -> Result<(Cluster, tempfile::TempDir)> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut spec = Spec::ephemeral(banks, 2, dir.path());
     spec.business_args = TEST_TIMINGS.iter().chain(extra).map(|s| s.to_string()).collect();
     spec.peer_proxies = proxies;
-    Ok((Cluster::start(&spec)?, dir))
+    let c = Cluster::start(&spec)?;
+    c.wait_ready(READY_WITHIN).await?;
+    Ok((c, dir))
 }
+
+/// How long a started network may take until every bank answers every other.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn requests(r: &LoadReport) -> u64 {
     r.ops + r.errors.values().sum::<u64>()
@@ -89,7 +96,7 @@ async fn under_load(
     secs: u64,
     kinds: &[(Kind, u32)],
 ) -> Result<(Cluster, tempfile::TempDir, tokio::task::JoinHandle<Result<LoadReport>>)> {
-    let (c, dir) = start(banks, extra, proxies)?;
+    let (c, dir) = start(banks, extra, proxies).await?;
     let t = c.target();
     let customers = seed(&t, clients, "1000").await?;
     let kinds = kinds.to_vec();
@@ -216,7 +223,7 @@ const AIM_POLL_MS: u64 = 10;
 /// whichever window it is (a prepare or a decision waiting on that peer, until the peer
 /// timeout), and the records are watched until the aimed window shows.
 async fn bank_mid_2pc(secs: u64, clients: usize) -> Result<Row> {
-    use crate::proxy::Mode;
+    use harness::proxy::Mode;
     let (mut c, _dir, l) =
         under_load(3, &["--package-deadline-ms", "20000"], true, clients, secs, &[(Kind::Package, 1)]).await?;
     let n = c.banks.len();
@@ -314,7 +321,7 @@ fn grant_violations(log: &[(u64, u64, u64, u32)]) -> Vec<String> {
 
 /// Scenario 4: The bank holding the token killed (all its replicas) → a new token within seconds.
 async fn token_holder(rounds: u32) -> Result<Row> {
-    let (mut c, _dir) = start(3, &[], false)?;
+    let (mut c, _dir) = start(3, &[], false).await?;
     let mut v = Vec::new();
     let mut waits = Vec::new();
     let mut took_token = 0;
@@ -382,13 +389,13 @@ async fn partitioned_peer(secs: u64, clients: usize) -> Result<Row> {
     let px = &c.proxies[2];
     let set = |m| px.iter().for_each(|p| p.set(m));
     tokio::time::sleep(phase / 2).await;
-    set(crate::proxy::Mode::BlackHole);
+    set(harness::proxy::Mode::BlackHole);
     tokio::time::sleep(phase).await;
-    set(crate::proxy::Mode::Delay(800));
+    set(harness::proxy::Mode::Delay(800));
     tokio::time::sleep(phase).await;
-    set(crate::proxy::Mode::Drop);
+    set(harness::proxy::Mode::Drop);
     tokio::time::sleep(phase).await;
-    set(crate::proxy::Mode::Pass);
+    set(harness::proxy::Mode::Pass);
     let mut v = Vec::new();
     let report = l.await.map_err(|e| e.to_string())??;
     // Packages caught by the partition roll back or wait, then settle or fail by their deadline.
@@ -432,7 +439,7 @@ fn simulation(seeds: u64) -> Row {
 
 /// Scenario 7: The authorization matrix and the hostile table.
 async fn security() -> Result<Vec<Row>> {
-    let (c, _dir) = start(2, &[], false)?;
+    let (c, _dir) = start(2, &[], false).await?;
     let crate::security::Suite { matrix: m, hostile: h, changed, .. } = crate::security::suite(&c).await?;
     let apis =
         |o: &crate::security::Outcome| o.by_api.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
@@ -502,4 +509,12 @@ pub fn print(rows: &[Row]) {
             println!("VIOLATION [{}]: {v}", r.scenario);
         }
     }
+}
+
+/// `interbank reliability`: runs every scenario, prints the table, fails on any violation.
+pub async fn main(a: &Args) -> Result<()> {
+    let rows = run(a).await?;
+    print(&rows);
+    let n: usize = rows.iter().map(|r| r.violations.len()).sum();
+    if n == 0 { Ok(()) } else { Err(format!("{n} violations")) }
 }

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataserver::api::{AcquireRequest, AcquireResponse, CommitRequest, CommitResponse, LockRef, SetAmount};
+use dataserver_api::{AcquireRequest, AcquireResponse, CommitRequest, CommitResponse, LockRef, SetAmount};
 use hyper::Method;
 
+use crate::driver::{Load, Outcome, random_pair};
 use crate::lean_http::Conn;
-use crate::load::{Load, Outcome, random_pair};
-use dataserver::client::DataClient;
-use dataserver::testkit::{DataServerProcess, SpawnOptions, spawn};
+use dataserver_api::client::DataClient;
+use harness::process::{DataServerProcess, SpawnOptions, spawn};
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::{AccountId, BusinessId, Money};
 
@@ -148,7 +148,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
     let url = match &args.url {
         Some(u) => u.clone(),
         None => {
-            let bin = crate::procs::binary("dataserver")?;
+            let bin = harness::process::binary("dataserver")?;
             let opts = SpawnOptions::new(bin, dir.path(), vec![(business, args.key.clone())]);
             let p = spawn(&opts).map_err(|e| e.to_string())?;
             let url = p.url();
@@ -171,10 +171,10 @@ pub async fn run(args: Args) -> Result<Report, String> {
         // Measure what a restarted server holds: the amounts loaded from disk.
         p.terminate().map_err(|e| e.to_string())?;
         let opts =
-            SpawnOptions::new(crate::procs::binary("dataserver")?, dir.path(), vec![(business, args.key.clone())]);
+            SpawnOptions::new(harness::process::binary("dataserver")?, dir.path(), vec![(business, args.key.clone())]);
         let p = spawn(&opts).map_err(|e| e.to_string())?;
         let health = p.client(0).health().await.map_err(|e| e.to_string())?;
-        let rss = crate::procs::rss_bytes(p.pid()).map(|b| b as f64 / (1024.0 * 1024.0));
+        let rss = harness::process::rss_bytes(p.pid()).map(|b| b as f64 / (1024.0 * 1024.0));
         eprintln!("accounts loaded after restart: {}", health.accounts);
         return Ok(Report {
             connections: 0,
@@ -220,7 +220,8 @@ pub async fn run(args: Args) -> Result<Report, String> {
     let totals = load.finish().await?;
     let delta = |name: &str| metric(&after, name) - metric(&before, name);
     let batches = delta("dataserver_commit_batch_size_count");
-    let rss_mb = server.as_ref().and_then(|p| crate::procs::rss_bytes(p.pid())).map(|b| b as f64 / (1024.0 * 1024.0));
+    let rss_mb =
+        server.as_ref().and_then(|p| harness::process::rss_bytes(p.pid())).map(|b| b as f64 / (1024.0 * 1024.0));
     Ok(Report {
         connections: args.connections,
         accounts: args.accounts,
@@ -268,4 +269,10 @@ pub fn print(r: &Report, json: bool) {
     if let Some(rss) = r.rss_mb {
         println!("  server RSS     {rss:.1} MB");
     }
+}
+
+/// `interbank bench …`: runs and prints the figures.
+pub async fn main(args: Args) -> Result<(), String> {
+    let json = args.json;
+    run(args).await.map(|r| print(&r, json))
 }

@@ -10,13 +10,13 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use business::model::{AccountRecord, AccountType, open_account_commit};
-use dataserver::api::{AcquireRequest, CommitRequest, LockRef, SetAmount};
-use dataserver::testkit::{SpawnOptions, listening_addr, spawn, spawn_command};
+use dataserver_api::{AcquireRequest, CommitRequest, LockRef, SetAmount};
+use harness::process::{SpawnOptions, listening_addr, spawn, spawn_command};
 use hyper::Method;
 use shared::{AccountId, BusinessId, Document, Money};
 
+use crate::driver::{Load, Outcome, random_pair};
 use crate::lean_http::Conn;
-use crate::load::{Load, Outcome, random_pair};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -74,12 +74,12 @@ pub async fn run(args: Args) -> Result<Report, String> {
     let keys: Vec<(BusinessId, String)> = (0..args.replicas)
         .map(|i| BusinessId::new(11 + i).map(|b| (b, format!("bench-dataserver-key-{b}"))).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
-    let ds = spawn(&SpawnOptions::new(crate::procs::binary("dataserver")?, dir.path(), keys.clone()))
+    let ds = spawn(&SpawnOptions::new(harness::process::binary("dataserver")?, dir.path(), keys.clone()))
         .map_err(|e| e.to_string())?;
     let mut guard = Guard(Vec::new());
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for (b, k) in &keys {
-        let mut cmd = Command::new(crate::procs::binary("business")?);
+        let mut cmd = Command::new(harness::process::binary("business")?);
         cmd.args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", &b.to_string()]).args([
             "--dataserver",
             &ds.url(),
@@ -134,11 +134,11 @@ pub async fn run(args: Args) -> Result<Report, String> {
     let accounts = args.accounts;
     let mut load = Load::start(conns, move |mut http, _, _| async move {
         let (a, b) = random_pair(accounts);
-        let r: Result<serde_json::Value, String> =
+        let r: Result<serde_json::Value, _> =
             http.call(Method::POST, &format!("/transfer/{a}/{b}/1"), Vec::new()).await;
         let outcome = match r {
             Ok(_) => Outcome::Ok,
-            Err(code) if code == "transport" => Outcome::Error,
+            Err(crate::lean_http::CallError::Transport(_)) => Outcome::Error,
             Err(_) => Outcome::Refused,
         };
         (http, outcome)
@@ -176,4 +176,10 @@ pub fn print(r: &Report, json: bool) {
         r.transfers_per_s, r.transfers, r.duration_s, r.refused, r.errors
     );
     println!("  latency (ms)   p50 {:.2}  p99 {:.2}  max {:.2}", r.p50_ms, r.p99_ms, r.max_ms);
+}
+
+/// `interbank bench …`: runs and prints the figures.
+pub async fn main(args: Args) -> Result<(), String> {
+    let json = args.json;
+    run(args).await.map(|r| print(&r, json))
 }

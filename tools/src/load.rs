@@ -1,5 +1,5 @@
-//! The concurrency test tool (`interbank seed | load | check`): seed 004's client, seed 002's
-//! broker and consumer, seed 000's tests, against any network — the local one by default.
+//! `interbank load`: seed 004's client, seed 002's broker and consumer, seed 000's tests, against
+//! any network — the local one by default.
 //!
 //! `load` runs C customers for a duration, each picking operations from a weighted mix, spread
 //! over every replica of every bank (a customer's requests fail over to the other replicas of
@@ -11,26 +11,22 @@
 #![allow(clippy::float_arithmetic)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rand::Rng;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
+use shared::ErrorCode;
 use shared::api::Transaction;
 
-use crate::client::{CallError, Customer, Operator, send, sign_up};
-use crate::cluster::Target;
+use harness::client::{CallError, Customer, send};
+use harness::cluster::Target;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct TargetArgs {
-    /// How to reach the network (written by `interbank up` into its data folder).
-    #[arg(long, default_value = ".data/local.toml", env = "INTERBANK_TARGET")]
-    pub target: PathBuf,
-}
+use crate::check::{print_check, settle_and_check};
+use crate::seed::{TargetArgs, seed};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
@@ -115,7 +111,7 @@ pub struct LoadReport {
     pub ops_per_s: f64,
     pub kinds: Vec<KindFigures>,
     /// Refusals and failures by error code (`insufficient_funds` is the mix at work, not a fault).
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<ErrorCode, u64>,
     /// Cross-bank packages accepted (settled asynchronously).
     pub packages: Vec<String>,
     /// Same-bank transfers acknowledged as applied: (bank, package id). Each must be found
@@ -134,84 +130,6 @@ struct Actor {
 
 fn bank_index(t: &Target, ibk: shared::Ibk) -> usize {
     t.banks.iter().position(|b| b.id == ibk.bank.get()).unwrap_or(0)
-}
-
-/// One account to open, from a CSV line `bank,name,document,password,opening`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeedRow {
-    pub bank: u32,
-    pub name: String,
-    pub document: String,
-    pub password: String,
-    pub opening: String,
-}
-
-/// Parses the seed CSV (a header line first; documents may be formatted, but hold no comma).
-pub fn parse_seed_csv(text: &str) -> Result<Vec<SeedRow>, String> {
-    let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        let [bank, name, document, password, opening] = f[..] else {
-            return Err(format!("line {}: expected bank,name,document,password,opening", i + 1));
-        };
-        let bank = bank.parse().map_err(|_| format!("line {}: bank {bank:?} is not a number", i + 1))?;
-        document.parse::<shared::Document>().map_err(|e| format!("line {}: {document}: {e}", i + 1))?;
-        opening.parse::<shared::Money>().map_err(|e| format!("line {}: {opening}: {e}", i + 1))?;
-        rows.push(SeedRow {
-            bank,
-            name: name.into(),
-            document: document.into(),
-            password: password.into(),
-            opening: opening.into(),
-        });
-    }
-    Ok(rows)
-}
-
-/// Opens the accounts listed in a seed CSV; the customers come back signed in.
-pub async fn seed_rows(t: &Target, rows: &[SeedRow]) -> Result<Vec<Customer>, String> {
-    let http = reqwest::Client::new();
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let bank =
-            t.banks.iter().find(|b| b.id == r.bank).ok_or_else(|| format!("bank {} is not in the target", r.bank))?;
-        let base = bank.replicas.first().ok_or("a bank without replicas")?.clone();
-        let c = sign_up(&http, &base, &r.name, &r.document, &r.password)
-            .await
-            .map_err(|e| format!("{}: {e}", r.document))?;
-        if r.opening.parse::<shared::Money>().is_ok_and(|m| !m.is_zero()) {
-            Operator { http: http.clone(), base, key: t.operator_key.clone() }
-                .deposit(c.ibk(), &r.opening)
-                .await
-                .map_err(|e| format!("opening deposit: {e}"))?;
-        }
-        out.push(c);
-    }
-    Ok(out)
-}
-
-/// Opens `n` customers spread over the banks, each with an opening deposit and an e-mail Pix key.
-pub async fn seed(t: &Target, n: usize, opening: &str) -> Result<Vec<Customer>, String> {
-    let http = reqwest::Client::new();
-    let mut out = Vec::with_capacity(n);
-    // One seed run: its documents start with the run number, its keys are load{run}.{i}.
-    let run = rand::rng().random_range(0..1_000u32);
-    for i in 0..n {
-        let bank = &t.banks[i % t.banks.len()];
-        let base = bank.replicas[(i / t.banks.len()) % bank.replicas.len()].clone();
-        let doc =
-            shared::Document::with_check_digits(&format!("{:03}{:06}", run % 1000, i)).ok_or("document")?.formatted();
-        let c = sign_up(&http, &base, &format!("Cliente {i} Carga"), &doc, "load-password-123")
-            .await
-            .map_err(|e| format!("sign-up at {base}: {e}"))?;
-        let op = Operator { http: http.clone(), base: base.clone(), key: t.operator_key.clone() };
-        op.deposit(c.ibk(), opening).await.map_err(|e| format!("opening deposit: {e}"))?;
-        let key = format!("load{run:03}.{i}@example.com");
-        let body = json!({ "account": c.ibk(), "type": "email", "key": key });
-        c.call::<Value>(Method::POST, "/api/keys", Some(&body)).await.map_err(|e| format!("pix key: {e}"))?;
-        out.push(c);
-    }
-    Ok(out)
 }
 
 impl Actor {
@@ -236,7 +154,10 @@ impl Actor {
                 other => return other,
             }
         }
-        Err(last.unwrap_or_else(|| CallError { status: None, body: shared::ErrorBody::new("transport", "no replica") }))
+        Err(last.unwrap_or_else(|| CallError {
+            status: None,
+            body: shared::ErrorBody::new(shared::ErrorCode::Transport, "no replica"),
+        }))
     }
 }
 
@@ -282,7 +203,7 @@ pub async fn load(
         let (ibks, mix, done, failed) = (ibks.clone(), mix.to_vec(), done.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut hists: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
-            let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+            let mut errors: BTreeMap<ErrorCode, u64> = BTreeMap::new();
             let mut packages = Vec::new();
             let mut acked = Vec::new();
             let me = actor.customer.ibk();
@@ -356,7 +277,7 @@ pub async fn load(
                         done.fetch_add(1, Relaxed);
                     }
                     Err(e) => {
-                        *errors.entry(e.body.error.clone()).or_insert(0) += 1;
+                        *errors.entry(e.body.error).or_insert(0) += 1;
                         failed.fetch_add(1, Relaxed);
                     }
                 }
@@ -377,7 +298,7 @@ pub async fn load(
         }
     }
     let mut hists: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut errors: BTreeMap<ErrorCode, u64> = BTreeMap::new();
     let mut packages = Vec::new();
     let mut acked = Vec::new();
     for task in tasks {
@@ -462,46 +383,6 @@ pub fn print(r: &LoadReport, json: bool) {
     }
 }
 
-/// Waits until no bank has interbank work pending (or `within` passes), then checks.
-pub async fn settle_and_check(t: &Target, within: Duration) -> Result<crate::check::Report, String> {
-    let until = Instant::now() + within;
-    let access = t.access()?;
-    loop {
-        let r = crate::check::check(&access, true).await?;
-        if r.violations.is_empty() || Instant::now() > until {
-            return Ok(r);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-pub fn print_check(r: &crate::check::Report) {
-    println!(
-        "{:<6} {:>9} {:>16} {:>14} {:>14} {:>14} {:>10}",
-        "bank", "accounts", "total", "deposits", "withdrawals", "interbank", "entries"
-    );
-    let c = |v: i128| i64::try_from(v).map_or_else(|_| v.to_string(), |v| rust_decimal::Decimal::new(v, 2).to_string());
-    for (id, f) in &r.banks {
-        println!(
-            "{:<6} {:>9} {:>16} {:>14} {:>14} {:>14} {:>10}",
-            id.get(),
-            f.accounts,
-            c(f.total_cents),
-            c(f.deposits_cents),
-            c(f.withdrawals_cents),
-            c(f.interbank_cents),
-            f.journal_entries
-        );
-    }
-    if r.violations.is_empty() {
-        println!("no violation: money conserved, journals replay to balances, positions cancel, nothing pending");
-    } else {
-        for v in &r.violations {
-            println!("VIOLATION: {v}");
-        }
-    }
-}
-
 /// `load --launch [--chaos-every-ms N]`: a network of its own, optionally faults on a schedule
 /// while the load runs, then the checker. Returns the load's figures, the faults injected and the
 /// checker's report.
@@ -510,7 +391,8 @@ pub async fn launch_and_load(
     mix: &[(Kind, u32)],
 ) -> Result<(LoadReport, u32, crate::check::Report), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut cluster = crate::cluster::Cluster::start(&crate::cluster::Spec::ephemeral(3, 2, dir.path()))?;
+    let mut cluster = harness::cluster::Cluster::start(&harness::cluster::Spec::ephemeral(3, 2, dir.path()))?;
+    cluster.wait_ready(Duration::from_secs(60)).await?;
     let t = cluster.target();
     eprintln!("seeding {} customers...", a.clients);
     let customers = seed(&t, a.clients, "1000").await?;
@@ -542,21 +424,31 @@ pub async fn launch_and_load(
     Ok((report, faults, checked))
 }
 
+/// `interbank load`.
+pub async fn run(a: &LoadArgs) -> Result<(), String> {
+    let mix = parse_mix(&a.mix)?;
+    if a.launch {
+        let (r, faults, checked) = launch_and_load(a, &mix).await?;
+        print(&r, a.json);
+        println!("faults injected: {faults}");
+        print_check(&checked);
+        return if checked.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} violations", checked.violations.len()))
+        };
+    }
+    let t = Target::load(&a.target.target)?;
+    eprintln!("seeding {} customers...", a.clients);
+    let customers = seed(&t, a.clients, "1000").await?;
+    let r = load(&t, customers, &mix, Duration::from_secs(a.duration), a.count, !a.json).await?;
+    print(&r, a.json);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seed_csv_lines_are_checked() {
-        let ok = "bank,name,document,password,opening\n1, Ana Lima, 529.982.247-25, senha-segura-1, 100.50\n";
-        let rows = parse_seed_csv(ok).unwrap_or_default();
-        assert_eq!(rows.len(), 1);
-        assert_eq!((rows[0].bank, rows[0].name.as_str(), rows[0].opening.as_str()), (1, "Ana Lima", "100.50"));
-        assert!(parse_seed_csv("h\n1,Ana,123.456.789-00,x,1\n").is_err(), "bad document");
-        assert!(parse_seed_csv("h\nx,Ana,529.982.247-25,x,1\n").is_err(), "bad bank");
-        assert!(parse_seed_csv("h\n1,Ana,529.982.247-25,x\n").is_err(), "missing column");
-        assert!(parse_seed_csv("h\n1,Ana,529.982.247-25,x,1.234\n").is_err(), "three decimals");
-    }
 
     #[test]
     fn the_mix_is_parsed_with_its_errors() {

@@ -1,0 +1,73 @@
+//! Workspace-wide Architecture Invariants that the compiler alone does not keep.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Every dependency name (normal and dev) in a member's manifest.
+fn dependencies(member: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(workspace().join(member).join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = toml::from_str(&text).unwrap();
+    ["dependencies", "dev-dependencies"]
+        .iter()
+        .filter_map(|k| manifest.get(*k).and_then(toml::Value::as_table))
+        .flat_map(|t| t.keys().cloned())
+        .collect()
+}
+
+const MEMBERS: &[&str] = &["shared", "dataserver-api", "dataserver", "business", "frontend", "tools", "tests"];
+
+/// Architecture Invariant: only the data server touches storage. No other crate depends on the
+/// `dataserver` crate (they use `dataserver-api`), and only it names the storage engine.
+#[test]
+fn only_the_data_server_touches_storage() {
+    let root: toml::Table = toml::from_str(&std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap()).unwrap();
+    let listed: Vec<&str> =
+        root["workspace"]["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert_eq!(listed, MEMBERS, "a member was added: say here which storage rule it follows");
+    for member in MEMBERS.iter().filter(|m| **m != "dataserver") {
+        let deps = dependencies(member);
+        for forbidden in ["dataserver", "redb"] {
+            assert!(!deps.iter().any(|d| d == forbidden), "{member} depends on {forbidden}");
+        }
+    }
+    assert!(dependencies("dataserver").iter().any(|d| d == "redb"), "the guard looks at the real manifests");
+}
+
+/// Architecture Invariant: error codes are a closed enum per API, never matched as strings.
+/// Outside the two files that define them, no source file spells a code as a string literal.
+#[test]
+fn error_codes_are_never_spelt_as_strings() {
+    let definitions = [workspace().join("shared/src/error.rs"), workspace().join("dataserver-api/src/lib.rs")];
+    let codes: Vec<&str> = shared::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .chain(dataserver_api::ErrorCode::ALL.iter().map(|c| c.as_str()))
+        .collect();
+    let mut files = Vec::new();
+    for member in MEMBERS {
+        for dir in ["src", "tests"] {
+            let d = workspace().join(member).join(dir);
+            if d.is_dir() {
+                files.extend(harness::rust_files(&d));
+            }
+        }
+    }
+    assert!(files.len() > 50, "found the sources ({})", files.len());
+    let this = workspace().join("tests/tests/tidy.rs");
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| !definitions.contains(f) && **f != this) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for code in &codes {
+                if line.contains(&format!("\"{code}\"")) {
+                    found.push(format!("{}:{}: \"{code}\"", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "use the ErrorCode enums, not strings:\n{}", found.join("\n"));
+}
