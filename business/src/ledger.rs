@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use dataserver_api::client::{ClientError, DataClient};
-use dataserver_api::{AcquireRequest, CommitRequest, ErrorCode as DsCode, LockRef, RecordKey, RecordOp, SetAmount};
+use dataserver_api::{
+    AcquireRequest, AcquireResponse, CommitRequest, ErrorCode as DsCode, LockRef, RecordKey, RecordOp, SetAmount,
+};
 use rand::Rng;
 use serde::Serialize;
 use shared::api::{AccountBalance, OperationKind, OperationReceipt};
@@ -361,10 +363,25 @@ impl Ledger {
         respond: &impl Fn(&Applied) -> R,
     ) -> Result<R, Outcome> {
         let touched = change.accounts();
-        let mut accounts = touched.clone();
+        let (grant, held) = self.lock(&touched).await?;
+        let locks: Vec<LockRef> = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
+        let (answer, commit) = match Self::plan(change, &touched, &grant, &held, key, request, respond) {
+            Ok(planned) => planned,
+            Err(e) => {
+                self.release(&locks).await;
+                return Err(Outcome::Final(e));
+            }
+        };
+        self.commit_once(&commit, &touched, key, request).await?;
+        Ok(answer)
+    }
+
+    /// The leases on every touched account, with the posted amounts and the interbank holds on
+    /// them. Holds are written only under the account's lease, so read with the grant they stay
+    /// exact until our commit.
+    async fn lock(&self, touched: &[AccountId]) -> Result<(AcquireResponse, Vec<Money>), Outcome> {
+        let mut accounts = touched.to_vec();
         accounts.sort_unstable();
-        // Interbank holds are written only under the account's lease, so read with the grant
-        // they stay exact until our commit.
         let read = touched.iter().map(|a| RecordKey::new(HOLDS, account_key(*a))).collect();
         let req = AcquireRequest {
             accounts,
@@ -379,17 +396,30 @@ impl Ledger {
             Err(e) if is_transport(&e) => return Err(Outcome::Again(e.to_string())),
             Err(e) => return Err(Outcome::Final(e.into())),
         };
-        let locks: Vec<LockRef> = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
-        let held: Vec<Money> = match grant.records.iter().map(HoldRecord::from_record).collect() {
-            Ok(h) => h,
+        match grant.records.iter().map(HoldRecord::from_record).collect::<Result<Vec<Money>, _>>() {
+            Ok(held) => Ok((grant, held)),
             Err(e) => {
+                let locks: Vec<LockRef> =
+                    grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
                 self.release(&locks).await;
-                return Err(Outcome::Final(e));
+                Err(Outcome::Final(e))
             }
-        };
+        }
+    }
+
+    /// The new balances and the one commit that makes them so, or the domain's refusal. No I/O:
+    /// the change sees what is available (posted minus held) and the held part is added back,
+    /// so a debit can never spend money reserved for a package in two-phase commit.
+    fn plan<C: Change, R: Serialize>(
+        change: &C,
+        touched: &[AccountId],
+        grant: &AcquireResponse,
+        held: &[Money],
+        key: Option<&str>,
+        request: &serde_json::Value,
+        respond: &impl Fn(&Applied) -> R,
+    ) -> Result<(R, CommitRequest), ApiError> {
         let held_of = |a: AccountId| touched.iter().position(|t| *t == a).map_or(Money::ZERO, |i| held[i]);
-        // Changes see what is available (posted minus held); the held part is added back, so a
-        // debit can never spend money reserved for a package in two-phase commit.
         let available = |a: AccountId| {
             let posted = grant.locks.iter().find(|g| g.account == a).and_then(|g| g.amount)?;
             let held = held_of(a);
@@ -397,62 +427,56 @@ impl Ledger {
             // only on available money, and every debit sees posted minus held).
             Some(posted.checked_sub(held).unwrap_or_else(|| panic!("account {a}: held {held} exceeds posted {posted}")))
         };
-        let posted = change.apply(&available).and_then(|b| {
-            b.into_iter()
-                .map(|(a, m)| m.checked_add(held_of(a)).map(|p| (a, p)).ok_or(ApiError::BalanceOverflow(a)))
-                .collect::<Result<Vec<_>, _>>()
-        });
-        let balances = match posted {
-            Ok(b) => b,
-            Err(e) => {
-                self.release(&locks).await;
-                return Err(Outcome::Final(e));
-            }
-        };
+        let balances = change
+            .apply(&available)?
+            .into_iter()
+            .map(|(a, m)| m.checked_add(held_of(a)).map(|p| (a, p)).ok_or(ApiError::BalanceOverflow(a)))
+            .collect::<Result<Vec<_>, _>>()?;
         let applied = Applied { transaction_id: uuid::Uuid::new_v4().to_string(), balances, at: now_rfc3339() };
         let answer = respond(&applied);
 
         let mut commit = CommitRequest::new(applied.transaction_id.clone());
-        commit.locks = locks.clone();
+        commit.locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
         commit.set =
             applied.balances.iter().map(|(account, amount)| SetAmount { account: *account, amount: *amount }).collect();
         commit.records =
             touched.iter().map(|a| RecordOp::Present { collection: ACCOUNTS.into(), key: account_key(*a) }).collect();
-        match change.records(&applied) {
-            Ok(r) => commit.records.extend(r),
-            Err(e) => {
-                self.release(&locks).await;
-                return Err(Outcome::Final(e));
-            }
-        }
+        commit.records.extend(change.records(&applied)?);
         if let Some(key) = key {
-            let response =
-                serde_json::to_value(&answer).map_err(|e| Outcome::Final(ApiError::Unavailable(e.to_string())))?;
+            let response = serde_json::to_value(&answer).map_err(|e| ApiError::Unavailable(e.to_string()))?;
             let stored = IdempotencyRecord { request: request.clone(), response };
             commit.records.push(RecordOp::Put {
                 collection: IDEMPOTENCY.into(),
                 key: key.into(),
-                value: serde_json::to_value(&stored)
-                    .map_err(|e| Outcome::Final(ApiError::Unavailable(e.to_string())))?,
+                value: crate::model::json(&stored),
                 if_version: Some(0),
             });
         }
         commit.memo = Some(request.clone());
+        Ok((answer, commit))
+    }
 
-        // The same commit (same id, same tokens) until it is answered: at most once, even when
-        // an answer is lost on the way back.
+    /// The same commit (same id, same tokens) until it is answered: at most once, even when an
+    /// answer is lost on the way back.
+    async fn commit_once(
+        &self,
+        commit: &CommitRequest,
+        touched: &[AccountId],
+        key: Option<&str>,
+        request: &serde_json::Value,
+    ) -> Result<(), Outcome> {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.ds.commit(&commit).await {
-                Ok(_) => return Ok(answer),
+            match self.ds.commit(commit).await {
+                Ok(_) => return Ok(()),
                 Err(e) if is_transport(&e) && tries < self.attempts_max => backoff(tries).await,
                 Err(e) if is_transport(&e) => {
                     return Err(Outcome::Final(ApiError::Unavailable(format!(
                         "the outcome is unknown ({e}); repeat the request with the same Idempotency-Key"
                     ))));
                 }
-                Err(e) => return Err(self.refused(e, &touched, key, request, &locks).await),
+                Err(e) => return Err(self.refused(e, touched, key, request, &commit.locks).await),
             }
         }
     }

@@ -31,6 +31,38 @@ const ACCOUNT_JOURNAL: TableDefinition<(u64, u64), ()> = TableDefinition::new("a
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const IDEM_HEADER_BYTES: usize = 48;
 
+/// The fixed head of an idempotency record: `fingerprint (32) | at_ms (u64 LE) | journal seq
+/// (u64 LE, 0 = none)`, then the record versions as JSON. One codec, so the offsets live in one
+/// place.
+struct IdemHeader {
+    fingerprint: [u8; 32],
+    at_ms: u64,
+    seq: u64,
+}
+
+impl IdemHeader {
+    fn encode(&self, versions: &[RecordVersion]) -> Result<Vec<u8>, StoreError> {
+        let mut raw = Vec::with_capacity(IDEM_HEADER_BYTES + 2);
+        raw.extend_from_slice(&self.fingerprint);
+        raw.extend_from_slice(&self.at_ms.to_le_bytes());
+        raw.extend_from_slice(&self.seq.to_le_bytes());
+        serde_json::to_writer(&mut raw, versions)?;
+        Ok(raw)
+    }
+
+    /// The header and the rest (the versions' JSON).
+    fn decode(raw: &[u8]) -> Result<(IdemHeader, &[u8]), StoreError> {
+        let (head, rest) = raw.split_at_checked(IDEM_HEADER_BYTES).ok_or_else(|| corrupt("idempotency record"))?;
+        let word = |at: usize| -> Result<u64, StoreError> {
+            let bytes: [u8; 8] = head[at..at + 8].try_into().map_err(|_| corrupt("idempotency header"))?;
+            Ok(u64::from_le_bytes(bytes))
+        };
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(&head[..32]);
+        Ok((IdemHeader { fingerprint, at_ms: word(32)?, seq: word(40)? }, rest))
+    }
+}
+
 const META_BOOT_EPOCH: &str = "boot_epoch";
 const META_JOURNAL_SEQ: &str = "journal_seq";
 const META_RECORD_SEQ: &str = "record_seq";
@@ -230,13 +262,7 @@ impl Store for RedbStore {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(IDEMPOTENCY)?;
         let Some(raw) = table.get(tx_id)? else { return Ok(None) };
-        let raw = raw.value();
-        let (header, versions) =
-            raw.split_at_checked(IDEM_HEADER_BYTES).ok_or_else(|| corrupt("idempotency record"))?;
-        let word = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().unwrap_or_default());
-        let mut fingerprint = [0u8; 32];
-        fingerprint.copy_from_slice(&header[..32]);
-        let (at_ms, seq) = (word(32), word(40));
+        let (IdemHeader { fingerprint, at_ms, seq }, versions) = IdemHeader::decode(raw.value())?;
         let amounts = if seq == 0 {
             Vec::new()
         } else {
@@ -265,131 +291,32 @@ impl Store for RedbStore {
         let txn = self.non_durable_txn()?;
         let mut results = Vec::with_capacity(batch.len());
         {
-            let mut meta = txn.open_table(META)?;
-            let mut amounts = txn.open_table(AMOUNTS)?;
-            let mut records = txn.open_table(RECORDS)?;
-            let mut journal = txn.open_table(JOURNAL)?;
-            let mut account_journal = txn.open_table(ACCOUNT_JOURNAL)?;
-            let mut idem = txn.open_table(IDEMPOTENCY)?;
-            let mut journal_seq = meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
-            let mut record_seq = meta.get(META_RECORD_SEQ)?.map(|v| v.value()).unwrap_or(0);
-
+            let mut w = BatchWriter::open(&txn)?;
             for c in batch {
-                let req = &c.request;
-                // 1. Every condition first: a refused commit writes nothing. Versions come from one
-                //    global sequence, so a deleted and re-created record never repeats a version.
-                let mut overlay: HashMap<(&str, &str), u64> = HashMap::new();
-                let mut planned: Vec<(&RecordOp, u64)> = Vec::with_capacity(req.records.len());
-                let mut reject = None;
-                for op in &req.records {
-                    let k = (op.collection(), op.key());
-                    let current = match overlay.get(&k) {
-                        Some(v) => *v,
-                        None => match records.get(k)? {
-                            Some(raw) => decode_record(k.0, k.1, raw.value())?.version,
-                            None => 0,
-                        },
-                    };
-                    if matches!(op, RecordOp::Present { .. }) && current == 0 {
-                        reject = Some(Reject::Absent { collection: k.0.into(), key: k.1.into() });
-                        break;
+                // Every condition first: a refused commit writes nothing.
+                let planned = match w.plan_records(&c.request.records)? {
+                    Ok(p) => p,
+                    Err(r) => {
+                        results.push(Err(r));
+                        continue;
                     }
-                    let expected = match op {
-                        RecordOp::Put { if_version, .. } | RecordOp::Delete { if_version, .. } => *if_version,
-                        RecordOp::Check { if_version, .. } => Some(*if_version),
-                        RecordOp::Present { .. } => None,
-                    };
-                    if let Some(expected) = expected
-                        && expected != current
-                    {
-                        reject = Some(Reject::Condition {
-                            collection: k.0.into(),
-                            key: k.1.into(),
-                            expected,
-                            actual: current,
-                        });
-                        break;
-                    }
-                    let next = match op {
-                        RecordOp::Put { .. } => {
-                            record_seq += 1;
-                            record_seq
-                        }
-                        RecordOp::Delete { .. } => 0,
-                        RecordOp::Check { .. } | RecordOp::Present { .. } => current,
-                    };
-                    overlay.insert(k, next);
-                    planned.push((op, next));
-                }
-                if let Some(r) = reject {
-                    results.push(Err(r));
-                    continue;
-                }
-
-                // 2. Amounts, and the journal entry that explains them.
-                let mut changes = Vec::with_capacity(req.set.len());
-                for s in &req.set {
-                    let id = s.account.get();
-                    let before = amounts.get(id)?.map(|v| money(v.value())).transpose()?;
-                    amounts.insert(id, s.amount.cents())?;
-                    changes.push(AmountChange { account: s.account, before, after: s.amount });
-                }
-                let seq = if changes.is_empty() {
-                    None
-                } else {
-                    journal_seq += 1;
-                    let entry = JournalEntry {
-                        seq: journal_seq,
-                        tx_id: req.tx_id.clone(),
-                        at: at.to_string(),
-                        business: c.business.get(),
-                        changes: changes.clone(),
-                        memo: req.memo.clone(),
-                    };
-                    journal.insert(journal_seq, serde_json::to_vec(&entry)?.as_slice())?;
-                    for ch in &changes {
-                        account_journal.insert((ch.account.get(), journal_seq), ())?;
-                    }
-                    Some(journal_seq)
                 };
-
-                // 3. Records.
-                let mut versions = Vec::new();
-                for (op, version) in planned {
-                    match op {
-                        RecordOp::Put { collection, key, value, .. } => {
-                            let mut raw = version.to_le_bytes().to_vec();
-                            serde_json::to_writer(&mut raw, value)?;
-                            records.insert((collection.as_str(), key.as_str()), raw.as_slice())?;
-                        }
-                        RecordOp::Delete { collection, key, .. } => {
-                            records.remove((collection.as_str(), key.as_str()))?;
-                        }
-                        RecordOp::Check { .. } | RecordOp::Present { .. } => continue,
-                    }
-                    versions.push(RecordVersion { collection: op.collection().into(), key: op.key().into(), version });
-                }
-
-                // 4. The outcome, for retries.
+                let (changes, seq) = w.set_amounts(c, at)?;
+                let versions = w.write_records(planned)?;
                 let response = CommitResponse {
-                    tx_id: req.tx_id.clone(),
+                    tx_id: c.request.tx_id.clone(),
                     at: at.to_string(),
                     journal_seq: seq,
                     amounts: changes,
                     records: versions,
                     replayed: false,
                 };
-                let mut raw = Vec::with_capacity(IDEM_HEADER_BYTES + 2);
-                raw.extend_from_slice(&c.fingerprint);
-                raw.extend_from_slice(&at_ms.to_le_bytes());
-                raw.extend_from_slice(&seq.unwrap_or(0).to_le_bytes());
-                serde_json::to_writer(&mut raw, &response.records)?;
-                idem.insert(req.tx_id.as_str(), raw.as_slice())?;
+                // The outcome, for retries.
+                let header = IdemHeader { fingerprint: c.fingerprint, at_ms, seq: seq.unwrap_or(0) };
+                w.idem.insert(c.request.tx_id.as_str(), header.encode(&response.records)?.as_slice())?;
                 results.push(Ok(response));
             }
-            meta.insert(META_JOURNAL_SEQ, journal_seq)?;
-            meta.insert(META_RECORD_SEQ, record_seq)?;
-            meta.insert(META_APPLIED_LSN, lsn)?;
+            w.finish(lsn)?;
         }
         txn.commit()?;
         Ok(results)
@@ -428,7 +355,7 @@ impl Store for RedbStore {
             for row in range {
                 let (k, v) = row?;
                 seen += 1;
-                let at_ms = v.value().get(32..40).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+                let at_ms = IdemHeader::decode(v.value())?.0.at_ms;
                 if at_ms < before_ms {
                     victims.push(k.value().to_string());
                 }
@@ -552,6 +479,145 @@ impl Store for RedbStore {
         let meta = txn.open_table(META)?;
         let amounts = txn.open_table(AMOUNTS)?;
         Ok(Stats { accounts: amounts.len()?, journal_seq: meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0) })
+    }
+}
+
+/// A commit's record operations with the version each leaves its record at.
+type Planned<'r> = Vec<(&'r RecordOp, u64)>;
+
+/// The tables one batch writes, open in its transaction, and the sequences it advances.
+struct BatchWriter<'t> {
+    meta: redb::Table<'t, &'static str, u64>,
+    amounts: redb::Table<'t, u64, i64>,
+    records: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    journal: redb::Table<'t, u64, &'static [u8]>,
+    account_journal: redb::Table<'t, (u64, u64), ()>,
+    idem: redb::Table<'t, &'static str, &'static [u8]>,
+    journal_seq: u64,
+    record_seq: u64,
+}
+
+impl<'t> BatchWriter<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<BatchWriter<'t>, StoreError> {
+        let meta = txn.open_table(META)?;
+        let journal_seq = meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
+        let record_seq = meta.get(META_RECORD_SEQ)?.map(|v| v.value()).unwrap_or(0);
+        Ok(BatchWriter {
+            meta,
+            amounts: txn.open_table(AMOUNTS)?,
+            records: txn.open_table(RECORDS)?,
+            journal: txn.open_table(JOURNAL)?,
+            account_journal: txn.open_table(ACCOUNT_JOURNAL)?,
+            idem: txn.open_table(IDEMPOTENCY)?,
+            journal_seq,
+            record_seq,
+        })
+    }
+
+    /// Checks every record condition of one commit, in order, and gives each operation its new
+    /// version; the first failed condition refuses the commit. Versions come from one global
+    /// sequence, so a deleted and re-created record never repeats a version.
+    fn plan_records<'r>(
+        &mut self,
+        ops: &'r [RecordOp],
+    ) -> Result<Result<Planned<'r>, Reject>, StoreError> {
+        let mut overlay: HashMap<(&str, &str), u64> = HashMap::new();
+        let mut planned = Vec::with_capacity(ops.len());
+        for op in ops {
+            let k = (op.collection(), op.key());
+            let current = match overlay.get(&k) {
+                Some(v) => *v,
+                None => match self.records.get(k)? {
+                    Some(raw) => decode_record(k.0, k.1, raw.value())?.version,
+                    None => 0,
+                },
+            };
+            if matches!(op, RecordOp::Present { .. }) && current == 0 {
+                return Ok(Err(Reject::Absent { collection: k.0.into(), key: k.1.into() }));
+            }
+            let expected = match op {
+                RecordOp::Put { if_version, .. } | RecordOp::Delete { if_version, .. } => *if_version,
+                RecordOp::Check { if_version, .. } => Some(*if_version),
+                RecordOp::Present { .. } => None,
+            };
+            if let Some(expected) = expected
+                && expected != current
+            {
+                let (collection, key) = (k.0.into(), k.1.into());
+                return Ok(Err(Reject::Condition { collection, key, expected, actual: current }));
+            }
+            let next = match op {
+                // Taken from the sequence as planned, also by a commit refused further on:
+                // replaying the log must give every commit the versions it was answered with.
+                RecordOp::Put { .. } => {
+                    self.record_seq += 1;
+                    self.record_seq
+                }
+                RecordOp::Delete { .. } => 0,
+                RecordOp::Check { .. } | RecordOp::Present { .. } => current,
+            };
+            overlay.insert(k, next);
+            planned.push((op, next));
+        }
+        Ok(Ok(planned))
+    }
+
+    /// Sets the commit's amounts and appends the journal entry that explains them (none when no
+    /// amount changes).
+    fn set_amounts(&mut self, c: &PreparedCommit, at: &str) -> Result<(Vec<AmountChange>, Option<u64>), StoreError> {
+        let req = &c.request;
+        let mut changes = Vec::with_capacity(req.set.len());
+        for s in &req.set {
+            let id = s.account.get();
+            let before = self.amounts.get(id)?.map(|v| money(v.value())).transpose()?;
+            self.amounts.insert(id, s.amount.cents())?;
+            changes.push(AmountChange { account: s.account, before, after: s.amount });
+        }
+        if changes.is_empty() {
+            return Ok((changes, None));
+        }
+        self.journal_seq += 1;
+        let entry = JournalEntry {
+            seq: self.journal_seq,
+            tx_id: req.tx_id.clone(),
+            at: at.to_string(),
+            business: c.business.get(),
+            changes: changes.clone(),
+            memo: req.memo.clone(),
+        };
+        self.journal.insert(self.journal_seq, serde_json::to_vec(&entry)?.as_slice())?;
+        for ch in &changes {
+            self.account_journal.insert((ch.account.get(), self.journal_seq), ())?;
+        }
+        Ok((changes, Some(self.journal_seq)))
+    }
+
+    /// Writes the planned puts and deletes; returns the versions the commit answers with.
+    fn write_records(&mut self, planned: Planned<'_>) -> Result<Vec<RecordVersion>, StoreError> {
+        let mut versions = Vec::new();
+        for (op, version) in planned {
+            match op {
+                RecordOp::Put { collection, key, value, .. } => {
+                    let mut raw = version.to_le_bytes().to_vec();
+                    serde_json::to_writer(&mut raw, value)?;
+                    self.records.insert((collection.as_str(), key.as_str()), raw.as_slice())?;
+                }
+                RecordOp::Delete { collection, key, .. } => {
+                    self.records.remove((collection.as_str(), key.as_str()))?;
+                }
+                RecordOp::Check { .. } | RecordOp::Present { .. } => continue,
+            }
+            versions.push(RecordVersion { collection: op.collection().into(), key: op.key().into(), version });
+        }
+        Ok(versions)
+    }
+
+    /// Records the sequences and the log position the batch brings the store to.
+    fn finish(mut self, lsn: u64) -> Result<(), StoreError> {
+        self.meta.insert(META_JOURNAL_SEQ, self.journal_seq)?;
+        self.meta.insert(META_RECORD_SEQ, self.record_seq)?;
+        self.meta.insert(META_APPLIED_LSN, lsn)?;
+        Ok(())
     }
 }
 
