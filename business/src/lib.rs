@@ -34,30 +34,7 @@ pub struct AppState {
     pub accounts: accounts::Accounts,
     pub interbank: interbank::Interbank,
     pub metrics: Arc<metrics::Metrics>,
-    pub throttles: Throttles,
-}
-
-/// The attempt counters of this replica (see [`throttle`]).
-#[derive(Debug)]
-pub struct Throttles {
-    pub login_failures_per_account: throttle::Throttle,
-    pub login_failures_per_address: throttle::Throttle,
-    pub key_lookups_per_account: throttle::Throttle,
-    pub key_lookups_per_address: throttle::Throttle,
-}
-
-impl Throttles {
-    fn new(s: &Settings) -> Throttles {
-        let t = |count_max, window_ms| {
-            throttle::Throttle::new(throttle::Limit { count_max, window_ms }, config::limits::THROTTLE_KEYS_MAX)
-        };
-        Throttles {
-            login_failures_per_account: t(s.login_failures_per_account_max, s.login_window_ms),
-            login_failures_per_address: t(s.login_failures_per_address_max, s.login_window_ms),
-            key_lookups_per_account: t(s.key_lookups_per_account_max, s.key_lookup_window_ms),
-            key_lookups_per_address: t(s.key_lookups_per_address_max, s.key_lookup_window_ms),
-        }
-    }
+    pub throttles: throttle::Throttles,
 }
 
 /// The caller's address, for per-address limits: the TCP peer, never a header a client could
@@ -163,7 +140,7 @@ impl Application {
         let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let body_max = settings.body_bytes_max;
         let state = web::Data::new(AppState {
-            throttles: Throttles::new(&settings),
+            throttles: throttle::Throttles::new(&settings),
             operator_key_digest: auth::digest(&settings.operator_key),
             settings,
             ledger,

@@ -9,6 +9,8 @@
 //! gets `n` times the budget, which the limits are chosen to tolerate; nothing else is lost when
 //! a replica restarts. Memory is bounded by `keys_max`.
 
+use crate::error::ApiError;
+use shared::AccountId;
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
@@ -61,6 +63,45 @@ impl Throttle {
         }
         w.1 = w.1.saturating_add(1);
         if w.1 <= self.limit.count_max { Ok(()) } else { Err(w.0.saturating_add(self.limit.window_ms) - now_ms) }
+    }
+}
+
+/// The attempt counters of this replica (see [`throttle`]).
+#[derive(Debug)]
+pub struct Throttles {
+    pub login_failures_per_account: Throttle,
+    pub login_failures_per_address: Throttle,
+    pub key_lookups_per_account: Throttle,
+    pub key_lookups_per_address: Throttle,
+}
+
+impl Throttles {
+    pub fn new(s: &crate::Settings) -> Throttles {
+        let t = |count_max, window_ms| {
+            Throttle::new(Limit { count_max, window_ms }, crate::config::limits::THROTTLE_KEYS_MAX)
+        };
+        Throttles {
+            login_failures_per_account: t(s.login_failures_per_account_max, s.login_window_ms),
+            login_failures_per_address: t(s.login_failures_per_address_max, s.login_window_ms),
+            key_lookups_per_account: t(s.key_lookups_per_account_max, s.key_lookup_window_ms),
+            key_lookups_per_address: t(s.key_lookups_per_address_max, s.key_lookup_window_ms),
+        }
+    }
+
+    /// Counts one Pix key lookup (resolving or removing a key, a refused payment to one) of
+    /// customer `account` from `address`; `429` once either budget is spent.
+    pub fn count_key_lookup(&self, address: &str, account: AccountId, now_ms: u64) -> Result<(), ApiError> {
+        self.key_lookups_per_address.record(address, now_ms).map_err(ApiError::rate_limited)?;
+        self.key_lookups_per_account.record(&account.to_string(), now_ms).map_err(ApiError::rate_limited)
+    }
+
+    /// `429` when the customer's or their address's key-lookup budget is spent, without counting.
+    pub fn key_lookups_left(&self, address: &str, account: AccountId, now_ms: u64) -> Result<(), ApiError> {
+        let wait = self
+            .key_lookups_per_account
+            .blocked(&account.to_string(), now_ms)
+            .or(self.key_lookups_per_address.blocked(address, now_ms));
+        wait.map_or(Ok(()), |ms| Err(ApiError::rate_limited(ms)))
     }
 }
 

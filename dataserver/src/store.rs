@@ -517,10 +517,7 @@ impl<'t> BatchWriter<'t> {
     /// Checks every record condition of one commit, in order, and gives each operation its new
     /// version; the first failed condition refuses the commit. Versions come from one global
     /// sequence, so a deleted and re-created record never repeats a version.
-    fn plan_records<'r>(
-        &mut self,
-        ops: &'r [RecordOp],
-    ) -> Result<Result<Planned<'r>, Reject>, StoreError> {
+    fn plan_records<'r>(&mut self, ops: &'r [RecordOp]) -> Result<Result<Planned<'r>, Reject>, StoreError> {
         let mut overlay: HashMap<(&str, &str), u64> = HashMap::new();
         let mut planned = Vec::with_capacity(ops.len());
         for op in ops {

@@ -23,6 +23,8 @@ impl std::fmt::Display for CallError {
     }
 }
 
+impl std::error::Error for CallError {}
+
 pub type Result<T> = std::result::Result<T, CallError>;
 
 /// How long a request refused for now (`503`, or `429` with `Retry-After`) is repeated before

@@ -9,6 +9,8 @@ use std::process::{Child, Command};
 use crate::process::{DataServerProcess, LogTo, SpawnOptions, listening_addr, spawn, spawn_command};
 use shared::BusinessId;
 
+use crate::Error;
+
 /// The default prefix of every secret of a local network: marks them as DEVELOPMENT SECRETS.
 pub const DEV_SECRET_PREFIX: &str = "dev-only-insecure-";
 
@@ -23,8 +25,10 @@ pub fn dev_bank_secret(prefix: &str, bank: u32) -> String {
 }
 
 /// Business ids of bank `n`'s replicas: 10 n + 1, 10 n + 2, ...
-pub fn business_ids(bank: u32, replicas: u32) -> Result<Vec<BusinessId>, String> {
-    (1..=replicas).map(|b| BusinessId::new(bank * 10 + b).map_err(|e| e.to_string())).collect()
+pub fn business_ids(bank: u32, replicas: u32) -> Result<Vec<BusinessId>, Error> {
+    (1..=replicas)
+        .map(|b| BusinessId::new(bank * 10 + b).map_err(|e| Error::Spec(format!("bank {bank}: {e}"))))
+        .collect()
 }
 
 /// A port nobody listens on right now, for a process that will bind it itself (and bind it
@@ -37,7 +41,7 @@ pub fn business_ids(bank: u32, replicas: u32) -> Result<Vec<BusinessId>, String>
 /// range are never taken by outgoing connections; here they are handed out from a counter so
 /// that threads never get the same one, starting at a per-process offset so that concurrent
 /// processes rarely try the same ones, and each is checked by binding it.
-pub fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, Error> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let (low, high) = own_port_range();
@@ -50,12 +54,12 @@ pub fn free_port() -> Result<u16, String> {
     );
     for _ in 0..FREE_PORT_TRIES_MAX {
         let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
-        let port = low + u16::try_from(offset).map_err(|e| e.to_string())?;
+        let port = low + u16::try_from(offset).map_err(|e| Error::Spec(e.to_string()))?;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }
     }
-    Err(format!("no free port in {low}..{high} after {FREE_PORT_TRIES_MAX} tries"))
+    Err(Error::NoPort { low, high, tries: FREE_PORT_TRIES_MAX })
 }
 
 /// How many candidate ports [`free_port`] binds before it gives up.
@@ -223,10 +227,10 @@ pub struct BankTarget {
 
 impl Target {
     /// Reads `local.toml`, which `interbank up` writes into its data folder.
-    pub fn load(path: &Path) -> Result<Target, String> {
+    pub fn load(path: &Path) -> Result<Target, Error> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: {e} (is the local network up? `interbank up` writes it)", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| Error::file(path, format!("{e} (is the local network up? `interbank up` writes it)")))?;
+        toml::from_str(&text).map_err(|e| Error::file(path, e))
     }
 }
 
@@ -256,19 +260,19 @@ impl Cluster {
         toml::from_str(&local_toml(&self.banks, &self.operator_key)).expect("round trip")
     }
 
-    pub fn start(spec: &Spec) -> Result<Cluster, String> {
+    pub fn start(spec: &Spec) -> Result<Cluster, Error> {
         let ds_bin = crate::process::binary("dataserver")?;
         let business_bin = crate::process::binary("business")?;
-        std::fs::create_dir_all(&spec.data).map_err(|e| format!("{}: {e}", spec.data.display()))?;
+        std::fs::create_dir_all(&spec.data).map_err(|e| Error::file(&spec.data, e))?;
         let mut plan: Vec<(u32, u16, Vec<u16>)> = Vec::new();
         for n in 1..=spec.banks {
-            let i = usize::try_from(n - 1).map_err(|e| e.to_string())?;
+            let i = usize::try_from(n - 1).map_err(|e| Error::Spec(e.to_string()))?;
             let ds_port = match &spec.dataserver_port {
-                Some(p) => *p.get(i).ok_or("missing data server port")?,
+                Some(p) => *p.get(i).ok_or_else(|| Error::Spec(format!("no data server port for bank {n}")))?,
                 None => free_port()?,
             };
             let ports = match &spec.business_port {
-                Some(p) => p.get(i).ok_or("missing replica ports")?.to_vec(),
+                Some(p) => p.get(i).ok_or_else(|| Error::Spec(format!("no replica ports for bank {n}")))?.to_vec(),
                 None => (0..spec.replicas).map(|_| free_port()).collect::<Result<_, _>>()?,
             };
             plan.push((n, ds_port, ports));
@@ -278,9 +282,10 @@ impl Cluster {
             for (_, _, ports) in &plan {
                 let mut of_bank = Vec::new();
                 for p in ports {
-                    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-                    let upstream = format!("127.0.0.1:{p}").parse().map_err(|e| format!("{e}"))?;
-                    of_bank.push(crate::proxy::Proxy::start(l, upstream).map_err(|e| e.to_string())?);
+                    let start = |source| Error::Start { what: format!("the proxy for port {p}"), source };
+                    let l = TcpListener::bind("127.0.0.1:0").map_err(start)?;
+                    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], *p));
+                    of_bank.push(crate::proxy::Proxy::start(l, upstream).map_err(start)?);
                 }
                 proxies.push(of_bank);
             }
@@ -297,7 +302,8 @@ impl Cluster {
             })
             .collect();
         let network_file = spec.data.join("network.toml");
-        std::fs::write(&network_file, network_toml(&network, &spec.secret_prefix)).map_err(|e| e.to_string())?;
+        std::fs::write(&network_file, network_toml(&network, &spec.secret_prefix))
+            .map_err(|e| Error::file(&network_file, e))?;
         let mut banks = Vec::new();
         for (n, ds_port, ports) in plan {
             let ids = business_ids(n, spec.replicas)?;
@@ -308,7 +314,7 @@ impl Cluster {
                 spec.log.as_ref().map(|(dir, filter)| LogTo { file: dir.join(name), filter: filter.clone() })
             };
             opts.log = log_to(format!("dataserver-{n}.log"));
-            let ds = spawn(&opts).map_err(|e| format!("bank {n}'s data server: {e}"))?;
+            let ds = spawn(&opts).map_err(|source| Error::Start { what: format!("bank {n}'s data server"), source })?;
             let ds_addr = ds.addr;
             let mut replicas = Vec::new();
             for ((b, k), port) in keys.iter().zip(ports) {
@@ -329,7 +335,7 @@ impl Cluster {
                     network_file.display().to_string(),
                 ];
                 args.extend(spec.business_args.iter().cloned());
-                let addr = format!("127.0.0.1:{port}").parse().map_err(|e| format!("{e}"))?;
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
                 replicas.push(Replica {
                     business: *b,
                     addr,
@@ -341,7 +347,8 @@ impl Cluster {
             banks.push(Bank { id: n, ds: Some(ds), ds_opts: opts, ds_addr, replicas });
         }
         let local = local_toml(&banks, &spec.operator_key);
-        std::fs::write(spec.data.join("local.toml"), local).map_err(|e| e.to_string())?;
+        let local_file = spec.data.join("local.toml");
+        std::fs::write(&local_file, local).map_err(|e| Error::file(&local_file, e))?;
         let mut c = Cluster {
             banks,
             network_file,
@@ -362,9 +369,11 @@ impl Cluster {
     /// replicas answer every other bank's liveness probe (`/interbank/token/ok`, with the calling
     /// bank's own credentials, as the token ring sends it). Fails after `within`, naming what
     /// did not answer.
-    pub async fn wait_ready(&self, within: std::time::Duration) -> Result<(), String> {
-        let http =
-            reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build().map_err(|e| e.to_string())?;
+    pub async fn wait_ready(&self, within: std::time::Duration) -> Result<(), Error> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::Unexpected(e.to_string()))?;
         let until = std::time::Instant::now() + within;
         loop {
             let missing = self.not_ready(&http).await;
@@ -372,7 +381,7 @@ impl Cluster {
                 return Ok(());
             }
             if std::time::Instant::now() > until {
-                return Err(format!("the network is not ready after {within:?}: {}", missing.join("; ")));
+                return Err(Error::NotReady { within_ms: within.as_millis(), missing: missing.join("; ") });
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -403,18 +412,19 @@ impl Cluster {
     }
 
     /// Starts (or restarts) replica `r` of the bank at index `b`, on its port.
-    pub fn start_replica(&mut self, b: usize, r: usize) -> Result<(), String> {
+    pub fn start_replica(&mut self, b: usize, r: usize) -> Result<(), Error> {
         let rep = &mut self.banks[b].replicas[r];
         if rep.child.is_some() {
             return Ok(());
         }
         let mut cmd = Command::new(&self.business_bin);
         cmd.args(&rep.args);
-        let (child, line) =
-            spawn_command(cmd, rep.log.as_ref()).map_err(|e| format!("replica {}: {e}", rep.business))?;
-        let addr = listening_addr(&line).ok_or_else(|| format!("replica {} printed {line:?}", rep.business))?;
+        let (child, line) = spawn_command(cmd, rep.log.as_ref())
+            .map_err(|source| Error::Start { what: format!("replica {}", rep.business), source })?;
+        let addr = listening_addr(&line)
+            .ok_or_else(|| Error::Unexpected(format!("replica {} printed {line:?}", rep.business)))?;
         if addr != rep.addr {
-            return Err(format!("replica {} listens on {addr}, not {}", rep.business, rep.addr));
+            return Err(Error::Unexpected(format!("replica {} listens on {addr}, not {}", rep.business, rep.addr)));
         }
         rep.child = Some(child);
         Ok(())
@@ -442,10 +452,11 @@ impl Cluster {
     }
 
     /// Restarts the data server on its folder and port.
-    pub fn start_dataserver(&mut self, b: usize) -> Result<(), String> {
+    pub fn start_dataserver(&mut self, b: usize) -> Result<(), Error> {
         let bank = &mut self.banks[b];
         if bank.ds.is_none() {
-            bank.ds = Some(spawn(&bank.ds_opts).map_err(|e| format!("bank {}'s data server: {e}", bank.id))?);
+            let what = format!("bank {}'s data server", bank.id);
+            bank.ds = Some(spawn(&bank.ds_opts).map_err(|source| Error::Start { what, source })?);
         }
         Ok(())
     }
@@ -458,7 +469,7 @@ impl Cluster {
         self.kill_dataserver(b);
     }
 
-    pub fn start_bank(&mut self, b: usize) -> Result<(), String> {
+    pub fn start_bank(&mut self, b: usize) -> Result<(), Error> {
         self.start_dataserver(b)?;
         for r in 0..self.banks[b].replicas.len() {
             self.start_replica(b, r)?;

@@ -7,8 +7,11 @@
 
 pub mod client;
 pub mod cluster;
+mod error;
 pub mod process;
 pub mod proxy;
+
+pub use error::Error;
 
 /// Every `.rs` file under `dir`, for tests that check the sources themselves (tidy tests).
 pub fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

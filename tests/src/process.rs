@@ -154,12 +154,8 @@ pub fn sibling_binary(name: &str) -> Option<PathBuf> {
 }
 
 /// The binary `name` built beside the running executable (same cargo profile).
-pub fn binary(name: &str) -> Result<PathBuf, String> {
-    sibling_binary(name).ok_or_else(|| {
-        format!(
-            "the `{name}` binary is not built next to this program; run `cargo build --workspace --bins` (or with --release) first"
-        )
-    })
+pub fn binary(name: &str) -> Result<PathBuf, crate::Error> {
+    sibling_binary(name).ok_or_else(|| crate::Error::NoBinary(name.to_string()))
 }
 
 /// Resident set size of a process, in bytes (Linux `/proc`).

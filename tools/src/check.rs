@@ -24,6 +24,8 @@ use shared::{AccountId, BankId, BusinessId};
 
 use harness::client::Operator;
 
+use crate::Error;
+
 /// How to reach one bank for checking: its operator API and its data server.
 #[derive(Debug, Clone)]
 pub struct BankAccess {
@@ -79,7 +81,7 @@ fn cents_of(s: &str) -> Option<i128> {
 }
 
 /// Checks every bank; `settled`: also require that no interbank work is pending.
-pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String> {
+pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report> {
     let mut report = Report::default();
     let mut positions: BTreeMap<(BankId, BankId), i128> = BTreeMap::new();
     for b in banks {
@@ -88,7 +90,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String
         let mut balances: HashMap<AccountId, i128> = HashMap::new();
         let mut after = None;
         loop {
-            let page = b.ds.amounts_after(after, 1000).await.map_err(|e| format!("bank {}: {e}", b.id))?;
+            let page = b.ds.amounts_after(after, 1000).await.map_err(|e| Error::run(format!("bank {}: {e}", b.id)))?;
             for a in &page.amounts {
                 balances.insert(a.account, i128::from(a.amount.cents()));
             }
@@ -103,7 +105,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String
         let mut replay: HashMap<AccountId, i128> = HashMap::new();
         let mut seq = 0;
         loop {
-            let page = b.ds.journal_after(seq, 1000).await.map_err(|e| format!("bank {}: {e}", b.id))?;
+            let page = b.ds.journal_after(seq, 1000).await.map_err(|e| Error::run(format!("bank {}: {e}", b.id)))?;
             for e in &page.entries {
                 fig.journal_entries += 1;
                 let mut delta = 0i128;
@@ -165,11 +167,15 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String
             ));
         }
         // Positions and pending work.
-        let p: PositionsBody =
-            b.operator.call(Method::GET, "/interbank/positions").await.map_err(|e| format!("bank {}: {e}", b.id))?;
+        let p: PositionsBody = b
+            .operator
+            .call(Method::GET, "/interbank/positions")
+            .await
+            .map_err(|e| Error::run(format!("bank {}: {e}", b.id)))?;
         let mut owed = 0i128;
         for line in &p.positions {
-            let c = cents_of(&line.net).ok_or_else(|| format!("bank {}: bad position {:?}", b.id, line.net))?;
+            let c =
+                cents_of(&line.net).ok_or_else(|| Error::run(format!("bank {}: bad position {:?}", b.id, line.net)))?;
             positions.insert((b.id, line.bank), c);
             owed += c;
         }
@@ -180,8 +186,11 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String
             ));
         }
         if settled {
-            let pending: PendingBody =
-                b.operator.call(Method::GET, "/interbank/pending").await.map_err(|e| format!("bank {}: {e}", b.id))?;
+            let pending: PendingBody = b
+                .operator
+                .call(Method::GET, "/interbank/pending")
+                .await
+                .map_err(|e| Error::run(format!("bank {}: {e}", b.id)))?;
             if pending.queued + pending.undelivered + pending.prepared > 0 {
                 report.violations.push(format!(
                     "bank {}: not settled: {} queued, {} undelivered, {} prepared",
@@ -208,11 +217,11 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> Result<Report, String
 }
 
 /// Every record of `collection` at one bank (paginated).
-async fn scan_all(ds: &DataClient, collection: &str) -> Result<Vec<dataserver_api::Record>, String> {
+async fn scan_all(ds: &DataClient, collection: &str) -> crate::Result<Vec<dataserver_api::Record>> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = ds.scan_records(collection, "", after.as_deref(), 1000).await.map_err(|e| e.to_string())?;
+        let page = ds.scan_records(collection, "", after.as_deref(), 1000).await?;
         out.extend(page.records);
         match page.next {
             Some(n) => after = Some(n),
@@ -222,7 +231,7 @@ async fn scan_all(ds: &DataClient, collection: &str) -> Result<Vec<dataserver_ap
 }
 
 /// Rule 7: the outcomes every bank applied agree with each other and with the coordinator.
-async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> Result<(), String> {
+async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> crate::Result<()> {
     let mut outcomes: BTreeMap<String, Vec<(BankId, bool)>> = BTreeMap::new();
     let mut decisions: BTreeMap<String, (BankId, bool)> = BTreeMap::new();
     for b in banks {
@@ -266,7 +275,7 @@ pub struct CheckArgs {
 }
 
 /// `interbank check`.
-pub async fn run(a: &CheckArgs) -> Result<(), String> {
+pub async fn run(a: &CheckArgs) -> crate::Result<()> {
     let t = Target::load(&a.target.target)?;
     let r = if a.during {
         check(&access(&t)?, false).await?
@@ -274,11 +283,11 @@ pub async fn run(a: &CheckArgs) -> Result<(), String> {
         settle_and_check(&t, std::time::Duration::from_secs(a.settle_s)).await?
     };
     print_check(&r);
-    if r.violations.is_empty() { Ok(()) } else { Err(format!("{} violations", r.violations.len())) }
+    if r.violations.is_empty() { Ok(()) } else { Err(Error::Violations(r.violations.len())) }
 }
 
 /// Waits until no bank has interbank work pending (or `within` passes), then checks.
-pub async fn settle_and_check(t: &Target, within: Duration) -> Result<Report, String> {
+pub async fn settle_and_check(t: &Target, within: Duration) -> crate::Result<Report> {
     let until = Instant::now() + within;
     let access = access(t)?;
     loop {
@@ -318,22 +327,21 @@ pub fn print_check(r: &Report) {
 }
 
 /// The checker's access to every bank.
-pub fn access(t: &Target) -> Result<Vec<BankAccess>, String> {
+pub fn access(t: &Target) -> crate::Result<Vec<BankAccess>> {
     let http = reqwest::Client::new();
     t.banks
         .iter()
         .map(|b| {
-            let id = shared::BankId::new(b.id).map_err(|e| e.to_string())?;
-            let business = BusinessId::new(b.business_id).map_err(|e| e.to_string())?;
+            let id = shared::BankId::new(b.id)?;
+            let business = BusinessId::new(b.business_id)?;
             Ok(BankAccess {
                 id,
                 operator: harness::client::Operator {
                     http: http.clone(),
-                    base: b.replicas.first().cloned().ok_or("a bank without replicas")?,
+                    base: b.replicas.first().cloned().ok_or_else(|| Error::run("a bank without replicas"))?,
                     key: t.operator_key.clone(),
                 },
-                ds: dataserver_api::client::DataClient::new(&b.dataserver, business, b.dataserver_key.clone())
-                    .map_err(|e| e.to_string())?,
+                ds: dataserver_api::client::DataClient::new(&b.dataserver, business, b.dataserver_key.clone())?,
             })
         })
         .collect()

@@ -153,11 +153,11 @@ impl Load {
     }
 
     /// Stops every connection and merges what they measured.
-    pub async fn finish(self) -> Result<Totals, String> {
+    pub async fn finish(self) -> crate::Result<Totals> {
         self.counters.stop.store(true, Relaxed);
         let mut hist = histogram();
         for t in self.tasks {
-            hist.add(t.await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            hist.add(t.await?)?;
         }
         Ok(Totals {
             elapsed_s: self.elapsed_s,

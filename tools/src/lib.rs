@@ -4,9 +4,12 @@
 pub mod bench;
 pub mod check;
 pub mod driver;
+pub mod error;
 pub mod lean_http;
 pub mod load;
 pub mod reliability;
 pub mod security;
 pub mod seed;
 pub mod up;
+
+pub use error::{Error, Result};

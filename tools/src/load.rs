@@ -25,6 +25,7 @@ use shared::api::Transaction;
 use harness::client::{CallError, Customer, send};
 use harness::cluster::Target;
 
+use crate::Error;
 use crate::check::{print_check, settle_and_check};
 use crate::seed::{TargetArgs, seed};
 
@@ -78,16 +79,20 @@ impl Kind {
 }
 
 /// Parses `deposit=1,withdraw=1,...` into weights.
-pub fn parse_mix(s: &str) -> Result<Vec<(Kind, u32)>, String> {
+pub fn parse_mix(s: &str) -> crate::Result<Vec<(Kind, u32)>> {
     let mut out = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
-        let (k, w) = part.split_once('=').ok_or_else(|| format!("{part:?}: expected kind=weight"))?;
-        let kind = KINDS.iter().copied().find(|x| x.name() == k.trim()).ok_or_else(|| format!("unknown kind {k:?}"))?;
-        let w: u32 = w.trim().parse().map_err(|_| format!("{part:?}: the weight is a whole number"))?;
+        let (k, w) = part.split_once('=').ok_or_else(|| Error::usage(format!("{part:?}: expected kind=weight")))?;
+        let kind = KINDS
+            .iter()
+            .copied()
+            .find(|x| x.name() == k.trim())
+            .ok_or_else(|| Error::usage(format!("unknown kind {k:?}")))?;
+        let w: u32 = w.trim().parse().map_err(|_| Error::usage(format!("{part:?}: the weight is a whole number")))?;
         out.push((kind, w));
     }
     if out.iter().map(|(_, w)| w).sum::<u32>() == 0 {
-        return Err("the mix needs a positive weight".into());
+        return Err(Error::usage("the mix needs a positive weight"));
     }
     Ok(out)
 }
@@ -181,7 +186,7 @@ pub async fn load(
     duration: Duration,
     count: Option<u64>,
     progress: bool,
-) -> Result<LoadReport, String> {
+) -> crate::Result<LoadReport> {
     let ibks: Vec<shared::Ibk> = customers.iter().map(Customer::ibk).collect();
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -302,14 +307,13 @@ pub async fn load(
     let mut packages = Vec::new();
     let mut acked = Vec::new();
     for task in tasks {
-        let (h, e, p, a) = task.await.map_err(|e| e.to_string())?;
+        let (h, e, p, a) = task.await?;
         acked.extend(a);
         for (k, v) in h {
             hists
                 .entry(k)
                 .or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"))
-                .add(v)
-                .map_err(|e| e.to_string())?;
+                .add(v)?;
         }
         for (k, v) in e {
             *errors.entry(k).or_insert(0) += v;
@@ -389,8 +393,8 @@ pub fn print(r: &LoadReport, json: bool) {
 pub async fn launch_and_load(
     a: &LoadArgs,
     mix: &[(Kind, u32)],
-) -> Result<(LoadReport, u32, crate::check::Report), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+) -> crate::Result<(LoadReport, u32, crate::check::Report)> {
+    let dir = tempfile::tempdir()?;
     let mut cluster = harness::cluster::Cluster::start(&harness::cluster::Spec::ephemeral(3, 2, dir.path()))?;
     cluster.wait_ready(Duration::from_secs(60)).await?;
     let t = cluster.target();
@@ -419,24 +423,20 @@ pub async fn launch_and_load(
             }
         }
     }
-    let report = load.await.map_err(|e| e.to_string())??;
+    let report = load.await??;
     let checked = settle_and_check(&t, Duration::from_secs(60)).await?;
     Ok((report, faults, checked))
 }
 
 /// `interbank load`.
-pub async fn run(a: &LoadArgs) -> Result<(), String> {
+pub async fn run(a: &LoadArgs) -> crate::Result<()> {
     let mix = parse_mix(&a.mix)?;
     if a.launch {
         let (r, faults, checked) = launch_and_load(a, &mix).await?;
         print(&r, a.json);
         println!("faults injected: {faults}");
         print_check(&checked);
-        return if checked.violations.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} violations", checked.violations.len()))
-        };
+        return if checked.violations.is_empty() { Ok(()) } else { Err(Error::Violations(checked.violations.len())) };
     }
     let t = Target::load(&a.target.target)?;
     eprintln!("seeding {} customers...", a.clients);
@@ -453,8 +453,8 @@ mod tests {
     #[test]
     fn the_mix_is_parsed_with_its_errors() {
         assert_eq!(parse_mix("deposit=2,pix=1").unwrap_or_default(), vec![(Kind::Deposit, 2), (Kind::Pix, 1)]);
-        assert!(parse_mix("deposit=0").is_err());
-        assert!(parse_mix("teleport=1").is_err());
-        assert!(parse_mix("deposit").is_err());
+        assert!(matches!(parse_mix("deposit=0"), Err(Error::Usage(_))));
+        assert!(matches!(parse_mix("teleport=1"), Err(Error::Usage(_))));
+        assert!(matches!(parse_mix("deposit"), Err(Error::Usage(_))));
     }
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use crate::Error;
+use crate::Result;
 use crate::check::Report;
 use crate::check::settle_and_check;
 use crate::load::{Kind, LoadReport, load};
@@ -36,10 +38,8 @@ pub struct Row {
     pub violations: Vec<String>,
 }
 
-type Result<T> = std::result::Result<T, String>;
-
 async fn start(banks: u32, extra: &[&str], proxies: bool) -> Result<(Cluster, tempfile::TempDir)> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir()?;
     let mut spec = Spec::ephemeral(banks, 2, dir.path());
     spec.business_args = TEST_TIMINGS.iter().chain(extra).map(|s| s.to_string()).collect();
     spec.peer_proxies = proxies;
@@ -60,8 +60,8 @@ fn requests(r: &LoadReport) -> u64 {
 async fn acked_missing(c: &Cluster, r: &LoadReport) -> Result<Vec<String>> {
     let mut missing = Vec::new();
     for (bank, id) in &r.acked {
-        let b = c.banks.iter().find(|b| b.id == *bank).ok_or("unknown bank")?;
-        if b.ds_client().get_record("packages", id).await.map_err(|e| e.to_string())?.is_none() {
+        let b = c.banks.iter().find(|b| b.id == *bank).ok_or_else(|| Error::run("unknown bank"))?;
+        if b.ds_client().get_record("packages", id).await?.is_none() {
             missing.push(format!("acknowledged transfer {id} at bank {bank} is gone"));
         }
     }
@@ -81,7 +81,7 @@ async fn after_load(
     l: tokio::task::JoinHandle<Result<LoadReport>>,
     within: Duration,
 ) -> Result<(LoadReport, Vec<String>)> {
-    let report = l.await.map_err(|e| e.to_string())??;
+    let report = l.await??;
     let mut v = acked_missing(c, &report).await?;
     v.extend(settled(c, within).await?);
     Ok((report, v))
@@ -105,7 +105,7 @@ async fn under_load(
     let l = tokio::spawn(async move {
         tokio::time::timeout(d + Duration::from_secs(60), load(&t, customers, &kinds, d, None, false))
             .await
-            .map_err(|_| "the load hung a minute past its end".to_string())?
+            .map_err(|_| Error::run("the load hung a minute past its end"))?
     });
     Ok((c, dir, l))
 }
@@ -148,12 +148,12 @@ async fn dataserver_crash(secs: u64, clients: usize) -> Result<Row> {
         let b = rand::rng().random_range(0..c.banks.len());
         // A lease taken before the crash, on an account no customer uses.
         let ds = c.banks[b].ds_client();
-        let account = shared::AccountId::new(999_999).map_err(|e| e.to_string())?;
-        let grant = ds.get_lock(account, Some(60_000), Some(1_000)).await.map_err(|e| e.to_string())?;
+        let account = shared::AccountId::new(999_999)?;
+        let grant = ds.get_lock(account, Some(60_000), Some(1_000)).await?;
         c.kill_dataserver(b);
         c.start_dataserver(b)?;
         kills += 1;
-        let money = shared::Money::from_cents(100).map_err(|e| e.to_string())?;
+        let money = shared::Money::from_cents(100)?;
         if ds.set_amount(account, money, grant.token).await.is_ok() {
             v.push(format!("bank {}: a lock of the dead epoch wrote after the restart", c.banks[b].id));
         }
@@ -261,7 +261,7 @@ async fn bank_mid_2pc(secs: u64, clients: usize) -> Result<Row> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         c.start_bank(b)?;
     }
-    let report = l.await.map_err(|e| e.to_string())??;
+    let report = l.await??;
     let mut v = settled(&c, Duration::from_secs(30)).await?;
     // The row is only worth its name if both windows were hit.
     if before == 0 || after == 0 {
@@ -285,8 +285,7 @@ async fn grants(c: &Cluster) -> Result<Vec<(u64, u64, u64, u32)>> {
     for b in &c.banks {
         let mut after: Option<String> = None;
         loop {
-            let page =
-                b.ds_client().scan_records("grants", "", after.as_deref(), 1_000).await.map_err(|e| e.to_string())?;
+            let page = b.ds_client().scan_records("grants", "", after.as_deref(), 1_000).await?;
             for r in &page.records {
                 let g = |k: &str| r.value.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
                 out.push((g("at_ms"), g("epoch"), g("seq"), b.id));
@@ -334,7 +333,7 @@ async fn token_holder(rounds: u32) -> Result<Row> {
                 break b;
             }
             if Instant::now() > until {
-                return Err("no bank holds the token".into());
+                return Err(Error::run("no bank holds the token"));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
@@ -345,7 +344,7 @@ async fn token_holder(rounds: u32) -> Result<Row> {
         }
         // Whether the token died with it (still held in its ring state): then the ring must
         // declare it lost and regenerate it.
-        let st = c.banks[b].ds_client().get_record("ring", "state").await.map_err(|e| e.to_string())?;
+        let st = c.banks[b].ds_client().get_record("ring", "state").await?;
         if st.is_some_and(|r| r.value.get("holding").and_then(serde_json::Value::as_bool) == Some(true)) {
             took_token += 1;
         }
@@ -397,7 +396,7 @@ async fn partitioned_peer(secs: u64, clients: usize) -> Result<Row> {
     tokio::time::sleep(phase).await;
     set(harness::proxy::Mode::Pass);
     let mut v = Vec::new();
-    let report = l.await.map_err(|e| e.to_string())??;
+    let report = l.await??;
     // Packages caught by the partition roll back or wait, then settle or fail by their deadline.
     v.extend(settled(&c, Duration::from_secs(20)).await?);
     let through: u64 = px.iter().map(|p| p.connections.load(std::sync::atomic::Ordering::Relaxed)).sum();
@@ -516,5 +515,5 @@ pub async fn main(a: &Args) -> Result<()> {
     let rows = run(a).await?;
     print(&rows);
     let n: usize = rows.iter().map(|r| r.violations.len()).sum();
-    if n == 0 { Ok(()) } else { Err(format!("{n} violations")) }
+    if n == 0 { Ok(()) } else { Err(Error::Violations(n)) }
 }

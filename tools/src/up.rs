@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use harness::cluster::{Cluster, Spec};
 
+use crate::Error;
+
 /// Flags and environment variables win over the configuration file, which wins over defaults.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
@@ -92,11 +94,14 @@ const BUSINESS_TIMINGS: &[&str] = &[
     "batch_accounts_max",
 ];
 
-pub fn resolve(args: &Args, file: ConfigFile) -> Result<Resolved, String> {
+pub fn resolve(args: &Args, file: ConfigFile) -> crate::Result<Resolved> {
     let mut business_args = Vec::new();
     for (k, v) in &file.business {
         if !BUSINESS_TIMINGS.contains(&k.as_str()) {
-            return Err(format!("[business] {k}: not a setting (one of {})", BUSINESS_TIMINGS.join(", ")));
+            return Err(Error::usage(format!(
+                "[business] {k}: not a setting (one of {})",
+                BUSINESS_TIMINGS.join(", ")
+            )));
         }
         business_args.push(format!("--{}", k.replace('_', "-")));
         business_args.push(v.to_string());
@@ -122,19 +127,19 @@ pub fn resolve(args: &Args, file: ConfigFile) -> Result<Resolved, String> {
     })
 }
 
-fn read_config(path: &std::path::Path) -> Result<ConfigFile, String> {
+fn read_config(path: &std::path::Path) -> crate::Result<ConfigFile> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(text) => toml::from_str(&text).map_err(|e| Error::file(path, e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(Error::file(path, e)),
     }
 }
 
-pub async fn run(args: Args) -> Result<(), String> {
+pub async fn run(args: Args) -> crate::Result<()> {
     let fresh = args.fresh;
     let args = resolve(&args, read_config(&args.config)?)?;
     if fresh && args.data.exists() {
-        std::fs::remove_dir_all(&args.data).map_err(|e| format!("cannot remove {}: {e}", args.data.display()))?;
+        std::fs::remove_dir_all(&args.data).map_err(|e| Error::file(&args.data, format!("cannot remove: {e}")))?;
     }
     let mut ds_ports = Vec::new();
     let mut business_ports = Vec::new();
@@ -172,7 +177,9 @@ pub async fn run(args: Args) -> Result<(), String> {
             .args(["serve", "--release", "--port", &args.ui_port.to_string()])
             .env("TRUNK_SKIP_VERSION_CHECK", "true")
             .spawn()
-            .map_err(|e| format!("cannot start trunk (scripts/setup.sh installs it; or pass --no-ui): {e}"))?;
+            .map_err(|e| {
+                Error::run(format!("cannot start trunk (scripts/setup.sh installs it; or pass --no-ui): {e}"))
+            })?;
         Some(child)
     };
     println!("InterBank local network ({} banks), data in {}", args.banks, args.data.display());
@@ -207,8 +214,11 @@ pub async fn run(args: Args) -> Result<(), String> {
 /// How long a started network may take until every bank answers every other.
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn port_of(base: u16, offset: u32) -> Result<u16, String> {
-    u16::try_from(offset).ok().and_then(|o| base.checked_add(o)).ok_or_else(|| "port out of range".to_string())
+fn port_of(base: u16, offset: u32) -> crate::Result<u16> {
+    u16::try_from(offset)
+        .ok()
+        .and_then(|o| base.checked_add(o))
+        .ok_or_else(|| Error::usage(format!("port {base} + {offset} is out of range")))
 }
 
 async fn wait_for_stop() {

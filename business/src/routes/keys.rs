@@ -9,29 +9,9 @@ use crate::AppState;
 use crate::auth::Customer;
 use crate::error::ApiError;
 use crate::interbank::keys;
-use crate::model::AccountRecord;
+use crate::interbank::now_ms;
 #[allow(unused_imports)]
 use shared::ErrorBody;
-
-/// Counts one resolution of a key the customer typed, against their budget and their address's.
-/// Every path that tells whether a key exists draws on it — a lookup and a removal always, found
-/// or not, a payment to a key when refused: enumerating keys (who owns which phone number) is a
-/// known attack on Pix.
-pub(crate) fn count_key_lookup(state: &AppState, req: &HttpRequest, me: &AccountRecord) -> Result<(), ApiError> {
-    let (t, now) = (&state.throttles, crate::interbank::now_ms());
-    t.key_lookups_per_address.record(&crate::client_address(req), now).map_err(ApiError::rate_limited)?;
-    t.key_lookups_per_account.record(&me.id.to_string(), now).map_err(ApiError::rate_limited)
-}
-
-/// `429` when the customer's or their address's key-lookup budget is spent, without counting.
-pub(crate) fn key_lookups_left(state: &AppState, req: &HttpRequest, me: &AccountRecord) -> Result<(), ApiError> {
-    let (t, now) = (&state.throttles, crate::interbank::now_ms());
-    let wait = t
-        .key_lookups_per_account
-        .blocked(&me.id.to_string(), now)
-        .or(t.key_lookups_per_address.blocked(&crate::client_address(req), now));
-    wait.map_or(Ok(()), |ms| Err(ApiError::rate_limited(ms)))
-}
 
 fn parse_key(kind: KeyType, s: &str) -> Result<PixKey, ApiError> {
     PixKey::parse_as(kind, s).map_err(ApiError::from)
@@ -84,7 +64,7 @@ pub async fn resolve(
 ) -> Result<HttpResponse, ApiError> {
     // Only customers resolve keys, and only so many per window.
     let me = Customer::extract(&req).await?.0;
-    count_key_lookup(&state, &req, &me)?;
+    state.throttles.count_key_lookup(&crate::client_address(&req), me.id, now_ms())?;
     let key: PixKey = path.parse().map_err(ApiError::from)?;
     Ok(HttpResponse::Ok().json(keys::resolve(&state.interbank, &key).await?.info()))
 }
@@ -105,7 +85,7 @@ pub async fn remove(
     let me = Customer::extract(&req).await?.0;
     let key: PixKey = path.parse().map_err(ApiError::from)?;
     // Whether the answer is 404 or 403 tells whether the key exists: a lookup like any other.
-    count_key_lookup(&state, &req, &me)?;
+    state.throttles.count_key_lookup(&crate::client_address(&req), me.id, now_ms())?;
     let entry = keys::resolve(&state.interbank, &key).await?;
     if entry.ibk.bank != state.settings.bank_id {
         return Err(ApiError::WrongBank(entry.ibk));

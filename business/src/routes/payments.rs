@@ -9,6 +9,7 @@ use super::resource;
 use crate::AppState;
 use crate::auth::{Customer, idempotency_key};
 use crate::error::ApiError;
+use crate::interbank::now_ms;
 use crate::payments::{self, Paid};
 #[allow(unused_imports)]
 use shared::ErrorBody;
@@ -80,14 +81,15 @@ pub async fn pay(
     // when the payment is refused (a 4xx). A payment accepted is not charged: it moved money,
     // which makes enumeration dear, and honest customers pay to keys all day.
     let keys = body.operations.iter().filter(|o| matches!(o.to, Target::Key(_))).count();
+    let address = crate::client_address(&req);
     if keys > 0 {
-        super::keys::key_lookups_left(&state, &req, &me.0)?;
+        state.throttles.key_lookups_left(&address, me.0.id, now_ms())?;
     }
     let answer = payments::pay(&state, &me.0, body, idempotency_key(&req)).await;
     if keys > 0 && answer.as_ref().is_err_and(|e| e.status_code().is_client_error()) {
         for _ in 0..keys {
             // Counted only; the next attempt is the one refused.
-            let _ = super::keys::count_key_lookup(&state, &req, &me.0);
+            let _ = state.throttles.count_key_lookup(&address, me.0.id, now_ms());
         }
     }
     Ok(match answer? {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use dataserver_api::{AcquireRequest, AcquireResponse, CommitRequest, CommitResponse, LockRef, SetAmount};
 use hyper::Method;
 
+use crate::Error;
 use crate::driver::{Load, Outcome, random_pair};
 use crate::lean_http::Conn;
 use dataserver_api::client::DataClient;
@@ -66,10 +67,10 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-async fn seed(client: &DataClient, accounts: u64) -> Result<(), String> {
+async fn seed(client: &DataClient, accounts: u64) -> crate::Result<()> {
     let pb = bar(accounts, "seeding");
     let chunks: Vec<u64> = (0..accounts.div_ceil(SEED_BATCH_MAX)).collect();
-    let opening = Money::from_cents(OPENING_CENTS).map_err(|e| e.to_string())?;
+    let opening = Money::from_cents(OPENING_CENTS)?;
     let mut stream = futures::stream::iter(chunks.into_iter().map(|chunk| {
         let client = client.clone();
         let pb = pb.clone();
@@ -79,14 +80,13 @@ async fn seed(client: &DataClient, accounts: u64) -> Result<(), String> {
             let ids: Vec<AccountId> = (first..=last).map(id).collect();
             let grant = client
                 .acquire(&AcquireRequest { accounts: ids.clone(), wait_ms: Some(5_000), ..Default::default() })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let mut tx = CommitRequest::new(format!("seed-{chunk}"));
             tx.locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
             tx.set = ids.iter().map(|a| SetAmount { account: *a, amount: opening }).collect();
-            client.commit(&tx).await.map_err(|e| e.to_string())?;
+            client.commit(&tx).await?;
             pb.inc(ids.len() as u64);
-            Ok::<(), String>(())
+            Ok::<(), crate::Error>(())
         }
     }))
     .buffer_unordered(SEED_PARALLELISM);
@@ -117,13 +117,13 @@ pub struct Report {
 }
 
 /// One cycle: lock two accounts in one call, commit the transfer and release in another.
-async fn cycle(http: &mut Conn, paths: &(String, String), accounts: u64, n: u64, conn: usize) -> Result<(), String> {
+async fn cycle(http: &mut Conn, paths: &(String, String), accounts: u64, n: u64, conn: usize) -> crate::Result<()> {
     let (a, b) = random_pair(accounts);
     let req = AcquireRequest { accounts: vec![id(a), id(b)], wait_ms: Some(2_000), ..Default::default() };
-    let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&req)?;
     let grant: AcquireResponse = http.call(Method::POST, &paths.0, body).await?;
     let amount = |x: u64| grant.locks.iter().find(|g| g.account == id(x)).and_then(|g| g.amount).unwrap_or_default();
-    let cent = Money::from_cents(1).map_err(|e| e.to_string())?;
+    let cent = Money::from_cents(1)?;
     let (from, to) = (amount(a), amount(b));
     let mut tx = CommitRequest::new(format!("b{conn}-{n}"));
     tx.locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
@@ -132,7 +132,7 @@ async fn cycle(http: &mut Conn, paths: &(String, String), accounts: u64, n: u64,
     } else {
         tx.set = vec![SetAmount { account: id(a), amount: from }, SetAmount { account: id(b), amount: to }];
     }
-    let body = serde_json::to_vec(&tx).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&tx)?;
     let _: CommitResponse = http.call(Method::POST, &paths.1, body).await?;
     Ok(())
 }
@@ -141,16 +141,16 @@ fn metric(text: &str, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
 }
 
-pub async fn run(args: Args) -> Result<Report, String> {
-    let business = BusinessId::new(args.business).map_err(|e| e.to_string())?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+pub async fn run(args: Args) -> crate::Result<Report> {
+    let business = BusinessId::new(args.business)?;
+    let dir = tempfile::tempdir()?;
     let mut server: Option<DataServerProcess> = None;
     let url = match &args.url {
         Some(u) => u.clone(),
         None => {
             let bin = harness::process::binary("dataserver")?;
             let opts = SpawnOptions::new(bin, dir.path(), vec![(business, args.key.clone())]);
-            let p = spawn(&opts).map_err(|e| e.to_string())?;
+            let p = spawn(&opts)?;
             let url = p.url();
             server = Some(p);
             url
@@ -159,21 +159,20 @@ pub async fn run(args: Args) -> Result<Report, String> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections.max(SEED_PARALLELISM))
         .tcp_nodelay(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let client = DataClient::with_http(http, &url, business, args.key.clone()).map_err(|e| e.to_string())?;
+        .build()?;
+    let client = DataClient::with_http(http, &url, business, args.key.clone())?;
     seed(&client, args.accounts).await?;
 
     if args.rss_only {
         let Some(mut p) = server.take() else {
-            return Err("--rss-only needs a data server started by this tool".into());
+            return Err(Error::run("--rss-only needs a data server started by this tool"));
         };
         // Measure what a restarted server holds: the amounts loaded from disk.
-        p.terminate().map_err(|e| e.to_string())?;
+        p.terminate()?;
         let opts =
             SpawnOptions::new(harness::process::binary("dataserver")?, dir.path(), vec![(business, args.key.clone())]);
-        let p = spawn(&opts).map_err(|e| e.to_string())?;
-        let health = p.client(0).health().await.map_err(|e| e.to_string())?;
+        let p = spawn(&opts)?;
+        let health = p.client(0).health().await?;
         let rss = harness::process::rss_bytes(p.pid()).map(|b| b as f64 / (1024.0 * 1024.0));
         eprintln!("accounts loaded after restart: {}", health.accounts);
         return Ok(Report {
@@ -198,7 +197,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .parse()
-        .map_err(|e| format!("--url must be http://IP:PORT: {e}"))?;
+        .map_err(|e| Error::run(format!("--url must be http://IP:PORT: {e}")))?;
     let paths = Arc::new((format!("/v1/{business}/locks"), format!("/v1/{business}/commit")));
     let mut conns = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
@@ -214,9 +213,9 @@ pub async fn run(args: Args) -> Result<Report, String> {
         }
     });
     load.warm_up(Duration::from_secs(args.warmup_s)).await;
-    let before = client.metrics().await.map_err(|e| e.to_string())?;
+    let before = client.metrics().await?;
     load.measure(args.duration_s).await;
-    let after = client.metrics().await.map_err(|e| e.to_string())?;
+    let after = client.metrics().await?;
     let totals = load.finish().await?;
     let delta = |name: &str| metric(&after, name) - metric(&before, name);
     let batches = delta("dataserver_commit_batch_size_count");
@@ -272,7 +271,7 @@ pub fn print(r: &Report, json: bool) {
 }
 
 /// `interbank bench …`: runs and prints the figures.
-pub async fn main(args: Args) -> Result<(), String> {
+pub async fn main(args: Args) -> crate::Result<()> {
     let json = args.json;
     run(args).await.map(|r| print(&r, json))
 }

@@ -14,6 +14,7 @@ use dataserver_api::clock::parse_rfc3339_ms;
 use hyper::Method;
 use shared::api::{Status, Transaction};
 
+use crate::Error;
 use crate::driver::{Load, Outcome};
 use crate::lean_http::Conn;
 use harness::client::{Operator, sign_up};
@@ -57,8 +58,8 @@ fn now_ms() -> i64 {
     i64::try_from(dataserver_api::clock::now_ms()).expect("milliseconds since 1970 fit in i64")
 }
 
-pub async fn run(args: Args) -> Result<Report, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+pub async fn run(args: Args) -> crate::Result<Report> {
+    let dir = tempfile::tempdir()?;
     let spec = Spec::ephemeral(3, 2, dir.path());
     let cluster = Cluster::start(&spec)?;
     cluster.wait_ready(Duration::from_secs(60)).await?;
@@ -68,13 +69,12 @@ pub async fn run(args: Args) -> Result<Report, String> {
     for i in 0..args.clients {
         let bank = i % 3;
         let base = cluster.banks[bank].urls()[(i / 3) % 2].clone();
-        let doc =
-            shared::Document::with_check_digits(&format!("{:09}", 300_000_000 + i)).ok_or("document")?.formatted();
-        let c = sign_up(&http, &base, &format!("Bench {i}"), &doc, "bench-password-123")
-            .await
-            .map_err(|e| e.to_string())?;
+        let doc = shared::Document::with_check_digits(&format!("{:09}", 300_000_000 + i))
+            .ok_or_else(|| Error::run("document"))?
+            .formatted();
+        let c = sign_up(&http, &base, &format!("Bench {i}"), &doc, "bench-password-123").await?;
         let op = Operator { http: http.clone(), base: base.clone(), key: cluster.operator_key.clone() };
-        op.deposit(c.ibk(), "1000000").await.map_err(|e| e.to_string())?;
+        op.deposit(c.ibk(), "1000000").await?;
         customers.push(c);
     }
     // Client i pays the next customers at the two other banks.
@@ -86,7 +86,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         let me = c.ibk().bank.get() - 1;
         let others: Vec<shared::Ibk> = [(me + 1) % 3 + 1, (me + 2) % 3 + 1].into_iter().filter_map(next_at).collect();
         if others.len() < 2 {
-            return Err("need customers at three banks (at least 3 clients)".into());
+            return Err(Error::run("need customers at three banks (at least 3 clients)"));
         }
         let body = serde_json::json!({
             "author": c.ibk(),
@@ -95,8 +95,8 @@ pub async fn run(args: Args) -> Result<Report, String> {
                 { "from": c.ibk(), "to": others[1], "amount": "0.01" },
             ],
         });
-        bodies.push(serde_json::to_vec(&body).map_err(|e| e.to_string())?);
-        let addr = c.base.trim_start_matches("http://").parse().map_err(|e| format!("{e}"))?;
+        bodies.push(serde_json::to_vec(&body)?);
+        let addr = c.base.trim_start_matches("http://").parse().map_err(|e| Error::run(format!("{e}")))?;
         conns.push(Conn::connect(addr, &c.token).await?);
     }
     let bodies = Arc::new(bodies);
@@ -131,7 +131,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
     for bank in &cluster.banks {
         let ds = bank.ds_client();
         loop {
-            let q = ds.scan_records("queue", "", None, 1).await.map_err(|e| e.to_string())?;
+            let q = ds.scan_records("queue", "", None, 1).await?;
             if q.records.is_empty() || Instant::now() > until {
                 break;
             }
@@ -139,7 +139,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         }
         let mut after: Option<String> = None;
         loop {
-            let page = ds.scan_records("packages", "", after.as_deref(), 1000).await.map_err(|e| e.to_string())?;
+            let page = ds.scan_records("packages", "", after.as_deref(), 1000).await?;
             for r in &page.records {
                 if let Ok(t) = serde_json::from_value::<Transaction>(r.value.clone()) {
                     packages.push(t);
@@ -151,7 +151,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
             }
         }
     }
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).map_err(|e| e.to_string())?;
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
     let (mut settled_in_window, mut succeeded, mut failed) = (0u64, 0u64, 0u64);
     for t in &packages {
         let (Some(c), Some(u)) = (parse_rfc3339_ms(&t.created_at), parse_rfc3339_ms(&t.updated_at)) else { continue };
@@ -205,7 +205,7 @@ pub fn print(r: &Report, json: bool) {
 }
 
 /// `interbank bench …`: runs and prints the figures.
-pub async fn main(args: Args) -> Result<(), String> {
+pub async fn main(args: Args) -> crate::Result<()> {
     let json = args.json;
     run(args).await.map(|r| print(&r, json))
 }

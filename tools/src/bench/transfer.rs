@@ -15,6 +15,7 @@ use harness::process::{SpawnOptions, listening_addr, spawn, spawn_command};
 use hyper::Method;
 use shared::{AccountId, BusinessId, Document, Money};
 
+use crate::Error;
 use crate::driver::{Load, Outcome, random_pair};
 use crate::lean_http::Conn;
 
@@ -69,13 +70,12 @@ fn id(v: u64) -> AccountId {
     AccountId::new(v).expect("account ids start at 1")
 }
 
-pub async fn run(args: Args) -> Result<Report, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+pub async fn run(args: Args) -> crate::Result<Report> {
+    let dir = tempfile::tempdir()?;
     let keys: Vec<(BusinessId, String)> = (0..args.replicas)
-        .map(|i| BusinessId::new(11 + i).map(|b| (b, format!("bench-dataserver-key-{b}"))).map_err(|e| e.to_string()))
+        .map(|i| BusinessId::new(11 + i).map(|b| (b, format!("bench-dataserver-key-{b}"))))
         .collect::<Result<_, _>>()?;
-    let ds = spawn(&SpawnOptions::new(harness::process::binary("dataserver")?, dir.path(), keys.clone()))
-        .map_err(|e| e.to_string())?;
+    let ds = spawn(&SpawnOptions::new(harness::process::binary("dataserver")?, dir.path(), keys.clone()))?;
     let mut guard = Guard(Vec::new());
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for (b, k) in &keys {
@@ -88,30 +88,28 @@ pub async fn run(args: Args) -> Result<Report, String> {
             "--operator-key",
             OPERATOR_KEY,
         ]);
-        let (child, line) = spawn_command(cmd, None).map_err(|e| e.to_string())?;
+        let (child, line) = spawn_command(cmd, None)?;
         guard.0.push(child);
-        addrs.push(listening_addr(&line).ok_or("replica printed no address")?);
+        addrs.push(listening_addr(&line).ok_or_else(|| Error::run("replica printed no address"))?);
     }
 
     // Provision the accounts through the data server, as account creation does, 64 per commit,
     // each with an opening balance of 1,000,000.00.
     let client = ds.client(0);
-    let opening = Money::from_cents(100_000_000).map_err(|e| e.to_string())?;
+    let opening = Money::from_cents(100_000_000)?;
     let pb = indicatif::ProgressBar::new(args.accounts);
     for chunk in 0..args.accounts.div_ceil(OPEN_BATCH_MAX) {
         let ids: Vec<AccountId> =
             (1 + chunk * OPEN_BATCH_MAX..=((chunk + 1) * OPEN_BATCH_MAX).min(args.accounts)).map(id).collect();
-        let grant = client
-            .acquire(&AcquireRequest { accounts: ids.clone(), ..Default::default() })
-            .await
-            .map_err(|e| e.to_string())?;
+        let grant = client.acquire(&AcquireRequest { accounts: ids.clone(), ..Default::default() }).await?;
         let mut commit = CommitRequest::new(format!("provision-{chunk}"));
         for g in &grant.locks {
             let record = AccountRecord {
                 id: g.account,
                 name: format!("Bench {}", g.account),
                 documents: vec![
-                    Document::with_check_digits(&format!("{:09}", 100_000_000 + g.account.get())).ok_or("cpf")?,
+                    Document::with_check_digits(&format!("{:09}", 100_000_000 + g.account.get()))
+                        .ok_or_else(|| Error::run("cpf"))?,
                 ],
                 kind: AccountType::Individual,
                 created_at: "2026-01-01T00:00:00Z".into(),
@@ -122,7 +120,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
             commit.records.extend(one.records);
             commit.set.push(SetAmount { account: g.account, amount: opening });
         }
-        client.commit(&commit).await.map_err(|e| e.to_string())?;
+        client.commit(&commit).await?;
         pb.inc(ids.len() as u64);
     }
     pb.finish_and_clear();
@@ -179,7 +177,7 @@ pub fn print(r: &Report, json: bool) {
 }
 
 /// `interbank bench …`: runs and prints the figures.
-pub async fn main(args: Args) -> Result<(), String> {
+pub async fn main(args: Args) -> crate::Result<()> {
     let json = args.json;
     run(args).await.map(|r| print(&r, json))
 }

@@ -138,7 +138,7 @@ pub struct Suite {
 }
 
 /// Prepares the world, then runs both tables between two snapshots.
-pub async fn suite(c: &Cluster) -> Result<Suite, String> {
+pub async fn suite(c: &Cluster) -> crate::Result<Suite> {
     let world = prepare(c).await?;
     let before = snapshot(c).await?;
     let matrix = run(&authorization_matrix(&world)).await;

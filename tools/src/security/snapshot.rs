@@ -7,7 +7,7 @@ use harness::cluster::Cluster;
 /// Every bank's durable state that a request could change, as (collection, key) → version, plus
 /// the posted amounts and the journal's length. Ring bookkeeping is left out: the token moves by
 /// itself.
-pub async fn snapshot(c: &Cluster) -> Result<BTreeMap<String, String>, String> {
+pub async fn snapshot(c: &Cluster) -> crate::Result<BTreeMap<String, String>> {
     const COLLECTIONS: [&str; 14] = [
         "accounts",
         "idempotency",
@@ -27,15 +27,15 @@ pub async fn snapshot(c: &Cluster) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     for bank in &c.banks {
         let ds = bank.ds_client();
-        let h = ds.health().await.map_err(|e| e.to_string())?;
+        let h = ds.health().await?;
         out.insert(format!("{}/accounts", bank.id), h.accounts.to_string());
         out.insert(format!("{}/journal_seq", bank.id), h.journal_seq.to_string());
-        let amounts = ds.amounts_after(None, 1_000).await.map_err(|e| e.to_string())?;
+        let amounts = ds.amounts_after(None, 1_000).await?;
         for a in amounts.amounts {
             out.insert(format!("{}/amount/{}", bank.id, a.account), a.amount.to_string());
         }
         for col in COLLECTIONS {
-            let page = ds.scan_records(col, "", None, 1_000).await.map_err(|e| e.to_string())?;
+            let page = ds.scan_records(col, "", None, 1_000).await?;
             for r in page.records {
                 out.insert(format!("{}/{col}/{}", bank.id, r.key), r.version.to_string());
             }
@@ -59,15 +59,15 @@ pub fn diff(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>)
 }
 
 /// The 5xx counters of every process, which must stay at zero.
-pub async fn server_errors(c: &Cluster) -> Result<u64, String> {
+pub async fn server_errors(c: &Cluster) -> crate::Result<u64> {
     let http = reqwest::Client::new();
     let mut total = 0;
     for bank in &c.banks {
-        let m = bank.ds_client().metrics().await.map_err(|e| e.to_string())?;
+        let m = bank.ds_client().metrics().await?;
         total += counter(&m, "dataserver_responses_5xx_total");
         for url in bank.urls() {
             let r = http.get(format!("{url}/metrics")).bearer_auth(&c.operator_key).send().await;
-            let m = r.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+            let m = r?.text().await?;
             total += counter(&m, "business_responses_5xx_total");
         }
     }

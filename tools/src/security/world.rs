@@ -6,6 +6,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use shared::Document;
 
+use crate::Error;
+
 /// The network the tables are built against: two banks, customers with money, a Pix key, an
 /// idempotent deposit already made, and a session already revoked.
 #[derive(Debug)]
@@ -32,23 +34,21 @@ pub(crate) fn cpf(n: u64) -> String {
 }
 
 /// Prepares the world on a started cluster of at least two banks.
-pub async fn prepare(c: &Cluster) -> Result<World, String> {
+pub async fn prepare(c: &Cluster) -> crate::Result<World> {
     let http = reqwest::Client::new();
     let (b1, b2) = (c.banks[0].urls()[0].clone(), c.banks[1].urls()[0].clone());
-    let a = sign_up(&http, &b1, "Ana Segura", &cpf(1), PASSWORD).await.map_err(|e| e.to_string())?;
-    let b = sign_up(&http, &b1, "Bruno Segura", &cpf(2), PASSWORD).await.map_err(|e| e.to_string())?;
-    let cu = sign_up(&http, &b2, "Carla Segura", &cpf(3), PASSWORD).await.map_err(|e| e.to_string())?;
+    let a = sign_up(&http, &b1, "Ana Segura", &cpf(1), PASSWORD).await?;
+    let b = sign_up(&http, &b1, "Bruno Segura", &cpf(2), PASSWORD).await?;
+    let cu = sign_up(&http, &b2, "Carla Segura", &cpf(3), PASSWORD).await?;
     for (base, who) in [(&b1, &a), (&b1, &b), (&b2, &cu)] {
         let op = Operator { http: http.clone(), base: base.clone(), key: c.operator_key.clone() };
-        op.deposit(who.ibk(), "100").await.map_err(|e| e.to_string())?;
+        op.deposit(who.ibk(), "100").await?;
     }
     let key = "ana.segura@example.com".to_string();
-    let _: Value = a
-        .call(Method::POST, "/api/keys", Some(&json!({ "account": a.ibk(), "type": "email", "key": key })))
-        .await
-        .map_err(|e| e.to_string())?;
+    let _: Value =
+        a.call(Method::POST, "/api/keys", Some(&json!({ "account": a.ibk(), "type": "email", "key": key }))).await?;
     // A same-bank package, so that a package id exists to be asked about.
-    let t = a.pay(&[(a.ibk().to_string(), b.ibk().to_string(), "1")]).await.map_err(|e| e.to_string())?;
+    let t = a.pay(&[(a.ibk().to_string(), b.ibk().to_string(), "1")]).await?;
     let idempotency_key = "security-suite-deposit-1".to_string();
     let r = http
         .post(format!("{b1}/api/payments/deposit"))
@@ -56,16 +56,15 @@ pub async fn prepare(c: &Cluster) -> Result<World, String> {
         .header("idempotency-key", &idempotency_key)
         .json(&json!({ "acc_ibk": a.ibk(), "amount": "1.00" }))
         .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if !r.status().is_success() {
-        return Err(format!("idempotent deposit: {}", r.status()));
+        return Err(Error::run(format!("idempotent deposit: {}", r.status())));
     }
     // A second session of A's, then revoked: it must open nothing afterwards.
-    let other = harness::client::sign_in(&http, &b1, a.ibk(), PASSWORD).await.map_err(|e| e.to_string())?;
+    let other = harness::client::sign_in(&http, &b1, a.ibk(), PASSWORD).await?;
     let r = http.delete(format!("{b1}/api/accounts/auth")).bearer_auth(&other.token).send().await;
-    if r.map_err(|e| e.to_string())?.status() != 204 {
-        return Err("logout did not answer 204".into());
+    if r?.status() != 204 {
+        return Err(Error::run("logout did not answer 204"));
     }
     let ids = &c.banks[0].ds_opts.keys;
     Ok(World {
