@@ -17,7 +17,7 @@ use shared::api::{
 use shared::{AccountId, BankId, Document, ErrorCode, Ibk, Money};
 
 use crate::config::limits::*;
-use crate::error::ApiError;
+use crate::error::{ApiError, Unavailable};
 use crate::interbank::participant::SettlementMemo;
 use crate::model::*;
 
@@ -153,8 +153,8 @@ impl Accounts {
                 .map(|h| h.to_string())
         })
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .map_err(|e| ApiError::Unavailable(format!("password hashing: {e}")))?;
+        .map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))?
+        .map_err(|e| ApiError::Unavailable(Unavailable::Worker(format!("password hashing: {e}"))))?;
 
         for _ in 0..ACCOUNT_OPEN_ATTEMPTS_MAX {
             // Pre-checks name the exact problem; the commit's conditions make them race-free.
@@ -173,7 +173,8 @@ impl Accounts {
                 Some(r) => (r.version, parse::<CounterRecord>(r.value.clone())?.next),
                 None => (0, 1),
             };
-            let id = AccountId::new(next).map_err(|_| ApiError::Unavailable("account ids exhausted".into()))?;
+            let id = AccountId::new(next)
+                .map_err(|_| ApiError::Unavailable(Unavailable::Exhausted("the account ids are used up")))?;
             let grant = self
                 .ds
                 .acquire(&AcquireRequest {
@@ -227,7 +228,7 @@ impl Accounts {
                 }
             }
         }
-        Err(ApiError::Unavailable("too many concurrent account openings; try again".into()))
+        Err(ApiError::Unavailable(Unavailable::Contended("too many concurrent account openings")))
     }
 
     /// Closes an account (seed 001): only with a zero balance and nothing in flight. Its lease is
@@ -364,7 +365,7 @@ impl Accounts {
             PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
         })
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))?;
         if !ok {
             return Err(ApiError::InvalidCredentials);
         }

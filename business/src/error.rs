@@ -42,8 +42,8 @@ pub enum ApiError {
     BalanceNotZero(Money),
     #[error("an operation on this account is in progress; try again when it ends")]
     InFlight,
-    #[error("the bank's data server is unavailable: {0}")]
-    Unavailable(String),
+    #[error("unavailable: {0}")]
+    Unavailable(Unavailable),
     #[error("epoch {epoch} is stale: this bank has seen epoch {current}")]
     StaleEpoch { epoch: u64, current: u64 },
     #[error("this token is older than one this bank already accepted")]
@@ -68,6 +68,33 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("request body must be JSON (Content-Type: application/json)")]
     MediaType,
+}
+
+/// Why a request cannot be served now (`503`): a closed set, each naming what failed. The
+/// client may repeat the request later (with its `Idempotency-Key`, if it has one).
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The bank's data server did not answer, or answered what this replica does not expect.
+    #[error("the bank's data server: {0}")]
+    DataServer(String),
+    /// Another bank did not answer.
+    #[error("a peer bank: {0}")]
+    Peer(String),
+    /// Other work holds what this request needs.
+    #[error("{0}; try again")]
+    Contended(&'static str),
+    /// The request may have been applied, but its answer was lost.
+    #[error("the outcome is unknown ({0}); repeat the request with the same Idempotency-Key")]
+    OutcomeUnknown(String),
+    /// A stored record does not parse: the store's fault, never the client's.
+    #[error("a stored record is unreadable: {0}")]
+    Corrupt(String),
+    /// A bank-wide counter or limit is used up.
+    #[error("{0}")]
+    Exhausted(&'static str),
+    /// The replica's worker pool is gone (it is shutting down).
+    #[error("the replica is shutting down: {0}")]
+    Worker(String),
 }
 
 impl ApiError {
@@ -175,7 +202,7 @@ parse_errors!(shared::IdError, shared::MoneyError, shared::DocumentError, shared
 /// answered something this replica does not expect (a bug) — never the client's fault.
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        ApiError::Unavailable(Unavailable::DataServer(e.to_string()))
     }
 }
 

@@ -20,7 +20,7 @@ use shared::api::{AccountBalance, OperationKind, OperationReceipt};
 use shared::{AccountId, Amount, ErrorCode, Money};
 
 use crate::config::limits::{IDEMPOTENCY_KEY_LEN_MAX, RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN};
-use crate::error::ApiError;
+use crate::error::{ApiError, Unavailable};
 use crate::model::{ACCOUNTS, HOLDS, HoldRecord, IDEMPOTENCY, IdempotencyRecord, PACKAGES, account_key};
 
 /// Also the journal memo of every operation, from which statements are written.
@@ -232,8 +232,7 @@ impl Change for Package {
     }
 
     fn records(&self, applied: &Applied) -> Result<Vec<RecordOp>, ApiError> {
-        let value =
-            serde_json::to_value(self.transaction(&applied.at)).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let value = crate::model::json(&self.transaction(&applied.at));
         Ok(vec![RecordOp::Put { collection: PACKAGES.into(), key: self.id.clone(), value, if_version: Some(0) }])
     }
 }
@@ -309,7 +308,7 @@ impl Ledger {
         R: Serialize + serde::de::DeserializeOwned,
     {
         change.validate()?;
-        let request = serde_json::to_value(change).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let request = crate::model::json(change);
         if let Some(key) = idempotency_key {
             check_idempotency_key(key)?;
             if let Some(stored) = self.stored(key, &request).await? {
@@ -327,9 +326,11 @@ impl Ledger {
                 Err(Outcome::Final(e)) => return Err(e),
                 Err(Outcome::Replayed(stored)) => {
                     return serde_json::from_value(*stored)
-                        .map_err(|e| ApiError::Unavailable(format!("stored answer: {e}")));
+                        .map_err(|e| ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}"))));
                 }
-                Err(Outcome::Again(why)) if attempt >= self.attempts_max => return Err(ApiError::Unavailable(why)),
+                Err(Outcome::Again(why)) if attempt >= self.attempts_max => {
+                    return Err(ApiError::Unavailable(Unavailable::DataServer(why)));
+                }
                 Err(Outcome::Again(_)) => {
                     self.metrics.operation_retries_total.inc();
                     backoff(attempt).await
@@ -345,14 +346,14 @@ impl Ledger {
         request: &serde_json::Value,
     ) -> Result<Option<R>, ApiError> {
         let Some(record) = self.ds.get_record(IDEMPOTENCY, key).await? else { return Ok(None) };
-        let stored: IdempotencyRecord =
-            serde_json::from_value(record.value).map_err(|e| ApiError::Unavailable(format!("stored answer: {e}")))?;
+        let stored: IdempotencyRecord = serde_json::from_value(record.value)
+            .map_err(|e| ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}"))))?;
         if &stored.request != request {
             return Err(ApiError::IdempotencyKeyReused);
         }
         serde_json::from_value(stored.response)
             .map(Some)
-            .map_err(|e| ApiError::Unavailable(format!("stored answer: {e}")))
+            .map_err(|e| ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}"))))
     }
 
     async fn attempt<C: Change, R: Serialize>(
@@ -443,7 +444,7 @@ impl Ledger {
             touched.iter().map(|a| RecordOp::Present { collection: ACCOUNTS.into(), key: account_key(*a) }).collect();
         commit.records.extend(change.records(&applied)?);
         if let Some(key) = key {
-            let response = serde_json::to_value(&answer).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let response = crate::model::json(&answer);
             let stored = IdempotencyRecord { request: request.clone(), response };
             commit.records.push(RecordOp::Put {
                 collection: IDEMPOTENCY.into(),
@@ -472,9 +473,7 @@ impl Ledger {
                 Ok(_) => return Ok(()),
                 Err(e) if is_transport(&e) && tries < self.attempts_max => backoff(tries).await,
                 Err(e) if is_transport(&e) => {
-                    return Err(Outcome::Final(ApiError::Unavailable(format!(
-                        "the outcome is unknown ({e}); repeat the request with the same Idempotency-Key"
-                    ))));
+                    return Err(Outcome::Final(ApiError::Unavailable(Unavailable::OutcomeUnknown(e.to_string()))));
                 }
                 Err(e) => return Err(self.refused(e, touched, key, request, &commit.locks).await),
             }

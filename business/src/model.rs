@@ -33,13 +33,18 @@ pub fn json<T: Serialize>(v: &T) -> serde_json::Value {
 
 /// A stored value read back. One that does not parse is the store's fault, never the client's.
 pub fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, crate::error::ApiError> {
-    serde_json::from_value(v).map_err(|e| crate::error::ApiError::Unavailable(format!("stored record: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| crate::error::ApiError::Unavailable(crate::error::Unavailable::Corrupt(e.to_string())))
 }
 
 /// [`parse`] of a record, naming it when it does not parse.
 pub fn parse_record<T: serde::de::DeserializeOwned>(r: &dataserver_api::Record) -> Result<T, crate::error::ApiError> {
-    serde_json::from_value(r.value.clone())
-        .map_err(|e| crate::error::ApiError::Unavailable(format!("bad {}/{} record: {e}", r.collection, r.key)))
+    serde_json::from_value(r.value.clone()).map_err(|e| {
+        crate::error::ApiError::Unavailable(crate::error::Unavailable::Corrupt(format!(
+            "{}/{}: {e}",
+            r.collection, r.key
+        )))
+    })
 }
 
 pub fn account_key(id: AccountId) -> String {

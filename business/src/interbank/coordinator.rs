@@ -24,7 +24,7 @@ use shared::{BankId, Document, ErrorCode, Ibk};
 use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, PrepareRequest, PrepareResponse};
 use super::settle::{self, Decision, Vote, WireOp};
 use super::{Interbank, PeerError, now_ms};
-use crate::error::ApiError;
+use crate::error::{ApiError, Unavailable};
 use crate::model::PACKAGES;
 use crate::model::{json, parse_record as parse};
 
@@ -224,7 +224,11 @@ pub async fn round(
             if_version: Some(p.queue_version),
         });
     }
-    let bumped = ib.ds.commit(&bump).await.map_err(|e| ApiError::Unavailable(format!("starting attempts: {e}")))?;
+    let bumped = ib
+        .ds
+        .commit(&bump)
+        .await
+        .map_err(|e| ApiError::Unavailable(Unavailable::DataServer(format!("starting attempts: {e}"))))?;
     // Versions come from one global sequence: take the new ones from the answer.
     for (p, v) in planned.iter_mut().zip(&bumped.records) {
         p.queue_version = v.version;
@@ -370,7 +374,7 @@ pub async fn round(
     if !recorded {
         // Nothing of this round's decisions is durable: deliver none; participants' holds
         // resolve through their inquiries (no decision → abort).
-        return Err(ApiError::Unavailable("decisions could not be recorded".into()).into());
+        return Err(ApiError::Unavailable(Unavailable::Contended("the decisions could not be recorded")).into());
     }
     deliver(ib, undelivered).await?;
     if fenced {
@@ -458,7 +462,7 @@ pub async fn decision(ib: &Interbank, txn: &str) -> Result<bool, ApiError> {
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::Unavailable("the decision keeps changing; ask again".into()))
+    Err(ApiError::Unavailable(Unavailable::Contended("the decision keeps changing")))
 }
 
 /// Participant side of recovery: attempts prepared here for longer than `in_doubt_ms` ask their

@@ -19,7 +19,7 @@ use shared::pix::{KEYS_PER_INDIVIDUAL_MAX, KEYS_PER_LEGAL_MAX, mask_name};
 use shared::{AccountId, BankId, ErrorCode, Ibk, KeyType, PixKey};
 
 use super::{Interbank, PeerError};
-use crate::error::ApiError;
+use crate::error::{ApiError, Unavailable};
 use crate::model::{AccountRecord, AccountType, account_key};
 use crate::model::{json, parse_record};
 
@@ -74,7 +74,7 @@ fn peer_error(e: PeerError) -> ApiError {
     match e {
         PeerError::Refused { status: 409, .. } => ApiError::KeyTaken,
         PeerError::Refused { status: 404, .. } => ApiError::KeyNotFound,
-        other => ApiError::Unavailable(other.to_string()),
+        other => ApiError::Unavailable(Unavailable::Peer(other.to_string())),
     }
 }
 
@@ -124,7 +124,7 @@ pub async fn dir_remove(ib: &Interbank, key: &PixKey, ibk: Ibk) -> Result<(), Ap
 // -- the same, from any bank --
 
 fn home_of(ib: &Interbank, key: &PixKey) -> Result<BankId, ApiError> {
-    home(key, &ib.peers.network().ids()).ok_or_else(|| ApiError::Unavailable("no bank in the network".into()))
+    home(key, &ib.peers.network().ids()).ok_or(ApiError::Unavailable(Unavailable::Exhausted("no bank in the network")))
 }
 
 pub async fn resolve(ib: &Interbank, key: &PixKey) -> Result<KeyEntry, ApiError> {

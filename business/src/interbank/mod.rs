@@ -239,7 +239,7 @@ impl Interbank {
         let path = format!("/interbank/account/ibk/{ibk}");
         self.peers.call(ibk.bank, reqwest::Method::POST, &path, None::<&()>).await.map_err(|e| match e {
             PeerError::Refused { status: 404, .. } => ApiError::AccountNotFound(ibk.account),
-            other => ApiError::Unavailable(other.to_string()),
+            other => ApiError::Unavailable(crate::error::Unavailable::Peer(other.to_string())),
         })
     }
 

@@ -18,7 +18,7 @@ use shared::{AccountId, BankId, Document, Ibk, Money};
 
 use super::settle::{self, AccountView, Need, Refusal, Vote, WireOp};
 use super::{Interbank, now_ms, ring};
-use crate::error::ApiError;
+use crate::error::{ApiError, Unavailable};
 use crate::model::{ACCOUNTS, AccountRecord, HOLDS, HoldRecord, account_key};
 use crate::model::{json, parse_record as parse};
 
@@ -160,7 +160,7 @@ async fn lock_and_read(
         read,
     };
     let grant = ib.ds.acquire(&req).await.map_err(|e| match e.code() {
-        Some(DsCode::Locked) => ApiError::Unavailable("accounts busy; the coordinator will try again".into()),
+        Some(DsCode::Locked) => ApiError::Unavailable(Unavailable::Contended("the accounts are busy")),
         _ => e.into(),
     })?;
     let locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
@@ -183,7 +183,7 @@ async fn commit_or_release(ib: &Interbank, commit: CommitRequest) -> Result<(), 
             }
             Err(match e.code() {
                 Some(DsCode::ConditionFailed | DsCode::RecordAbsent | DsCode::LeaseExpired | DsCode::NotHolder) => {
-                    ApiError::Unavailable(format!("concurrent change, try again: {e}"))
+                    ApiError::Unavailable(Unavailable::Contended("a concurrent change"))
                 }
                 _ => e.into(),
             })
@@ -447,10 +447,9 @@ async fn finish_chunk(
             if commit {
                 let b = balances.entry(*a).or_insert(Money::ZERO);
                 // held ≥ the dip, so the net change never takes the balance below zero.
-                *b = b
-                    .checked_add(need.credits)
-                    .and_then(|x| x.checked_sub(need.debits))
-                    .ok_or_else(|| ApiError::Unavailable(format!("settling {txn} would break account {a}")))?;
+                *b = b.checked_add(need.credits).and_then(|x| x.checked_sub(need.debits)).ok_or_else(|| {
+                    ApiError::Unavailable(Unavailable::Corrupt(format!("settling {txn} would break account {a}")))
+                })?;
                 moved.insert(*a);
             }
         }
@@ -484,7 +483,8 @@ async fn finish_chunk(
     }
     if commit {
         for (bank, (cents, v)) in &positions {
-            let cents = i64::try_from(*cents).map_err(|_| ApiError::Unavailable("net position overflow".into()))?;
+            let cents = i64::try_from(*cents)
+                .map_err(|_| ApiError::Unavailable(Unavailable::Exhausted("the net position overflows")))?;
             c.records.push(RecordOp::Put {
                 collection: POSITIONS.into(),
                 key: format!("{:04}", bank.get()),
@@ -507,8 +507,11 @@ pub async fn positions(ib: &Interbank) -> Result<Vec<(BankId, i64)>, ApiError> {
     page.records
         .iter()
         .map(|r| {
-            let bank: BankId =
-                r.key.trim_start_matches('0').parse().map_err(|_| ApiError::Unavailable("bad key".into()))?;
+            let bank: BankId = r
+                .key
+                .trim_start_matches('0')
+                .parse()
+                .map_err(|_| ApiError::Unavailable(Unavailable::Corrupt(format!("positions key {:?}", r.key))))?;
             Ok((bank, parse::<PositionRecord>(r)?.cents))
         })
         .collect()

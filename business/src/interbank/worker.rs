@@ -20,7 +20,7 @@ use super::coordinator::{self, RoundError};
 use super::participant::{RING, RING_STATE, ring_state};
 use super::ring::{self, PeerView, Receive, RingState, Token, Verdict};
 use super::{Interbank, PeerError, now_ms};
-use crate::error::ApiError;
+use crate::error::{ApiError, Unavailable};
 use crate::model::json;
 
 pub const GRANTS: &str = "grants";
@@ -86,7 +86,7 @@ pub async fn receive(ib: &Interbank, t: Token) -> Result<Receive, ApiError> {
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::Unavailable("the ring state keeps changing; pass the token again".into()))
+    Err(ApiError::Unavailable(Unavailable::Contended("the ring state keeps changing")))
 }
 
 /// This bank's view of the ring, for peers detecting a lost token.

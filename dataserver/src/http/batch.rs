@@ -8,7 +8,7 @@ use shared::{AccountId, BusinessId};
 use tokio::sync::oneshot;
 
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, Unavailable};
 use super::validate::{check_collection, check_id, check_key, lease, validate_commit, wait};
 use crate::AppState;
 use crate::config::limits::*;
@@ -28,15 +28,16 @@ pub(crate) async fn commit(
     validate_commit(state, &request)?;
     let mut h = Sha256::new();
     h.update(business.get().to_le_bytes());
-    h.update(serde_json::to_vec(&request).map_err(|e| ApiError::Unavailable(e.to_string()))?);
+    // A request that arrived as JSON serialises again: a failure is a bug, not a client error.
+    h.update(serde_json::to_vec(&request).expect("a commit request serialises"));
     let prepared = PreparedCommit { business, request, fingerprint: h.finalize().into() };
     let (tx, rx) = oneshot::channel();
     state
         .writer
         .send(Job::Commit { prepared, reply: tx })
         .await
-        .map_err(|_| ApiError::Unavailable("the writer has stopped".into()))?;
-    rx.await.map_err(|_| ApiError::Unavailable("the writer has stopped".into()))?.map_err(ApiError::Commit)
+        .map_err(|_| ApiError::Unavailable(Unavailable::ShuttingDown))?;
+    rx.await.map_err(|_| ApiError::Unavailable(Unavailable::ShuttingDown))?.map_err(ApiError::Commit)
 }
 
 pub(crate) async fn acquire(state: &AppState, business: BusinessId, req: AcquireRequest) -> Result<AcquireResponse> {
@@ -155,7 +156,7 @@ pub(crate) fn limit(q: &PageQuery) -> Result<usize> {
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T> {
-    web::block(f).await.map_err(|e| ApiError::Unavailable(e.to_string()))?.map_err(ApiError::from)
+    web::block(f).await.map_err(|_| ApiError::Unavailable(Unavailable::ShuttingDown))?.map_err(ApiError::from)
 }
 
 pub async fn get_record(

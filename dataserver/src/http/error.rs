@@ -34,8 +34,19 @@ pub enum ApiError {
     MediaType,
     #[error("method not allowed on this path")]
     MethodNotAllowed,
-    #[error("the data server is shutting down or its storage failed: {0}")]
-    Unavailable(String),
+    #[error("unavailable: {0}")]
+    Unavailable(Unavailable),
+}
+
+/// Why the data server cannot serve a request now (`503`).
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The store failed to read or write.
+    #[error("the store failed: {0}")]
+    Storage(String),
+    /// The writer thread or the blocking pool is gone: the server is shutting down.
+    #[error("the data server is shutting down")]
+    ShuttingDown,
 }
 
 impl ApiError {
@@ -105,7 +116,7 @@ impl From<shared::IdError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        ApiError::Unavailable(Unavailable::Storage(e.to_string()))
     }
 }
 
