@@ -36,6 +36,9 @@ pub enum ApiError {
     NoSession,
     #[error("this account belongs to another customer")]
     Forbidden,
+    /// A member bank acting on another bank's settlement.
+    #[error("{0}")]
+    PeerForbidden(String),
     #[error("IBK {0} belongs to another bank")]
     WrongBank(shared::Ibk),
     #[error("the account still holds {0}; withdraw or transfer it before closing")]
@@ -126,7 +129,7 @@ impl ApiError {
             ApiError::JointHolderMissing(_) => ErrorCode::JointHolderMissing,
             ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
             ApiError::NoSession => ErrorCode::Unauthorized,
-            ApiError::Forbidden => ErrorCode::Forbidden,
+            ApiError::Forbidden | ApiError::PeerForbidden(_) => ErrorCode::Forbidden,
             ApiError::WrongBank(_) => ErrorCode::WrongBank,
             ApiError::BalanceNotZero(_) => ErrorCode::BalanceNotZero,
             ApiError::InFlight => ErrorCode::OperationInFlight,
@@ -158,7 +161,7 @@ impl ResponseError for ApiError {
             ApiError::UnknownBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::KeyNotFound | ApiError::PackageNotFound => StatusCode::NOT_FOUND,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::PeerForbidden(_) => StatusCode::FORBIDDEN,
             ApiError::DocumentTaken(_) | ApiError::BalanceNotZero(_) | ApiError::InFlight => StatusCode::CONFLICT,
             ApiError::JointHolderMissing(_) | ApiError::WrongBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,

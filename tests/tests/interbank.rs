@@ -376,3 +376,81 @@ async fn ten_banks_settle_a_package_across_the_ring() {
     }
     settled_and_clean(&c).await;
 }
+
+/// A request between banks, sent as bank `as_bank` with its own secret.
+fn as_peer(as_bank: u32, method: Method, url: String) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, url)
+        .header(shared::api::BANK_HEADER, as_bank.to_string())
+        .bearer_auth(harness::cluster::dev_bank_secret(harness::cluster::DEV_SECRET_PREFIX, as_bank))
+}
+
+/// Only an attempt's coordinator ends it: a member bank that commits or rolls back another
+/// bank's prepared attempt would half-apply its package (before, bank 2 applied bank 3's commit
+/// of bank 1's attempt). And only a bank of a package may ask for its decision: from any other
+/// bank, a presumed abort would fail a package it has no part in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
+    let (c, _dir) = start(30_000);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let victim = customer(&c, 1, 71, "100").await;
+    let payee = customer(&c, 0, 72, "0").await;
+    let bank2 = c.banks[1].urls()[0].clone();
+
+    // Bank 1, as a coordinator may, prepares at bank 2 a debit of its customer.
+    let view: serde_json::Value =
+        as_peer(1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
+    let txn = "hostile0peer0test.0";
+    let prepare = serde_json::json!({
+        "epoch": view["token"]["epoch"],
+        "coordinator": 1,
+        "items": [{
+            "txn": txn, "package": "hostile0peer0test", "author": payee.ibk(),
+            "author_documents": victim.account.documents,
+            "ops": [{ "from": victim.ibk(), "to": payee.ibk(), "amount": "60" }],
+        }],
+    });
+    let r = as_peer(1, Method::POST, format!("{bank2}/interbank/prepare")).json(&prepare).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let votes: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(votes["votes"][0]["vote"], "yes", "{votes}");
+
+    // Bank 3 commits it, then rolls it back: both refused, nothing applied, the hold still there.
+    for path in ["/interbank/commit", "/interbank/rollback"] {
+        let r = as_peer(3, Method::POST, format!("{bank2}{path}"))
+            .json(&serde_json::json!({ "txns": [txn] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} by a bank that did not coordinate");
+        let body: shared::ErrorBody = r.json().await.unwrap();
+        assert_eq!(body.error, shared::ErrorCode::Forbidden);
+    }
+    assert_eq!(balance(&c, victim.ibk()).await, "100".parse::<Money>().unwrap(), "bank 3 moved nobody's money");
+    let ds2 = c.banks[1].ds_client();
+    assert!(ds2.get_record("prepared", txn).await.unwrap().is_some(), "the attempt is still prepared");
+
+    // Its coordinator ends it.
+    let r = as_peer(1, Method::POST, format!("{bank2}/interbank/rollback"))
+        .json(&serde_json::json!({ "txns": [txn] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(ds2.get_record("prepared", txn).await.unwrap().is_none(), "rolled back by its coordinator");
+
+    // A package of banks 1 and 2: bank 3 may not ask for (and so presume-abort) its decision.
+    let t = payee_pays(&c, &victim, &payee).await;
+    let bank1 = c.banks[0].urls()[0].clone();
+    let ask = |as_bank| as_peer(as_bank, Method::GET, format!("{bank1}/interbank/decision/{}.9", t.id));
+    assert_eq!(ask(3).send().await.unwrap().status(), StatusCode::FORBIDDEN, "bank 3 has no part in it");
+    assert_eq!(ask(2).send().await.unwrap().status(), StatusCode::OK, "bank 2 is a participant");
+}
+
+/// A cross-bank package from `payee` (bank 1) to `victim` (bank 2), left to settle.
+async fn payee_pays(c: &Cluster, victim: &Customer, payee: &Customer) -> Transaction {
+    operator(c, 0, 0).deposit(payee.ibk(), "10").await.unwrap();
+    let t = payee.pay(&[(payee.ibk().to_string(), victim.ibk().to_string(), "5")]).await.unwrap();
+    assert_eq!(t.status, Status::Pending);
+    t
+}

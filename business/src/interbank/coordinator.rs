@@ -160,7 +160,9 @@ async fn prepare_at(ib: &Interbank, bank: BankId, req: PrepareRequest) -> Result
 
 async fn finish_at(ib: &Interbank, bank: BankId, txns: Vec<String>, commit: bool) -> Result<FinishResponse, PeerError> {
     if bank == ib.me {
-        return participant::finish(ib, txns, commit).await.map_err(|e| local_error(bank, e));
+        return participant::finish(ib, txns, commit, participant::FinishBy::Coordinator(ib.me))
+            .await
+            .map_err(|e| local_error(bank, e));
     }
     let path = if commit { "/interbank/commit" } else { "/interbank/rollback" };
     ib.peers.call(bank, Method::POST, path, Some(&FinishRequest { txns })).await
@@ -443,8 +445,18 @@ pub async fn redeliver(ib: &Interbank) -> Result<(), ApiError> {
 }
 
 /// A participant asks for an attempt's decision. With none recorded, abort is recorded and
-/// returned: the coordinator can then never commit it (presumed abort).
-pub async fn decision(ib: &Interbank, txn: &str) -> Result<bool, ApiError> {
+/// returned: the coordinator can then never commit it (presumed abort). Only a bank of the
+/// package may ask: from any other, a presumed abort would fail a package it has no part in.
+pub async fn decision(ib: &Interbank, txn: &str, asker: BankId) -> Result<bool, ApiError> {
+    if asker != ib.me {
+        let package_id = txn.rsplit_once('.').map_or(txn, |(p, _)| p);
+        if let Some(r) = ib.ds.get_record(PACKAGES, package_id).await? {
+            let t: Transaction = parse(&r)?;
+            if !t.operations.iter().any(|o| o.from.bank == asker || o.to.bank == asker) {
+                return Err(ApiError::PeerForbidden(format!("bank {asker} has no part in {txn}")));
+            }
+        }
+    }
     for _ in 0..3 {
         if let Some(r) = ib.ds.get_record(DECISIONS, txn).await? {
             return Ok(parse::<DecisionRecord>(&r)?.commit);
@@ -477,7 +489,7 @@ pub async fn resolve_in_doubt(ib: &Interbank) -> Result<usize, ApiError> {
             continue;
         }
         let answer = if p.coordinator == ib.me {
-            decision(ib, &r.key).await.ok()
+            decision(ib, &r.key, ib.me).await.ok()
         } else {
             let path = format!("/interbank/decision/{}", r.key);
             ib.peers.call::<DecisionRecord>(p.coordinator, Method::GET, &path, None::<&()>).await.map(|d| d.commit).ok()
@@ -489,7 +501,7 @@ pub async fn resolve_in_doubt(ib: &Interbank) -> Result<usize, ApiError> {
     }
     let mut n = 0;
     for (commit, txns) in by_decision {
-        n += participant::finish(ib, txns, commit).await?.done.len();
+        n += participant::finish(ib, txns, commit, participant::FinishBy::Recovery).await?.done.len();
     }
     Ok(n)
 }

@@ -335,7 +335,26 @@ async fn prepare_chunk(
 
 /// Applies the coordinator's decision to prepared attempts: `commit` posts their entries and
 /// releases their holds; otherwise the holds are released and the attempts marked aborted.
-pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool) -> Result<FinishResponse, ApiError> {
+/// On whose word a commit or rollback is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishBy {
+    /// A bank's request (or this bank as coordinator): it must be the coordinator of every
+    /// attempt it names, or nothing is applied.
+    Coordinator(BankId),
+    /// This bank's recovery, applying the decision each attempt's own coordinator answered.
+    Recovery,
+}
+
+impl FinishBy {
+    fn may_finish(self, p: &Prepared) -> bool {
+        match self {
+            FinishBy::Coordinator(b) => p.coordinator == b,
+            FinishBy::Recovery => true,
+        }
+    }
+}
+
+pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishBy) -> Result<FinishResponse, ApiError> {
     let mut done = Vec::new();
     // Which accounts each attempt touches comes from its prepared record; read them first.
     // In parallel: a redelivery may carry a hundred attempts, and a peer waits only so long.
@@ -343,6 +362,13 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool) -> Result<F
     let mut found: Vec<(String, Option<Prepared>)> = Vec::with_capacity(txns.len());
     for (t, r) in txns.into_iter().zip(reads) {
         let p = r?.map(|r| parse::<Prepared>(&r)).transpose()?;
+        // Only an attempt's coordinator decides it: another member bank committing or rolling
+        // back one of its prepares would half-apply its package.
+        if let Some(p) = &p
+            && !by.may_finish(p)
+        {
+            return Err(ApiError::PeerForbidden(format!("bank {} did not coordinate {t}", p.coordinator)));
+        }
         found.push((t, p));
     }
     let batches = chunks(
@@ -351,7 +377,7 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool) -> Result<F
         ib.limits.batch_accounts_max,
     );
     for batch in batches {
-        done.extend(finish_chunk(ib, batch, commit).await?);
+        done.extend(finish_chunk(ib, batch, commit, by).await?);
     }
     Ok(FinishResponse { done })
 }
@@ -360,6 +386,7 @@ async fn finish_chunk(
     ib: &Interbank,
     batch: Vec<(String, Option<Prepared>)>,
     commit: bool,
+    by: FinishBy,
 ) -> Result<Vec<String>, ApiError> {
     let accounts: Vec<AccountId> = {
         let s: BTreeSet<AccountId> =
@@ -418,6 +445,13 @@ async fn finish_chunk(
         let prepared = records[n + j].as_ref().map(|r| (parse::<Prepared>(r), r.version));
         let outcome = records[n + m + j].as_ref().map(parse::<OutcomeRecord>);
         let outcome_version = records[n + m + j].as_ref().map_or(0, |r| r.version);
+        if let Some((Ok(p), _)) = &prepared
+            && !by.may_finish(p)
+        {
+            // Prepared since the check above, by another coordinator: not this caller's to end.
+            tracing::warn!(txn, coordinator = %p.coordinator, "a finish from a bank that is not the coordinator");
+            continue;
+        }
         let Some((Ok(p), version)) = prepared else {
             match outcome {
                 Some(Ok(o)) if o.committed == commit => done.push(txn.clone()),

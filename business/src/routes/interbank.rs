@@ -114,7 +114,7 @@ fn check_txn(t: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn finish(state: &AppState, body: FinishRequest, commit: bool) -> Result<HttpResponse, ApiError> {
+async fn finish(state: &AppState, peer: Peer, body: FinishRequest, commit: bool) -> Result<HttpResponse, ApiError> {
     use crate::config::limits::PREPARE_ITEMS_MAX;
     if body.txns.len() > PREPARE_ITEMS_MAX * 4 {
         return Err(ApiError::invalid(ErrorCode::BatchTooLarge, "too many transactions in one request"));
@@ -122,7 +122,8 @@ async fn finish(state: &AppState, body: FinishRequest, commit: bool) -> Result<H
     for t in &body.txns {
         check_txn(t)?;
     }
-    Ok(HttpResponse::Ok().json(participant::finish(&state.interbank, body.txns, commit).await?))
+    let by = participant::FinishBy::Coordinator(peer.0);
+    Ok(HttpResponse::Ok().json(participant::finish(&state.interbank, body.txns, commit, by).await?))
 }
 
 #[utoipa::path(
@@ -130,15 +131,15 @@ async fn finish(state: &AppState, body: FinishRequest, commit: bool) -> Result<H
     path = "/interbank/commit",
     tag = "interbank",
     request_body = crate::interbank::participant::FinishRequest,
-    responses((status = 200, body = crate::interbank::participant::FinishResponse), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    responses((status = 200, body = crate::interbank::participant::FinishResponse), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "the caller did not coordinate an attempt named", body = ErrorBody)),
     security(("bank" = []))
 )]
 pub async fn commit(
     state: web::Data<AppState>,
-    _: Peer,
+    peer: Peer,
     body: web::Json<FinishRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    finish(&state, body.into_inner(), true).await
+    finish(&state, peer, body.into_inner(), true).await
 }
 
 #[utoipa::path(
@@ -146,15 +147,15 @@ pub async fn commit(
     path = "/interbank/rollback",
     tag = "interbank",
     request_body = crate::interbank::participant::FinishRequest,
-    responses((status = 200, body = crate::interbank::participant::FinishResponse), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    responses((status = 200, body = crate::interbank::participant::FinishResponse), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "the caller did not coordinate an attempt named", body = ErrorBody)),
     security(("bank" = []))
 )]
 pub async fn rollback(
     state: web::Data<AppState>,
-    _: Peer,
+    peer: Peer,
     body: web::Json<FinishRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    finish(&state, body.into_inner(), false).await
+    finish(&state, peer, body.into_inner(), false).await
 }
 
 #[utoipa::path(
@@ -162,12 +163,16 @@ pub async fn rollback(
     path = "/interbank/decision/{txn}",
     tag = "interbank",
     params(("txn" = String, Path)),
-    responses((status = 200, body = crate::interbank::coordinator::DecisionRecord), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    responses((status = 200, body = crate::interbank::coordinator::DecisionRecord), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "the caller has no part in the package", body = ErrorBody)),
     security(("bank" = []))
 )]
-pub async fn decision(state: web::Data<AppState>, _: Peer, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn decision(
+    state: web::Data<AppState>,
+    peer: Peer,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     check_txn(&path)?;
-    let commit = coordinator::decision(&state.interbank, &path).await?;
+    let commit = coordinator::decision(&state.interbank, &path, peer.0).await?;
     Ok(HttpResponse::Ok().json(coordinator::DecisionRecord { commit }))
 }
 
