@@ -44,10 +44,12 @@ pub fn retry_refusals(on: bool) {
     RETRY_REFUSALS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// How long to wait before trying again, if the answer is a refusal for now.
-fn retry_wait(resp: &reqwest::Response, backoff_ms: u64) -> Option<std::time::Duration> {
-    let after_s = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let ms = match (resp.status(), after_s) {
+/// How long to wait before trying again, if the answer (`status`, its `Retry-After` in seconds)
+/// is a refusal for now: a `429` or `503` with a `Retry-After` up to [`RETRY_WAIT_MS_MAX`], or a
+/// `503` without one (after `backoff_ms`). Anything else is the answer.
+fn retry_wait(status: StatusCode, retry_after: Option<&str>, backoff_ms: u64) -> Option<std::time::Duration> {
+    let after_s = retry_after.and_then(|v| v.trim().parse::<u64>().ok());
+    let ms = match (status, after_s) {
         (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE, Some(s)) => s.saturating_mul(1000),
         (StatusCode::SERVICE_UNAVAILABLE, None) => backoff_ms,
         _ => return None,
@@ -66,7 +68,8 @@ pub async fn send<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T>
         let again = if retrying { rb.try_clone() } else { None };
         let resp = rb.send().await.map_err(transport)?;
         if let Some(next) = again
-            && let Some(wait) = retry_wait(&resp, backoff_ms)
+            && let Some(wait) =
+                retry_wait(resp.status(), resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), backoff_ms)
             && std::time::Instant::now() + wait < until
         {
             tokio::time::sleep(wait).await;
@@ -192,5 +195,29 @@ impl Operator {
         let v: Value = self.call(Method::GET, &format!("/balance/{}", ibk.account)).await?;
         serde_json::from_value(v["balance"].clone())
             .map_err(|e| CallError { status: None, body: ErrorBody::new(ErrorCode::UnexpectedBody, e.to_string()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refusals_for_now_are_repeated_and_within_the_bound() {
+        let s = std::time::Duration::from_secs;
+        assert_eq!(retry_wait(StatusCode::TOO_MANY_REQUESTS, Some("2"), 100), Some(s(2)));
+        assert_eq!(retry_wait(StatusCode::SERVICE_UNAVAILABLE, Some("1"), 100), Some(s(1)));
+        assert_eq!(
+            retry_wait(StatusCode::SERVICE_UNAVAILABLE, None, 100),
+            Some(std::time::Duration::from_millis(100)),
+            "a 503 without Retry-After backs off"
+        );
+        assert_eq!(retry_wait(StatusCode::TOO_MANY_REQUESTS, None, 100), None, "a 429 without Retry-After is final");
+        assert_eq!(retry_wait(StatusCode::TOO_MANY_REQUESTS, Some("3600"), 100), None, "too long to wait");
+        assert_eq!(retry_wait(StatusCode::TOO_MANY_REQUESTS, Some("soon"), 100), None);
+        for final_ in [StatusCode::OK, StatusCode::BAD_REQUEST, StatusCode::CONFLICT, StatusCode::INTERNAL_SERVER_ERROR]
+        {
+            assert_eq!(retry_wait(final_, Some("1"), 100), None, "{final_} is an answer");
+        }
     }
 }
