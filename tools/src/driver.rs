@@ -15,6 +15,22 @@ use rand::Rng;
 
 use crate::lean_http::Conn;
 
+/// The shape of a closed-loop load, shared by the benchmarks that drive accounts in pairs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Shape {
+    /// Concurrent connections (each runs requests back to back).
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds of measured load (after a warm-up of `warmup_s`).
+    #[arg(long, default_value_t = 20)]
+    pub duration_s: u64,
+    #[arg(long, default_value_t = 3)]
+    pub warmup_s: u64,
+    /// Accounts to seed and pick pairs from.
+    #[arg(long, default_value_t = 10_000)]
+    pub accounts: u64,
+}
+
 /// How one operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -20,17 +20,8 @@ use shared::{AccountId, BusinessId, Money};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Concurrent connections (each runs cycles back to back).
-    #[arg(long, default_value_t = 64)]
-    pub connections: usize,
-    /// Seconds of measured load (after a warm-up of `warmup_s`).
-    #[arg(long, default_value_t = 20)]
-    pub duration_s: u64,
-    #[arg(long, default_value_t = 3)]
-    pub warmup_s: u64,
-    /// Accounts to seed and pick pairs from.
-    #[arg(long, default_value_t = 10_000)]
-    pub accounts: u64,
+    #[command(flatten)]
+    pub shape: crate::driver::Shape,
     /// An existing data server; without it one is started on a fresh temporary directory.
     #[arg(long)]
     pub url: Option<String>,
@@ -157,11 +148,11 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         }
     };
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections.max(SEED_PARALLELISM))
+        .pool_max_idle_per_host(args.shape.connections.max(SEED_PARALLELISM))
         .tcp_nodelay(true)
         .build()?;
     let client = DataClient::with_http(http, &url, business, args.key.clone())?;
-    seed(&client, args.accounts).await?;
+    seed(&client, args.shape.accounts).await?;
 
     if args.rss_only {
         let Some(mut p) = server.take() else {
@@ -199,11 +190,11 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         .parse()
         .map_err(|e| Error::run(format!("--url must be http://IP:PORT: {e}")))?;
     let paths = Arc::new((format!("/v1/{business}/locks"), format!("/v1/{business}/commit")));
-    let mut conns = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
+    let mut conns = Vec::with_capacity(args.shape.connections);
+    for _ in 0..args.shape.connections {
         conns.push(Conn::connect(addr, &args.key).await?);
     }
-    let accounts = args.accounts;
+    let accounts = args.shape.accounts;
     let mut load = Load::start(conns, move |mut http, conn, n| {
         let paths = paths.clone();
         async move {
@@ -212,9 +203,9 @@ pub async fn run(args: Args) -> crate::Result<Report> {
             (http, outcome)
         }
     });
-    load.warm_up(Duration::from_secs(args.warmup_s)).await;
+    load.warm_up(Duration::from_secs(args.shape.warmup_s)).await;
     let before = client.metrics().await?;
-    load.measure(args.duration_s).await;
+    load.measure(args.shape.duration_s).await;
     let after = client.metrics().await?;
     let totals = load.finish().await?;
     let delta = |name: &str| metric(&after, name) - metric(&before, name);
@@ -222,8 +213,8 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     let rss_mb =
         server.as_ref().and_then(|p| harness::process::rss_bytes(p.pid())).map(|b| b as f64 / (1024.0 * 1024.0));
     Ok(Report {
-        connections: args.connections,
-        accounts: args.accounts,
+        connections: args.shape.connections,
+        accounts: args.shape.accounts,
         duration_s: totals.elapsed_s,
         commits: totals.ok,
         commits_per_s: totals.ok_per_s(),

@@ -21,14 +21,8 @@ use crate::lean_http::Conn;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    #[arg(long, default_value_t = 64)]
-    pub connections: usize,
-    #[arg(long, default_value_t = 20)]
-    pub duration_s: u64,
-    #[arg(long, default_value_t = 3)]
-    pub warmup_s: u64,
-    #[arg(long, default_value_t = 10_000)]
-    pub accounts: u64,
+    #[command(flatten)]
+    pub shape: crate::driver::Shape,
     /// Business replicas to start (connections are spread over them).
     #[arg(long, default_value_t = 2)]
     pub replicas: u32,
@@ -97,10 +91,10 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     // each with an opening balance of 1,000,000.00.
     let client = ds.client(0);
     let opening = Money::from_cents(100_000_000)?;
-    let pb = indicatif::ProgressBar::new(args.accounts);
-    for chunk in 0..args.accounts.div_ceil(OPEN_BATCH_MAX) {
+    let pb = indicatif::ProgressBar::new(args.shape.accounts);
+    for chunk in 0..args.shape.accounts.div_ceil(OPEN_BATCH_MAX) {
         let ids: Vec<AccountId> =
-            (1 + chunk * OPEN_BATCH_MAX..=((chunk + 1) * OPEN_BATCH_MAX).min(args.accounts)).map(id).collect();
+            (1 + chunk * OPEN_BATCH_MAX..=((chunk + 1) * OPEN_BATCH_MAX).min(args.shape.accounts)).map(id).collect();
         let grant = client.acquire(&AcquireRequest { accounts: ids.clone(), ..Default::default() }).await?;
         let mut commit = CommitRequest::new(format!("provision-{chunk}"));
         for g in &grant.locks {
@@ -125,11 +119,11 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     }
     pb.finish_and_clear();
 
-    let mut conns = Vec::with_capacity(args.connections);
-    for c in 0..args.connections {
+    let mut conns = Vec::with_capacity(args.shape.connections);
+    for c in 0..args.shape.connections {
         conns.push(Conn::connect(addrs[c % addrs.len()], OPERATOR_KEY).await?);
     }
-    let accounts = args.accounts;
+    let accounts = args.shape.accounts;
     let mut load = Load::start(conns, move |mut http, _, _| async move {
         let (a, b) = random_pair(accounts);
         let r: Result<serde_json::Value, _> =
@@ -141,14 +135,14 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         };
         (http, outcome)
     });
-    load.warm_up(Duration::from_secs(args.warmup_s)).await;
-    load.measure(args.duration_s).await;
+    load.warm_up(Duration::from_secs(args.shape.warmup_s)).await;
+    load.measure(args.shape.duration_s).await;
     let totals = load.finish().await?;
     drop(guard);
     Ok(Report {
-        connections: args.connections,
+        connections: args.shape.connections,
         replicas: args.replicas,
-        accounts: args.accounts,
+        accounts: args.shape.accounts,
         duration_s: totals.elapsed_s,
         transfers: totals.ok,
         transfers_per_s: totals.ok_per_s(),
