@@ -11,8 +11,8 @@ use dataserver_api::{AcquireRequest, CommitRequest, ErrorCode as DsCode, LockRef
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use shared::api::{
-    Account, AccountType, CreateAccount, Login, Operation, Session, Statement, StatementEntry, Status, Transaction,
-    TransactionType,
+    Account, AccountCard, AccountStatus, AccountType, CreateAccount, Login, Operation, Session, Statement,
+    StatementEntry, Status, Transaction, TransactionType,
 };
 use shared::{AccountId, BankId, Document, ErrorCode, Ibk, Money};
 
@@ -65,6 +65,9 @@ pub struct Accounts {
     pub session_ttl_ms: u64,
     pub lock_wait_ms: u64,
     pub lease_ms: u64,
+    /// Password hashes computed at once (argon2 is memory- and CPU-hard by design): a flood of
+    /// sign-ups or logins waits here instead of starving every other request of the cores.
+    pub hashing: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Accounts {
@@ -75,8 +78,16 @@ impl Accounts {
         }
     }
 
-    /// Account `id`, if the holder of `me` may act on it (see [`may_access`]): `404` when there is
-    /// no such account, `403` when it is somebody else's.
+    /// The record and its version (for compare-and-set).
+    async fn record_versioned(&self, id: AccountId) -> Result<Option<(AccountRecord, u64)>, ApiError> {
+        match self.ds.get_record(ACCOUNTS, &account_key(id)).await? {
+            Some(r) => Ok(Some((parse(r.value)?, r.version))),
+            None => Ok(None),
+        }
+    }
+
+    /// Account `id`, if the person of session `me` may act on it (see [`may_access`]): `404`
+    /// when there is no such account, `403` when it is somebody else's.
     pub async fn accessible(&self, me: &AccountRecord, id: AccountId) -> Result<AccountRecord, ApiError> {
         let target = self.record(id).await?.ok_or(ApiError::AccountNotFound(id))?;
         if !may_access(me, &target) {
@@ -87,45 +98,60 @@ impl Accounts {
 
     /// The individual or legal account a document holds at this bank (joint accounts are listed
     /// through their holders' own accounts).
-    pub async fn held_by(&self, doc: &shared::Document) -> Result<Vec<Account>, ApiError> {
-        let Some(r) = self.ds.get_record(HOLDERS, doc.digits()).await? else { return Ok(vec![]) };
+    pub async fn held_by(&self, doc: &shared::Document) -> Result<Option<AccountRecord>, ApiError> {
+        let Some(r) = self.ds.get_record(HOLDERS, doc.digits()).await? else { return Ok(None) };
         let h: HolderRecord = parse(r.value)?;
-        match self.record(h.account).await? {
-            Some(rec) => Ok(vec![self.view(rec).await?]),
-            None => Ok(vec![]),
+        self.record(h.account).await
+    }
+
+    /// What this bank tells a peer of a document's account here: its card, nothing more.
+    pub async fn cards_of(&self, doc: &shared::Document) -> Result<Vec<AccountCard>, ApiError> {
+        Ok(self.held_by(doc).await?.map(|r| self.card(&r)).into_iter().collect())
+    }
+
+    /// An account as a peer bank may see it (see [`AccountCard`]).
+    pub fn card(&self, r: &AccountRecord) -> AccountCard {
+        AccountCard {
+            ibk: Ibk::new(self.bank, r.id),
+            name: shared::pix::mask_name(&r.name),
+            active: r.pending.is_empty(),
         }
     }
 
-    /// Every account in the network held by one of `target`'s documents, `target` first among
-    /// this bank's; banks that did not answer are listed, so the list is never silently partial.
+    /// The accounts in the network of the person of session `me`, `target` first among this
+    /// bank's; banks that did not answer are listed, so the list is never silently partial. A
+    /// session opened on a joint account is nobody in particular: it sees that account only.
     pub async fn everywhere(
         &self,
         ib: &crate::interbank::Interbank,
+        me: &AccountRecord,
         target: AccountRecord,
     ) -> Result<shared::api::AllAccounts, ApiError> {
         use futures::future::join_all;
-        let mut accounts: Vec<Account> = Vec::new();
+        let mut accounts = vec![self.view(target.clone()).await?];
+        let mut elsewhere: Vec<AccountCard> = Vec::new();
         let mut unreachable = Vec::new();
-        let peers: Vec<BankId> = ib.peers.network().ids().into_iter().filter(|b| *b != ib.me).collect();
-        for doc in &target.documents {
-            accounts.extend(self.held_by(doc).await?);
-            let path = format!("/account/{}", doc.digits());
+        if let Some(person) = me.person() {
+            if let Some(own) = self.held_by(person).await?
+                && own.id != target.id
+            {
+                accounts.push(self.view(own).await?);
+            }
+            let peers: Vec<BankId> = ib.peers.network().ids().into_iter().filter(|b| *b != ib.me).collect();
+            let path = format!("/account/{}", person.digits());
             let calls =
-                peers.iter().map(|b| ib.peers.call::<Vec<Account>>(*b, reqwest::Method::GET, &path, None::<&()>));
+                peers.iter().map(|b| ib.peers.call::<Vec<AccountCard>>(*b, reqwest::Method::GET, &path, None::<&()>));
             for (b, a) in peers.iter().zip(join_all(calls).await) {
                 match a {
-                    Ok(list) => accounts.extend(list),
-                    Err(_) if !unreachable.contains(b) => unreachable.push(*b),
-                    Err(_) => {}
+                    Ok(list) => elsewhere.extend(list.into_iter().filter(|c| c.ibk.bank == *b)),
+                    Err(_) => unreachable.push(*b),
                 }
             }
         }
-        if !accounts.iter().any(|a| a.ibk == Ibk::new(self.bank, target.id)) {
-            accounts.insert(0, self.view(target).await?);
-        }
-        accounts.sort_by_key(|a| a.ibk);
-        accounts.dedup_by_key(|a| a.ibk);
-        Ok(shared::api::AllAccounts { accounts, unreachable_banks: unreachable })
+        accounts[1..].sort_by_key(|a| a.ibk);
+        elsewhere.sort_by_key(|a| a.ibk);
+        elsewhere.dedup_by_key(|a| a.ibk);
+        Ok(shared::api::AllAccounts { accounts, elsewhere, unreachable_banks: unreachable })
     }
 
     /// The customer's view of an account: its record and posted balance.
@@ -139,35 +165,36 @@ impl Accounts {
             ibk: Ibk::new(self.bank, r.id),
             created_at: r.created_at,
             balance,
+            status: if r.pending.is_empty() { AccountStatus::Active } else { AccountStatus::PendingHolders },
+            pending_documents: r.pending,
         })
     }
 
     /// Opens an account: the next id, its record, the holder index and a zero balance in one
     /// commit; a concurrent opening that took the id (or the document) first makes it try again.
-    pub async fn open(&self, req: CreateAccount) -> Result<Account, ApiError> {
+    ///
+    /// A joint account is opened by one of its holders (`session`, a person of this bank listed
+    /// among its documents) and waits for every other holder's consent before it can be
+    /// debited: nobody can open an account in another person's name.
+    pub async fn open(&self, req: CreateAccount, session: Option<&AccountRecord>) -> Result<Account, ApiError> {
         let name = validate(&req)?;
-        let password = req.password.clone();
-        let hash = actix_web::web::block(move || {
-            Argon2::default()
-                .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-                .map(|h| h.to_string())
-        })
-        .await
-        .map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))?
-        .map_err(|e| ApiError::Unavailable(Unavailable::Worker(format!("password hashing: {e}"))))?;
+        let pending: Vec<Document> = match req.kind {
+            AccountType::Joint => {
+                let person = session.and_then(AccountRecord::person).ok_or(ApiError::SessionRequired)?;
+                if !req.documents.contains(person) {
+                    return Err(ApiError::Forbidden);
+                }
+                req.documents.iter().filter(|d| *d != person).cloned().collect()
+            }
+            _ => Vec::new(),
+        };
+        // Cheap refusals first: no argon2 work for a request that cannot succeed.
+        self.holders_allow(&req).await?;
+        let hash = self.hash_password(req.password.clone()).await?;
 
         for _ in 0..ACCOUNT_OPEN_ATTEMPTS_MAX {
             // Pre-checks name the exact problem; the commit's conditions make them race-free.
-            for d in &req.documents {
-                let holder = self.ds.get_record(HOLDERS, d.digits()).await?;
-                match (req.kind, holder) {
-                    (AccountType::Joint, None) => return Err(ApiError::JointHolderMissing(d.formatted())),
-                    (AccountType::Individual | AccountType::Legal, Some(_)) => {
-                        return Err(ApiError::DocumentTaken(d.formatted()));
-                    }
-                    _ => {}
-                }
-            }
+            self.holders_allow(&req).await?;
             let counter = self.ds.get_record(COUNTERS, ACCOUNT_COUNTER).await?;
             let (version, next) = match &counter {
                 Some(r) => (r.version, parse::<CounterRecord>(r.value.clone())?.next),
@@ -198,6 +225,7 @@ impl Accounts {
                 kind: req.kind,
                 created_at: dataserver_api::clock::rfc3339_ms(now_ms()),
                 password_hash: Some(hash.clone()),
+                pending: pending.clone(),
             };
             let mut commit: CommitRequest = open_account_commit(uuid::Uuid::new_v4().to_string(), lock, &record);
             commit.records.push(RecordOp::Put {
@@ -231,11 +259,83 @@ impl Accounts {
         Err(ApiError::Unavailable(Unavailable::Contended("too many concurrent account openings")))
     }
 
+    /// Seed 001's holder rules, read now: a joint account's holders all have an account here;
+    /// an individual or legal account's document has none yet.
+    async fn holders_allow(&self, req: &CreateAccount) -> Result<(), ApiError> {
+        for d in &req.documents {
+            let holder = self.ds.get_record(HOLDERS, d.digits()).await?;
+            match (req.kind, holder) {
+                (AccountType::Joint, None) => return Err(ApiError::JointHolderMissing(d.formatted())),
+                (AccountType::Individual | AccountType::Legal, Some(_)) => {
+                    return Err(ApiError::DocumentTaken(d.formatted()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// An argon2id hash of `password`, computed on the blocking pool under [`Accounts::hashing`].
+    async fn hash_password(&self, password: String) -> Result<String, ApiError> {
+        let _permit =
+            self.hashing.acquire().await.map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))?;
+        actix_web::web::block(move || {
+            Argon2::default()
+                .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+                .map(|h| h.to_string())
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))?
+        .map_err(|e| ApiError::Unavailable(Unavailable::Worker(format!("password hashing: {e}"))))
+    }
+
+    /// Whether `password` is the one `stored` hashes, computed under [`Accounts::hashing`].
+    async fn verify_password(&self, stored: String, password: String) -> Result<bool, ApiError> {
+        let _permit =
+            self.hashing.acquire().await.map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))?;
+        actix_web::web::block(move || {
+            PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))
+    }
+
+    /// A holder's consent to joint account `id`, given with their own session (`me`, a person
+    /// of this bank). The last consent makes the account active; a repeated one changes nothing.
+    pub async fn consent(&self, me: &AccountRecord, id: AccountId) -> Result<Account, ApiError> {
+        let person = me.person().ok_or(ApiError::Forbidden)?;
+        for _ in 0..ACCOUNT_OPEN_ATTEMPTS_MAX {
+            let (mut record, version) = self.record_versioned(id).await?.ok_or(ApiError::AccountNotFound(id))?;
+            if !record.documents.contains(person) {
+                return Err(ApiError::Forbidden);
+            }
+            if !record.pending.contains(person) {
+                return self.view(record).await;
+            }
+            record.pending.retain(|d| d != person);
+            let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+            commit.records.push(RecordOp::Put {
+                collection: ACCOUNTS.into(),
+                key: account_key(id),
+                value: json(&record),
+                if_version: Some(version),
+            });
+            commit.records.push(pending_marker(&record));
+            commit.memo = Some(serde_json::json!({ "kind": "joint_consent", "account": id }));
+            match self.ds.commit(&commit).await {
+                Ok(_) => return self.view(record).await,
+                Err(e) if e.code() == Some(DsCode::ConditionFailed) => continue, // another holder at once
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Unavailable(Unavailable::Contended("too many concurrent consents")))
+    }
+
     /// Closes an account (seed 001): only with a zero balance and nothing in flight. Its lease is
     /// taken without waiting, so an operation holding it means "in flight"; the balance is the
     /// one under that lease. The record goes (later operations find the account closed); the
     /// holder index goes too for an individual or legal account, so the document may open again.
-    pub async fn close(&self, target: &AccountRecord) -> Result<(), ApiError> {
+    pub async fn close(&self, ib: &crate::interbank::Interbank, target: &AccountRecord) -> Result<(), ApiError> {
         let req = AcquireRequest {
             accounts: vec![target.id],
             lease_ms: Some(self.lease_ms),
@@ -260,10 +360,23 @@ impl Accounts {
             let _ = self.ds.release(&[lock]).await;
             return Err(ApiError::BalanceNotZero(balance));
         }
+        let keys = match crate::interbank::keys::release_for_close(ib, target.id).await {
+            Ok(ops) => ops,
+            Err(e) => {
+                let _ = self.ds.release(&[lock]).await;
+                return Err(e);
+            }
+        };
         let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
         commit.locks = vec![lock];
         commit.records.push(RecordOp::Delete {
             collection: ACCOUNTS.into(),
+            key: account_key(target.id),
+            if_version: None,
+        });
+        commit.records.extend(keys);
+        commit.records.push(RecordOp::Delete {
+            collection: PENDING_HOLDERS.into(),
             key: account_key(target.id),
             if_version: None,
         });
@@ -360,13 +473,7 @@ impl Accounts {
         }
         let record = self.record(req.ibk.account).await?.ok_or(ApiError::InvalidCredentials)?;
         let stored = record.password_hash.clone().ok_or(ApiError::InvalidCredentials)?;
-        let password = req.password;
-        let ok = actix_web::web::block(move || {
-            PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-        })
-        .await
-        .map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))?;
-        if !ok {
+        if !self.verify_password(stored, req.password).await? {
             return Err(ApiError::InvalidCredentials);
         }
         let mut raw = [0u8; 32];
@@ -422,10 +529,18 @@ pub fn session_key(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Whether the holder of `me` may act on `target`: their own account, or a joint account
-/// (or a shared one) among whose holders they are.
+/// Whether the person of session `me` may act on `target`. A session opened on an individual
+/// or legal account is that document's person: it reaches that account and the joint accounts
+/// it is a confirmed holder of. A session opened on a joint account's IBK reaches that account
+/// only. Sharing a document with an account is not enough: a joint account lists other people.
 pub fn may_access(me: &AccountRecord, target: &AccountRecord) -> bool {
-    me.id == target.id || target.documents.iter().any(|d| me.documents.contains(d))
+    if me.id == target.id {
+        return true;
+    }
+    match me.person() {
+        Some(person) => target.kind == AccountType::Joint && target.active_holder(person),
+        None => false,
+    }
 }
 
 /// The statement lines of one settlement journal entry for `account`: one per package that

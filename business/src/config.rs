@@ -119,6 +119,27 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_LOGIN_FAILURES_PER_ADDRESS_MAX", default_value_t = 30)]
     pub login_failures_per_address_max: u32,
 
+    /// Accounts one client address may open per window (each costs an argon2 hash).
+    #[arg(long, env = "BUSINESS_SIGNUPS_PER_ADDRESS_MAX", default_value_t = 20)]
+    pub signups_per_address_max: u32,
+
+    /// The window of the sign-up limit.
+    #[arg(long, env = "BUSINESS_SIGNUP_WINDOW_MS", default_value_t = 3_600_000)]
+    pub signup_window_ms: u64,
+
+    /// Password hashes (sign-ups, logins) computed at once; the rest wait their turn.
+    #[arg(long, env = "BUSINESS_HASHING_CONCURRENT_MAX", default_value_t = 2)]
+    pub hashing_concurrent_max: usize,
+
+    /// Let customers deposit money from nowhere (`/api/payments/deposit`, a seed convenience
+    /// for a local network); off by default, since no real bank can.
+    #[arg(long, env = "BUSINESS_CUSTOMER_DEPOSITS", default_value_t = false)]
+    pub customer_deposits: bool,
+
+    /// With `--customer-deposits`: the most one account may receive so per day (UTC).
+    #[arg(long, env = "BUSINESS_DEPOSIT_DAY_MAX", default_value = "10000.00")]
+    pub deposit_day_max: shared::Amount,
+
     /// The window of the login limits.
     #[arg(long, env = "BUSINESS_LOGIN_WINDOW_MS", default_value_t = 300_000)]
     pub login_window_ms: u64,
@@ -180,6 +201,27 @@ pub mod limits {
     /// The worker's tick: shorter would spin a core on the data server.
     pub const TICK_MS_MIN: u64 = 10;
     pub const OPERATOR_KEY_LEN_MIN: usize = 8;
+    /// What `--hashing-concurrent-max` may be: at least one, at most a core count's worth.
+    pub const HASHING_CONCURRENT_RANGE: std::ops::RangeInclusive<usize> = 1..=256;
+    /// Sessions one account may have open at once; the oldest is ended for a new one.
+    pub const SESSIONS_PER_ACCOUNT_MAX: usize = 16;
+    /// Consents one account may have (any status; revoked and expired ones are pruned first).
+    pub const CONSENTS_PER_ACCOUNT_MAX: usize = 16;
+    /// The furthest ahead a consent may expire, and its default.
+    pub const CONSENT_DAYS_MAX: u64 = 365;
+}
+
+/// A flag's value inside its range, or the refusal naming it.
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    flag: &str,
+    value: T,
+    range: &std::ops::RangeInclusive<T>,
+) -> Result<(), String> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{flag} {value} is outside {}..={}", range.start(), range.end()))
+    }
 }
 
 impl Settings {
@@ -190,22 +232,9 @@ impl Settings {
         if self.operator_key.len() < OPERATOR_KEY_LEN_MIN {
             return Err(format!("the operator key must have at least {OPERATOR_KEY_LEN_MIN} characters"));
         }
-        if !BATCH_PACKAGES_RANGE.contains(&self.batch_packages_max) {
-            return Err(format!(
-                "--batch-packages-max {} is outside {}..={}",
-                self.batch_packages_max,
-                BATCH_PACKAGES_RANGE.start(),
-                BATCH_PACKAGES_RANGE.end()
-            ));
-        }
-        if !BATCH_ACCOUNTS_RANGE.contains(&self.batch_accounts_max) {
-            return Err(format!(
-                "--batch-accounts-max {} is outside {}..={}",
-                self.batch_accounts_max,
-                BATCH_ACCOUNTS_RANGE.start(),
-                BATCH_ACCOUNTS_RANGE.end()
-            ));
-        }
+        in_range("--batch-packages-max", self.batch_packages_max, &BATCH_PACKAGES_RANGE)?;
+        in_range("--batch-accounts-max", self.batch_accounts_max, &BATCH_ACCOUNTS_RANGE)?;
+        in_range("--hashing-concurrent-max", self.hashing_concurrent_max, &HASHING_CONCURRENT_RANGE)?;
         if self.tick_ms < TICK_MS_MIN {
             return Err(format!("--tick-ms {} is below {TICK_MS_MIN}", self.tick_ms));
         }

@@ -30,6 +30,18 @@ pub enum ApiError {
     DocumentTaken(String),
     #[error("document {0} holds no account at this bank; every holder of a joint account needs one first")]
     JointHolderMissing(String),
+    #[error("account {0} waits for every holder to confirm it; until then it cannot be debited")]
+    PendingHolders(AccountId),
+    #[error("{0}")]
+    NotPendingHolder(String),
+    #[error("deposits by customers are not enabled at this bank")]
+    DepositsDisabled,
+    #[error("deposits into account {0} reached today's limit")]
+    DepositLimit(AccountId),
+    #[error("no such consent")]
+    ConsentNotFound,
+    #[error("opening a joint account needs the session of one of its holders")]
+    SessionRequired,
     #[error("wrong IBK or password")]
     InvalidCredentials,
     #[error("missing, unknown or expired session token (send `Authorization: Bearer TOKEN`)")]
@@ -128,6 +140,12 @@ impl ApiError {
             ApiError::DocumentTaken(_) => ErrorCode::DocumentAlreadyHasAccount,
             ApiError::JointHolderMissing(_) => ErrorCode::JointHolderMissing,
             ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ApiError::PendingHolders(_) => ErrorCode::AccountPendingHolders,
+            ApiError::NotPendingHolder(_) => ErrorCode::NotAPendingHolder,
+            ApiError::DepositsDisabled => ErrorCode::DepositsDisabled,
+            ApiError::DepositLimit(_) => ErrorCode::DepositLimit,
+            ApiError::ConsentNotFound => ErrorCode::ConsentNotFound,
+            ApiError::SessionRequired => ErrorCode::SessionRequired,
             ApiError::NoSession => ErrorCode::Unauthorized,
             ApiError::Forbidden | ApiError::PeerForbidden(_) => ErrorCode::Forbidden,
             ApiError::WrongBank(_) => ErrorCode::WrongBank,
@@ -156,7 +174,12 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized
             | ApiError::InvalidCredentials
             | ApiError::NoSession
+            | ApiError::SessionRequired
             | ApiError::PeerUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::PendingHolders(_) | ApiError::NotPendingHolder(_) => StatusCode::CONFLICT,
+            ApiError::DepositsDisabled => StatusCode::FORBIDDEN,
+            ApiError::DepositLimit(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ConsentNotFound => StatusCode::NOT_FOUND,
             ApiError::StaleEpoch { .. } | ApiError::StaleToken | ApiError::KeyTaken => StatusCode::CONFLICT,
             ApiError::UnknownBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::KeyNotFound | ApiError::PackageNotFound => StatusCode::NOT_FOUND,

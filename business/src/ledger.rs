@@ -21,7 +21,9 @@ use shared::{AccountId, Amount, ErrorCode, Money};
 
 use crate::config::limits::{IDEMPOTENCY_KEY_LEN_MAX, RETRY_BACKOFF_MS_MAX, RETRY_BACKOFF_MS_MIN};
 use crate::error::{ApiError, Unavailable};
-use crate::model::{ACCOUNTS, HOLDS, HoldRecord, IDEMPOTENCY, IdempotencyRecord, PACKAGES, account_key};
+use crate::model::{
+    ACCOUNTS, HOLDS, HoldRecord, IDEMPOTENCY, IdempotencyRecord, PACKAGES, PENDING_HOLDERS, account_key,
+};
 
 /// Also the journal memo of every operation, from which statements are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -71,11 +73,18 @@ pub trait Change: Serialize {
     }
     /// Accounts touched, without repeats, in the order receipts list them.
     fn accounts(&self) -> Vec<AccountId>;
+    /// Accounts any step debits, even one a later step credits back.
+    fn debited(&self) -> Vec<AccountId>;
     /// New balances of the touched accounts from their current ones (`None`: no such account),
     /// or the domain reason why the change cannot be made.
     fn apply(&self, current: &dyn Fn(AccountId) -> Option<Money>) -> Result<Vec<(AccountId, Money)>, ApiError>;
-    /// Records written in the same commit as the balances.
-    fn records(&self, _applied: &Applied) -> Result<Vec<RecordOp>, ApiError> {
+    /// Records read with the locks, for [`Change::records`].
+    fn reads(&self) -> Vec<RecordKey> {
+        Vec::new()
+    }
+    /// Records written in the same commit as the balances, from those [`Change::reads`] named
+    /// (read under the locks, so exact until the commit), or the reason it cannot be made.
+    fn records(&self, _applied: &Applied, _read: &[Option<dataserver_api::Record>]) -> Result<Vec<RecordOp>, ApiError> {
         Ok(Vec::new())
     }
 }
@@ -101,6 +110,14 @@ impl Change for Op {
         match *self {
             Op::Deposit { account, .. } | Op::Withdrawal { account, .. } => vec![account],
             Op::Transfer { from, to, .. } => vec![from, to],
+        }
+    }
+
+    fn debited(&self) -> Vec<AccountId> {
+        match *self {
+            Op::Deposit { .. } => vec![],
+            Op::Withdrawal { account, .. } => vec![account],
+            Op::Transfer { from, .. } => vec![from],
         }
     }
 
@@ -212,6 +229,13 @@ impl Change for Package {
         out
     }
 
+    fn debited(&self) -> Vec<AccountId> {
+        let mut out: Vec<AccountId> = self.operations.iter().map(|o| o.from).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     fn apply(&self, current: &dyn Fn(AccountId) -> Option<Money>) -> Result<Vec<(AccountId, Money)>, ApiError> {
         let mut running: Vec<(AccountId, Money)> = Vec::new();
         for a in self.accounts() {
@@ -231,9 +255,68 @@ impl Change for Package {
         Ok(running)
     }
 
-    fn records(&self, applied: &Applied) -> Result<Vec<RecordOp>, ApiError> {
+    fn records(&self, applied: &Applied, _: &[Option<dataserver_api::Record>]) -> Result<Vec<RecordOp>, ApiError> {
         let value = crate::model::json(&self.transaction(&applied.at));
         Ok(vec![RecordOp::Put { collection: PACKAGES.into(), key: self.id.clone(), value, if_version: Some(0) }])
+    }
+}
+
+/// A customer's deposit (money from nowhere, enabled per bank): an [`Op::Deposit`] that also
+/// counts against the account's daily allowance, `deposits/{account}` read under its lock.
+#[derive(Debug, Clone)]
+pub struct CustomerDeposit {
+    pub op: Op,
+    pub account: AccountId,
+    /// Days since the Unix epoch (UTC).
+    pub day: u64,
+    pub day_max: Money,
+}
+
+pub const DEPOSITS: &str = "deposits";
+
+/// How much an account received by customer deposit on `day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DepositDay {
+    pub day: u64,
+    pub total: Money,
+}
+
+impl Serialize for CustomerDeposit {
+    // Journaled as the deposit it is, so statements read it as one.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.op.serialize(s)
+    }
+}
+
+impl Change for CustomerDeposit {
+    fn accounts(&self) -> Vec<AccountId> {
+        self.op.accounts()
+    }
+    fn debited(&self) -> Vec<AccountId> {
+        vec![]
+    }
+    fn apply(&self, current: &dyn Fn(AccountId) -> Option<Money>) -> Result<Vec<(AccountId, Money)>, ApiError> {
+        self.op.apply(current)
+    }
+    fn reads(&self) -> Vec<RecordKey> {
+        vec![RecordKey::new(DEPOSITS, account_key(self.account))]
+    }
+    fn records(&self, _: &Applied, read: &[Option<dataserver_api::Record>]) -> Result<Vec<RecordOp>, ApiError> {
+        let (prior, version) = match read.first().cloned().flatten() {
+            Some(r) => (crate::model::parse_record::<DepositDay>(&r)?, r.version),
+            None => (DepositDay { day: self.day, total: Money::ZERO }, 0),
+        };
+        let before = if prior.day == self.day { prior.total } else { Money::ZERO };
+        let total = before
+            .checked_add(self.op.amount())
+            .filter(|t| *t <= self.day_max)
+            .ok_or(ApiError::DepositLimit(self.account))?;
+        Ok(vec![RecordOp::Put {
+            collection: DEPOSITS.into(),
+            key: account_key(self.account),
+            value: crate::model::json(&DepositDay { day: self.day, total }),
+            if_version: Some(version),
+        }])
     }
 }
 
@@ -364,7 +447,7 @@ impl Ledger {
         respond: &impl Fn(&Applied) -> R,
     ) -> Result<R, Outcome> {
         let touched = change.accounts();
-        let (grant, held) = self.lock(&touched).await?;
+        let (grant, held) = self.lock(&touched, change.reads()).await?;
         let locks: Vec<LockRef> = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
         let (answer, commit) = match Self::plan(change, &touched, &grant, &held, key, request, respond) {
             Ok(planned) => planned,
@@ -373,17 +456,22 @@ impl Ledger {
                 return Err(Outcome::Final(e));
             }
         };
-        self.commit_once(&commit, &touched, key, request).await?;
+        self.commit_once(&commit, &touched, &change.debited(), key, request).await?;
         Ok(answer)
     }
 
     /// The leases on every touched account, with the posted amounts and the interbank holds on
     /// them. Holds are written only under the account's lease, so read with the grant they stay
     /// exact until our commit.
-    async fn lock(&self, touched: &[AccountId]) -> Result<(AcquireResponse, Vec<Money>), Outcome> {
+    async fn lock(
+        &self,
+        touched: &[AccountId],
+        extra: Vec<RecordKey>,
+    ) -> Result<(AcquireResponse, Vec<Money>), Outcome> {
         let mut accounts = touched.to_vec();
         accounts.sort_unstable();
-        let read = touched.iter().map(|a| RecordKey::new(HOLDS, account_key(*a))).collect();
+        let mut read: Vec<RecordKey> = touched.iter().map(|a| RecordKey::new(HOLDS, account_key(*a))).collect();
+        read.extend(extra);
         let req = AcquireRequest {
             accounts,
             lease_ms: Some(self.lease_ms),
@@ -397,7 +485,7 @@ impl Ledger {
             Err(e) if is_transport(&e) => return Err(Outcome::Again(e.to_string())),
             Err(e) => return Err(Outcome::Final(e.into())),
         };
-        match grant.records.iter().map(HoldRecord::from_record).collect::<Result<Vec<Money>, _>>() {
+        match grant.records[..touched.len()].iter().map(HoldRecord::from_record).collect::<Result<Vec<Money>, _>>() {
             Ok(held) => Ok((grant, held)),
             Err(e) => {
                 let locks: Vec<LockRef> =
@@ -442,7 +530,10 @@ impl Ledger {
             applied.balances.iter().map(|(account, amount)| SetAmount { account: *account, amount: *amount }).collect();
         commit.records =
             touched.iter().map(|a| RecordOp::Present { collection: ACCOUNTS.into(), key: account_key(*a) }).collect();
-        commit.records.extend(change.records(&applied)?);
+        // A joint account still waiting for a holder's consent is never debited: the commit is
+        // conditioned on its marker's absence, so no opening or consent can race it.
+        commit.records.extend(change.debited().into_iter().map(crate::model::not_pending));
+        commit.records.extend(change.records(&applied, &grant.records[touched.len()..])?);
         if let Some(key) = key {
             let response = crate::model::json(&answer);
             let stored = IdempotencyRecord { request: request.clone(), response };
@@ -463,6 +554,7 @@ impl Ledger {
         &self,
         commit: &CommitRequest,
         touched: &[AccountId],
+        debited: &[AccountId],
         key: Option<&str>,
         request: &serde_json::Value,
     ) -> Result<(), Outcome> {
@@ -475,7 +567,7 @@ impl Ledger {
                 Err(e) if is_transport(&e) => {
                     return Err(Outcome::Final(ApiError::Unavailable(Unavailable::OutcomeUnknown(e.to_string()))));
                 }
-                Err(e) => return Err(self.refused(e, touched, key, request, &commit.locks).await),
+                Err(e) => return Err(self.refused(e, touched, debited, key, request, &commit.locks).await),
             }
         }
     }
@@ -485,6 +577,7 @@ impl Ledger {
         &self,
         e: ClientError,
         touched: &[AccountId],
+        debited: &[AccountId],
         key: Option<&str>,
         request: &serde_json::Value,
         locks: &[LockRef],
@@ -502,9 +595,18 @@ impl Ledger {
                 }
                 Outcome::Again(e.to_string())
             }
-            // The idempotency record appeared since we looked: a concurrent repeat won.
-            Some(DsCode::ConditionFailed) if key.is_some() => {
+            // A debited joint account is waiting for its holders, or the idempotency record
+            // appeared since we looked (a concurrent repeat won).
+            Some(DsCode::ConditionFailed) => {
                 self.release(locks).await;
+                for a in debited {
+                    if let Ok(Some(_)) = self.ds.get_record(PENDING_HOLDERS, &account_key(*a)).await {
+                        return Outcome::Final(ApiError::PendingHolders(*a));
+                    }
+                }
+                if key.is_none() {
+                    return Outcome::Final(e.into());
+                }
                 match self.stored::<serde_json::Value>(key.unwrap_or_default(), request).await {
                     Ok(Some(answer)) => Outcome::Replayed(Box::new(answer)),
                     Ok(None) => Outcome::Again(e.to_string()),

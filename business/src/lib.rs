@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod config;
+pub mod consents;
 pub mod error;
 pub mod interbank;
 pub mod ledger;
@@ -38,9 +39,24 @@ pub struct AppState {
 }
 
 /// The caller's address, for per-address limits: the TCP peer, never a header a client could
-/// forge.
+/// forge. An IPv6 client is counted by its /64, the smallest block one subscriber is given:
+/// counted per address, one host could take 2^64 budgets.
 pub fn client_address(req: &actix_web::HttpRequest) -> String {
-    req.peer_addr().map_or_else(|| "unknown".into(), |a| a.ip().to_string())
+    req.peer_addr().map_or_else(|| "unknown".into(), |a| address_key(a.ip()))
+}
+
+/// [`client_address`]'s key for an IP address.
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -94,6 +110,7 @@ impl Application {
             session_ttl_ms: settings.session_ttl_s.saturating_mul(1000),
             lock_wait_ms: settings.lock_wait_ms,
             lease_ms: settings.lease_ms,
+            hashing: Arc::new(tokio::sync::Semaphore::new(settings.hashing_concurrent_max)),
         };
         let ledger = Ledger {
             metrics: metrics.clone(),

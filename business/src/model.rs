@@ -10,6 +10,9 @@
 //! * `counters/accounts` — the next account id, advanced by compare-and-set in the commit that
 //!   opens the account.
 //! * `sessions/{sha256 of the token}` — a customer session; the token itself is never stored.
+//! * `pending_holders/{id:016}` — present while a joint account waits for a holder's consent:
+//!   every debit's commit is conditioned on its absence, so the ledger never reads the record.
+//! * `consents/{id:016}` — the consents the account's holders gave other banks ([`ConsentSet`]).
 
 use dataserver_api::{CommitRequest, LockRef, RecordOp, SetAmount};
 use serde::{Deserialize, Serialize};
@@ -23,6 +26,8 @@ pub const ACCOUNT_COUNTER: &str = "accounts";
 pub const SESSIONS: &str = "sessions";
 pub const PACKAGES: &str = "packages";
 pub const HOLDS: &str = "holds";
+pub const PENDING_HOLDERS: &str = "pending_holders";
+pub const CONSENTS: &str = "consents";
 
 /// A value for a record in a commit. Our record types always serialise (plain structs, string
 /// map keys); one that did not would be a bug, and writing `null` into a durable record in its
@@ -65,6 +70,45 @@ pub struct AccountRecord {
     /// Argon2id PHC string; `None` for accounts opened by tools, which cannot log in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
+    /// Holders of a joint account who have not confirmed it yet; while any remain, nothing
+    /// debits it (see [`PENDING_HOLDERS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Document>,
+}
+
+impl AccountRecord {
+    /// The person a session opened on this account is: the one holder of an individual or
+    /// legal account. A session opened on a joint account's IBK is nobody in particular.
+    pub fn person(&self) -> Option<&Document> {
+        match (self.kind, self.documents.as_slice()) {
+            (AccountType::Individual | AccountType::Legal, [d]) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Whether `doc` is a holder of this account who has confirmed it.
+    pub fn active_holder(&self, doc: &Document) -> bool {
+        self.documents.contains(doc) && !self.pending.contains(doc)
+    }
+}
+
+/// The commit ops that keep [`PENDING_HOLDERS`] in step with a record's `pending` list.
+pub fn pending_marker(record: &AccountRecord) -> RecordOp {
+    if record.pending.is_empty() {
+        RecordOp::Delete { collection: PENDING_HOLDERS.into(), key: account_key(record.id), if_version: None }
+    } else {
+        RecordOp::Put {
+            collection: PENDING_HOLDERS.into(),
+            key: account_key(record.id),
+            value: serde_json::json!({ "pending": record.pending.len() }),
+            if_version: None,
+        }
+    }
+}
+
+/// The condition a debit of `account` commits under: no holder's consent is missing.
+pub fn not_pending(account: AccountId) -> RecordOp {
+    RecordOp::Check { collection: PENDING_HOLDERS.into(), key: account_key(account), if_version: 0 }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +139,9 @@ pub fn open_account_commit(tx_id: String, lock: LockRef, record: &AccountRecord)
         value: json(record),
         if_version: Some(0),
     }];
+    if !record.pending.is_empty() {
+        c.records.push(pending_marker(record));
+    }
     c.memo = Some(serde_json::json!({ "kind": "open_account" }));
     c
 }

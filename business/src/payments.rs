@@ -61,13 +61,22 @@ pub async fn move_money(
         return Err(ApiError::WrongBank(body.acc_ibk));
     }
     let account = body.acc_ibk.account;
+    if deposit && !state.settings.customer_deposits {
+        return Err(ApiError::DepositsDisabled);
+    }
     state.accounts.accessible(me, account).await?;
-    let op = if deposit {
-        Op::Deposit { account, amount: body.amount }
+    let receipt = if deposit {
+        let op = Op::Deposit { account, amount: body.amount };
+        let change = crate::ledger::CustomerDeposit {
+            op,
+            account,
+            day: now_ms() / 86_400_000,
+            day_max: state.settings.deposit_day_max.money(),
+        };
+        state.ledger.run(&change, key, |applied| op.receipt(applied)).await?
     } else {
-        Op::Withdrawal { account, amount: body.amount }
+        state.ledger.apply(Op::Withdrawal { account, amount: body.amount }, key).await?
     };
-    let receipt = state.ledger.apply(op, key).await?;
     Ok(final_transaction(bank, Ibk::new(bank, me.id), &receipt))
 }
 
@@ -101,7 +110,7 @@ pub async fn pay(state: &AppState, me: &AccountRecord, body: Pay, key: Option<&s
     let queued = Queued {
         id,
         author: body.author,
-        author_documents: me.documents.clone(),
+        person: me.person().cloned(),
         ops,
         created_at: dataserver_api::clock::rfc3339_ms(now),
         created_ms: now,
@@ -131,7 +140,9 @@ async fn resolve_targets(state: &AppState, body: &Pay) -> Result<Vec<WireOp>, Ap
     Ok(ops)
 }
 
-/// The customer must hold the author account and every account debited.
+/// The customer must hold the author account and every account debited here. An account at
+/// another bank is that bank's to authorise: it debits only on its holder's consent to this
+/// bank for this person (checked at prepare), so here it only has to exist.
 async fn check_holder(state: &AppState, me: &AccountRecord, author: Ibk, ops: &[WireOp]) -> Result<(), ApiError> {
     let mut checked: Vec<Ibk> = Vec::new();
     for ibk in std::iter::once(author).chain(ops.iter().map(|o| o.from)) {
@@ -140,8 +151,11 @@ async fn check_holder(state: &AppState, me: &AccountRecord, author: Ibk, ops: &[
         }
         if ibk.bank == state.settings.bank_id {
             state.accounts.accessible(me, ibk.account).await?;
-        } else if !state.interbank.card(ibk).await?.documents.iter().any(|d| me.documents.contains(d)) {
+        } else if me.person().is_none() {
+            // A joint account's session is nobody in particular: no consent can name it.
             return Err(ApiError::Forbidden);
+        } else {
+            state.interbank.card(ibk).await?;
         }
         checked.push(ibk);
     }

@@ -5,9 +5,11 @@
 //! *failures* and must look before it counts: a correct password is refused while the account
 //! is locked out, and a successful login costs nothing. Key-bucket crates consume on every check.
 //!
-//! The counters live in each replica's memory: an attacker spreading guesses over `n` replicas
-//! gets `n` times the budget, which the limits are chosen to tolerate; nothing else is lost when
-//! a replica restarts. Memory is bounded by `keys_max`.
+//! [`Throttle`]s live in each replica's memory: an attacker spreading requests over `n`
+//! replicas gets `n` times the budget, which is tolerable for key lookups and sign-ups (both
+//! also need a session or cost only the caller). Password guessing is not: [`LoginThrottle`]
+//! keeps its counters at the bank's data server (`throttle/{key}`), shared by every replica,
+//! and counts each attempt before its password is checked.
 
 use crate::error::ApiError;
 use shared::AccountId;
@@ -69,8 +71,8 @@ impl Throttle {
 /// The attempt counters of this replica (see [`throttle`]).
 #[derive(Debug)]
 pub struct Throttles {
-    pub login_failures_per_account: Throttle,
-    pub login_failures_per_address: Throttle,
+    pub login: LoginThrottle,
+    pub signups_per_address: Throttle,
     pub key_lookups_per_account: Throttle,
     pub key_lookups_per_address: Throttle,
 }
@@ -81,8 +83,11 @@ impl Throttles {
             Throttle::new(Limit { count_max, window_ms }, crate::config::limits::THROTTLE_KEYS_MAX)
         };
         Throttles {
-            login_failures_per_account: t(s.login_failures_per_account_max, s.login_window_ms),
-            login_failures_per_address: t(s.login_failures_per_address_max, s.login_window_ms),
+            login: LoginThrottle {
+                per_account: Limit { count_max: s.login_failures_per_account_max, window_ms: s.login_window_ms },
+                per_address: Limit { count_max: s.login_failures_per_address_max, window_ms: s.login_window_ms },
+            },
+            signups_per_address: t(s.signups_per_address_max, s.signup_window_ms),
             key_lookups_per_account: t(s.key_lookups_per_account_max, s.key_lookup_window_ms),
             key_lookups_per_address: t(s.key_lookups_per_address_max, s.key_lookup_window_ms),
         }
@@ -102,6 +107,116 @@ impl Throttles {
             .blocked(&account.to_string(), now_ms)
             .or(self.key_lookups_per_address.blocked(address, now_ms));
         wait.map_or(Ok(()), |ms| Err(ApiError::rate_limited(ms)))
+    }
+}
+
+pub const THROTTLE: &str = "throttle";
+
+/// One shared counter: how many attempts in the window that started at `start_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    pub start_ms: u64,
+    pub count: u32,
+}
+
+impl Window {
+    /// The window as it stands at `now_ms` (a lapsed one starts afresh).
+    fn at(self, limit: Limit, now_ms: u64) -> Window {
+        if now_ms >= self.start_ms.saturating_add(limit.window_ms) {
+            Window { start_ms: now_ms, count: 0 }
+        } else {
+            self
+        }
+    }
+
+    fn end_ms(self, limit: Limit) -> u64 {
+        self.start_ms.saturating_add(limit.window_ms)
+    }
+}
+
+/// Login attempts per account and per client address, counted at the data server so that a
+/// bank's replicas share one budget.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginThrottle {
+    pub per_account: Limit,
+    pub per_address: Limit,
+}
+
+/// Attempts to reserve a login slot before giving up under contention.
+const RESERVE_TRIES_MAX: u32 = 16;
+
+/// A counted login attempt; [`LoginGuard::forgive`] gives it back when the password was right.
+#[derive(Debug)]
+#[must_use = "a successful login forgives its attempt"]
+pub struct LoginGuard {
+    keys: [(String, Limit); 2],
+}
+
+impl LoginThrottle {
+    /// Counts one attempt of `account` from `address` (compare-and-set on both counters in one
+    /// commit), or `429` when either budget is spent.
+    pub async fn reserve(
+        &self,
+        ds: &dataserver_api::client::DataClient,
+        account: &str,
+        address: &str,
+    ) -> Result<LoginGuard, ApiError> {
+        use dataserver_api::{CommitRequest, ErrorCode as DsCode, RecordOp};
+        let keys = [
+            (format!("login-account:{account}"), self.per_account),
+            (format!("login-address:{address}"), self.per_address),
+        ];
+        for _ in 0..RESERVE_TRIES_MAX {
+            let now = crate::interbank::now_ms();
+            let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+            for (key, limit) in &keys {
+                let (w, version) = match ds.get_record(THROTTLE, key).await? {
+                    Some(r) => (crate::model::parse_record::<Window>(&r)?, r.version),
+                    None => (Window::default(), 0),
+                };
+                let w = w.at(*limit, now);
+                if w.count >= limit.count_max {
+                    return Err(ApiError::rate_limited(w.end_ms(*limit) - now));
+                }
+                let next = Window { count: w.count + 1, ..w };
+                commit.records.push(RecordOp::Put {
+                    collection: THROTTLE.into(),
+                    key: key.clone(),
+                    value: crate::model::json(&next),
+                    if_version: Some(version),
+                });
+            }
+            match ds.commit(&commit).await {
+                Ok(_) => return Ok(LoginGuard { keys }),
+                Err(e) if e.code() == Some(DsCode::ConditionFailed) => continue, // a concurrent attempt
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Unavailable(crate::error::Unavailable::Contended("too many concurrent logins")))
+    }
+}
+
+impl LoginGuard {
+    /// Gives the attempt back (best effort): a right password costs nothing.
+    pub async fn forgive(self, ds: &dataserver_api::client::DataClient) {
+        use dataserver_api::{CommitRequest, RecordOp};
+        for _ in 0..RESERVE_TRIES_MAX {
+            let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+            for (key, _) in &self.keys {
+                let Ok(Some(r)) = ds.get_record(THROTTLE, key).await else { return };
+                let Ok(w) = crate::model::parse_record::<Window>(&r) else { return };
+                let next = Window { count: w.count.saturating_sub(1), ..w };
+                commit.records.push(RecordOp::Put {
+                    collection: THROTTLE.into(),
+                    key: key.clone(),
+                    value: crate::model::json(&next),
+                    if_version: Some(r.version),
+                });
+            }
+            if ds.commit(&commit).await.is_ok() {
+                return;
+            }
+        }
     }
 }
 

@@ -42,8 +42,19 @@ impl Api {
     }
 
     async fn open(&self, name: &str, docs: &[String], kind: &str) -> (StatusCode, Value) {
+        self.open_as(None, name, docs, kind).await
+    }
+
+    /// Opens an account with `token`'s session (a joint account needs one of its holders').
+    async fn open_as(&self, token: Option<&str>, name: &str, docs: &[String], kind: &str) -> (StatusCode, Value) {
         let body = json!({ "name": name, "documents": docs, "type": kind, "password": "correct horse" });
-        self.send(reqwest::Method::POST, "/api/accounts", None, Some(body)).await
+        self.send(reqwest::Method::POST, "/api/accounts", token, Some(body)).await
+    }
+
+    async fn token(&self, ibk: &str) -> String {
+        let (s, body) = self.login(ibk, "correct horse").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_string()
     }
 
     async fn login(&self, ibk: &str, password: &str) -> (StatusCode, Value) {
@@ -131,10 +142,16 @@ async fn seed_001_rules_for_opening_accounts() {
         (a.open("Two", &[cpf(3), cpf(4)], "individual").await, StatusCode::BAD_REQUEST, ErrorCode::DocumentsInvalid),
         (a.open("Alone", &[cpf(1)], "joint").await, StatusCode::BAD_REQUEST, ErrorCode::DocumentsInvalid),
         (a.open("Twice", &[cpf(1), cpf(1)], "joint").await, StatusCode::BAD_REQUEST, ErrorCode::DocumentsInvalid),
+        (a.open("Nobody's", &[cpf(1), cpf(2)], "joint").await, StatusCode::UNAUTHORIZED, ErrorCode::SessionRequired),
         (
-            a.open("Stranger", &[cpf(1), cpf(9)], "joint").await,
+            a.open_as(Some(&a.token("1-1").await), "Stranger", &[cpf(1), cpf(9)], "joint").await,
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::JointHolderMissing,
+        ),
+        (
+            a.open_as(Some(&a.token("1-1").await), "Not mine", &[cpf(2), cpf(3)], "joint").await,
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
         ),
         (a.open("   ", &[cpf(5)], "individual").await, StatusCode::BAD_REQUEST, ErrorCode::NameInvalid),
         (a.open(&"n".repeat(101), &[cpf(5)], "individual").await, StatusCode::BAD_REQUEST, ErrorCode::NameInvalid),
@@ -158,14 +175,23 @@ async fn seed_001_rules_for_opening_accounts() {
         ErrorCode::InvalidBody
     );
 
-    // A joint account of two holders who each have an account: both may see it, others not.
-    let (s, joint) = a.open("Ana e Bia", &[cpf(1), cpf(2)], "joint").await;
+    // A joint account of two holders who each have an account, opened by one of them: the
+    // other reaches it once they confirm it; nobody else ever does.
+    let (s, joint) = a.open_as(Some(&a.token("1-1").await), "Ana e Bia", &[cpf(1), cpf(2)], "joint").await;
     assert_eq!(s, StatusCode::CREATED, "{joint}");
+    assert_eq!(joint["status"], "pending_holders");
     let id = joint["id"].as_u64().unwrap();
     assert_eq!(a.open("Carla", &[cpf(3)], "individual").await.0, StatusCode::CREATED);
+    for (ibk, want) in [("1-1", StatusCode::OK), ("1-2", StatusCode::FORBIDDEN), ("1-4", StatusCode::FORBIDDEN)] {
+        assert_eq!(a.get(id, Some(&a.token(ibk).await)).await.0, want, "{ibk} before Bia confirms");
+    }
+    let consent = format!("/api/accounts/{id}/consent");
+    let (s, body) = a.send(reqwest::Method::POST, &consent, Some(&a.token("1-4").await), None).await;
+    assert_eq!((s, code(&body)), (StatusCode::FORBIDDEN, ErrorCode::Forbidden), "Carla holds no part of it");
+    let (s, body) = a.send(reqwest::Method::POST, &consent, Some(&a.token("1-2").await), None).await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("active")), "{body}");
     for (ibk, want) in [("1-1", StatusCode::OK), ("1-2", StatusCode::OK), ("1-4", StatusCode::FORBIDDEN)] {
-        let token = a.login(ibk, "correct horse").await.1["token"].as_str().unwrap().to_string();
-        assert_eq!(a.get(id, Some(&token)).await.0, want, "{ibk}");
+        assert_eq!(a.get(id, Some(&a.token(ibk).await)).await.0, want, "{ibk}");
     }
     // Nothing refused above left a trace: ids are 1, 2, 3 (joint) and 4, in order.
     assert_eq!(bank.ds().client(0).health().await.unwrap().accounts, 4);
@@ -351,9 +377,12 @@ async fn packages_apply_in_order_all_or_nothing() {
     let a = api(&bank, 0);
     assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED); // 1-1
     assert_eq!(a.open("Bia", &[cpf(2)], "individual").await.0, StatusCode::CREATED); // 1-2
-    assert_eq!(a.open("Ana e Bia", &[cpf(1), cpf(2)], "joint").await.0, StatusCode::CREATED); // 1-3
-    bank.operator(0).op("/deposit/1/100", None).await.unwrap();
     let token = a.login("1-1", "correct horse").await.1["token"].as_str().unwrap().to_string();
+    let joint = a.open_as(Some(&token), "Ana e Bia", &[cpf(1), cpf(2)], "joint").await;
+    assert_eq!(joint.0, StatusCode::CREATED); // 1-3
+    let bia = a.token("1-2").await;
+    assert_eq!(a.send(reqwest::Method::POST, "/api/accounts/3/consent", Some(&bia), None).await.0, StatusCode::OK);
+    bank.operator(0).op("/deposit/1/100", None).await.unwrap();
     let pay = |body: Value, key: Option<&'static str>| {
         let (http, base, t) = (a.http.clone(), a.base.clone(), token.clone());
         async move {
@@ -450,4 +479,85 @@ async fn packages_apply_in_order_all_or_nothing() {
         (first["type"].as_str(), first["id"].as_str(), first["balance"].as_str()),
         (Some("package"), tx["id"].as_str(), Some("20"))
     );
+}
+
+/// The joint-account takeover (issue 14, attack 1): Mallory, with an account of her own, lists
+/// Ana's CPF beside hers on a joint account she opens with a password she picks. Before, a
+/// session of that joint account carried Ana's document, so it read, paid from and withdrew
+/// from Ana's own account, and moved Ana's CPF key onto the joint account. Now the joint account
+/// waits for Ana's consent (no debit meanwhile), and its session reaches that account only.
+#[tokio::test]
+async fn a_joint_account_opened_in_a_victims_name_reaches_none_of_her_money() {
+    let bank = start_bank(1, &[]);
+    let a = api(&bank, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED); // 1-1, the victim
+    assert_eq!(a.open("Mallory", &[cpf(2)], "individual").await.0, StatusCode::CREATED); // 1-2
+    bank.operator(0).op("/deposit/1/100", None).await.unwrap();
+    let mallory = a.token("1-2").await;
+    let (s, joint) = a.open_as(Some(&mallory), "Ana e Mallory", &[cpf(1), cpf(2)], "joint").await;
+    assert_eq!(s, StatusCode::CREATED, "{joint}");
+    assert_eq!(joint["status"], "pending_holders");
+    assert_eq!(joint["pending_documents"], json!([cpf(1).replace(['.', '-'], "")]));
+    let joint_session = a.token("1-3").await;
+
+    for token in [&joint_session, &mallory] {
+        assert_eq!(a.get(1, Some(token)).await.0, StatusCode::FORBIDDEN, "Ana's account is not reachable");
+        let pay = json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "1-2", "amount": "70" }] });
+        let (s, body) = a.send(reqwest::Method::POST, "/api/payments/pay", Some(token), Some(pay)).await;
+        assert_eq!((s, code(&body)), (StatusCode::FORBIDDEN, ErrorCode::Forbidden), "{body}");
+        let out = json!({ "acc_ibk": "1-1", "amount": "70" });
+        let (s, body) = a.send(reqwest::Method::POST, "/api/payments/withdraw", Some(token), Some(out)).await;
+        assert_eq!((s, code(&body)), (StatusCode::FORBIDDEN, ErrorCode::Forbidden), "{body}");
+        let (s, body) = a.send(reqwest::Method::GET, "/api/accounts/1/all", Some(token), None).await;
+        assert_eq!((s, code(&body)), (StatusCode::FORBIDDEN, ErrorCode::Forbidden), "{body}");
+    }
+    // Ana's CPF key cannot go onto an account somebody else also holds.
+    let key = json!({ "account": "1-3", "type": "cpf", "key": cpf(1) });
+    let (s, body) = a.send(reqwest::Method::POST, "/api/keys", Some(&joint_session), Some(key)).await;
+    assert_eq!((s, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::KeyDocumentMismatch), "{body}");
+    // Money sent to the pending account arrives; none leaves it, by anyone, until Ana confirms.
+    bank.operator(0).op("/deposit/3/10", None).await.unwrap();
+    let out = json!({ "acc_ibk": "1-3", "amount": "5" });
+    let (s, body) = a.send(reqwest::Method::POST, "/api/payments/withdraw", Some(&joint_session), Some(out)).await;
+    assert_eq!((s, code(&body)), (StatusCode::CONFLICT, ErrorCode::AccountPendingHolders), "{body}");
+    let err = bank.operator(0).op("/withdrawal/3/5", None).await.unwrap_err();
+    assert_eq!((err.0, err.1.error), (Some(StatusCode::CONFLICT), ErrorCode::AccountPendingHolders), "{err:?}");
+    let pay = json!({ "author": "1-3", "operations": [{ "from": "1-3", "to": "1-2", "amount": "5" }] });
+    let (s, body) = a.send(reqwest::Method::POST, "/api/payments/pay", Some(&joint_session), Some(pay)).await;
+    assert_eq!((s, code(&body)), (StatusCode::CONFLICT, ErrorCode::AccountPendingHolders), "{body}");
+    assert_eq!(bank.operator(0).balance(1).await, money("100"), "Ana's money did not move");
+    assert_eq!(bank.operator(0).balance(3).await, money("10"));
+
+    // Ana's own key is hers; once she confirms the joint account it can be debited.
+    let ana = a.token("1-1").await;
+    let key = json!({ "account": "1-1", "type": "cpf", "key": cpf(1) });
+    assert_eq!(a.send(reqwest::Method::POST, "/api/keys", Some(&ana), Some(key)).await.0, StatusCode::CREATED);
+    let (s, body) = a.send(reqwest::Method::POST, "/api/accounts/3/consent", Some(&ana), None).await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("active")), "{body}");
+    bank.operator(0).op("/withdrawal/3/5", None).await.unwrap();
+}
+
+/// Closing an account releases its Pix keys in the same commit: the next holder may take them.
+#[tokio::test]
+async fn closing_an_account_releases_its_keys() {
+    let bank = start_bank(1, &[]);
+    let a = api(&bank, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    let ana = a.token("1-1").await;
+    for key in [
+        json!({ "account": "1-1", "type": "cpf", "key": cpf(1) }),
+        json!({ "account": "1-1", "type": "email", "key": "ana@example.com" }),
+    ] {
+        assert_eq!(a.send(reqwest::Method::POST, "/api/keys", Some(&ana), Some(key)).await.0, StatusCode::CREATED);
+    }
+    assert_eq!(a.send(reqwest::Method::DELETE, "/api/accounts/1", Some(&ana), None).await.0, StatusCode::OK);
+    assert_eq!(a.open("Ana again", &[cpf(1)], "individual").await.0, StatusCode::CREATED); // 1-2
+    let ana = a.token("1-2").await;
+    for key in [
+        json!({ "account": "1-2", "type": "cpf", "key": cpf(1) }),
+        json!({ "account": "1-2", "type": "email", "key": "ana@example.com" }),
+    ] {
+        let (s, body) = a.send(reqwest::Method::POST, "/api/keys", Some(&ana), Some(key)).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
 }

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AccountId, Money};
 
-/// Header naming the calling bank on the routes between banks; its secret goes in
-/// `Authorization: Bearer`.
+/// Header naming the calling bank on the routes between banks; it must be the bank its TLS
+/// client certificate identifies.
 pub const BANK_HEADER: &str = "x-interbank-bank";
 
 /// What an operator operation did.
@@ -60,6 +60,17 @@ pub struct CreateAccount {
     pub password: String,
 }
 
+/// Whether an account may be debited: a joint account waits for every holder's consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    #[default]
+    Active,
+    /// A joint account some holder has not confirmed yet: it receives credits, refuses debits.
+    PendingHolders,
+}
+
 /// An account as customers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -73,6 +84,73 @@ pub struct Account {
     /// RFC 3339.
     pub created_at: String,
     pub balance: Money,
+    #[serde(default)]
+    pub status: AccountStatus,
+    /// The holders who still have to confirm a joint account (`POST /api/accounts/{id}/consent`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_documents: Vec<crate::Document>,
+}
+
+/// What a bank tells another about one of its accounts: enough to address a payment, nothing
+/// more (no balance, no documents; the name masked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountCard {
+    pub ibk: crate::Ibk,
+    /// Masked as a Pix key's holder is ("Maria d* S****").
+    pub name: String,
+    /// Whether it can be debited now (a joint account pending its holders cannot).
+    pub active: bool,
+}
+
+/// `POST /api/consents` at the bank holding `account`, with its holder's session there: lets
+/// `grantee_bank` debit it in packages that bank coordinates for this holder, up to `amount_max`
+/// in all, until `expires_at` (Open Finance Brasil's payment-initiation consent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateConsent {
+    pub account: crate::Ibk,
+    pub grantee_bank: crate::BankId,
+    pub amount_max: crate::Amount,
+    /// RFC 3339; at most the bank's `consent_days_max` ahead (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    Active,
+    Revoked,
+    Expired,
+}
+
+/// A consent as its holder sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Consent {
+    pub id: String,
+    pub account: crate::Ibk,
+    pub grantee_bank: crate::BankId,
+    pub amount_max: Money,
+    /// Consumed by committed debits.
+    pub used: Money,
+    /// Reserved by packages prepared and not yet decided.
+    pub reserved: Money,
+    pub expires_at: String,
+    pub status: ConsentStatus,
+    pub created_at: String,
+    /// The person who granted it: only packages of that person use it.
+    pub holder: crate::Document,
+}
+
+/// `GET /api/consents?account=...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Consents {
+    pub consents: Vec<Consent>,
 }
 
 /// `POST /api/accounts/auth`.
@@ -222,6 +300,10 @@ pub struct KeyInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AllAccounts {
+    /// At this bank, in full.
     pub accounts: Vec<Account>,
+    /// At the other banks, as they describe them to a peer.
+    #[serde(default)]
+    pub elsewhere: Vec<AccountCard>,
     pub unreachable_banks: Vec<crate::BankId>,
 }

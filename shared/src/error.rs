@@ -118,6 +118,15 @@ error_codes! {
         IdempotencyKeyReused = "idempotency_key_reused",
         DocumentAlreadyHasAccount = "document_already_has_account",
         JointHolderMissing = "joint_holder_missing",
+        AccountPendingHolders = "account_pending_holders",
+        NotAPendingHolder = "not_a_pending_holder",
+        DepositsDisabled = "deposits_disabled",
+        DepositLimit = "deposit_limit",
+        // Consents for debits coordinated by another bank.
+        ConsentNotFound = "consent_not_found",
+        ConsentInvalid = "consent_invalid",
+        ConsentLimit = "consent_limit",
+        SessionRequired = "session_required",
         WrongBank = "wrong_bank",
         PackageNotFound = "package_not_found",
         // Pix keys.

@@ -161,6 +161,13 @@ impl Customer {
         send(rb).await
     }
 
+    /// Consents, as the holder signed in at this account's bank, to `grantee`'s debits of it in
+    /// packages that bank coordinates for this person, up to `amount_max` in all.
+    pub async fn consent(&self, grantee: u32, amount_max: &str) -> Result<shared::api::Consent> {
+        let body = json!({ "account": self.ibk(), "grantee_bank": grantee, "amount_max": amount_max });
+        self.call(Method::POST, "/api/consents", Some(&body)).await
+    }
+
     pub async fn package(&self, id: &str) -> Result<Transaction> {
         self.call(Method::GET, &format!("/api/payments/{id}"), None).await
     }

@@ -76,6 +76,9 @@ fn own_port_range() -> (u16, u16) {
     (ephemeral_low / 2, ephemeral_low)
 }
 
+/// A local network's sign-up budget per address: every customer comes from 127.0.0.1.
+pub const LOCAL_SIGNUPS_PER_ADDRESS_MAX: u32 = 1_000_000;
+
 /// The operator key of every network a test starts ([`Spec::ephemeral`]).
 pub const TEST_OPERATOR_KEY: &str = "operator-key-for-tests";
 
@@ -114,6 +117,11 @@ pub struct Spec {
     /// Put a [`crate::proxy::Proxy`] in front of every replica for its peers (needs a tokio
     /// runtime): the network file lists the proxies, customers reach replicas directly.
     pub peer_proxies: bool,
+    /// Customers may deposit money from nowhere (a local network's convenience; off in a
+    /// real bank).
+    pub customer_deposits: bool,
+    /// Accounts one address may open per hour: on a local network every customer is 127.0.0.1.
+    pub signups_per_address_max: u32,
 }
 
 impl Spec {
@@ -130,6 +138,8 @@ impl Spec {
             secret_prefix: DEV_SECRET_PREFIX.into(),
             log: None,
             peer_proxies: false,
+            customer_deposits: true,
+            signups_per_address_max: LOCAL_SIGNUPS_PER_ADDRESS_MAX,
         }
     }
 }
@@ -333,7 +343,12 @@ impl Cluster {
                     spec.operator_key.clone(),
                     "--network".into(),
                     network_file.display().to_string(),
+                    "--signups-per-address-max".into(),
+                    spec.signups_per_address_max.to_string(),
                 ];
+                if spec.customer_deposits {
+                    args.push("--customer-deposits".into());
+                }
                 args.extend(spec.business_args.iter().cloned());
                 let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
                 replicas.push(Replica {

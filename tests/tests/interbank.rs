@@ -75,6 +75,8 @@ async fn a_chained_package_across_three_banks_settles_all_or_nothing() {
     let http = reqwest::Client::new();
     let a2 = sign_up(&http, &c.banks[1].urls()[0], "Cliente 1 da Silva", &cpf(1), "senha-segura-123").await.unwrap();
     let payee = customer(&c, 2, 3, "0").await;
+    // Bank 2 debits A2 in bank 1's packages only with its holder's consent, given at bank 2.
+    a2.consent(1, "200").await.unwrap();
 
     // A1→A2, then A2→payee with the money just received: A2 has nothing of its own.
     let ops = [
@@ -103,15 +105,20 @@ async fn a_chained_package_across_three_banks_settles_all_or_nothing() {
     assert_eq!(balance(&c, a1.ibk()).await, "399.50".parse().unwrap());
     assert_eq!(balance(&c, payee.ibk()).await, "100.50".parse().unwrap());
 
-    // Debiting someone else's account at another bank is refused before anything is stored.
-    let err = payee.pay(&[(a1.ibk().to_string(), payee.ibk().to_string(), "1")]).await.unwrap_err();
-    assert_eq!(err.status, Some(StatusCode::FORBIDDEN));
+    // Debiting someone else's account at another bank: that bank refuses (no consent of its
+    // holder to bank 3), nothing moves.
+    let t = payee.pay(&[(a1.ibk().to_string(), payee.ibk().to_string(), "1")]).await.unwrap();
+    let done = terminal(&payee, &t.id, Duration::from_secs(20)).await;
+    assert_eq!(done.status, Status::Failed);
+    assert!(done.reason.as_deref().unwrap_or("").contains("not consented"), "{done:?}");
+    assert_eq!(balance(&c, a1.ibk()).await, "399.50".parse().unwrap());
 
     // The holder's accounts across the network.
     let all: shared::api::AllAccounts =
         a1.call(Method::GET, &format!("/api/accounts/{}/all", a1.ibk().account), None).await.unwrap();
-    let ibks: Vec<Ibk> = all.accounts.iter().map(|a| a.ibk).collect();
-    assert!(ibks.contains(&a1.ibk()) && ibks.contains(&a2.ibk()) && ibks.len() == 2, "{all:?}");
+    let here: Vec<Ibk> = all.accounts.iter().map(|a| a.ibk).collect();
+    let elsewhere: Vec<Ibk> = all.elsewhere.iter().map(|a| a.ibk).collect();
+    assert_eq!((here, elsewhere), (vec![a1.ibk()], vec![a2.ibk()]), "{all:?}");
 
     let r = settled_and_clean(&c).await;
     assert_eq!(r.total_cents(), 50_000);
@@ -396,8 +403,9 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     let victim = customer(&c, 1, 71, "100").await;
     let payee = customer(&c, 0, 72, "0").await;
     let bank2 = c.banks[1].urls()[0].clone();
+    victim.consent(1, "100").await.unwrap();
 
-    // Bank 1, as a coordinator may, prepares at bank 2 a debit of its customer.
+    // Bank 1, as a coordinator may (its customer consented at bank 2), prepares a debit there.
     let view: serde_json::Value =
         as_peer(1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
     let txn = "hostile0peer0test.0";
@@ -406,7 +414,7 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
         "coordinator": 1,
         "items": [{
             "txn": txn, "package": "hostile0peer0test", "author": payee.ibk(),
-            "author_documents": victim.account.documents,
+            "person": victim.account.documents[0],
             "ops": [{ "from": victim.ibk(), "to": payee.ibk(), "amount": "60" }],
         }],
     });
@@ -445,6 +453,46 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     let ask = |as_bank| as_peer(as_bank, Method::GET, format!("{bank1}/interbank/decision/{}.9", t.id));
     assert_eq!(ask(3).send().await.unwrap().status(), StatusCode::FORBIDDEN, "bank 3 has no part in it");
     assert_eq!(ask(2).send().await.unwrap().status(), StatusCode::OK, "bank 2 is a participant");
+
+    // A rogue member (issue 14, attack 2): bank 3 reads the victim's card, claims the victim as
+    // the person behind a package of its own and prepares a debit at bank 2. Before, bank 2
+    // trusted the documents bank 3 sent and voted yes; now it asks its own consents, finds
+    // none to bank 3 (the victim's consent names bank 1), votes no and holds nothing.
+    let card: serde_json::Value = as_peer(3, Method::POST, format!("{bank2}/interbank/account/ibk/{}", victim.ibk()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(card.get("documents").is_none() && card.get("balance").is_none(), "a card tells no more: {card}");
+    assert_ne!(card["name"], victim.account.name, "the name is masked: {card}");
+    let thief = customer(&c, 2, 73, "0").await;
+    let before = balance(&c, victim.ibk()).await;
+    let view: serde_json::Value =
+        as_peer(3, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
+    let rogue = serde_json::json!({
+        "epoch": view["token"]["epoch"],
+        "coordinator": 3,
+        "items": [{
+            "txn": "rogue0member.0", "package": "rogue0member", "author": thief.ibk(),
+            "person": victim.account.documents[0],
+            "ops": [{ "from": victim.ibk(), "to": thief.ibk(), "amount": "60" }],
+        }],
+    });
+    let r = as_peer(3, Method::POST, format!("{bank2}/interbank/prepare")).json(&rogue).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let votes: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(votes["votes"][0]["vote"], "no", "{votes}");
+    assert_eq!(votes["votes"][0]["refusal"]["reason"], "consent_missing", "{votes}");
+    assert!(ds2.get_record("prepared", "rogue0member.0").await.unwrap().is_none(), "nothing held");
+    let r = as_peer(3, Method::POST, format!("{bank2}/interbank/commit"))
+        .json(&serde_json::json!({ "txns": ["rogue0member.0"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(balance(&c, victim.ibk()).await, before, "bank 3 moved none of the victim's money");
 }
 
 /// A cross-bank package from `payee` (bank 1) to `victim` (bank 2), left to settle.
@@ -453,4 +501,102 @@ async fn payee_pays(c: &Cluster, victim: &Customer, payee: &Customer) -> Transac
     let t = payee.pay(&[(payee.ibk().to_string(), victim.ibk().to_string(), "5")]).await.unwrap();
     assert_eq!(t.status, Status::Pending);
     t
+}
+
+/// Consents bound what another bank may debit (issue 14): concurrent packages cannot overspend
+/// one (each vote reserves its debit with the hold), a revoked or expired consent covers
+/// nothing, and the holder sees what was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consents_bound_what_another_bank_may_debit() {
+    let (c, _dir) = start(20_000);
+    let author = customer(&c, 0, 81, "0").await;
+    let http = reqwest::Client::new();
+    let holder =
+        sign_up(&http, &c.banks[1].urls()[0], "Cliente 81 da Silva", &cpf(81), "senha-segura-123").await.unwrap();
+    operator(&c, 1, 0).deposit(holder.ibk(), "100").await.unwrap();
+    let payee = customer(&c, 2, 82, "0").await;
+    let consent = holder.consent(1, "50").await.unwrap();
+    assert_eq!((consent.used, consent.status), (Money::ZERO, shared::api::ConsentStatus::Active));
+
+    // Four packages of 20 at once against a consent of 50: two settle, two are refused.
+    let op = [(holder.ibk().to_string(), payee.ibk().to_string(), "20")];
+    let sent = futures::future::join_all((0..4).map(|_| author.pay(&op))).await;
+    let mut outcomes = Vec::new();
+    for t in sent {
+        outcomes.push(terminal(&author, &t.unwrap().id, Duration::from_secs(30)).await);
+    }
+    let ok = outcomes.iter().filter(|t| t.status == Status::Success).count();
+    assert_eq!(ok, 2, "{outcomes:#?}");
+    assert!(
+        outcomes.iter().filter(|t| t.status == Status::Failed).all(|t| t
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("left")),
+        "{outcomes:#?}"
+    );
+    assert_eq!(balance(&c, holder.ibk()).await, "60".parse().unwrap());
+    let list: shared::api::Consents =
+        holder.call(Method::GET, &format!("/api/consents?account={}", holder.ibk()), None).await.unwrap();
+    assert_eq!((list.consents[0].used, list.consents[0].reserved), ("40".parse().unwrap(), Money::ZERO));
+
+    // Revoked: covers nothing at once.
+    let r = http
+        .delete(format!("{}/api/consents/{}", holder.base, consent.id))
+        .bearer_auth(&holder.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let t = author.pay(&[(holder.ibk().to_string(), payee.ibk().to_string(), "1")]).await.unwrap();
+    let done = terminal(&author, &t.id, Duration::from_secs(20)).await;
+    assert_eq!(done.status, Status::Failed);
+    assert!(done.reason.as_deref().unwrap_or("").contains("revoked"), "{done:?}");
+
+    // Bad consents are refused whole.
+    for (body, code) in [
+        (
+            serde_json::json!({ "account": holder.ibk(), "grantee_bank": 2, "amount_max": "1" }),
+            shared::ErrorCode::ConsentInvalid,
+        ),
+        (
+            serde_json::json!({ "account": holder.ibk(), "grantee_bank": 1, "amount_max": "1", "expires_at": "2999-01-01T00:00:00Z" }),
+            shared::ErrorCode::ConsentInvalid,
+        ),
+        (
+            serde_json::json!({ "account": holder.ibk(), "grantee_bank": 9, "amount_max": "1" }),
+            shared::ErrorCode::UnknownBank,
+        ),
+        (
+            serde_json::json!({ "account": author.ibk(), "grantee_bank": 3, "amount_max": "1" }),
+            shared::ErrorCode::WrongBank,
+        ),
+    ] {
+        let e = holder.call::<serde_json::Value>(Method::POST, "/api/consents", Some(&body)).await.unwrap_err();
+        assert_eq!(e.body.error, code, "{body}");
+    }
+    // Somebody else's session cannot consent for the holder, nor see or revoke the consents.
+    let stranger = customer(&c, 1, 83, "0").await;
+    let body = serde_json::json!({ "account": holder.ibk(), "grantee_bank": 1, "amount_max": "1000" });
+    let e = stranger.call::<serde_json::Value>(Method::POST, "/api/consents", Some(&body)).await.unwrap_err();
+    assert_eq!(e.status, Some(StatusCode::FORBIDDEN));
+    let e = stranger
+        .call::<serde_json::Value>(Method::GET, &format!("/api/consents?account={}", holder.ibk()), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, Some(StatusCode::FORBIDDEN));
+
+    // Expired: a consent of a moment covers nothing once its moment passed.
+    let soon = dataserver_api::clock::rfc3339_ms(dataserver_api::clock::now_ms() + 1_500);
+    let body =
+        serde_json::json!({ "account": holder.ibk(), "grantee_bank": 1, "amount_max": "10", "expires_at": soon });
+    let short: shared::api::Consent = holder.call(Method::POST, "/api/consents", Some(&body)).await.unwrap();
+    let until = u64::try_from(dataserver_api::clock::parse_rfc3339_ms(&short.expires_at).unwrap()).unwrap();
+    tokio::time::sleep(Duration::from_millis(until.saturating_sub(dataserver_api::clock::now_ms()) + 50)).await;
+    let t = author.pay(&[(holder.ibk().to_string(), payee.ibk().to_string(), "1")]).await.unwrap();
+    let done = terminal(&author, &t.id, Duration::from_secs(20)).await;
+    assert_eq!(done.status, Status::Failed);
+    assert!(done.reason.as_deref().unwrap_or("").contains("expired"), "{done:?}");
+    assert_eq!(balance(&c, holder.ibk()).await, "60".parse().unwrap());
+    settled_and_clean(&c).await;
 }

@@ -22,6 +22,8 @@ use reqwest::Method;
 use serde::Deserialize;
 use shared::{AccountId, BankId, BusinessId};
 
+use business::consents::ConsentSet;
+use business::interbank::participant::SettlementMemo;
 use harness::client::Operator;
 
 use crate::Error;
@@ -103,6 +105,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
         fig.total_cents = balances.values().sum();
         // Journal replay.
         let mut replay: HashMap<AccountId, i128> = HashMap::new();
+        let mut settled_debits: HashMap<AccountId, i128> = HashMap::new();
         let mut seq = 0;
         loop {
             let page = b.ds.journal_after(seq, 1000).await.map_err(|e| Error::run(format!("bank {}: {e}", b.id)))?;
@@ -123,6 +126,13 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                     replay.insert(c.account, after);
                 }
                 let kind = e.memo.as_ref().and_then(|m| m.get("kind")).and_then(|k| k.as_str()).unwrap_or("");
+                if kind == "interbank"
+                    && let Some(Ok(memo)) = e.memo.clone().map(serde_json::from_value::<SettlementMemo>)
+                {
+                    for o in memo.entries.iter().flat_map(|p| &p.ops).filter(|o| o.from.bank == b.id) {
+                        *settled_debits.entry(o.from.account).or_insert(0) += i128::from(o.amount.money().cents());
+                    }
+                }
                 match kind {
                     "deposit" => fig.deposits_cents += delta,
                     "withdrawal" => fig.withdrawals_cents -= delta,
@@ -166,6 +176,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                 b.id, fig.total_cents
             ));
         }
+        check_consents(b, &settled_debits, settled, &mut report).await?;
         // Positions and pending work.
         let p: PositionsBody = b
             .operator
@@ -214,6 +225,48 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
         }
     }
     Ok(report)
+}
+
+/// Consents: none promises more than its amount, none has debits reserved once everything is
+/// settled, and an account's consents were consumed by no more than the settlements debited it.
+async fn check_consents(
+    b: &BankAccess,
+    settled_debits: &HashMap<AccountId, i128>,
+    settled: bool,
+    report: &mut Report,
+) -> crate::Result<()> {
+    for r in scan_all(&b.ds, business::model::CONSENTS).await? {
+        let set: ConsentSet = serde_json::from_value(r.value.clone())
+            .map_err(|e| Error::run(format!("bank {}: consents/{}: {e}", b.id, r.key)))?;
+        let account: AccountId = r
+            .key
+            .trim_start_matches('0')
+            .parse()
+            .map_err(|e| Error::run(format!("bank {}: consents/{}: {e}", b.id, r.key)))?;
+        let mut used = 0i128;
+        for c in &set.consents {
+            let (u, reserved, max) =
+                (i128::from(c.used.cents()), i128::from(c.reserved.cents()), i128::from(c.amount_max.cents()));
+            if u + reserved > max {
+                report.violations.push(format!(
+                    "bank {}: consent {} has {u} used and {reserved} reserved of {max} cents",
+                    b.id, c.id
+                ));
+            }
+            if settled && reserved != 0 {
+                report.violations.push(format!("bank {}: consent {} still reserves {reserved} cents", b.id, c.id));
+            }
+            used += u;
+        }
+        let debited = settled_debits.get(&account).copied().unwrap_or(0);
+        if used > debited {
+            report.violations.push(format!(
+                "bank {}: account {account}'s consents used {used} cents, settlements debited it {debited}",
+                b.id
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every record of `collection` at one bank (paginated).

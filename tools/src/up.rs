@@ -166,6 +166,8 @@ pub async fn run(args: Args) -> crate::Result<()> {
         secret_prefix: args.secret_prefix.clone(),
         log: None,
         peer_proxies: false,
+        customer_deposits: true,
+        signups_per_address_max: harness::cluster::LOCAL_SIGNUPS_PER_ADDRESS_MAX,
     };
     let mut cluster = Cluster::start(&spec)?;
     cluster.wait_ready(READY_WITHIN).await?;

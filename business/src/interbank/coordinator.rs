@@ -37,7 +37,9 @@ pub const UNDELIVERED: &str = "undelivered";
 pub struct Queued {
     pub id: String,
     pub author: Ibk,
-    pub author_documents: Vec<Document>,
+    /// The person who submitted it (see [`super::participant::PrepareItem::person`]).
+    #[serde(default)]
+    pub person: Option<Document>,
     pub ops: Vec<WireOp>,
     pub created_at: String,
     pub created_ms: u64,
@@ -255,7 +257,7 @@ pub async fn round(
                     txn: q.txn(),
                     package: q.id.clone(),
                     author: q.author,
-                    author_documents: q.author_documents.clone(),
+                    person: q.person.clone(),
                     ops: q.ops.clone(),
                 }
             })

@@ -170,12 +170,14 @@ pub async fn list(ib: &Interbank, account: AccountId) -> Result<Vec<KeyInfo>, Ap
 /// list by compare-and-set; if that loses a race the reservation is given back.
 pub async fn register(ib: &Interbank, account: &AccountRecord, key: PixKey) -> Result<KeyInfo, ApiError> {
     let max = if account.kind == AccountType::Legal { KEYS_PER_LEGAL_MAX } else { KEYS_PER_INDIVIDUAL_MAX };
+    // A document's key names one person or company: only an account they alone hold may take
+    // it, never a joint account that also lists somebody else.
     if matches!(key.kind(), KeyType::Cpf | KeyType::Cnpj)
-        && !account.documents.iter().any(|d| d.digits() == key.as_str())
+        && !matches!(account.documents.as_slice(), [d] if d.digits() == key.as_str())
     {
         return Err(ApiError::invalid_unprocessable(
             ErrorCode::KeyDocumentMismatch,
-            "a CPF or CNPJ key must be a document of the account's holder",
+            "a CPF or CNPJ key goes only on an account whose one holder is that document",
         ));
     }
     let (mut mine, version) = account_keys(ib, account.id).await?;
@@ -234,6 +236,39 @@ pub async fn remove(ib: &Interbank, account: AccountId, key: &PixKey) -> Result<
         _ => e.into(),
     })?;
     Ok(())
+}
+
+/// The keys of an account being closed, released with it: directory entries homed at other
+/// banks are removed there now (the account is already checked closable, under its lease);
+/// the returned ops delete the account's key list and the entries homed here in the closing
+/// commit itself, so a closed account never keeps a key from the next holder of its document.
+pub async fn release_for_close(ib: &Interbank, account: AccountId) -> Result<Vec<RecordOp>, ApiError> {
+    let (mine, version) = account_keys(ib, account).await?;
+    let ibk = Ibk::new(ib.me, account);
+    let mut ops = Vec::new();
+    for k in &mine.keys {
+        if home_of(ib, &k.key)? == ib.me {
+            if let Some(r) = ib.ds.get_record(PIX, k.key.as_str()).await?
+                && parse_record::<KeyEntry>(&r)?.ibk == ibk
+            {
+                ops.push(RecordOp::Delete {
+                    collection: PIX.into(),
+                    key: k.key.as_str().into(),
+                    if_version: Some(r.version),
+                });
+            }
+        } else {
+            unreserve(ib, &k.key, ibk).await?;
+        }
+    }
+    if version != 0 {
+        ops.push(RecordOp::Delete {
+            collection: ACCOUNT_KEYS.into(),
+            key: account_key(account),
+            if_version: Some(version),
+        });
+    }
+    Ok(ops)
 }
 
 #[cfg(test)]

@@ -26,14 +26,6 @@ use shared::{BankId, BusinessId, ErrorBody, Ibk};
 
 pub use shared::api::BANK_HEADER;
 
-/// What a peer may know of an account here: enough to check a debit's holder and a target.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct AccountCard {
-    pub ibk: Ibk,
-    pub name: String,
-    pub documents: Vec<shared::Document>,
-}
-
 /// One bank of the network, as every bank's configuration lists it.
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -234,7 +226,7 @@ pub struct Interbank {
 
 impl Interbank {
     /// The card of an account at another bank (seed 000's `POST /interbank/account/ibk/{ibk}`).
-    pub async fn card(&self, ibk: Ibk) -> Result<AccountCard, crate::error::ApiError> {
+    pub async fn card(&self, ibk: Ibk) -> Result<shared::api::AccountCard, crate::error::ApiError> {
         use crate::error::ApiError;
         let path = format!("/interbank/account/ibk/{ibk}");
         self.peers.call(ibk.bank, reqwest::Method::POST, &path, None::<&()>).await.map_err(|e| match e {

@@ -16,10 +16,11 @@ use dataserver_api::{
 use serde::{Deserialize, Serialize};
 use shared::{AccountId, BankId, Document, Ibk, Money};
 
-use super::settle::{self, AccountView, Need, Refusal, Vote, WireOp};
+use super::settle::{self, AccountView, Need, Refusal, Reserved, Vote, WireOp};
 use super::{Interbank, now_ms, ring};
+use crate::consents::{ConsentSet, ConsentUse};
 use crate::error::{ApiError, Unavailable};
-use crate::model::{ACCOUNTS, AccountRecord, HOLDS, HoldRecord, account_key};
+use crate::model::{ACCOUNTS, AccountRecord, CONSENTS, HOLDS, HoldRecord, account_key};
 use crate::model::{json, parse_record as parse};
 
 pub const PREPARED: &str = "prepared";
@@ -36,8 +37,10 @@ pub struct PrepareItem {
     pub txn: String,
     pub package: String,
     pub author: Ibk,
-    /// Whose accounts the package may debit: the author's documents.
-    pub author_documents: Vec<Document>,
+    /// The person the coordinator signed in (`None`: a session of a joint account, which is
+    /// nobody's). Debits here need that person's consent to the coordinator: the participant
+    /// takes no bank's word for whose account it is.
+    pub person: Option<Document>,
     pub ops: Vec<WireOp>,
 }
 
@@ -76,6 +79,9 @@ pub struct Prepared {
     pub author: Ibk,
     pub ops: Vec<WireOp>,
     pub needs: Vec<(AccountId, Need)>,
+    /// The consents its debits here reserved on (settled with the decision).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<ConsentUse>,
     pub at_ms: u64,
 }
 
@@ -221,6 +227,7 @@ async fn prepare_chunk(
     for a in &accounts {
         read.push(RecordKey::new(ACCOUNTS, account_key(*a)));
         read.push(RecordKey::new(HOLDS, account_key(*a)));
+        read.push(RecordKey::new(CONSENTS, account_key(*a)));
     }
     for (_, it) in &items {
         read.push(RecordKey::new(PREPARED, it.txn.clone()));
@@ -229,19 +236,26 @@ async fn prepare_chunk(
     let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read).await?;
     let mut views: BTreeMap<AccountId, Option<AccountView>> = BTreeMap::new();
     let mut holds: BTreeMap<AccountId, (HoldRecord, u64)> = BTreeMap::new();
+    let mut consent_versions: BTreeMap<AccountId, u64> = BTreeMap::new();
     let parsed = (|| -> Result<(), ApiError> {
         for (i, a) in accounts.iter().enumerate() {
-            let hold = match &records[2 * i + 1] {
+            let hold = match &records[3 * i + 1] {
                 Some(r) => (parse::<HoldRecord>(r)?, r.version),
                 None => (HoldRecord::default(), 0),
             };
-            let view = match &records[2 * i] {
+            let (consents, version) = match &records[3 * i + 2] {
+                Some(r) => (parse::<ConsentSet>(r)?, r.version),
+                None => (ConsentSet::default(), 0),
+            };
+            consent_versions.insert(*a, version);
+            let view = match &records[3 * i] {
                 Some(r) => {
                     let acc: AccountRecord = parse(r)?;
                     Some(AccountView {
                         posted: posted.get(a).copied().flatten().unwrap_or(Money::ZERO),
                         held: hold.0.held,
-                        documents: acc.documents,
+                        pending: !acc.pending.is_empty(),
+                        consents,
                     })
                 }
                 None => None,
@@ -255,7 +269,7 @@ async fn prepare_chunk(
         let _ = ib.ds.release(&locks).await;
         return Err(e);
     }
-    let base = 2 * accounts.len();
+    let base = 3 * accounts.len();
     let mut out = Vec::with_capacity(items.len());
     let mut fresh: Vec<(usize, &PrepareItem)> = Vec::new();
     for (j, (i, it)) in items.iter().enumerate() {
@@ -269,16 +283,18 @@ async fn prepare_chunk(
         }
     }
     let settle_items: Vec<settle::Item<'_>> =
-        fresh.iter().map(|(_, it)| settle::Item { ops: &it.ops, author_documents: &it.author_documents }).collect();
-    let results = settle::vote(me, &settle_items, &mut views);
+        fresh.iter().map(|(_, it)| settle::Item { ops: &it.ops, person: it.person.as_ref() }).collect();
+    let now = now_ms();
+    let results = settle::vote(me, coordinator, &settle_items, &mut views, now);
+    let mut drawn: BTreeSet<AccountId> = BTreeSet::new();
 
     let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
     commit.locks = locks;
-    let now = now_ms();
     let mut touched: BTreeSet<AccountId> = BTreeSet::new();
     for ((i, it), result) in fresh.iter().zip(results) {
         match result {
-            Ok(needs) => {
+            Ok(Reserved { needs, consents }) => {
+                drawn.extend(consents.iter().map(|c| c.account));
                 for (a, need) in &needs {
                     if let Some((h, _)) = holds.get_mut(a) {
                         h.held = h.held.checked_add(need.hold).unwrap_or(Money::MAX);
@@ -292,6 +308,7 @@ async fn prepare_chunk(
                     author: it.author,
                     ops: it.ops.clone(),
                     needs,
+                    consents,
                     at_ms: now,
                 };
                 commit.records.push(RecordOp::Put {
@@ -328,6 +345,17 @@ async fn prepare_chunk(
             value: json(&h),
             if_version: Some(v),
         });
+    }
+    // The reservations on consents, in the same commit as the holds they go with.
+    for a in drawn {
+        if let Some(Some(view)) = views.get(&a) {
+            commit.records.push(RecordOp::Put {
+                collection: CONSENTS.into(),
+                key: account_key(a),
+                value: json(&view.consents),
+                if_version: Some(consent_versions[&a]),
+            });
+        }
     }
     commit_or_release(ib, commit).await?;
     Ok(out)
@@ -401,10 +429,16 @@ async fn finish_chunk(
             .collect();
         s.into_iter().collect()
     };
+    let consented: Vec<AccountId> = {
+        let s: BTreeSet<AccountId> =
+            batch.iter().filter_map(|(_, p)| p.as_ref()).flat_map(|p| p.consents.iter().map(|c| c.account)).collect();
+        s.into_iter().collect()
+    };
     let mut read: Vec<RecordKey> = accounts.iter().map(|a| RecordKey::new(HOLDS, account_key(*a))).collect();
     read.extend(batch.iter().map(|(t, _)| RecordKey::new(PREPARED, t.clone())));
     read.extend(batch.iter().map(|(t, _)| RecordKey::new(OUTCOMES, t.clone())));
     read.extend(peers.iter().map(|b| RecordKey::new(POSITIONS, format!("{:04}", b.get()))));
+    read.extend(consented.iter().map(|a| RecordKey::new(CONSENTS, account_key(*a))));
     let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read).await?;
     let n = accounts.len();
     let m = batch.len();
@@ -425,9 +459,17 @@ async fn finish_chunk(
             };
             positions.insert(*b, p);
         }
-        Ok((holds, positions))
+        let mut consents: BTreeMap<AccountId, (ConsentSet, u64)> = BTreeMap::new();
+        for (i, a) in consented.iter().enumerate() {
+            let c = match &records[n + 2 * m + peers.len() + i] {
+                Some(r) => (parse::<ConsentSet>(r)?, r.version),
+                None => (ConsentSet::default(), 0),
+            };
+            consents.insert(*a, c);
+        }
+        Ok((holds, positions, consents))
     })();
-    let (mut holds, mut positions) = match step {
+    let (mut holds, mut positions, mut consents) = match step {
         Ok(x) => x,
         Err(e) => {
             let _ = ib.ds.release(&locks).await;
@@ -469,6 +511,11 @@ async fn finish_chunk(
             }
             continue;
         };
+        for u in &p.consents {
+            if let Some((set, _)) = consents.get_mut(&u.account) {
+                set.settle(&u.consent, u.amount, commit);
+            }
+        }
         for (a, need) in &p.needs {
             if let Some((h, _)) = holds.get_mut(a) {
                 // A prepared attempt's hold is part of the account's held total until it ends.
@@ -514,6 +561,14 @@ async fn finish_chunk(
         if *v != 0 || !matches!(op, RecordOp::Delete { .. }) {
             c.records.push(op);
         }
+    }
+    for (a, (set, v)) in &consents {
+        c.records.push(RecordOp::Put {
+            collection: CONSENTS.into(),
+            key: account_key(*a),
+            value: json(set),
+            if_version: Some(*v),
+        });
     }
     if commit {
         for (bank, (cents, v)) in &positions {

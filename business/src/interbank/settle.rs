@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use shared::{AccountId, Amount, BankId, Ibk, Money};
 
+use crate::consents::{ConsentSet, ConsentUse, NotCovered};
+
 /// One operation of an interbank package, with its target already resolved to an IBK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WireOp {
@@ -92,8 +94,10 @@ pub fn positions(ops: &[WireOp], bank: BankId) -> BTreeMap<BankId, i128> {
 pub struct AccountView {
     pub posted: Money,
     pub held: Money,
-    /// The holders' documents (who may debit it).
-    pub documents: Vec<shared::Document>,
+    /// A joint account some holder has not confirmed: it may not be debited.
+    pub pending: bool,
+    /// Its holders' consents to other banks' debits (updated with each reservation).
+    pub consents: ConsentSet,
 }
 
 /// Why a participant refused to prepare.
@@ -104,8 +108,14 @@ pub enum Refusal {
     AccountNotFound { ibk: Ibk },
     #[error("account {ibk} has {available} available, the package needs {needed}")]
     InsufficientFunds { ibk: Ibk, available: Money, needed: Money },
-    #[error("the author does not hold account {ibk}")]
-    NotHolder { ibk: Ibk },
+    #[error("account {ibk} waits for every holder to confirm it and cannot be debited")]
+    AccountPendingHolders { ibk: Ibk },
+    #[error("the holder of account {ibk} has not consented to debits by this package's bank")]
+    ConsentMissing { ibk: Ibk },
+    #[error("the consent for debits of account {ibk} expired or was revoked")]
+    ConsentExpired { ibk: Ibk },
+    #[error("the consent for debits of account {ibk} has {remaining} left, the package needs {needed}")]
+    ConsentExceeded { ibk: Ibk, remaining: Money, needed: Money },
     #[error("account {ibk} would exceed the largest balance")]
     Overflow { ibk: Ibk },
     #[error("this attempt was already rolled back")]
@@ -116,26 +126,54 @@ pub enum Refusal {
 #[derive(Debug, Clone)]
 pub struct Item<'a> {
     pub ops: &'a [WireOp],
-    pub author_documents: &'a [shared::Document],
+    /// The person the coordinator signed in, whose consents may cover debits here.
+    pub person: Option<&'a shared::Document>,
 }
 
-/// Votes on a batch in order, each package seeing the holds of the ones accepted before it.
-/// `accounts` is updated with the new holds. Returns, per package, its needs or the refusal.
+/// What a yes vote reserves: holds per account, and the consents its debits here draw on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reserved {
+    pub needs: Vec<(AccountId, Need)>,
+    pub consents: Vec<ConsentUse>,
+}
+
+/// Votes on a batch in order, each package seeing the holds (and consent reservations) of the
+/// ones accepted before it. `accounts` is updated with them. Returns, per package, what it
+/// reserves or the refusal. Debits of a package `coordinator` coordinates for one of its own
+/// customers need no consent when `coordinator` is this bank (it signed the customer in);
+/// otherwise each debited account needs a live consent of this holder to that bank.
 pub fn vote(
     bank: BankId,
+    coordinator: BankId,
     items: &[Item<'_>],
     accounts: &mut BTreeMap<AccountId, Option<AccountView>>,
-) -> Vec<Result<Vec<(AccountId, Need)>, Refusal>> {
+    now_ms: u64,
+) -> Vec<Result<Reserved, Refusal>> {
     items
         .iter()
         .map(|item| {
             let ibk = |a| Ibk::new(bank, a);
             let needs = needs(item.ops, bank).ok_or(Refusal::Overflow { ibk: ibk(item.ops[0].from.account) })?;
+            let mut consents: Vec<ConsentUse> = Vec::new();
+            let mut drawn: BTreeMap<AccountId, ConsentSet> = BTreeMap::new();
             for (a, need) in &needs {
                 let view = accounts.get(a).cloned().flatten().ok_or(Refusal::AccountNotFound { ibk: ibk(*a) })?;
-                let debits_here = !need.debits.is_zero();
-                if debits_here && !view.documents.iter().any(|d| item.author_documents.contains(d)) {
-                    return Err(Refusal::NotHolder { ibk: ibk(*a) });
+                if !need.debits.is_zero() {
+                    if view.pending {
+                        return Err(Refusal::AccountPendingHolders { ibk: ibk(*a) });
+                    }
+                    if coordinator != bank {
+                        let mut set = view.consents.clone();
+                        let id = set.reserve(coordinator, item.person, need.debits, now_ms).map_err(|n| match n {
+                            NotCovered::Missing => Refusal::ConsentMissing { ibk: ibk(*a) },
+                            NotCovered::Expired => Refusal::ConsentExpired { ibk: ibk(*a) },
+                            NotCovered::Exceeded { remaining } => {
+                                Refusal::ConsentExceeded { ibk: ibk(*a), remaining, needed: need.debits }
+                            }
+                        })?;
+                        consents.push(ConsentUse { account: *a, consent: id, amount: need.debits });
+                        drawn.insert(*a, set);
+                    }
                 }
                 // Architecture Invariant: holds never exceed the posted balance.
                 let available = view.posted.checked_sub(view.held).unwrap_or_else(|| {
@@ -152,9 +190,12 @@ pub fn vote(
             for (a, need) in &needs {
                 if let Some(Some(view)) = accounts.get_mut(a) {
                     view.held = view.held.checked_add(need.hold).unwrap_or(Money::MAX);
+                    if let Some(set) = drawn.remove(a) {
+                        view.consents = set;
+                    }
                 }
             }
-            Ok(needs)
+            Ok(Reserved { needs, consents })
         })
         .collect()
 }
@@ -262,22 +303,28 @@ mod tests {
     #[test]
     fn votes_see_earlier_holds_of_the_batch() {
         let (a, b) = (ibk(1, 1), ibk(2, 1));
-        let docs = vec![shared::Document::with_check_digits("123456789").unwrap()];
-        let mut accounts = BTreeMap::from([(
-            a.account,
-            Some(AccountView { posted: Money::from_cents(150).unwrap(), held: Money::ZERO, documents: docs.clone() }),
-        )]);
+        let view = |cents| AccountView {
+            posted: Money::from_cents(cents).unwrap(),
+            held: Money::ZERO,
+            pending: false,
+            consents: ConsentSet::default(),
+        };
+        let mut accounts = BTreeMap::from([(a.account, Some(view(150)))]);
         let ops = [op(a, b, 100)];
-        let items = [Item { ops: &ops, author_documents: &docs }, Item { ops: &ops, author_documents: &docs }];
-        let v = vote(bank(1), &items, &mut accounts);
+        let items = [Item { ops: &ops, person: None }, Item { ops: &ops, person: None }];
+        let v = vote(bank(1), bank(1), &items, &mut accounts, 0);
         assert!(v[0].is_ok());
         assert!(matches!(v[1], Err(Refusal::InsufficientFunds { .. })));
-        // Someone else cannot debit the account.
-        let other = vec![shared::Document::with_check_digits("987654321").unwrap()];
-        let v = vote(bank(1), &[Item { ops: &[op(a, b, 1)], author_documents: &other }], &mut accounts);
-        assert!(matches!(v[0], Err(Refusal::NotHolder { .. })));
+        // Another bank's package needs a consent to debit it, whoever it says the author is.
+        let ana = shared::Document::with_check_digits("123456789").unwrap();
+        let v = vote(bank(1), bank(2), &[Item { ops: &[op(a, b, 1)], person: Some(&ana) }], &mut accounts, 0);
+        assert!(matches!(v[0], Err(Refusal::ConsentMissing { .. })), "{v:?}");
+        // A joint account waiting for its holders is never debited, even by its own bank.
+        let mut pending = BTreeMap::from([(a.account, Some(AccountView { pending: true, ..view(150) }))]);
+        let v = vote(bank(1), bank(1), &[Item { ops: &ops, person: None }], &mut pending, 0);
+        assert!(matches!(v[0], Err(Refusal::AccountPendingHolders { .. })), "{v:?}");
         // A credit to an unknown account is refused.
-        let v = vote(bank(2), &[Item { ops: &ops, author_documents: &docs }], &mut BTreeMap::new());
+        let v = vote(bank(2), bank(1), &[Item { ops: &ops, person: None }], &mut BTreeMap::new(), 0);
         assert!(matches!(v[0], Err(Refusal::AccountNotFound { .. })));
     }
 

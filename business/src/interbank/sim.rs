@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use shared::{AccountId, Amount, BankId, Document, Ibk, Money};
+use shared::{AccountId, Amount, BankId, Ibk, Money};
 
 use super::ring::{self, PeerView, Receive, RingState, Token, Verdict};
 use super::settle::{self, AccountView, Decision, Item, Need, Vote, WireOp};
@@ -199,7 +199,6 @@ struct Sim {
     applied: BTreeMap<(String, BankId), bool>,
     /// Each package's coordinator: the bank that queued it.
     author: BTreeMap<usize, BankId>,
-    doc: Document,
     report: Report,
 }
 
@@ -223,7 +222,6 @@ impl Sim {
         let mut rng = StdRng::seed_from_u64(seed);
         // Every account has one holder, who authors every package: refusals come from money,
         // epochs and faults, not from ownership (tested elsewhere).
-        let doc = Document::with_check_digits("529982247").expect("a valid CPF");
         let mut author = BTreeMap::new();
         let mut banks: Vec<Bank> = (1..=cfg.banks)
             .map(|n| Bank { id: bank_id(n), up: true, incarnation: 0, d: Durable::default(), v: Volatile::default() })
@@ -233,7 +231,8 @@ impl Sim {
                 let view = AccountView {
                     posted: Money::from_cents(cfg.opening_cents).unwrap_or(Money::ZERO),
                     held: Money::ZERO,
-                    documents: vec![doc.clone()],
+                    pending: false,
+                    consents: Default::default(),
                 };
                 b.d.accounts.insert(account(a), view);
             }
@@ -278,7 +277,6 @@ impl Sim {
             grants_seen: BTreeSet::new(),
             applied: BTreeMap::new(),
             author,
-            doc,
             report: Report::default(),
         };
         for n in 1..=s.cfg.banks {
@@ -657,14 +655,12 @@ impl Sim {
     /// Votes on a batch; `None` when the epoch is fenced.
     fn prepare(&mut self, me: BankId, epoch: u64, items: &[(String, Vec<WireOp>)]) -> Option<Vec<Vote>> {
         let now = self.now;
-        let doc = self.doc.clone();
         let b = &mut self.banks[Self::idx(me)];
         if !ring::epoch_current(&b.d.ring, epoch) {
             return None;
         }
         let mut views: BTreeMap<AccountId, Option<AccountView>> =
             b.d.accounts.iter().map(|(a, v)| (*a, Some(v.clone()))).collect();
-        let docs = vec![doc];
         let mut votes = Vec::new();
         for (txn, ops) in items {
             if b.d.prepared.contains_key(txn) {
@@ -675,9 +671,11 @@ impl Sim {
                 votes.push(Vote::No { refusal: settle::Refusal::AlreadyAborted });
                 continue;
             }
-            let v = settle::vote(me, &[Item { ops, author_documents: &docs }], &mut views);
+            // The simulation checks the protocol, not who may debit: every debit is consented
+            // (voted as its own coordinator's).
+            let v = settle::vote(me, me, &[Item { ops, person: None }], &mut views, now);
             match v.into_iter().next() {
-                Some(Ok(needs)) => {
+                Some(Ok(settle::Reserved { needs, .. })) => {
                     for (a, need) in &needs {
                         if let Some(acc) = b.d.accounts.get_mut(a) {
                             acc.held = acc.held.checked_add(need.hold).unwrap_or(Money::MAX);

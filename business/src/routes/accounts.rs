@@ -22,9 +22,38 @@ pub fn parse_account(s: &str) -> Result<AccountId, ApiError> {
     request_body = shared::api::CreateAccount,
     responses((status = 201, body = shared::api::Account), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 409, description = "document already has an account", body = ErrorBody))
 )]
-pub async fn create(state: web::Data<AppState>, body: web::Json<CreateAccount>) -> Result<HttpResponse, ApiError> {
-    let account = state.accounts.open(body.into_inner()).await?;
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<CreateAccount>,
+) -> Result<HttpResponse, ApiError> {
+    // Opening an account costs an argon2 hash and a document lookup: bounded per address.
+    let address = crate::client_address(&req);
+    state.throttles.signups_per_address.record(&address, crate::interbank::now_ms()).map_err(ApiError::rate_limited)?;
+    // A joint account is opened by one of its holders, signed in; other kinds need no session.
+    let session = match presented_key(req.headers()) {
+        Some(_) => Some(Customer::extract(&req).await?.0),
+        None => None,
+    };
+    let account = state.accounts.open(body.into_inner(), session.as_ref()).await?;
     Ok(HttpResponse::Created().json(account))
+}
+
+/// A holder of a joint account confirms it with their own session; the last one makes it active.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/{id}/consent",
+    tag = "accounts",
+    params(("id" = u64, Path, description = "the joint account's id at this bank")),
+    responses((status = 200, body = shared::api::Account), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "not a holder of it", body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn consent(
+    state: web::Data<AppState>,
+    me: Customer,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.accounts.consent(&me.0, parse_account(&path)?).await?))
 }
 
 #[utoipa::path(
@@ -41,24 +70,21 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (account, address) = (body.ibk.to_string(), crate::client_address(&req));
-    let t = &state.throttles;
-    let now = crate::interbank::now_ms();
-    // Looked at before the password is checked: while locked out, even the right password is
-    // refused, so guessing gains nothing, and no argon2 work is spent on it.
-    let wait =
-        t.login_failures_per_account.blocked(&account, now).or(t.login_failures_per_address.blocked(&address, now));
-    if let Some(ms) = wait {
-        return Err(ApiError::rate_limited(ms));
-    }
+    // Every attempt is counted *before* its password is checked, and given back only when it
+    // succeeds: a burst of concurrent guesses counts one each, so racing the check gains
+    // nothing, and while locked out even the right password is refused without argon2 work.
+    let guard = state.throttles.login.reserve(&state.accounts.ds, &account, &address).await?;
     match state.accounts.login(body).await {
         Err(ApiError::InvalidCredentials) => {
-            // Counted only; the next attempt is the one refused.
-            let _ = t.login_failures_per_account.record(&account, now);
-            let _ = t.login_failures_per_address.record(&address, now);
             tracing::info!(%account, %address, "login refused");
             Err(ApiError::InvalidCredentials)
         }
-        r => Ok(HttpResponse::Ok().json(r?)),
+        r => {
+            if r.is_ok() {
+                guard.forgive(&state.accounts.ds).await;
+            }
+            Ok(HttpResponse::Ok().json(r?))
+        }
     }
 }
 
@@ -106,8 +132,8 @@ pub async fn all(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, target) = Customer::with_account(&state, &req, parse_account(&path)?).await?;
-    Ok(HttpResponse::Ok().json(state.accounts.everywhere(&state.interbank, target).await?))
+    let (me, target) = Customer::with_account(&state, &req, parse_account(&path)?).await?;
+    Ok(HttpResponse::Ok().json(state.accounts.everywhere(&state.interbank, &me, target).await?))
 }
 
 #[utoipa::path(
@@ -126,7 +152,7 @@ pub async fn close(
     let me = Customer::extract(&req).await?.0;
     let id: AccountId = path.parse().map_err(ApiError::from)?;
     let target = state.accounts.accessible(&me, id).await?;
-    state.accounts.close(&target).await?;
+    state.accounts.close(&state.interbank, &target).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "message": format!("account {id} closed") })))
 }
 
@@ -170,5 +196,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/accounts/auth").route(web::post().to(login)).route(web::delete().to(logout)))
         .service(resource("/api/accounts/{id}").route(web::get().to(get)).route(web::delete().to(close)))
         .service(resource("/api/accounts/{id}/all").route(web::get().to(all)))
+        .service(resource("/api/accounts/{id}/consent").route(web::post().to(consent)))
         .service(resource("/api/accounts/{id}/transactions").route(web::get().to(transactions)));
 }

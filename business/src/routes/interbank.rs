@@ -176,13 +176,14 @@ pub async fn decision(
     Ok(HttpResponse::Ok().json(coordinator::DecisionRecord { commit }))
 }
 
-/// Seed 000's `GET /account/{document}`: the accounts this document holds here.
+/// Seed 000's `GET /account/{document}`: the account this document holds here, as a card (a
+/// peer learns enough to address a payment: no balance, no documents, the name masked).
 #[utoipa::path(
     get,
     path = "/account/{document}",
     tag = "interbank",
     params(("document" = String, Path)),
-    responses((status = 200, body = Vec<shared::api::Account>), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    responses((status = 200, body = Vec<shared::api::AccountCard>), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
     security(("bank" = []))
 )]
 pub async fn accounts_of_document(
@@ -191,12 +192,12 @@ pub async fn accounts_of_document(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let doc: Document = path.parse().map_err(ApiError::from)?;
-    Ok(HttpResponse::Ok().json(state.accounts.held_by(&doc).await?))
+    Ok(HttpResponse::Ok().json(state.accounts.cards_of(&doc).await?))
 }
 
-pub use crate::interbank::AccountCard;
+pub use shared::api::AccountCard;
 
-/// Seed 000's `POST /interbank/account/ibk/{ibk}`.
+/// Seed 000's `POST /interbank/account/ibk/{ibk}`: the account's card.
 #[utoipa::path(
     post,
     path = "/interbank/account/ibk/{ibk}",
@@ -215,7 +216,7 @@ pub async fn account_by_ibk(
         return Err(ApiError::WrongBank(ibk));
     }
     let r = state.accounts.record(ibk.account).await?.ok_or(ApiError::AccountNotFound(ibk.account))?;
-    Ok(HttpResponse::Ok().json(AccountCard { ibk, name: r.name, documents: r.documents }))
+    Ok(HttpResponse::Ok().json(state.accounts.card(&r)))
 }
 
 #[utoipa::path(

@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers parse into domain types and call the ledger; nothing else.
 
 pub mod accounts;
+pub mod consents;
 pub mod interbank;
 pub mod keys;
 pub mod operator;
@@ -17,6 +18,7 @@ pub fn resource(path: &str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     operator::configure(cfg);
     accounts::configure(cfg);
+    consents::configure(cfg);
     payments::configure(cfg);
     payments::configure_pay(cfg);
     keys::configure(cfg);

@@ -74,6 +74,7 @@ impl Bank {
                 kind: AccountType::Individual,
                 created_at: "2026-11-22T00:00:00Z".into(),
                 password_hash: None,
+                pending: vec![],
             };
             ds.commit(&open_account_commit(format!("open-{id}"), lock, &record)).await.unwrap();
             if money(opening) != Money::ZERO {

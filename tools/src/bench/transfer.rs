@@ -108,6 +108,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
                 kind: AccountType::Individual,
                 created_at: "2026-01-01T00:00:00Z".into(),
                 password_hash: None,
+                pending: vec![],
             };
             let one = open_account_commit(String::new(), LockRef { account: g.account, token: g.token }, &record);
             commit.locks.extend(one.locks);

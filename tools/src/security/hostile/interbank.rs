@@ -28,7 +28,7 @@ pub(super) fn table(t: &mut Table<'_>) {
             Method::POST,
             "/interbank/prepare",
             format!(
-                r#"{{"epoch":0,"coordinator":2,"items":[{{"txn":"p.1","package":"p","author":"2-1","author_documents":[],"ops":{ops}}}]}}"#
+                r#"{{"epoch":0,"coordinator":2,"items":[{{"txn":"p.1","package":"p","author":"2-1","person":null,"ops":{ops}}}]}}"#
             ),
         ),
         (
@@ -42,7 +42,7 @@ pub(super) fn table(t: &mut Table<'_>) {
             Method::POST,
             "/interbank/prepare",
             format!(
-                r#"{{"epoch":99999999999,"coordinator":2,"items":[{{"txn":"p.1","package":"p","author":"2-1","author_documents":[],"ops":[{{"from":"2-1","to":"{a}","amount":"0"}}]}}]}}"#
+                r#"{{"epoch":99999999999,"coordinator":2,"items":[{{"txn":"p.1","package":"p","author":"2-1","person":null,"ops":[{{"from":"2-1","to":"{a}","amount":"0"}}]}}]}}"#
             ),
         ),
         (
@@ -50,7 +50,7 @@ pub(super) fn table(t: &mut Table<'_>) {
             Method::POST,
             "/interbank/prepare",
             format!(
-                r#"{{"epoch":99999999999,"coordinator":1,"items":[{{"txn":"p.1","package":"p","author":"2-1","author_documents":[],"ops":{ops}}}]}}"#
+                r#"{{"epoch":99999999999,"coordinator":1,"items":[{{"txn":"p.1","package":"p","author":"2-1","person":null,"ops":{ops}}}]}}"#
             ),
         ),
         (
@@ -59,11 +59,8 @@ pub(super) fn table(t: &mut Table<'_>) {
             "/interbank/prepare",
             format!(
                 r#"{{"epoch":1,"coordinator":2,"items":[{}]}}"#,
-                vec![
-                    format!(r#"{{"txn":"p.1","package":"p","author":"2-1","author_documents":[],"ops":{ops}}}"#);
-                    20_000
-                ]
-                .join(",")
+                vec![format!(r#"{{"txn":"p.1","package":"p","author":"2-1","person":null,"ops":{ops}}}"#); 20_000]
+                    .join(",")
             ),
         ),
         ("commit: txns not a list", Method::POST, "/interbank/commit", r#"{"txns":"x"}"#.into()),
