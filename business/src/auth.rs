@@ -79,9 +79,14 @@ pub fn idempotency_key(req: &HttpRequest) -> Option<&str> {
     req.headers().get("idempotency-key").and_then(|v| v.to_str().ok())
 }
 
-/// A peer bank, authenticated by its id (`X-Interbank-Bank`) and its secret (`Authorization:
-/// Bearer`), as listed in the network configuration. Customers' and operators' credentials
-/// never pass here, and a peer's secret opens nothing else.
+/// The bank a mutual-TLS connection belongs to, by its client certificate (set when the
+/// connection is accepted; absent on the customer listener and for unknown certificates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerBank(pub shared::BankId);
+
+/// A peer bank, authenticated by the certificate of its TLS connection. The bank it names in
+/// `X-Interbank-Bank` must be that certificate's: a member can only ever speak as itself.
+/// Customers' and operators' credentials never pass here.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub shared::BankId);
 
@@ -91,12 +96,10 @@ impl FromRequest for Peer {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let found = (|| {
-            let state = req.app_data::<web::Data<AppState>>()?;
-            let bank: shared::BankId = req.headers().get(crate::interbank::BANK_HEADER)?.to_str().ok()?.parse().ok()?;
-            let entry = state.interbank.peers.network().bank(bank)?;
-            let presented = req.headers().get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")?;
-            (bank != state.settings.bank_id && !entry.secret.is_empty() && digest(presented) == digest(&entry.secret))
-                .then_some(Peer(bank))
+            let proven = req.conn_data::<PeerBank>()?.0;
+            let claimed: shared::BankId =
+                req.headers().get(crate::interbank::BANK_HEADER)?.to_str().ok()?.parse().ok()?;
+            (claimed == proven).then_some(Peer(proven))
         })();
         ready(found.ok_or(ApiError::PeerUnauthorized))
     }

@@ -12,6 +12,31 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_LISTEN", default_value = "127.0.0.1:3001")]
     pub listen: SocketAddr,
 
+    /// Address of the interbank listener (mutual TLS; only peer banks, by certificate). Port 0
+    /// picks a free port. Required in a network of several banks.
+    #[arg(long, env = "BUSINESS_INTERBANK_LISTEN")]
+    pub interbank_listen: Option<SocketAddr>,
+
+    /// This bank's certificate (PEM), issued by the consortium's CA: its identity to peers.
+    #[arg(long, env = "BUSINESS_IDENTITY_CERT")]
+    pub identity_cert: Option<std::path::PathBuf>,
+
+    /// This bank's private key (PEM), mode 0600; never on a command line, never in the network file.
+    #[arg(long, env = "BUSINESS_IDENTITY_KEY")]
+    pub identity_key: Option<std::path::PathBuf>,
+
+    /// Serve the customer API over HTTPS with this certificate (PEM) ...
+    #[arg(long, env = "BUSINESS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// ... and this private key (PEM, mode 0600).
+    #[arg(long, env = "BUSINESS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// The CA (PEM) that issued the data server's certificate, when it serves HTTPS.
+    #[arg(long, env = "BUSINESS_DATASERVER_CA")]
+    pub dataserver_ca: Option<std::path::PathBuf>,
+
     /// The bank this replica serves.
     #[arg(long, env = "BUSINESS_BANK_ID")]
     pub bank_id: BankId,
@@ -24,12 +49,13 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_DATASERVER")]
     pub dataserver: String,
 
-    /// This replica's key at the data server.
-    #[arg(long, env = "BUSINESS_DATASERVER_KEY", hide_env_values = true)]
+    /// This replica's key at the data server: from the environment only (a command line is
+    /// visible to every user of the machine).
+    #[arg(long, env = "BUSINESS_DATASERVER_KEY", hide_env_values = true, hide = true)]
     pub dataserver_key: String,
 
-    /// Key of the operator/teller API (seed 004's routes).
-    #[arg(long, env = "BUSINESS_OPERATOR_KEY", hide_env_values = true)]
+    /// Key of the operator/teller API (seed 004's routes): from the environment only.
+    #[arg(long, env = "BUSINESS_OPERATOR_KEY", hide_env_values = true, hide = true)]
     pub operator_key: String,
 
     /// Longest an operation waits, in FIFO order, for its accounts' locks.
@@ -65,8 +91,8 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_WORKERS")]
     pub workers: Option<usize>,
 
-    /// The network file (TOML, `[[bank]]` with id, name, secret, replicas). Without it the bank
-    /// is alone: packages across banks are refused.
+    /// The network file (TOML: the CA's certificate, `[[bank]]` with id, name, replicas and
+    /// certificate). Without it the bank is alone: packages across banks are refused.
     #[arg(long, env = "BUSINESS_NETWORK")]
     pub network: Option<std::path::PathBuf>,
 

@@ -63,7 +63,9 @@ pub enum ApiError {
     StaleEpoch { epoch: u64, current: u64 },
     #[error("this token is older than one this bank already accepted")]
     StaleToken,
-    #[error("missing or wrong bank credentials (send `X-Interbank-Bank: ID` and `Authorization: Bearer SECRET`)")]
+    #[error(
+        "not a peer bank: connect with your bank's certificate to the interbank listener and name that bank in `X-Interbank-Bank`"
+    )]
     PeerUnauthorized,
     #[error("bank {0} is not part of this network")]
     UnknownBank(shared::BankId),

@@ -75,6 +75,8 @@ pub enum StartError {
 
 pub struct Application {
     addr: SocketAddr,
+    interbank_addr: Option<SocketAddr>,
+    tls: bool,
     server: Server,
 }
 
@@ -101,8 +103,7 @@ pub async fn metrics_route(_: auth::Operator, state: web::Data<AppState>) -> Htt
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         settings.validate().map_err(StartError::Config)?;
-        let ds = DataClient::new(&settings.dataserver, settings.business_id, settings.dataserver_key.clone())
-            .map_err(|e| StartError::Config(e.to_string()))?;
+        let ds = data_client(&settings)?;
         let metrics = Arc::new(metrics::Metrics::default());
         let accounts = accounts::Accounts {
             ds: ds.clone(),
@@ -126,8 +127,35 @@ impl Application {
         if network.bank(settings.bank_id).is_none() {
             return Err(StartError::Config(format!("bank {} is not in the network file", settings.bank_id)));
         }
-        let peers = interbank::Peers::new(Arc::new(network), settings.bank_id, settings.peer_timeout_ms)
-            .map_err(|e| StartError::Config(e.to_string()))?;
+        let identity = match (&settings.identity_cert, &settings.identity_key) {
+            (Some(c), Some(k)) => Some(pki::Identity::load(c, k).map_err(|e| StartError::Config(e.to_string()))?),
+            (None, None) => None,
+            _ => return Err(StartError::Config("--identity-cert and --identity-key go together".into())),
+        };
+        let pins = network.pins(settings.bank_id).map_err(StartError::Config)?;
+        // Between banks, mutual TLS only: the listener takes nobody without a certificate the
+        // consortium's CA issued, and the Peer extractor takes only the bank it belongs to.
+        let interbank_tls = match (network.banks.len() > 1, settings.interbank_listen, &identity) {
+            (false, _, _) => None,
+            (true, Some(addr), Some(id)) => Some((
+                TcpListener::bind(addr)?,
+                pki::server_config(id, &network.ca).map_err(|e| StartError::Config(e.to_string()))?,
+            )),
+            (true, _, _) => {
+                return Err(StartError::Config(
+                    "a network of several banks needs --interbank-listen, --identity-cert and --identity-key".into(),
+                ));
+            }
+        };
+        let customer_tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(c), Some(k)) => {
+                Some(pki::https_server_from_files(c, k).map_err(|e| StartError::Config(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let peers =
+            interbank::Peers::new(Arc::new(network), settings.bank_id, settings.peer_timeout_ms, identity.as_ref())
+                .map_err(StartError::Config)?;
         let interbank = interbank::Interbank {
             me: settings.bank_id,
             business: settings.business_id,
@@ -154,6 +182,10 @@ impl Application {
         }
         let listener = TcpListener::bind(settings.listen)?;
         let addr = listener.local_addr()?;
+        let interbank_addr = match &interbank_tls {
+            Some((l, _)) => Some(l.local_addr()?),
+            None => None,
+        };
         let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let body_max = settings.body_bytes_max;
         let state = web::Data::new(AppState {
@@ -166,6 +198,7 @@ impl Application {
             metrics: metrics.clone(),
         });
         let origins = state.settings.cors_origins.clone();
+        let state_tls = state.settings.tls_cert.is_some();
         let server = HttpServer::new(move || {
             let m = metrics.clone();
             // The browser app is served from another origin (trunk); only the configured
@@ -202,21 +235,62 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(error::not_found))
         })
+        .on_connect(move |conn, ext| {
+            // Which bank this connection is, by the certificate it presented (the CA verified the
+            // chain during the handshake; the network file says whose certificate it is).
+            type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+            if let Some(tls) = conn.downcast_ref::<Tls>()
+                && let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first())
+                && let Some(bank) = pins.bank_of(leaf.as_ref())
+            {
+                ext.insert(auth::PeerBank(bank));
+            }
+        })
         .workers(workers)
-        .shutdown_timeout(10)
-        .listen(listener)?
+        .shutdown_timeout(10);
+        let server = match customer_tls {
+            Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+            None => server.listen(listener)?,
+        };
+        let server = match interbank_tls {
+            Some((l, cfg)) => server.listen_rustls_0_23(l, cfg)?,
+            None => server,
+        }
         .run();
-        Ok(Application { addr, server })
+        Ok(Application { addr, interbank_addr, tls: state_tls, server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// The mutual-TLS listener for peer banks, when the network has any.
+    pub fn interbank_addr(&self) -> Option<SocketAddr> {
+        self.interbank_addr
+    }
+
+    /// Whether the customer API is served over HTTPS.
+    pub fn serves_https(&self) -> bool {
+        self.tls
+    }
+
     /// Serves until SIGTERM/SIGINT; actix then drains in-flight requests before returning.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// The data server's client: over HTTPS trusting `--dataserver-ca` when it is given.
+fn data_client(settings: &Settings) -> Result<DataClient, StartError> {
+    let config = |e: String| StartError::Config(e);
+    let mut http = pki::http().pool_max_idle_per_host(1024).tcp_nodelay(true);
+    if let Some(ca) = &settings.dataserver_ca {
+        let pem = std::fs::read_to_string(ca).map_err(|e| config(format!("{}: {e}", ca.display())))?;
+        http = http.tls_backend_preconfigured(pki::trusting_client_config(&pem).map_err(|e| config(e.to_string()))?);
+    }
+    let http = http.build().map_err(|e| config(e.to_string()))?;
+    DataClient::with_http(http, &settings.dataserver, settings.business_id, settings.dataserver_key.clone())
+        .map_err(|e| config(e.to_string()))
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).

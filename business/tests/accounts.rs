@@ -68,7 +68,7 @@ impl Api {
 }
 
 fn api(bank: &Bank, replica: usize) -> Api {
-    Api { http: reqwest::Client::new(), base: bank.url(replica) }
+    Api { http: pki::http_client(), base: bank.url(replica) }
 }
 
 fn code(v: &Value) -> ErrorCode {

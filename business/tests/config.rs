@@ -12,7 +12,9 @@ fn start_with(operator_key: &str, extra: &[&str]) -> (bool, String) {
     const START_WAIT: Duration = Duration::from_secs(10);
     let mut child = Command::new(env!("CARGO_BIN_EXE_business"))
         .args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", "11"])
-        .args(["--dataserver", "http://127.0.0.1:9", "--dataserver-key", "k", "--operator-key", operator_key])
+        .args(["--dataserver", "http://127.0.0.1:9"])
+        .env("BUSINESS_DATASERVER_KEY", "k")
+        .env("BUSINESS_OPERATOR_KEY", operator_key)
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -43,6 +45,7 @@ fn out_of_range_settings_are_refused_at_start() {
         ("--batch-packages-max", "0"),
         ("--batch-packages-max", "5000"),
         ("--tick-ms", "1"),
+        ("--hashing-concurrent-max", "0"),
     ] {
         let (ok, stderr) = start_with("operator-key-ok", &[flag, value]);
         assert!(!ok, "{flag} {value} was accepted");
@@ -50,4 +53,23 @@ fn out_of_range_settings_are_refused_at_start() {
     }
     let (ok, stderr) = start_with("short", &[]);
     assert!(!ok && stderr.contains("operator key"), "a short operator key: {stderr}");
+}
+
+/// A secret on a command line is visible to every user of the machine (`ps`): refused, naming
+/// the flag (fails with the check removed: the replica starts).
+#[test]
+fn secrets_on_the_command_line_are_refused() {
+    for flag in ["--operator-key", "--dataserver-key"] {
+        let (ok, stderr) = start_with("operator-key-ok", &[flag, "operator-key-ok"]);
+        assert!(!ok && stderr.contains(flag) && stderr.contains("environment"), "{flag}: {stderr}");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_business"))
+        .args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", "11"])
+        .args(["--dataserver", "http://127.0.0.1:9", "--operator-key=operator-key-ok"])
+        .env("BUSINESS_DATASERVER_KEY", "k")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(!child.wait().unwrap().success(), "the --flag=value form too");
 }

@@ -23,7 +23,7 @@ enum Cred {
 async fn auth_and_bad_input_on_every_endpoint() {
     let bank = start_bank(1, &[]);
     let base = bank.url(0);
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let cpf = |n: u64| Document::with_check_digits(&format!("{:09}", 300_000_000 + n)).unwrap().formatted();
     // Two customers with money, so that a wrongly accepted request would have something to move.
     for n in 1..=2 {

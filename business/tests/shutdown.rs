@@ -10,7 +10,7 @@ async fn sigterm_answers_every_accepted_request_then_exits_cleanly() {
     let mut bank = start_bank(1, &[]);
     bank.open_accounts([1], "0").await;
     let url = bank.url(0);
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
     let first_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(first_tx)));
     let mut tasks = Vec::new();

@@ -49,7 +49,7 @@ pub struct DataClient {
 
 impl DataClient {
     pub fn new(base: &str, business: BusinessId, key: impl Into<String>) -> Result<DataClient> {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
+        let http = pki::http().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
         DataClient::with_http(http, base, business, key)
     }
 

@@ -48,12 +48,28 @@ pub struct Settings {
     #[arg(long, env = "DATASERVER_LISTEN", default_value = "127.0.0.1:4001")]
     pub listen: SocketAddr,
 
+    /// Serve HTTPS with this certificate (PEM) ...
+    #[arg(long, env = "DATASERVER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// ... and this private key (PEM, mode 0600).
+    #[arg(long, env = "DATASERVER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Directory of the durable store (created if missing).
     #[arg(long, env = "DATASERVER_DATA_DIR")]
     pub data_dir: PathBuf,
 
     /// BUSINESS_ID:KEY, repeatable (env: comma-separated).
-    #[arg(long = "key", env = "DATASERVER_KEYS", value_delimiter = ',', required = true)]
+    // From the environment only (`DATASERVER_KEYS`); `main` refuses the flag.
+    #[arg(
+        long = "key",
+        env = "DATASERVER_KEYS",
+        value_delimiter = ',',
+        required = true,
+        hide = true,
+        hide_env_values = true
+    )]
     pub keys: Vec<BusinessKey>,
 
     /// Lease length when the client names none.

@@ -88,6 +88,8 @@ impl std::fmt::Debug for AppState {
 pub enum StartError {
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
     #[error("configuration: {0}")]
@@ -96,6 +98,7 @@ pub enum StartError {
 
 pub struct Application {
     addr: SocketAddr,
+    https: bool,
     epoch: u64,
     server: Server,
     writer_tx: mpsc::Sender<Job>,
@@ -180,6 +183,11 @@ impl Application {
 
         let listener = TcpListener::bind(settings.listen)?;
         let addr = listener.local_addr()?;
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(c), Some(k)) => Some(pki::https_server_from_files(c, k).map_err(|e| StartError::Tls(e.to_string()))?),
+            _ => None,
+        };
+        let https = tls.is_some();
         let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let connections_per_worker = settings.connections_max.div_ceil(workers).max(1);
         let body_max = settings.body_bytes_max;
@@ -224,15 +232,23 @@ impl Application {
         })
         .workers(workers)
         .max_connections(connections_per_worker)
-        .shutdown_timeout(5)
-        .listen(listener)?
+        .shutdown_timeout(5);
+        let server = match tls {
+            Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+            None => server.listen(listener)?,
+        }
         .run();
 
-        Ok(Application { addr, epoch, server, writer_tx, writer })
+        Ok(Application { addr, https, epoch, server, writer_tx, writer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether it serves HTTPS (`--tls-cert`, `--tls-key`).
+    pub fn serves_https(&self) -> bool {
+        self.https
     }
 
     pub fn boot_epoch(&self) -> u64 {

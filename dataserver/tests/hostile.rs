@@ -36,7 +36,7 @@ fn case(
 }
 
 async fn run(url: &str, cases: &[Case]) {
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     for c in cases {
         let mut rb = http.request(c.method.clone(), format!("{url}{}", c.path));
         if let Some(k) = c.key {

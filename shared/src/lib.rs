@@ -8,6 +8,7 @@
 //! correct check digits.
 
 pub mod api;
+pub mod cli;
 pub mod document;
 pub mod error;
 pub mod ids;

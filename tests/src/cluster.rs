@@ -19,9 +19,60 @@ pub fn dev_key(prefix: &str, business: BusinessId) -> String {
     format!("{prefix}key-{business}")
 }
 
-/// What bank `n` presents to its peers.
-pub fn dev_bank_secret(prefix: &str, bank: u32) -> String {
-    format!("{prefix}bank-secret-{bank}")
+/// A local network's PKI: the CA (made by the launcher, as a consortium's would be) and each
+/// bank's identity, written under the network's folder: `ca.pem` (public), and per bank
+/// `bank{n}/identity/cert.pem` (public) and `key.pem` (0600, in a 0700 folder).
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub ca_pem: String,
+    /// Per bank id: its certificate and key in PEM, and where they are written.
+    pub banks: std::collections::BTreeMap<u32, BankIdentity>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BankIdentity {
+    pub issued: pki::issue::Issued,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl Pki {
+    /// Makes the CA and one certificate per bank (valid for 127.0.0.1 and localhost).
+    pub fn create(data: &Path, banks: u32) -> Result<Pki, Error> {
+        let pki_err = |e: pki::Error| Error::Spec(format!("the local PKI: {e}"));
+        let ca = pki::issue::Ca::new("InterBank local consortium CA").map_err(pki_err)?;
+        pki::issue::set_mode(data, 0o700).map_err(|e| Error::file(data, e))?;
+        let ca_file = data.join("ca.pem");
+        std::fs::write(&ca_file, ca.cert_pem()).map_err(|e| Error::file(&ca_file, e))?;
+        let mut out = std::collections::BTreeMap::new();
+        for n in 1..=banks {
+            let issued = ca.issue(&format!("bank {n}"), &["127.0.0.1", "localhost"]).map_err(pki_err)?;
+            let bank_dir = data.join(format!("bank{n}"));
+            std::fs::create_dir_all(&bank_dir).map_err(|e| Error::file(&bank_dir, e))?;
+            pki::issue::set_mode(&bank_dir, 0o700).map_err(|e| Error::file(&bank_dir, e))?;
+            let dir = bank_dir.join("identity");
+            let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+            pki::issue::write_private(&key_file, &issued.key_pem).map_err(pki_err)?;
+            std::fs::write(&cert_file, &issued.cert_pem).map_err(|e| Error::file(&cert_file, e))?;
+            out.insert(n, BankIdentity { issued, cert_file, key_file });
+        }
+        Ok(Pki { ca_pem: ca.cert_pem().to_string(), banks: out })
+    }
+
+    /// An HTTP client that presents bank `n`'s certificate and trusts any server the CA issued
+    /// for (tests and tools acting as that bank; the replicas themselves also pin the server).
+    pub fn client_as(&self, n: u32) -> Result<reqwest::Client, Error> {
+        let id = self.banks.get(&n).ok_or_else(|| Error::Spec(format!("no identity for bank {n}")))?;
+        let identity = pki::Identity::from_pem(&id.issued.cert_pem, &id.issued.key_pem)
+            .map_err(|e| Error::Spec(format!("bank {n}'s identity: {e}")))?;
+        let tls = pki::client_config(&identity, &self.ca_pem, None)
+            .map_err(|e| Error::Spec(format!("bank {n}'s TLS client: {e}")))?;
+        pki::http()
+            .tls_backend_preconfigured(tls)
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Unexpected(e.to_string()))
+    }
 }
 
 /// Business ids of bank `n`'s replicas: 10 n + 1, 10 n + 2, ...
@@ -107,10 +158,12 @@ pub struct Spec {
     pub dataserver_port: Option<Box<[u16]>>,
     /// Bank n's replica r port (`None`: free ports).
     pub business_port: Option<Box<[Box<[u16]>]>>,
+    /// Bank n's replica r interbank (mutual TLS) port (`None`: free ports).
+    pub interbank_port: Option<Box<[Box<[u16]>]>>,
     pub operator_key: String,
     /// Passed to every business replica (timings in tests).
     pub business_args: Vec<String>,
-    /// Every data-server key and bank secret starts with it (see [`DEV_SECRET_PREFIX`]).
+    /// Every data-server key starts with it (see [`DEV_SECRET_PREFIX`]).
     pub secret_prefix: String,
     /// When set, every process logs into `{dir}/{process}.log` at this `RUST_LOG` filter.
     pub log: Option<(PathBuf, String)>,
@@ -133,6 +186,7 @@ impl Spec {
             data: data.to_path_buf(),
             dataserver_port: None,
             business_port: None,
+            interbank_port: None,
             operator_key: TEST_OPERATOR_KEY.into(),
             business_args: vec![],
             secret_prefix: DEV_SECRET_PREFIX.into(),
@@ -148,7 +202,11 @@ impl Spec {
 pub struct Replica {
     pub business: BusinessId,
     pub addr: SocketAddr,
+    /// Its mutual-TLS listener for peer banks.
+    pub interbank_addr: SocketAddr,
     args: Vec<String>,
+    /// Its secrets, passed in the environment.
+    env: Vec<(String, String)>,
     log: Option<LogTo>,
     child: Option<Child>,
 }
@@ -156,6 +214,11 @@ pub struct Replica {
 impl Replica {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where peer banks reach it (mutual TLS).
+    pub fn interbank_url(&self) -> String {
+        format!("https://{}", self.interbank_addr)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -185,6 +248,10 @@ impl Bank {
         self.replicas.iter().map(Replica::url).collect()
     }
 
+    pub fn interbank_urls(&self) -> Vec<String> {
+        self.replicas.iter().map(Replica::interbank_url).collect()
+    }
+
     /// A data-server client authenticated as the bank's first replica.
     pub fn ds_client(&self) -> dataserver_api::client::DataClient {
         let (b, k) = &self.ds_opts.keys[0];
@@ -200,20 +267,34 @@ pub struct Cluster {
     business_bin: PathBuf,
     /// Per bank, the proxies its peers go through (empty unless `Spec::peer_proxies`).
     pub proxies: Vec<Vec<crate::proxy::Proxy>>,
-    secret_prefix: String,
+    /// The network's CA and every bank's identity.
+    pub pki: Pki,
 }
 
-fn network_toml(banks: &[(u32, Vec<String>)], prefix: &str) -> String {
-    let mut s =
-        String::from("# The local network. DEVELOPMENT SECRETS: every `secret` here is for this machine only.\n");
-    for (id, urls) in banks {
-        s.push_str(&format!(
-            "\n[[bank]]\nid = {id}\nname = \"Banco {id}\"\nsecret = \"{}\"\nreplicas = [{}]\n",
-            dev_bank_secret(prefix, *id),
-            urls.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ")
-        ));
+fn network_toml(banks: &[(u32, Vec<String>)], pki: &Pki) -> String {
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        id: u32,
+        name: String,
+        replicas: &'a [String],
+        certificate: &'a str,
     }
-    s
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        ca: &'a str,
+        bank: Vec<Entry<'a>>,
+    }
+    let bank = banks
+        .iter()
+        .map(|(id, urls)| Entry {
+            id: *id,
+            name: format!("Banco {id}"),
+            replicas: urls,
+            certificate: pki.banks.get(id).map_or("", |b| b.issued.cert_pem.as_str()),
+        })
+        .collect();
+    let body = toml::to_string(&File { ca: &pki.ca_pem, bank }).unwrap_or_default();
+    format!("# The local network: public facts only (addresses and certificates); no secret.\n{body}")
 }
 
 /// What the operator tools need to reach a network: every bank's replicas and data server.
@@ -274,7 +355,8 @@ impl Cluster {
         let ds_bin = crate::process::binary("dataserver")?;
         let business_bin = crate::process::binary("business")?;
         std::fs::create_dir_all(&spec.data).map_err(|e| Error::file(&spec.data, e))?;
-        let mut plan: Vec<(u32, u16, Vec<u16>)> = Vec::new();
+        let pki = Pki::create(&spec.data, spec.banks)?;
+        let mut plan: Vec<(u32, u16, Vec<u16>, Vec<u16>)> = Vec::new();
         for n in 1..=spec.banks {
             let i = usize::try_from(n - 1).map_err(|e| Error::Spec(e.to_string()))?;
             let ds_port = match &spec.dataserver_port {
@@ -285,11 +367,15 @@ impl Cluster {
                 Some(p) => p.get(i).ok_or_else(|| Error::Spec(format!("no replica ports for bank {n}")))?.to_vec(),
                 None => (0..spec.replicas).map(|_| free_port()).collect::<Result<_, _>>()?,
             };
-            plan.push((n, ds_port, ports));
+            let ib_ports = match &spec.interbank_port {
+                Some(p) => p.get(i).ok_or_else(|| Error::Spec(format!("no interbank ports for bank {n}")))?.to_vec(),
+                None => (0..spec.replicas).map(|_| free_port()).collect::<Result<_, _>>()?,
+            };
+            plan.push((n, ds_port, ports, ib_ports));
         }
         let mut proxies: Vec<Vec<crate::proxy::Proxy>> = Vec::new();
         if spec.peer_proxies {
-            for (_, _, ports) in &plan {
+            for (_, _, _, ports) in &plan {
                 let mut of_bank = Vec::new();
                 for p in ports {
                     let start = |source| Error::Start { what: format!("the proxy for port {p}"), source };
@@ -303,19 +389,18 @@ impl Cluster {
         let network: Vec<(u32, Vec<String>)> = plan
             .iter()
             .enumerate()
-            .map(|(i, (n, _, ports))| {
+            .map(|(i, (n, _, _, ib_ports))| {
                 let urls = match proxies.get(i) {
-                    Some(px) => px.iter().map(|p| format!("http://{}", p.addr)).collect(),
-                    None => ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(),
+                    Some(px) => px.iter().map(|p| format!("https://{}", p.addr)).collect(),
+                    None => ib_ports.iter().map(|p| format!("https://127.0.0.1:{p}")).collect(),
                 };
                 (*n, urls)
             })
             .collect();
         let network_file = spec.data.join("network.toml");
-        std::fs::write(&network_file, network_toml(&network, &spec.secret_prefix))
-            .map_err(|e| Error::file(&network_file, e))?;
+        std::fs::write(&network_file, network_toml(&network, &pki)).map_err(|e| Error::file(&network_file, e))?;
         let mut banks = Vec::new();
-        for (n, ds_port, ports) in plan {
+        for (n, ds_port, ports, ib_ports) in plan {
             let ids = business_ids(n, spec.replicas)?;
             let keys: Vec<(BusinessId, String)> = ids.iter().map(|b| (*b, dev_key(&spec.secret_prefix, *b))).collect();
             let mut opts = SpawnOptions::new(&ds_bin, spec.data.join(format!("bank{n}")), keys.clone());
@@ -327,20 +412,23 @@ impl Cluster {
             let ds = spawn(&opts).map_err(|source| Error::Start { what: format!("bank {n}'s data server"), source })?;
             let ds_addr = ds.addr;
             let mut replicas = Vec::new();
-            for ((b, k), port) in keys.iter().zip(ports) {
+            let identity = pki.banks.get(&n).ok_or_else(|| Error::Spec(format!("no identity for bank {n}")))?;
+            for (((b, k), port), ib_port) in keys.iter().zip(ports).zip(ib_ports) {
                 let mut args: Vec<String> = vec![
                     "--listen".into(),
                     format!("127.0.0.1:{port}"),
+                    "--interbank-listen".into(),
+                    format!("127.0.0.1:{ib_port}"),
+                    "--identity-cert".into(),
+                    identity.cert_file.display().to_string(),
+                    "--identity-key".into(),
+                    identity.key_file.display().to_string(),
                     "--bank-id".into(),
                     n.to_string(),
                     "--business-id".into(),
                     b.to_string(),
                     "--dataserver".into(),
                     format!("http://{ds_addr}"),
-                    "--dataserver-key".into(),
-                    k.clone(),
-                    "--operator-key".into(),
-                    spec.operator_key.clone(),
                     "--network".into(),
                     network_file.display().to_string(),
                     "--signups-per-address-max".into(),
@@ -354,7 +442,12 @@ impl Cluster {
                 replicas.push(Replica {
                     business: *b,
                     addr,
+                    interbank_addr: std::net::SocketAddr::from(([127, 0, 0, 1], ib_port)),
                     args,
+                    env: vec![
+                        ("BUSINESS_DATASERVER_KEY".into(), k.clone()),
+                        ("BUSINESS_OPERATOR_KEY".into(), spec.operator_key.clone()),
+                    ],
                     log: log_to(format!("business-{b}.log")),
                     child: None,
                 });
@@ -364,14 +457,8 @@ impl Cluster {
         let local = local_toml(&banks, &spec.operator_key);
         let local_file = spec.data.join("local.toml");
         std::fs::write(&local_file, local).map_err(|e| Error::file(&local_file, e))?;
-        let mut c = Cluster {
-            banks,
-            network_file,
-            operator_key: spec.operator_key.clone(),
-            business_bin,
-            proxies,
-            secret_prefix: spec.secret_prefix.clone(),
-        };
+        let mut c =
+            Cluster { banks, network_file, operator_key: spec.operator_key.clone(), business_bin, proxies, pki };
         for b in 0..c.banks.len() {
             for r in 0..c.banks[b].replicas.len() {
                 c.start_replica(b, r)?;
@@ -381,17 +468,19 @@ impl Cluster {
     }
 
     /// Waits until the network can settle: every replica answers `/health`, and every bank's
-    /// replicas answer every other bank's liveness probe (`/interbank/token/ok`, with the calling
-    /// bank's own credentials, as the token ring sends it). Fails after `within`, naming what
-    /// did not answer.
+    /// replicas answer every other bank's liveness probe (`/interbank/token/ok`, over mutual
+    /// TLS with the calling bank's certificate, as the token ring sends it). Fails after
+    /// `within`, naming what did not answer.
     pub async fn wait_ready(&self, within: std::time::Duration) -> Result<(), Error> {
-        let http = reqwest::Client::builder()
+        let http = pki::http()
             .timeout(std::time::Duration::from_secs(2))
             .build()
             .map_err(|e| Error::Unexpected(e.to_string()))?;
+        let callers: Vec<(u32, reqwest::Client)> =
+            self.banks.iter().map(|b| Ok((b.id, self.pki.client_as(b.id)?))).collect::<Result<_, Error>>()?;
         let until = std::time::Instant::now() + within;
         loop {
-            let missing = self.not_ready(&http).await;
+            let missing = self.not_ready(&http, &callers).await;
             if missing.is_empty() {
                 return Ok(());
             }
@@ -403,22 +492,22 @@ impl Cluster {
     }
 
     /// What does not answer yet (see [`Cluster::wait_ready`]).
-    async fn not_ready(&self, http: &reqwest::Client) -> Vec<String> {
+    async fn not_ready(&self, http: &reqwest::Client, callers: &[(u32, reqwest::Client)]) -> Vec<String> {
         let ok = |r: Result<reqwest::Response, reqwest::Error>| r.is_ok_and(|r| r.status().is_success());
         let mut missing = Vec::new();
         for bank in &self.banks {
-            for url in bank.urls() {
+            for rep in &bank.replicas {
+                let url = rep.url();
                 if !ok(http.get(format!("{url}/health")).send().await) {
                     missing.push(format!("{url} (bank {})", bank.id));
                     continue;
                 }
-                for caller in self.banks.iter().filter(|c| c.id != bank.id) {
-                    let probe = http
-                        .get(format!("{url}/interbank/token/ok"))
-                        .header(shared::api::BANK_HEADER, caller.id.to_string())
-                        .bearer_auth(dev_bank_secret(&self.secret_prefix, caller.id));
+                for (caller, client) in callers.iter().filter(|(c, _)| *c != bank.id) {
+                    let probe = client
+                        .get(format!("{}/interbank/token/ok", rep.interbank_url()))
+                        .header(shared::api::BANK_HEADER, caller.to_string());
                     if !ok(probe.send().await) {
-                        missing.push(format!("{url} (bank {}) for bank {}", bank.id, caller.id));
+                        missing.push(format!("{} (bank {}) for bank {caller}", rep.interbank_url(), bank.id));
                     }
                 }
             }
@@ -433,7 +522,7 @@ impl Cluster {
             return Ok(());
         }
         let mut cmd = Command::new(&self.business_bin);
-        cmd.args(&rep.args);
+        cmd.args(&rep.args).envs(rep.env.iter().map(|(k, v)| (k, v)));
         let (child, line) = spawn_command(cmd, rep.log.as_ref())
             .map_err(|source| Error::Start { what: format!("replica {}", rep.business), source })?;
         let addr = listening_addr(&line)

@@ -89,18 +89,23 @@ pub fn spawn_command(mut cmd: Command, log: Option<&LogTo>) -> std::io::Result<(
     }
 }
 
-/// The address in a "... listening on http://ADDR ..." line.
+/// The address in a "... listening on http://ADDR ..." (or `https://`) line.
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
-    line.split("http://").nth(1)?.split_whitespace().next()?.parse().ok()
+    line.split("listening on ").nth(1)?.split("://").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+/// The interbank listener's address in a business server's "... interbank=https://ADDR" line.
+pub fn interbank_addr(line: &str) -> Option<SocketAddr> {
+    line.split("interbank=https://").nth(1)?.split_whitespace().next()?.parse().ok()
 }
 
 /// Starts the server and waits for its "listening on" line.
 pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
     let mut cmd = Command::new(&opts.bin);
     cmd.arg("--listen").arg(&opts.listen).arg("--data-dir").arg(&opts.data_dir);
-    for (b, k) in &opts.keys {
-        cmd.arg("--key").arg(format!("{b}:{k}"));
-    }
+    // Secrets go in the environment: the data server refuses them on its command line.
+    let keys: Vec<String> = opts.keys.iter().map(|(b, k)| format!("{b}:{k}")).collect();
+    cmd.env("DATASERVER_KEYS", keys.join(","));
     cmd.args(&opts.extra_args);
     let (child, line) = spawn_command(cmd, opts.log.as_ref())?;
     let parse = || -> Option<(SocketAddr, u64)> {

@@ -21,7 +21,7 @@ fn start(deadline_ms: u64) -> (Cluster, tempfile::TempDir) {
 }
 
 fn operator(c: &Cluster, bank: usize, replica: usize) -> Operator {
-    Operator { http: reqwest::Client::new(), base: c.banks[bank].urls()[replica].clone(), key: c.operator_key.clone() }
+    Operator { http: pki::http_client(), base: c.banks[bank].urls()[replica].clone(), key: c.operator_key.clone() }
 }
 
 fn cpf(n: u64) -> String {
@@ -30,7 +30,7 @@ fn cpf(n: u64) -> String {
 
 /// A customer at bank `bank` (index) with `opening` deposited.
 async fn customer(c: &Cluster, bank: usize, n: u64, opening: &str) -> Customer {
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let base = c.banks[bank].urls()[usize::try_from(n).unwrap() % 2].clone();
     let cu = sign_up(&http, &base, &format!("Cliente {n} da Silva"), &cpf(n), "senha-segura-123").await.unwrap();
     if opening != "0" {
@@ -72,7 +72,7 @@ async fn a_chained_package_across_three_banks_settles_all_or_nothing() {
     let (c, _dir) = start(20_000);
     // One holder with accounts at banks 1 and 2 (same CPF), a payee at bank 3.
     let a1 = customer(&c, 0, 1, "500").await;
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let a2 = sign_up(&http, &c.banks[1].urls()[0], "Cliente 1 da Silva", &cpf(1), "senha-segura-123").await.unwrap();
     let payee = customer(&c, 2, 3, "0").await;
     // Bank 2 debits A2 in bank 1's packages only with its holder's consent, given at bank 2.
@@ -364,7 +364,7 @@ async fn ten_banks_settle_a_package_across_the_ring() {
     let mut spec = Spec::ephemeral(10, 1, dir.path());
     spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
     let c = Cluster::start(&spec).unwrap();
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let a = sign_up(&http, &c.banks[0].urls()[0], "Cliente 71 da Silva", &cpf(71), "senha-segura-123").await.unwrap();
     Operator { http: http.clone(), base: c.banks[0].urls()[0].clone(), key: c.operator_key.clone() }
         .deposit(a.ibk(), "100")
@@ -384,12 +384,9 @@ async fn ten_banks_settle_a_package_across_the_ring() {
     settled_and_clean(&c).await;
 }
 
-/// A request between banks, sent as bank `as_bank` with its own secret.
-fn as_peer(as_bank: u32, method: Method, url: String) -> reqwest::RequestBuilder {
-    reqwest::Client::new()
-        .request(method, url)
-        .header(shared::api::BANK_HEADER, as_bank.to_string())
-        .bearer_auth(harness::cluster::dev_bank_secret(harness::cluster::DEV_SECRET_PREFIX, as_bank))
+/// A request between banks, sent as bank `as_bank` with its own certificate.
+fn as_peer(c: &Cluster, as_bank: u32, method: Method, url: String) -> reqwest::RequestBuilder {
+    c.pki.client_as(as_bank).unwrap().request(method, url).header(shared::api::BANK_HEADER, as_bank.to_string())
 }
 
 /// Only an attempt's coordinator ends it: a member bank that commits or rolls back another
@@ -402,12 +399,12 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     c.wait_ready(Duration::from_secs(60)).await.unwrap();
     let victim = customer(&c, 1, 71, "100").await;
     let payee = customer(&c, 0, 72, "0").await;
-    let bank2 = c.banks[1].urls()[0].clone();
+    let bank2 = c.banks[1].interbank_urls()[0].clone();
     victim.consent(1, "100").await.unwrap();
 
     // Bank 1, as a coordinator may (its customer consented at bank 2), prepares a debit there.
     let view: serde_json::Value =
-        as_peer(1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
+        as_peer(&c, 1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
     let txn = "hostile0peer0test.0";
     let prepare = serde_json::json!({
         "epoch": view["token"]["epoch"],
@@ -418,14 +415,14 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
             "ops": [{ "from": victim.ibk(), "to": payee.ibk(), "amount": "60" }],
         }],
     });
-    let r = as_peer(1, Method::POST, format!("{bank2}/interbank/prepare")).json(&prepare).send().await.unwrap();
+    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&prepare).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let votes: serde_json::Value = r.json().await.unwrap();
     assert_eq!(votes["votes"][0]["vote"], "yes", "{votes}");
 
     // Bank 3 commits it, then rolls it back: both refused, nothing applied, the hold still there.
     for path in ["/interbank/commit", "/interbank/rollback"] {
-        let r = as_peer(3, Method::POST, format!("{bank2}{path}"))
+        let r = as_peer(&c, 3, Method::POST, format!("{bank2}{path}"))
             .json(&serde_json::json!({ "txns": [txn] }))
             .send()
             .await
@@ -439,7 +436,7 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     assert!(ds2.get_record("prepared", txn).await.unwrap().is_some(), "the attempt is still prepared");
 
     // Its coordinator ends it.
-    let r = as_peer(1, Method::POST, format!("{bank2}/interbank/rollback"))
+    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/rollback"))
         .json(&serde_json::json!({ "txns": [txn] }))
         .send()
         .await
@@ -449,8 +446,8 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
 
     // A package of banks 1 and 2: bank 3 may not ask for (and so presume-abort) its decision.
     let t = payee_pays(&c, &victim, &payee).await;
-    let bank1 = c.banks[0].urls()[0].clone();
-    let ask = |as_bank| as_peer(as_bank, Method::GET, format!("{bank1}/interbank/decision/{}.9", t.id));
+    let bank1 = c.banks[0].interbank_urls()[0].clone();
+    let ask = |as_bank| as_peer(&c, as_bank, Method::GET, format!("{bank1}/interbank/decision/{}.9", t.id));
     assert_eq!(ask(3).send().await.unwrap().status(), StatusCode::FORBIDDEN, "bank 3 has no part in it");
     assert_eq!(ask(2).send().await.unwrap().status(), StatusCode::OK, "bank 2 is a participant");
 
@@ -458,19 +455,20 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     // the person behind a package of its own and prepares a debit at bank 2. Before, bank 2
     // trusted the documents bank 3 sent and voted yes; now it asks its own consents, finds
     // none to bank 3 (the victim's consent names bank 1), votes no and holds nothing.
-    let card: serde_json::Value = as_peer(3, Method::POST, format!("{bank2}/interbank/account/ibk/{}", victim.ibk()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let card: serde_json::Value =
+        as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/account/ibk/{}", victim.ibk()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert!(card.get("documents").is_none() && card.get("balance").is_none(), "a card tells no more: {card}");
     assert_ne!(card["name"], victim.account.name, "the name is masked: {card}");
     let thief = customer(&c, 2, 73, "0").await;
     let before = balance(&c, victim.ibk()).await;
     let view: serde_json::Value =
-        as_peer(3, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
+        as_peer(&c, 3, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
     let rogue = serde_json::json!({
         "epoch": view["token"]["epoch"],
         "coordinator": 3,
@@ -480,13 +478,13 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
             "ops": [{ "from": victim.ibk(), "to": thief.ibk(), "amount": "60" }],
         }],
     });
-    let r = as_peer(3, Method::POST, format!("{bank2}/interbank/prepare")).json(&rogue).send().await.unwrap();
+    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&rogue).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let votes: serde_json::Value = r.json().await.unwrap();
     assert_eq!(votes["votes"][0]["vote"], "no", "{votes}");
     assert_eq!(votes["votes"][0]["refusal"]["reason"], "consent_missing", "{votes}");
     assert!(ds2.get_record("prepared", "rogue0member.0").await.unwrap().is_none(), "nothing held");
-    let r = as_peer(3, Method::POST, format!("{bank2}/interbank/commit"))
+    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/commit"))
         .json(&serde_json::json!({ "txns": ["rogue0member.0"] }))
         .send()
         .await
@@ -510,7 +508,7 @@ async fn payee_pays(c: &Cluster, victim: &Customer, payee: &Customer) -> Transac
 async fn consents_bound_what_another_bank_may_debit() {
     let (c, _dir) = start(20_000);
     let author = customer(&c, 0, 81, "0").await;
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let holder =
         sign_up(&http, &c.banks[1].urls()[0], "Cliente 81 da Silva", &cpf(81), "senha-segura-123").await.unwrap();
     operator(&c, 1, 0).deposit(holder.ibk(), "100").await.unwrap();
@@ -599,4 +597,60 @@ async fn consents_bound_what_another_bank_may_debit() {
     assert!(done.reason.as_deref().unwrap_or("").contains("expired"), "{done:?}");
     assert_eq!(balance(&c, holder.ibk()).await, "60".parse().unwrap());
     settled_and_clean(&c).await;
+}
+
+/// Banks prove who they are (issue 14, attack 3). Before, every bank's network file held every
+/// bank's secret, so bank 3 authenticated to bank 2 as bank 1. Now the network file holds
+/// certificates only, each bank's private key is its own (0600), and the interbank listener
+/// takes a connection only with a certificate of the consortium's CA, speaking only as the bank
+/// that certificate is listed for; a client calling a bank accepts only that bank's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn banks_prove_who_they_are_by_certificate() {
+    use std::os::unix::fs::PermissionsExt;
+    let (c, _dir) = start(20_000);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let network = std::fs::read_to_string(&c.network_file).unwrap();
+    assert!(!network.contains("PRIVATE KEY") && !network.contains("secret ="), "the network file holds no secret");
+    for b in c.pki.banks.values() {
+        let mode = std::fs::metadata(&b.key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", b.key_file.display());
+        let dir = std::fs::metadata(b.key_file.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir, 0o700);
+    }
+    let bank2 = c.banks[1].interbank_urls()[0].clone();
+    let ok = format!("{bank2}/interbank/token/ok");
+
+    // Bank 1 as itself: in.
+    let r = as_peer(&c, 1, Method::GET, ok.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Bank 3's certificate claiming to be bank 1: refused.
+    let r = c.pki.client_as(3).unwrap().get(&ok).header(shared::api::BANK_HEADER, "1").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: shared::ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.error, shared::ErrorCode::Unauthorized);
+    // No certificate at all: the handshake refuses the connection.
+    let ca = pki::trusting_client_config(&c.pki.ca_pem).unwrap();
+    let bare = pki::http().tls_backend_preconfigured(ca).build().unwrap();
+    assert!(bare.get(&ok).header(shared::api::BANK_HEADER, "1").send().await.is_err(), "no certificate, no connection");
+    // A certificate for "bank 1" from a CA of the attacker's own: refused by the handshake.
+    let rogue_ca = pki::issue::Ca::new("Rogue CA").unwrap();
+    let forged = rogue_ca.issue("bank 1", &["127.0.0.1"]).unwrap();
+    let forged = pki::Identity::from_pem(&forged.cert_pem, &forged.key_pem).unwrap();
+    let tls = pki::client_config(&forged, &c.pki.ca_pem, None).unwrap();
+    let client = pki::http().tls_backend_preconfigured(tls).build().unwrap();
+    assert!(client.get(&ok).header(shared::api::BANK_HEADER, "1").send().await.is_err(), "a forged certificate");
+    // The plain customer listener serves no interbank route, whatever is claimed.
+    let plain = format!("{}/interbank/token/ok", c.banks[1].urls()[0]);
+    let r = pki::http_client().get(&plain).header(shared::api::BANK_HEADER, "1").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A bank calling bank 2 accepts only bank 2's certificate: bank 3 answering at an address
+    // listed for bank 2 is refused by the handshake.
+    let id1 = &c.pki.banks[&1].issued;
+    let me = pki::Identity::from_pem(&id1.cert_pem, &id1.key_pem).unwrap();
+    let bank2_cert = pki::certs_from_pem(&c.pki.banks[&2].issued.cert_pem).unwrap().remove(0);
+    let pinned = pki::client_config(&me, &c.pki.ca_pem, Some(bank2_cert)).unwrap();
+    let client = pki::http().tls_backend_preconfigured(pinned).build().unwrap();
+    assert_eq!(client.get(&ok).header(shared::api::BANK_HEADER, "1").send().await.unwrap().status(), StatusCode::OK);
+    let bank3_ok = format!("{}/interbank/token/ok", c.banks[2].interbank_urls()[0]);
+    assert!(client.get(&bank3_ok).header(shared::api::BANK_HEADER, "1").send().await.is_err(), "not bank 2");
 }

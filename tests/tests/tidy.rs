@@ -18,7 +18,41 @@ fn dependencies(member: &str) -> Vec<String> {
         .collect()
 }
 
-const MEMBERS: &[&str] = &["shared", "dataserver-api", "dataserver", "business", "frontend", "tools", "tests"];
+const MEMBERS: &[&str] = &["shared", "pki", "dataserver-api", "dataserver", "business", "frontend", "tools", "tests"];
+
+/// Architecture Invariant: no server can issue certificates. Only the launcher's harness turns
+/// on `pki/issue` (rcgen, a local CA); the servers only load identities they were given.
+#[test]
+fn only_the_launcher_issues_certificates() {
+    for member in ["business", "dataserver", "dataserver-api", "shared"] {
+        let text = std::fs::read_to_string(workspace().join(member).join("Cargo.toml")).unwrap();
+        assert!(!text.contains("rcgen") && !text.contains("\"issue\""), "{member} can issue certificates");
+    }
+    let harness = std::fs::read_to_string(workspace().join("tests/Cargo.toml")).unwrap();
+    assert!(harness.contains("\"issue\""), "the guard looks at the real manifests");
+}
+
+/// Architecture Invariant: every HTTP client is built through `pki::http`, which installs the
+/// one TLS provider first (reqwest brings none; a client built without it panics).
+#[test]
+fn every_http_client_starts_at_pki() {
+    let mut files = Vec::new();
+    for member in MEMBERS.iter().filter(|m| **m != "pki") {
+        for dir in ["src", "tests"] {
+            let d = workspace().join(member).join(dir);
+            if d.is_dir() {
+                files.extend(harness::rust_files(&d));
+            }
+        }
+    }
+    let this = workspace().join("tests/tests/tidy.rs");
+    for f in files.iter().filter(|f| **f != this) {
+        let text = std::fs::read_to_string(f).unwrap();
+        for bad in ["reqwest::Client::new()", "reqwest::Client::builder()"] {
+            assert!(!text.contains(bad), "{}: {bad}; use pki::http_client() or pki::http()", f.display());
+        }
+    }
+}
 
 /// Architecture Invariant: only the data server touches storage. No other crate depends on the
 /// `dataserver` crate (they use `dataserver-api`), and only it names the storage engine.

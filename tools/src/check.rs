@@ -381,7 +381,7 @@ pub fn print_check(r: &Report) {
 
 /// The checker's access to every bank.
 pub fn access(t: &Target) -> crate::Result<Vec<BankAccess>> {
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     t.banks
         .iter()
         .map(|b| {

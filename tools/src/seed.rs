@@ -93,7 +93,7 @@ pub fn parse_seed_csv(text: &str) -> crate::Result<Vec<SeedRow>> {
 
 /// Opens the accounts listed in a seed CSV; the customers come back signed in.
 pub async fn seed_rows(t: &Target, rows: &[SeedRow]) -> crate::Result<Vec<Customer>> {
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let bank = t
@@ -118,7 +118,7 @@ pub async fn seed_rows(t: &Target, rows: &[SeedRow]) -> crate::Result<Vec<Custom
 
 /// Opens `n` customers spread over the banks, each with an opening deposit and an e-mail Pix key.
 pub async fn seed(t: &Target, n: usize, opening: &str) -> crate::Result<Vec<Customer>> {
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let mut out = Vec::with_capacity(n);
     // One seed run: its documents start with the run number, its keys are load{run}.{i}.
     let run = rand::rng().random_range(0..1_000u32);

@@ -143,10 +143,16 @@ pub async fn run(args: Args) -> crate::Result<()> {
     }
     let mut ds_ports = Vec::new();
     let mut business_ports = Vec::new();
+    let mut interbank_ports = Vec::new();
     for bank in 1..=args.banks {
         ds_ports.push(port_of(args.dataserver_port_base, bank)?);
         business_ports.push(
             vec![port_of(args.business_port_base, bank)?, port_of(args.business_port_base, bank + 100)?]
+                .into_boxed_slice(),
+        );
+        // Peers reach the replicas on their own mutual-TLS listeners, 200 and 300 above.
+        interbank_ports.push(
+            vec![port_of(args.business_port_base, bank + 200)?, port_of(args.business_port_base, bank + 300)?]
                 .into_boxed_slice(),
         );
     }
@@ -156,6 +162,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
         data: args.data.clone(),
         dataserver_port: Some(ds_ports.into_boxed_slice()),
         business_port: Some(business_ports.into_boxed_slice()),
+        interbank_port: Some(interbank_ports.into_boxed_slice()),
         operator_key: args.operator_key.clone(),
         // The replicas accept calls from the app's origin.
         business_args: [
@@ -187,13 +194,17 @@ pub async fn run(args: Args) -> crate::Result<()> {
     println!("InterBank local network ({} banks), data in {}", args.banks, args.data.display());
     for bank in &cluster.banks {
         println!("  bank {}: data server {}", bank.id, bank.ds_url());
-        for url in bank.urls() {
-            println!("          business replica {url}");
+        for r in &bank.replicas {
+            println!("          business replica {} (peers: {})", r.url(), r.interbank_url());
         }
     }
     println!("  network file: {}", cluster.network_file.display());
     println!("  operator key: {}   <- DEVELOPMENT SECRET unless set by INTERBANK_OPERATOR_KEY", args.operator_key);
-    println!("  data server keys and bank secrets: {}...   <- DEVELOPMENT SECRETS unless set", args.secret_prefix);
+    println!("  data server keys: {}...   <- DEVELOPMENT SECRETS unless set", args.secret_prefix);
+    println!(
+        "  banks prove who they are by certificate: CA {}/ca.pem, keys in each bank{{n}}/identity (0600)",
+        args.data.display()
+    );
     if ui.is_some() {
         println!(
             "  browser app: http://127.0.0.1:{} (trunk builds it first; the banks are listed by name)",

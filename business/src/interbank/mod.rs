@@ -26,28 +26,25 @@ use shared::{BankId, BusinessId, ErrorBody, Ibk};
 
 pub use shared::api::BANK_HEADER;
 
-/// One bank of the network, as every bank's configuration lists it.
-#[derive(Clone, Deserialize, Serialize)]
+/// One bank of the network, as every bank's configuration lists it: public facts only.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BankEntry {
     pub id: BankId,
     pub name: String,
-    /// The secret this bank presents to its peers.
-    pub secret: String,
-    /// Base URLs of its business replicas.
+    /// Base URLs (`https://`) of its business replicas' interbank listeners.
     pub replicas: Vec<String>,
+    /// Its certificate (PEM), issued by the consortium's CA: who it is.
+    pub certificate: String,
 }
 
-impl std::fmt::Debug for BankEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BankEntry").field("id", &self.id).field("replicas", &self.replicas).finish_non_exhaustive()
-    }
-}
-
-/// The network file (TOML): `[[bank]]` tables with `id`, `name`, `secret`, `replicas`.
+/// The network file (TOML): the consortium CA's certificate (`ca`, PEM) and `[[bank]]` tables
+/// with `id`, `name`, `replicas`, `certificate`. It holds no secret: every bank's private key
+/// stays in that bank's own data directory.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
+    pub ca: String,
     #[serde(rename = "bank")]
     pub banks: Vec<BankEntry>,
 }
@@ -60,8 +57,19 @@ impl Network {
         if n.banks.windows(2).any(|w| w[0].id == w[1].id) {
             return Err(format!("{}: a bank id appears twice", path.display()));
         }
-        if let Some(b) = n.banks.iter().find(|b| b.secret.len() < 16 || b.replicas.is_empty()) {
-            return Err(format!("bank {}: the secret needs 16+ characters and at least one replica", b.id));
+        pki::roots(&n.ca).map_err(|e| format!("{}: the CA certificate: {e}", path.display()))?;
+        for b in &n.banks {
+            if b.replicas.is_empty() {
+                return Err(format!("bank {}: at least one replica", b.id));
+            }
+            pki::certs_from_pem(&b.certificate).map_err(|e| format!("bank {}: its certificate: {e}", b.id))?;
+        }
+        if n.banks
+            .iter()
+            .enumerate()
+            .any(|(i, b)| n.banks[..i].iter().any(|o| o.certificate.trim() == b.certificate.trim()))
+        {
+            return Err(format!("{}: two banks list the same certificate", path.display()));
         }
         Ok(n)
     }
@@ -69,7 +77,8 @@ impl Network {
     /// A network of one bank (no peers): cross-bank work is refused.
     pub fn alone(me: BankId) -> Network {
         Network {
-            banks: vec![BankEntry { id: me, name: format!("Bank {me}"), secret: String::new(), replicas: vec![] }],
+            ca: String::new(),
+            banks: vec![BankEntry { id: me, name: format!("Bank {me}"), replicas: vec![], certificate: String::new() }],
         }
     }
 
@@ -79,6 +88,16 @@ impl Network {
 
     pub fn ids(&self) -> Vec<BankId> {
         self.banks.iter().map(|b| b.id).collect()
+    }
+
+    /// Each peer's leaf certificate, to tell which bank a TLS client is.
+    pub fn pins(&self, me: BankId) -> Result<pki::Pins<BankId>, String> {
+        let mut pins = Vec::new();
+        for b in self.banks.iter().filter(|b| b.id != me) {
+            let leaf = pki::certs_from_pem(&b.certificate).map_err(|e| format!("bank {}: {e}", b.id))?.remove(0);
+            pins.push((b.id, leaf));
+        }
+        Ok(pki::Pins::new(pins))
     }
 }
 
@@ -106,10 +125,12 @@ impl PeerError {
     }
 }
 
-/// A client of the peer banks: tries each bank's replicas in turn, starting from a rotating one.
+/// A client of the peer banks: one mutual-TLS connection pool per peer, presenting this bank's
+/// certificate and accepting only that peer's; tries each bank's replicas in turn, starting from
+/// a rotating one.
 #[derive(Clone)]
 pub struct Peers {
-    http: reqwest::Client,
+    http: Arc<std::collections::BTreeMap<BankId, reqwest::Client>>,
     net: Arc<Network>,
     me: BankId,
     next: Arc<AtomicUsize>,
@@ -121,15 +142,35 @@ impl std::fmt::Debug for Peers {
     }
 }
 
+/// The most of a peer's answer read: nothing a peer sends is unbounded (the largest is a prepare
+/// vote list of `PREPARE_ITEMS_MAX` entries).
+pub const PEER_ANSWER_BYTES_MAX: usize = 4 << 20;
+
 impl Peers {
-    pub fn new(net: Arc<Network>, me: BankId, timeout_ms: u64) -> Result<Peers, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout_ms))
-            .connect_timeout(Duration::from_millis(timeout_ms.min(1_000)))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .build()?;
-        Ok(Peers { http, net, me, next: Arc::new(AtomicUsize::new(0)) })
+    /// `identity` is required when the network has other banks.
+    pub fn new(
+        net: Arc<Network>,
+        me: BankId,
+        timeout_ms: u64,
+        identity: Option<&pki::Identity>,
+    ) -> Result<Peers, String> {
+        let mut http = std::collections::BTreeMap::new();
+        for b in net.banks.iter().filter(|b| b.id != me) {
+            let identity = identity
+                .ok_or("a network of several banks needs this bank's identity (--identity-cert, --identity-key)")?;
+            let leaf = pki::certs_from_pem(&b.certificate).map_err(|e| e.to_string())?.remove(0);
+            let tls = pki::client_config(identity, &net.ca, Some(leaf)).map_err(|e| e.to_string())?;
+            let client = pki::http()
+                .tls_backend_preconfigured(tls)
+                .timeout(Duration::from_millis(timeout_ms))
+                .connect_timeout(Duration::from_millis(timeout_ms.min(1_000)))
+                .pool_max_idle_per_host(64)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| e.to_string())?;
+            http.insert(b.id, client);
+        }
+        Ok(Peers { http: Arc::new(http), net, me, next: Arc::new(AtomicUsize::new(0)) })
     }
 
     pub fn network(&self) -> &Network {
@@ -149,15 +190,13 @@ impl Peers {
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<T, PeerError> {
         let entry = self.net.bank(bank).ok_or(PeerError::Unknown(bank))?;
-        let secret = &self.net.bank(self.me).ok_or(PeerError::Unknown(self.me))?.secret;
+        let http = self.http.get(&bank).ok_or(PeerError::Unknown(bank))?;
         let n = entry.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             let base = &entry.replicas[(start + i) % n];
-            let mut rb = self
-                .http
+            let mut rb = http
                 .request(method.clone(), format!("{}{path}", base.trim_end_matches('/')))
-                .bearer_auth(secret)
                 .header(BANK_HEADER, self.me.to_string());
             if let Some(b) = body {
                 rb = rb.json(b);
@@ -168,7 +207,8 @@ impl Peers {
                 Err(e) => return Err(PeerError::NoAnswer { bank, why: e.to_string() }),
             };
             let status = resp.status();
-            let bytes = resp.bytes().await.map_err(|e| PeerError::NoAnswer { bank, why: e.to_string() })?;
+            let bytes =
+                read_bounded(resp, PEER_ANSWER_BYTES_MAX).await.map_err(|why| PeerError::NoAnswer { bank, why })?;
             if status.is_success() {
                 return serde_json::from_slice(&bytes)
                     .map_err(|e| PeerError::NoAnswer { bank, why: format!("unexpected answer: {e}") });
@@ -185,6 +225,22 @@ impl Peers {
         }
         Err(PeerError::NotDelivered(bank))
     }
+}
+
+/// A response body, refused once it passes `max` bytes (a peer cannot make us buffer without
+/// bound).
+async fn read_bounded(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("the answer is larger than {max} bytes"));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if out.len() + chunk.len() > max {
+            return Err(format!("the answer is larger than {max} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// Timing and size limits of the interbank protocols.

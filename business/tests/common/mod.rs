@@ -84,7 +84,7 @@ impl Bank {
     }
 
     pub fn operator(&self, replica: usize) -> OperatorClient {
-        OperatorClient { http: reqwest::Client::new(), base: self.url(replica), key: self.cluster.operator_key.clone() }
+        OperatorClient { http: pki::http_client(), base: self.url(replica), key: self.cluster.operator_key.clone() }
     }
 }
 

@@ -147,10 +147,8 @@ pub async fn run(args: Args) -> crate::Result<Report> {
             url
         }
     };
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.shape.connections.max(SEED_PARALLELISM))
-        .tcp_nodelay(true)
-        .build()?;
+    let http =
+        pki::http().pool_max_idle_per_host(args.shape.connections.max(SEED_PARALLELISM)).tcp_nodelay(true).build()?;
     let client = DataClient::with_http(http, &url, business, args.key.clone())?;
     seed(&client, args.shape.accounts).await?;
 

@@ -63,7 +63,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     let spec = Spec::ephemeral(3, 2, dir.path());
     let cluster = Cluster::start(&spec)?;
     cluster.wait_ready(Duration::from_secs(60)).await?;
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     eprintln!("opening {} customer accounts...", args.clients);
     let mut customers = Vec::new();
     for i in 0..args.clients {

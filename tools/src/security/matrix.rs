@@ -12,7 +12,7 @@ pub fn authorization_matrix(w: &World) -> Vec<Probe> {
     let operator = Cred::Bearer(w.operator_key.clone());
     let customer = Cred::Bearer(w.a.token.clone());
     let other_customer = Cred::Bearer(w.b.token.clone());
-    let peer = Cred::Peer { bank: 2, secret: w.secrets[1].clone() };
+    let peer = Cred::Peer { bank: 2, identity: 2 };
     let ds_key = Cred::Bearer(w.ds_keys[0].clone());
     let wrong = [
         ("no credentials", Cred::None),
@@ -100,14 +100,28 @@ pub fn authorization_matrix(w: &World) -> Vec<Probe> {
         (Method::DELETE, format!("/interbank/keys/{key_path}/{a}"), None),
     ];
     for (m, p, b) in &interbank_routes {
+        // On the customer listener nobody is a peer: no certificate there, whatever is claimed.
         for (what, cred) in wrong.iter().cloned().chain([
             ("the operator key on an interbank route", operator.clone()),
             ("a customer's session on an interbank route", customer.clone()),
-            ("a peer with another peer's secret", Cred::Peer { bank: 2, secret: w.secrets[0].clone() }),
-            ("the bank posing as its own peer", Cred::Peer { bank: 1, secret: w.secrets[0].clone() }),
-            ("a bank not in the network", Cred::Peer { bank: 9, secret: w.secrets[1].clone() }),
+            ("a peer's headers without its certificate", peer.clone()),
         ]) {
             t.push("interbank", what, m.clone(), t.bank1(p), cred, b.and_then(body), Expect::Denied);
+        }
+        // On the interbank listener, a certificate speaks only for its own bank.
+        for (what, cred) in wrong.iter().cloned().chain([
+            ("bank 2's certificate claiming to be bank 1", Cred::Peer { bank: 1, identity: 2 }),
+            ("bank 2's certificate claiming a bank not in the network", Cred::Peer { bank: 9, identity: 2 }),
+            ("the bank's own certificate, posing as its own peer", Cred::Peer { bank: 1, identity: 1 }),
+            ("the bank's own certificate, claiming to be bank 2", Cred::Peer { bank: 2, identity: 1 }),
+        ]) {
+            let cred = match cred {
+                // A client with no certificate is refused by the handshake (tested apart); here
+                // bank 2's certificate with no or a wrong claim.
+                Cred::None | Cred::Bearer(_) => Cred::Peer { bank: 0, identity: 2 },
+                other => other,
+            };
+            t.push("interbank", what, m.clone(), t.interbank1(p), cred, b.and_then(body), Expect::Denied);
         }
     }
 
@@ -135,7 +149,7 @@ pub fn authorization_matrix(w: &World) -> Vec<Probe> {
             ("a wrong data-server key", Cred::Bearer(w.ds_keys[1].clone())),
             ("the operator key on the data server", operator.clone()),
             ("a customer's session on the data server", customer.clone()),
-            ("a bank secret on the data server", Cred::Bearer(w.secrets[0].clone())),
+            ("a peer bank's certificate and claim on the data server", peer.clone()),
         ]) {
             t.push("dataserver", what, m.clone(), t.ds(p), cred, b.and_then(body), Expect::Denied);
         }

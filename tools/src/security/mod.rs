@@ -31,10 +31,11 @@ pub enum Cred {
     None,
     /// `Authorization: Bearer …` with this value (a session, an operator key, a data-server key).
     Bearer(String),
-    /// A peer bank's headers: `X-Interbank-Bank` and its secret.
+    /// A bank over mutual TLS: the certificate of bank `identity`, claiming to be `bank` in
+    /// `X-Interbank-Bank`.
     Peer {
         bank: u32,
-        secret: String,
+        identity: u32,
     },
 }
 
@@ -107,9 +108,14 @@ impl Table<'_> {
         Cred::Bearer(self.w.a.token.clone())
     }
 
-    /// Bank 2, with its own secret.
+    /// Bank 2, with its own certificate.
     fn peer(&self) -> Cred {
-        Cred::Peer { bank: 2, secret: self.w.secrets[1].clone() }
+        Cred::Peer { bank: 2, identity: 2 }
+    }
+
+    /// Bank 1's interbank (mutual TLS) listener.
+    fn interbank1(&self, path: &str) -> String {
+        format!("{}{path}", self.w.interbank[0])
     }
 
     /// Bank 1's first business key at its data server.
@@ -141,8 +147,8 @@ pub struct Suite {
 pub async fn suite(c: &Cluster) -> crate::Result<Suite> {
     let world = prepare(c).await?;
     let before = snapshot(c).await?;
-    let matrix = run(&authorization_matrix(&world)).await;
-    let hostile = run(&hostile_table(&world)).await;
+    let matrix = run(&world, &authorization_matrix(&world)).await;
+    let hostile = run(&world, &hostile_table(&world)).await;
     let after = snapshot(c).await?;
     let mut changed = diff(&before, &after);
     let errors = server_errors(c).await?;

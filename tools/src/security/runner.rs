@@ -2,7 +2,7 @@
 
 use shared::ErrorBody;
 
-use super::{Cred, Expect, Outcome, Probe};
+use super::{Cred, Expect, Outcome, Probe, World};
 
 /// Whether `text` is the JSON error body with one of that API's codes.
 fn error_body_of(api: &str, text: &str) -> bool {
@@ -13,20 +13,24 @@ fn error_body_of(api: &str, text: &str) -> bool {
     }
 }
 
-/// Sends every probe and checks its answer.
-pub async fn run(probes: &[Probe]) -> Outcome {
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().expect("client");
+/// Sends every probe and checks its answer; a peer's probe goes with that bank's certificate.
+pub async fn run(w: &World, probes: &[Probe]) -> Outcome {
+    let http = pki::http().timeout(std::time::Duration::from_secs(30)).build().expect("client");
     let mut out = Outcome::default();
     for p in probes {
         out.tried += 1;
         *out.by_api.entry(p.api).or_insert(0) += 1;
-        let mut rb = http.request(p.method.clone(), &p.url);
+        let client = match &p.cred {
+            Cred::Peer { identity, .. } => w.as_bank.get(identity).unwrap_or(&http),
+            _ => &http,
+        };
+        let mut rb = client.request(p.method.clone(), &p.url);
         rb = match &p.cred {
             Cred::None => rb,
             Cred::Bearer(v) => rb.header("authorization", format!("Bearer {v}")),
-            Cred::Peer { bank, secret } => rb
-                .header(shared::api::BANK_HEADER, bank.to_string())
-                .header("authorization", format!("Bearer {secret}")),
+            // Bank 0 is no bank: the certificate alone, naming nobody.
+            Cred::Peer { bank: 0, .. } => rb,
+            Cred::Peer { bank, .. } => rb.header(shared::api::BANK_HEADER, bank.to_string()),
         };
         for (k, v) in &p.headers {
             rb = rb.header(*k, v.as_bytes());

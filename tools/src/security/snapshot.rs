@@ -60,7 +60,7 @@ pub fn diff(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>)
 
 /// The 5xx counters of every process, which must stay at zero.
 pub async fn server_errors(c: &Cluster) -> crate::Result<u64> {
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let mut total = 0;
     for bank in &c.banks {
         let m = bank.ds_client().metrics().await?;

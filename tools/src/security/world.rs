@@ -1,7 +1,7 @@
 //! The world the tables run against: two customers at bank 1, keys, secrets, addresses.
 
 use harness::client::{Customer, Operator, sign_up};
-use harness::cluster::{Cluster, dev_bank_secret};
+use harness::cluster::Cluster;
 use reqwest::Method;
 use serde_json::{Value, json};
 use shared::Document;
@@ -17,7 +17,11 @@ pub struct World {
     pub ds_business: [u32; 2],
     pub ds_keys: [String; 2],
     pub operator_key: String,
-    pub secrets: [String; 2],
+    /// Banks 1 and 2's interbank (mutual TLS) listeners.
+    pub interbank: [String; 2],
+    /// Clients presenting bank n's certificate (banks 1 and 2), and one with a certificate of
+    /// a CA the network does not know.
+    pub as_bank: std::collections::BTreeMap<u32, reqwest::Client>,
     pub a: Customer,
     pub b: Customer,
     pub c: Customer,
@@ -35,7 +39,7 @@ pub(crate) fn cpf(n: u64) -> String {
 
 /// Prepares the world on a started cluster of at least two banks.
 pub async fn prepare(c: &Cluster) -> crate::Result<World> {
-    let http = reqwest::Client::new();
+    let http = pki::http_client();
     let (b1, b2) = (c.banks[0].urls()[0].clone(), c.banks[1].urls()[0].clone());
     let a = sign_up(&http, &b1, "Ana Segura", &cpf(1), PASSWORD).await?;
     let b = sign_up(&http, &b1, "Bruno Segura", &cpf(2), PASSWORD).await?;
@@ -73,10 +77,8 @@ pub async fn prepare(c: &Cluster) -> crate::Result<World> {
         ds_business: [ids[0].0.get(), ids.get(1).map_or(ids[0].0.get() + 1, |k| k.0.get())],
         ds_keys: [ids[0].1.clone(), format!("{}-wrong", ids[0].1)],
         operator_key: c.operator_key.clone(),
-        secrets: [
-            dev_bank_secret(harness::cluster::DEV_SECRET_PREFIX, 1),
-            dev_bank_secret(harness::cluster::DEV_SECRET_PREFIX, 2),
-        ],
+        interbank: [c.banks[0].replicas[0].interbank_url(), c.banks[1].replicas[0].interbank_url()],
+        as_bank: [1, 2].into_iter().map(|n| Ok((n, c.pki.client_as(n)?))).collect::<crate::Result<_>>()?,
         revoked: other.token,
         a,
         b,

@@ -77,7 +77,7 @@ pub(super) fn table(t: &mut Table<'_>) {
         ("key reservation: invalid key", Method::POST, "/interbank/keys", r#"{"key":"no-at","ibk":"2-1"}"#.into()),
         ("key reservation: malformed", Method::POST, "/interbank/keys", "{".into()),
     ] {
-        t.push("interbank", what, m, t.bank1(p), t.peer(), body(&b), Expect::Refused);
+        t.push("interbank", what, m, t.interbank1(p), t.peer(), body(&b), Expect::Refused);
     }
     for (what, p) in [
         ("decision: an over-long txn", format!("/interbank/decision/{}", "t".repeat(300))),
@@ -87,6 +87,6 @@ pub(super) fn table(t: &mut Table<'_>) {
         ("key removal: malformed IBK", "/interbank/keys/email:a@b.com/xyz".into()),
     ] {
         let m = if p.starts_with("/interbank/keys/email") { Method::DELETE } else { Method::GET };
-        t.push("interbank", what, m, t.bank1(&p), t.peer(), None, Expect::Refused);
+        t.push("interbank", what, m, t.interbank1(&p), t.peer(), None, Expect::Refused);
     }
 }
