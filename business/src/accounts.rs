@@ -20,6 +20,7 @@ use crate::config::limits::*;
 use crate::error::{ApiError, Unavailable};
 use crate::interbank::participant::SettlementMemo;
 use crate::model::*;
+use crate::model::{ACCOUNT_SESSIONS, SessionIndex};
 
 /// The request, checked against seed 001's rules before anything is stored.
 fn validate(req: &CreateAccount) -> Result<String, ApiError> {
@@ -479,15 +480,43 @@ impl Accounts {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);
-        let expires_at_ms = now_ms().saturating_add(self.session_ttl_ms);
-        let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
-        commit.records.push(RecordOp::Put {
-            collection: SESSIONS.into(),
-            key: session_key(&token),
-            value: json(&SessionRecord { account: record.id, expires_at_ms }),
-            if_version: Some(0),
-        });
-        self.ds.commit(&commit).await?;
+        let now = now_ms();
+        let expires_at_ms = now.saturating_add(self.session_ttl_ms);
+        let key = session_key(&token);
+        for attempt in 1..=ACCOUNT_OPEN_ATTEMPTS_MAX {
+            // The account's sessions, bounded: the oldest ends when one more would pass the limit.
+            let (mut index, version) = match self.ds.get_record(ACCOUNT_SESSIONS, &account_key(record.id)).await? {
+                Some(r) => (parse::<SessionIndex>(r.value)?, r.version),
+                None => (SessionIndex::default(), 0),
+            };
+            index.sessions.retain(|(_, exp)| *exp > now);
+            let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+            while index.sessions.len() >= SESSIONS_PER_ACCOUNT_MAX {
+                let (old, _) = index.sessions.remove(0);
+                commit.records.push(RecordOp::Delete { collection: SESSIONS.into(), key: old, if_version: None });
+            }
+            index.sessions.push((key.clone(), expires_at_ms));
+            commit.records.push(RecordOp::Put {
+                collection: SESSIONS.into(),
+                key: key.clone(),
+                value: json(&SessionRecord { account: record.id, expires_at_ms }),
+                if_version: Some(0),
+            });
+            commit.records.push(RecordOp::Put {
+                collection: ACCOUNT_SESSIONS.into(),
+                key: account_key(record.id),
+                value: json(&index),
+                if_version: Some(version),
+            });
+            match self.ds.commit(&commit).await {
+                Ok(_) => break,
+                Err(e) if e.code() == Some(DsCode::ConditionFailed) && attempt < ACCOUNT_OPEN_ATTEMPTS_MAX => continue,
+                Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
+                    return Err(ApiError::Unavailable(Unavailable::Contended("too many concurrent logins")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Session {
             token,
             expires_at: dataserver_api::clock::rfc3339_ms(expires_at_ms),

@@ -74,6 +74,14 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_SESSION_TTL_S", default_value_t = 12 * 3600)]
     pub session_ttl_s: u64,
 
+    /// How long an operator's `Idempotency-Key` is remembered.
+    #[arg(long, env = "BUSINESS_IDEMPOTENCY_TTL_S", default_value_t = 7 * 24 * 3600)]
+    pub idempotency_ttl_s: u64,
+
+    /// How often expired sessions, throttle windows and idempotency records are swept.
+    #[arg(long, env = "BUSINESS_SWEEP_INTERVAL_MS", default_value_t = 60_000)]
+    pub sweep_interval_ms: u64,
+
     /// Largest request body.
     #[arg(long, env = "BUSINESS_BODY_BYTES_MAX", default_value_t = 64 << 10)]
     pub body_bytes_max: usize,
@@ -261,6 +269,9 @@ impl Settings {
         in_range("--batch-packages-max", self.batch_packages_max, &BATCH_PACKAGES_RANGE)?;
         in_range("--batch-accounts-max", self.batch_accounts_max, &BATCH_ACCOUNTS_RANGE)?;
         in_range("--hashing-concurrent-max", self.hashing_concurrent_max, &HASHING_CONCURRENT_RANGE)?;
+        if self.sweep_interval_ms < TICK_MS_MIN {
+            return Err(format!("--sweep-interval-ms {} is below {TICK_MS_MIN}", self.sweep_interval_ms));
+        }
         if self.tick_ms < TICK_MS_MIN {
             return Err(format!("--tick-ms {} is below {TICK_MS_MIN}", self.tick_ms));
         }

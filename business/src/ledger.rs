@@ -536,7 +536,8 @@ impl Ledger {
         commit.records.extend(change.records(&applied, &grant.records[touched.len()..])?);
         if let Some(key) = key {
             let response = crate::model::json(&answer);
-            let stored = IdempotencyRecord { request: request.clone(), response };
+            let stored =
+                IdempotencyRecord { request: request.clone(), response, at_ms: dataserver_api::clock::now_ms() };
             commit.records.push(RecordOp::Put {
                 collection: IDEMPOTENCY.into(),
                 key: key.into(),

@@ -16,6 +16,7 @@ pub mod model;
 pub mod openapi;
 pub mod payments;
 pub mod routes;
+pub mod sweep;
 pub mod throttle;
 
 use std::net::{SocketAddr, TcpListener};
@@ -176,6 +177,15 @@ impl Application {
             lease_ms: settings.lease_ms,
             wake: Arc::new(tokio::sync::Notify::new()),
         };
+        // Expired sessions, lapsed throttle windows and old idempotency records go.
+        tokio::spawn(sweep::run(
+            ledger.ds.clone(),
+            sweep::Ttls {
+                throttle_window_ms: settings.login_window_ms,
+                idempotency_ms: settings.idempotency_ttl_s.saturating_mul(1000),
+            },
+            std::time::Duration::from_millis(settings.sweep_interval_ms),
+        ));
         if interbank.has_peers() {
             // The replica's share of the interbank work: the token, settlement, recovery.
             tokio::spawn(interbank::worker::run(interbank.clone()));
@@ -299,4 +309,18 @@ pub fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_key;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_block() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("an address");
+        assert_eq!(address_key(ip("2001:db8:1:2:aaaa::1")), address_key(ip("2001:db8:1:2:ffff:1:2:3")));
+        assert_ne!(address_key(ip("2001:db8:1:2::1")), address_key(ip("2001:db8:1:3::1")));
+        assert_eq!(address_key(ip("::ffff:10.0.0.1")), "10.0.0.1", "a mapped IPv4 client is that IPv4 client");
+        assert_eq!(address_key(ip("10.0.0.1")), "10.0.0.1");
+    }
 }

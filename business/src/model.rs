@@ -24,6 +24,7 @@ pub const HOLDERS: &str = "holders";
 pub const COUNTERS: &str = "counters";
 pub const ACCOUNT_COUNTER: &str = "accounts";
 pub const SESSIONS: &str = "sessions";
+pub const ACCOUNT_SESSIONS: &str = "account_sessions";
 pub const PACKAGES: &str = "packages";
 pub const HOLDS: &str = "holds";
 pub const PENDING_HOLDERS: &str = "pending_holders";
@@ -127,6 +128,13 @@ pub struct SessionRecord {
     pub expires_at_ms: u64,
 }
 
+/// `account_sessions/{id:016}`: an account's open sessions (their record keys and expiries),
+/// oldest first, so that their number is bounded (`SESSIONS_PER_ACCOUNT_MAX`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionIndex {
+    pub sessions: Vec<(String, u64)>,
+}
+
 /// The commit that opens an account: its record (which must not exist) and a zero balance, under
 /// the account's lock. One place, used by account creation and by provisioning tools.
 pub fn open_account_commit(tx_id: String, lock: LockRef, record: &AccountRecord) -> CommitRequest {
@@ -171,4 +179,7 @@ impl HoldRecord {
 pub struct IdempotencyRecord {
     pub request: serde_json::Value,
     pub response: serde_json::Value,
+    /// When it was written; the sweeper deletes it after `--idempotency-ttl-s`.
+    #[serde(default)]
+    pub at_ms: u64,
 }

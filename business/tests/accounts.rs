@@ -561,3 +561,91 @@ async fn closing_an_account_releases_its_keys() {
         assert_eq!(s, StatusCode::CREATED, "{body}");
     }
 }
+
+/// Login throttling cannot be raced (issue 14): every attempt is counted at the data server
+/// before its password is checked, so a burst of concurrent wrong guesses through both replicas
+/// counts one each. Before, each replica looked at its own counter, then checked the password:
+/// all 20 guesses were checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_guesses_through_every_replica_gets_one_budget() {
+    let bank = start_bank(2, &["--login-failures-per-account-max", "5"]);
+    let a = api(&bank, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    let guesses = (0..20).map(|i| {
+        let a = api(&bank, i % 2);
+        async move { a.login("1-1", &format!("wrong guess {i}")).await }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|(s, _)| *s == StatusCode::UNAUTHORIZED).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, b)| *s == StatusCode::TOO_MANY_REQUESTS && code(b) == ErrorCode::RateLimited)
+        .count();
+    assert_eq!((checked, refused), (5, 15), "{answers:?}");
+    // Locked out: even the right password waits, on either replica.
+    for r in 0..2 {
+        assert_eq!(api(&bank, r).login("1-1", "correct horse").await.0, StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+/// Deposits from nowhere are a per-bank setting, off by default, and bounded per account per day.
+#[tokio::test]
+async fn customer_deposits_are_a_setting_with_a_daily_limit() {
+    let off = start_bank_with(1, &[], |spec| spec.customer_deposits = false);
+    let a = api(&off, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    let ana = a.token("1-1").await;
+    let deposit = |amount: &str| json!({ "acc_ibk": "1-1", "amount": amount });
+    let (s, body) = a.send(reqwest::Method::POST, "/api/payments/deposit", Some(&ana), Some(deposit("1"))).await;
+    assert_eq!((s, code(&body)), (StatusCode::FORBIDDEN, ErrorCode::DepositsDisabled), "{body}");
+    drop(off);
+
+    let on = start_bank(1, &["--deposit-day-max", "100.00"]);
+    let a = api(&on, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    let ana = a.token("1-1").await;
+    for amount in ["60", "40"] {
+        let (s, body) = a.send(reqwest::Method::POST, "/api/payments/deposit", Some(&ana), Some(deposit(amount))).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let (s, body) = a.send(reqwest::Method::POST, "/api/payments/deposit", Some(&ana), Some(deposit("0.01"))).await;
+    assert_eq!((s, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::DepositLimit), "{body}");
+    assert_eq!(on.operator(0).balance(1).await, money("100"));
+    // The operator's teller deposit is not a customer's and is not limited.
+    on.operator(0).op("/deposit/1/500", None).await.unwrap();
+}
+
+/// Sessions are bounded per account (the oldest ends when one more would pass the limit), and
+/// the sweeper deletes expired ones: nobody can grow a bank's state by logging in.
+#[tokio::test]
+async fn sessions_are_bounded_and_expired_ones_are_swept() {
+    use business::config::limits::SESSIONS_PER_ACCOUNT_MAX;
+    let bank = start_bank(1, &[]);
+    let a = api(&bank, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    let mut tokens = Vec::new();
+    for _ in 0..=SESSIONS_PER_ACCOUNT_MAX {
+        tokens.push(a.token("1-1").await);
+    }
+    assert_eq!(a.get(1, Some(&tokens[0])).await.0, StatusCode::UNAUTHORIZED, "the oldest session ended");
+    assert_eq!(a.get(1, Some(&tokens[1])).await.0, StatusCode::OK);
+    assert_eq!(a.get(1, Some(tokens.last().unwrap())).await.0, StatusCode::OK);
+    let ds = bank.ds().client(0);
+    let stored = ds.scan_records(business::model::SESSIONS, "", None, 1_000).await.unwrap().records.len();
+    assert_eq!(stored, SESSIONS_PER_ACCOUNT_MAX);
+    drop(bank);
+
+    let bank = start_bank(1, &["--session-ttl-s", "1", "--sweep-interval-ms", "100"]);
+    let a = api(&bank, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    let token = a.token("1-1").await;
+    let _ = a.login("1-1", "a wrong guess").await; // a throttle window at the data server
+    let ds = bank.ds().client(0);
+    assert_eq!(ds.scan_records(business::model::SESSIONS, "", None, 10).await.unwrap().records.len(), 1);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !ds.scan_records(business::model::SESSIONS, "", None, 10).await.unwrap().records.is_empty() {
+        assert!(std::time::Instant::now() < until, "the expired session was never swept");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.get(1, Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+}

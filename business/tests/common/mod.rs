@@ -21,9 +21,15 @@ pub struct Bank {
 
 /// A data server and `n` replicas; `extra` is passed to every replica.
 pub fn start_bank(n: u32, extra: &[&str]) -> Bank {
+    start_bank_with(n, extra, |_| {})
+}
+
+/// [`start_bank`], with the harness's spec adjusted first.
+pub fn start_bank_with(n: u32, extra: &[&str], adjust: impl FnOnce(&mut Spec)) -> Bank {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = Spec::ephemeral(1, n, dir.path());
     spec.business_args = extra.iter().map(|s| s.to_string()).collect();
+    adjust(&mut spec);
     Bank {
         cluster: Cluster::start(&spec).expect("build the binaries first: cargo build --workspace --bins"),
         _dir: dir,

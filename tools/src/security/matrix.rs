@@ -59,6 +59,14 @@ pub fn authorization_matrix(w: &World) -> Vec<Probe> {
         (Method::POST, "/api/payments/withdraw".into(), Some(money)),
         (Method::POST, "/api/payments/pay".into(), Some(pay)),
         (Method::GET, format!("/api/payments/{}", w.package), None),
+        (
+            Method::POST,
+            "/api/consents".into(),
+            Some(format!(r#"{{"account":"{a}","grantee_bank":2,"amount_max":"1"}}"#)),
+        ),
+        (Method::GET, format!("/api/consents?account={a}"), None),
+        (Method::DELETE, format!("/api/consents/{}.{}", a.account, "0".repeat(32)), None),
+        (Method::POST, format!("/api/accounts/{}/consent", a.account), None),
     ];
     for (m, p, b) in &customer_routes {
         for (what, cred) in wrong.iter().cloned().chain([

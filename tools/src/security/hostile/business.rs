@@ -515,6 +515,56 @@ pub(super) fn keys(t: &mut Table<'_>) {
         body(r#"{"account":"2-1","type":"email","key":"b@example.com"}"#),
         Expect::Refused,
     );
+    // Consents: every malformed or out-of-bounds one refused whole, nothing stored.
+    let b_acc = t.w.b.ibk();
+    for (what, b) in [
+        ("consent: malformed", "{".to_string()),
+        ("consent: a negative amount", format!(r#"{{"account":"{a}","grantee_bank":2,"amount_max":"-1"}}"#)),
+        ("consent: a zero amount", format!(r#"{{"account":"{a}","grantee_bank":2,"amount_max":"0"}}"#)),
+        ("consent: to its own bank", format!(r#"{{"account":"{a}","grantee_bank":1,"amount_max":"1"}}"#)),
+        ("consent: to a bank not in the network", format!(r#"{{"account":"{a}","grantee_bank":9,"amount_max":"1"}}"#)),
+        (
+            "consent: expiring in the past",
+            format!(r#"{{"account":"{a}","grantee_bank":2,"amount_max":"1","expires_at":"2001-01-01T00:00:00Z"}}"#),
+        ),
+        (
+            "consent: expiring beyond the limit",
+            format!(r#"{{"account":"{a}","grantee_bank":2,"amount_max":"1","expires_at":"2999-01-01T00:00:00Z"}}"#),
+        ),
+        (
+            "consent: an expiry that is no time",
+            format!(r#"{{"account":"{a}","grantee_bank":2,"amount_max":"1","expires_at":"tomorrow"}}"#),
+        ),
+        ("consent: another's account", format!(r#"{{"account":"{b_acc}","grantee_bank":2,"amount_max":"1"}}"#)),
+        ("consent: another bank's account", r#"{"account":"2-1","grantee_bank":1,"amount_max":"1"}"#.to_string()),
+        ("consent: an extra field", format!(r#"{{"account":"{a}","grantee_bank":2,"amount_max":"1","used":"0"}}"#)),
+    ] {
+        t.push("customer", what, Method::POST, t.bank1("/api/consents"), t.customer(), body(&b), Expect::Refused);
+    }
+    for id in ["x", "1.zz", &format!("{}.{}", a.account, "0".repeat(31)), &"9".repeat(300)] {
+        let what = format!("revoke consent {id:.24}");
+        t.push(
+            "customer",
+            &what,
+            Method::DELETE,
+            t.bank1(&format!("/api/consents/{id}")),
+            t.customer(),
+            None,
+            Expect::Refused,
+        );
+    }
+    for q in ["", "?account=x", "?account=2-1", "?account=1-1&x=1"] {
+        let what = format!("list consents {q}");
+        t.push(
+            "customer",
+            &what,
+            Method::GET,
+            t.bank1(&format!("/api/consents{q}")),
+            t.customer(),
+            None,
+            Expect::Refused,
+        );
+    }
     for key in ["not-a-key", "email:", "phone:+55", "cpf:000", "%2e%2e", &"z".repeat(400)] {
         t.push(
             "customer",
