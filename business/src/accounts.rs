@@ -138,6 +138,11 @@ impl Accounts {
             {
                 accounts.push(self.view(own).await?);
             }
+            for joint in self.joint_accounts_of(person).await? {
+                if joint.id != target.id {
+                    accounts.push(self.view(joint).await?);
+                }
+            }
             let peers: Vec<BankId> = ib.peers.network().ids().into_iter().filter(|b| *b != ib.me).collect();
             let path = format!("/account/{}", person.digits());
             let calls =
@@ -245,6 +250,17 @@ impl Accounts {
                         if_version: Some(0),
                     },
                 });
+                if req.kind == AccountType::Joint {
+                    // Each holder's list of joint accounts, so they find it to confirm and use it.
+                    let (mut index, version) = self.joint_index(d).await?;
+                    index.accounts.push(id);
+                    commit.records.push(RecordOp::Put {
+                        collection: JOINT_HOLDERS.into(),
+                        key: d.digits().into(),
+                        value: json(&index),
+                        if_version: Some(version),
+                    });
+                }
             }
             match self.ds.commit(&commit).await {
                 Ok(_) => return self.view(record).await,
@@ -258,6 +274,25 @@ impl Accounts {
             }
         }
         Err(ApiError::Unavailable(Unavailable::Contended("too many concurrent account openings")))
+    }
+
+    /// The joint accounts a document is a holder of, and the index's version.
+    async fn joint_index(&self, doc: &Document) -> Result<(JointIndex, u64), ApiError> {
+        Ok(match self.ds.get_record(JOINT_HOLDERS, doc.digits()).await? {
+            Some(r) => (parse(r.value)?, r.version),
+            None => (JointIndex::default(), 0),
+        })
+    }
+
+    /// The open joint accounts `person` is a holder of (confirmed or not).
+    pub async fn joint_accounts_of(&self, person: &Document) -> Result<Vec<AccountRecord>, ApiError> {
+        let mut out = Vec::new();
+        for id in self.joint_index(person).await?.0.accounts {
+            if let Some(r) = self.record(id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// Seed 001's holder rules, read now: a joint account's holders all have an account here;
@@ -381,8 +416,23 @@ impl Accounts {
             key: account_key(target.id),
             if_version: None,
         });
-        if target.kind != AccountType::Joint {
-            for d in &target.documents {
+        for d in &target.documents {
+            if target.kind == AccountType::Joint {
+                let (mut index, version) = match self.joint_index(d).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = self.ds.release(&[lock]).await;
+                        return Err(e);
+                    }
+                };
+                index.accounts.retain(|a| *a != target.id);
+                commit.records.push(RecordOp::Put {
+                    collection: JOINT_HOLDERS.into(),
+                    key: d.digits().into(),
+                    value: json(&index),
+                    if_version: Some(version),
+                });
+            } else {
                 commit.records.push(RecordOp::Delete {
                     collection: HOLDERS.into(),
                     key: d.digits().into(),

@@ -29,6 +29,14 @@ pub const PACKAGES: &str = "packages";
 pub const HOLDS: &str = "holds";
 pub const PENDING_HOLDERS: &str = "pending_holders";
 pub const CONSENTS: &str = "consents";
+pub const JOINT_HOLDERS: &str = "joint_holders";
+
+/// `joint_holders/{document}`: the joint accounts a document is a holder of (changed by
+/// compare-and-set with each opening and closing).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JointIndex {
+    pub accounts: Vec<AccountId>,
+}
 
 /// A value for a record in a commit. Our record types always serialise (plain structs, string
 /// map keys); one that did not would be a bug, and writing `null` into a durable record in its

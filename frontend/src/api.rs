@@ -4,8 +4,8 @@ use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::api::{
-    Account, AccountPayment, AllAccounts, CreateAccount, KeyInfo, Login, Pay, RegisterKey, Session, Statement,
-    Transaction,
+    Account, AccountPayment, AllAccounts, Consent, Consents, CreateAccount, CreateConsent, KeyInfo, Login, Pay,
+    RegisterKey, Session, Statement, Transaction,
 };
 use shared::{ErrorBody, PixKey};
 
@@ -60,6 +60,10 @@ impl Api {
         decode(req.send().await).await
     }
 
+    pub async fn banks(&self) -> Result<Vec<shared::api::BankInfo>, String> {
+        self.get("/api/banks").await
+    }
+
     pub async fn open(&self, body: &CreateAccount) -> Result<Account, String> {
         self.send("POST", "/api/accounts", body).await
     }
@@ -68,11 +72,39 @@ impl Api {
         self.send("POST", "/api/accounts/auth", body).await
     }
 
+    /// A DELETE answered `204` with no body.
+    async fn delete_empty(&self, path: &str) -> Result<(), String> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.req(Request::delete(&url)).send().await.map_err(|e| format!("network: {e}"))?;
+        if resp.ok() {
+            return Ok(());
+        }
+        match resp.json::<ErrorBody>().await {
+            Ok(b) => Err(b.message),
+            Err(_) => Err(format!("HTTP {}", resp.status())),
+        }
+    }
+
     /// Revokes the session at the bank (204, no body), so the token opens nothing any more.
     pub async fn logout(&self) -> Result<(), String> {
-        let url = format!("{}/api/accounts/auth", self.base);
-        let resp = self.req(Request::delete(&url)).send().await.map_err(|e| format!("network: {e}"))?;
-        if resp.ok() { Ok(()) } else { Err(format!("HTTP {}", resp.status())) }
+        self.delete_empty("/api/accounts/auth").await
+    }
+
+    /// Confirms, as one of its holders, a joint account.
+    pub async fn confirm_joint(&self, id: u64) -> Result<Account, String> {
+        self.send("POST", &format!("/api/accounts/{id}/consent"), &serde_json::Map::new()).await
+    }
+
+    pub async fn consents(&self, account: shared::Ibk) -> Result<Consents, String> {
+        self.get(&format!("/api/consents?account={account}")).await
+    }
+
+    pub async fn create_consent(&self, body: &CreateConsent) -> Result<Consent, String> {
+        self.send("POST", "/api/consents", body).await
+    }
+
+    pub async fn revoke_consent(&self, id: &str) -> Result<(), String> {
+        self.delete_empty(&format!("/api/consents/{id}")).await
     }
 
     pub async fn account(&self, id: u64) -> Result<Account, String> {

@@ -295,6 +295,16 @@ pub struct KeyInfo {
     pub created_at: String,
 }
 
+/// `GET /api/banks`: the banks of the network and where their customers reach them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BankInfo {
+    pub id: crate::BankId,
+    pub name: String,
+    /// Base URLs of its customer API (empty when it publishes none).
+    pub urls: Vec<String>,
+}
+
 /// `GET /api/accounts/{id}/all`: the holder's accounts in every bank of the network; banks that
 /// did not answer are listed so that the list is never silently partial.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

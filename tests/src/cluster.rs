@@ -271,13 +271,14 @@ pub struct Cluster {
     pub pki: Pki,
 }
 
-fn network_toml(banks: &[(u32, Vec<String>)], pki: &Pki) -> String {
+fn network_toml(banks: &[(u32, Vec<String>, Vec<String>)], pki: &Pki) -> String {
     #[derive(serde::Serialize)]
     struct Entry<'a> {
         id: u32,
         name: String,
         replicas: &'a [String],
         certificate: &'a str,
+        public: &'a [String],
     }
     #[derive(serde::Serialize)]
     struct File<'a> {
@@ -286,11 +287,12 @@ fn network_toml(banks: &[(u32, Vec<String>)], pki: &Pki) -> String {
     }
     let bank = banks
         .iter()
-        .map(|(id, urls)| Entry {
+        .map(|(id, urls, public)| Entry {
             id: *id,
             name: format!("Banco {id}"),
             replicas: urls,
             certificate: pki.banks.get(id).map_or("", |b| b.issued.cert_pem.as_str()),
+            public,
         })
         .collect();
     let body = toml::to_string(&File { ca: &pki.ca_pem, bank }).unwrap_or_default();
@@ -386,15 +388,15 @@ impl Cluster {
                 proxies.push(of_bank);
             }
         }
-        let network: Vec<(u32, Vec<String>)> = plan
+        let network: Vec<(u32, Vec<String>, Vec<String>)> = plan
             .iter()
             .enumerate()
-            .map(|(i, (n, _, _, ib_ports))| {
+            .map(|(i, (n, _, ports, ib_ports))| {
                 let urls = match proxies.get(i) {
                     Some(px) => px.iter().map(|p| format!("https://{}", p.addr)).collect(),
                     None => ib_ports.iter().map(|p| format!("https://127.0.0.1:{p}")).collect(),
                 };
-                (*n, urls)
+                (*n, urls, ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect())
             })
             .collect();
         let network_file = spec.data.join("network.toml");

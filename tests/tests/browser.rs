@@ -97,9 +97,9 @@ async fn requests_sent(c: &Client) -> u64 {
 }
 
 /// How often the dashboard polls (`frontend/src/routes/dashboard/mod.rs`, `REFRESH_MS`), and
-/// how many requests one poll makes (account, accounts everywhere, keys, statement).
+/// how many requests one poll makes (account, accounts everywhere, keys, consents, statement).
 const REFRESH: Duration = Duration::from_millis(2_000);
-const REQUESTS_PER_POLL: u64 = 4;
+const REQUESTS_PER_POLL: u64 = 5;
 
 /// Waits until the element's text satisfies `ok`; returns the text.
 async fn text_until(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
@@ -132,11 +132,16 @@ async fn choose_bank(c: &Client, url: &str) {
 }
 
 async fn sign_up(c: &Client, name: &str, cpf: &str) -> String {
+    // The result of the previous sign-up on this page is still shown: wait for a new one.
+    let before = match c.find(Locator::Css("#signup-result")).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
     fill(c, "#signup-name", name).await;
     fill(c, "#signup-docs", cpf).await;
     fill(c, "#signup-password", "senha-segura-123").await;
     click(c, "#signup-submit").await;
-    let t = text_until(c, "#signup-result", |t| t.contains('-')).await;
+    let t = text_until(c, "#signup-result", |t| t.contains('-') && t != before).await;
     t.rsplit(' ').next().unwrap().trim().to_string()
 }
 
@@ -166,8 +171,10 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     fill(&c, "#signup-docs", "123.456.789-00").await;
     text_until(&c, ".error", |t| t.contains("123.456.789-00")).await;
     let bia = sign_up(&c, "Beatriz Souza", "111.444.777-35").await;
+    let ana_at_2 = sign_up(&c, "Ana Lima", "529.982.247-25").await;
     click(&c, "#change-bank").await;
     choose_bank(&c, &bank1).await;
+    let carla = sign_up(&c, "Carla Dias", "390.533.447-05").await;
     let ana = sign_up(&c, "Ana Lima", "529.982.247-25").await;
     log_in(&c, &ana).await;
 
@@ -189,6 +196,26 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     let out = workspace().join("target/browser-artifacts");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("dashboard.png"), shot).unwrap();
+
+    // Ana links her account at bank 2: signed in there with bank 2's credentials, she consents
+    // to bank 1's debits up to R$ 100,00; the consent is bank 2's record, listed there.
+    fill(&c, "#link-ibk", &ana_at_2).await;
+    fill(&c, "#link-password", "senha-segura-123").await;
+    fill(&c, "#link-limit", "100,00").await;
+    click(&c, "#link-send").await;
+    text_until(&c, "#link-result", |t| t.contains(&ana_at_2) && t.contains("R$ 100,00")).await;
+
+    // A joint account with Carla waits for her; she confirms it from her own session.
+    fill(&c, "#joint-name", "Ana e Carla").await;
+    fill(&c, "#joint-others", "390.533.447-05").await;
+    fill(&c, "#joint-password", "senha-conjunta-123").await;
+    click(&c, "#joint-open").await;
+    text_until(&c, "#joint-result", |t| t.contains('-')).await;
+    text_until(&c, "#accounts", |t| t.contains("Aguardando") && t.contains("390.533.447-05")).await;
+    click(&c, "#logout").await;
+    log_in(&c, &carla).await;
+    click(&c, ".confirm-joint").await;
+    text_until(&c, "#accounts", |t| t.contains("Ana e Carla") && !t.contains("Aguardando")).await;
 
     // The payee sees it at her bank.
     click(&c, "#logout").await;

@@ -36,6 +36,10 @@ pub struct BankEntry {
     pub replicas: Vec<String>,
     /// Its certificate (PEM), issued by the consortium's CA: who it is.
     pub certificate: String,
+    /// Where its customers reach it (the customer API's base URLs), shown to customers of other
+    /// banks who link an account there.
+    #[serde(default)]
+    pub public: Vec<String>,
 }
 
 /// The network file (TOML): the consortium CA's certificate (`ca`, PEM) and `[[bank]]` tables
@@ -78,7 +82,13 @@ impl Network {
     pub fn alone(me: BankId) -> Network {
         Network {
             ca: String::new(),
-            banks: vec![BankEntry { id: me, name: format!("Bank {me}"), replicas: vec![], certificate: String::new() }],
+            banks: vec![BankEntry {
+                id: me,
+                name: format!("Bank {me}"),
+                replicas: vec![],
+                certificate: String::new(),
+                public: vec![],
+            }],
         }
     }
 

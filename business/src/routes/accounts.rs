@@ -191,8 +191,23 @@ pub async fn transactions(
     Ok(HttpResponse::Ok().json(state.accounts.statement(id, q.before, limit).await?))
 }
 
+/// The banks of the network, for customers (public facts only).
+#[utoipa::path(get, path = "/api/banks", tag = "accounts", responses((status = 200, body = Vec<shared::api::BankInfo>)))]
+pub async fn banks(state: web::Data<AppState>) -> HttpResponse {
+    let list: Vec<shared::api::BankInfo> = state
+        .interbank
+        .peers
+        .network()
+        .banks
+        .iter()
+        .map(|b| shared::api::BankInfo { id: b.id, name: b.name.clone(), urls: b.public.clone() })
+        .collect();
+    HttpResponse::Ok().json(list)
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/accounts").route(web::post().to(create)))
+    cfg.service(resource("/api/banks").route(web::get().to(banks)))
+        .service(resource("/api/accounts").route(web::post().to(create)))
         .service(resource("/api/accounts/auth").route(web::post().to(login)).route(web::delete().to(logout)))
         .service(resource("/api/accounts/{id}").route(web::get().to(get)).route(web::delete().to(close)))
         .service(resource("/api/accounts/{id}/all").route(web::get().to(all)))

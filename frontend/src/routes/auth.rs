@@ -36,9 +36,9 @@ pub fn SignUp() -> impl IntoView {
         }
         // Every document parsed above (doc_problem found none), so none is dropped here.
         let documents: Vec<Document> = docs.get().split(',').filter_map(|d| d.trim().parse().ok()).collect();
+        // A joint account is opened from a holder's dashboard (it needs their session).
         let kind = match kind.get().as_str() {
             "legal" => AccountType::Legal,
-            "joint" => AccountType::Joint,
             _ => AccountType::Individual,
         };
         let body = CreateAccount { name: name.get(), documents, kind, password: password.get() };
@@ -65,7 +65,6 @@ pub fn SignUp() -> impl IntoView {
             <select id="signup-type" on:change=move |ev| kind.set(event_target_value(&ev))>
                 <option value="individual">{c.t("individual")}</option>
                 <option value="legal">{c.t("legal")}</option>
-                <option value="joint">{c.t("joint")}</option>
             </select>
             <label for="signup-password">{c.t("password")}</label>
             <input id="signup-password" type="password" prop:value=move || password.get()

@@ -7,6 +7,7 @@
 //! closed session polls nothing and a new login starts exactly one.
 
 mod accounts;
+mod consents;
 mod keys;
 mod money;
 mod packages;
@@ -61,11 +62,22 @@ pub fn Dashboard() -> impl IntoView {
         let api = c.api();
         async move { api.account(id).await.ok() }
     });
-    let accounts = LocalResource::new(move || {
+    let all = LocalResource::new(move || {
         refresh.track();
         let api = c.api();
-        async move { api.all(id).await.map(|a| a.accounts).unwrap_or_default() }
+        async move { api.all(id).await.ok() }
     });
+    // The accounts a package may debit: this bank's, and those linked at other banks.
+    let accounts = Signal::derive(move || {
+        all.get().flatten().map_or_else(Vec::new, |a| {
+            a.accounts.iter().map(|x| x.ibk).chain(a.elsewhere.iter().map(|x| x.ibk)).collect::<Vec<_>>()
+        })
+    });
+    let person = match (session.account.kind, session.account.documents.as_slice()) {
+        (shared::api::AccountType::Joint, _) => None,
+        (_, [d]) => Some(d.clone()),
+        _ => None,
+    };
     // Packages sent from this page, their statuses fetched again at each refresh while open.
     let sent = RwSignal::new(Vec::<Transaction>::new());
     let balance = move || account.get().flatten().map_or(session.account.balance, |a| a.balance);
@@ -76,7 +88,8 @@ pub fn Dashboard() -> impl IntoView {
             <money::MoveMoney me=me refresh=refresh />
         </section>
         <packages::PackageBuilder me=me accounts=accounts sent=sent refresh=refresh />
-        <accounts::MyAccounts accounts=accounts />
+        <accounts::MyAccounts all=all me=me person=person refresh=refresh />
+        <consents::Consents me=me refresh=refresh />
         <keys::Keys me=me refresh=refresh />
         <statement::Statement id=id sent=sent refresh=refresh />
     }

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::api::{Account, Pay, PaymentOperation, Transaction};
+use shared::api::{Pay, PaymentOperation, Transaction};
 use shared::{Ibk, Target};
 
 use super::{Refresh, status_key};
@@ -14,7 +14,7 @@ use crate::i18n::t;
 #[component]
 pub fn PackageBuilder(
     me: Ibk,
-    accounts: LocalResource<Vec<Account>>,
+    accounts: Signal<Vec<Ibk>>,
     sent: RwSignal<Vec<Transaction>>,
     refresh: Refresh,
 ) -> impl IntoView {
@@ -95,8 +95,8 @@ pub fn PackageBuilder(
                     <label for="op-from">{c.t("from")}</label>
                     <select id="op-from" on:change=move |ev| from.set(event_target_value(&ev))>
                         <option value=me.to_string()>{me.to_string()}</option>
-                        {move || accounts.get().unwrap_or_default().into_iter().filter(|a| a.ibk != me).map(|a| {
-                            view! { <option value=a.ibk.to_string()>{a.ibk.to_string()}</option> }
+                        {move || accounts.get().into_iter().filter(|a| *a != me).map(|a| {
+                            view! { <option value=a.to_string()>{a.to_string()}</option> }
                         }).collect_view()}
                     </select>
                 </div>
