@@ -458,7 +458,8 @@ impl Cluster {
         }
         let local = local_toml(&banks, &spec.operator_key);
         let local_file = spec.data.join("local.toml");
-        std::fs::write(&local_file, local).map_err(|e| Error::file(&local_file, e))?;
+        // It holds the operator and data-server keys: its owner's only.
+        pki::issue::write_private(&local_file, &local).map_err(|e| Error::Spec(e.to_string()))?;
         let mut c =
             Cluster { banks, network_file, operator_key: spec.operator_key.clone(), business_bin, proxies, pki };
         for b in 0..c.banks.len() {

@@ -166,3 +166,79 @@ async fn logins_and_key_lookups_are_limited_and_logout_revokes() {
     let r = http.delete(format!("{cb}/api/accounts/auth")).bearer_auth(&c2.token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a session is revoked once");
 }
+
+/// A data server and a replica given certificates serve HTTPS (`--tls-cert`, `--tls-key`), the
+/// replica trusting the data server's CA (`--dataserver-ca`); a private key others may read is
+/// refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_serve_https_when_given_a_certificate() {
+    use harness::process::{SpawnOptions, binary, listening_addr, spawn, spawn_command};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::issue::Ca::new("Test CA").unwrap();
+    let issued = ca.issue("servers", &["127.0.0.1"]).unwrap();
+    let (cert, key, ca_file) =
+        (dir.path().join("cert.pem"), dir.path().join("tls").join("key.pem"), dir.path().join("ca.pem"));
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    pki::issue::write_private(&key, &issued.key_pem).unwrap();
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let tls_args =
+        vec!["--tls-cert".to_string(), cert.display().to_string(), "--tls-key".into(), key.display().to_string()];
+
+    let keys = vec![(shared::BusinessId::new(11).unwrap(), "a-business-key-11".to_string())];
+    let mut opts = SpawnOptions::new(binary("dataserver").unwrap(), dir.path().join("ds"), keys);
+    opts.extra_args = tls_args.clone();
+    let ds = spawn(&opts).unwrap();
+    let ds_url = format!("https://{}", ds.addr);
+    let trusting =
+        || pki::http().tls_backend_preconfigured(pki::trusting_client_config(ca.cert_pem()).unwrap()).build().unwrap();
+    let client = dataserver_api::client::DataClient::with_http(
+        trusting(),
+        &ds_url,
+        shared::BusinessId::new(11).unwrap(),
+        "a-business-key-11",
+    )
+    .unwrap();
+    client.health().await.unwrap();
+    assert!(
+        pki::http_client()
+            .get(format!("http://{}/v1/health", ds.addr))
+            .send()
+            .await
+            .map_or(true, |r| !r.status().is_success()),
+        "no plain HTTP"
+    );
+
+    let business = |extra: Vec<String>| {
+        let mut cmd = std::process::Command::new(binary("business").unwrap());
+        cmd.args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", "11", "--dataserver", &ds_url])
+            .args(["--dataserver-ca", &ca_file.display().to_string()])
+            .args(extra)
+            .env("BUSINESS_DATASERVER_KEY", "a-business-key-11")
+            .env("BUSINESS_OPERATOR_KEY", "an-operator-key");
+        spawn_command(cmd, None)
+    };
+    let (mut child, line) = business(tls_args.clone()).unwrap();
+    assert!(line.contains("https://"), "{line}");
+    let addr = listening_addr(&line).unwrap();
+    let r =
+        trusting().post(format!("https://{addr}/deposit/1/5")).header("auth", "an-operator-key").send().await.unwrap();
+    // No account 1: the replica reached its data server over HTTPS to find that out.
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: shared::ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.error, shared::ErrorCode::AccountNotFound);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A private key others may read: refused, naming the file.
+    pki::issue::set_mode(&key, 0o644).unwrap();
+    let mut cmd = std::process::Command::new(binary("business").unwrap());
+    cmd.args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", "11", "--dataserver", &ds_url])
+        .args(&tls_args)
+        .env("BUSINESS_DATASERVER_KEY", "a-business-key-11")
+        .env("BUSINESS_OPERATOR_KEY", "an-operator-key")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0600"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -38,6 +38,8 @@ enum Bench {
     Transfer(bench::transfer::Args),
     /// Packages of 2 cross-bank operations over a 3-bank network.
     Packages(bench::packages::Args),
+    /// A flood of sign-ups against one replica: a customer's read latency before and during it.
+    Flood(bench::flood::Args),
 }
 
 #[tokio::main]
@@ -53,6 +55,7 @@ async fn main() -> ExitCode {
         Command::Bench(Bench::Dataserver(a)) => bench::dataserver::main(a).await,
         Command::Bench(Bench::Transfer(a)) => bench::transfer::main(a).await,
         Command::Bench(Bench::Packages(a)) => bench::packages::main(a).await,
+        Command::Bench(Bench::Flood(a)) => bench::flood::main(a).await,
     };
     // The one way every command ends: success, or its error on stderr and a failing status.
     match result {

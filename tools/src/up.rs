@@ -25,13 +25,13 @@ pub struct Args {
     /// Bank N's data server listens on 127.0.0.1:(base + N) [default: 4000].
     #[arg(long, env = "INTERBANK_DATASERVER_PORT_BASE")]
     pub dataserver_port_base: Option<u16>,
-    /// Bank N's replicas listen on 127.0.0.1:(base + N) and 127.0.0.1:(base + 100 + N) [default: 3000].
+    /// Bank N's replicas listen on 127.0.0.1:(base + N) and 127.0.0.1:(base + 100 + N), their interbank (mutual TLS) listeners on base + 200 + N and base + 300 + N [default: 3000].
     #[arg(long, env = "INTERBANK_BUSINESS_PORT_BASE")]
     pub business_port_base: Option<u16>,
     /// The operator (teller) API key of every bank [default: a development key].
     #[arg(long, env = "INTERBANK_OPERATOR_KEY", hide_env_values = true)]
     pub operator_key: Option<String>,
-    /// Every data-server key and bank secret starts with this [default: dev-only-insecure-].
+    /// Every data-server key starts with this [default: dev-only-insecure-].
     #[arg(long, env = "INTERBANK_SECRET_PREFIX", hide_env_values = true)]
     pub secret_prefix: Option<String>,
     /// Do not build and serve the browser app.

@@ -2,5 +2,6 @@
 //! business replicas, and interbank packages.
 
 pub mod dataserver;
+pub mod flood;
 pub mod packages;
 pub mod transfer;
