@@ -220,8 +220,6 @@ pub mod limits {
     pub const STATEMENT_PAGE_MAX: usize = 100;
     pub const PASSWORD_LEN_MIN: usize = 8;
     pub const PASSWORD_LEN_MAX: usize = 128;
-    /// Distinct keys (accounts, addresses) each attempt counter remembers.
-    pub const THROTTLE_KEYS_MAX: usize = 100_000;
     /// Most holders of one joint account.
     pub const JOINT_HOLDERS_MAX: usize = 8;
     /// Attempts to open an account when another opening took the same id first.

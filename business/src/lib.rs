@@ -181,7 +181,10 @@ impl Application {
         tokio::spawn(sweep::run(
             ledger.ds.clone(),
             sweep::Ttls {
-                throttle_window_ms: settings.login_window_ms,
+                throttle_window_ms: settings
+                    .login_window_ms
+                    .max(settings.signup_window_ms)
+                    .max(settings.key_lookup_window_ms),
                 idempotency_ms: settings.idempotency_ttl_s.saturating_mul(1000),
             },
             std::time::Duration::from_millis(settings.sweep_interval_ms),
@@ -199,7 +202,7 @@ impl Application {
         let workers = settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let body_max = settings.body_bytes_max;
         let state = web::Data::new(AppState {
-            throttles: throttle::Throttles::new(&settings),
+            throttles: throttle::Throttles::new(&settings, ledger.ds.clone()),
             operator_key_digest: auth::digest(&settings.operator_key),
             settings,
             ledger,

@@ -18,7 +18,7 @@ pub const SWEEP_BATCH_MAX: usize = 1_000;
 /// What expires, and when.
 #[derive(Debug, Clone, Copy)]
 pub struct Ttls {
-    /// The longest throttle window (a lapsed window counts nothing).
+    /// The longest throttle window, for a window stored without its length.
     pub throttle_window_ms: u64,
     pub idempotency_ms: u64,
 }
@@ -58,10 +58,9 @@ pub async fn run(ds: DataClient, ttls: Ttls, interval: Duration) {
 async fn round(ds: &DataClient, ttls: Ttls, now: u64, c: &mut Cursors) -> Result<Swept, ApiError> {
     let sessions =
         sweep(ds, SESSIONS, &mut c.sessions, |r| Ok(parse_record::<SessionRecord>(r)?.expires_at_ms <= now)).await?;
-    let throttle = sweep(ds, THROTTLE, &mut c.throttle, |r| {
-        Ok(parse_record::<Window>(r)?.start_ms.saturating_add(ttls.throttle_window_ms) <= now)
-    })
-    .await?;
+    let throttle =
+        sweep(ds, THROTTLE, &mut c.throttle, |r| Ok(parse_record::<Window>(r)?.lapsed(now, ttls.throttle_window_ms)))
+            .await?;
     let idempotency = sweep(ds, IDEMPOTENCY, &mut c.idempotency, |r| {
         // Records written before their time was kept (at_ms 0) are kept: their age is unknown.
         let at = parse_record::<IdempotencyRecord>(r)?.at_ms;

@@ -1,21 +1,19 @@
 //! Attempt counters in fixed windows: how many times a key (an account, an address) did
 //! something within the current window, refused once it reaches the limit.
 //!
-//! Written here rather than taken from a rate-limiting crate because login throttling counts
-//! *failures* and must look before it counts: a correct password is refused while the account
-//! is locked out, and a successful login costs nothing. Key-bucket crates consume on every check.
+//! Written here rather than taken from a rate-limiting crate (governor) because the counters
+//! must be shared by a bank's replicas, counted before the work they pay for, and given back
+//! (a login whose password was right costs nothing): in-process token buckets do none of that.
 //!
-//! [`Throttle`]s live in each replica's memory: an attacker spreading requests over `n`
-//! replicas gets `n` times the budget, which is tolerable for key lookups and sign-ups (both
-//! also need a session or cost only the caller). Password guessing is not: [`LoginThrottle`]
-//! keeps its counters at the bank's data server (`throttle/{key}`), shared by every replica,
-//! and counts each attempt before its password is checked.
+//! The bank's budgets ([`Throttles`]: logins, sign-ups, Pix key lookups) are kept at its data
+//! server (`throttle/{key}`, one record per key and window), shared by every replica, so an
+//! attacker spreading requests over `n` replicas gains nothing; each attempt is counted before
+//! the work it pays for (a login before its password is checked).
+//! Counting at the data server costs a read and a compare-and-set per attempt; every counted
+//! request is one that does expensive work or tells something (a hash, a directory lookup).
 
 use crate::error::ApiError;
 use shared::AccountId;
-use std::collections::HashMap;
-
-use parking_lot::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -24,89 +22,62 @@ pub struct Limit {
     pub window_ms: u64,
 }
 
-#[derive(Debug)]
-pub struct Throttle {
-    limit: Limit,
-    keys_max: usize,
-    windows: Mutex<HashMap<String, (u64, u32)>>, // key → (window start, count)
-}
-
-impl Throttle {
-    pub fn new(limit: Limit, keys_max: usize) -> Throttle {
-        Throttle { limit, keys_max, windows: Mutex::new(HashMap::new()) }
-    }
-
-    /// Whether `key` has used up its attempts in the window running at `now_ms`; if so, how many
-    /// milliseconds until the window ends.
-    pub fn blocked(&self, key: &str, now_ms: u64) -> Option<u64> {
-        let windows = self.windows.lock();
-        let (start, count) = *windows.get(key)?;
-        let end = start.saturating_add(self.limit.window_ms);
-        (now_ms < end && count >= self.limit.count_max).then(|| end - now_ms)
-    }
-
-    /// Counts an attempt of `key`; over the limit, how many milliseconds until its window ends.
-    pub fn record(&self, key: &str, now_ms: u64) -> Result<(), u64> {
-        let mut windows = self.windows.lock();
-        if windows.len() >= self.keys_max && !windows.contains_key(key) {
-            let window_ms = self.limit.window_ms;
-            windows.retain(|_, (start, _)| start.saturating_add(window_ms) > now_ms);
-            if windows.len() >= self.keys_max {
-                // Every slot is live: forget the oldest window rather than refuse newcomers,
-                // which would let an attacker lock everybody out by filling the table.
-                if let Some(oldest) = windows.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| k.clone()) {
-                    windows.remove(&oldest);
-                }
-            }
-        }
-        let w = windows.entry(key.to_string()).or_insert((now_ms, 0));
-        if now_ms >= w.0.saturating_add(self.limit.window_ms) {
-            *w = (now_ms, 0);
-        }
-        w.1 = w.1.saturating_add(1);
-        if w.1 <= self.limit.count_max { Ok(()) } else { Err(w.0.saturating_add(self.limit.window_ms) - now_ms) }
-    }
-}
-
-/// The attempt counters of this replica (see [`throttle`]).
+/// The bank's attempt budgets, counted at its data server ([`Shared`]): one budget per key for
+/// all the bank's replicas.
 #[derive(Debug)]
 pub struct Throttles {
-    pub login: LoginThrottle,
-    pub signups_per_address: Throttle,
-    pub key_lookups_per_account: Throttle,
-    pub key_lookups_per_address: Throttle,
+    pub shared: Shared,
+    pub login_per_account: Limit,
+    pub login_per_address: Limit,
+    pub signups_per_address: Limit,
+    pub key_lookups_per_account: Limit,
+    pub key_lookups_per_address: Limit,
 }
 
 impl Throttles {
-    pub fn new(s: &crate::Settings) -> Throttles {
-        let t = |count_max, window_ms| {
-            Throttle::new(Limit { count_max, window_ms }, crate::config::limits::THROTTLE_KEYS_MAX)
-        };
+    pub fn new(s: &crate::Settings, ds: dataserver_api::client::DataClient) -> Throttles {
+        let l = |count_max, window_ms| Limit { count_max, window_ms };
         Throttles {
-            login: LoginThrottle {
-                per_account: Limit { count_max: s.login_failures_per_account_max, window_ms: s.login_window_ms },
-                per_address: Limit { count_max: s.login_failures_per_address_max, window_ms: s.login_window_ms },
-            },
-            signups_per_address: t(s.signups_per_address_max, s.signup_window_ms),
-            key_lookups_per_account: t(s.key_lookups_per_account_max, s.key_lookup_window_ms),
-            key_lookups_per_address: t(s.key_lookups_per_address_max, s.key_lookup_window_ms),
+            shared: Shared::new(ds),
+            login_per_account: l(s.login_failures_per_account_max, s.login_window_ms),
+            login_per_address: l(s.login_failures_per_address_max, s.login_window_ms),
+            signups_per_address: l(s.signups_per_address_max, s.signup_window_ms),
+            key_lookups_per_account: l(s.key_lookups_per_account_max, s.key_lookup_window_ms),
+            key_lookups_per_address: l(s.key_lookups_per_address_max, s.key_lookup_window_ms),
         }
+    }
+
+    /// Counts a login attempt of `account` from `address` before its password is checked.
+    pub async fn login(&self, account: &str, address: &str) -> Result<Counted, ApiError> {
+        self.shared
+            .count(vec![
+                (format!("login-account:{account}"), self.login_per_account),
+                (format!("login-address:{address}"), self.login_per_address),
+            ])
+            .await
+    }
+
+    /// Counts an account opening from `address`.
+    pub async fn signup(&self, address: &str) -> Result<(), ApiError> {
+        self.shared.count(vec![(format!("signup-address:{address}"), self.signups_per_address)]).await.map(|_| ())
+    }
+
+    fn key_lookup_keys(&self, address: &str, account: AccountId) -> Vec<(String, Limit)> {
+        vec![
+            (format!("lookup-address:{address}"), self.key_lookups_per_address),
+            (format!("lookup-account:{account}"), self.key_lookups_per_account),
+        ]
     }
 
     /// Counts one Pix key lookup (resolving or removing a key, a refused payment to one) of
     /// customer `account` from `address`; `429` once either budget is spent.
-    pub fn count_key_lookup(&self, address: &str, account: AccountId, now_ms: u64) -> Result<(), ApiError> {
-        self.key_lookups_per_address.record(address, now_ms).map_err(ApiError::rate_limited)?;
-        self.key_lookups_per_account.record(&account.to_string(), now_ms).map_err(ApiError::rate_limited)
+    pub async fn count_key_lookup(&self, address: &str, account: AccountId) -> Result<(), ApiError> {
+        self.shared.count(self.key_lookup_keys(address, account)).await.map(|_| ())
     }
 
     /// `429` when the customer's or their address's key-lookup budget is spent, without counting.
-    pub fn key_lookups_left(&self, address: &str, account: AccountId, now_ms: u64) -> Result<(), ApiError> {
-        let wait = self
-            .key_lookups_per_account
-            .blocked(&account.to_string(), now_ms)
-            .or(self.key_lookups_per_address.blocked(address, now_ms));
-        wait.map_or(Ok(()), |ms| Err(ApiError::rate_limited(ms)))
+    pub async fn key_lookups_left(&self, address: &str, account: AccountId) -> Result<(), ApiError> {
+        self.shared.left(&self.key_lookup_keys(address, account)).await
     }
 }
 
@@ -117,16 +88,26 @@ pub const THROTTLE: &str = "throttle";
 pub struct Window {
     pub start_ms: u64,
     pub count: u32,
+    /// Its length, so that the sweeper knows when it lapsed.
+    #[serde(default)]
+    pub window_ms: u64,
 }
 
 impl Window {
     /// The window as it stands at `now_ms` (a lapsed one starts afresh).
     fn at(self, limit: Limit, now_ms: u64) -> Window {
         if now_ms >= self.start_ms.saturating_add(limit.window_ms) {
-            Window { start_ms: now_ms, count: 0 }
+            Window { start_ms: now_ms, count: 0, window_ms: limit.window_ms }
         } else {
-            self
+            Window { window_ms: limit.window_ms, ..self }
         }
+    }
+
+    /// Whether it counts nothing any more at `now_ms` (`fallback_ms`: the length of a window
+    /// stored without one).
+    pub fn lapsed(self, now_ms: u64, fallback_ms: u64) -> bool {
+        let len = if self.window_ms == 0 { fallback_ms } else { self.window_ms };
+        self.start_ms.saturating_add(len) <= now_ms
     }
 
     fn end_ms(self, limit: Limit) -> u64 {
@@ -134,86 +115,93 @@ impl Window {
     }
 }
 
-/// Login attempts per account and per client address, counted at the data server so that a
-/// bank's replicas share one budget.
-#[derive(Debug, Clone, Copy)]
-pub struct LoginThrottle {
-    pub per_account: Limit,
-    pub per_address: Limit,
+/// Attempt counters kept at the bank's data server, so that a bank's replicas share one budget:
+/// spreading requests over `n` replicas gains nothing.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    ds: dataserver_api::client::DataClient,
 }
 
-/// Attempts to reserve a login slot before giving up under contention.
-const RESERVE_TRIES_MAX: u32 = 16;
+/// Attempts to count under contention before giving up.
+const COUNT_TRIES_MAX: u32 = 16;
 
-/// A counted login attempt; [`LoginGuard::forgive`] gives it back when the password was right.
+/// Counted attempts; [`Counted::forgive`] gives them back (a login whose password was right).
 #[derive(Debug)]
-#[must_use = "a successful login forgives its attempt"]
-pub struct LoginGuard {
-    keys: [(String, Limit); 2],
+#[must_use = "an attempt that should cost nothing is forgiven"]
+pub struct Counted {
+    keys: Vec<(String, Limit)>,
 }
 
-impl LoginThrottle {
-    /// Counts one attempt of `account` from `address` (compare-and-set on both counters in one
-    /// commit), or `429` when either budget is spent.
-    pub async fn reserve(
-        &self,
-        ds: &dataserver_api::client::DataClient,
-        account: &str,
-        address: &str,
-    ) -> Result<LoginGuard, ApiError> {
+impl Shared {
+    pub fn new(ds: dataserver_api::client::DataClient) -> Shared {
+        Shared { ds }
+    }
+
+    /// Counts one attempt against every `(key, limit)` at once (compare-and-set on all the
+    /// counters in one commit), or `429` when any budget is spent — then nothing is counted.
+    pub async fn count(&self, keys: Vec<(String, Limit)>) -> Result<Counted, ApiError> {
         use dataserver_api::{CommitRequest, ErrorCode as DsCode, RecordOp};
-        let keys = [
-            (format!("login-account:{account}"), self.per_account),
-            (format!("login-address:{address}"), self.per_address),
-        ];
-        for _ in 0..RESERVE_TRIES_MAX {
+        for _ in 0..COUNT_TRIES_MAX {
             let now = crate::interbank::now_ms();
             let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
             for (key, limit) in &keys {
-                let (w, version) = match ds.get_record(THROTTLE, key).await? {
-                    Some(r) => (crate::model::parse_record::<Window>(&r)?, r.version),
-                    None => (Window::default(), 0),
-                };
+                let (w, version) = self.window(key).await?;
                 let w = w.at(*limit, now);
                 if w.count >= limit.count_max {
                     return Err(ApiError::rate_limited(w.end_ms(*limit) - now));
                 }
-                let next = Window { count: w.count + 1, ..w };
                 commit.records.push(RecordOp::Put {
                     collection: THROTTLE.into(),
                     key: key.clone(),
-                    value: crate::model::json(&next),
+                    value: crate::model::json(&Window { count: w.count + 1, ..w }),
                     if_version: Some(version),
                 });
             }
-            match ds.commit(&commit).await {
-                Ok(_) => return Ok(LoginGuard { keys }),
+            match self.ds.commit(&commit).await {
+                Ok(_) => return Ok(Counted { keys }),
                 Err(e) if e.code() == Some(DsCode::ConditionFailed) => continue, // a concurrent attempt
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::Unavailable(crate::error::Unavailable::Contended("too many concurrent logins")))
+        Err(ApiError::Unavailable(crate::error::Unavailable::Contended("too many concurrent attempts")))
+    }
+
+    /// `429` when any budget is spent, without counting.
+    pub async fn left(&self, keys: &[(String, Limit)]) -> Result<(), ApiError> {
+        let now = crate::interbank::now_ms();
+        for (key, limit) in keys {
+            let w = self.window(key).await?.0.at(*limit, now);
+            if w.count >= limit.count_max {
+                return Err(ApiError::rate_limited(w.end_ms(*limit) - now));
+            }
+        }
+        Ok(())
+    }
+
+    async fn window(&self, key: &str) -> Result<(Window, u64), ApiError> {
+        Ok(match self.ds.get_record(THROTTLE, key).await? {
+            Some(r) => (crate::model::parse_record::<Window>(&r)?, r.version),
+            None => (Window::default(), 0),
+        })
     }
 }
 
-impl LoginGuard {
-    /// Gives the attempt back (best effort): a right password costs nothing.
-    pub async fn forgive(self, ds: &dataserver_api::client::DataClient) {
+impl Counted {
+    /// Gives the attempts back (best effort).
+    pub async fn forgive(self, shared: &Shared) {
         use dataserver_api::{CommitRequest, RecordOp};
-        for _ in 0..RESERVE_TRIES_MAX {
+        for _ in 0..COUNT_TRIES_MAX {
             let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
             for (key, _) in &self.keys {
-                let Ok(Some(r)) = ds.get_record(THROTTLE, key).await else { return };
-                let Ok(w) = crate::model::parse_record::<Window>(&r) else { return };
-                let next = Window { count: w.count.saturating_sub(1), ..w };
+                let Ok((w, version)) = shared.window(key).await else { return };
                 commit.records.push(RecordOp::Put {
                     collection: THROTTLE.into(),
                     key: key.clone(),
-                    value: crate::model::json(&next),
-                    if_version: Some(r.version),
+                    value: crate::model::json(&Window { count: w.count.saturating_sub(1), ..w }),
+                    if_version: Some(version),
                 });
             }
-            if ds.commit(&commit).await.is_ok() {
+            if shared.ds.commit(&commit).await.is_ok() {
                 return;
             }
         }
@@ -225,26 +213,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_key_is_refused_after_its_attempts_until_the_window_ends() {
-        let t = Throttle::new(Limit { count_max: 3, window_ms: 1_000 }, 16);
-        for i in 0..3 {
-            assert_eq!(t.blocked("a", 10 + i), None);
-            assert!(t.record("a", 10 + i).is_ok());
-        }
-        assert_eq!(t.blocked("a", 20), Some(990));
-        assert_eq!(t.record("a", 20), Err(990));
-        assert_eq!(t.blocked("b", 20), None, "other keys are not affected");
-        assert_eq!(t.blocked("a", 1_010), None, "a new window starts afresh");
-        assert!(t.record("a", 1_010).is_ok());
-    }
-
-    #[test]
-    fn memory_is_bounded() {
-        let t = Throttle::new(Limit { count_max: 1, window_ms: 1_000_000 }, 8);
-        for i in 0..1_000 {
-            let _ = t.record(&i.to_string(), i);
-        }
-        assert!(t.windows.lock().len() <= 8);
-        assert!(t.blocked("999", 1_000).is_some(), "the newest windows are kept");
+    fn a_window_counts_until_it_lapses() {
+        let limit = Limit { count_max: 3, window_ms: 1_000 };
+        let w = Window { start_ms: 10, count: 3, window_ms: 1_000 };
+        assert_eq!(w.at(limit, 500), w, "still running: the count stands");
+        assert_eq!(w.end_ms(limit), 1_010);
+        assert_eq!(w.at(limit, 1_010), Window { start_ms: 1_010, count: 0, window_ms: 1_000 }, "lapsed: a new window");
+        assert!(!w.lapsed(1_009, 0) && w.lapsed(1_010, 0));
     }
 }

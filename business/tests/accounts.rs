@@ -635,12 +635,25 @@ async fn sessions_are_bounded_and_expired_ones_are_swept() {
     assert_eq!(stored, SESSIONS_PER_ACCOUNT_MAX);
     drop(bank);
 
-    let bank = start_bank(1, &["--session-ttl-s", "1", "--sweep-interval-ms", "100"]);
+    let bank = start_bank(
+        1,
+        &[
+            "--session-ttl-s",
+            "1",
+            "--sweep-interval-ms",
+            "100",
+            "--login-window-ms",
+            "2000",
+            "--idempotency-ttl-s",
+            "1",
+        ],
+    );
     let a = api(&bank, 0);
     assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
     let token = a.token("1-1").await;
     let _ = a.login("1-1", "a wrong guess").await; // a throttle window at the data server
     let ds = bank.ds().client(0);
+    assert_eq!(ds.scan_records(business::throttle::THROTTLE, "login-", None, 10).await.unwrap().records.len(), 2);
     assert_eq!(ds.scan_records(business::model::SESSIONS, "", None, 10).await.unwrap().records.len(), 1);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while !ds.scan_records(business::model::SESSIONS, "", None, 10).await.unwrap().records.is_empty() {
@@ -648,4 +661,30 @@ async fn sessions_are_bounded_and_expired_ones_are_swept() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(a.get(1, Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+    // Lapsed throttle windows and idempotency records past their time to live go too.
+    bank.operator(0).op("/deposit/1/5", Some("a-key-to-forget")).await.unwrap();
+    assert_eq!(ds.scan_records(business::model::IDEMPOTENCY, "", None, 10).await.unwrap().records.len(), 1);
+    // (The sign-up's window is an hour long: it stays.)
+    for (collection, prefix) in [(business::throttle::THROTTLE, "login-"), (business::model::IDEMPOTENCY, "")] {
+        while !ds.scan_records(collection, prefix, None, 10).await.unwrap().records.is_empty() {
+            assert!(std::time::Instant::now() < until, "{collection} was never swept");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Opening accounts is limited per address with one budget for all the bank's replicas (kept at
+/// the data server): alternating replicas gains nothing.
+#[tokio::test]
+async fn sign_ups_per_address_share_one_budget_across_replicas() {
+    let bank = start_bank_with(2, &[], |spec| spec.signups_per_address_max = 3);
+    for i in 0..3u64 {
+        let (s, body) =
+            api(&bank, usize::try_from(i % 2).unwrap()).open(&format!("P{i}"), &[cpf(10 + i)], "individual").await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    for r in 0..2 {
+        let (s, body) = api(&bank, r).open("One too many", &[cpf(20)], "individual").await;
+        assert_eq!((s, code(&body)), (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited), "replica {r}: {body}");
+    }
 }

@@ -210,6 +210,13 @@ impl RedbStore {
     pub fn open(dir: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        // A bank's state is its owner's only: nobody else on the machine may enter the folder.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| StoreError::Corrupt(format!("cannot restrict {}: {e}", dir.display())))?;
+        }
         let db = Database::builder().set_cache_size(cache_bytes).create(dir.join("bank.redb"))?;
         // Create every table once, so readers never meet a missing table.
         let txn = db.begin_write()?;

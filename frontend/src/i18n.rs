@@ -67,7 +67,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("consent_expired", "expirada", "expired"),
     ("revoke", "Revogar", "Revoke"),
     ("link_account", "Vincular conta de outro banco", "Link an account at another bank"),
-    ("consent_limit", "Limite total (R$)", "Total limit (R$)"),
+    ("consent_total", "Limite total (R$)", "Total limit (R$)"),
     ("linked", "Conta vinculada:", "Account linked:"),
 ];
 

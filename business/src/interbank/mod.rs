@@ -308,3 +308,47 @@ impl Interbank {
 }
 
 pub use dataserver_api::clock::now_ms;
+
+#[cfg(test)]
+mod tests {
+    use super::read_bounded;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers every request with `head` then `body_bytes` bytes of body.
+    async fn answering(head: &'static str, body_bytes: usize) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = l.local_addr().expect("its address");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(head.as_bytes()).await;
+                let chunk = vec![b'x'; 64 << 10];
+                let mut left = body_bytes;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if s.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn a_peer_cannot_make_us_buffer_without_bound() {
+        let http = pki::http_client();
+        // Announced too large: refused before reading.
+        let url = answering("HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n", 1 << 20).await;
+        assert!(read_bounded(http.get(&url).send().await.expect("sent"), 4096).await.is_err());
+        // Not announced (read to the close): refused once past the limit.
+        let url = answering("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", 1 << 20).await;
+        let e = read_bounded(http.get(&url).send().await.expect("sent"), 4096).await.expect_err("too large");
+        assert!(e.contains("4096"), "{e}");
+        // Within the limit: read whole.
+        let url = answering("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", 100).await;
+        assert_eq!(read_bounded(http.get(&url).send().await.expect("sent"), 4096).await.expect("read").len(), 100);
+    }
+}

@@ -29,7 +29,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     // Opening an account costs an argon2 hash and a document lookup: bounded per address.
     let address = crate::client_address(&req);
-    state.throttles.signups_per_address.record(&address, crate::interbank::now_ms()).map_err(ApiError::rate_limited)?;
+    state.throttles.signup(&address).await?;
     // A joint account is opened by one of its holders, signed in; other kinds need no session.
     let session = match presented_key(req.headers()) {
         Some(_) => Some(Customer::extract(&req).await?.0),
@@ -73,7 +73,7 @@ pub async fn login(
     // Every attempt is counted *before* its password is checked, and given back only when it
     // succeeds: a burst of concurrent guesses counts one each, so racing the check gains
     // nothing, and while locked out even the right password is refused without argon2 work.
-    let guard = state.throttles.login.reserve(&state.accounts.ds, &account, &address).await?;
+    let guard = state.throttles.login(&account, &address).await?;
     match state.accounts.login(body).await {
         Err(ApiError::InvalidCredentials) => {
             tracing::info!(%account, %address, "login refused");
@@ -81,7 +81,7 @@ pub async fn login(
         }
         r => {
             if r.is_ok() {
-                guard.forgive(&state.accounts.ds).await;
+                guard.forgive(&state.throttles.shared).await;
             }
             Ok(HttpResponse::Ok().json(r?))
         }

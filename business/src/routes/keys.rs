@@ -9,7 +9,6 @@ use crate::AppState;
 use crate::auth::Customer;
 use crate::error::ApiError;
 use crate::interbank::keys;
-use crate::interbank::now_ms;
 #[allow(unused_imports)]
 use shared::ErrorBody;
 
@@ -64,7 +63,7 @@ pub async fn resolve(
 ) -> Result<HttpResponse, ApiError> {
     // Only customers resolve keys, and only so many per window.
     let me = Customer::extract(&req).await?.0;
-    state.throttles.count_key_lookup(&crate::client_address(&req), me.id, now_ms())?;
+    state.throttles.count_key_lookup(&crate::client_address(&req), me.id).await?;
     let key: PixKey = path.parse().map_err(ApiError::from)?;
     Ok(HttpResponse::Ok().json(keys::resolve(&state.interbank, &key).await?.info()))
 }
@@ -85,7 +84,7 @@ pub async fn remove(
     let me = Customer::extract(&req).await?.0;
     let key: PixKey = path.parse().map_err(ApiError::from)?;
     // Whether the answer is 404 or 403 tells whether the key exists: a lookup like any other.
-    state.throttles.count_key_lookup(&crate::client_address(&req), me.id, now_ms())?;
+    state.throttles.count_key_lookup(&crate::client_address(&req), me.id).await?;
     let entry = keys::resolve(&state.interbank, &key).await?;
     if entry.ibk.bank != state.settings.bank_id {
         return Err(ApiError::WrongBank(entry.ibk));

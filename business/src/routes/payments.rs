@@ -9,7 +9,6 @@ use super::resource;
 use crate::AppState;
 use crate::auth::{Customer, idempotency_key};
 use crate::error::ApiError;
-use crate::interbank::now_ms;
 use crate::payments::{self, Paid};
 #[allow(unused_imports)]
 use shared::ErrorBody;
@@ -83,13 +82,13 @@ pub async fn pay(
     let keys = body.operations.iter().filter(|o| matches!(o.to, Target::Key(_))).count();
     let address = crate::client_address(&req);
     if keys > 0 {
-        state.throttles.key_lookups_left(&address, me.0.id, now_ms())?;
+        state.throttles.key_lookups_left(&address, me.0.id).await?;
     }
     let answer = payments::pay(&state, &me.0, body, idempotency_key(&req)).await;
     if keys > 0 && answer.as_ref().is_err_and(|e| e.status_code().is_client_error()) {
         for _ in 0..keys {
             // Counted only; the next attempt is the one refused.
-            let _ = state.throttles.count_key_lookup(&address, me.0.id, now_ms());
+            let _ = state.throttles.count_key_lookup(&address, me.0.id).await;
         }
     }
     Ok(match answer? {

@@ -141,7 +141,7 @@ fn LinkAccount(me: Ibk, refresh: Refresh) -> impl IntoView {
             <label for="link-password">{c.t("password")}</label>
             <input id="link-password" type="password" prop:value=move || password.get()
                 on:input=move |ev| password.set(event_target_value(&ev)) />
-            <label for="link-limit">{c.t("consent_limit")}</label>
+            <label for="link-limit">{c.t("consent_total")}</label>
             <input id="link-limit" inputmode="decimal" prop:value=move || limit.get()
                 on:input=move |ev| limit.set(event_target_value(&ev)) />
             <button id="link-send" type="submit">{c.t("link_account")}</button>
