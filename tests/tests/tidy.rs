@@ -32,6 +32,23 @@ fn only_the_launcher_issues_certificates() {
     assert!(harness.contains("\"issue\""), "the guard looks at the real manifests");
 }
 
+/// Architecture Invariant: secrets reach servers through the environment, never a command line
+/// (the servers refuse them there). No tool or harness source passes one as a flag.
+#[test]
+fn secrets_are_never_passed_on_a_command_line() {
+    let mut files = Vec::new();
+    for dir in ["tools/src", "tests/src"] {
+        files.extend(harness::rust_files(&workspace().join(dir)));
+    }
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for flag in ["\"--operator-key\"", "\"--dataserver-key\"", "\"--key\""] {
+            assert!(!text.contains(flag), "{}: passes {flag} on a command line", f.display());
+        }
+    }
+    assert!(files.len() > 10, "found the sources");
+}
+
 /// Architecture Invariant: every HTTP client is built through `pki::http`, which installs the
 /// one TLS provider first (reqwest brings none; a client built without it panics).
 #[test]

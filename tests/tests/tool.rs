@@ -66,3 +66,23 @@ async fn a_load_of_32_clients_keeps_every_invariant() {
 async fn replicas_killed_during_the_load_break_no_invariant() {
     run(true).await;
 }
+
+/// The documented benchmarks run (briefly) in the suite, so that none of them breaks unseen:
+/// transfers through replicas it starts itself, and the sign-up flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmarks_run() {
+    use tools::bench::{flood, transfer};
+    let shape = tools::driver::Shape { connections: 4, duration_s: 1, warmup_s: 0, accounts: 64 };
+    let r = transfer::run(transfer::Args { shape, replicas: 2, json: false }).await.unwrap();
+    assert!(r.transfers > 0 && r.errors == 0, "{r:?}");
+    let args = flood::Args {
+        signups: 20,
+        flood_connections: 4,
+        readers: 1,
+        baseline_s: 1,
+        hashing_concurrent_max: 2,
+        json: false,
+    };
+    let r = flood::run(args).await.unwrap();
+    assert_eq!((r.signups_ok, r.read_errors), (20, 0), "{r:?}");
+}

@@ -74,14 +74,11 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for (b, k) in &keys {
         let mut cmd = Command::new(harness::process::binary("business")?);
-        cmd.args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", &b.to_string()]).args([
-            "--dataserver",
-            &ds.url(),
-            "--dataserver-key",
-            k,
-            "--operator-key",
-            OPERATOR_KEY,
-        ]);
+        cmd.args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", &b.to_string()])
+            .args(["--dataserver", &ds.url()])
+            // Secrets in the environment: a replica refuses them on its command line.
+            .env("BUSINESS_DATASERVER_KEY", k)
+            .env("BUSINESS_OPERATOR_KEY", OPERATOR_KEY);
         let (child, line) = spawn_command(cmd, None)?;
         guard.0.push(child);
         addrs.push(listening_addr(&line).ok_or_else(|| Error::run("replica printed no address"))?);
