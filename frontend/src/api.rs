@@ -9,6 +9,8 @@ use shared::api::{
 };
 use shared::{ErrorBody, PixKey};
 
+use crate::i18n::{Lang, error_text, t};
+
 /// A bank the app can talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bank {
@@ -25,15 +27,23 @@ pub fn local_banks() -> Vec<Bank> {
 pub struct Api {
     pub base: String,
     pub token: Option<String>,
+    /// The language refusals are told in.
+    pub lang: Lang,
 }
 
-async fn decode<T: DeserializeOwned>(resp: Result<Response, gloo_net::Error>) -> Result<T, String> {
-    let resp = resp.map_err(|e| format!("network: {e}"))?;
+/// A refusal for people: the text of its stable code in their language; the server's message
+/// (English) only for a code the app has no words for.
+fn refusal(lang: Lang, body: ErrorBody) -> String {
+    error_text(lang, body.error).map_or(body.message, str::to_string)
+}
+
+async fn decode<T: DeserializeOwned>(lang: Lang, resp: Result<Response, gloo_net::Error>) -> Result<T, String> {
+    let resp = resp.map_err(|_| t(lang, "err_network").to_string())?;
     if resp.ok() {
         return resp.json::<T>().await.map_err(|e| format!("unexpected answer: {e}"));
     }
     match resp.json::<ErrorBody>().await {
-        Ok(b) => Err(b.message),
+        Ok(b) => Err(refusal(lang, b)),
         Err(_) => Err(format!("HTTP {}", resp.status())),
     }
 }
@@ -47,7 +57,7 @@ impl Api {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        decode(self.req(Request::get(&format!("{}{path}", self.base))).send().await).await
+        decode(self.lang, self.req(Request::get(&format!("{}{path}", self.base))).send().await).await
     }
 
     async fn send<B: Serialize, T: DeserializeOwned>(&self, method: &str, path: &str, body: &B) -> Result<T, String> {
@@ -57,7 +67,7 @@ impl Api {
             _ => Request::post(&url),
         };
         let req = self.req(rb).json(body).map_err(|e| e.to_string())?;
-        decode(req.send().await).await
+        decode(self.lang, req.send().await).await
     }
 
     pub async fn banks(&self) -> Result<Vec<shared::api::BankInfo>, String> {
@@ -75,12 +85,12 @@ impl Api {
     /// A DELETE answered `204` with no body.
     async fn delete_empty(&self, path: &str) -> Result<(), String> {
         let url = format!("{}{path}", self.base);
-        let resp = self.req(Request::delete(&url)).send().await.map_err(|e| format!("network: {e}"))?;
+        let resp = self.req(Request::delete(&url)).send().await.map_err(|_| t(self.lang, "err_network").to_string())?;
         if resp.ok() {
             return Ok(());
         }
         match resp.json::<ErrorBody>().await {
-            Ok(b) => Err(b.message),
+            Ok(b) => Err(refusal(self.lang, b)),
             Err(_) => Err(format!("HTTP {}", resp.status())),
         }
     }

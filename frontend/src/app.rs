@@ -29,6 +29,7 @@ impl Ctx {
         Api {
             base: self.bank.get_untracked().map(|b| b.base).unwrap_or_default(),
             token: self.session.get_untracked().map(|s| s.token),
+            lang: self.lang.get_untracked(),
         }
     }
 }

@@ -68,8 +68,78 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("revoke", "Revogar", "Revoke"),
     ("link_account", "Vincular conta de outro banco", "Link an account at another bank"),
     ("consent_total", "Limite total (R$)", "Total limit (R$)"),
+    ("err_network", "Sem conexão com o banco", "No connection to the bank"),
     ("linked", "Conta vinculada:", "Account linked:"),
 ];
+
+/// What a refusal means, by its stable code, in `lang`; `None` for a code with no words here
+/// (the server's message is shown then).
+pub fn error_text(lang: Lang, code: shared::ErrorCode) -> Option<&'static str> {
+    use shared::ErrorCode as E;
+    let (pt, en) = match code {
+        E::InvalidCredentials => ("IBK ou senha incorretos", "Wrong IBK or password"),
+        E::RateLimited => (
+            "Muitas tentativas. Aguarde alguns minutos e tente de novo",
+            "Too many attempts. Wait a few minutes and try again",
+        ),
+        E::Unauthorized => ("Sua sessão terminou. Entre de novo", "Your session ended. Log in again"),
+        E::Forbidden => ("Esta conta não é sua", "This account is not yours"),
+        E::InsufficientFunds => ("Saldo insuficiente", "Insufficient funds"),
+        E::AccountNotFound => ("Conta não encontrada ou encerrada", "No such account, or it is closed"),
+        E::SameAccount => ("Origem e destino são a mesma conta", "Origin and target are the same account"),
+        E::BalanceOverflow => ("O saldo passaria do máximo permitido", "The balance would pass the largest allowed"),
+        E::BalanceNotZero => (
+            "A conta ainda tem saldo: transfira-o antes de encerrar",
+            "The account still holds money: move it before closing",
+        ),
+        E::AccountBusy | E::OperationInFlight => {
+            ("A conta está em uso. Tente de novo em instantes", "The account is busy. Try again in a moment")
+        }
+        E::DocumentAlreadyHasAccount => {
+            ("Este documento já tem conta neste banco", "This document already has an account at this bank")
+        }
+        E::JointHolderMissing => (
+            "Todo titular de uma conta conjunta precisa ter conta neste banco",
+            "Every holder of a joint account needs an account at this bank",
+        ),
+        E::AccountPendingHolders => (
+            "A conta conjunta aguarda a confirmação de todos os titulares",
+            "The joint account waits for every holder to confirm it",
+        ),
+        E::SessionRequired => ("Entre na sua conta para abrir uma conta conjunta", "Log in to open a joint account"),
+        E::WrongBank => ("Esta conta é de outro banco", "This account belongs to another bank"),
+        E::UnknownBank => ("Banco desconhecido na rede", "No such bank in the network"),
+        E::KeyTaken => ("Esta chave Pix já está cadastrada", "This Pix key is already registered"),
+        E::KeyNotFound => ("Chave Pix não encontrada", "No such Pix key"),
+        E::KeyDocumentMismatch => (
+            "Uma chave CPF/CNPJ só vale para a conta de que esse documento é o único titular",
+            "A CPF/CNPJ key only goes on the account that document alone holds",
+        ),
+        E::KeyLimit => ("Limite de chaves desta conta atingido", "This account has its most keys"),
+        E::PasswordInvalid => ("A senha deve ter de 8 a 128 caracteres", "The password must have 8 to 128 characters"),
+        E::NameInvalid => ("Informe um nome de até 100 caracteres", "Give a name of up to 100 characters"),
+        E::DocumentsInvalid | E::DocumentInvalid | E::DocumentCheckDigits => ("Documento inválido", "Invalid document"),
+        E::AmountInvalid | E::AmountNegative | E::AmountTooPrecise | E::AmountTooLarge | E::AmountZero => {
+            ("Valor inválido", "Invalid amount")
+        }
+        E::DepositsDisabled => (
+            "Depósitos pelo aplicativo não estão disponíveis neste banco",
+            "Deposits from the app are not available at this bank",
+        ),
+        E::DepositLimit => ("Limite diário de depósitos atingido", "Today's deposit limit is reached"),
+        E::ConsentInvalid => (
+            "Autorização inválida: confira o banco, o valor e a validade",
+            "Invalid authorisation: check the bank, the amount and the expiry",
+        ),
+        E::ConsentLimit => ("Esta conta já tem o máximo de autorizações", "This account has its most authorisations"),
+        E::ConsentNotFound => ("Autorização não encontrada", "No such authorisation"),
+        E::Unavailable => {
+            ("O banco não está disponível agora. Tente de novo", "The bank is not available now. Try again")
+        }
+        _ => return None,
+    };
+    Some(if lang == Lang::Pt { pt } else { en })
+}
 
 pub fn t(lang: Lang, key: &str) -> &'static str {
     WORDS.iter().find(|(k, _, _)| *k == key).map_or("?", |(_, pt, en)| if lang == Lang::Pt { pt } else { en })
@@ -87,5 +157,17 @@ mod tests {
         }
         assert_eq!(t(Lang::Pt, "deposit"), "Depositar");
         assert_eq!(t(Lang::En, "deposit"), "Deposit");
+    }
+
+    #[test]
+    fn refusals_a_customer_meets_have_words_in_both_languages() {
+        use shared::ErrorCode as E;
+        for code in
+            [E::InvalidCredentials, E::RateLimited, E::InsufficientFunds, E::AccountPendingHolders, E::KeyNotFound]
+        {
+            let (pt, en) = (error_text(Lang::Pt, code), error_text(Lang::En, code));
+            assert!(pt.is_some() && en.is_some() && pt != en, "{code}");
+        }
+        assert_eq!(error_text(Lang::Pt, E::InvalidCredentials), Some("IBK ou senha incorretos"));
     }
 }

@@ -176,6 +176,12 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     choose_bank(&c, &bank1).await;
     let carla = sign_up(&c, "Carla Dias", "390.533.447-05").await;
     let ana = sign_up(&c, "Ana Lima", "529.982.247-25").await;
+    // A refusal is told in the page's language, from its stable code (no English on a
+    // Portuguese page).
+    fill(&c, "#login-ibk", &ana).await;
+    fill(&c, "#login-password", "not-her-password").await;
+    click(&c, "#login-submit").await;
+    text_until(&c, "#login-error", |t| t == "IBK ou senha incorretos").await;
     log_in(&c, &ana).await;
 
     // Deposit typed in Brazilian format.

@@ -109,7 +109,7 @@ fn LinkAccount(me: Ibk, refresh: Refresh) -> impl IntoView {
         let grantee_bank: BankId = me.bank;
         let password = password.get();
         spawn_local(async move {
-            let there = Api { base, token: None };
+            let there = Api { base, token: None, lang };
             let session = match there.login(&Login { ibk: account, password }).await {
                 Ok(s) => s,
                 Err(e) => return error.set(Some(e)),
