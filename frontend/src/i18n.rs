@@ -69,6 +69,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("link_account", "Vincular conta de outro banco", "Link an account at another bank"),
     ("consent_total", "Limite total (R$)", "Total limit (R$)"),
     ("err_network", "Sem conexão com o banco", "No connection to the bank"),
+    ("total", "Total do pacote:", "Package total:"),
+    ("clear", "Limpar operações", "Clear operations"),
     ("linked", "Conta vinculada:", "Account linked:"),
 ];
 

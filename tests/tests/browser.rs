@@ -189,10 +189,20 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     click(&c, "#deposit").await;
     text_until(&c, "#balance", |t| t == "R$ 150,00").await;
 
-    // A package to the other bank.
+    // A package to the other bank, built with a slip: an operation added, seen in the total, and
+    // removed again before sending.
     fill(&c, "#op-to", &bia).await;
     fill(&c, "#op-amount", "40,50").await;
     click(&c, "#op-add").await;
+    fill(&c, "#op-to", &bia).await;
+    fill(&c, "#op-amount", "9,50").await;
+    click(&c, "#op-add").await;
+    text_until(&c, "#ops-total", |t| t.ends_with("R$ 50,00")).await;
+    let removes = c.find_all(Locator::Css(".op-remove")).await.unwrap();
+    assert_eq!(removes.len(), 2);
+    removes[1].click().await.unwrap();
+    text_until(&c, "#ops-total", |t| t.ends_with("R$ 40,50")).await;
+    assert_eq!(c.find_all(Locator::Css("#ops li")).await.unwrap().len(), 1);
     click(&c, "#package-send").await;
     text_until(&c, "#package-result", |t| !t.is_empty()).await;
     text_until(&c, "#balance", |t| t == "R$ 109,50").await;

@@ -11,6 +11,11 @@ use crate::app::ctx;
 use crate::format::parse_brl;
 use crate::i18n::t;
 
+/// What a package debits in all: the sum of its operations (shown before it is sent).
+fn total(ops: &[PaymentOperation]) -> shared::Money {
+    ops.iter().fold(shared::Money::ZERO, |sum, o| sum.checked_add(o.amount.money()).unwrap_or(shared::Money::MAX))
+}
+
 #[component]
 pub fn PackageBuilder(
     me: Ibk,
@@ -116,10 +121,22 @@ pub fn PackageBuilder(
             </div>
             <p id="op-recipient">{move || recipient.get()}</p>
             <ol id="ops">
-                {move || ops.get().into_iter().map(|o| view! {
-                    <li>{format!("{} → {}: {}", o.from, o.to, crate::format::brl(o.amount.money()))}</li>
+                {move || ops.get().into_iter().enumerate().map(|(i, o)| view! {
+                    <li>
+                        {format!("{} → {}: {}", o.from, o.to, crate::format::brl(o.amount.money()))}
+                        " "
+                        <button class="link op-remove" on:click=move |_| ops.update(|list| {
+                            if i < list.len() {
+                                list.remove(i);
+                            }
+                        })>{c.t("remove")}</button>
+                    </li>
                 }).collect_view()}
             </ol>
+            <Show when=move || !ops.get().is_empty()>
+                <p id="ops-total">{move || format!("{} {}", t(c.lang.get(), "total"), crate::format::brl(total(&ops.get())))}</p>
+                <button class="link" id="ops-clear" on:click=move |_| ops.set(Vec::new())>{c.t("clear")}</button>
+            </Show>
             <button id="package-send" prop:disabled=move || busy.get() || ops.get().is_empty() on:click=submit>
                 {c.t("send_package")}
             </button>
