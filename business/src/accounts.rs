@@ -198,9 +198,12 @@ impl Accounts {
         self.holders_allow(&req).await?;
         let hash = self.hash_password(req.password.clone()).await?;
 
-        for _ in 0..ACCOUNT_OPEN_ATTEMPTS_MAX {
-            // Pre-checks name the exact problem; the commit's conditions make them race-free.
-            self.holders_allow(&req).await?;
+        for attempt in 0..ACCOUNT_OPEN_ATTEMPTS_MAX {
+            // The pre-checks name the exact problem (the commit's conditions make them race-free);
+            // they ran just before the hash, so only a retry after a lost race reads them again.
+            if attempt > 0 {
+                self.holders_allow(&req).await?;
+            }
             let counter = self.ds.get_record(COUNTERS, ACCOUNT_COUNTER).await?;
             let (version, next) = match &counter {
                 Some(r) => (r.version, parse::<CounterRecord>(r.value.clone())?.next),

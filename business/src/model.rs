@@ -86,13 +86,9 @@ pub struct AccountRecord {
 }
 
 impl AccountRecord {
-    /// The person a session opened on this account is: the one holder of an individual or
-    /// legal account. A session opened on a joint account's IBK is nobody in particular.
+    /// The person a session opened on this account is ([`shared::api::person_of`]).
     pub fn person(&self) -> Option<&Document> {
-        match (self.kind, self.documents.as_slice()) {
-            (AccountType::Individual | AccountType::Legal, [d]) => Some(d),
-            _ => None,
-        }
+        shared::api::person_of(self.kind, &self.documents)
     }
 
     /// Whether `doc` is a holder of this account who has confirmed it.

@@ -48,6 +48,16 @@ pub enum AccountType {
     Joint,
 }
 
+/// The person a session opened on an account of this kind and these documents is: the one holder
+/// of an individual or legal account. A session of a joint account's IBK is nobody in particular.
+/// One rule for the servers (who may act on what) and the app (what it offers).
+pub fn person_of(kind: AccountType, documents: &[crate::Document]) -> Option<&crate::Document> {
+    match (kind, documents) {
+        (AccountType::Individual | AccountType::Legal, [d]) => Some(d),
+        _ => None,
+    }
+}
+
 /// `POST /api/accounts`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

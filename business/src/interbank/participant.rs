@@ -223,32 +223,40 @@ async fn prepare_chunk(
         let all: BTreeSet<AccountId> = items.iter().flat_map(|(_, it)| local_accounts(&it.ops, me)).collect();
         all.into_iter().collect()
     };
+    // Consents matter only for accounts debited here in another bank's packages: only theirs are
+    // read (a bank's own packages, and credits, read none).
+    let debited: BTreeSet<AccountId> = if coordinator == me {
+        BTreeSet::new()
+    } else {
+        items.iter().flat_map(|(_, it)| it.ops.iter()).filter(|o| o.from.bank == me).map(|o| o.from.account).collect()
+    };
     let mut read = Vec::new();
     for a in &accounts {
         read.push(RecordKey::new(ACCOUNTS, account_key(*a)));
         read.push(RecordKey::new(HOLDS, account_key(*a)));
-        read.push(RecordKey::new(CONSENTS, account_key(*a)));
     }
     for (_, it) in &items {
         read.push(RecordKey::new(PREPARED, it.txn.clone()));
         read.push(RecordKey::new(OUTCOMES, it.txn.clone()));
     }
+    read.extend(debited.iter().map(|a| RecordKey::new(CONSENTS, account_key(*a))));
     let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read).await?;
+    let consents_at = 2 * accounts.len() + 2 * items.len();
     let mut views: BTreeMap<AccountId, Option<AccountView>> = BTreeMap::new();
     let mut holds: BTreeMap<AccountId, (HoldRecord, u64)> = BTreeMap::new();
     let mut consent_versions: BTreeMap<AccountId, u64> = BTreeMap::new();
     let parsed = (|| -> Result<(), ApiError> {
         for (i, a) in accounts.iter().enumerate() {
-            let hold = match &records[3 * i + 1] {
+            let hold = match &records[2 * i + 1] {
                 Some(r) => (parse::<HoldRecord>(r)?, r.version),
                 None => (HoldRecord::default(), 0),
             };
-            let (consents, version) = match &records[3 * i + 2] {
-                Some(r) => (parse::<ConsentSet>(r)?, r.version),
-                None => (ConsentSet::default(), 0),
+            let (consents, version) = match debited.iter().position(|d| d == a).map(|j| &records[consents_at + j]) {
+                Some(Some(r)) => (parse::<ConsentSet>(r)?, r.version),
+                _ => (ConsentSet::default(), 0),
             };
             consent_versions.insert(*a, version);
-            let view = match &records[3 * i] {
+            let view = match &records[2 * i] {
                 Some(r) => {
                     let acc: AccountRecord = parse(r)?;
                     Some(AccountView {
@@ -269,7 +277,7 @@ async fn prepare_chunk(
         let _ = ib.ds.release(&locks).await;
         return Err(e);
     }
-    let base = 3 * accounts.len();
+    let base = 2 * accounts.len();
     let mut out = Vec::with_capacity(items.len());
     let mut fresh: Vec<(usize, &PrepareItem)> = Vec::new();
     for (j, (i, it)) in items.iter().enumerate() {

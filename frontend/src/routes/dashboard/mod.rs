@@ -73,11 +73,7 @@ pub fn Dashboard() -> impl IntoView {
             a.accounts.iter().map(|x| x.ibk).chain(a.elsewhere.iter().map(|x| x.ibk)).collect::<Vec<_>>()
         })
     });
-    let person = match (session.account.kind, session.account.documents.as_slice()) {
-        (shared::api::AccountType::Joint, _) => None,
-        (_, [d]) => Some(d.clone()),
-        _ => None,
-    };
+    let person = shared::api::person_of(session.account.kind, &session.account.documents).cloned();
     // Packages sent from this page, their statuses fetched again at each refresh while open.
     let sent = RwSignal::new(Vec::<Transaction>::new());
     let balance = move || account.get().flatten().map_or(session.account.balance, |a| a.balance);
