@@ -68,7 +68,35 @@ pub struct Accounts {
     pub lease_ms: u64,
     /// Password hashes computed at once (argon2 is memory- and CPU-hard by design): a flood of
     /// sign-ups or logins waits here instead of starving every other request of the cores.
-    pub hashing: std::sync::Arc<tokio::sync::Semaphore>,
+    pub hashing: std::sync::Arc<Hashing>,
+}
+
+/// The password-hashing gate: `permits` hashes at once, at most `waiting_max` more waiting; past
+/// that a caller is told to come back (`503`) rather than queued without bound.
+#[derive(Debug)]
+pub struct Hashing {
+    permits: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    waiting_max: usize,
+}
+
+impl Hashing {
+    pub fn new(permits: usize, waiting_max: usize) -> Hashing {
+        Hashing { permits: tokio::sync::Semaphore::new(permits), waiting: Default::default(), waiting_max }
+    }
+
+    /// A permit to hash, or `503` when the queue is full.
+    pub async fn enter(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        use std::sync::atomic::Ordering;
+        let full = || ApiError::Unavailable(Unavailable::Contended("too many passwords are waiting to be checked"));
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.waiting_max {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(full());
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        permit.map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))
+    }
 }
 
 impl Accounts {
@@ -256,6 +284,16 @@ impl Accounts {
                 if req.kind == AccountType::Joint {
                     // Each holder's list of joint accounts, so they find it to confirm and use it.
                     let (mut index, version) = self.joint_index(d).await?;
+                    if index.accounts.len() >= JOINT_ACCOUNTS_PER_DOCUMENT_MAX {
+                        let _ = self.ds.release(&[lock]).await;
+                        return Err(ApiError::invalid_unprocessable(
+                            ErrorCode::JointAccountsLimit,
+                            format!(
+                                "document {} is already a holder of {JOINT_ACCOUNTS_PER_DOCUMENT_MAX} joint accounts",
+                                d.formatted()
+                            ),
+                        ));
+                    }
                     index.accounts.push(id);
                     commit.records.push(RecordOp::Put {
                         collection: JOINT_HOLDERS.into(),
@@ -316,8 +354,7 @@ impl Accounts {
 
     /// An argon2id hash of `password`, computed on the blocking pool under [`Accounts::hashing`].
     async fn hash_password(&self, password: String) -> Result<String, ApiError> {
-        let _permit =
-            self.hashing.acquire().await.map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))?;
+        let _permit = self.hashing.enter().await?;
         actix_web::web::block(move || {
             Argon2::default()
                 .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
@@ -330,8 +367,7 @@ impl Accounts {
 
     /// Whether `password` is the one `stored` hashes, computed under [`Accounts::hashing`].
     async fn verify_password(&self, stored: String, password: String) -> Result<bool, ApiError> {
-        let _permit =
-            self.hashing.acquire().await.map_err(|e| ApiError::Unavailable(Unavailable::Worker(e.to_string())))?;
+        let _permit = self.hashing.enter().await?;
         actix_web::web::block(move || {
             PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
         })
@@ -673,4 +709,31 @@ fn settlement_entries(
     }
     out.reverse();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_hashing_queue_is_bounded() {
+        let gate = std::sync::Arc::new(Hashing::new(1, 2));
+        let held = gate.enter().await.expect("a permit");
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let g = gate.clone();
+                tokio::spawn(async move { g.enter().await.map(|_| ()) })
+            })
+            .collect();
+        while gate.waiting.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let third = gate.enter().await;
+        assert!(matches!(third, Err(ApiError::Unavailable(Unavailable::Contended(_)))), "a third waiter: {third:?}");
+        drop(held);
+        for w in waiters {
+            assert!(w.await.expect("joined").is_ok(), "the waiters got their turn");
+        }
+        assert!(gate.enter().await.is_ok(), "room again");
+    }
 }

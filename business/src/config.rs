@@ -235,6 +235,11 @@ pub mod limits {
     pub const OPERATOR_KEY_LEN_MIN: usize = 8;
     /// What `--hashing-concurrent-max` may be: at least one, at most a core count's worth.
     pub const HASHING_CONCURRENT_RANGE: std::ops::RangeInclusive<usize> = 1..=256;
+    /// Joint accounts one document may be a holder of (confirmed or not) at one bank: nobody can
+    /// grow another person's list without bound by naming them.
+    pub const JOINT_ACCOUNTS_PER_DOCUMENT_MAX: usize = 16;
+    /// Password hashes waiting for their turn, per replica; past that a caller gets `503`.
+    pub const HASHING_WAITERS_MAX: usize = 256;
     /// Sessions one account may have open at once; the oldest is ended for a new one.
     pub const SESSIONS_PER_ACCOUNT_MAX: usize = 16;
     /// Consents one account may have (any status; revoked and expired ones are pruned first).

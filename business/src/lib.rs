@@ -112,7 +112,10 @@ impl Application {
             session_ttl_ms: settings.session_ttl_s.saturating_mul(1000),
             lock_wait_ms: settings.lock_wait_ms,
             lease_ms: settings.lease_ms,
-            hashing: Arc::new(tokio::sync::Semaphore::new(settings.hashing_concurrent_max)),
+            hashing: Arc::new(accounts::Hashing::new(
+                settings.hashing_concurrent_max,
+                config::limits::HASHING_WAITERS_MAX,
+            )),
         };
         let ledger = Ledger {
             metrics: metrics.clone(),

@@ -688,3 +688,21 @@ async fn sign_ups_per_address_share_one_budget_across_replicas() {
         assert_eq!((s, code(&body)), (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited), "replica {r}: {body}");
     }
 }
+
+/// Nobody grows another person's list of joint accounts without bound by naming them: a document
+/// is a holder of at most `JOINT_ACCOUNTS_PER_DOCUMENT_MAX` joint accounts at a bank.
+#[tokio::test]
+async fn a_document_is_named_in_a_bounded_number_of_joint_accounts() {
+    use business::config::limits::JOINT_ACCOUNTS_PER_DOCUMENT_MAX;
+    let bank = start_bank(1, &[]);
+    let a = api(&bank, 0);
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    assert_eq!(a.open("Mallory", &[cpf(2)], "individual").await.0, StatusCode::CREATED);
+    let mallory = a.token("1-2").await;
+    for i in 0..JOINT_ACCOUNTS_PER_DOCUMENT_MAX {
+        let (s, body) = a.open_as(Some(&mallory), &format!("Spam {i}"), &[cpf(1), cpf(2)], "joint").await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let (s, body) = a.open_as(Some(&mallory), "One too many", &[cpf(1), cpf(2)], "joint").await;
+    assert_eq!((s, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::JointAccountsLimit), "{body}");
+}

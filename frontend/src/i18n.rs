@@ -108,6 +108,10 @@ pub fn error_text(lang: Lang, code: shared::ErrorCode) -> Option<&'static str> {
             "A conta conjunta aguarda a confirmação de todos os titulares",
             "The joint account waits for every holder to confirm it",
         ),
+        E::JointAccountsLimit => (
+            "Este titular já participa do máximo de contas conjuntas",
+            "This holder already has the most joint accounts",
+        ),
         E::SessionRequired => ("Entre na sua conta para abrir uma conta conjunta", "Log in to open a joint account"),
         E::WrongBank => ("Esta conta é de outro banco", "This account belongs to another bank"),
         E::UnknownBank => ("Banco desconhecido na rede", "No such bank in the network"),

@@ -119,6 +119,7 @@ error_codes! {
         DocumentAlreadyHasAccount = "document_already_has_account",
         JointHolderMissing = "joint_holder_missing",
         AccountPendingHolders = "account_pending_holders",
+        JointAccountsLimit = "joint_accounts_limit",
         NotAPendingHolder = "not_a_pending_holder",
         DepositsDisabled = "deposits_disabled",
         DepositLimit = "deposit_limit",
