@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+# A CI checkout is built once: incremental state would only take disk (gigabytes of it).
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 echo "== format"
 cargo fmt --all --check
 echo "== lints"
