@@ -506,6 +506,12 @@ impl Accounts {
                 transactions.extend(settlement_entries(self.bank, account, change.before, &settled, &e.at));
                 continue;
             }
+            if let Some(memo) = &e.memo
+                && let Ok(batch) = serde_json::from_value::<crate::ledger::BatchMemo>(memo.clone())
+            {
+                transactions.extend(Self::batch_entries(ibk, account, batch, &e.at));
+                continue;
+            }
             transactions.extend(Self::operation_entry(ibk, account, e));
         }
         Ok(Statement { transactions, next: page.next })
@@ -516,44 +522,69 @@ impl Accounts {
         account: AccountId,
         e: dataserver_api::JournalEntry,
     ) -> Option<StatementEntry> {
-        {
-            {
-                let balance = e.changes.iter().find(|c| c.account == account)?.after;
-                let memo = e.memo.clone()?;
-                if let Ok(p) = serde_json::from_value::<crate::ledger::Package>(memo.clone()) {
-                    return Some(StatementEntry { transaction: p.transaction(&e.at), balance });
-                }
-                let op: crate::ledger::Op = serde_json::from_value(memo).ok()?;
-                let (from, to) = match op {
-                    crate::ledger::Op::Deposit { account, .. } | crate::ledger::Op::Withdrawal { account, .. } => {
-                        (account, account)
-                    }
-                    crate::ledger::Op::Transfer { from, to, .. } => (from, to),
-                };
-                let operation = Operation {
-                    id: e.tx_id.clone(),
-                    from: ibk(from),
-                    to: ibk(to),
-                    kind: op.kind(),
-                    amount: op.amount(),
-                    status: Status::Success,
-                    created_at: e.at.clone(),
-                    updated_at: e.at.clone(),
-                };
-                let transaction = Transaction {
-                    id: e.tx_id,
-                    owner: ibk(from),
-                    parent_id: None,
-                    kind: TransactionType::Final,
-                    operations: vec![operation],
-                    created_at: e.at.clone(),
-                    updated_at: e.at,
-                    status: Status::Success,
-                    reason: None,
-                };
-                Some(StatementEntry { transaction, balance })
-            }
+        let balance = e.changes.iter().find(|c| c.account == account)?.after;
+        let memo = e.memo.clone()?;
+        if let Ok(p) = serde_json::from_value::<crate::ledger::Package>(memo.clone()) {
+            return Some(StatementEntry { transaction: p.transaction(&e.at), balance });
         }
+        let op: crate::ledger::Op = serde_json::from_value(memo).ok()?;
+        Some(Self::op_entry(&ibk, op, e.tx_id, &e.at, balance))
+    }
+
+    /// The lines of a batch's journal entry that concern `account`, newest first, each with the
+    /// balance right after its own operation.
+    fn batch_entries(
+        ibk: impl Fn(AccountId) -> Ibk,
+        account: AccountId,
+        batch: crate::ledger::BatchMemo,
+        at: &str,
+    ) -> Vec<StatementEntry> {
+        batch
+            .operations
+            .into_iter()
+            .rev()
+            .filter_map(|b| {
+                let balance = b.balances.iter().find(|x| x.account == account)?.balance;
+                Some(Self::op_entry(&ibk, b.op, b.id, at, balance))
+            })
+            .collect()
+    }
+
+    fn op_entry(
+        ibk: &impl Fn(AccountId) -> Ibk,
+        op: crate::ledger::Op,
+        id: String,
+        at: &str,
+        balance: Money,
+    ) -> StatementEntry {
+        let (from, to) = match op {
+            crate::ledger::Op::Deposit { account, .. } | crate::ledger::Op::Withdrawal { account, .. } => {
+                (account, account)
+            }
+            crate::ledger::Op::Transfer { from, to, .. } => (from, to),
+        };
+        let operation = Operation {
+            id: id.clone(),
+            from: ibk(from),
+            to: ibk(to),
+            kind: op.kind(),
+            amount: op.amount(),
+            status: Status::Success,
+            created_at: at.to_string(),
+            updated_at: at.to_string(),
+        };
+        let transaction = Transaction {
+            id,
+            owner: ibk(from),
+            parent_id: None,
+            kind: TransactionType::Final,
+            operations: vec![operation],
+            created_at: at.to_string(),
+            updated_at: at.to_string(),
+            status: Status::Success,
+            reason: None,
+        };
+        StatementEntry { transaction, balance }
     }
 
     /// Checks the password and starts a session. Unknown account and wrong password look alike.

@@ -136,6 +136,16 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_PEER_TIMEOUT_MS", default_value_t = 3_000)]
     pub peer_timeout_ms: u64,
 
+    /// Most deposits, withdrawals and transfers sent to the data server as one batch (one lock
+    /// call, one commit); 0 sends each alone.
+    #[arg(long, env = "BUSINESS_OPS_BATCH_MAX", default_value_t = 64)]
+    pub ops_batch_max: usize,
+
+    /// Batches of operations in flight to the data server at once; arrivals meanwhile gather
+    /// into the next batch.
+    #[arg(long, env = "BUSINESS_OPS_BATCHES_IN_FLIGHT_MAX", default_value_t = 4)]
+    pub ops_batches_in_flight_max: usize,
+
     /// Packages per settlement round.
     #[arg(long, env = "BUSINESS_BATCH_PACKAGES_MAX", default_value_t = 128)]
     pub batch_packages_max: usize,
@@ -230,6 +240,12 @@ pub mod limits {
     /// What `--batch-accounts-max` may be: at least one package's accounts (two per operation),
     /// at most the data server's `lock_batch_max` default.
     pub const BATCH_ACCOUNTS_RANGE: std::ops::RangeInclusive<usize> = 2 * PACKAGE_OPERATIONS_MAX..=4096;
+    /// What `--ops-batch-max` may be: two accounts per operation stay far inside the data
+    /// server's `lock_batch_max` default (1,024).
+    pub const OPS_BATCH_RANGE: std::ops::RangeInclusive<usize> = 0..=256;
+    pub const OPS_BATCHES_IN_FLIGHT_RANGE: std::ops::RangeInclusive<usize> = 1..=64;
+    /// Operations waiting for a batch; past it a caller waits for room (backpressure).
+    pub const OPS_QUEUE_MAX: usize = 4_096;
     /// The worker's tick: shorter would spin a core on the data server.
     pub const TICK_MS_MIN: u64 = 10;
     pub const OPERATOR_KEY_LEN_MIN: usize = 8;
@@ -271,6 +287,8 @@ impl Settings {
         }
         in_range("--batch-packages-max", self.batch_packages_max, &BATCH_PACKAGES_RANGE)?;
         in_range("--batch-accounts-max", self.batch_accounts_max, &BATCH_ACCOUNTS_RANGE)?;
+        in_range("--ops-batch-max", self.ops_batch_max, &OPS_BATCH_RANGE)?;
+        in_range("--ops-batches-in-flight-max", self.ops_batches_in_flight_max, &OPS_BATCHES_IN_FLIGHT_RANGE)?;
         in_range("--hashing-concurrent-max", self.hashing_concurrent_max, &HASHING_CONCURRENT_RANGE)?;
         if self.sweep_interval_ms < TICK_MS_MIN {
             return Err(format!("--sweep-interval-ms {} is below {TICK_MS_MIN}", self.sweep_interval_ms));

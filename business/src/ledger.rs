@@ -25,6 +25,9 @@ use crate::model::{
     ACCOUNTS, HOLDS, HoldRecord, IDEMPOTENCY, IdempotencyRecord, PACKAGES, PENDING_HOLDERS, account_key,
 };
 
+mod batch;
+pub use batch::{BatchMemo, BatchedOp, Batcher};
+
 /// Also the journal memo of every operation, from which statements are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -336,6 +339,8 @@ pub struct Ledger {
     pub lock_wait_ms: u64,
     pub lease_ms: u64,
     pub attempts_max: u32,
+    /// Single operations go through this replica's batching task when set ([`Batcher`]).
+    pub batcher: Option<Batcher>,
 }
 
 /// Why an attempt did not complete: worth another attempt, final, or already done by a
@@ -374,8 +379,12 @@ pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
 
 impl Ledger {
     /// Applies `op` once, durably; with an idempotency key, a repeat returns the first receipt.
+    /// Batched with the operations arriving meanwhile when this replica batches.
     pub async fn apply(&self, op: Op, idempotency_key: Option<&str>) -> Result<OperationReceipt, ApiError> {
-        self.run(&op, idempotency_key, |applied| op.receipt(applied)).await
+        match &self.batcher {
+            Some(b) => b.submit(op, idempotency_key).await,
+            None => self.run(&op, idempotency_key, |applied| op.receipt(applied)).await,
+        }
     }
 
     /// Applies `change` once, durably, and answers `respond(what it did)`. With an idempotency

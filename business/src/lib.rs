@@ -117,13 +117,22 @@ impl Application {
                 config::limits::HASHING_WAITERS_MAX,
             )),
         };
-        let ledger = Ledger {
+        let mut ledger = Ledger {
             metrics: metrics.clone(),
             ds,
             lock_wait_ms: settings.lock_wait_ms,
             lease_ms: settings.lease_ms,
             attempts_max: settings.attempts_max.max(1),
+            batcher: None,
         };
+        if settings.ops_batch_max > 0 {
+            ledger.batcher = Some(ledger::Batcher::start(
+                ledger.clone(),
+                settings.ops_batch_max,
+                settings.ops_batches_in_flight_max,
+                config::limits::OPS_QUEUE_MAX,
+            ));
+        }
         let network = match &settings.network {
             Some(path) => interbank::Network::load(path).map_err(StartError::Config)?,
             None => interbank::Network::alone(settings.bank_id),

@@ -8,6 +8,9 @@ use prometheus_client::registry::Registry;
 /// Latency bucket bounds, in seconds.
 const LATENCY_S_BOUNDS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];
 
+/// Batch size bucket bounds, in operations.
+const BATCH_SIZE_BOUNDS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -18,6 +21,10 @@ pub struct Metrics {
     pub operation_retries_total: Counter,
     /// Seconds to answer a request (floating point for reporting only, never for money).
     pub request_seconds: Histogram,
+    /// Operations per batch sent to the data server.
+    pub batch_operations: Histogram,
+    /// Operations a batch handed back to run on their own.
+    pub batch_alone_total: Counter,
 }
 
 impl Default for Metrics {
@@ -33,8 +40,12 @@ impl Default for Metrics {
         let responses_5xx_total = counter("responses_5xx", "HTTP responses with a 5xx status");
         let operations_total = counter("operations", "deposits, withdrawals and transfers applied");
         let operation_retries_total = counter("operation_retries", "attempts repeated after a lost lease or no answer");
+        let batch_alone_total =
+            counter("batch_alone", "operations of a batch run again on their own (the batch could not commit whole)");
         let request_seconds = Histogram::new(LATENCY_S_BOUNDS);
         registry.register("request_seconds", "time to answer a request", request_seconds.clone());
+        let batch_operations = Histogram::new(BATCH_SIZE_BOUNDS);
+        registry.register("batch_operations", "operations per batch sent to the data server", batch_operations.clone());
         Metrics {
             registry,
             requests_total,
@@ -43,6 +54,8 @@ impl Default for Metrics {
             operations_total,
             operation_retries_total,
             request_seconds,
+            batch_operations,
+            batch_alone_total,
         }
     }
 }
