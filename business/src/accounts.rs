@@ -767,4 +767,30 @@ mod tests {
         }
         assert!(gate.enter().await.is_ok(), "room again");
     }
+
+    #[test]
+    fn a_batch_is_one_statement_line_per_operation_of_the_account_newest_first() {
+        use crate::ledger::{BatchMemo, BatchedOp, Op};
+        use shared::api::AccountBalance;
+        let a = |n: u64| AccountId::new(n).expect("an id");
+        let m = |c: i64| Money::from_cents(c).expect("an amount");
+        let amount = "1.00".parse().expect("an amount");
+        let line = |id: &str, op: Op, b: &[(u64, i64)]| BatchedOp {
+            id: id.into(),
+            op,
+            balances: b.iter().map(|(x, c)| AccountBalance { account: a(*x), balance: m(*c) }).collect(),
+        };
+        let memo = BatchMemo {
+            operations: vec![
+                line("t1", Op::Transfer { from: a(1), to: a(2), amount }, &[(1, 900), (2, 100)]),
+                line("d3", Op::Deposit { account: a(3), amount }, &[(3, 100)]),
+                line("t2", Op::Transfer { from: a(1), to: a(2), amount }, &[(1, 800), (2, 200)]),
+            ],
+        };
+        let ibk = |x: AccountId| Ibk::new(BankId::new(1).expect("a bank"), x);
+        let lines = Accounts::batch_entries(ibk, a(2), memo, "2026-12-01T00:00:00Z");
+        let got: Vec<(&str, Money)> = lines.iter().map(|l| (l.transaction.id.as_str(), l.balance)).collect();
+        assert_eq!(got, vec![("t2", m(200)), ("t1", m(100))]);
+        assert_eq!(lines[0].transaction.operations[0].from, ibk(a(1)));
+    }
 }

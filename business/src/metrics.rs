@@ -2,6 +2,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -25,6 +26,8 @@ pub struct Metrics {
     pub batch_operations: Histogram,
     /// Operations a batch handed back to run on their own.
     pub batch_alone_total: Counter,
+    /// Operations waiting for a batch.
+    pub batch_queued: Gauge,
 }
 
 impl Default for Metrics {
@@ -44,6 +47,8 @@ impl Default for Metrics {
             counter("batch_alone", "operations of a batch run again on their own (the batch could not commit whole)");
         let request_seconds = Histogram::new(LATENCY_S_BOUNDS);
         registry.register("request_seconds", "time to answer a request", request_seconds.clone());
+        let batch_queued = Gauge::default();
+        registry.register("batch_queued", "operations waiting for a batch", batch_queued.clone());
         let batch_operations = Histogram::new(BATCH_SIZE_BOUNDS);
         registry.register("batch_operations", "operations per batch sent to the data server", batch_operations.clone());
         Metrics {
@@ -56,6 +61,7 @@ impl Default for Metrics {
             request_seconds,
             batch_operations,
             batch_alone_total,
+            batch_queued,
         }
     }
 }

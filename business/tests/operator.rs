@@ -228,3 +228,93 @@ async fn sigkill_of_a_replica_mid_load_loses_nothing() {
         survivor.op(&format!("/deposit/{a}/1"), None).await.expect("no lease outlives its length");
     }
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(f64::NAN)
+}
+
+/// Operations that queue while a batch waits go to the data server as one batch, and each
+/// caller still gets exactly the answer it would have had alone: the affordable debits apply,
+/// the rest are refused for insufficient funds, an unknown account fails only its own request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_answers_every_caller_as_if_alone() {
+    let bank = start_bank(1, &["--ops-batches-in-flight-max", "1"]);
+    bank.open_accounts([1, 2, 3], "0").await;
+    let a = bank.operator(0);
+    a.op("/deposit/1/10", None).await.unwrap();
+    let metrics = || async {
+        let text = a.http.get(format!("{}/metrics", a.base)).header("auth", &a.key).send().await.unwrap();
+        text.text().await.unwrap()
+    };
+
+    // Hold account 1 so the first batch waits for it and everything after it queues.
+    let ds = bank.ds().client(0);
+    let held = ds
+        .acquire(&dataserver_api::AcquireRequest {
+            accounts: vec![acc(1)],
+            lease_ms: Some(30_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut paths: Vec<String> = (0..6).map(|_| "/transfer/1/2/3".to_string()).collect();
+    paths.push("/withdrawal/99/1".into());
+    paths.push("/deposit/3/5".into());
+    let n = paths.len();
+    let tasks: Vec<_> = paths
+        .into_iter()
+        .map(|p| {
+            let c = a.clone();
+            tokio::spawn(async move { (p.clone(), c.op(&p, None).await) })
+        })
+        .collect();
+    // Some are in the batch waiting for the lock, the others queue behind it.
+    loop {
+        let text = metrics().await;
+        let (batched, queued) =
+            (metric(&text, "business_batch_operations_sum"), metric(&text, "business_batch_queued"));
+        if batched - 1.0 + queued == n as f64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    ds.release(&[dataserver_api::LockRef { account: acc(1), token: held.locks[0].token }]).await.unwrap();
+
+    let mut applied = 0;
+    let mut refused = 0;
+    for t in tasks {
+        let (path, answer) = t.await.unwrap();
+        match (path.as_str(), answer) {
+            ("/transfer/1/2/3", Ok(_)) => applied += 1,
+            ("/transfer/1/2/3", Err((s, body))) => {
+                assert_eq!((s, body.error), (Some(StatusCode::UNPROCESSABLE_ENTITY), ErrorCode::InsufficientFunds));
+                refused += 1;
+            }
+            ("/withdrawal/99/1", Err((s, body))) => {
+                assert_eq!((s, body.error), (Some(StatusCode::NOT_FOUND), ErrorCode::AccountNotFound))
+            }
+            ("/deposit/3/5", Ok(r)) => assert_eq!(r.balances[0].balance, money("5")),
+            (p, other) => panic!("{p}: {other:?}"),
+        }
+    }
+    assert_eq!((applied, refused), (3, 3), "10.00 pays three transfers of 3.00, never a fourth");
+    assert_eq!((a.balance(1).await, a.balance(2).await, a.balance(3).await), (money("1"), money("9"), money("5")));
+
+    let text = metrics().await;
+    // The deposit, the batch that waited, and (unless all arrived before it formed) the rest.
+    let batches = metric(&text, "business_batch_operations_count");
+    assert!((2.0..=3.0).contains(&batches), "{batches} batches");
+    assert_eq!(metric(&text, "business_batch_operations_sum"), (1 + n) as f64);
+    assert_eq!(metric(&text, "business_batch_alone_total"), 0.0, "nobody had to run again on their own");
+    // Every applied operation is its own line in its batch's journal memo, with its own balance.
+    let page = ds.account_journal(acc(2), None, 10).await.unwrap();
+    let balances: Vec<Money> = page
+        .entries
+        .iter()
+        .rev()
+        .filter_map(|e| serde_json::from_value::<business::ledger::BatchMemo>(e.memo.clone()?).ok())
+        .flat_map(|m| m.operations)
+        .filter_map(|o| o.balances.iter().find(|b| b.account == acc(2)).map(|b| b.balance))
+        .collect();
+    assert_eq!(balances, vec![money("3"), money("6"), money("9")]);
+}

@@ -195,6 +195,7 @@ pub(crate) fn plan(
 #[derive(Debug, Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Item>,
+    queued: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Batcher {
@@ -205,8 +206,9 @@ impl Batcher {
         // Bounded: past `queue_max` waiting operations a caller waits for room (backpressure),
         // the queue never grows without bound.
         let (tx, rx) = mpsc::channel(queue_max);
+        let queued = ledger.metrics.batch_queued.clone();
         tokio::spawn(work(ledger, rx, ops_max, in_flight_max));
-        Batcher { tx }
+        Batcher { tx, queued }
     }
 
     pub async fn submit(&self, op: Op, key: Option<&str>) -> Result<OperationReceipt, ApiError> {
@@ -216,7 +218,11 @@ impl Batcher {
         }
         let (reply, answer) = oneshot::channel();
         let item = Item { op, key: key.map(str::to_string), reply };
-        self.tx.send(item).await.map_err(|_| ApiError::Unavailable(Unavailable::Worker("the batching task".into())))?;
+        self.queued.inc();
+        if self.tx.send(item).await.is_err() {
+            self.queued.dec();
+            return Err(ApiError::Unavailable(Unavailable::Worker("the batching task".into())));
+        }
         answer.await.map_err(|_| ApiError::Unavailable(Unavailable::Worker("the batching task".into())))?
     }
 }
@@ -235,6 +241,7 @@ async fn work(ledger: Ledger, mut rx: mpsc::Receiver<Item>, ops_max: usize, in_f
                 Err(_) => break,
             }
         }
+        ledger.metrics.batch_queued.dec_by(items.len() as i64);
         let ledger = ledger.clone();
         tokio::spawn(async move {
             ledger.metrics.batch_operations.observe(items.len() as f64);
