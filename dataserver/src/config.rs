@@ -147,6 +147,11 @@ pub mod limits {
     pub const LEASE_MS_MIN: u64 = 10;
     /// How often expired leases are swept from memory.
     pub const SWEEP_INTERVAL_MS: u64 = 250;
+    /// Journal entries the account index takes in one durable step.
+    pub const INDEX_STEP_ENTRIES_MAX: usize = 500_000;
+    /// Fewest milliseconds between two steps of the account index while the journal grows: a
+    /// step is an fsync, and the write-ahead log's fsyncs come first.
+    pub const INDEX_STEP_INTERVAL_MS: u64 = 1000;
     /// How often expired idempotency records are purged.
     pub const IDEMPOTENCY_PURGE_INTERVAL_S: u64 = 60;
     /// Most idempotency records purged in one pass, so a purge never stalls commits for long.

@@ -33,6 +33,40 @@ use writer::{Amounts, Job, Writer};
 
 /// Applies the write-ahead log's batches that the store's last checkpoint does not hold, then
 /// checkpoints. Returns the LSN the store is durable at.
+/// Follows the journal into the account index, one durable step per `INDEX_STEP_INTERVAL_MS`
+/// (the longer the step, the more of the index's pages each write shares), until the writer is
+/// gone; then indexes what is left.
+fn index_loop(store: &dyn Store, writer_alive: &std::sync::mpsc::Receiver<()>) {
+    use config::limits::{INDEX_STEP_ENTRIES_MAX, INDEX_STEP_INTERVAL_MS};
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        match store.index_step(INDEX_STEP_ENTRIES_MAX) {
+            // A backlog: straight on.
+            Ok(n) if n == INDEX_STEP_ENTRIES_MAX => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "indexing the journal failed; its tail stays in memory meanwhile"),
+        }
+        let next = std::time::Instant::now() + Duration::from_millis(INDEX_STEP_INTERVAL_MS);
+        loop {
+            let left = next.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match writer_alive.recv_timeout(left) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    while let Ok(n) = store.index_step(INDEX_STEP_ENTRIES_MAX) {
+                        if n == 0 {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
 fn recover(store: &dyn Store, wal_dir: &std::path::Path) -> Result<u64, StoreError> {
     let applied = store.applied_lsn()?;
     let batches = wal::Wal::recover(wal_dir, applied)?;
@@ -103,6 +137,7 @@ pub struct Application {
     server: Server,
     writer_tx: mpsc::Sender<Job>,
     writer: std::thread::JoinHandle<()>,
+    indexer: std::thread::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Application {
@@ -132,6 +167,9 @@ impl Application {
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&settings.data_dir, settings.cache_bytes)?);
         let wal_dir = settings.data_dir.join("wal");
         let applied = recover(store.as_ref(), &wal_dir)?;
+        // Statements read the index and the tail the writer fills: what was written before this
+        // start is in neither until indexed, so index it before serving.
+        while store.index_step(config::limits::INDEX_STEP_ENTRIES_MAX)? > 0 {}
         let wal = Wal::start(&wal_dir, applied)?;
         let epoch = store.boot()?;
         let amounts: Amounts = Arc::new(parking_lot::RwLock::new(store.load_amounts()?));
@@ -139,6 +177,12 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
 
         let (writer_tx, writer_rx) = mpsc::channel(COMMIT_QUEUE_MAX);
+        // The writer holds the sending end: the indexer's last step follows the writer's last write.
+        let (indexer_alive, writer_alive) = std::sync::mpsc::sync_channel::<()>(1);
+        let indexed_store = store.clone();
+        let indexer = std::thread::Builder::new().name("account-index".into()).spawn(move || {
+            index_loop(indexed_store.as_ref(), &writer_alive);
+        })?;
         let w = Writer {
             store: store.clone(),
             locks: locks.clone(),
@@ -151,6 +195,7 @@ impl Application {
             wal_segment_bytes_max: settings.wal_segment_bytes_max,
             last_checkpoint: std::time::Instant::now(),
             purge_cursor: None,
+            _indexer_alive: indexer_alive,
         };
         let writer = std::thread::Builder::new().name("group-commit".into()).spawn(move || w.run(writer_rx))?;
 
@@ -239,7 +284,7 @@ impl Application {
         }
         .run();
 
-        Ok(Application { addr, https, epoch, server, writer_tx, writer })
+        Ok(Application { addr, https, epoch, server, writer_tx, writer, indexer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -260,8 +305,9 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         let _ = self.writer_tx.send(Job::Stop).await;
-        let writer = self.writer;
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        let (writer, indexer) = (self.writer, self.indexer);
+        // The indexer ends once the writer is gone, after indexing what it wrote.
+        let _ = tokio::task::spawn_blocking(move || (writer.join(), indexer.join())).await;
         served
     }
 }

@@ -23,8 +23,14 @@ const AMOUNTS: TableDefinition<u64, i64> = TableDefinition::new("amounts");
 /// (collection, key) → version (u64 LE) ++ JSON value.
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
-/// (account, journal seq): an account's statement without scanning the journal.
+/// (account, journal seq): an account's statement without scanning the journal. It lives in a
+/// database of its own (`account-index.redb`), derived from the journal by the indexer thread
+/// ([`Store::index_step`]) and never written by the group commit: inserting two keys at random
+/// places of a large B-tree per transfer, copy-on-write, was most of the writer thread's time.
 const ACCOUNT_JOURNAL: TableDefinition<(u64, u64), ()> = TableDefinition::new("account_journal");
+/// In the index database: the journal sequence number it holds every entry up to.
+const INDEX_META: TableDefinition<&str, u64> = TableDefinition::new("index_meta");
+const INDEX_META_INDEXED_SEQ: &str = "indexed_seq";
 /// tx_id → `[fingerprint: 32][applied at, ms: u64 LE][journal seq or 0: u64 LE][JSON record versions]`.
 /// Compact on purpose: it is written for every commit, and the full receipt can be rebuilt from
 /// the journal on the rare retry.
@@ -152,6 +158,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Result<CommitResponse, Reject>>, StoreError>;
     /// Makes everything written so far durable (one fsync).
     fn checkpoint(&self) -> Result<(), StoreError>;
+    /// Indexes up to `max` journal entries not yet in the account index, durably; how many.
+    /// Statements are exact meanwhile: what the index does not hold yet is read from the journal.
+    fn index_step(&self, max: usize) -> Result<usize, StoreError>;
     /// LSN of the last batch applied.
     fn applied_lsn(&self) -> Result<u64, StoreError>;
     /// Looks at up to `max` idempotency records after the cursor `after` and forgets those applied
@@ -181,6 +190,11 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct RedbStore {
     db: Database,
+    index: Database,
+    /// The account index's tail in memory: (account, seq) of every journal entry written but
+    /// not yet in `index`. Filled by the writer, emptied by each index step once durable; after
+    /// a restart the index catches up before anything is served.
+    unindexed: parking_lot::RwLock<std::collections::BTreeSet<(u64, u64)>>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -225,11 +239,17 @@ impl RedbStore {
             txn.open_table(AMOUNTS)?;
             txn.open_table(RECORDS)?;
             txn.open_table(JOURNAL)?;
-            txn.open_table(ACCOUNT_JOURNAL)?;
             txn.open_table(IDEMPOTENCY)?;
         }
         txn.commit()?;
-        Ok(RedbStore { db })
+        let index = Database::builder().set_cache_size(cache_bytes / 4).create(dir.join("account-index.redb"))?;
+        let txn = index.begin_write()?;
+        {
+            txn.open_table(INDEX_META)?;
+            txn.open_table(ACCOUNT_JOURNAL)?;
+        }
+        txn.commit()?;
+        Ok(RedbStore { db, index, unindexed: Default::default() })
     }
 }
 
@@ -326,6 +346,12 @@ impl Store for RedbStore {
             w.finish(lsn)?;
         }
         txn.commit()?;
+        let mut tail = self.unindexed.write();
+        for r in results.iter().flatten() {
+            if let Some(seq) = r.journal_seq {
+                tail.extend(r.amounts.iter().map(|c| (c.account.get(), seq)));
+            }
+        }
         Ok(results)
     }
 
@@ -334,6 +360,59 @@ impl Store for RedbStore {
         let txn = self.db.begin_write()?;
         txn.commit()?;
         Ok(())
+    }
+
+    fn index_step(&self, max: usize) -> Result<usize, StoreError> {
+        /// Only the accounts of an entry: the memo is skipped, not built.
+        #[derive(serde::Deserialize)]
+        struct Touched {
+            seq: u64,
+            changes: Vec<TouchedAccount>,
+        }
+        #[derive(serde::Deserialize)]
+        struct TouchedAccount {
+            account: u64,
+        }
+        let wtxn = self.index.begin_write()?;
+        let mut keys: Vec<(u64, u64)> = Vec::new();
+        let n = {
+            let mut meta = wtxn.open_table(INDEX_META)?;
+            let indexed = meta.get(INDEX_META_INDEXED_SEQ)?.map(|v| v.value()).unwrap_or(0);
+            let mut last = indexed;
+            {
+                let txn = self.db.begin_read()?;
+                let journal = txn.open_table(JOURNAL)?;
+                for row in journal.range(indexed.saturating_add(1)..)?.take(max) {
+                    let (_, v) = row?;
+                    let t: Touched = serde_json::from_slice(v.value())?;
+                    keys.extend(t.changes.iter().map(|c| (c.account, t.seq)));
+                    last = t.seq;
+                }
+            }
+            if last == indexed {
+                0
+            } else {
+                // Sorted, so each page of the index is written once per step.
+                keys.sort_unstable();
+                let mut index = wtxn.open_table(ACCOUNT_JOURNAL)?;
+                for k in &keys {
+                    index.insert(*k, ())?;
+                }
+                meta.insert(INDEX_META_INDEXED_SEQ, last)?;
+                usize::try_from(last - indexed).unwrap_or(usize::MAX)
+            }
+        };
+        if n == 0 {
+            wtxn.abort()?;
+            return Ok(0);
+        }
+        wtxn.commit()?;
+        // Durable in the index: out of the tail (only now, so a reader always finds it in one).
+        let mut tail = self.unindexed.write();
+        for k in &keys {
+            tail.remove(k);
+        }
+        Ok(n)
     }
 
     fn applied_lsn(&self) -> Result<u64, StoreError> {
@@ -426,19 +505,24 @@ impl Store for RedbStore {
         before: Option<u64>,
         limit: usize,
     ) -> Result<JournalPage, StoreError> {
-        let txn = self.db.begin_read()?;
-        let index = txn.open_table(ACCOUNT_JOURNAL)?;
-        let journal = txn.open_table(JOURNAL)?;
         let id = account.get();
-        let mut entries = Vec::new();
-        let mut more = false;
-        for row in index.range((id, 0)..(id, before.unwrap_or(u64::MAX)))?.rev() {
-            let (k, _) = row?;
-            if entries.len() == limit {
-                more = true;
-                break;
-            }
-            let seq = k.value().1;
+        let before = before.unwrap_or(u64::MAX);
+        // The tail first, then the index: an entry missing from the tail was either written
+        // after this read began or moved to the index before it, so the index's snapshot,
+        // taken after, holds it. One in both is counted once.
+        let mut seqs: Vec<u64> = self.unindexed.read().range((id, 0)..(id, before)).map(|k| k.1).collect();
+        let itxn = self.index.begin_read()?;
+        let index = itxn.open_table(ACCOUNT_JOURNAL)?;
+        for row in index.range((id, 0)..(id, before))?.rev().take(limit.saturating_add(1)) {
+            seqs.push(row?.0.value().1);
+        }
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        seqs.dedup();
+        let more = seqs.len() > limit;
+        let txn = self.db.begin_read()?;
+        let journal = txn.open_table(JOURNAL)?;
+        let mut entries = Vec::with_capacity(limit.min(seqs.len()));
+        for seq in seqs.into_iter().take(limit) {
             let raw = journal.get(seq)?.ok_or_else(|| corrupt("journal index points at nothing"))?;
             entries.push(serde_json::from_slice::<JournalEntry>(raw.value())?);
         }
@@ -498,7 +582,6 @@ struct BatchWriter<'t> {
     amounts: redb::Table<'t, u64, i64>,
     records: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     journal: redb::Table<'t, u64, &'static [u8]>,
-    account_journal: redb::Table<'t, (u64, u64), ()>,
     idem: redb::Table<'t, &'static str, &'static [u8]>,
     journal_seq: u64,
     record_seq: u64,
@@ -514,7 +597,6 @@ impl<'t> BatchWriter<'t> {
             amounts: txn.open_table(AMOUNTS)?,
             records: txn.open_table(RECORDS)?,
             journal: txn.open_table(JOURNAL)?,
-            account_journal: txn.open_table(ACCOUNT_JOURNAL)?,
             idem: txn.open_table(IDEMPOTENCY)?,
             journal_seq,
             record_seq,
@@ -590,9 +672,6 @@ impl<'t> BatchWriter<'t> {
             memo: req.memo.clone(),
         };
         self.journal.insert(self.journal_seq, serde_json::to_vec(&entry)?.as_slice())?;
-        for ch in &changes {
-            self.account_journal.insert((ch.account.get(), self.journal_seq), ())?;
-        }
         Ok((changes, Some(self.journal_seq)))
     }
 
@@ -671,5 +750,42 @@ mod tests {
         assert!(store.stored_outcome("old-0").unwrap().is_none());
         assert!(store.stored_outcome("new-2").unwrap().is_some());
         assert_eq!(store.applied_lsn().unwrap(), 2);
+    }
+
+    /// An account's statement is whole whatever the indexer has done: from the tail alone,
+    /// from both (a step that took only part of it), from the index alone, and after a restart,
+    /// with `before` paging across the seam.
+    #[test]
+    fn statements_read_the_tail_and_the_index_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let seqs = |store: &RedbStore, before: Option<u64>, limit: usize| {
+            let page = store.account_journal(AccountId::new(1).unwrap(), before, limit).unwrap();
+            (page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), page.next)
+        };
+        {
+            let store = RedbStore::open(dir.path(), 1 << 20).unwrap();
+            // Account 1 in entries 1, 3, 5, 7, 9 (account 2 in the others).
+            for i in 0..10u64 {
+                let c = commit(&format!("t{i}"), 1 + i % 2, 100 + i as i64);
+                store.write_batch(&[c], 1_000, &rfc3339_ms(1_000), 1 + i).unwrap();
+            }
+            let all = vec![9, 7, 5, 3, 1];
+            assert_eq!(seqs(&store, None, 10), (all.clone(), None), "tail only");
+            assert_eq!(store.index_step(4).unwrap(), 4);
+            assert_eq!(seqs(&store, None, 10), (all.clone(), None), "index 1..=4, tail 5..");
+            assert_eq!(seqs(&store, None, 2), (vec![9, 7], Some(7)));
+            assert_eq!(seqs(&store, Some(7), 2), (vec![5, 3], Some(3)), "across the seam");
+            assert_eq!(seqs(&store, Some(3), 2), (vec![1], None));
+            assert_eq!(store.index_step(100).unwrap(), 6);
+            assert_eq!(store.index_step(100).unwrap(), 0, "nothing left");
+            assert!(store.unindexed.read().is_empty(), "the tail empties once indexed");
+            assert_eq!(seqs(&store, None, 10), (all, None), "index only");
+            let c = commit("t10", 1, 500);
+            store.write_batch(&[c], 1_000, &rfc3339_ms(1_000), 11).unwrap();
+        }
+        // Reopened: entry 11 is in neither the index nor the (new, empty) tail until indexed.
+        let store = RedbStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.index_step(100).unwrap(), 1);
+        assert_eq!(seqs(&store, None, 10).0, vec![11, 9, 7, 5, 3, 1]);
     }
 }

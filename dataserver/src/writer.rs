@@ -72,6 +72,8 @@ pub struct Writer {
     pub last_checkpoint: Instant,
     /// Where the next idempotency purge pass starts.
     pub purge_cursor: Option<String>,
+    /// Dropped with the writer, which tells the indexer thread to finish.
+    pub _indexer_alive: std::sync::mpsc::SyncSender<()>,
 }
 
 impl std::fmt::Debug for Writer {

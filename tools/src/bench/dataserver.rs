@@ -32,6 +32,10 @@ pub struct Args {
     /// Only seed the accounts, restart the server on its directory and report its RSS.
     #[arg(long)]
     pub rss_only: bool,
+    /// Transfers per lock call and commit, as a batching business replica sends them (1: the
+    /// single-operation path). Each batch's accounts are distinct.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub batch: u64,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -92,6 +96,9 @@ async fn seed(client: &DataClient, accounts: u64) -> crate::Result<()> {
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
     pub connections: usize,
+    pub batch: u64,
+    /// Two-account transfers made durable per second (commits x batch).
+    pub transfers_per_s: f64,
     pub accounts: u64,
     pub duration_s: f64,
     pub commits: u64,
@@ -107,21 +114,39 @@ pub struct Report {
     pub rss_mb: Option<f64>,
 }
 
-/// One cycle: lock two accounts in one call, commit the transfer and release in another.
-async fn cycle(http: &mut Conn, paths: &(String, String), accounts: u64, n: u64, conn: usize) -> crate::Result<()> {
-    let (a, b) = random_pair(accounts);
-    let req = AcquireRequest { accounts: vec![id(a), id(b)], wait_ms: Some(2_000), ..Default::default() };
+/// One cycle: lock the accounts of `batch` transfers (two each, all distinct) in one call, then
+/// commit every transfer and release in another.
+async fn cycle(
+    http: &mut Conn,
+    paths: &(String, String),
+    accounts: u64,
+    batch: u64,
+    n: u64,
+    conn: usize,
+) -> crate::Result<()> {
+    let mut pairs: Vec<(u64, u64)> = Vec::with_capacity(batch as usize);
+    while (pairs.len() as u64) < batch {
+        let (a, b) = random_pair(accounts);
+        if !pairs.iter().any(|(x, y)| [*x, *y].contains(&a) || [*x, *y].contains(&b)) {
+            pairs.push((a, b));
+        }
+    }
+    let mut ids: Vec<AccountId> = pairs.iter().flat_map(|(a, b)| [id(*a), id(*b)]).collect();
+    ids.sort_unstable();
+    let req = AcquireRequest { accounts: ids, wait_ms: Some(2_000), ..Default::default() };
     let body = serde_json::to_vec(&req)?;
     let grant: AcquireResponse = http.call(Method::POST, &paths.0, body).await?;
     let amount = |x: u64| grant.locks.iter().find(|g| g.account == id(x)).and_then(|g| g.amount).unwrap_or_default();
     let cent = Money::from_cents(1)?;
-    let (from, to) = (amount(a), amount(b));
     let mut tx = CommitRequest::new(format!("b{conn}-{n}"));
     tx.locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
-    if let (Some(f), Some(t)) = (from.checked_sub(cent), to.checked_add(cent)) {
-        tx.set = vec![SetAmount { account: id(a), amount: f }, SetAmount { account: id(b), amount: t }];
-    } else {
-        tx.set = vec![SetAmount { account: id(a), amount: from }, SetAmount { account: id(b), amount: to }];
+    for (a, b) in pairs {
+        let (from, to) = (amount(a), amount(b));
+        let (f, t) = match (from.checked_sub(cent), to.checked_add(cent)) {
+            (Some(f), Some(t)) => (f, t),
+            _ => (from, to),
+        };
+        tx.set.extend([SetAmount { account: id(a), amount: f }, SetAmount { account: id(b), amount: t }]);
     }
     let body = serde_json::to_vec(&tx)?;
     let _: CommitResponse = http.call(Method::POST, &paths.1, body).await?;
@@ -166,6 +191,8 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         eprintln!("accounts loaded after restart: {}", health.accounts);
         return Ok(Report {
             connections: 0,
+            batch: args.batch,
+            transfers_per_s: 0.0,
             accounts: health.accounts,
             duration_s: 0.0,
             commits: 0,
@@ -193,11 +220,18 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         conns.push(Conn::connect(addr, &args.key).await?);
     }
     let accounts = args.shape.accounts;
+    let batch = args.batch;
+    if accounts < 2 * batch * args.shape.connections as u64 {
+        return Err(Error::run("--accounts must be at least 2 x --batch x --connections"));
+    }
     let mut load = Load::start(conns, move |mut http, conn, n| {
         let paths = paths.clone();
         async move {
-            let outcome =
-                if cycle(&mut http, &paths, accounts, n, conn).await.is_ok() { Outcome::Ok } else { Outcome::Error };
+            let outcome = if cycle(&mut http, &paths, accounts, batch, n, conn).await.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Error
+            };
             (http, outcome)
         }
     });
@@ -212,6 +246,8 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         server.as_ref().and_then(|p| harness::process::rss_bytes(p.pid())).map(|b| b as f64 / (1024.0 * 1024.0));
     Ok(Report {
         connections: args.shape.connections,
+        batch: args.batch,
+        transfers_per_s: totals.ok_per_s() * args.batch as f64,
         accounts: args.shape.accounts,
         duration_s: totals.elapsed_s,
         commits: totals.ok,
@@ -242,13 +278,14 @@ pub fn print(r: &Report, json: bool) {
         return;
     }
     println!(
-        "data server: 2-account lock -> commit -> release, {} connections, {} accounts",
-        r.connections, r.accounts
+        "data server: lock -> commit -> release of {} two-account transfer(s) per commit, {} connections, {} accounts",
+        r.batch, r.connections, r.accounts
     );
     println!(
         "  commits/s      {:>10.0}   ({} commits in {:.1} s, {} errors)",
         r.commits_per_s, r.commits, r.duration_s, r.errors
     );
+    println!("  transfers/s    {:>10.0}", r.transfers_per_s);
     println!("  latency (ms)   p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}", r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms);
     println!(
         "  group commit   {} durable writes, {:.1} commits each, {:.3} ms per write",

@@ -26,6 +26,10 @@ pub struct Args {
     /// Business replicas to start (connections are spread over them).
     #[arg(long, default_value_t = 2)]
     pub replicas: u32,
+    /// Passed to every replica, e.g. `--replica-arg=--ops-batch-max=0` to send each operation
+    /// to the data server alone (repeatable).
+    #[arg(long = "replica-arg", allow_hyphen_values = true)]
+    pub replica_args: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -76,6 +80,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         let mut cmd = Command::new(harness::process::binary("business")?);
         cmd.args(["--listen", "127.0.0.1:0", "--bank-id", "1", "--business-id", &b.to_string()])
             .args(["--dataserver", &ds.url()])
+            .args(&args.replica_args)
             // Secrets in the environment: a replica refuses them on its command line.
             .env("BUSINESS_DATASERVER_KEY", k)
             .env("BUSINESS_OPERATOR_KEY", OPERATOR_KEY);
