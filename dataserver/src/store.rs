@@ -195,6 +195,11 @@ pub struct RedbStore {
     /// not yet in `index`. Filled by the writer, emptied by each index step once durable; after
     /// a restart the index catches up before anything is served.
     unindexed: parking_lot::RwLock<std::collections::BTreeSet<(u64, u64)>>,
+    /// Amounts set since the last checkpoint, which writes them into `amounts` in one sorted
+    /// pass: a batch's accounts are spread over most of that table's pages, and rewriting them
+    /// all at every group commit cost more than the commit's own work. The log holds them until
+    /// then, so a crash loses nothing: the replay sets them again.
+    dirty_amounts: parking_lot::Mutex<HashMap<u64, i64>>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -249,7 +254,20 @@ impl RedbStore {
             txn.open_table(ACCOUNT_JOURNAL)?;
         }
         txn.commit()?;
-        Ok(RedbStore { db, index, unindexed: Default::default() })
+        Ok(RedbStore { db, index, unindexed: Default::default(), dirty_amounts: Default::default() })
+    }
+}
+
+impl Drop for RedbStore {
+    /// redb persists its non-durable commits when it closes cleanly; the amounts still dirty
+    /// must go with them, or the journal would be ahead of the amounts after a restart.
+    fn drop(&mut self) {
+        if !std::thread::panicking()
+            && !self.dirty_amounts.lock().is_empty()
+            && let Err(e) = self.checkpoint()
+        {
+            tracing::error!(error = %e, "checkpoint at close failed; the next start replays the log");
+        }
     }
 }
 
@@ -277,10 +295,14 @@ impl Store for RedbStore {
     fn load_amounts(&self) -> Result<HashMap<AccountId, Money>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(AMOUNTS)?;
+        let dirty = self.dirty_amounts.lock();
         let mut out = HashMap::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
         for row in table.iter()? {
             let (k, v) = row?;
             out.insert(account(k.value())?, money(v.value())?);
+        }
+        for (k, v) in dirty.iter() {
+            out.insert(account(*k)?, money(*v)?);
         }
         Ok(out)
     }
@@ -317,8 +339,9 @@ impl Store for RedbStore {
     ) -> Result<Vec<Result<CommitResponse, Reject>>, StoreError> {
         let txn = self.non_durable_txn()?;
         let mut results = Vec::with_capacity(batch.len());
+        let mut dirty = self.dirty_amounts.lock();
         {
-            let mut w = BatchWriter::open(&txn)?;
+            let mut w = BatchWriter::open(&txn, &mut dirty)?;
             for c in batch {
                 // Every condition first: a refused commit writes nothing.
                 let planned = match w.plan_records(&c.request.records)? {
@@ -346,6 +369,7 @@ impl Store for RedbStore {
             w.finish(lsn)?;
         }
         txn.commit()?;
+        drop(dirty);
         let mut tail = self.unindexed.write();
         for r in results.iter().flatten() {
             if let Some(seq) = r.journal_seq {
@@ -356,9 +380,20 @@ impl Store for RedbStore {
     }
 
     fn checkpoint(&self) -> Result<(), StoreError> {
-        // An Immediate commit makes every earlier non-durable commit durable with it.
+        // An Immediate commit makes every earlier non-durable commit durable with it, and the
+        // amounts set since the last one go into it, in key order.
+        let mut dirty = self.dirty_amounts.lock();
         let txn = self.db.begin_write()?;
+        {
+            let mut sorted: Vec<(u64, i64)> = dirty.iter().map(|(k, v)| (*k, *v)).collect();
+            sorted.sort_unstable();
+            let mut amounts = txn.open_table(AMOUNTS)?;
+            for (k, v) in sorted {
+                amounts.insert(k, v)?;
+            }
+        }
         txn.commit()?;
+        dirty.clear();
         Ok(())
     }
 
@@ -548,19 +583,23 @@ impl Store for RedbStore {
     }
 
     fn amounts_after(&self, after: Option<AccountId>, limit: usize) -> Result<AmountPage, StoreError> {
+        let start = after.map_or(0, |a| a.get().saturating_add(1));
+        // Dirty first, then the table: the table holds only what a checkpoint wrote, never
+        // newer than what was dirty before it.
+        let mut page: std::collections::BTreeMap<u64, i64> =
+            self.dirty_amounts.lock().iter().filter(|(k, _)| **k >= start).map(|(k, v)| (*k, *v)).collect();
         let txn = self.db.begin_read()?;
         let table = txn.open_table(AMOUNTS)?;
-        let start = after.map_or(0, |a| a.get().saturating_add(1));
-        let mut amounts = Vec::new();
-        let mut more = false;
-        for row in table.range(start..)? {
+        for row in table.range(start..)?.take(limit.saturating_add(1)) {
             let (k, v) = row?;
-            if amounts.len() == limit {
-                more = true;
-                break;
-            }
-            amounts.push(AccountAmount { account: account(k.value())?, amount: money(v.value())? });
+            page.entry(k.value()).or_insert(v.value());
         }
+        let more = page.len() > limit;
+        let amounts = page
+            .into_iter()
+            .take(limit)
+            .map(|(k, v)| Ok(AccountAmount { account: account(k)?, amount: money(v)? }))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let next = if more { amounts.last().map(|a| a.account) } else { None };
         Ok(AmountPage { amounts, next })
     }
@@ -569,7 +608,13 @@ impl Store for RedbStore {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         let amounts = txn.open_table(AMOUNTS)?;
-        Ok(Stats { accounts: amounts.len()?, journal_seq: meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0) })
+        let mut accounts = amounts.len()?;
+        for k in self.dirty_amounts.lock().keys() {
+            if amounts.get(*k)?.is_none() {
+                accounts += 1;
+            }
+        }
+        Ok(Stats { accounts, journal_seq: meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0) })
     }
 }
 
@@ -580,6 +625,7 @@ type Planned<'r> = Vec<(&'r RecordOp, u64)>;
 struct BatchWriter<'t> {
     meta: redb::Table<'t, &'static str, u64>,
     amounts: redb::Table<'t, u64, i64>,
+    dirty_amounts: &'t mut HashMap<u64, i64>,
     records: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     journal: redb::Table<'t, u64, &'static [u8]>,
     idem: redb::Table<'t, &'static str, &'static [u8]>,
@@ -588,13 +634,17 @@ struct BatchWriter<'t> {
 }
 
 impl<'t> BatchWriter<'t> {
-    fn open(txn: &'t redb::WriteTransaction) -> Result<BatchWriter<'t>, StoreError> {
+    fn open(
+        txn: &'t redb::WriteTransaction,
+        dirty_amounts: &'t mut HashMap<u64, i64>,
+    ) -> Result<BatchWriter<'t>, StoreError> {
         let meta = txn.open_table(META)?;
         let journal_seq = meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
         let record_seq = meta.get(META_RECORD_SEQ)?.map(|v| v.value()).unwrap_or(0);
         Ok(BatchWriter {
             meta,
             amounts: txn.open_table(AMOUNTS)?,
+            dirty_amounts,
             records: txn.open_table(RECORDS)?,
             journal: txn.open_table(JOURNAL)?,
             idem: txn.open_table(IDEMPOTENCY)?,
@@ -655,8 +705,11 @@ impl<'t> BatchWriter<'t> {
         let mut changes = Vec::with_capacity(req.set.len());
         for s in &req.set {
             let id = s.account.get();
-            let before = self.amounts.get(id)?.map(|v| money(v.value())).transpose()?;
-            self.amounts.insert(id, s.amount.cents())?;
+            let before = match self.dirty_amounts.get(&id) {
+                Some(c) => Some(money(*c)?),
+                None => self.amounts.get(id)?.map(|v| money(v.value())).transpose()?,
+            };
+            self.dirty_amounts.insert(id, s.amount.cents());
             changes.push(AmountChange { account: s.account, before, after: s.amount });
         }
         if changes.is_empty() {
@@ -787,5 +840,37 @@ mod tests {
         let store = RedbStore::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.index_step(100).unwrap(), 1);
         assert_eq!(seqs(&store, None, 10).0, vec![11, 9, 7, 5, 3, 1]);
+    }
+
+    /// Amounts set since the last checkpoint are read as set (statement, audit, restart), and
+    /// a checkpoint or a clean close writes them to the table.
+    #[test]
+    fn dirty_amounts_are_read_as_set_and_kept_by_a_checkpoint_or_a_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = |c| Money::from_cents(c).unwrap();
+        {
+            let store = RedbStore::open(dir.path(), 1 << 20).unwrap();
+            store.write_batch(&[commit("a", 1, 100), commit("b", 3, 300)], 1, &rfc3339_ms(1), 1).unwrap();
+            store.checkpoint().unwrap();
+            assert!(store.dirty_amounts.lock().is_empty());
+            let r = store.write_batch(&[commit("c", 2, 200), commit("d", 1, 150)], 1, &rfc3339_ms(1), 2).unwrap();
+            let changes = &r[1].as_ref().unwrap().amounts;
+            assert_eq!(changes[0].before, Some(m(100)), "the before comes from the table");
+            let again = store.write_batch(&[commit("e", 1, 175)], 1, &rfc3339_ms(1), 3).unwrap();
+            assert_eq!(again[0].as_ref().unwrap().amounts[0].before, Some(m(150)), "...or from what is dirty");
+            let page = store.amounts_after(None, 2).unwrap();
+            let got: Vec<_> = page.amounts.iter().map(|a| (a.account.get(), a.amount)).collect();
+            assert_eq!(got, vec![(1, m(175)), (2, m(200))]);
+            let rest = store.amounts_after(page.next, 2).unwrap();
+            assert_eq!(rest.amounts.len(), 1);
+            assert_eq!(rest.next, None);
+            assert_eq!(store.stats().unwrap().accounts, 3);
+            assert_eq!(store.load_amounts().unwrap()[&AccountId::new(1).unwrap()], m(175));
+        }
+        let store = RedbStore::open(dir.path(), 1 << 20).unwrap();
+        let amounts = store.load_amounts().unwrap();
+        assert_eq!(amounts.len(), 3);
+        assert_eq!(amounts[&AccountId::new(1).unwrap()], m(175), "the close wrote what was dirty");
+        assert_eq!(store.applied_lsn().unwrap(), 3);
     }
 }
