@@ -147,6 +147,9 @@ pub mod limits {
     pub const LEASE_MS_MIN: u64 = 10;
     /// How often expired leases are swept from memory.
     pub const SWEEP_INTERVAL_MS: u64 = 250;
+    /// How long an expired lease nobody waits for stays in the table, so its holder hears
+    /// `lease_expired` (take the lock again) rather than `not_holder`.
+    pub const EXPIRED_LEASE_KEPT_MS: u64 = 5_000;
     /// Journal entries the account index takes in one durable step.
     pub const INDEX_STEP_ENTRIES_MAX: usize = 500_000;
     /// Fewest milliseconds between two steps of the account index while the journal grows: a

@@ -399,17 +399,26 @@ impl LockTable {
         }
     }
 
-    /// Frees expired leases and forgets idle slots; wakes the next waiter of each freed account.
-    /// Returns how many leases expired.
+    /// Wakes the next waiter of every account whose lease expired (it takes the lease over), and
+    /// frees an expired lease nobody waits for only `EXPIRED_LEASE_KEPT_MS` after its expiry: until
+    /// then its holder is told `lease_expired`, not the `not_holder` of a stranger, whenever the
+    /// sweep happens to run. Returns how many leases it freed.
     pub fn sweep(&self) -> usize {
+        use crate::config::limits::EXPIRED_LEASE_KEPT_MS;
         let now = Instant::now();
+        let kept = Duration::from_millis(EXPIRED_LEASE_KEPT_MS);
         let mut g = self.inner.lock();
-        let expired: Vec<AccountId> = g
-            .slots
-            .iter()
-            .filter(|(_, s)| matches!(&s.state, State::Held(l) if l.expires <= now))
-            .map(|(a, _)| *a)
-            .collect();
+        let mut expired: Vec<AccountId> = Vec::new();
+        for (a, s) in &g.slots {
+            if let State::Held(l) = &s.state
+                && l.expires <= now
+            {
+                s.wake_front();
+                if s.queue.is_empty() && now.duration_since(l.expires) >= kept {
+                    expired.push(*a);
+                }
+            }
+        }
         for a in &expired {
             g.free(*a);
         }
@@ -528,6 +537,18 @@ mod tests {
         t.begin_commit(biz(2), &b.locks).unwrap();
         t.end_commit(&b.locks, AfterCommit::Release);
         assert_eq!(t.held_total(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_keeps_an_expired_lease_for_its_holder_to_hear_it() {
+        let t = LockTable::new(1, 100);
+        let a = t.acquire(biz(1), &[acc(1)], Duration::from_millis(10), Duration::ZERO, None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await; // the lease's own length; nothing to await
+        assert_eq!(t.sweep(), 0, "kept while nobody waits");
+        assert_eq!(t.begin_commit(biz(1), &a.locks), Err(LockError::LeaseExpired(acc(1))));
+        // Anyone may take it over at once; then the old holder is a stranger.
+        t.acquire(biz(2), &[acc(1)], LEASE, Duration::ZERO, None).await.unwrap();
+        assert_eq!(t.begin_commit(biz(1), &a.locks), Err(LockError::NotHolder(acc(1))));
     }
 
     #[tokio::test]
