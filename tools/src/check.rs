@@ -133,6 +133,37 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                         *settled_debits.entry(o.from.account).or_insert(0) += i128::from(o.amount.money().cents());
                     }
                 }
+                if kind == "batch" {
+                    // A replica's batch: its deposits and withdrawals move the total, nothing else.
+                    match e.memo.clone().map(serde_json::from_value::<business::ledger::BatchMemo>) {
+                        Some(Ok(batch)) => {
+                            let (mut dep, mut wd) = (0i128, 0i128);
+                            for o in &batch.operations {
+                                let c = i128::from(o.op.amount().cents());
+                                match o.op {
+                                    business::ledger::Op::Deposit { .. } => dep += c,
+                                    business::ledger::Op::Withdrawal { .. } => wd += c,
+                                    business::ledger::Op::Transfer { .. } => {}
+                                }
+                            }
+                            fig.deposits_cents += dep;
+                            fig.withdrawals_cents += wd;
+                            if delta != dep - wd {
+                                report.violations.push(format!(
+                                    "bank {} journal {} ({}): a batch changed the bank's total by {delta} cents, \
+                                     its operations by {}",
+                                    b.id,
+                                    e.seq,
+                                    e.tx_id,
+                                    dep - wd
+                                ));
+                            }
+                        }
+                        _ => report.violations.push(format!("bank {} journal {}: unreadable batch memo", b.id, e.seq)),
+                    }
+                    seq = e.seq;
+                    continue;
+                }
                 match kind {
                     "deposit" => fig.deposits_cents += delta,
                     "withdrawal" => fig.withdrawals_cents -= delta,

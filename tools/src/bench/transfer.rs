@@ -51,6 +51,8 @@ pub struct Report {
     pub max_ms: f64,
     pub refused: u64,
     pub errors: u64,
+    /// `interbank check` on the bank afterwards: what it found wrong (nothing, or the run failed).
+    pub check_violations: Vec<String>,
 }
 
 struct Guard(Vec<Child>);
@@ -141,6 +143,18 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     load.warm_up(Duration::from_secs(args.shape.warmup_s)).await;
     load.measure(args.shape.duration_s).await;
     let totals = load.finish().await?;
+    // The figures count only if the books still balance: journal replay equals every amount,
+    // and transfers created or destroyed no money.
+    let access = crate::check::BankAccess {
+        id: shared::BankId::new(1)?,
+        operator: harness::client::Operator {
+            http: pki::http_client(),
+            base: format!("http://{}", addrs[0]),
+            key: OPERATOR_KEY.into(),
+        },
+        ds: ds.client(0),
+    };
+    let check = crate::check::check(&[access], true).await?;
     drop(guard);
     Ok(Report {
         connections: args.shape.connections,
@@ -154,6 +168,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         max_ms: totals.max_ms(),
         refused: totals.refused,
         errors: totals.errors,
+        check_violations: check.violations,
     })
 }
 
@@ -171,10 +186,17 @@ pub fn print(r: &Report, json: bool) {
         r.transfers_per_s, r.transfers, r.duration_s, r.refused, r.errors
     );
     println!("  latency (ms)   p50 {:.2}  p99 {:.2}  max {:.2}", r.p50_ms, r.p99_ms, r.max_ms);
+    if r.check_violations.is_empty() {
+        println!("  check          clean (journal replay = amounts, money conserved)");
+    } else {
+        println!("  check          {} violations, e.g. {}", r.check_violations.len(), r.check_violations[0]);
+    }
 }
 
 /// `interbank bench …`: runs and prints the figures.
 pub async fn main(args: Args) -> crate::Result<()> {
     let json = args.json;
-    run(args).await.map(|r| print(&r, json))
+    let r = run(args).await?;
+    print(&r, json);
+    if r.check_violations.is_empty() { Ok(()) } else { Err(Error::run("the check after the benchmark failed")) }
 }
