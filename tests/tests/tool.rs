@@ -68,13 +68,28 @@ async fn replicas_killed_during_the_load_break_no_invariant() {
 }
 
 /// The documented benchmarks run (briefly) in the suite, so that none of them breaks unseen:
-/// transfers through replicas it starts itself, and the sign-up flood.
+/// transfers through replicas it starts itself (checked afterwards), the data server's batch path,
+/// and the sign-up flood.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_benchmarks_run() {
     use tools::bench::{flood, transfer};
     let shape = tools::driver::Shape { connections: 4, duration_s: 1, warmup_s: 0, accounts: 64 };
-    let r = transfer::run(transfer::Args { shape, replicas: 2, json: false }).await.unwrap();
+    let r = transfer::run(transfer::Args { shape: shape.clone(), replicas: 2, replica_args: vec![], json: false })
+        .await
+        .unwrap();
     assert!(r.transfers > 0 && r.errors == 0, "{r:?}");
+    assert!(r.check_violations.is_empty(), "the books balance after the load: {r:?}");
+    let args = tools::bench::dataserver::Args {
+        shape,
+        url: None,
+        business: 11,
+        key: "bench-key-business-11".into(),
+        rss_only: false,
+        batch: 4,
+        json: false,
+    };
+    let r = tools::bench::dataserver::run(args).await.unwrap();
+    assert!(r.commits > 0 && r.errors == 0, "{r:?}");
     let args = flood::Args {
         signups: 20,
         flood_connections: 4,
