@@ -150,6 +150,10 @@ pub mod limits {
     /// How long an expired lease nobody waits for stays in the table, so its holder hears
     /// `lease_expired` (take the lock again) rather than `not_holder`.
     pub const EXPIRED_LEASE_KEPT_MS: u64 = 5_000;
+    /// (account, journal seq) keys written but not yet indexed that the data server keeps in
+    /// memory; past it the indexer is failing and the writer stops (about 20 s of the batch
+    /// path's peak, a few tens of MB).
+    pub const UNINDEXED_KEYS_MAX: usize = 2_000_000;
     /// Journal entries the account index takes in one durable step.
     pub const INDEX_STEP_ENTRIES_MAX: usize = 500_000;
     /// Fewest milliseconds between two steps of the account index while the journal grows: a

@@ -83,6 +83,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("i/o: {0}")]
     Io(String),
+    /// The account index fell so far behind the journal that its in-memory tail reached its
+    /// bound: the indexer is failing. The writer stops; a restart rebuilds the index from the
+    /// journal (nothing acknowledged is lost: the log holds it).
+    #[error("the account index is {0} entries behind the journal")]
+    IndexBehind(usize),
 }
 
 macro_rules! redb_from {
@@ -200,6 +205,8 @@ pub struct RedbStore {
     /// all at every group commit cost more than the commit's own work. The log holds them until
     /// then, so a crash loses nothing: the replay sets them again.
     dirty_amounts: parking_lot::Mutex<HashMap<u64, i64>>,
+    /// Bound on `unindexed` (`UNINDEXED_KEYS_MAX`, lower in tests).
+    unindexed_keys_max: usize,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -254,7 +261,13 @@ impl RedbStore {
             txn.open_table(ACCOUNT_JOURNAL)?;
         }
         txn.commit()?;
-        Ok(RedbStore { db, index, unindexed: Default::default(), dirty_amounts: Default::default() })
+        Ok(RedbStore {
+            db,
+            index,
+            unindexed: Default::default(),
+            dirty_amounts: Default::default(),
+            unindexed_keys_max: crate::config::limits::UNINDEXED_KEYS_MAX,
+        })
     }
 }
 
@@ -375,6 +388,9 @@ impl Store for RedbStore {
             if let Some(seq) = r.journal_seq {
                 tail.extend(r.amounts.iter().map(|c| (c.account.get(), seq)));
             }
+        }
+        if tail.len() > self.unindexed_keys_max {
+            return Err(StoreError::IndexBehind(tail.len()));
         }
         Ok(results)
     }
@@ -872,5 +888,19 @@ mod tests {
         assert_eq!(amounts.len(), 3);
         assert_eq!(amounts[&AccountId::new(1).unwrap()], m(175), "the close wrote what was dirty");
         assert_eq!(store.applied_lsn().unwrap(), 3);
+    }
+
+    /// A failing indexer cannot grow the tail without bound: past it the store refuses to go on
+    /// (the writer then stops the process, and a restart rebuilds the index).
+    #[test]
+    fn the_unindexed_tail_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RedbStore::open(dir.path(), 1 << 20).unwrap();
+        store.unindexed_keys_max = 2;
+        store.write_batch(&[commit("a", 1, 1), commit("b", 2, 1)], 1, &rfc3339_ms(1), 1).unwrap();
+        let e = store.write_batch(&[commit("c", 3, 1)], 1, &rfc3339_ms(1), 2).unwrap_err();
+        assert!(matches!(e, StoreError::IndexBehind(3)), "{e}");
+        assert_eq!(store.index_step(100).unwrap(), 3);
+        store.write_batch(&[commit("d", 4, 1)], 1, &rfc3339_ms(1), 3).unwrap();
     }
 }
