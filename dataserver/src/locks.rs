@@ -429,6 +429,11 @@ impl LockTable {
     pub fn held_total(&self) -> usize {
         self.inner.lock().held.values().sum()
     }
+
+    /// Lock requests waiting in the accounts' queues (one per account a waiting batch queues on).
+    pub fn waiting(&self) -> usize {
+        self.inner.lock().slots.values().map(|s| s.queue.len()).sum()
+    }
 }
 
 /// Returns a waiting batch's reservations and queue places when it gives up, times out or is

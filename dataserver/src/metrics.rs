@@ -43,6 +43,7 @@ pub struct Metrics {
     pub checkpoint: Histogram,
     pub storage_errors_total: Counter,
     leases_held: Gauge,
+    lock_waiters: Gauge,
     boot_epoch: Gauge,
 }
 
@@ -77,6 +78,8 @@ impl Default for Metrics {
         let checkpoint = histogram("checkpoint_seconds", "duration of one checkpoint", &LATENCY_S_BOUNDS);
         let leases_held = Gauge::default();
         registry.register("leases_held", "leases live or being committed", leases_held.clone());
+        let lock_waiters = Gauge::default();
+        registry.register("lock_waiters", "lock requests waiting in the accounts' queues", lock_waiters.clone());
         let boot_epoch = Gauge::default();
         registry.register("boot_epoch", "durable boot counter", boot_epoch.clone());
         Metrics {
@@ -97,6 +100,7 @@ impl Default for Metrics {
             checkpoint,
             storage_errors_total,
             leases_held,
+            lock_waiters,
             boot_epoch,
         }
     }
@@ -104,8 +108,9 @@ impl Default for Metrics {
 
 impl Metrics {
     /// The Prometheus text exposition, with the gauges read now.
-    pub fn render(&self, leases_held: usize, boot_epoch: u64) -> String {
+    pub fn render(&self, leases_held: usize, lock_waiters: usize, boot_epoch: u64) -> String {
         self.leases_held.set(i64::try_from(leases_held).unwrap_or(i64::MAX));
+        self.lock_waiters.set(i64::try_from(lock_waiters).unwrap_or(i64::MAX));
         self.boot_epoch.set(i64::try_from(boot_epoch).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(4096);
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
@@ -123,12 +128,13 @@ mod tests {
         m.fsync.observe(0.0003);
         m.fsync.observe(2.0);
         m.commits_total.inc();
-        let text = m.render(3, 2);
+        let text = m.render(3, 1, 2);
         assert!(text.contains("dataserver_commits_total 1"), "{text}");
         assert!(text.contains("dataserver_fsync_seconds_bucket{le=\"0.0005\"} 1"), "{text}");
         assert!(text.contains("dataserver_fsync_seconds_bucket{le=\"+Inf\"} 2"), "{text}");
         assert!(text.contains("dataserver_fsync_seconds_count 2"), "{text}");
         assert!(text.contains("dataserver_leases_held 3"), "{text}");
+        assert!(text.contains("dataserver_lock_waiters 1"), "{text}");
         assert!(text.contains("dataserver_responses_5xx_total 0"), "{text}");
     }
 }

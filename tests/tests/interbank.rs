@@ -493,6 +493,86 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     assert_eq!(balance(&c, victim.ibk()).await, before, "bank 3 moved none of the victim's money");
 }
 
+/// A prepare that lands while its coordinator's rollback is under way (issue 13, defect 1). The
+/// rollback reads which accounts to lock before taking the locks; an attempt prepared in between
+/// is found under locks that do not cover its account. Before, the rollback deleted it anyway and
+/// its hold stayed raised for ever (the money never spendable, the account never closable); now
+/// a second pass ends it under its own locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepare_landing_during_its_rollback_leaves_no_hold() {
+    let (c, _dir) = start(30_000);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let first = customer(&c, 1, 91, "100").await;
+    let second = customer(&c, 1, 92, "100").await;
+    let payee = customer(&c, 0, 93, "0").await;
+    first.consent(1, "100").await.unwrap();
+    second.consent(1, "100").await.unwrap();
+    let bank2 = c.banks[1].interbank_urls()[0].clone();
+    let ds2 = c.banks[1].ds_client();
+    let view: serde_json::Value =
+        as_peer(&c, 1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
+    let prepare = |txn: &str, from: &Customer| {
+        let package = txn.trim_end_matches(".0");
+        let body = serde_json::json!({
+            "epoch": view["token"]["epoch"],
+            "coordinator": 1,
+            "items": [{
+                "txn": txn, "package": package, "author": payee.ibk(),
+                "person": from.account.documents[0],
+                "ops": [{ "from": from.ibk(), "to": payee.ibk(), "amount": "10" }],
+            }],
+        });
+        as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
+    };
+    let vote = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["votes"][0]["vote"], "yes", "{v}");
+    };
+    vote(prepare("late0prepare0a.0", &first).await.unwrap()).await;
+
+    // The first account is held elsewhere: the rollback of both attempts reads their records
+    // (only the first is prepared), then waits for that account's lock.
+    let held = ds2
+        .acquire(&dataserver_api::AcquireRequest {
+            accounts: vec![first.ibk().account],
+            lease_ms: Some(30_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rollback = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/rollback"))
+        .json(&serde_json::json!({ "txns": ["late0prepare0a.0", "late0prepare0b.0"] }))
+        .send();
+    let rollback = tokio::spawn(rollback);
+    loop {
+        let text = ds2.metrics().await.unwrap();
+        let waiting = text.lines().find_map(|l| l.strip_prefix("dataserver_lock_waiters ")?.parse::<u64>().ok());
+        if waiting.unwrap_or(0) >= 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    // Now the second attempt lands, on the other account.
+    vote(prepare("late0prepare0b.0", &second).await.unwrap()).await;
+    ds2.release(&[dataserver_api::LockRef { account: first.ibk().account, token: held.locks[0].token }]).await.unwrap();
+
+    let r = rollback.await.unwrap().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let done: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(done["done"].as_array().map(Vec::len), Some(2), "both ended: {done}");
+    for (txn, who) in [("late0prepare0a.0", &first), ("late0prepare0b.0", &second)] {
+        assert!(ds2.get_record("prepared", txn).await.unwrap().is_none(), "{txn} rolled back");
+        let hold = ds2.get_record("holds", &business::model::account_key(who.ibk().account)).await.unwrap();
+        assert!(hold.is_none(), "no hold left on {}: {hold:?}", who.ibk());
+    }
+    // And the money is spendable: the whole balance can leave.
+    operator(&c, 1, 0)
+        .call::<serde_json::Value>(Method::POST, &format!("/withdrawal/{}/100", second.ibk().account))
+        .await
+        .unwrap();
+}
+
 /// A cross-bank package from `payee` (bank 1) to `victim` (bank 2), left to settle.
 async fn payee_pays(c: &Cluster, victim: &Customer, payee: &Customer) -> Transaction {
     operator(c, 0, 0).deposit(payee.ibk(), "10").await.unwrap();

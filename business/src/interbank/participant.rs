@@ -407,23 +407,45 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
         }
         found.push((t, p));
     }
-    let batches = chunks(
-        found,
-        |(_, p)| p.as_ref().map(|p| p.needs.iter().map(|(a, _)| *a).collect()).unwrap_or_default(),
-        ib.limits.batch_accounts_max,
-    );
-    for batch in batches {
-        done.extend(finish_chunk(ib, batch, commit, by).await?);
+    // An attempt prepared after the read above touches accounts this pass did not lock: it is
+    // left for another pass, which reads its record first and so locks them (a prepared record
+    // is written once, so one more pass suffices; a bound keeps a bug from looping).
+    for _ in 0..FINISH_PASSES_MAX {
+        let batches = chunks(
+            found,
+            |(_, p)| p.as_ref().map(|p| p.needs.iter().map(|(a, _)| *a).collect()).unwrap_or_default(),
+            ib.limits.batch_accounts_max,
+        );
+        let mut late = Vec::new();
+        for batch in batches {
+            let (finished, left) = finish_chunk(ib, batch, commit, by).await?;
+            done.extend(finished);
+            late.extend(left);
+        }
+        if late.is_empty() {
+            break;
+        }
+        let reads = futures::future::join_all(late.iter().map(|t| ib.ds.get_record(PREPARED, t))).await;
+        found = Vec::with_capacity(late.len());
+        for (t, r) in late.into_iter().zip(reads) {
+            found.push((t, r?.map(|r| parse::<Prepared>(&r)).transpose()?));
+        }
     }
+    // Whatever is still left is not in `done`: its coordinator asks again.
     Ok(FinishResponse { done })
 }
 
+/// Passes of one finish: the first, and one for attempts prepared while it ran.
+const FINISH_PASSES_MAX: usize = 3;
+
+/// Ends the attempts of one chunk under one set of locks; returns those ended and those that
+/// were prepared after the chunk chose its locks (for the next pass).
 async fn finish_chunk(
     ib: &Interbank,
     batch: Vec<(String, Option<Prepared>)>,
     commit: bool,
     by: FinishBy,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
     let accounts: Vec<AccountId> = {
         let s: BTreeSet<AccountId> =
             batch.iter().filter_map(|(_, p)| p.as_ref()).flat_map(|p| p.needs.iter().map(|(a, _)| *a)).collect();
@@ -488,6 +510,7 @@ async fn finish_chunk(
     let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
     c.locks = locks;
     let mut done = Vec::new();
+    let mut late = Vec::new();
     let mut memo = SettlementMemo { entries: vec![] };
     let mut moved: BTreeSet<AccountId> = BTreeSet::new();
     for (j, (txn, _)) in batch.iter().enumerate() {
@@ -519,6 +542,16 @@ async fn finish_chunk(
             }
             continue;
         };
+        // Prepared since this chunk chose what to lock and read: its accounts' holds, consents
+        // or positions are not under these locks. Ending it here would delete its record and
+        // leave its holds raised for ever; the next pass locks them.
+        let outside = p.needs.iter().any(|(a, _)| !holds.contains_key(a))
+            || p.consents.iter().any(|u| !consents.contains_key(&u.account))
+            || settle::positions(&p.ops, ib.me).keys().any(|b| !positions.contains_key(b));
+        if outside {
+            late.push(txn.clone());
+            continue;
+        }
         for u in &p.consents {
             if let Some((set, _)) = consents.get_mut(&u.account) {
                 set.settle(&u.consent, u.amount, commit);
@@ -595,7 +628,7 @@ async fn finish_chunk(
         }
     }
     commit_or_release(ib, c).await?;
-    Ok(done)
+    Ok((done, late))
 }
 
 /// This bank's net positions towards every other bank, in cents (positive: we owe them).

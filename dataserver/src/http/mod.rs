@@ -33,9 +33,11 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse> {
 }
 
 pub async fn metrics(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(state.locks.held_total(), state.locks.epoch()))
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render(
+        state.locks.held_total(),
+        state.locks.waiting(),
+        state.locks.epoch(),
+    ))
 }
 
 /// Every route of the API; shared by the server and the tests.
