@@ -450,6 +450,13 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     let ask = |as_bank| as_peer(&c, as_bank, Method::GET, format!("{bank1}/interbank/decision/{}.9", t.id));
     assert_eq!(ask(3).send().await.unwrap().status(), StatusCode::FORBIDDEN, "bank 3 has no part in it");
     assert_eq!(ask(2).send().await.unwrap().status(), StatusCode::OK, "bank 2 is a participant");
+    // An id bank 1 never coordinated is an abort, and bank 3 asking for made-up ids writes
+    // nothing there (before, a presumed abort per id: `decisions/` grew without bound).
+    let r = as_peer(&c, 3, Method::GET, format!("{bank1}/interbank/decision/made0up0package.0")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["commit"], false);
+    let decided = c.banks[0].ds_client().get_record("decisions", "made0up0package.0").await.unwrap();
+    assert!(decided.is_none(), "nothing written for a made-up id: {decided:?}");
 
     // A rogue member (issue 14, attack 2): bank 3 reads the victim's card, claims the victim as
     // the person behind a package of its own and prepares a debit at bank 2. Before, bank 2

@@ -452,11 +452,17 @@ pub async fn redeliver(ib: &Interbank) -> Result<(), ApiError> {
 pub async fn decision(ib: &Interbank, txn: &str, asker: BankId) -> Result<bool, ApiError> {
     if asker != ib.me {
         let package_id = txn.rsplit_once('.').map_or(txn, |(p, _)| p);
-        if let Some(r) = ib.ds.get_record(PACKAGES, package_id).await? {
-            let t: Transaction = parse(&r)?;
-            if !t.operations.iter().any(|o| o.from.bank == asker || o.to.bank == asker) {
-                return Err(ApiError::PeerForbidden(format!("bank {asker} has no part in {txn}")));
+        match ib.ds.get_record(PACKAGES, package_id).await? {
+            Some(r) => {
+                let t: Transaction = parse(&r)?;
+                if !t.operations.iter().any(|o| o.from.bank == asker || o.to.bank == asker) {
+                    return Err(ApiError::PeerForbidden(format!("bank {asker} has no part in {txn}")));
+                }
             }
+            // Not a package of this bank, so no attempt of it will ever be decided here: the
+            // answer is abort, and nothing is written (a peer naming made-up ids would otherwise
+            // grow `decisions/` without bound). Packages are stored before any prepare is sent.
+            None => return Ok(false),
         }
     }
     for _ in 0..3 {
