@@ -365,6 +365,29 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
+/// What a debit may spend: the posted balance minus what interbank holds reserve.
+fn spendable(account: AccountId, posted: Money, held: Money) -> Money {
+    // Architecture Invariant: holds never exceed the posted balance (a hold is raised only on
+    // available money, and every debit sees posted minus held).
+    posted.checked_sub(held).unwrap_or_else(|| panic!("account {account}: held {held} exceeds posted {posted}"))
+}
+
+/// Stores a keyed operation's answer in the operation's own commit, only if the key is unused.
+fn idempotency_put(key: &str, request: serde_json::Value, response: serde_json::Value) -> RecordOp {
+    let stored = IdempotencyRecord { request, response, at_ms: dataserver_api::clock::now_ms() };
+    RecordOp::Put {
+        collection: IDEMPOTENCY.into(),
+        key: key.into(),
+        value: crate::model::json(&stored),
+        if_version: Some(0),
+    }
+}
+
+/// A stored answer that does not parse: the store's fault, never the client's.
+fn corrupt_answer(e: serde_json::Error) -> ApiError {
+    ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}")))
+}
+
 pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
     let ok = !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_LEN_MAX && key.bytes().all(|b| b.is_ascii_graphic());
     if ok {
@@ -417,8 +440,7 @@ impl Ledger {
                 }
                 Err(Outcome::Final(e)) => return Err(e),
                 Err(Outcome::Replayed(stored)) => {
-                    return serde_json::from_value(*stored)
-                        .map_err(|e| ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}"))));
+                    return serde_json::from_value(*stored).map_err(corrupt_answer);
                 }
                 Err(Outcome::Again(why)) if attempt >= self.attempts_max => {
                     return Err(ApiError::Unavailable(Unavailable::DataServer(why)));
@@ -438,14 +460,11 @@ impl Ledger {
         request: &serde_json::Value,
     ) -> Result<Option<R>, ApiError> {
         let Some(record) = self.ds.get_record(IDEMPOTENCY, key).await? else { return Ok(None) };
-        let stored: IdempotencyRecord = serde_json::from_value(record.value)
-            .map_err(|e| ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}"))))?;
+        let stored: IdempotencyRecord = serde_json::from_value(record.value).map_err(corrupt_answer)?;
         if &stored.request != request {
             return Err(ApiError::IdempotencyKeyReused);
         }
-        serde_json::from_value(stored.response)
-            .map(Some)
-            .map_err(|e| ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}"))))
+        serde_json::from_value(stored.response).map(Some).map_err(corrupt_answer)
     }
 
     async fn attempt<C: Change, R: Serialize>(
@@ -520,10 +539,7 @@ impl Ledger {
         let held_of = |a: AccountId| touched.iter().position(|t| *t == a).map_or(Money::ZERO, |i| held[i]);
         let available = |a: AccountId| {
             let posted = grant.locks.iter().find(|g| g.account == a).and_then(|g| g.amount)?;
-            let held = held_of(a);
-            // Architecture Invariant: holds never exceed the posted balance (a hold is raised
-            // only on available money, and every debit sees posted minus held).
-            Some(posted.checked_sub(held).unwrap_or_else(|| panic!("account {a}: held {held} exceeds posted {posted}")))
+            Some(spendable(a, posted, held_of(a)))
         };
         let balances = change
             .apply(&available)?
@@ -544,15 +560,7 @@ impl Ledger {
         commit.records.extend(change.debited().into_iter().map(crate::model::not_pending));
         commit.records.extend(change.records(&applied, &grant.records[touched.len()..])?);
         if let Some(key) = key {
-            let response = crate::model::json(&answer);
-            let stored =
-                IdempotencyRecord { request: request.clone(), response, at_ms: dataserver_api::clock::now_ms() };
-            commit.records.push(RecordOp::Put {
-                collection: IDEMPOTENCY.into(),
-                key: key.into(),
-                value: crate::model::json(&stored),
-                if_version: Some(0),
-            });
+            commit.records.push(idempotency_put(key, request.clone(), crate::model::json(&answer)));
         }
         commit.memo = Some(request.clone());
         Ok((answer, commit))

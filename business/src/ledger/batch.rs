@@ -24,7 +24,10 @@ use shared::api::{AccountBalance, OperationReceipt};
 use shared::{AccountId, Money};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{Applied, Change, Ledger, Op, backoff, check_idempotency_key, is_transport, now_rfc3339};
+use super::{
+    Applied, Change, Ledger, Op, backoff, check_idempotency_key, corrupt_answer, idempotency_put, is_transport,
+    now_rfc3339, spendable,
+};
 use crate::error::{ApiError, Unavailable};
 use crate::model::{ACCOUNTS, HOLDS, HoldRecord, IDEMPOTENCY, IdempotencyRecord, account_key, json};
 
@@ -80,16 +83,8 @@ pub(crate) fn plan(
     stored: &[Option<dataserver_api::Record>],
 ) -> (Vec<Fate>, Option<CommitRequest>) {
     // What a debit may spend: posted minus held, exactly as a single operation sees it.
-    let mut available: BTreeMap<AccountId, Option<Money>> = locked
-        .iter()
-        .map(|(a, l)| {
-            let avail = l.posted.map(|p| {
-                // Architecture Invariant: holds never exceed the posted balance.
-                p.checked_sub(l.held).unwrap_or_else(|| panic!("account {a}: held {} exceeds posted {p}", l.held))
-            });
-            (*a, avail)
-        })
-        .collect();
+    let mut available: BTreeMap<AccountId, Option<Money>> =
+        locked.iter().map(|(a, l)| (*a, l.posted.map(|p| spendable(*a, p, l.held)))).collect();
     let held = |a: AccountId| locked.get(&a).map_or(Money::ZERO, |l| l.held);
     let at = now_rfc3339();
     let mut fates = Vec::with_capacity(ops.len());
@@ -99,7 +94,8 @@ pub(crate) fn plan(
     let mut debited: Vec<AccountId> = Vec::new();
     let mut keys_seen: Vec<&str> = Vec::new();
     for (i, (op, key)) in ops.iter().enumerate() {
-        let request = json(op);
+        // Only a keyed operation is compared with, and stored as, its request.
+        let request = key.map(|_| json(op));
         if let Some(k) = key {
             if keys_seen.contains(k) {
                 fates.push(Fate::Alone);
@@ -108,9 +104,9 @@ pub(crate) fn plan(
             keys_seen.push(k);
             if let Some(record) = stored.get(i).cloned().flatten() {
                 fates.push(match serde_json::from_value::<IdempotencyRecord>(record.value) {
-                    Ok(s) if s.request == request => Fate::Replayed(s.response),
+                    Ok(s) if Some(&s.request) == request.as_ref() => Fate::Replayed(s.response),
                     Ok(_) => Fate::Refused(ApiError::IdempotencyKeyReused),
-                    Err(e) => Fate::Refused(ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}")))),
+                    Err(e) => Fate::Refused(corrupt_answer(e)),
                 });
                 continue;
             }
@@ -148,18 +144,8 @@ pub(crate) fn plan(
                 debited.push(a);
             }
         }
-        if let Some(k) = key {
-            let stored = IdempotencyRecord {
-                request: request.clone(),
-                response: json(&receipt),
-                at_ms: dataserver_api::clock::now_ms(),
-            };
-            records.push(RecordOp::Put {
-                collection: IDEMPOTENCY.into(),
-                key: (*k).to_string(),
-                value: json(&stored),
-                if_version: Some(0),
-            });
+        if let (Some(k), Some(request)) = (key, request) {
+            records.push(idempotency_put(k, request, json(&receipt)));
         }
         memo.operations.push(BatchedOp {
             id: applied.transaction_id.clone(),
@@ -286,8 +272,7 @@ async fn run_batch(ledger: &Ledger, items: Vec<Item>) {
                 Ok(receipt)
             }
             Fate::Refused(e) => Err(e),
-            Fate::Replayed(v) => serde_json::from_value(v)
-                .map_err(|e| ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}")))),
+            Fate::Replayed(v) => serde_json::from_value(v).map_err(corrupt_answer),
             Fate::Alone => {
                 alone.push(item);
                 continue;
