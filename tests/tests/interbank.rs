@@ -384,6 +384,27 @@ async fn ten_banks_settle_a_package_across_the_ring() {
     settled_and_clean(&c).await;
 }
 
+/// A prepare of one attempt `{package}.0` from `coordinator`: `from` (whose document is the
+/// person asking) pays `to` the `amount`, in the epoch of the token `view`.
+fn prepare_one(
+    view: &serde_json::Value,
+    coordinator: u32,
+    package: &str,
+    from: &Customer,
+    to: &Customer,
+    amount: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "epoch": view["token"]["epoch"],
+        "coordinator": coordinator,
+        "items": [{
+            "txn": format!("{package}.0"), "package": package, "author": to.ibk(),
+            "person": from.account.documents[0],
+            "ops": [{ "from": from.ibk(), "to": to.ibk(), "amount": amount }],
+        }],
+    })
+}
+
 /// A request between banks, sent as bank `as_bank` with its own certificate.
 fn as_peer(c: &Cluster, as_bank: u32, method: Method, url: String) -> reqwest::RequestBuilder {
     c.pki.client_as(as_bank).unwrap().request(method, url).header(shared::api::BANK_HEADER, as_bank.to_string())
@@ -406,15 +427,7 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     let view: serde_json::Value =
         as_peer(&c, 1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
     let txn = "hostile0peer0test.0";
-    let prepare = serde_json::json!({
-        "epoch": view["token"]["epoch"],
-        "coordinator": 1,
-        "items": [{
-            "txn": txn, "package": "hostile0peer0test", "author": payee.ibk(),
-            "person": victim.account.documents[0],
-            "ops": [{ "from": victim.ibk(), "to": payee.ibk(), "amount": "60" }],
-        }],
-    });
+    let prepare = prepare_one(&view, 1, "hostile0peer0test", &victim, &payee, "60");
     let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&prepare).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let votes: serde_json::Value = r.json().await.unwrap();
@@ -476,15 +489,7 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     let before = balance(&c, victim.ibk()).await;
     let view: serde_json::Value =
         as_peer(&c, 3, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
-    let rogue = serde_json::json!({
-        "epoch": view["token"]["epoch"],
-        "coordinator": 3,
-        "items": [{
-            "txn": "rogue0member.0", "package": "rogue0member", "author": thief.ibk(),
-            "person": victim.account.documents[0],
-            "ops": [{ "from": victim.ibk(), "to": thief.ibk(), "amount": "60" }],
-        }],
-    });
+    let rogue = prepare_one(&view, 3, "rogue0member", &victim, &thief, "60");
     let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&rogue).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let votes: serde_json::Value = r.json().await.unwrap();
@@ -519,16 +524,7 @@ async fn a_prepare_landing_during_its_rollback_leaves_no_hold() {
     let view: serde_json::Value =
         as_peer(&c, 1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
     let prepare = |txn: &str, from: &Customer| {
-        let package = txn.trim_end_matches(".0");
-        let body = serde_json::json!({
-            "epoch": view["token"]["epoch"],
-            "coordinator": 1,
-            "items": [{
-                "txn": txn, "package": package, "author": payee.ibk(),
-                "person": from.account.documents[0],
-                "ops": [{ "from": from.ibk(), "to": payee.ibk(), "amount": "10" }],
-            }],
-        });
+        let body = prepare_one(&view, 1, txn.trim_end_matches(".0"), from, &payee, "10");
         as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
     };
     let vote = |r: reqwest::Response| async move {
