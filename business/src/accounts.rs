@@ -1,6 +1,6 @@
 //! Customer accounts: opening (seed 001's rules), login, sessions, and the customer's view.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -21,6 +21,15 @@ use crate::error::{ApiError, Unavailable};
 use crate::interbank::participant::SettlementMemo;
 use crate::model::*;
 use crate::model::{ACCOUNT_SESSIONS, SessionIndex};
+
+/// Which page of a statement: `limit` lines before the journal position `before`, and the
+/// authored packages after the index key `packages_before` (each cursor from the page before).
+#[derive(Debug, Clone, Default)]
+pub struct StatementPage {
+    pub before: Option<u64>,
+    pub packages_before: Option<String>,
+    pub limit: usize,
+}
 
 /// The request, checked against seed 001's rules before anything is stored.
 fn validate(req: &CreateAccount) -> Result<String, ApiError> {
@@ -488,17 +497,23 @@ impl Accounts {
     }
 
     /// An account's statement, newest first: every operation that moved its balance, with the
-    /// balance right after. Journal entries that are not operations (an opening) are left out.
-    pub async fn statement(
-        &self,
-        account: AccountId,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Statement, ApiError> {
-        let page = self.ds.account_journal(account, before, limit).await?;
+    /// balance right after and the counterpart's masked name when this bank holds it; and the
+    /// packages it authored, newest first, in their live state. Journal entries that are not
+    /// operations (an opening) are left out.
+    pub async fn statement(&self, account: AccountId, page: StatementPage) -> Result<Statement, ApiError> {
+        use crate::config::limits::STATEMENT_PACKAGES_MAX;
         let ibk = |a: AccountId| Ibk::new(self.bank, a);
+        let journal = self.ds.account_journal(account, page.before, page.limit);
+        let prefix = crate::model::account_packages_prefix(account);
+        let index = self.ds.scan_records(
+            crate::model::ACCOUNT_PACKAGES,
+            &prefix,
+            page.packages_before.as_deref(),
+            page.limit.min(STATEMENT_PACKAGES_MAX),
+        );
+        let (journal, index) = futures::future::try_join(journal, index).await?;
         let mut transactions = Vec::new();
-        for e in page.entries {
+        for e in journal.entries {
             let Some(change) = e.changes.iter().find(|c| c.account == account) else { continue };
             if let Some(memo) = &e.memo
                 && let Ok(settled) = serde_json::from_value::<SettlementMemo>(memo.clone())
@@ -514,7 +529,34 @@ impl Accounts {
             }
             transactions.extend(Self::operation_entry(ibk, account, e));
         }
-        Ok(Statement { transactions, next: page.next })
+        self.name_counterparts(&mut transactions).await?;
+        let ids: Vec<crate::model::AccountPackage> =
+            index.records.iter().map(parse_record).collect::<Result<_, _>>()?;
+        let packages = futures::future::try_join_all(ids.iter().map(|p| self.ds.get_record(PACKAGES, &p.id))).await?;
+        let packages = packages.iter().flatten().map(parse_record).collect::<Result<Vec<Transaction>, _>>()?;
+        Ok(Statement { transactions, next: journal.next, packages, packages_next: index.next })
+    }
+
+    /// Fills in the masked names of the counterparts that are accounts of this bank (each read
+    /// once, all at once); a closed account keeps its IBK and no name.
+    async fn name_counterparts(&self, lines: &mut [StatementEntry]) -> Result<(), ApiError> {
+        let mut ours: Vec<AccountId> = lines
+            .iter()
+            .filter_map(|l| l.line.counterpart)
+            .filter(|c| c.bank == self.bank)
+            .map(|c| c.account)
+            .collect();
+        ours.sort_unstable();
+        ours.dedup();
+        let records = futures::future::try_join_all(ours.iter().map(|a| self.record(*a))).await?;
+        let names: HashMap<AccountId, String> =
+            records.into_iter().flatten().map(|r| (r.id, shared::pix::mask_name(&r.name))).collect();
+        for l in lines {
+            if let Some(c) = l.line.counterpart.filter(|c| c.bank == self.bank) {
+                l.line.counterpart_name = names.get(&c.account).cloned();
+            }
+        }
+        Ok(())
     }
 
     fn operation_entry(
@@ -525,10 +567,10 @@ impl Accounts {
         let balance = e.changes.iter().find(|c| c.account == account)?.after;
         let memo = e.memo.clone()?;
         if let Ok(p) = serde_json::from_value::<crate::ledger::Package>(memo.clone()) {
-            return Some(StatementEntry { transaction: p.transaction(&e.at), balance });
+            return Some(StatementEntry::new(p.transaction(&e.at), balance, ibk(account)));
         }
         let op: crate::ledger::Op = serde_json::from_value(memo).ok()?;
-        Some(Self::op_entry(&ibk, op, e.tx_id, &e.at, balance))
+        Some(Self::op_entry(&ibk, account, op, e.tx_id, &e.at, balance))
     }
 
     /// The lines of a batch's journal entry that concern `account`, newest first, each with the
@@ -545,13 +587,14 @@ impl Accounts {
             .rev()
             .filter_map(|b| {
                 let balance = b.balances.iter().find(|x| x.account == account)?.balance;
-                Some(Self::op_entry(&ibk, b.op, b.id, at, balance))
+                Some(Self::op_entry(&ibk, account, b.op, b.id, at, balance))
             })
             .collect()
     }
 
     fn op_entry(
         ibk: &impl Fn(AccountId) -> Ibk,
+        me: AccountId,
         op: crate::ledger::Op,
         id: String,
         at: &str,
@@ -584,7 +627,7 @@ impl Accounts {
             status: Status::Success,
             reason: None,
         };
-        StatementEntry { transaction, balance }
+        StatementEntry::new(transaction, balance, ibk(me))
     }
 
     /// Checks the password and starts a session. Unknown account and wrong password look alike.
@@ -736,7 +779,7 @@ fn settlement_entries(
             status: Status::Success,
             reason: None,
         };
-        out.push(StatementEntry { transaction, balance });
+        out.push(StatementEntry::new(transaction, balance, me));
     }
     out.reverse();
     out

@@ -228,6 +228,10 @@ pub mod limits {
     /// Statement page size: default and most.
     pub const STATEMENT_PAGE_DEFAULT: usize = 20;
     pub const STATEMENT_PAGE_MAX: usize = 100;
+    /// Authored packages on one statement page: each is one more read of `packages/`.
+    pub const STATEMENT_PACKAGES_MAX: usize = 20;
+    /// `packages_before`: an `account_packages/` key (account, time, package id).
+    pub const PACKAGES_CURSOR_LEN_MAX: usize = 64 + IDEMPOTENCY_KEY_LEN_MAX;
     pub const PASSWORD_LEN_MIN: usize = 8;
     pub const PASSWORD_LEN_MAX: usize = 128;
     /// Most holders of one joint account.

@@ -260,7 +260,10 @@ impl Change for Package {
 
     fn records(&self, applied: &Applied, _: &[Option<dataserver_api::Record>]) -> Result<Vec<RecordOp>, ApiError> {
         let value = crate::model::json(&self.transaction(&applied.at));
-        Ok(vec![RecordOp::Put { collection: PACKAGES.into(), key: self.id.clone(), value, if_version: Some(0) }])
+        Ok(vec![
+            RecordOp::Put { collection: PACKAGES.into(), key: self.id.clone(), value, if_version: Some(0) },
+            crate::model::account_package(self.author, crate::interbank::now_ms(), &self.id),
+        ])
     }
 }
 

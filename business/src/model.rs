@@ -13,6 +13,9 @@
 //! * `pending_holders/{id:016}` — present while a joint account waits for a holder's consent:
 //!   every debit's commit is conditioned on its absence, so the ledger never reads the record.
 //! * `consents/{id:016}` — the consents the account's holders gave other banks ([`ConsentSet`]).
+//! * `account_packages/{id:016}-{newest first:020}-{package}` — the packages an account
+//!   authored, for its statement, written in the commit that stores the package
+//!   ([`account_package`]); the package's live state is `packages/{package}`.
 
 use dataserver_api::{CommitRequest, LockRef, RecordOp, SetAmount};
 use serde::{Deserialize, Serialize};
@@ -30,6 +33,29 @@ pub const HOLDS: &str = "holds";
 pub const PENDING_HOLDERS: &str = "pending_holders";
 pub const CONSENTS: &str = "consents";
 pub const JOINT_HOLDERS: &str = "joint_holders";
+pub const ACCOUNT_PACKAGES: &str = "account_packages";
+
+/// The statement index entry of a package `author` stored at `created_ms`: keys sort newest
+/// first within the account's prefix ([`account_packages_prefix`]), so one forward scan pages
+/// back in time.
+pub fn account_package(author: AccountId, created_ms: u64, package: &str) -> RecordOp {
+    RecordOp::Put {
+        collection: ACCOUNT_PACKAGES.into(),
+        key: format!("{}{:020}-{package}", account_packages_prefix(author), u64::MAX - created_ms),
+        value: serde_json::json!({ "id": package }),
+        if_version: None,
+    }
+}
+
+pub fn account_packages_prefix(author: AccountId) -> String {
+    format!("{}-", account_key(author))
+}
+
+/// The value of an `account_packages/` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccountPackage {
+    pub id: String,
+}
 
 /// `joint_holders/{document}`: the joint accounts a document is a holder of (changed by
 /// compare-and-set with each opening and closing).

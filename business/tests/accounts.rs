@@ -274,7 +274,7 @@ async fn customer_payments_and_the_statement() {
     let bank = start_bank(2, &[]);
     let (a, b) = (api(&bank, 0), api(&bank, 1));
     assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
-    assert_eq!(a.open("Bia", &[cpf(2)], "individual").await.0, StatusCode::CREATED);
+    assert_eq!(a.open("Bia Souza", &[cpf(2)], "individual").await.0, StatusCode::CREATED);
     let token = a.login("1-1", "correct horse").await.1["token"].as_str().unwrap().to_string();
     let pay = |api: &Api, path: &'static str, body: Value| {
         let (http, base, t) = (api.http.clone(), api.base.clone(), token.clone());
@@ -365,6 +365,19 @@ async fn customer_payments_and_the_statement() {
     let (_, older) = get(format!("/api/accounts/1/transactions?limit=2&before={next}")).await;
     assert_eq!(lines(&older), vec![("deposit".into(), "100".into())]);
     assert!(older["next"].is_null());
+    // Each line as a person reads it: what it was, which way, how much, with whom.
+    let line = |p: &Value, i: usize| {
+        let l = &p["transactions"][i]["line"];
+        [&l["kind"], &l["direction"], &l["amount"], &l["counterpart"], &l["counterpart_name"]].map(|v| v.to_string())
+    };
+    assert_eq!(line(&page, 0), ["\"transfer_sent\"", "\"debit\"", "\"10\"", "\"1-2\"", "\"Bia S****\""]);
+    assert_eq!(line(&page, 1), ["\"withdrawal\"", "\"debit\"", "\"30.5\"", "null", "null"]);
+    assert_eq!(line(&older, 0), ["\"deposit\"", "\"credit\"", "\"100\"", "null", "null"]);
+    let bia = a.token("1-2").await;
+    let (s, theirs) = a.send(reqwest::Method::GET, "/api/accounts/2/transactions", Some(&bia), None).await;
+    assert_eq!(s, StatusCode::OK, "{theirs}");
+    assert_eq!(line(&theirs, 0), ["\"transfer_received\"", "\"credit\"", "\"10\"", "\"1-1\"", "\"Ana\""]);
+    assert!(page["transactions"][0]["line"]["at"].as_str().is_some_and(|t| t.ends_with('Z')));
     assert_eq!(code(&get("/api/accounts/2/transactions".into()).await.1), ErrorCode::Forbidden);
     assert_eq!(code(&get("/api/accounts/1/transactions?limit=0".into()).await.1), ErrorCode::LimitInvalid);
 }
@@ -471,7 +484,8 @@ async fn packages_apply_in_order_all_or_nothing() {
     }
     assert_eq!(balances().await, ("50".into(), "30".into(), "20".into()), "refused packages changed nothing");
 
-    // The package is one line of the statement of each account it touched.
+    // The package is one line of the statement of each account it touched, with every
+    // operation and the account's net change; its author also finds it among its packages.
     let (s, page) = a.send(reqwest::Method::GET, "/api/accounts/3/transactions", Some(&token), None).await;
     assert_eq!(s, StatusCode::OK);
     let first = &page["transactions"][0];
@@ -479,6 +493,23 @@ async fn packages_apply_in_order_all_or_nothing() {
         (first["type"].as_str(), first["id"].as_str(), first["balance"].as_str()),
         (Some("package"), tx["id"].as_str(), Some("20"))
     );
+    assert_eq!(first["operations"].as_array().map(Vec::len), Some(2));
+    let l = &first["line"];
+    assert_eq!(
+        (l["kind"].as_str(), l["direction"].as_str(), l["amount"].as_str(), l["counterpart"].as_str()),
+        (Some("package_received"), Some("credit"), Some("20"), None),
+        "1-3 got 50 and paid 30, with two counterparts: {l}"
+    );
+    assert!(page["packages"].as_array().is_some_and(Vec::is_empty), "1-3 authored none: {page}");
+    let (_, author) = a.send(reqwest::Method::GET, "/api/accounts/1/transactions", Some(&token), None).await;
+    let l = &author["transactions"][0]["line"];
+    assert_eq!(
+        (l["kind"].as_str(), l["direction"].as_str(), l["amount"].as_str(), l["counterpart"].as_str()),
+        (Some("package_sent"), Some("debit"), Some("50"), Some("1-3"))
+    );
+    let packages = author["packages"].as_array().expect("the author's packages");
+    assert_eq!(packages.len(), 1, "the refused ones were never stored: {author}");
+    assert_eq!((packages[0]["id"].as_str(), packages[0]["status"].as_str()), (tx["id"].as_str(), Some("success")));
 }
 
 /// The joint-account takeover (issue 14, attack 1): Mallory, with an account of her own, lists

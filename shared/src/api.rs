@@ -243,21 +243,137 @@ pub struct AccountPayment {
     pub amount: crate::Amount,
 }
 
-/// One line of a statement: a transaction and the account's balance right after it.
+/// What a statement line is, seen from the statement's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Deposit,
+    Withdrawal,
+    TransferSent,
+    TransferReceived,
+    /// A package this account authored (its operations that concern this account).
+    PackageSent,
+    /// Another account's package that moved money into or out of this one.
+    PackageReceived,
+}
+
+/// Which way a line moved the balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Credit,
+    Debit,
+}
+
+/// What a person needs to read a line without decoding its operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Line {
+    pub kind: EntryKind,
+    pub direction: Direction,
+    /// The net change of this account's balance, without its sign (see `direction`).
+    pub amount: Money,
+    /// The other party, when there is exactly one.
+    pub counterpart: Option<crate::Ibk>,
+    /// The other party's name, masked as Pix shows it to a payer, when this bank holds it.
+    pub counterpart_name: Option<String>,
+    /// RFC 3339: when the line's money moved.
+    pub at: String,
+}
+
+/// One line of a statement: a transaction, the account's balance right after it, and how it
+/// reads from the account's side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatementEntry {
     #[serde(flatten)]
     pub transaction: Transaction,
     pub balance: Money,
+    pub line: Line,
 }
 
-/// `GET /api/accounts/{id}/transactions`: newest first; pass `next` as `before` for older ones.
+/// `GET /api/accounts/{id}/transactions`: the lines that moved money, newest first (pass `next`
+/// as `before` for older ones); and the packages this account authored, newest first, with
+/// their live status and every operation, pending and failed included (pass `packages_next` as
+/// `packages_before` for older ones). A settled package's lines carry its id as `parent_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Statement {
     pub transactions: Vec<StatementEntry>,
     pub next: Option<u64>,
+    #[serde(default)]
+    pub packages: Vec<Transaction>,
+    #[serde(default)]
+    pub packages_next: Option<String>,
+}
+
+impl StatementEntry {
+    /// The line of `transaction` on `me`'s statement, with `balance` right after it.
+    pub fn new(transaction: Transaction, balance: Money, me: crate::Ibk) -> StatementEntry {
+        let line = transaction.line_for(me, &transaction.updated_at);
+        StatementEntry { transaction, balance, line }
+    }
+}
+
+impl Transaction {
+    /// The sum of the operations' amounts (`None` past the largest amount).
+    pub fn total(&self) -> Option<Money> {
+        self.operations.iter().try_fold(Money::ZERO, |s, o| s.checked_add(o.amount))
+    }
+
+    /// How this transaction reads on `me`'s statement: its operations' net effect on `me`, the
+    /// one other party if there is one, its kind from `me`'s side. The name is left for the
+    /// bank to fill in.
+    pub fn line_for(&self, me: crate::Ibk, at: &str) -> Line {
+        let mut net: i128 = 0;
+        let mut others: Vec<crate::Ibk> = Vec::new();
+        for o in &self.operations {
+            let cents = i128::from(o.amount.cents());
+            match o.kind {
+                OperationKind::Deposit if o.to == me => net += cents,
+                OperationKind::Withdrawal if o.from == me => net -= cents,
+                OperationKind::Deposit | OperationKind::Withdrawal => {}
+                OperationKind::Transfer => {
+                    if o.to == me {
+                        net += cents;
+                    }
+                    if o.from == me {
+                        net -= cents;
+                    }
+                    // Only the operations that move this account's money name a counterpart.
+                    let other = if o.from == me {
+                        Some(o.to)
+                    } else if o.to == me {
+                        Some(o.from)
+                    } else {
+                        None
+                    };
+                    if let Some(party) = other.filter(|p| !others.contains(p)) {
+                        others.push(party);
+                    }
+                }
+            }
+        }
+        let direction = if net < 0 { Direction::Debit } else { Direction::Credit };
+        // The net of a page's worth of amounts each at most `Money::MAX` can pass it only for a
+        // package of many maximal amounts; the line then shows the largest amount there is.
+        let amount =
+            i64::try_from(net.unsigned_abs()).ok().and_then(|c| Money::from_cents(c).ok()).unwrap_or(Money::MAX);
+        let kind = if self.kind == TransactionType::Package || self.parent_id.is_some() {
+            if self.owner == me { EntryKind::PackageSent } else { EntryKind::PackageReceived }
+        } else {
+            match self.operations.first().map(|o| o.kind) {
+                Some(OperationKind::Deposit) => EntryKind::Deposit,
+                Some(OperationKind::Withdrawal) => EntryKind::Withdrawal,
+                _ if direction == Direction::Debit => EntryKind::TransferSent,
+                _ => EntryKind::TransferReceived,
+            }
+        };
+        let counterpart = if others.len() == 1 { others.first().copied() } else { None };
+        Line { kind, direction, amount, counterpart, counterpart_name: None, at: at.to_string() }
+    }
 }
 
 /// One operation of a package: `from` must be an account the customer holds.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use harness::client::{Customer, Operator, sign_up};
 use harness::cluster::{Cluster, Spec, TEST_TIMINGS};
 use reqwest::{Method, StatusCode};
-use shared::api::{Status, Transaction};
+use shared::api::{Direction, EntryKind, Status, Transaction};
 use shared::{Document, Ibk, Money};
 
 fn start(deadline_ms: u64) -> (Cluster, tempfile::TempDir) {
@@ -91,9 +91,22 @@ async fn a_chained_package_across_three_banks_settles_all_or_nothing() {
     assert_eq!(balance(&c, a1.ibk()).await, "399.50".parse().unwrap());
     assert_eq!(balance(&c, a2.ibk()).await, Money::ZERO);
     assert_eq!(balance(&c, payee.ibk()).await, "100.50".parse().unwrap());
-    // Each bank's statement shows its entries, linked to the package.
+    // Each bank's statement shows its entries, linked to the package, as each side reads them.
     let st = payee.statement().await.unwrap();
-    assert!(st.transactions.iter().any(|e| e.transaction.parent_id.as_deref() == Some(t.id.as_str())), "{st:?}");
+    let received = st.transactions.iter().find(|e| e.transaction.parent_id.as_deref() == Some(t.id.as_str()));
+    let line = &received.unwrap_or_else(|| panic!("no line of {}: {st:?}", t.id)).line;
+    assert_eq!(
+        (line.kind, line.direction, line.amount, line.counterpart),
+        (EntryKind::PackageReceived, Direction::Credit, "100.50".parse().unwrap(), Some(a2.ibk()))
+    );
+    let st = a1.statement().await.unwrap();
+    let sent = st.transactions.iter().find(|e| e.transaction.parent_id.as_deref() == Some(t.id.as_str()));
+    let line = &sent.unwrap_or_else(|| panic!("no line of {}: {st:?}", t.id)).line;
+    assert_eq!(
+        (line.kind, line.direction, line.amount, line.counterpart),
+        (EntryKind::PackageSent, Direction::Debit, "100.50".parse().unwrap(), Some(a2.ibk()))
+    );
+    let first = t.id.clone();
 
     // The reverse order needs A2's own money, which it does not have: nothing moves anywhere.
     let ops =
@@ -119,6 +132,17 @@ async fn a_chained_package_across_three_banks_settles_all_or_nothing() {
     let here: Vec<Ibk> = all.accounts.iter().map(|a| a.ibk).collect();
     let elsewhere: Vec<Ibk> = all.elsewhere.iter().map(|a| a.ibk).collect();
     assert_eq!((here, elsewhere), (vec![a1.ibk()], vec![a2.ibk()]), "{all:?}");
+
+    // Each author's statement lists its packages, newest first, in their final state: the
+    // failed one too, with every operation failed and nothing of it among the lines.
+    let st = a1.statement().await.unwrap();
+    let mine: Vec<(Status, usize)> = st.packages.iter().map(|p| (p.status, p.operations.len())).collect();
+    assert_eq!(mine, vec![(Status::Failed, 2), (Status::Success, 2)], "{st:?}");
+    assert_eq!(st.packages[1].id, first);
+    assert!(st.packages[0].operations.iter().all(|o| o.status == Status::Failed), "{st:?}");
+    assert!(st.transactions.iter().all(|e| e.transaction.parent_id.as_deref() != Some(st.packages[0].id.as_str())));
+    let theirs = payee.statement().await.unwrap();
+    assert_eq!(theirs.packages.iter().map(|p| p.status).collect::<Vec<_>>(), vec![Status::Failed], "{theirs:?}");
 
     let r = settled_and_clean(&c).await;
     assert_eq!(r.total_cents(), 50_000);

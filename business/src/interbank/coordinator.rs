@@ -65,6 +65,7 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
         value: json(queued),
         if_version: Some(0),
     });
+    c.records.push(crate::model::account_package(queued.author.account, queued.created_ms, &queued.id));
     match ib.ds.commit(&c).await {
         Ok(_) => Ok(pending),
         Err(e) if e.code() == Some(DsCode::ConditionFailed) => {

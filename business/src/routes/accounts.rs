@@ -160,6 +160,7 @@ pub async fn close(
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub before: Option<u64>,
+    pub packages_before: Option<String>,
     pub limit: Option<usize>,
 }
 
@@ -167,7 +168,7 @@ pub struct PageQuery {
     get,
     path = "/api/accounts/{id}/transactions",
     tag = "accounts",
-    params(("id" = u64, Path, description = "account id at this bank"), ("before" = Option<u64>, Query), ("limit" = Option<usize>, Query)),
+    params(("id" = u64, Path, description = "account id at this bank"), ("before" = Option<u64>, Query, description = "`next` of the page before"), ("packages_before" = Option<String>, Query, description = "`packages_next` of the page before"), ("limit" = Option<usize>, Query)),
     responses((status = 200, body = shared::api::Statement), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
     security(("customer" = []))
 )]
@@ -188,7 +189,13 @@ pub async fn transactions(
         ));
     }
     state.accounts.accessible(&me, id).await?;
-    Ok(HttpResponse::Ok().json(state.accounts.statement(id, q.before, limit).await?))
+    // A cursor only says where to start inside this account's own index entries (the scan is
+    // bounded by the account's prefix), so a made-up one can skip lines but never show others'.
+    if q.packages_before.as_ref().is_some_and(|c| c.len() > crate::config::limits::PACKAGES_CURSOR_LEN_MAX) {
+        return Err(ApiError::invalid(ErrorCode::AfterInvalid, "packages_before is not a cursor this API gave"));
+    }
+    let page = crate::accounts::StatementPage { before: q.before, packages_before: q.packages_before.clone(), limit };
+    Ok(HttpResponse::Ok().json(state.accounts.statement(id, page).await?))
 }
 
 /// The banks of the network, for customers (public facts only).
