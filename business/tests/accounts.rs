@@ -510,6 +510,17 @@ async fn packages_apply_in_order_all_or_nothing() {
     let packages = author["packages"].as_array().expect("the author's packages");
     assert_eq!(packages.len(), 1, "the refused ones were never stored: {author}");
     assert_eq!((packages[0]["id"].as_str(), packages[0]["status"].as_str()), (tx["id"].as_str(), Some("success")));
+    // A made-up cursor cannot reach another account's packages: Bia starts her page just
+    // before Ana's index entries and still sees only her own (none).
+    let bia = a.token("1-2").await;
+    for cursor in ["0000000000000001-", "0000000000000000-~", "", "~"] {
+        let path = format!("/api/accounts/2/transactions?packages_before={cursor}");
+        let (s, page) = a.send(reqwest::Method::GET, &path, Some(&bia), None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["packages"], json!([]), "cursor {cursor:?}: {page}");
+    }
+    let long = format!("/api/accounts/2/transactions?packages_before={}", "9".repeat(300));
+    assert_eq!(code(&a.send(reqwest::Method::GET, &long, Some(&bia), None).await.1), ErrorCode::AfterInvalid);
 }
 
 /// The joint-account takeover (issue 14, attack 1): Mallory, with an account of her own, lists
