@@ -510,6 +510,22 @@ async fn packages_apply_in_order_all_or_nothing() {
     let packages = author["packages"].as_array().expect("the author's packages");
     assert_eq!(packages.len(), 1, "the refused ones were never stored: {author}");
     assert_eq!((packages[0]["id"].as_str(), packages[0]["status"].as_str()), (tx["id"].as_str(), Some("success")));
+    // A recipient is checked before paying: masked name, active or not; unknown ones refused.
+    let (s, card) = a.send(reqwest::Method::GET, "/api/recipients/1-2", Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK, "{card}");
+    assert_eq!(
+        (card["ibk"].as_str(), card["name"].as_str(), card["active"].as_bool()),
+        (Some("1-2"), Some("Bia"), Some(true))
+    );
+    let (s, card) = a.send(reqwest::Method::GET, "/api/recipients/1-9", Some(&token), None).await;
+    assert_eq!((s, code(&card)), (StatusCode::NOT_FOUND, ErrorCode::AccountNotFound));
+    let (s, card) = a.send(reqwest::Method::GET, "/api/recipients/7-1", Some(&token), None).await;
+    assert_eq!((s, code(&card)), (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::UnknownBank));
+    let (s, card) = a.send(reqwest::Method::GET, "/api/recipients/1-x", Some(&token), None).await;
+    assert_eq!((s, code(&card)), (StatusCode::BAD_REQUEST, ErrorCode::IbkInvalid), "{card}");
+    let (s, card) = a.send(reqwest::Method::GET, "/api/recipients/1-2", None, None).await;
+    assert_eq!((s, code(&card)), (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized));
+
     // A made-up cursor cannot reach another account's packages: Bia starts her page just
     // before Ana's index entries and still sees only her own (none).
     let bia = a.token("1-2").await;

@@ -133,6 +133,9 @@ async fn logins_and_key_lookups_are_limited_and_logout_revokes() {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "B's lookups are spent");
     let r = http.delete(format!("{base}{key}")).bearer_auth(&w.b.token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "a removal is a lookup");
+    // A recipient check shows a name too: harvesting names by IBK spends the same budget.
+    let r = http.get(format!("{base}/api/recipients/{}", w.a.ibk())).bearer_auth(&w.b.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "a recipient check is a lookup");
     // A payment to a key that is refused is charged: five to unknown keys spend A's budget.
     for n in 0..5 {
         let r = pay_to_key(base, &w.a.token, w.a.ibk().to_string(), format!("ninguem{n}@example.com")).await.unwrap();

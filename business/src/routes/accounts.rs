@@ -2,7 +2,7 @@
 
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use shared::api::{CreateAccount, Login};
-use shared::{AccountId, ErrorCode};
+use shared::{AccountId, ErrorCode, Ibk};
 
 use super::resource;
 use crate::AppState;
@@ -198,6 +198,38 @@ pub async fn transactions(
     Ok(HttpResponse::Ok().json(state.accounts.statement(id, page).await?))
 }
 
+/// The account a customer is about to pay, checked before it goes into a package: its masked
+/// holder name and whether it can receive now, from this bank's records or from the bank that
+/// holds it. Names are what a Pix key lookup shows, so the same per-customer and per-address
+/// budget bounds how many a session may harvest.
+#[utoipa::path(
+    get,
+    path = "/api/recipients/{ibk}",
+    tag = "accounts",
+    params(("ibk" = String, Path, description = "bank-account, e.g. 2-7")),
+    responses((status = 200, body = shared::api::AccountCard), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 404, description = "no such account", body = ErrorBody), (status = 422, description = "no such bank", body = ErrorBody), (status = 429, description = "too many lookups", body = ErrorBody), (status = 503, description = "the account's bank cannot be reached", body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn recipient(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let me = Customer::extract(&req).await?.0;
+    let ibk: Ibk = path.parse().map_err(ApiError::from)?;
+    state.throttles.count_key_lookup(&crate::client_address(&req), me.id).await?;
+    if state.interbank.peers.network().bank(ibk.bank).is_none() {
+        return Err(ApiError::UnknownBank(ibk.bank));
+    }
+    let card = if ibk.bank == state.settings.bank_id {
+        let r = state.accounts.record(ibk.account).await?.ok_or(ApiError::AccountNotFound(ibk.account))?;
+        state.accounts.card(&r)
+    } else {
+        state.interbank.card(ibk).await?
+    };
+    Ok(HttpResponse::Ok().json(card))
+}
+
 /// The banks of the network, for customers (public facts only).
 #[utoipa::path(get, path = "/api/banks", tag = "accounts", responses((status = 200, body = Vec<shared::api::BankInfo>)))]
 pub async fn banks(state: web::Data<AppState>) -> HttpResponse {
@@ -214,6 +246,7 @@ pub async fn banks(state: web::Data<AppState>) -> HttpResponse {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/banks").route(web::get().to(banks)))
+        .service(resource("/api/recipients/{ibk}").route(web::get().to(recipient)))
         .service(resource("/api/accounts").route(web::post().to(create)))
         .service(resource("/api/accounts/auth").route(web::post().to(login)).route(web::delete().to(logout)))
         .service(resource("/api/accounts/{id}").route(web::get().to(get)).route(web::delete().to(close)))

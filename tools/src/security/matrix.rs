@@ -82,7 +82,11 @@ pub fn authorization_matrix(w: &World) -> Vec<Probe> {
     }
     // Routes with no account in the path: a wrong credential is refused; the other customer
     // may use them for themselves, so only the non-customers are listed.
-    for (m, p) in [(Method::GET, format!("/api/keys/{key_path}")), (Method::DELETE, "/api/accounts/auth".into())] {
+    for (m, p) in [
+        (Method::GET, format!("/api/keys/{key_path}")),
+        (Method::GET, format!("/api/recipients/{}", w.b.ibk())),
+        (Method::DELETE, "/api/accounts/auth".into()),
+    ] {
         for (what, cred) in wrong.iter().cloned().chain([
             ("the operator key on a customer route", operator.clone()),
             ("a peer's secret on a customer route", peer.clone()),
