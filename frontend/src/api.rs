@@ -95,6 +95,16 @@ impl Api {
         }
     }
 
+    /// Whether the bank still honours this session (false only on a 401: a network failure
+    /// keeps it, the next call will tell).
+    pub async fn session_alive(&self, account: u64) -> bool {
+        let url = format!("{}/api/accounts/{account}", self.base);
+        match self.req(Request::get(&url)).send().await {
+            Ok(r) => r.status() != 401,
+            Err(_) => true,
+        }
+    }
+
     /// Revokes the session at the bank (204, no body), so the token opens nothing any more.
     pub async fn logout(&self) -> Result<(), String> {
         self.delete_empty("/api/accounts/auth").await
@@ -125,8 +135,9 @@ impl Api {
         self.get(&format!("/api/accounts/{id}/all")).await
     }
 
-    pub async fn statement(&self, id: u64) -> Result<Statement, String> {
-        self.get(&format!("/api/accounts/{id}/transactions?limit=30")).await
+    /// The newest `limit` lines and the newest authored packages.
+    pub async fn statement(&self, id: u64, limit: usize) -> Result<Statement, String> {
+        self.get(&format!("/api/accounts/{id}/transactions?limit={limit}")).await
     }
 
     pub async fn move_money(&self, deposit: bool, body: &AccountPayment) -> Result<Transaction, String> {
@@ -148,6 +159,11 @@ impl Api {
 
     pub async fn add_key(&self, body: &RegisterKey) -> Result<KeyInfo, String> {
         self.send("POST", "/api/keys", body).await
+    }
+
+    /// The holder (masked) of an account about to be paid, asked of its bank.
+    pub async fn recipient(&self, ibk: shared::Ibk) -> Result<shared::api::AccountCard, String> {
+        self.get(&format!("/api/recipients/{ibk}")).await
     }
 
     pub async fn resolve_key(&self, key: &PixKey) -> Result<KeyInfo, String> {

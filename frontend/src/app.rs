@@ -42,10 +42,85 @@ pub fn ctx() -> Ctx {
     })
 }
 
+/// What survives a reload: the session in `sessionStorage` (this tab only, gone when it
+/// closes; revoked at the bank on logout), the bank and the language in `localStorage`.
+mod kept {
+    use shared::api::Session;
+
+    use crate::api::Bank;
+    use crate::i18n::Lang;
+
+    const SESSION: &str = "interbank.session";
+    const BANK: &str = "interbank.bank";
+    const LANG: &str = "interbank.lang";
+
+    fn session_store() -> Option<web_sys::Storage> {
+        web_sys::window()?.session_storage().ok()?
+    }
+
+    fn local_store() -> Option<web_sys::Storage> {
+        web_sys::window()?.local_storage().ok()?
+    }
+
+    fn put(store: Option<web_sys::Storage>, key: &str, value: Option<String>) {
+        // A browser that refuses storage (private mode, quota) just forgets at reload.
+        if let Some(s) = store {
+            let _ = match value {
+                Some(v) => s.set_item(key, &v),
+                None => s.remove_item(key),
+            };
+        }
+    }
+
+    fn get(store: Option<web_sys::Storage>, key: &str) -> Option<String> {
+        store?.get_item(key).ok()?
+    }
+
+    pub fn session() -> Option<Session> {
+        serde_json::from_str(&get(session_store(), SESSION)?).ok()
+    }
+
+    pub fn set_session(s: Option<&Session>) {
+        put(session_store(), SESSION, s.and_then(|s| serde_json::to_string(s).ok()));
+    }
+
+    pub fn bank() -> Option<Bank> {
+        let v: serde_json::Value = serde_json::from_str(&get(local_store(), BANK)?).ok()?;
+        Some(Bank { name: v["name"].as_str()?.to_string(), base: v["base"].as_str()?.to_string() })
+    }
+
+    pub fn set_bank(b: Option<&Bank>) {
+        put(local_store(), BANK, b.map(|b| serde_json::json!({ "name": b.name, "base": b.base }).to_string()));
+    }
+
+    pub fn lang() -> Lang {
+        if get(local_store(), LANG).as_deref() == Some("en") { Lang::En } else { Lang::Pt }
+    }
+
+    pub fn set_lang(l: Lang) {
+        put(local_store(), LANG, Some(if l == Lang::En { "en" } else { "pt" }.to_string()));
+    }
+}
+
 #[component]
 pub fn App() -> impl IntoView {
-    let c = Ctx { lang: RwSignal::new(Lang::Pt), bank: RwSignal::new(None), session: RwSignal::new(None) };
+    let bank = kept::bank();
+    // A session is only restored together with the bank that issued it.
+    let session = bank.as_ref().and_then(|_| kept::session());
+    let c = Ctx { lang: RwSignal::new(kept::lang()), bank: RwSignal::new(bank), session: RwSignal::new(session) };
     provide_context(c);
+    Effect::new(move || kept::set_lang(c.lang.get()));
+    Effect::new(move || kept::set_bank(c.bank.get().as_ref()));
+    Effect::new(move || kept::set_session(c.session.get().as_ref()));
+    // A kept session the bank no longer honours (expired, revoked elsewhere) ends here too.
+    if let Some(s) = c.session.get_untracked() {
+        let api = c.api();
+        leptos::task::spawn_local(async move {
+            if !api.session_alive(s.account.ibk.account.get()).await {
+                c.session.set(None);
+            }
+        });
+    }
     let toggle = move |_| c.lang.update(|l| *l = if *l == Lang::Pt { Lang::En } else { Lang::Pt });
     view! {
         <header>

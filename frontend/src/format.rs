@@ -45,9 +45,55 @@ pub fn parse_brl(input: &str) -> Result<String, &'static str> {
     Ok(m.to_string())
 }
 
+/// An RFC 3339 UTC time ("2026-12-01T21:40:23.123Z") as Brazilians read it, in the local time
+/// `offset_min` minutes east of UTC: "01/12/2026 18:40". A time it cannot read is shown as sent.
+pub fn datetime_br(rfc3339: &str, offset_min: i64) -> String {
+    let read = || -> Option<String> {
+        let num = |a: usize, b: usize| rfc3339.get(a..b)?.parse::<i64>().ok();
+        let (y, mo, d, h, mi) = (num(0, 4)?, num(5, 7)?, num(8, 10)?, num(11, 13)?, num(14, 16)?);
+        let minutes = days_from_civil(y, mo, d) * 1440 + h * 60 + mi + offset_min;
+        let (y, mo, d) = civil_from_days(minutes.div_euclid(1440));
+        let m = minutes.rem_euclid(1440);
+        Some(format!("{d:02}/{mo:02}/{y:04} {:02}:{:02}", m / 60, m % 60))
+    };
+    read().unwrap_or_else(|| rfc3339.to_string())
+}
+
+// Howard Hinnant's civil-calendar conversions (days since 1970-01-01, proleptic Gregorian),
+// written out because a date crate would add more to the wasm than these twenty lines.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_in_brazilian_format_and_local_time() {
+        assert_eq!(datetime_br("2026-12-01T21:40:23.123Z", 0), "01/12/2026 21:40");
+        assert_eq!(datetime_br("2026-12-01T01:05:00Z", -180), "30/11/2026 22:05", "Brasília is UTC-3");
+        assert_eq!(datetime_br("2024-02-28T23:30:00Z", 60), "29/02/2024 00:30", "a leap day");
+        assert_eq!(datetime_br("2026-12-31T23:59:00Z", 120), "01/01/2027 01:59");
+        assert_eq!(datetime_br("soon", 0), "soon");
+    }
 
     fn m(s: &str) -> Money {
         s.parse().unwrap_or(Money::ZERO)

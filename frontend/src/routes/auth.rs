@@ -28,10 +28,14 @@ pub fn SignUp() -> impl IntoView {
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let opened = RwSignal::new(None::<String>);
+    // The document is judged once the person has left the field (or tried to submit), not at
+    // the first keystroke of a number that cannot be complete yet.
+    let docs_touched = RwSignal::new(false);
     let doc_problem = move || documents_problem(c.lang.get(), &docs.get());
-    let submit = move |_| {
-        if let Some(p) = doc_problem() {
-            error.set(Some(p));
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        docs_touched.set(true);
+        if doc_problem().is_some() {
             return;
         }
         // Every document parsed above (doc_problem found none), so none is dropped here.
@@ -54,25 +58,31 @@ pub fn SignUp() -> impl IntoView {
         });
     };
     view! {
-        <section>
+        <form id="signup-form" class="card" on:submit=submit>
             <h2>{c.t("sign_up")}</h2>
             <label for="signup-name">{c.t("name")}</label>
-            <input id="signup-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
+            <input id="signup-name" autocomplete="name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
             <label for="signup-docs">{c.t("documents")}</label>
-            <input id="signup-docs" prop:value=move || docs.get() on:input=move |ev| docs.set(event_target_value(&ev)) />
-            <p class="error">{doc_problem}</p>
+            <input id="signup-docs" inputmode="numeric" placeholder="000.000.000-00" prop:value=move || docs.get()
+                on:input=move |ev| docs.set(event_target_value(&ev)) on:blur=move |_| {
+                    if !docs.get().trim().is_empty() {
+                        docs_touched.set(true);
+                    }
+                } />
+            <p class="error field-error" id="signup-docs-error">{move || docs_touched.get().then(doc_problem).flatten()}</p>
             <label for="signup-type">{c.t("type")}</label>
             <select id="signup-type" on:change=move |ev| kind.set(event_target_value(&ev))>
                 <option value="individual">{c.t("individual")}</option>
                 <option value="legal">{c.t("legal")}</option>
             </select>
             <label for="signup-password">{c.t("password")}</label>
-            <input id="signup-password" type="password" prop:value=move || password.get()
+            <input id="signup-password" type="password" autocomplete="new-password" prop:value=move || password.get()
                 on:input=move |ev| password.set(event_target_value(&ev)) />
-            <button id="signup-submit" prop:disabled=move || busy.get() on:click=submit>{c.t("sign_up")}</button>
+            <p class="hint">{c.t("password_hint")}</p>
+            <button id="signup-submit" type="submit" prop:disabled=move || busy.get()>{c.t("sign_up")}</button>
             <p class="error" id="signup-error">{move || error.get()}</p>
             <p class="ok" id="signup-result">{move || opened.get().map(|i| format!("{}{i}", t(c.lang.get(), "account_opened")))}</p>
-        </section>
+        </form>
     }
 }
 
@@ -82,7 +92,8 @@ pub fn LogIn() -> impl IntoView {
     let (ibk, password) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
-    let submit = move |_| {
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
         let Ok(ibk) = ibk.get().trim().parse() else {
             error.set(Some(t(c.lang.get(), "err_ibk").to_string()));
             return;
@@ -100,16 +111,16 @@ pub fn LogIn() -> impl IntoView {
         });
     };
     view! {
-        <section>
+        <form id="login-form" class="card" on:submit=submit>
             <h2>{c.t("log_in")}</h2>
             <label for="login-ibk">{c.t("ibk")}</label>
-            <input id="login-ibk" placeholder="1-1" prop:value=move || ibk.get() on:input=move |ev| ibk.set(event_target_value(&ev)) />
+            <input id="login-ibk" placeholder="1-1" autocomplete="username" prop:value=move || ibk.get() on:input=move |ev| ibk.set(event_target_value(&ev)) />
             <label for="login-password">{c.t("password")}</label>
-            <input id="login-password" type="password" prop:value=move || password.get()
+            <input id="login-password" type="password" autocomplete="current-password" prop:value=move || password.get()
                 on:input=move |ev| password.set(event_target_value(&ev)) />
-            <button id="login-submit" prop:disabled=move || busy.get() on:click=submit>{c.t("log_in")}</button>
+            <button id="login-submit" type="submit" prop:disabled=move || busy.get()>{c.t("log_in")}</button>
             <p class="error" id="login-error">{move || error.get()}</p>
-        </section>
+        </form>
     }
 }
 

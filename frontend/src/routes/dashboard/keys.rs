@@ -41,7 +41,8 @@ pub fn Keys(me: Ibk, refresh: Refresh) -> impl IntoView {
             refresh.bump();
         }
     });
-    let submit = move |_| {
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
         error.set(None);
         let k = kind.get();
         let value = key.get().trim().to_string();
@@ -66,9 +67,10 @@ pub fn Keys(me: Ibk, refresh: Refresh) -> impl IntoView {
             <ul id="keys">
                 <For each=move || keys.get().unwrap_or_default() key=|k| k.key.to_string() children=move |k: KeyInfo| {
                     let key = k.key.clone();
-                    view! { <li>{k.key.to_string()} " " <button class="link" on:click=move |_| { remove.dispatch_local(key.clone()); }>{c.t("remove")}</button></li> }
+                    view! { <li>{k.key.to_string()} " " <button type="button" class="link" on:click=move |_| { remove.dispatch_local(key.clone()); }>{c.t("remove")}</button></li> }
                 } />
             </ul>
+            <form id="keys-form" on:submit=submit>
             <div class="row">
                 <div>
                     <label for="key-type">{c.t("key_type")}</label>
@@ -85,8 +87,9 @@ pub fn Keys(me: Ibk, refresh: Refresh) -> impl IntoView {
                     <input id="key-value" prop:value=move || key.get() on:input=move |ev| key.set(event_target_value(&ev)) />
                 </div>
             </div>
-            <button id="key-add" prop:disabled=move || busy.get() on:click=submit>{c.t("add_key")}</button>
+            <button id="key-add" type="submit" prop:disabled=move || busy.get()>{c.t("add_key")}</button>
             <p class="error" id="key-error">{move || error.get()}</p>
+            </form>
         </section>
     }
 }

@@ -1,5 +1,6 @@
-//! The dashboard: balance, deposit and withdraw, the package builder, accounts in every bank,
-//! Pix keys, and the statement.
+//! The dashboard: a greeting and the balance, then tabs — Início (deposit and withdraw, the
+//! statement), Pix (the package builder), Extrato, Chaves (Pix keys), Contas (accounts in every
+//! bank, consents). Only the open tab is mounted, so only its resources load.
 //!
 //! One [`Refresh`] counter drives every resource of the page: an interval bumps it every
 //! [`REFRESH_MS`] (so package statuses move on their own) and every mutation bumps it when it
@@ -16,7 +17,7 @@ mod statement;
 use std::time::Duration;
 
 use leptos::prelude::*;
-use shared::api::{Status, Transaction};
+use shared::api::Status;
 
 use crate::app::ctx;
 
@@ -74,20 +75,100 @@ pub fn Dashboard() -> impl IntoView {
         })
     });
     let person = shared::api::person_of(session.account.kind, &session.account.documents).cloned();
-    // Packages sent from this page, their statuses fetched again at each refresh while open.
-    let sent = RwSignal::new(Vec::<Transaction>::new());
     let balance = move || account.get().flatten().map_or(session.account.balance, |a| a.balance);
+    let planned = RwSignal::new(Vec::<packages::Planned>::new());
+    let tab = RwSignal::new(Tab::from_hash(&location_hash()));
+    Effect::new(move || set_location_hash(tab.get().hash()));
+    let first_name = session.account.name.split_whitespace().next().unwrap_or_default().to_string();
+    let tab_button = move |t: Tab| {
+        view! {
+            <button type="button" role="tab" id=format!("tab-{}", t.hash()) class="tab"
+                class:active=move || tab.get() == t aria-selected=move || (tab.get() == t).to_string()
+                on:click=move |_| tab.set(t)>{c.t(t.label())}</button>
+        }
+    };
     view! {
-        <section>
-            <h2>{c.t("balance")} " — " {me.to_string()}</h2>
-            <p class="balance" id="balance">{move || crate::format::brl(balance())}</p>
-            <money::MoveMoney me=me refresh=refresh />
+        <section class="summary">
+            <p class="greeting" id="greeting">{move || format!("{}, {first_name}", crate::i18n::t(c.lang.get(), "hello"))}</p>
+            <p class="account-line">{c.t("account")} " " {me.to_string()}</p>
+            <p class="balance" id="balance">{move || crate::format::brl(balance()).replace(' ', "\u{a0}")}</p>
         </section>
-        <packages::PackageBuilder me=me accounts=accounts sent=sent refresh=refresh />
-        <accounts::MyAccounts all=all me=me person=person refresh=refresh />
-        <consents::Consents me=me refresh=refresh />
-        <keys::Keys me=me refresh=refresh />
-        <statement::Statement id=id sent=sent refresh=refresh />
+        <nav class="tabs" role="tablist">
+            {Tab::ALL.map(tab_button)}
+        </nav>
+        {move || match tab.get() {
+            Tab::Home => view! {
+                <section>
+                    <h2>{c.t("move_money")}</h2>
+                    <money::MoveMoney me=me refresh=refresh />
+                </section>
+                <statement::Statement id=id me=me refresh=refresh />
+            }.into_any(),
+            Tab::Pay => view! {
+                <packages::PackageBuilder me=me accounts=accounts ops=planned refresh=refresh />
+            }.into_any(),
+            Tab::Statement => view! { <statement::Statement id=id me=me refresh=refresh /> }.into_any(),
+            Tab::Keys => view! { <keys::Keys me=me refresh=refresh /> }.into_any(),
+            Tab::Accounts => {
+                let person = person.clone();
+                view! {
+                    <accounts::MyAccounts all=all me=me person=person refresh=refresh />
+                    <consents::Consents me=me refresh=refresh />
+                }.into_any()
+            }
+        }}
     }
     .into_any()
+}
+
+/// The dashboard's tabs, each with its address (`#pix`), so a reload or a link opens it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Home,
+    Pay,
+    Statement,
+    Keys,
+    Accounts,
+}
+
+impl Tab {
+    const ALL: [Tab; 5] = [Tab::Home, Tab::Pay, Tab::Statement, Tab::Keys, Tab::Accounts];
+
+    fn hash(self) -> &'static str {
+        match self {
+            Tab::Home => "inicio",
+            Tab::Pay => "pix",
+            Tab::Statement => "extrato",
+            Tab::Keys => "chaves",
+            Tab::Accounts => "contas",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Tab::Home => "tab_home",
+            Tab::Pay => "tab_pay",
+            Tab::Statement => "tab_statement",
+            Tab::Keys => "tab_keys",
+            Tab::Accounts => "tab_accounts",
+        }
+    }
+
+    fn from_hash(h: &str) -> Tab {
+        Tab::ALL.into_iter().find(|t| t.hash() == h.trim_start_matches('#')).unwrap_or(Tab::Home)
+    }
+}
+
+fn location_hash() -> String {
+    web_sys::window().and_then(|w| w.location().hash().ok()).unwrap_or_default()
+}
+
+fn set_location_hash(h: &str) {
+    // replaceState would need another web-sys feature; a hash change adds a history entry,
+    // which is what Back between tabs should do anyway.
+    if let Some(w) = web_sys::window()
+        && w.location().hash().ok().as_deref() != Some(&format!("#{h}"))
+    {
+        let _ = w.location().set_hash(h);
+    }
 }

@@ -37,14 +37,21 @@ pub fn MoveMoney(me: Ibk, refresh: Refresh) -> impl IntoView {
         act.dispatch_local((deposit, AccountPayment { acc_ibk: me, amount: value }));
     };
     let busy = act.pending();
+    // Enter submits the form's first button, the deposit: of the two, the one that cannot
+    // take money out by surprise.
     view! {
-        <label for="amount">{c.t("amount")}</label>
-        <input id="amount" inputmode="decimal" placeholder="1.234,56" prop:value=move || amount.get()
-            on:input=move |ev| amount.set(event_target_value(&ev)) />
-        <div class="row">
-            <button id="deposit" prop:disabled=move || busy.get() on:click=move |_| submit(true)>{c.t("deposit")}</button>
-            <button id="withdraw" prop:disabled=move || busy.get() on:click=move |_| submit(false)>{c.t("withdraw")}</button>
-        </div>
-        <p class="error" id="money-error">{move || error.get()}</p>
+        <form id="money-form" on:submit=move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            submit(true);
+        }>
+            <label for="amount">{c.t("amount")}</label>
+            <input id="amount" inputmode="decimal" placeholder="1.234,56" prop:value=move || amount.get()
+                on:input=move |ev| amount.set(event_target_value(&ev)) />
+            <p class="error field-error" id="money-error">{move || error.get()}</p>
+            <div class="row buttons">
+                <button id="deposit" type="submit" prop:disabled=move || busy.get()>{c.t("deposit")}</button>
+                <button id="withdraw" type="button" class="secondary" prop:disabled=move || busy.get() on:click=move |_| submit(false)>{c.t("withdraw")}</button>
+            </div>
+        </form>
     }
 }
