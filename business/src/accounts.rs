@@ -696,6 +696,8 @@ impl Accounts {
             key: session_key(token),
             if_version: None,
         });
+        // Its event ticket opens nothing more, and its open streams end at their next heartbeat.
+        commit.records.push(crate::events::forget(&session_key(token)));
         self.ds.commit(&commit).await?;
         Ok(())
     }

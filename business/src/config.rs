@@ -82,6 +82,11 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_SWEEP_INTERVAL_MS", default_value_t = 60_000)]
     pub sweep_interval_ms: u64,
 
+    /// Between heartbeats of an event stream, each also a check that its session lives (a
+    /// logout ends its streams within this long).
+    #[arg(long, env = "BUSINESS_EVENTS_HEARTBEAT_MS", default_value_t = crate::events::EVENTS_HEARTBEAT_MS)]
+    pub events_heartbeat_ms: u64,
+
     /// Largest request body.
     #[arg(long, env = "BUSINESS_BODY_BYTES_MAX", default_value_t = 64 << 10)]
     pub body_bytes_max: usize,
@@ -294,6 +299,9 @@ impl Settings {
         in_range("--ops-batch-max", self.ops_batch_max, &OPS_BATCH_RANGE)?;
         in_range("--ops-batches-in-flight-max", self.ops_batches_in_flight_max, &OPS_BATCHES_IN_FLIGHT_RANGE)?;
         in_range("--hashing-concurrent-max", self.hashing_concurrent_max, &HASHING_CONCURRENT_RANGE)?;
+        if self.events_heartbeat_ms < TICK_MS_MIN {
+            return Err(format!("--events-heartbeat-ms {} is below {TICK_MS_MIN}", self.events_heartbeat_ms));
+        }
         if self.sweep_interval_ms < TICK_MS_MIN {
             return Err(format!("--sweep-interval-ms {} is below {TICK_MS_MIN}", self.sweep_interval_ms));
         }

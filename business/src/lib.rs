@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod consents;
 pub mod error;
+pub mod events;
 pub mod interbank;
 pub mod ledger;
 pub mod metrics;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub interbank: interbank::Interbank,
     pub metrics: Arc<metrics::Metrics>,
     pub throttles: throttle::Throttles,
+    pub feed: Arc<events::Feed>,
 }
 
 /// The caller's address, for per-address limits: the TCP peer, never a header a client could
@@ -201,6 +203,9 @@ impl Application {
             },
             std::time::Duration::from_millis(settings.sweep_interval_ms),
         ));
+        // Server push: the journal's tail, read while any stream listens.
+        let feed = Arc::new(events::Feed::new(metrics.event_streams.clone(), settings.events_heartbeat_ms));
+        tokio::spawn(events::tail(ledger.ds.clone(), feed.clone()));
         if interbank.has_peers() {
             // The replica's share of the interbank work: the token, settlement, recovery.
             tokio::spawn(interbank::worker::run(interbank.clone()));
@@ -221,6 +226,7 @@ impl Application {
             accounts,
             interbank,
             metrics: metrics.clone(),
+            feed,
         });
         let origins = state.settings.cors_origins.clone();
         let state_tls = state.settings.tls_cert.is_some();

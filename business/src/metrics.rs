@@ -28,6 +28,8 @@ pub struct Metrics {
     pub batch_alone_total: Counter,
     /// Operations waiting for a batch.
     pub batch_queued: Gauge,
+    /// Event streams open on this replica.
+    pub event_streams: Gauge,
 }
 
 impl Default for Metrics {
@@ -49,6 +51,8 @@ impl Default for Metrics {
         registry.register("request_seconds", "time to answer a request", request_seconds.clone());
         let batch_queued = Gauge::default();
         registry.register("batch_queued", "operations waiting for a batch", batch_queued.clone());
+        let event_streams = Gauge::default();
+        registry.register("event_streams", "Server-Sent Event streams open", event_streams.clone());
         let batch_operations = Histogram::new(BATCH_SIZE_BOUNDS);
         registry.register("batch_operations", "operations per batch sent to the data server", batch_operations.clone());
         Metrics {
@@ -62,6 +66,7 @@ impl Default for Metrics {
             batch_operations,
             batch_alone_total,
             batch_queued,
+            event_streams,
         }
     }
 }

@@ -32,7 +32,7 @@ impl Modify for Credentials {
     paths(
         routes::operator::deposit, routes::operator::withdrawal, routes::operator::transfer, routes::operator::balance,
         routes::accounts::create, routes::accounts::login, routes::accounts::logout, routes::accounts::get, routes::accounts::all,
-        routes::accounts::close, routes::accounts::transactions, routes::accounts::recipient, routes::accounts::consent,
+        routes::accounts::close, routes::accounts::transactions, routes::accounts::recipient, routes::accounts::events_ticket, routes::accounts::events, routes::accounts::consent,
         routes::accounts::banks, routes::consents::create, routes::consents::list, routes::consents::revoke,
         routes::payments::deposit, routes::payments::withdraw, routes::payments::pay, routes::payments::get_package,
         routes::keys::register, routes::keys::resolve, routes::keys::remove, routes::keys::list,

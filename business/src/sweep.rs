@@ -1,5 +1,5 @@
 //! The sweeper: deletes what has expired, so that nothing a customer or an attacker can make
-//! grows without bound — sessions past their expiry, login-throttle windows that lapsed, and
+//! grows without bound — sessions and event tickets past their expiry, login-throttle windows that lapsed, and
 //! idempotency records older than their time to live. Every replica sweeps; they may race, and
 //! each delete is conditioned on the version it read, so a record changed meanwhile is kept.
 
@@ -27,6 +27,7 @@ pub struct Ttls {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Swept {
     pub sessions: usize,
+    pub event_tickets: usize,
     pub throttle: usize,
     pub idempotency: usize,
 }
@@ -35,6 +36,7 @@ pub struct Swept {
 #[derive(Debug, Default)]
 struct Cursors {
     sessions: Option<String>,
+    event_tickets: Option<String>,
     throttle: Option<String>,
     idempotency: Option<String>,
 }
@@ -58,6 +60,10 @@ pub async fn run(ds: DataClient, ttls: Ttls, interval: Duration) {
 async fn round(ds: &DataClient, ttls: Ttls, now: u64, c: &mut Cursors) -> Result<Swept, ApiError> {
     let sessions =
         sweep(ds, SESSIONS, &mut c.sessions, |r| Ok(parse_record::<SessionRecord>(r)?.expires_at_ms <= now)).await?;
+    let event_tickets = sweep(ds, crate::events::EVENT_TICKETS, &mut c.event_tickets, |r| {
+        Ok(parse_record::<crate::events::TicketExpiry>(r)?.expires_at_ms <= now)
+    })
+    .await?;
     let throttle =
         sweep(ds, THROTTLE, &mut c.throttle, |r| Ok(parse_record::<Window>(r)?.lapsed(now, ttls.throttle_window_ms)))
             .await?;
@@ -67,7 +73,7 @@ async fn round(ds: &DataClient, ttls: Ttls, now: u64, c: &mut Cursors) -> Result
         Ok(at != 0 && at.saturating_add(ttls.idempotency_ms) <= now)
     })
     .await?;
-    Ok(Swept { sessions, throttle, idempotency })
+    Ok(Swept { sessions, event_tickets, throttle, idempotency })
 }
 
 /// Deletes the expired records of one page of `collection`, in one commit.

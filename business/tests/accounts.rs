@@ -764,3 +764,131 @@ async fn a_document_is_named_in_a_bounded_number_of_joint_accounts() {
     let (s, body) = a.open_as(Some(&mallory), "One too many", &[cpf(1), cpf(2)], "joint").await;
     assert_eq!((s, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::JointAccountsLimit), "{body}");
 }
+
+/// One Server-Sent Event read off a stream: (event, id, data); comments are skipped; `None`
+/// once the stream ended.
+async fn next_event(resp: &mut reqwest::Response, buf: &mut String) -> Option<(String, u64, Value)> {
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string())).unwrap_or_default()
+            };
+            if block.lines().all(|l| l.starts_with(':') || l.is_empty()) {
+                continue;
+            }
+            let data = serde_json::from_str(&field("data:")).unwrap_or(Value::Null);
+            return Some((field("event:"), field("id:").parse().unwrap_or(0), data));
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), resp.chunk()).await.expect("an event");
+        buf.push_str(std::str::from_utf8(&chunk.unwrap()?).unwrap());
+    }
+}
+
+/// Server push (issue 17): a ticket opens one account's stream; a commit through one replica
+/// reaches a stream on the other; a reconnection says at once whether it missed something;
+/// nobody opens another's stream; streams per account are bounded; logout ends the stream.
+#[tokio::test]
+async fn account_events_are_pushed_across_replicas_and_end_with_the_session() {
+    let bank = start_bank(2, &["--events-heartbeat-ms", "200"]);
+    let (a, b) = (api(&bank, 0), api(&bank, 1));
+    assert_eq!(a.open("Ana", &[cpf(1)], "individual").await.0, StatusCode::CREATED);
+    assert_eq!(a.open("Bia", &[cpf(2)], "individual").await.0, StatusCode::CREATED);
+    let (ana, bia) = (a.token("1-1").await, a.token("1-2").await);
+    let ticket = |token: String, id: u64| {
+        let a = Api { http: a.http.clone(), base: a.base.clone() };
+        async move { a.send(reqwest::Method::POST, &format!("/api/accounts/{id}/events/ticket"), Some(&token), None).await }
+    };
+    let (s, t) = ticket(ana.clone(), 1).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let t = t["ticket"].as_str().unwrap().to_string();
+    let open = |ticket: String, last: Option<u64>| {
+        let (http, base) = (b.http.clone(), b.base.clone());
+        async move {
+            let mut rb = http.get(format!("{base}/api/accounts/1/events")).query(&[("ticket", ticket)]);
+            if let Some(l) = last {
+                rb = rb.header("last-event-id", l.to_string());
+            }
+            rb.send().await.unwrap()
+        }
+    };
+
+    // Nobody else's: Bia gets no ticket for Ana's account, and hers opens only her stream.
+    let (s, body) = ticket(bia.clone(), 1).await;
+    assert_eq!((s, code(&body)), (StatusCode::FORBIDDEN, ErrorCode::Forbidden));
+    let (_, theirs) = ticket(bia.clone(), 2).await;
+    let r = open(theirs["ticket"].as_str().unwrap().to_string(), None).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let made_up = format!("{}.{}", "a".repeat(64), "b".repeat(64));
+    for bad in [made_up, ana.clone(), format!("{t}x"), String::new()] {
+        let r = open(bad.clone(), None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "ticket {bad:?}");
+    }
+
+    // Opened on replica 1; a deposit through replica 0 is pushed, with the balance after.
+    let mut stream = open(t.clone(), None).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut buf = String::new();
+    let (kind, first, _) = next_event(&mut stream, &mut buf).await.unwrap();
+    assert_eq!(kind, "statement", "a first connection is told where the account stands at once");
+    bank.operator(0).op("/deposit/1/25", None).await.unwrap();
+    let (kind, id, data) = next_event(&mut stream, &mut buf).await.unwrap();
+    assert_eq!((kind.as_str(), data["balance"].as_str()), ("statement", Some("25")), "{data}");
+    assert!(id > first);
+
+    // A reconnection with the newest id missed nothing and hears nothing; one with an older id
+    // is told at once.
+    let mut again = open(t.clone(), Some(id)).await;
+    let mut buf2 = String::new();
+    bank.operator(0).op("/deposit/1/5", None).await.unwrap();
+    let (kind, newer, data) = next_event(&mut again, &mut buf2).await.unwrap();
+    assert_eq!((kind.as_str(), data["balance"].as_str()), ("statement", Some("30")), "the next change, not a replay");
+    assert!(newer > id);
+    drop(again);
+    let mut late = open(t.clone(), Some(id)).await;
+    let (kind, at, data) = next_event(&mut late, &mut String::new()).await.unwrap();
+    assert_eq!((kind.as_str(), at, data["balance"].as_str()), ("statement", newer, Some("30")));
+    drop(late);
+    // A closed stream is counted until the replica notices (its next write fails).
+    let streams_open = || async {
+        let text = reqwest::Client::new()
+            .get(format!("{}/metrics", b.base))
+            .bearer_auth(&bank.cluster.operator_key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().find_map(|l| l.strip_prefix("business_event_streams ")).and_then(|v| v.parse::<u64>().ok())
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while streams_open().await != Some(1) {
+        assert!(std::time::Instant::now() < until, "closed streams are still counted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // At most four streams of one account per replica.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let r = open(t.clone(), None).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        held.push(r);
+    }
+    let fifth = open(t.clone(), None).await;
+    assert_eq!(fifth.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(held);
+
+    // Logout ends the stream at its next heartbeat, and the ticket opens nothing more.
+    let r = a.http.delete(format!("{}/api/accounts/auth", a.base)).bearer_auth(&ana).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let mut ended = false;
+    while let Some((kind, _, _)) = next_event(&mut stream, &mut buf).await {
+        if kind == "end" {
+            ended = true;
+        }
+    }
+    assert!(ended, "the stream ended without saying so");
+    assert_eq!(open(t, None).await.status(), StatusCode::UNAUTHORIZED);
+}

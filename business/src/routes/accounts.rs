@@ -230,6 +230,66 @@ pub async fn recipient(
     Ok(HttpResponse::Ok().json(card))
 }
 
+/// A ticket that opens the account's event stream (an `EventSource` sends no header): good
+/// for a minute, for this account and this session only; a new one replaces it.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/{id}/events/ticket",
+    tag = "accounts",
+    params(("id" = u64, Path, description = "account id at this bank")),
+    responses((status = 200, body = crate::events::Ticket), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "not the customer's account", body = ErrorBody)),
+    security(("customer" = []))
+)]
+pub async fn events_ticket(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, target) = Customer::with_account(&state, &req, parse_account(&path)?).await?;
+    let token = presented_key(req.headers()).ok_or(ApiError::NoSession)?;
+    Ok(HttpResponse::Ok().json(crate::events::issue(&state.accounts.ds, token, target.id).await?))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Missing, it is a request without credentials (401), like any other.
+    pub ticket: Option<String>,
+    /// For a new `EventSource`, which cannot send `Last-Event-ID`.
+    pub last_event_id: Option<u64>,
+}
+
+/// The account's changes as Server-Sent Events: `statement` (a line moved the balance; its
+/// data has the balance after) and `package` (an authored package changed status); `id` is
+/// the account's newest journal position, and a reconnection with an older `Last-Event-ID`
+/// is told at once that it missed something. See `business/src/events.rs`.
+#[utoipa::path(
+    get,
+    path = "/api/accounts/{id}/events",
+    tag = "accounts",
+    params(("id" = u64, Path, description = "account id at this bank"), ("ticket" = String, Query, description = "from POST /api/accounts/{id}/events/ticket"), ("last_event_id" = Option<u64>, Query)),
+    responses((status = 200, description = "text/event-stream"), (status = 401, description = "no, wrong or expired ticket", body = ErrorBody), (status = 403, description = "a ticket of another account", body = ErrorBody), (status = 429, description = "too many streams of this account", body = ErrorBody), (status = 503, description = "too many streams on this replica", body = ErrorBody))
+)]
+pub async fn events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_account(&path)?;
+    let ticket = q.ticket.as_deref().ok_or(ApiError::NoSession)?;
+    let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let stream =
+        crate::events::open(state.accounts.ds.clone(), state.feed.clone(), ticket, id, header.or(q.last_event_id))
+            .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        // Proxies must pass each event on as it comes.
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(stream))
+}
+
 /// The banks of the network, for customers (public facts only).
 #[utoipa::path(get, path = "/api/banks", tag = "accounts", responses((status = 200, body = Vec<shared::api::BankInfo>)))]
 pub async fn banks(state: web::Data<AppState>) -> HttpResponse {
@@ -252,5 +312,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/accounts/{id}").route(web::get().to(get)).route(web::delete().to(close)))
         .service(resource("/api/accounts/{id}/all").route(web::get().to(all)))
         .service(resource("/api/accounts/{id}/consent").route(web::post().to(consent)))
-        .service(resource("/api/accounts/{id}/transactions").route(web::get().to(transactions)));
+        .service(resource("/api/accounts/{id}/transactions").route(web::get().to(transactions)))
+        .service(resource("/api/accounts/{id}/events/ticket").route(web::post().to(events_ticket)))
+        .service(resource("/api/accounts/{id}/events").route(web::get().to(events)));
 }

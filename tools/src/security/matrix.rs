@@ -51,6 +51,8 @@ pub fn authorization_matrix(w: &World) -> Vec<Probe> {
         (Method::GET, format!("/api/accounts/{}", a.account), None),
         (Method::GET, format!("/api/accounts/{}/all", a.account), None),
         (Method::GET, format!("/api/accounts/{}/transactions", a.account), None),
+        (Method::POST, format!("/api/accounts/{}/events/ticket", a.account), None),
+        (Method::GET, format!("/api/accounts/{}/events", a.account), None),
         (Method::GET, format!("/api/accounts/{}/keys", a.account), None),
         (Method::DELETE, format!("/api/accounts/{}", a.account), None),
         (Method::POST, "/api/keys".into(), Some(register)),
