@@ -197,13 +197,7 @@ pub struct TicketExpiry {
     pub expires_at_ms: u64,
 }
 
-/// `POST /api/accounts/{id}/events/ticket`.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Ticket {
-    /// Pass as `?ticket=` to `GET /api/accounts/{id}/events`.
-    pub ticket: String,
-    pub expires_at: String,
-}
+pub use shared::api::EventsTicket as Ticket;
 
 /// A ticket for `account`'s events, replacing any earlier ticket of the session `token`.
 pub async fn issue(ds: &DataClient, token: &str, account: AccountId) -> Result<Ticket, ApiError> {

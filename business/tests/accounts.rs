@@ -852,7 +852,7 @@ async fn account_events_are_pushed_across_replicas_and_end_with_the_session() {
     drop(late);
     // A closed stream is counted until the replica notices (its next write fails).
     let streams_open = || async {
-        let text = reqwest::Client::new()
+        let text = pki::http_client()
             .get(format!("{}/metrics", b.base))
             .bearer_auth(&bank.cluster.operator_key)
             .send()

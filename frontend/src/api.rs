@@ -161,6 +161,11 @@ impl Api {
         self.send("POST", "/api/keys", body).await
     }
 
+    /// A ticket that opens the account's event stream for a minute.
+    pub async fn events_ticket(&self, id: u64) -> Result<shared::api::EventsTicket, String> {
+        self.send("POST", &format!("/api/accounts/{id}/events/ticket"), &serde_json::Map::new()).await
+    }
+
     /// The holder (masked) of an account about to be paid, asked of its bank.
     pub async fn recipient(&self, ibk: shared::Ibk) -> Result<shared::api::AccountCard, String> {
         self.get(&format!("/api/recipients/{ibk}")).await

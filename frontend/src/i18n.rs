@@ -56,6 +56,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("sent", "Pacote enviado. Acompanhe a situação no extrato: ", "Package sent. Follow its status in the statement: "),
     ("kind_deposit", "Depósito", "Deposit"),
     ("hello", "Olá", "Hello"),
+    ("live_on", "● Atualizado em tempo real", "● Updated live"),
+    ("live_off", "○ Atualizando a cada 2 segundos", "○ Updating every 2 seconds"),
     ("account", "Conta", "Account"),
     ("move_money", "Depositar ou sacar", "Deposit or withdraw"),
     ("tab_home", "Início", "Home"),

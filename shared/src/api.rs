@@ -243,6 +243,15 @@ pub struct AccountPayment {
     pub amount: crate::Amount,
 }
 
+/// `POST /api/accounts/{id}/events/ticket`: opens the account's event stream for a minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventsTicket {
+    /// Pass as `?ticket=` to `GET /api/accounts/{id}/events`.
+    pub ticket: String,
+    pub expires_at: String,
+}
+
 /// What a statement line is, seen from the statement's account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

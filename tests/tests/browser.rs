@@ -187,6 +187,9 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     spec.business_args = harness::cluster::TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
     spec.business_args.extend(["--cors-origins".into(), format!("http://127.0.0.1:{app_port}")]);
     spec.business_args.extend(["--package-deadline-ms".into(), "120000".into()]);
+    // A stream whose session ended closes at the replica's next heartbeat; at a minute, only the
+    // page closing its own stream brings the count to zero within the test's wait.
+    spec.business_args.extend(["--events-heartbeat-ms".into(), "60000".into()]);
     let mut cluster = Cluster::start(&spec).unwrap();
     let (bank1, bank2) = (cluster.banks[0].urls()[0].clone(), cluster.banks[1].urls()[1].clone());
 
@@ -384,23 +387,55 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     shot(&c, "payee-statement").await;
     tab(&c, "inicio").await;
 
-    // Logged out, the dashboard polls nothing. This is the absence of an event, so it is
-    // watched for a fixed window (two polling periods and a half), not awaited.
+    // Logged out, the dashboard polls nothing and listens to nothing. This is the absence of
+    // an event, so it is watched for a fixed window (two polling periods and a half), not
+    // awaited; the replicas' count of open streams is awaited to reach zero.
     click(&c, "#logout").await;
     c.wait().at_most(WAIT).for_element(Locator::Css("#login-ibk")).await.unwrap();
     count_requests_from_now(&c).await;
     tokio::time::sleep(REFRESH * 2 + REFRESH / 4).await;
     assert_eq!(requests_sent(&c).await, 0, "requests after logout: the dashboard kept polling");
+    let streams = |bank: usize| {
+        let urls = cluster.banks[bank].urls();
+        let key = cluster.operator_key.clone();
+        async move {
+            let mut n = 0;
+            for u in urls {
+                let m = pki::http_client().get(format!("{u}/metrics")).bearer_auth(&key).send().await.unwrap();
+                let text = m.text().await.unwrap();
+                n += text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("business_event_streams "))
+                    .map_or(0, |v| v.parse::<u64>().unwrap());
+            }
+            n
+        }
+    };
+    let until = Instant::now() + WAIT;
+    while streams(1).await != 0 {
+        assert!(Instant::now() < until, "an event stream outlived its page");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // And a reload after logout does not bring the session back.
     c.refresh().await.unwrap();
     c.wait().at_most(WAIT).for_element(Locator::Css("#login-ibk")).await.unwrap();
 
-    // Logged in again, exactly one poller runs: three periods hold at most four polls.
+    // Logged in again: one stream, and no polling while it is open. A deposit made elsewhere
+    // (the operator, through the other replica) reaches the page by push.
     log_in(&c, &bia).await;
+    c.wait().at_most(WAIT).for_element(Locator::Css("#live.on")).await.unwrap();
+    assert_eq!(streams(1).await, 1, "one page, one stream");
     count_requests_from_now(&c).await;
     tokio::time::sleep(REFRESH * 3).await;
     let polled = requests_sent(&c).await;
-    assert!(polled <= 4 * REQUESTS_PER_POLL, "{polled} requests in three periods: more than one poller runs");
-    assert!(polled >= 2 * REQUESTS_PER_POLL, "{polled} requests in three periods: the dashboard does not poll");
+    // At most one round of loads (the stream's first event may land just after the mark).
+    assert!(polled < 2 * REQUESTS_PER_POLL, "{polled} requests in three periods: the page polls beside its stream");
+    let op = harness::client::Operator {
+        http: pki::http_client(),
+        base: cluster.banks[1].urls()[0].clone(),
+        key: cluster.operator_key.clone(),
+    };
+    op.deposit(bia.parse().unwrap(), "7.25").await.unwrap();
+    text_until(&c, "#balance", |t| t == "R$ 57,25").await;
     c.close().await.unwrap();
 }

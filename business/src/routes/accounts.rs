@@ -237,7 +237,7 @@ pub async fn recipient(
     path = "/api/accounts/{id}/events/ticket",
     tag = "accounts",
     params(("id" = u64, Path, description = "account id at this bank")),
-    responses((status = 200, body = crate::events::Ticket), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "not the customer's account", body = ErrorBody)),
+    responses((status = 200, body = shared::api::EventsTicket), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "not the customer's account", body = ErrorBody)),
     security(("customer" = []))
 )]
 pub async fn events_ticket(

@@ -2,16 +2,18 @@
 //! statement), Pix (the package builder), Extrato, Chaves (Pix keys), Contas (accounts in every
 //! bank, consents). Only the open tab is mounted, so only its resources load.
 //!
-//! One [`Refresh`] counter drives every resource of the page: an interval bumps it every
-//! [`REFRESH_MS`] (so package statuses move on their own) and every mutation bumps it when it
-//! ends. The interval belongs to the page: it is cleared when the page is left (logout), so a
-//! closed session polls nothing and a new login starts exactly one.
+//! One [`Refresh`] counter drives every resource of the page: each event of the account's
+//! stream ([`push`]) bumps it, an interval bumps it every [`REFRESH_MS`] while that stream is
+//! down (so the page never goes stale), and every mutation bumps it when it ends. The stream and
+//! the interval belong to the page: they end when it is left (logout), so a closed session
+//! polls and listens to nothing, and a new login starts exactly one of each.
 
 mod accounts;
 mod consents;
 mod keys;
 mod money;
 mod packages;
+mod push;
 mod statement;
 
 use std::time::Duration;
@@ -55,7 +57,15 @@ pub fn Dashboard() -> impl IntoView {
     let me = session.account.ibk;
     let id = me.account.get();
     let refresh = Refresh(RwSignal::new(0));
-    if let Ok(handle) = set_interval_with_handle(move || refresh.bump(), Duration::from_millis(REFRESH_MS)) {
+    // Server push while its stream is open; polling only while it is not.
+    let live = RwSignal::new(false);
+    push::start(c, id, refresh, live);
+    let poll = move || {
+        if !live.get_untracked() {
+            refresh.bump();
+        }
+    };
+    if let Ok(handle) = set_interval_with_handle(poll, Duration::from_millis(REFRESH_MS)) {
         on_cleanup(move || handle.clear());
     }
     let account = LocalResource::new(move || {
@@ -92,6 +102,9 @@ pub fn Dashboard() -> impl IntoView {
             <p class="greeting" id="greeting">{move || format!("{}, {first_name}", crate::i18n::t(c.lang.get(), "hello"))}</p>
             <p class="account-line">{c.t("account")} " " {me.to_string()}</p>
             <p class="balance" id="balance">{move || crate::format::brl(balance()).replace(' ', "\u{a0}")}</p>
+            <p class="live" id="live" class:on=move || live.get()>
+                {move || crate::i18n::t(c.lang.get(), if live.get() { "live_on" } else { "live_off" })}
+            </p>
         </section>
         <nav class="tabs" role="tablist">
             {Tab::ALL.map(tab_button)}
