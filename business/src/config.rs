@@ -82,8 +82,8 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_SWEEP_INTERVAL_MS", default_value_t = 60_000)]
     pub sweep_interval_ms: u64,
 
-    /// Between heartbeats of an event stream, each also a check that its session lives (a
-    /// logout ends its streams within this long).
+    /// Between two checks that an event stream's session lives (a logout elsewhere ends the
+    /// session's streams within this long).
     #[arg(long, env = "BUSINESS_EVENTS_HEARTBEAT_MS", default_value_t = crate::events::EVENTS_HEARTBEAT_MS)]
     pub events_heartbeat_ms: u64,
 

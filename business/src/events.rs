@@ -24,7 +24,8 @@
 //!
 //! Limits: [`EVENT_STREAMS_MAX`] streams per replica, [`EVENT_STREAMS_PER_ACCOUNT_MAX`] per
 //! account, each at most [`EVENTS_STREAM_MS_MAX`] long; the session is checked at every
-//! heartbeat and the stream ends with it.
+//! heartbeat and the stream ends with it; a comment line every [`EVENTS_PING_MS`] finds clients
+//! that went away.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,9 +54,11 @@ pub const EVENT_STREAMS_MAX: usize = 512;
 pub const EVENT_STREAMS_PER_ACCOUNT_MAX: usize = 4;
 /// A stream ends after this long; the app opens another with a new ticket.
 pub const EVENTS_STREAM_MS_MAX: u64 = 30 * 60_000;
-/// Between heartbeats by default (`--events-heartbeat-ms`): a comment line that keeps proxies
-/// from closing an idle stream, and a check that the session is still alive.
+/// Between two checks that a stream's session still lives, by default (`--events-heartbeat-ms`).
 pub const EVENTS_HEARTBEAT_MS: u64 = 15_000;
+/// Between two comment lines on an idle stream: they keep proxies from closing it, and a write
+/// is how the replica learns that the client went away (it reads nothing from it).
+pub const EVENTS_PING_MS: u64 = 5_000;
 /// Between two reads of the journal's tail when the last found nothing new.
 pub const EVENTS_TAIL_INTERVAL_MS: u64 = 200;
 /// Journal entries read per tail step.
@@ -310,8 +313,10 @@ pub async fn open(
         let ends_at = tokio::time::Instant::now() + Duration::from_millis(EVENTS_STREAM_MS_MAX);
         let mut packages = tokio::time::interval(Duration::from_millis(EVENTS_PACKAGES_CHECK_MS));
         let mut heartbeat = tokio::time::interval(Duration::from_millis(feed.heartbeat_ms));
+        let mut ping = tokio::time::interval(Duration::from_millis(EVENTS_PING_MS.min(feed.heartbeat_ms)));
         packages.tick().await;
         heartbeat.tick().await;
+        ping.tick().await;
         loop {
             let out = tokio::select! {
                 c = changes.recv() => match c {
@@ -343,8 +348,9 @@ pub async fn open(
                         let _ = tx.send(Bytes::from_static(b"event: end\ndata: {}\n\n")).await;
                         break;
                     }
-                    vec![Bytes::from_static(b": ping\n\n")]
+                    continue;
                 }
+                _ = ping.tick() => vec![Bytes::from_static(b": ping\n\n")],
                 _ = tokio::time::sleep_until(ends_at) => break,
                 _ = tx.closed() => break,
             };

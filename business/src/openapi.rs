@@ -40,7 +40,7 @@ impl Modify for Credentials {
         routes::interbank::prepare, routes::interbank::commit, routes::interbank::rollback,
         routes::interbank::decision, routes::interbank::accounts_of_document, routes::interbank::account_by_ibk,
         routes::interbank::key_reserve, routes::interbank::key_get, routes::interbank::key_remove,
-        routes::interbank::positions, routes::interbank::grants, routes::interbank::pending,
+        routes::interbank::positions, routes::interbank::grants, routes::interbank::pending, routes::interbank::overview,
         crate::health, crate::metrics_route, openapi_json,
     ),
     modifiers(&Credentials)

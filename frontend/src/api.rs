@@ -161,6 +161,11 @@ impl Api {
         self.send("POST", "/api/keys", body).await
     }
 
+    /// The operator console's view of the network (the token is the operator key).
+    pub async fn overview(&self) -> Result<shared::api::Overview, String> {
+        self.get("/api/operator/overview").await
+    }
+
     /// A ticket that opens the account's event stream for a minute.
     pub async fn events_ticket(&self, id: u64) -> Result<shared::api::EventsTicket, String> {
         self.send("POST", &format!("/api/accounts/{id}/events/ticket"), &serde_json::Map::new()).await

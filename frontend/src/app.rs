@@ -8,6 +8,7 @@ use crate::i18n::{Lang, t};
 use crate::routes::{
     auth::{LogIn, SignUp},
     bank::ChooseBank,
+    console::Console,
     dashboard::Dashboard,
 };
 
@@ -109,6 +110,8 @@ pub fn App() -> impl IntoView {
     let session = bank.as_ref().and_then(|_| kept::session());
     let c = Ctx { lang: RwSignal::new(kept::lang()), bank: RwSignal::new(bank), session: RwSignal::new(session) };
     provide_context(c);
+    // The operator console, opened from the bank chooser; its key lives only in its page.
+    let console = RwSignal::new(false);
     Effect::new(move || kept::set_lang(c.lang.get()));
     Effect::new(move || kept::set_bank(c.bank.get().as_ref()));
     Effect::new(move || kept::set_session(c.session.get().as_ref()));
@@ -145,10 +148,18 @@ pub fn App() -> impl IntoView {
             </div>
         </header>
         <main>
-            {move || match (c.bank.get().is_some(), c.session.get().is_some()) {
-                (false, _) => view! { <ChooseBank/> }.into_any(),
-                (true, false) => view! { <SignUp/> <LogIn/> }.into_any(),
-                (true, true) => view! { <Dashboard/> }.into_any(),
+            {move || match (console.get(), c.bank.get().is_some(), c.session.get().is_some()) {
+                (true, _, _) => view! { <Console on_close=Callback::new(move |()| console.set(false)) /> }.into_any(),
+                (false, false, _) => view! {
+                    <ChooseBank/>
+                    <p class="operator-link">
+                        <button type="button" class="link" id="operator-console" on:click=move |_| console.set(true)>
+                            {c.t("console")}
+                        </button>
+                    </p>
+                }.into_any(),
+                (false, true, false) => view! { <SignUp/> <LogIn/> }.into_any(),
+                (false, true, true) => view! { <Dashboard/> }.into_any(),
             }}
         </main>
     }

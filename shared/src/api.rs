@@ -452,3 +452,47 @@ pub struct AllAccounts {
     pub elsewhere: Vec<AccountCard>,
     pub unreachable_banks: Vec<crate::BankId>,
 }
+
+/// A bank's net position with another, as the operator routes show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Position {
+    pub bank: crate::BankId,
+    /// Positive: this bank owes that bank this much (a signed decimal).
+    pub net: String,
+}
+
+/// A bank of the ring as this bank sees it for the operator console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RingMember {
+    pub bank: crate::BankId,
+    pub name: String,
+    /// Whether it answered just now (over mutual TLS, within the peer timeout).
+    pub reachable: bool,
+    pub holding: bool,
+    pub epoch: u64,
+    pub seq: u64,
+    /// Since it last accepted the token, by its own clock (`null`: never, or unreachable).
+    pub last_grant_age_ms: Option<u64>,
+}
+
+/// `GET /api/operator/overview`: what this bank knows of the network, for the console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Overview {
+    pub bank: crate::BankId,
+    /// The ring in its order, each bank's token view.
+    pub ring: Vec<RingMember>,
+    /// Packages waiting here for settlement (counted up to 1,000).
+    pub queued: usize,
+    /// Decisions not yet acknowledged by every bank.
+    pub undelivered: usize,
+    /// Attempts prepared here for other banks and not yet decided: in doubt.
+    pub in_doubt: usize,
+    /// Packages this bank settled as author since the counter began (a statistic).
+    pub settled_total: u64,
+    /// This bank's net position with each other bank (positive: this bank owes it); the
+    /// console's matrix has this bank's row and column.
+    pub positions: Vec<Position>,
+}

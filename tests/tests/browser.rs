@@ -123,7 +123,19 @@ async fn fill(c: &Client, css: &str, value: &str) {
 }
 
 async fn click(c: &Client, css: &str) {
-    c.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    // A row redrawn between finding and clicking is found again.
+    let until = Instant::now() + WAIT;
+    loop {
+        let e = c.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap();
+        match e.click().await {
+            Ok(()) => return,
+            Err(err) if Instant::now() < until => {
+                let _ = err;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("clicking {css}: {err}"),
+        }
+    }
 }
 
 async fn choose_bank(c: &Client, url: &str) {
@@ -148,6 +160,23 @@ async fn shot(c: &Client, name: &str) {
 /// The statement rows (`li.entry`) of one transaction: its own row or its lines.
 async fn rows_of(c: &Client, id: &str) -> Vec<fantoccini::elements::Element> {
     c.find_all(Locator::Css(&format!("#statement li.entry[data-id='{id}']"))).await.unwrap()
+}
+
+/// The `data-id` of the first element matching `css`, once there is one. Read in one script:
+/// rows are redrawn as pushed changes arrive, so an element found may be gone a moment later.
+async fn data_id_until(c: &Client, css: &str) -> String {
+    let until = Instant::now() + WAIT;
+    loop {
+        let v = c
+            .execute("return document.querySelector(arguments[0])?.dataset.id ?? null;", vec![css.into()])
+            .await
+            .unwrap();
+        if let Some(id) = v.as_str() {
+            return id.to_string();
+        }
+        assert!(Instant::now() < until, "no {css}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Whether the page is wider than the window (a horizontal scroll).
@@ -279,20 +308,19 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     click(&c, "#package-send").await;
     text_until(&c, "#package-result", |t| t.contains("R$ 50,00")).await;
     tab(&c, "extrato").await;
-    let pending =
-        c.wait().at_most(WAIT).for_element(Locator::Css("#statement li.entry.package.status-pending")).await.unwrap();
-    let package = pending.attr("data-id").await.unwrap().expect("a package row names its package");
+    let package = data_id_until(&c, "#statement li.entry.package.status-pending").await;
     text_until(&c, &format!("#statement li.entry[data-id='{package}'] .state"), |t| t == "pendente").await;
     shot(&c, "statement-pending").await;
     // Bank 2 is back: the row settles in place, never shown twice, without a reload.
     cluster.start_bank(1).unwrap();
     let until = Instant::now() + Duration::from_secs(60);
     loop {
-        let rows = rows_of(&c, &package).await;
-        assert!(rows.len() <= 1, "the package is shown {} times", rows.len());
-        if let Some(r) = rows.first()
-            && r.attr("class").await.unwrap().unwrap_or_default().contains("status-success")
-        {
+        // Counted and read in one script, so a row redrawn meanwhile is not missed or doubled.
+        let script = "return Array.from(document.querySelectorAll(`#statement li.entry[data-id='${arguments[0]}']`)).map(e => e.className);";
+        let v = c.execute(script, vec![package.clone().into()]).await.unwrap();
+        let classes: Vec<String> = serde_json::from_value(v).unwrap();
+        assert!(classes.len() <= 1, "the package is shown {} times: {classes:?}", classes.len());
+        if classes.first().is_some_and(|c| c.contains("status-success")) {
             break;
         }
         assert!(Instant::now() < until, "the package never settled on the page");
@@ -322,9 +350,7 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     click(&c, "#package-send").await;
     text_until(&c, "#package-result", |t| t.contains("R$ 500,00")).await;
     tab(&c, "extrato").await;
-    let failed =
-        c.wait().at_most(WAIT).for_element(Locator::Css("#statement li.entry.package.status-failed")).await.unwrap();
-    let failed_id = failed.attr("data-id").await.unwrap().unwrap();
+    let failed_id = data_id_until(&c, "#statement li.entry.package.status-failed").await;
     c.refresh().await.unwrap();
     c.wait().at_most(WAIT).for_element(Locator::Css("#tab-extrato.active")).await.unwrap();
     text_until(&c, &format!("#statement li.entry[data-id='{failed_id}'] .state"), |t| t == "falhou").await;
@@ -437,5 +463,24 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     };
     op.deposit(bia.parse().unwrap(), "7.25").await.unwrap();
     text_until(&c, "#balance", |t| t == "R$ 57,25").await;
+
+    // The operator console, with bank 1's operator key: the ring of two banks with the token
+    // moving (its pass number grows and its holder changes), the queue and what is in doubt.
+    click(&c, "#logout").await;
+    click(&c, "#change-bank").await;
+    click(&c, "#operator-console").await;
+    fill(&c, "#console-base", &bank1).await;
+    fill(&c, "#console-key", &cluster.operator_key).await;
+    click(&c, "#console-enter").await;
+    c.wait().at_most(WAIT).for_element(Locator::Css("#console-ring .ring-bank")).await.unwrap();
+    assert_eq!(c.find_all(Locator::Css("#console-ring .ring-bank")).await.unwrap().len(), 2);
+    text_until(&c, "#console-queued", |t| t.parse::<u64>().is_ok()).await;
+    text_until(&c, "#console-in-doubt", |t| t.parse::<u64>().is_ok()).await;
+    let first_seq = text_until(&c, "#console-seq", |t| t.parse::<u64>().is_ok()).await;
+    let first_holder = text_until(&c, "#console-holder", |t| t.contains("Banco")).await;
+    text_until(&c, "#console-seq", |t| t != first_seq).await;
+    text_until(&c, "#console-holder", |t| t.contains("Banco") && t != first_holder).await;
+    text_until(&c, "#console-positions", |t| t.contains("50")).await;
+    shot(&c, "operator-console").await;
     c.close().await.unwrap();
 }

@@ -31,6 +31,16 @@ use crate::model::{json, parse_record as parse};
 pub const QUEUE: &str = "queue";
 pub const DECISIONS: &str = "decisions";
 pub const UNDELIVERED: &str = "undelivered";
+/// `counters/settled`: packages this bank settled as author, for the operator console.
+const SETTLED_COUNTER: &str = "settled";
+
+/// The bank's count of packages settled as author (0 before the first).
+pub async fn settled_total(ib: &Interbank) -> Result<u64, ApiError> {
+    Ok(match ib.ds.get_record(crate::model::COUNTERS, SETTLED_COUNTER).await? {
+        Some(r) => r.value.as_u64().unwrap_or(0),
+        None => 0,
+    })
+}
 
 /// A package waiting for settlement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,9 +311,20 @@ pub async fn round(
         .collect();
     let mut undelivered: Vec<(String, Undelivered)> = Vec::new();
     let mut recorded = false;
+    // A statistic for the console, written with the decisions: only the token's worker runs a
+    // round, and a count off by a round after a lost lease is harmless, so no condition is put
+    // on it that could fail the decisions' commit.
+    let settled_before = settled_total(ib).await?;
     for _ in 0..3 {
         undelivered.clear();
         let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        let committing = decisions.iter().filter(|d| **d == Decision::Commit).count() as u64;
+        c.records.push(RecordOp::Put {
+            collection: crate::model::COUNTERS.into(),
+            key: SETTLED_COUNTER.into(),
+            value: serde_json::json!(settled_before.saturating_add(committing)),
+            if_version: None,
+        });
         for (p, d) in planned.iter().zip(&decisions) {
             let txn = p.queued.txn();
             let commit = *d == Decision::Commit;

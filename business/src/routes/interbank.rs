@@ -2,8 +2,8 @@
 //! operator's views of the interbank state (net positions, the token grant log).
 
 use actix_web::{HttpResponse, web};
-use serde::{Deserialize, Serialize};
-use shared::{BankId, Document, ErrorCode, Ibk, PixKey};
+use serde::Deserialize;
+use shared::{Document, ErrorCode, Ibk, PixKey};
 
 use super::resource;
 use crate::AppState;
@@ -285,12 +285,7 @@ pub fn signed_decimal(cents: i64) -> String {
     rust_decimal::Decimal::new(cents, 2).to_string()
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Position {
-    pub bank: BankId,
-    /// Positive: this bank owes that bank this much.
-    pub net: String,
-}
+pub use shared::api::Position;
 
 #[utoipa::path(
     get,
@@ -356,6 +351,67 @@ pub async fn pending(state: web::Data<AppState>, _: Operator) -> Result<HttpResp
     })))
 }
 
+pub use shared::api::{Overview, RingMember};
+
+/// The operator console's view of the network from this bank: the ring (each bank asked for
+/// its token view), the queue, what is in doubt, the settled count and the net positions.
+#[utoipa::path(
+    get,
+    path = "/api/operator/overview",
+    tag = "operator",
+    responses((status = 200, body = Overview), (status = 401, description = "no or wrong credentials", body = ErrorBody)),
+    security(("operator" = []))
+)]
+pub async fn overview(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
+    const COUNTED_MAX: usize = 1_000;
+    let ib = &state.interbank;
+    let ds = &state.ledger.ds;
+    let network = ib.peers.network();
+    let views = futures::future::join_all(network.banks.iter().map(|b| async move {
+        if b.id == ib.me {
+            worker::view(ib).await.ok()
+        } else {
+            ib.peers
+                .call::<crate::interbank::ring::PeerView>(b.id, reqwest::Method::GET, "/interbank/token", None::<&()>)
+                .await
+                .ok()
+        }
+    }))
+    .await;
+    let ring = network
+        .banks
+        .iter()
+        .zip(views)
+        .map(|(b, v)| RingMember {
+            bank: b.id,
+            name: b.name.clone(),
+            reachable: v.is_some(),
+            holding: v.as_ref().is_some_and(|v| v.holding),
+            epoch: v.as_ref().map_or(0, |v| v.token.epoch),
+            seq: v.as_ref().map_or(0, |v| v.token.seq),
+            last_grant_age_ms: v.as_ref().map(|v| v.last_grant_age_ms).filter(|a| *a != u64::MAX),
+        })
+        .collect();
+    let queued = ds.scan_records(coordinator::QUEUE, "", None, COUNTED_MAX).await?.records.len();
+    let undelivered = ds.scan_records(coordinator::UNDELIVERED, "", None, COUNTED_MAX).await?.records.len();
+    let in_doubt = ds.scan_records(participant::PREPARED, "", None, COUNTED_MAX).await?.records.len();
+    let settled_total = coordinator::settled_total(ib).await?;
+    let positions = participant::positions(ib)
+        .await?
+        .into_iter()
+        .map(|(bank, cents)| Position { bank, net: signed_decimal(cents) })
+        .collect();
+    Ok(HttpResponse::Ok().json(Overview {
+        bank: state.settings.bank_id,
+        ring,
+        queued,
+        undelivered,
+        in_doubt,
+        settled_total,
+        positions,
+    }))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/interbank/token").route(web::put().to(put_token)).route(web::get().to(get_token)))
         .service(resource("/interbank/token/ok").route(web::get().to(token_ok)))
@@ -370,5 +426,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/interbank/keys/{key}/{ibk}").route(web::delete().to(key_remove)))
         .service(resource("/interbank/positions").route(web::get().to(positions)))
         .service(resource("/interbank/grants").route(web::get().to(grants)))
-        .service(resource("/interbank/pending").route(web::get().to(pending)));
+        .service(resource("/interbank/pending").route(web::get().to(pending)))
+        .service(resource("/api/operator/overview").route(web::get().to(overview)));
 }

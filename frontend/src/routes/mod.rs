@@ -2,4 +2,5 @@
 
 pub mod auth;
 pub mod bank;
+pub mod console;
 pub mod dashboard;

@@ -31,6 +31,7 @@ pub fn authorization_matrix(w: &World) -> Vec<Probe> {
         (Method::GET, "/interbank/positions".into()),
         (Method::GET, "/interbank/grants".into()),
         (Method::GET, "/interbank/pending".into()),
+        (Method::GET, "/api/operator/overview".into()),
     ];
     for (m, p) in &operator_routes {
         for (what, cred) in wrong.iter().cloned().chain([
