@@ -55,6 +55,19 @@ async fn run(chaos: bool) {
     let checked = check::settle_and_check(&t, Duration::from_secs(60)).await.unwrap();
     check::print_check(&checked);
     assert!(checked.violations.is_empty(), "{:#?}", checked.violations);
+    // `--report`: one HTML file with the charts over time, the figures and the verdict.
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("load-report-{chaos}.html"));
+    load::write_report(
+        &out,
+        "deposit=1,withdraw=1,transfer=4,package=4,pix=1",
+        &report,
+        Some(&checked),
+        "a test network",
+    )
+    .unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3, "throughput, p50 and p99 over time");
+    assert!(html.contains("check: clean") && html.contains("<td>transfer</td>"), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ pub mod error;
 pub mod lean_http;
 pub mod load;
 pub mod reliability;
+pub mod report;
 pub mod security;
 pub mod seed;
 pub mod up;

@@ -52,6 +52,10 @@ pub struct LoadArgs {
     /// third time a bank's data server) and restart it; `check` runs at the end.
     #[arg(long, requires = "launch")]
     pub chaos_every_ms: Option<u64>,
+    /// Also write one self-contained HTML report of the run (throughput and latency over time
+    /// per kind, the errors, the `check` verdict; `check` runs at the end).
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -123,6 +127,9 @@ pub struct LoadReport {
     /// afterwards, whatever crashed in between.
     #[serde(skip)]
     pub acked: Vec<(u32, String)>,
+    /// Every answered operation, for the HTML report.
+    #[serde(skip)]
+    pub samples: Vec<crate::report::Sample>,
 }
 
 /// A customer of the load, with the replicas of its bank to fail over to.
@@ -211,6 +218,7 @@ pub async fn load(
             let mut errors: BTreeMap<ErrorCode, u64> = BTreeMap::new();
             let mut packages = Vec::new();
             let mut acked = Vec::new();
+            let mut samples = Vec::new();
             let me = actor.customer.ibk();
             let same_bank: Vec<shared::Ibk> = ibks.iter().copied().filter(|x| x.bank == me.bank && *x != me).collect();
             let other_banks: Vec<shared::Ibk> = ibks.iter().copied().filter(|x| x.bank != me.bank).collect();
@@ -273,7 +281,10 @@ pub async fn load(
                         let h = hists
                             .entry(kind)
                             .or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"));
-                        let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
+                        let micros = t0.elapsed().as_micros().max(1) as u64;
+                        let _ = h.record(micros);
+                        let at_ms = u64::try_from(t0.duration_since(started).as_millis()).unwrap_or(u64::MAX);
+                        samples.push(crate::report::Sample { at_ms, kind: kind.name(), micros });
                         if tx.status == shared::api::Status::Pending {
                             packages.push((actor.customer.clone(), tx.id));
                         } else if kind == Kind::Transfer && tx.status == shared::api::Status::Success {
@@ -287,7 +298,7 @@ pub async fn load(
                     }
                 }
             }
-            (hists, errors, packages, acked)
+            (hists, errors, packages, acked, samples)
         }));
     }
     if let Some(pb) = &pb {
@@ -306,9 +317,11 @@ pub async fn load(
     let mut errors: BTreeMap<ErrorCode, u64> = BTreeMap::new();
     let mut packages = Vec::new();
     let mut acked = Vec::new();
+    let mut samples = Vec::new();
     for task in tasks {
-        let (h, e, p, a) = task.await?;
+        let (h, e, p, a, s) = task.await?;
         acked.extend(a);
+        samples.extend(s);
         for (k, v) in h {
             hists
                 .entry(k)
@@ -347,6 +360,7 @@ pub async fn load(
         errors,
         packages: packages.into_iter().map(|(_, id)| id).collect(),
         acked,
+        samples,
     })
 }
 
@@ -436,6 +450,15 @@ pub async fn run(a: &LoadArgs) -> crate::Result<()> {
         print(&r, a.json);
         println!("faults injected: {faults}");
         print_check(&checked);
+        if let Some(path) = &a.report {
+            write_report(
+                path,
+                &a.mix,
+                &r,
+                Some(&checked),
+                &format!("a fresh 3-bank network, {faults} faults injected"),
+            )?;
+        }
         return if checked.violations.is_empty() { Ok(()) } else { Err(Error::Violations(checked.violations.len())) };
     }
     let t = Target::load(&a.target.target)?;
@@ -443,6 +466,39 @@ pub async fn run(a: &LoadArgs) -> crate::Result<()> {
     let customers = seed(&t, a.clients, "1000").await?;
     let r = load(&t, customers, &mix, Duration::from_secs(a.duration), a.count, !a.json).await?;
     print(&r, a.json);
+    if let Some(path) = &a.report {
+        let checked = settle_and_check(&t, Duration::from_secs(60)).await?;
+        print_check(&checked);
+        write_report(path, &a.mix, &r, Some(&checked), &format!("the network of {}", a.target.target.display()))?;
+    }
+    Ok(())
+}
+
+/// `--report FILE.html`: the run of `mix` against `network` as one HTML file.
+pub fn write_report(
+    path: &std::path::Path,
+    mix: &str,
+    r: &LoadReport,
+    checked: Option<&crate::check::Report>,
+    network: &str,
+) -> crate::Result<()> {
+    let run = crate::report::Run {
+        title: format!("interbank load: {} clients, {:.0} s", r.clients, r.duration_s),
+        about: vec![
+            format!("mix {mix}, against {network}"),
+            format!(
+                "{} operations answered, {:.0}/s; {} refused or failed",
+                r.ops,
+                r.ops_per_s,
+                r.errors.values().sum::<u64>()
+            ),
+        ],
+        samples: &r.samples,
+        errors: r.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        check: checked.map(|c| c.violations.clone()),
+    };
+    crate::report::write(path, &run)?;
+    eprintln!("report written to {}", path.display());
     Ok(())
 }
 

@@ -34,6 +34,10 @@ pub struct Args {
     pub warmup_s: u64,
     #[arg(long)]
     pub json: bool,
+    /// Also write one self-contained HTML report: settlements per second and submit→final
+    /// latency over time, the failures, and the `check` verdict (`check` runs at the end).
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -150,6 +154,45 @@ pub async fn run(args: Args) -> crate::Result<Report> {
                 None => break,
             }
         }
+    }
+    if let Some(path) = &args.report {
+        let started_ms = window_start - i64::try_from(args.warmup_s * 1000).unwrap_or(0);
+        let samples: Vec<crate::report::Sample> = packages
+            .iter()
+            .filter_map(|t| {
+                let (c, u) = (parse_rfc3339_ms(&t.created_at)?, parse_rfc3339_ms(&t.updated_at)?);
+                let kind = match t.status {
+                    Status::Success => "settled",
+                    Status::Failed => "failed",
+                    _ => return None,
+                };
+                let at_ms = u64::try_from(u - started_ms).ok()?;
+                Some(crate::report::Sample { at_ms, kind, micros: u64::try_from((u - c).max(0)).ok()? * 1000 })
+            })
+            .collect();
+        let checked = crate::check::settle_and_check(&cluster.target(), Duration::from_secs(60)).await?;
+        let mut errors = std::collections::BTreeMap::new();
+        for (what, n) in [("refused at submission", totals.refused), ("no answer at submission", totals.errors)] {
+            if n > 0 {
+                errors.insert(what.to_string(), n);
+            }
+        }
+        for t in packages.iter().filter(|t| t.status == Status::Failed) {
+            *errors.entry(format!("failed: {}", t.reason.clone().unwrap_or_default())).or_insert(0) += 1;
+        }
+        let run = crate::report::Run {
+            title: format!("interbank bench packages: {} clients, {} offered/s", args.clients, args.rate),
+            about: vec![
+                "a fresh 3-bank network (a data server and 2 replicas each); packages of 2 cross-bank operations"
+                    .into(),
+                "latency: from acceptance to final state, as each package's record tells".into(),
+            ],
+            samples: &samples,
+            errors,
+            check: Some(checked.violations.clone()),
+        };
+        crate::report::write(path, &run)?;
+        eprintln!("report written to {}", path.display());
     }
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
     let (mut settled_in_window, mut succeeded, mut failed) = (0u64, 0u64, 0u64);
