@@ -11,6 +11,11 @@ use shared::{ErrorBody, PixKey};
 
 use crate::i18n::{Lang, error_text, t};
 
+/// `{}`: the body of a POST that carries nothing (a typed empty object, not a JSON map, so the
+/// app does not carry `serde_json::Value`'s code for it).
+#[derive(Debug, Serialize)]
+struct Empty {}
+
 /// A bank the app can talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bank {
@@ -112,7 +117,7 @@ impl Api {
 
     /// Confirms, as one of its holders, a joint account.
     pub async fn confirm_joint(&self, id: u64) -> Result<Account, String> {
-        self.send("POST", &format!("/api/accounts/{id}/consent"), &serde_json::Map::new()).await
+        self.send("POST", &format!("/api/accounts/{id}/consent"), &Empty {}).await
     }
 
     pub async fn consents(&self, account: shared::Ibk) -> Result<Consents, String> {
@@ -168,7 +173,7 @@ impl Api {
 
     /// A ticket that opens the account's event stream for a minute.
     pub async fn events_ticket(&self, id: u64) -> Result<shared::api::EventsTicket, String> {
-        self.send("POST", &format!("/api/accounts/{id}/events/ticket"), &serde_json::Map::new()).await
+        self.send("POST", &format!("/api/accounts/{id}/events/ticket"), &Empty {}).await
     }
 
     /// The holder (masked) of an account about to be paid, asked of its bank.
@@ -180,7 +185,7 @@ impl Api {
         self.get(&format!("/api/keys/{}", key.path_segment())).await
     }
 
-    pub async fn remove_key(&self, key: &PixKey) -> Result<serde_json::Value, String> {
-        self.send("DELETE", &format!("/api/keys/{}", key.path_segment()), &serde_json::Map::new()).await
+    pub async fn remove_key(&self, key: &PixKey) -> Result<serde::de::IgnoredAny, String> {
+        self.send("DELETE", &format!("/api/keys/{}", key.path_segment()), &Empty {}).await
     }
 }

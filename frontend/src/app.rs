@@ -85,13 +85,15 @@ mod kept {
         put(session_store(), SESSION, s.and_then(|s| serde_json::to_string(s).ok()));
     }
 
+    /// The bank as kept: its name and base URL on two lines.
     pub fn bank() -> Option<Bank> {
-        let v: serde_json::Value = serde_json::from_str(&get(local_store(), BANK)?).ok()?;
-        Some(Bank { name: v["name"].as_str()?.to_string(), base: v["base"].as_str()?.to_string() })
+        let kept = get(local_store(), BANK)?;
+        let (name, base) = kept.split_once('\n')?;
+        Some(Bank { name: name.to_string(), base: base.to_string() })
     }
 
     pub fn set_bank(b: Option<&Bank>) {
-        put(local_store(), BANK, b.map(|b| serde_json::json!({ "name": b.name, "base": b.base }).to_string()));
+        put(local_store(), BANK, b.map(|b| format!("{}\n{}", b.name.replace('\n', " "), b.base)));
     }
 
     pub fn lang() -> Lang {

@@ -160,7 +160,7 @@ pub fn html(run: &Run<'_>) -> Result<String, String> {
         }
         out.push_str("</table>");
     }
-    let _ = write!(out, "<h2>Over time</h2>{throughput}{p50}{p99}</html>\n");
+    let _ = writeln!(out, "<h2>Over time</h2>{throughput}{p50}{p99}</html>");
     Ok(out)
 }
 

@@ -17,6 +17,15 @@ use crate::api::{Api, local_banks};
 use crate::app::ctx;
 use crate::i18n::t;
 
+/// `v` to one decimal ("12.3"), written with integers: Rust's float formatting would add more
+/// to the wasm than the whole console.
+fn tenths(v: f64) -> String {
+    #[expect(clippy::cast_possible_truncation, reason = "chart coordinates and rates, far inside i64")]
+    let t = (v * 10.0).round() as i64;
+    let sign = if t < 0 { "-" } else { "" };
+    format!("{sign}{}.{}", (t / 10).abs(), (t % 10).abs())
+}
+
 /// Between two looks at the overview.
 const CONSOLE_REFRESH_MS: u64 = 1_000;
 /// Samples the settled-per-second chart keeps (one a refresh).
@@ -133,7 +142,7 @@ fn Live(api: Api) -> impl IntoView {
                             <tr><th>{c.t("in_doubt")}</th><td id="console-in-doubt">{o.in_doubt}</td></tr>
                             <tr><th>{c.t("undelivered")}</th><td id="console-undelivered">{o.undelivered}</td></tr>
                             <tr><th>{c.t("settled_total")}</th><td id="console-settled">{o.settled_total}</td></tr>
-                            <tr><th>{c.t("settled_rate")}</th><td id="console-rate">{format!("{rate_now:.1}")}</td></tr>
+                            <tr><th>{c.t("settled_rate")}</th><td id="console-rate">{tenths(rate_now)}</td></tr>
                         </table>
                         <Spark values=rates() />
                     </div>
@@ -142,8 +151,7 @@ fn Live(api: Api) -> impl IntoView {
                         <table id="console-banks">
                             {o.ring.iter().cloned().map(|m| {
                                 let up = m.reachable;
-                                #[expect(clippy::cast_precision_loss, reason = "shown to a tenth of a second")]
-                                let age = m.last_grant_age_ms.map_or_else(|| "—".into(), |a| format!("{:.1} s", a as f64 / 1000.0));
+                                let age = m.last_grant_age_ms.map_or_else(|| "—".into(), |a| format!("{}.{} s", a / 1000, a % 1000 / 100));
                                 view! {
                                     <tr class=if up { "up" } else { "down" }>
                                         <td>{m.name}</td>
@@ -171,7 +179,8 @@ fn Ring(members: Vec<RingMember>) -> impl IntoView {
     #[expect(clippy::cast_precision_loss, reason = "a drawing: a handful of banks")]
     let at = move |i: usize| {
         let a = std::f64::consts::TAU * i as f64 / n as f64 - std::f64::consts::FRAC_PI_2;
-        (100.0 + 70.0 * a.cos(), 100.0 + 70.0 * a.sin())
+        // The browser's Math: Rust's own sin and cos would be compiled into the wasm.
+        (100.0 + 70.0 * js_sys::Math::cos(a), 100.0 + 70.0 * js_sys::Math::sin(a))
     };
     view! {
         <svg id="console-ring" viewBox="0 0 200 200" width="200" height="200" role="img">
@@ -181,8 +190,8 @@ fn Ring(members: Vec<RingMember>) -> impl IntoView {
                 let fill = if !m.reachable { "#b00020" } else if m.holding { "#fca311" } else { "#14213d" };
                 view! {
                     <g class="ring-bank" data-bank=m.bank.get().to_string() data-holding=m.holding.to_string()>
-                        <circle cx=format!("{x:.1}") cy=format!("{y:.1}") r="16" fill=fill />
-                        <text x=format!("{x:.1}") y=format!("{:.1}", y + 4.0) text-anchor="middle" fill="#fff" font-size="12">
+                        <circle cx=tenths(x) cy=tenths(y) r="16" fill=fill />
+                        <text x=tenths(x) y=tenths(y + 4.0) text-anchor="middle" fill="#fff" font-size="12">
                             {m.bank.get().to_string()}
                         </text>
                     </g>
@@ -200,7 +209,9 @@ fn Spark(values: Vec<f64>) -> impl IntoView {
     let points: String = values
         .iter()
         .enumerate()
-        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * 200.0 / RATE_SAMPLES_MAX as f64, 50.0 - 46.0 * v / max))
+        .map(|(i, v)| {
+            format!("{},{}", tenths(i as f64 * 200.0 / RATE_SAMPLES_MAX as f64), tenths(50.0 - 46.0 * v / max))
+        })
         .collect::<Vec<_>>()
         .join(" ");
     view! {
