@@ -626,6 +626,7 @@ impl Accounts {
             updated_at: at.to_string(),
             status: Status::Success,
             reason: None,
+            reason_code: None,
         };
         StatementEntry::new(transaction, balance, ibk(me))
     }
@@ -780,6 +781,7 @@ fn settlement_entries(
             updated_at: at.to_string(),
             status: Status::Success,
             reason: None,
+            reason_code: None,
         };
         out.push(StatementEntry::new(transaction, balance, me));
     }

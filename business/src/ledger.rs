@@ -203,6 +203,7 @@ impl Package {
             updated_at: at.to_string(),
             status: Status::Success,
             reason: None,
+            reason_code: None,
         }
     }
 }

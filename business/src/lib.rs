@@ -238,7 +238,9 @@ impl Application {
                 .iter()
                 .fold(actix_cors::Cors::default(), |c, o| c.allowed_origin(o))
                 .allowed_methods(["GET", "POST", "PUT", "DELETE"])
-                .allowed_headers(["authorization", "content-type", "idempotency-key"])
+                .allowed_headers(["authorization", "content-type", "idempotency-key", "last-event-id"])
+                // The app tells a locked-out customer until when (a time, not "292 s").
+                .expose_headers(["retry-after"])
                 .max_age(600);
             App::new()
                 .app_data(state.clone())

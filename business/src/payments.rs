@@ -45,6 +45,7 @@ pub fn final_transaction(bank: BankId, owner: Ibk, r: &OperationReceipt) -> Tran
         updated_at: r.at.clone(),
         status: Status::Success,
         reason: None,
+        reason_code: None,
     }
 }
 

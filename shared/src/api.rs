@@ -232,6 +232,11 @@ pub struct Transaction {
     /// Why a package failed, or why it is still waiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The failure's stable code, for clients to word it in their language (`reason` is
+    /// English, for people reading logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub reason_code: Option<crate::ErrorCode>,
 }
 
 /// `POST /api/payments/deposit` and `/withdraw`.

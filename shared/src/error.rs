@@ -127,6 +127,13 @@ error_codes! {
         ConsentNotFound = "consent_not_found",
         ConsentInvalid = "consent_invalid",
         ConsentLimit = "consent_limit",
+        ConsentMissing = "consent_missing",
+        ConsentExpired = "consent_expired",
+        ConsentExceeded = "consent_exceeded",
+        /// A package that could not settle before its deadline (a bank did not answer).
+        PackageDeadline = "package_deadline",
+        /// A package attempt ended without a decision to commit (the token moved on, no vote).
+        PackageAborted = "package_aborted",
         SessionRequired = "session_required",
         WrongBank = "wrong_bank",
         PackageNotFound = "package_not_found",

@@ -124,6 +124,7 @@ async fn a_chained_package_across_three_banks_settles_all_or_nothing() {
     let done = terminal(&payee, &t.id, Duration::from_secs(20)).await;
     assert_eq!(done.status, Status::Failed);
     assert!(done.reason.as_deref().unwrap_or("").contains("not consented"), "{done:?}");
+    assert_eq!(done.reason_code, Some(shared::ErrorCode::ConsentMissing), "a code to word it by: {done:?}");
     assert_eq!(balance(&c, a1.ibk()).await, "399.50".parse().unwrap());
 
     // The holder's accounts across the network.
@@ -518,7 +519,8 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     assert_eq!(r.status(), StatusCode::OK);
     let votes: serde_json::Value = r.json().await.unwrap();
     assert_eq!(votes["votes"][0]["vote"], "no", "{votes}");
-    assert_eq!(votes["votes"][0]["refusal"]["reason"], "consent_missing", "{votes}");
+    // The refusal's tag is the code a client words it by.
+    assert_eq!(votes["votes"][0]["refusal"]["reason"], serde_json::json!(shared::ErrorCode::ConsentMissing), "{votes}");
     assert!(ds2.get_record("prepared", "rogue0member.0").await.unwrap().is_none(), "nothing held");
     let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/commit"))
         .json(&serde_json::json!({ "txns": ["rogue0member.0"] }))

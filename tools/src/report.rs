@@ -184,14 +184,14 @@ mod tests {
             title: "a run".into(),
             about: vec!["interbank load <test>".into()],
             samples: &samples,
-            errors: BTreeMap::from([("insufficient_funds".to_string(), 7)]),
+            errors: BTreeMap::from([("refused by its bank".to_string(), 7)]),
             check: Some(vec![]),
         };
         let doc = html(&run).unwrap_or_default();
         assert_eq!(doc.matches("<svg").count(), 3, "three charts");
         assert!(doc.contains("Latency p99") && doc.contains("Throughput"));
         assert!(doc.contains("<td>deposit</td><td>1000</td>"), "per-kind figures");
-        assert!(doc.contains("<td>insufficient_funds</td><td>7</td>"));
+        assert!(doc.contains("<td>refused by its bank</td><td>7</td>"));
         assert!(doc.contains("check: clean"));
         assert!(doc.contains("interbank load &lt;test&gt;"), "text is escaped");
         let bad = Run { check: Some(vec!["money created".into()]), ..run };

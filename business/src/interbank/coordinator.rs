@@ -129,6 +129,7 @@ impl Queued {
             updated_at: updated,
             status,
             reason,
+            reason_code: None,
         }
     }
 }
@@ -349,7 +350,11 @@ pub async fn round(
                 });
                 let shown = match d {
                     Decision::Commit => p.queued.transaction(Status::Confirmed, None),
-                    Decision::Abort { reason, .. } => p.queued.transaction(Status::Failed, Some(reason.to_string())),
+                    Decision::Abort { reason, .. } => {
+                        let mut t = p.queued.transaction(Status::Failed, Some(reason.to_string()));
+                        t.reason_code = Some(reason.code());
+                        t
+                    }
                 };
                 c.records.push(RecordOp::Put {
                     collection: PACKAGES.into(),

@@ -241,6 +241,35 @@ pub enum AbortReason {
     TokenMovedOn,
 }
 
+impl Refusal {
+    /// The stable code a client words this refusal by.
+    pub fn code(&self) -> shared::ErrorCode {
+        use shared::ErrorCode as E;
+        match self {
+            Refusal::AccountNotFound { .. } => E::AccountNotFound,
+            Refusal::InsufficientFunds { .. } => E::InsufficientFunds,
+            Refusal::AccountPendingHolders { .. } => E::AccountPendingHolders,
+            Refusal::ConsentMissing { .. } => E::ConsentMissing,
+            Refusal::ConsentExpired { .. } => E::ConsentExpired,
+            Refusal::ConsentExceeded { .. } => E::ConsentExceeded,
+            Refusal::Overflow { .. } => E::BalanceOverflow,
+            Refusal::AlreadyAborted => E::PackageAborted,
+        }
+    }
+}
+
+impl AbortReason {
+    /// The stable code a client words this failure by.
+    pub fn code(&self) -> shared::ErrorCode {
+        use shared::ErrorCode as E;
+        match self {
+            AbortReason::Refused { refusal, .. } => refusal.code(),
+            AbortReason::DeadlinePassed { .. } | AbortReason::NoVoteByDeadline => E::PackageDeadline,
+            AbortReason::Unreachable { .. } | AbortReason::NoVote | AbortReason::TokenMovedOn => E::PackageAborted,
+        }
+    }
+}
+
 /// The coordinator's rule: all yes → commit; any no → fail; anyone silent → wait until the
 /// deadline, then fail. Never commit on a missing vote.
 pub fn decide(votes: &[(BankId, Vote)], deadline_passed: bool) -> Decision {
