@@ -45,12 +45,34 @@ fn refusal(lang: Lang, body: ErrorBody) -> String {
 async fn decode<T: DeserializeOwned>(lang: Lang, resp: Result<Response, gloo_net::Error>) -> Result<T, String> {
     let resp = resp.map_err(|_| t(lang, "err_network").to_string())?;
     if resp.ok() {
-        return resp.json::<T>().await.map_err(|e| format!("unexpected answer: {e}"));
+        // Not what the API promises: said in words, not with the decoder's own message (whose
+        // formatting machinery would weigh more in the wasm than the rest of this file).
+        return resp.json::<T>().await.map_err(|_| t(lang, "err_unexpected").to_string());
     }
+    let retry_after_s = resp.headers().get("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
     match resp.json::<ErrorBody>().await {
+        // A lockout says until when, in the customer's clock, rather than a count of seconds.
+        Ok(b) if b.error == shared::ErrorCode::RateLimited && retry_after_s.is_some() => {
+            Err(format!("{} {}.", t(lang, "retry_at"), local_time_in(retry_after_s.unwrap_or(0))))
+        }
         Ok(b) => Err(refusal(lang, b)),
         Err(_) => Err(format!("HTTP {}", resp.status())),
     }
+}
+
+/// "23:14": the local time `secs` from now.
+fn local_time_in(secs: u64) -> String {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "milliseconds since 1970 as JavaScript holds them: whole, positive, below 2^53"
+    )]
+    let at = {
+        let now_ms = js_sys::Date::now() as u64;
+        js_sys::Date::new(&wasm_bindgen::JsValue::from(now_ms.saturating_add(secs.saturating_mul(1000)) as f64))
+    };
+    format!("{:02}:{:02}", at.get_hours(), at.get_minutes())
 }
 
 impl Api {
@@ -71,7 +93,7 @@ impl Api {
             "DELETE" => Request::delete(&url),
             _ => Request::post(&url),
         };
-        let req = self.req(rb).json(body).map_err(|e| e.to_string())?;
+        let req = self.req(rb).json(body).map_err(|_| t(self.lang, "err_unexpected").to_string())?;
         decode(self.lang, req.send().await).await
     }
 
@@ -97,16 +119,6 @@ impl Api {
         match resp.json::<ErrorBody>().await {
             Ok(b) => Err(refusal(self.lang, b)),
             Err(_) => Err(format!("HTTP {}", resp.status())),
-        }
-    }
-
-    /// Whether the bank still honours this session (false only on a 401: a network failure
-    /// keeps it, the next call will tell).
-    pub async fn session_alive(&self, account: u64) -> bool {
-        let url = format!("{}/api/accounts/{account}", self.base);
-        match self.req(Request::get(&url)).send().await {
-            Ok(r) => r.status() != 401,
-            Err(_) => true,
         }
     }
 

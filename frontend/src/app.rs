@@ -77,12 +77,17 @@ mod kept {
         store?.get_item(key).ok()?
     }
 
-    pub fn session() -> Option<Session> {
-        serde_json::from_str(&get(session_store(), SESSION)?).ok()
+    /// A kept session: (token, expiry, account id). The account itself is asked of the bank
+    /// again at restore — fresh, and the app carries no code to write an `Account` as JSON.
+    pub fn session() -> Option<(String, String, u64)> {
+        let kept = get(session_store(), SESSION)?;
+        let mut lines = kept.lines();
+        let (token, expires, id) = (lines.next()?, lines.next()?, lines.next()?.parse().ok()?);
+        Some((token.to_string(), expires.to_string(), id))
     }
 
     pub fn set_session(s: Option<&Session>) {
-        put(session_store(), SESSION, s.and_then(|s| serde_json::to_string(s).ok()));
+        put(session_store(), SESSION, s.map(|s| format!("{}\n{}\n{}", s.token, s.expires_at, s.account.id.get())));
     }
 
     /// The bank as kept: its name and base URL on two lines.
@@ -109,23 +114,32 @@ mod kept {
 pub fn App() -> impl IntoView {
     let bank = kept::bank();
     // A session is only restored together with the bank that issued it.
-    let session = bank.as_ref().and_then(|_| kept::session());
-    let c = Ctx { lang: RwSignal::new(kept::lang()), bank: RwSignal::new(bank), session: RwSignal::new(session) };
+    let restoring = bank.as_ref().and_then(|_| kept::session());
+    let c = Ctx { lang: RwSignal::new(kept::lang()), bank: RwSignal::new(bank), session: RwSignal::new(None) };
     provide_context(c);
+    let restored = RwSignal::new(restoring.is_none());
+    // A kept session is back once the bank honours it; refused (expired, revoked elsewhere) or
+    // unanswered, it is forgotten and the customer logs in again.
+    if let Some((token, expires_at, id)) = restoring {
+        let api = Api { token: Some(token.clone()), ..c.api() };
+        leptos::task::spawn_local(async move {
+            if let Ok(account) = api.account(id).await {
+                c.session.set(Some(Session { token, expires_at, account }));
+            }
+            restored.set(true);
+        });
+    }
     // The operator console, opened from the bank chooser; its key lives only in its page.
     let console = RwSignal::new(false);
     Effect::new(move || kept::set_lang(c.lang.get()));
     Effect::new(move || kept::set_bank(c.bank.get().as_ref()));
-    Effect::new(move || kept::set_session(c.session.get().as_ref()));
-    // A kept session the bank no longer honours (expired, revoked elsewhere) ends here too.
-    if let Some(s) = c.session.get_untracked() {
-        let api = c.api();
-        leptos::task::spawn_local(async move {
-            if !api.session_alive(s.account.ibk.account.get()).await {
-                c.session.set(None);
-            }
-        });
-    }
+    // Kept from the restore on (before it, the session is None only because it is on its way).
+    Effect::new(move || {
+        let s = c.session.get();
+        if restored.get() {
+            kept::set_session(s.as_ref());
+        }
+    });
     let toggle = move |_| c.lang.update(|l| *l = if *l == Lang::Pt { Lang::En } else { Lang::Pt });
     view! {
         <header>
@@ -160,6 +174,7 @@ pub fn App() -> impl IntoView {
                         </button>
                     </p>
                 }.into_any(),
+                (false, true, false) if !restored.get() => view! { <p class="loading">"…"</p> }.into_any(),
                 (false, true, false) => view! { <SignUp/> <LogIn/> }.into_any(),
                 (false, true, true) => view! { <Dashboard/> }.into_any(),
             }}

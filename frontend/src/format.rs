@@ -45,6 +45,39 @@ pub fn parse_brl(input: &str) -> Result<String, &'static str> {
     Ok(m.to_string())
 }
 
+/// A CPF or CNPJ field as it is typed: each comma-separated document's digits grouped as
+/// Brazilians write them ("529.982.247-25", "11.222.333/0001-81"), progressively. A part with
+/// anything but digits and the usual separators is left as typed.
+pub fn mask_documents(input: &str) -> String {
+    input.split(',').map(|part| mask_document(part.trim())).collect::<Vec<_>>().join(", ")
+}
+
+fn mask_document(part: &str) -> String {
+    if !part.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '/' | ' ')) {
+        return part.to_string();
+    }
+    let digits: Vec<char> = part.chars().filter(char::is_ascii_digit).collect();
+    let (groups, seps): (&[usize], &[char]) = match digits.len() {
+        0..=11 => (&[3, 3, 3, 2], &['.', '.', '-']),
+        12..=14 => (&[2, 3, 3, 4, 2], &['.', '.', '/', '-']),
+        _ => return part.to_string(),
+    };
+    let mut out = String::new();
+    let mut rest = digits.as_slice();
+    for (i, g) in groups.iter().enumerate() {
+        if rest.is_empty() {
+            break;
+        }
+        if i > 0 {
+            out.push(seps[i - 1]);
+        }
+        let (head, tail) = rest.split_at((*g).min(rest.len()));
+        out.extend(head);
+        rest = tail;
+    }
+    out
+}
+
 /// An RFC 3339 UTC time ("2026-12-01T21:40:23.123Z") as Brazilians read it, in the local time
 /// `offset_min` minutes east of UTC: "01/12/2026 18:40". A time it cannot read is shown as sent.
 pub fn datetime_br(rfc3339: &str, offset_min: i64) -> String {
@@ -85,6 +118,19 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documents_are_grouped_as_they_are_typed() {
+        assert_eq!(mask_documents("529"), "529");
+        assert_eq!(mask_documents("5299"), "529.9");
+        assert_eq!(mask_documents("52998224725"), "529.982.247-25");
+        assert_eq!(mask_documents("529.982.247-25"), "529.982.247-25", "already grouped stays");
+        assert_eq!(mask_documents("112223330001"), "11.222.333/0001");
+        assert_eq!(mask_documents("11222333000181"), "11.222.333/0001-81");
+        assert_eq!(mask_documents("52998224725,11144477735"), "529.982.247-25, 111.444.777-35");
+        assert_eq!(mask_documents("abc"), "abc", "not a number: left as typed");
+        assert_eq!(mask_documents(""), "");
+    }
 
     #[test]
     fn times_in_brazilian_format_and_local_time() {

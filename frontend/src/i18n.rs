@@ -56,6 +56,9 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("sent", "Pacote enviado. Acompanhe a situação no extrato: ", "Package sent. Follow its status in the statement: "),
     ("kind_deposit", "Depósito", "Deposit"),
     ("hello", "Olá", "Hello"),
+    ("err_unexpected", "Resposta inesperada do banco. Tente de novo", "Unexpected answer from the bank. Try again"),
+    ("err_name", "Informe o nome do titular", "Enter the holder's name"),
+    ("retry_at", "Muitas tentativas. Tente de novo às", "Too many attempts. Try again at"),
     ("console", "Console do operador", "Operator console"),
     ("replica_address", "Endereço da réplica", "Replica address"),
     ("operator_key", "Chave de operador", "Operator key"),
@@ -117,9 +120,9 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("open_joint", "Abrir conta conjunta", "Open a joint account"),
     ("other_holders", "CPF dos outros titulares (separe com vírgula)", "Other holders' CPF (comma-separated)"),
     ("consents", "Autorizações para outros bancos", "Authorisations for other banks"),
-    ("consent_active", "ativa", "active"),
-    ("consent_revoked", "revogada", "revoked"),
-    ("consent_expired", "expirada", "expired"),
+    ("consent_state_active", "ativa", "active"),
+    ("consent_state_revoked", "revogada", "revoked"),
+    ("consent_state_expired", "expirada", "expired"),
     ("revoke", "Revogar", "Revoke"),
     ("link_account", "Vincular conta de outro banco", "Link an account at another bank"),
     ("consent_total", "Limite total (R$)", "Total limit (R$)"),
@@ -142,6 +145,22 @@ pub fn error_text(lang: Lang, code: shared::ErrorCode) -> Option<&'static str> {
         E::Unauthorized => ("Sua sessão terminou. Entre de novo", "Your session ended. Log in again"),
         E::Forbidden => ("Esta conta não é sua", "This account is not yours"),
         E::InsufficientFunds => ("Saldo insuficiente", "Insufficient funds"),
+        E::ConsentMissing => (
+            "O titular da conta não autorizou débitos deste banco",
+            "The account's holder has not consented to debits by this bank",
+        ),
+        E::ConsentExpired => {
+            ("A autorização de débito expirou ou foi revogada", "The debit consent expired or was revoked")
+        }
+        E::ConsentExceeded => {
+            ("O pacote passa do limite autorizado para débitos", "The package exceeds the consented debit limit")
+        }
+        E::PackageDeadline => {
+            ("Um banco não respondeu a tempo; nada foi debitado", "A bank did not answer in time; nothing was debited")
+        }
+        E::PackageAborted => {
+            ("O pacote não foi concluído; nada foi debitado", "The package did not complete; nothing was debited")
+        }
         E::AccountNotFound => ("Conta não encontrada ou encerrada", "No such account, or it is closed"),
         E::SameAccount => ("Origem e destino são a mesma conta", "Origin and target are the same account"),
         E::BalanceOverflow => ("O saldo passaria do máximo permitido", "The balance would pass the largest allowed"),

@@ -260,6 +260,20 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     fill(&c, "#login-ibk", &ana).await;
     fill(&c, "#login-password", "not-her-password\u{e007}").await;
     text_until(&c, "#login-error", |t| t == "IBK ou senha incorretos").await;
+    // Guessing further locks the account, and the page says until when (a time of day).
+    let davi = sign_up(&c, "Davi Rocha", &shared::Document::with_check_digits("123456780").unwrap().formatted()).await;
+    let until = Instant::now() + WAIT;
+    loop {
+        fill(&c, "#login-ibk", &davi).await;
+        fill(&c, "#login-password", "senha-errada-123\u{e007}").await;
+        let t = text_until(&c, "#login-error", |t| !t.is_empty()).await;
+        if let Some(at) = t.strip_prefix("Muitas tentativas. Tente de novo às ") {
+            let at = at.trim_end_matches('.');
+            assert!(at.len() == 5 && at.as_bytes()[2] == b':', "a time of day: {t:?}");
+            break;
+        }
+        assert!(Instant::now() < until, "no lockout: {t:?}");
+    }
     log_in(&c, &ana).await;
     text_until(&c, "#greeting", |t| t == "Olá, Ana").await;
     text_until(&c, "#statement-empty", |t| t == "Nenhuma movimentação ainda.").await;
@@ -354,6 +368,9 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     c.refresh().await.unwrap();
     c.wait().at_most(WAIT).for_element(Locator::Css("#tab-extrato.active")).await.unwrap();
     text_until(&c, &format!("#statement li.entry[data-id='{failed_id}'] .state"), |t| t == "falhou").await;
+    // Why, in Portuguese, from the failure's code.
+    click(&c, &format!("#statement li.entry[data-id='{failed_id}'] .entry-summary")).await;
+    text_until(&c, &format!("#statement li.entry[data-id='{failed_id}'] .reason"), |t| t == "Saldo insuficiente").await;
     text_until(&c, "#greeting", |t| t == "Olá, Ana").await;
     assert_eq!(rows_of(&c, &package).await.len(), 1, "after the reload, the settled package once");
     shot(&c, "statement-failed-after-reload").await;

@@ -32,10 +32,20 @@ pub fn SignUp() -> impl IntoView {
     // the first keystroke of a number that cannot be complete yet.
     let docs_touched = RwSignal::new(false);
     let doc_problem = move || documents_problem(c.lang.get(), &docs.get());
+    // Name and password are judged beside their fields once a submission was tried.
+    let tried = RwSignal::new(false);
+    let name_problem =
+        move || (tried.get() && name.get().trim().is_empty()).then(|| t(c.lang.get(), "err_name").to_string());
+    let password_problem = move || {
+        let n = password.get().chars().count();
+        // The server's PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX (it decides; this only says so early).
+        (tried.get() && !(8..=128).contains(&n)).then(|| t(c.lang.get(), "password_hint").to_string())
+    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         docs_touched.set(true);
-        if doc_problem().is_some() {
+        tried.set(true);
+        if doc_problem().is_some() || name_problem().is_some() || password_problem().is_some() {
             return;
         }
         // Every document parsed above (doc_problem found none), so none is dropped here.
@@ -62,9 +72,10 @@ pub fn SignUp() -> impl IntoView {
             <h2>{c.t("sign_up")}</h2>
             <label for="signup-name">{c.t("name")}</label>
             <input id="signup-name" autocomplete="name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
+            <p class="error field-error" id="signup-name-error">{name_problem}</p>
             <label for="signup-docs">{c.t("documents")}</label>
             <input id="signup-docs" inputmode="numeric" placeholder="000.000.000-00" prop:value=move || docs.get()
-                on:input=move |ev| docs.set(event_target_value(&ev)) on:blur=move |_| {
+                on:input=move |ev| docs.set(crate::format::mask_documents(&event_target_value(&ev))) on:blur=move |_| {
                     if !docs.get().trim().is_empty() {
                         docs_touched.set(true);
                     }
@@ -79,6 +90,7 @@ pub fn SignUp() -> impl IntoView {
             <input id="signup-password" type="password" autocomplete="new-password" prop:value=move || password.get()
                 on:input=move |ev| password.set(event_target_value(&ev)) />
             <p class="hint">{c.t("password_hint")}</p>
+            <p class="error field-error" id="signup-password-error">{password_problem}</p>
             <button id="signup-submit" type="submit" prop:disabled=move || busy.get()>{c.t("sign_up")}</button>
             <p class="error" id="signup-error">{move || error.get()}</p>
             <p class="ok" id="signup-result">{move || opened.get().map(|i| format!("{}{i}", t(c.lang.get(), "account_opened")))}</p>

@@ -15,9 +15,9 @@ use crate::i18n::t;
 
 fn status_word(s: ConsentStatus) -> &'static str {
     match s {
-        ConsentStatus::Active => "consent_active",
-        ConsentStatus::Revoked => "consent_revoked",
-        ConsentStatus::Expired => "consent_expired",
+        ConsentStatus::Active => "consent_state_active",
+        ConsentStatus::Revoked => "consent_state_revoked",
+        ConsentStatus::Expired => "consent_state_expired",
     }
 }
 

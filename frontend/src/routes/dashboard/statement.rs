@@ -197,7 +197,16 @@ fn Detail(tx: Transaction) -> impl IntoView {
             {tx.total().filter(|_| tx.operations.len() > 1).map(|total| view! {
                 <p class="total">{move || t(c.lang.get(), "total")} " " {brl(total)}</p>
             })}
-            {reason.map(|r| view! { <p class="reason">{r}</p> })}
+            {reason.map(|r| {
+                // Worded from its code in the page's language; the English reason only for a
+                // code the app has no words for.
+                let (code, lang) = (tx.reason_code, c.lang);
+                view! {
+                    <p class="reason">
+                        {move || code.and_then(|k| crate::i18n::error_text(lang.get(), k)).map_or_else(|| r.clone(), str::to_string)}
+                    </p>
+                }
+            })}
             <p class="tx-id">{c.t("receipt_id")} " " {tx.parent_id.clone().unwrap_or_else(|| tx.id.clone())}</p>
         </div>
     }
