@@ -85,6 +85,10 @@ pub struct Change {
 pub struct Feed {
     tx: broadcast::Sender<Change>,
     wake: tokio::sync::Notify,
+    /// The lowest journal position a stream opened at and the tail has not read past yet
+    /// (`u64::MAX`: none). A stream reads its account's position, then the tail may already be
+    /// further on; the tail goes back to this floor, so nothing committed in between is missed.
+    floor: std::sync::atomic::AtomicU64,
     streams: parking_lot::Mutex<HashMap<AccountId, usize>>,
     /// `business_event_streams`.
     gauge: prometheus_client::metrics::gauge::Gauge,
@@ -97,6 +101,7 @@ impl Feed {
             heartbeat_ms,
             tx: broadcast::channel(FEED_CHANNEL_CAPACITY).0,
             wake: tokio::sync::Notify::new(),
+            floor: std::sync::atomic::AtomicU64::new(u64::MAX),
             streams: parking_lot::Mutex::new(HashMap::new()),
             gauge,
         }
@@ -155,11 +160,16 @@ pub async fn tail(ds: DataClient, feed: Arc<Feed>) {
             let _ = tokio::time::timeout(Duration::from_secs(1), feed.wake.notified()).await;
             continue;
         }
+        // A stream that opened at an earlier position than the tail has read to: back to it
+        // (streams ignore what they already knew).
+        let floor = feed.floor.swap(u64::MAX, std::sync::atomic::Ordering::AcqRel);
         let from = match after {
-            Some(s) => s,
+            Some(s) => s.min(floor),
             None => match ds.health().await {
-                Ok(h) => h.journal_seq,
+                Ok(h) => h.journal_seq.min(floor),
                 Err(e) => {
+                    // Whoever asked for this floor still needs it.
+                    feed.floor.fetch_min(floor, std::sync::atomic::Ordering::AcqRel);
                     tracing::warn!(error = %e, "event feed: the data server is unreachable");
                     tokio::time::sleep(Duration::from_millis(EVENTS_TAIL_INTERVAL_MS * 5)).await;
                     continue;
@@ -300,6 +310,8 @@ pub async fn open(
     let mut changes = feed.tx.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_BUFFER_EVENTS);
     let (mut seq, balance) = head(&ds, account).await?;
+    // Subscribed before the position was read: the tail is told to cover from there.
+    feed.floor.fetch_min(seq, std::sync::atomic::Ordering::AcqRel);
     let mut known: HashMap<String, Status> =
         package_statuses(&ds, account, &HashMap::new()).await?.into_iter().collect();
     // Missed something since the client's last event (or never had one): say so at once.
@@ -320,7 +332,9 @@ pub async fn open(
         loop {
             let out = tokio::select! {
                 c = changes.recv() => match c {
-                    Ok(c) if c.account == account => {
+                    // A change at or before the position already told (the tail went back
+                    // to an earlier stream's floor) is not news.
+                    Ok(c) if c.account == account && c.seq > seq => {
                         seq = c.seq;
                         vec![event("statement", seq, &serde_json::json!({ "seq": seq, "balance": c.balance }))]
                     }

@@ -768,6 +768,8 @@ async fn a_document_is_named_in_a_bounded_number_of_joint_accounts() {
 /// One Server-Sent Event read off a stream: (event, id, data); comments are skipped; `None`
 /// once the stream ended.
 async fn next_event(resp: &mut reqwest::Response, buf: &mut String) -> Option<(String, u64, Value)> {
+    // Pings keep the stream busy, so the wait is bounded for the event, not for each chunk.
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         if let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
@@ -780,7 +782,7 @@ async fn next_event(resp: &mut reqwest::Response, buf: &mut String) -> Option<(S
             let data = serde_json::from_str(&field("data:")).unwrap_or(Value::Null);
             return Some((field("event:"), field("id:").parse().unwrap_or(0), data));
         }
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), resp.chunk()).await.expect("an event");
+        let chunk = tokio::time::timeout_at(until, resp.chunk()).await.expect("an event within 20 s");
         buf.push_str(std::str::from_utf8(&chunk.unwrap()?).unwrap());
     }
 }
