@@ -708,15 +708,16 @@ impl Accounts {
         if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ApiError::NoSession);
         }
-        let s: SessionRecord = match self.ds.get_record(SESSIONS, &session_key(token)).await? {
-            Some(r) => parse(r.value)?,
-            None => return Err(ApiError::NoSession),
-        };
-        if s.expires_at_ms <= now_ms() {
-            return Err(ApiError::NoSession);
-        }
+        let s = live_session(&self.ds, &session_key(token)).await?.ok_or(ApiError::NoSession)?;
         self.record(s.account).await?.ok_or(ApiError::NoSession)
     }
+}
+
+/// The session stored under `key` (a token's digest), if it has not expired.
+pub async fn live_session(ds: &DataClient, key: &str) -> Result<Option<SessionRecord>, ApiError> {
+    let Some(r) = ds.get_record(SESSIONS, key).await? else { return Ok(None) };
+    let s: SessionRecord = parse(r.value)?;
+    Ok((s.expires_at_ms > now_ms()).then_some(s))
 }
 
 /// Sessions are stored under the token's digest, so a leak of the store leaks no token.

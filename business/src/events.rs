@@ -42,7 +42,7 @@ use shared::{AccountId, Money};
 use tokio::sync::broadcast;
 
 use crate::error::{ApiError, Unavailable};
-use crate::model::{PACKAGES, SESSIONS, SessionRecord, parse_record};
+use crate::model::{PACKAGES, parse_record};
 
 pub const EVENT_TICKETS: &str = "event_tickets";
 
@@ -256,10 +256,7 @@ async fn redeem(ds: &DataClient, ticket: &str, account: AccountId) -> Result<Str
 }
 
 async fn session_alive(ds: &DataClient, session: &str) -> Result<bool, ApiError> {
-    Ok(match ds.get_record(SESSIONS, session).await? {
-        Some(r) => parse_record::<SessionRecord>(&r)?.expires_at_ms > now_ms(),
-        None => false,
-    })
+    Ok(crate::accounts::live_session(ds, session).await?.is_some())
 }
 
 /// One Server-Sent Event.

@@ -92,20 +92,17 @@ async fn a_chained_package_across_three_banks_settles_all_or_nothing() {
     assert_eq!(balance(&c, a2.ibk()).await, Money::ZERO);
     assert_eq!(balance(&c, payee.ibk()).await, "100.50".parse().unwrap());
     // Each bank's statement shows its entries, linked to the package, as each side reads them.
-    let st = payee.statement().await.unwrap();
-    let received = st.transactions.iter().find(|e| e.transaction.parent_id.as_deref() == Some(t.id.as_str()));
-    let line = &received.unwrap_or_else(|| panic!("no line of {}: {st:?}", t.id)).line;
-    assert_eq!(
-        (line.kind, line.direction, line.amount, line.counterpart),
-        (EntryKind::PackageReceived, Direction::Credit, "100.50".parse().unwrap(), Some(a2.ibk()))
-    );
-    let st = a1.statement().await.unwrap();
-    let sent = st.transactions.iter().find(|e| e.transaction.parent_id.as_deref() == Some(t.id.as_str()));
-    let line = &sent.unwrap_or_else(|| panic!("no line of {}: {st:?}", t.id)).line;
-    assert_eq!(
-        (line.kind, line.direction, line.amount, line.counterpart),
-        (EntryKind::PackageSent, Direction::Debit, "100.50".parse().unwrap(), Some(a2.ibk()))
-    );
+    for (who, kind, direction) in
+        [(&payee, EntryKind::PackageReceived, Direction::Credit), (&a1, EntryKind::PackageSent, Direction::Debit)]
+    {
+        let st = who.statement().await.unwrap();
+        let found = st.transactions.iter().find(|e| e.transaction.parent_id.as_deref() == Some(t.id.as_str()));
+        let line = &found.unwrap_or_else(|| panic!("no line of {}: {st:?}", t.id)).line;
+        assert_eq!(
+            (line.kind, line.direction, line.amount, line.counterpart),
+            (kind, direction, "100.50".parse().unwrap(), Some(a2.ibk()))
+        );
+    }
     let first = t.id.clone();
 
     // The reverse order needs A2's own money, which it does not have: nothing moves anywhere.

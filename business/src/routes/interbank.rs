@@ -295,10 +295,27 @@ pub use shared::api::Position;
     security(("operator" = []))
 )]
 pub async fn positions(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
-    let p = participant::positions(&state.interbank).await?;
-    let list: Vec<Position> =
-        p.into_iter().map(|(bank, cents)| Position { bank, net: signed_decimal(cents) }).collect();
+    let list = positions_of(&state.interbank).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "bank": state.settings.bank_id, "positions": list })))
+}
+
+/// This bank's net position towards each other bank, as the operator routes show it.
+async fn positions_of(ib: &crate::interbank::Interbank) -> Result<Vec<Position>, ApiError> {
+    let p = participant::positions(ib).await?;
+    Ok(p.into_iter().map(|(bank, cents)| Position { bank, net: signed_decimal(cents) }).collect())
+}
+
+/// Records counted per collection by the operator views (a view, not an inventory).
+const COUNTED_MAX: usize = 1_000;
+
+/// (queued, undelivered, prepared): packages waiting here, decisions not yet acknowledged,
+/// attempts prepared here and not yet decided — each counted up to [`COUNTED_MAX`].
+async fn in_flight(ds: &dataserver_api::client::DataClient) -> Result<(usize, usize, usize), ApiError> {
+    let count = |c: &'static str| async move {
+        Ok::<_, ApiError>(ds.scan_records(c, "", None, COUNTED_MAX).await?.records.len())
+    };
+    futures::future::try_join3(count(coordinator::QUEUE), count(coordinator::UNDELIVERED), count(participant::PREPARED))
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,10 +359,7 @@ pub async fn grants(
     security(("operator" = []))
 )]
 pub async fn pending(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
-    let ds = &state.ledger.ds;
-    let queued = ds.scan_records(coordinator::QUEUE, "", None, 1_000).await?.records.len();
-    let undelivered = ds.scan_records(coordinator::UNDELIVERED, "", None, 1_000).await?.records.len();
-    let prepared = ds.scan_records(participant::PREPARED, "", None, 1_000).await?.records.len();
+    let (queued, undelivered, prepared) = in_flight(&state.ledger.ds).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "bank": state.settings.bank_id, "queued": queued, "undelivered": undelivered, "prepared": prepared,
     })))
@@ -363,7 +377,6 @@ pub use shared::api::{Overview, RingMember};
     security(("operator" = []))
 )]
 pub async fn overview(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
-    const COUNTED_MAX: usize = 1_000;
     let ib = &state.interbank;
     let ds = &state.ledger.ds;
     let network = ib.peers.network();
@@ -392,15 +405,9 @@ pub async fn overview(state: web::Data<AppState>, _: Operator) -> Result<HttpRes
             last_grant_age_ms: v.as_ref().map(|v| v.last_grant_age_ms).filter(|a| *a != u64::MAX),
         })
         .collect();
-    let queued = ds.scan_records(coordinator::QUEUE, "", None, COUNTED_MAX).await?.records.len();
-    let undelivered = ds.scan_records(coordinator::UNDELIVERED, "", None, COUNTED_MAX).await?.records.len();
-    let in_doubt = ds.scan_records(participant::PREPARED, "", None, COUNTED_MAX).await?.records.len();
+    let (queued, undelivered, in_doubt) = in_flight(ds).await?;
     let settled_total = coordinator::settled_total(ib).await?;
-    let positions = participant::positions(ib)
-        .await?
-        .into_iter()
-        .map(|(bank, cents)| Position { bank, net: signed_decimal(cents) })
-        .collect();
+    let positions = positions_of(ib).await?;
     Ok(HttpResponse::Ok().json(Overview {
         bank: state.settings.bank_id,
         ring,
