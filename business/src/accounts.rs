@@ -636,10 +636,10 @@ impl Accounts {
         if req.ibk.bank != self.bank {
             return Err(ApiError::WrongBank(req.ibk));
         }
-        let record = self.record(req.ibk.account).await?.ok_or(ApiError::InvalidCredentials)?;
-        let stored = record.password_hash.clone().ok_or(ApiError::InvalidCredentials)?;
+        let record = self.record(req.ibk.account).await?.ok_or(ApiError::InvalidCredentials { attempts_left: None })?;
+        let stored = record.password_hash.clone().ok_or(ApiError::InvalidCredentials { attempts_left: None })?;
         if !self.verify_password(stored, req.password).await? {
-            return Err(ApiError::InvalidCredentials);
+            return Err(ApiError::InvalidCredentials { attempts_left: None });
         }
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);

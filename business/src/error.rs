@@ -42,8 +42,9 @@ pub enum ApiError {
     ConsentNotFound,
     #[error("opening a joint account needs the session of one of its holders")]
     SessionRequired,
+    /// `attempts_left`: what the login throttle still allows (set by the route, which counted).
     #[error("wrong IBK or password")]
-    InvalidCredentials,
+    InvalidCredentials { attempts_left: Option<u32> },
     #[error("missing, unknown or expired session token (send `Authorization: Bearer TOKEN`)")]
     NoSession,
     #[error("this account belongs to another customer")]
@@ -141,7 +142,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             ApiError::DocumentTaken(_) => ErrorCode::DocumentAlreadyHasAccount,
             ApiError::JointHolderMissing(_) => ErrorCode::JointHolderMissing,
-            ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ApiError::InvalidCredentials { .. } => ErrorCode::InvalidCredentials,
             ApiError::PendingHolders(_) => ErrorCode::AccountPendingHolders,
             ApiError::NotPendingHolder(_) => ErrorCode::NotAPendingHolder,
             ApiError::DepositsDisabled => ErrorCode::DepositsDisabled,
@@ -174,7 +175,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized
-            | ApiError::InvalidCredentials
+            | ApiError::InvalidCredentials { .. }
             | ApiError::NoSession
             | ApiError::SessionRequired
             | ApiError::PeerUnauthorized => StatusCode::UNAUTHORIZED,
@@ -210,7 +211,16 @@ impl ResponseError for ApiError {
         if let ApiError::RateLimited { retry_after_s } = self {
             r.insert_header(("retry-after", retry_after_s.to_string()));
         }
-        r.json(ErrorBody::new(self.code(), self.to_string()))
+        let mut body = ErrorBody::new(self.code(), self.to_string());
+        match *self {
+            ApiError::InvalidCredentials { attempts_left } => body.attempts_left = attempts_left,
+            ApiError::InsufficientFunds { balance, amount, .. } => {
+                (body.balance, body.amount) = (Some(balance), Some(amount))
+            }
+            ApiError::BalanceNotZero(balance) => body.balance = Some(balance),
+            _ => {}
+        }
+        r.json(body)
     }
 }
 

@@ -130,6 +130,8 @@ const COUNT_TRIES_MAX: u32 = 16;
 #[must_use = "an attempt that should cost nothing is forgiven"]
 pub struct Counted {
     keys: Vec<(String, Limit)>,
+    /// Attempts still allowed after this one, by the tightest of its budgets.
+    pub left: u32,
 }
 
 impl Shared {
@@ -144,12 +146,14 @@ impl Shared {
         for _ in 0..COUNT_TRIES_MAX {
             let now = crate::interbank::now_ms();
             let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+            let mut left = u32::MAX;
             for (key, limit) in &keys {
                 let (w, version) = self.window(key).await?;
                 let w = w.at(*limit, now);
                 if w.count >= limit.count_max {
                     return Err(ApiError::rate_limited(w.end_ms(*limit) - now));
                 }
+                left = left.min(limit.count_max - w.count - 1);
                 commit.records.push(RecordOp::Put {
                     collection: THROTTLE.into(),
                     key: key.clone(),
@@ -158,7 +162,7 @@ impl Shared {
                 });
             }
             match self.ds.commit(&commit).await {
-                Ok(_) => return Ok(Counted { keys }),
+                Ok(_) => return Ok(Counted { keys, left }),
                 Err(e) if e.code() == Some(DsCode::ConditionFailed) => continue, // a concurrent attempt
                 Err(e) => return Err(e.into()),
             }

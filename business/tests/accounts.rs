@@ -341,6 +341,9 @@ async fn customer_payments_and_the_statement() {
     for ((status, body), want_status, want_code) in refusals {
         assert_eq!((status, code(&body)), (want_status, want_code), "{body}");
     }
+    // A refusal for want of money carries the figures, so an app words them in its own format.
+    let (_, short) = pay(&a, "/api/payments/withdraw", json!({ "acc_ibk": "1-1", "amount": "69.51" })).await;
+    assert_eq!((short["balance"].as_str(), short["amount"].as_str()), (Some("69.5"), Some("69.51")), "{short}");
     bank.operator(0).op("/transfer/1/2/10", None).await.unwrap();
 
     // Newest first, two per page, with the balance after each line.
@@ -640,6 +643,14 @@ async fn a_burst_of_guesses_through_every_replica_gets_one_budget() {
         .filter(|(s, b)| *s == StatusCode::TOO_MANY_REQUESTS && code(b) == ErrorCode::RateLimited)
         .count();
     assert_eq!((checked, refused), (5, 15), "{answers:?}");
+    // Each checked guess says how many are left before the lockout: every count once, down to 0.
+    let mut left: Vec<u64> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::UNAUTHORIZED)
+        .map(|(_, b)| b["attempts_left"].as_u64().expect("attempts_left on a refused login"))
+        .collect();
+    left.sort_unstable();
+    assert_eq!(left, [0, 1, 2, 3, 4], "{answers:?}");
     // Locked out: even the right password waits, on either replica.
     for r in 0..2 {
         assert_eq!(api(&bank, r).login("1-1", "correct horse").await.0, StatusCode::TOO_MANY_REQUESTS);

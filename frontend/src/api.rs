@@ -36,27 +36,68 @@ pub struct Api {
     pub lang: Lang,
 }
 
-/// A refusal for people: the text of its stable code in their language; the server's message
+/// A refusal for people: the text of its stable code in their language, with the figures the
+/// body carries (attempts left, balance, amount) in the app's own format; the server's message
 /// (English) only for a code the app has no words for.
-fn refusal(lang: Lang, body: ErrorBody) -> String {
-    error_text(lang, body.error).map_or(body.message, str::to_string)
+pub fn refusal(lang: Lang, body: ErrorBody) -> String {
+    use shared::ErrorCode as E;
+    let Some(text) = error_text(lang, body.error) else { return body.message };
+    match (body.error, body.attempts_left, body.balance, body.amount) {
+        (E::InvalidCredentials, Some(0), ..) => format!("{text}. {}.", t(lang, "attempt_last")),
+        (E::InvalidCredentials, Some(1), ..) => format!("{text}. {}.", t(lang, "attempt_one_left")),
+        (E::InvalidCredentials, Some(n), ..) => {
+            format!("{text}. {}.", t(lang, "attempts_left").replace("{n}", &n.to_string()))
+        }
+        (E::InsufficientFunds, _, Some(has), Some(asked)) => format!(
+            "{text}: {} {}, {} {}",
+            t(lang, "available"),
+            crate::format::brl(has),
+            t(lang, "asked"),
+            crate::format::brl(asked)
+        ),
+        (E::BalanceNotZero, _, Some(has), _) => format!("{text} ({})", crate::format::brl(has)),
+        _ => text.to_string(),
+    }
+}
+
+/// A request the bank refused or that got no answer: the refusal's stable code (`None` when
+/// there was no refusal to read) and its text for people, so a form can put it beside the field
+/// it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub code: Option<shared::ErrorCode>,
+    pub text: String,
+}
+
+impl Refused {
+    fn said(text: &str) -> Refused {
+        Refused { code: None, text: text.to_string() }
+    }
 }
 
 async fn decode<T: DeserializeOwned>(lang: Lang, resp: Result<Response, gloo_net::Error>) -> Result<T, String> {
-    let resp = resp.map_err(|_| t(lang, "err_network").to_string())?;
+    decode_refused(lang, resp).await.map_err(|r| r.text)
+}
+
+async fn decode_refused<T: DeserializeOwned>(
+    lang: Lang,
+    resp: Result<Response, gloo_net::Error>,
+) -> Result<T, Refused> {
+    let resp = resp.map_err(|_| Refused::said(t(lang, "err_network")))?;
     if resp.ok() {
         // Not what the API promises: said in words, not with the decoder's own message (whose
         // formatting machinery would weigh more in the wasm than the rest of this file).
-        return resp.json::<T>().await.map_err(|_| t(lang, "err_unexpected").to_string());
+        return resp.json::<T>().await.map_err(|_| Refused::said(t(lang, "err_unexpected")));
     }
     let retry_after_s = resp.headers().get("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
     match resp.json::<ErrorBody>().await {
         // A lockout says until when, in the customer's clock, rather than a count of seconds.
-        Ok(b) if b.error == shared::ErrorCode::RateLimited && retry_after_s.is_some() => {
-            Err(format!("{} {}.", t(lang, "retry_at"), local_time_in(retry_after_s.unwrap_or(0))))
-        }
-        Ok(b) => Err(refusal(lang, b)),
-        Err(_) => Err(format!("HTTP {}", resp.status())),
+        Ok(b) if b.error == shared::ErrorCode::RateLimited && retry_after_s.is_some() => Err(Refused {
+            code: Some(b.error),
+            text: format!("{} {}.", t(lang, "retry_at"), local_time_in(retry_after_s.unwrap_or(0))),
+        }),
+        Ok(b) => Err(Refused { code: Some(b.error), text: refusal(lang, b) }),
+        Err(_) => Err(Refused { code: None, text: format!("HTTP {}", resp.status()) }),
     }
 }
 
@@ -101,8 +142,12 @@ impl Api {
         self.get("/api/banks").await
     }
 
-    pub async fn open(&self, body: &CreateAccount) -> Result<Account, String> {
-        self.send("POST", "/api/accounts", body).await
+    /// Opens an account; a refusal keeps its code, so the form puts it beside its field.
+    pub async fn open(&self, body: &CreateAccount) -> Result<Account, Refused> {
+        let url = format!("{}/api/accounts", self.base);
+        let req =
+            self.req(Request::post(&url)).json(body).map_err(|_| Refused::said(t(self.lang, "err_unexpected")))?;
+        decode_refused(self.lang, req.send().await).await
     }
 
     pub async fn login(&self, body: &Login) -> Result<Session, String> {
@@ -199,5 +244,31 @@ impl Api {
 
     pub async fn remove_key(&self, key: &PixKey) -> Result<serde::de::IgnoredAny, String> {
         self.send("DELETE", &format!("/api/keys/{}", key.path_segment()), &Empty {}).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{ErrorCode as E, Money};
+
+    fn body(error: E) -> ErrorBody {
+        ErrorBody::new(error, "the server's English")
+    }
+
+    #[test]
+    fn refusals_say_their_figures_in_the_page_language() {
+        let money = |s: &str| s.parse::<Money>().unwrap();
+        let short =
+            ErrorBody { balance: Some(money("150")), amount: Some(money("1000")), ..body(E::InsufficientFunds) };
+        assert_eq!(refusal(Lang::Pt, short.clone()), "Saldo insuficiente: disponível R$ 150,00, pedido R$ 1.000,00");
+        assert_eq!(refusal(Lang::En, short), "Insufficient funds: available R$ 150,00, asked R$ 1.000,00");
+        let wrong = |n| ErrorBody { attempts_left: Some(n), ..body(E::InvalidCredentials) };
+        assert_eq!(refusal(Lang::Pt, wrong(4)), "IBK ou senha incorretos. Restam 4 tentativas antes do bloqueio.");
+        assert_eq!(refusal(Lang::Pt, wrong(1)), "IBK ou senha incorretos. Resta 1 tentativa antes do bloqueio.");
+        assert_eq!(refusal(Lang::En, wrong(0)), "Wrong IBK or password. That was the last attempt before a lockout.");
+        assert_eq!(refusal(Lang::Pt, body(E::InvalidCredentials)), "IBK ou senha incorretos");
+        // A code the app has no words for falls back to the server's message.
+        assert_eq!(refusal(Lang::Pt, body(E::TxnInvalid)), "the server's English");
     }
 }

@@ -130,6 +130,11 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("total", "Total do pacote:", "Package total:"),
     ("clear", "Limpar operações", "Clear operations"),
     ("linked", "Conta vinculada:", "Account linked:"),
+    ("attempt_last", "Esta foi a última tentativa antes do bloqueio", "That was the last attempt before a lockout"),
+    ("attempt_one_left", "Resta 1 tentativa antes do bloqueio", "1 attempt left before a lockout"),
+    ("attempts_left", "Restam {n} tentativas antes do bloqueio", "{n} attempts left before a lockout"),
+    ("available", "disponível", "available"),
+    ("asked", "pedido", "asked"),
 ];
 
 /// What a refusal means, by its stable code, in `lang`; `None` for a code with no words here

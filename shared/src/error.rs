@@ -167,11 +167,22 @@ error_codes! {
 pub struct ErrorBody<C = ErrorCode> {
     pub error: C,
     pub message: String,
+    /// On `invalid_credentials`: the failed logins still allowed before a lockout (`0`: the
+    /// next attempt is refused with `rate_limited`), so an app can warn before it happens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+    /// On `insufficient_funds` and `balance_not_zero`: what the account holds, so an app can
+    /// say it in its own words and number format rather than quote `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::Money>,
+    /// On `insufficient_funds`: the amount that was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<crate::Money>,
 }
 
 impl<C> ErrorBody<C> {
     pub fn new(error: C, message: impl Into<String>) -> Self {
-        Self { error, message: message.into() }
+        Self { error, message: message.into(), attempts_left: None, balance: None, amount: None }
     }
 }
 
@@ -194,10 +205,18 @@ mod openapi {
                 .enum_values(Some(super::ErrorCode::ALL.iter().map(|c| c.as_str())))
                 .description(Some("stable machine-readable code"));
             let message = ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+            let attempts = ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Integer))
+                .description(Some("invalid_credentials: failed logins left before a lockout"));
+            let money =
+                |d: &'static str| ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).description(Some(d));
             RefOr::T(Schema::Object(
                 ObjectBuilder::new()
                     .property("error", code)
                     .property("message", message)
+                    .property("attempts_left", attempts)
+                    .property("balance", money("insufficient_funds, balance_not_zero: what the account holds"))
+                    .property("amount", money("insufficient_funds: the amount asked"))
                     .required("error")
                     .required("message")
                     .build(),
@@ -229,5 +248,8 @@ mod tests {
         assert!(serde_json::from_str::<ErrorCode>("\"no_such_code\"").is_err());
         let body: ErrorBody = serde_json::from_str(r#"{"error":"insufficient_funds","message":"m"}"#).expect("body");
         assert_eq!(body.error, ErrorCode::InsufficientFunds);
+        assert_eq!((body.attempts_left, body.balance, body.amount), (None, None, None));
+        let plain = serde_json::to_string(&ErrorBody::new(ErrorCode::NotFound, "m")).expect("serialises");
+        assert_eq!(plain, r#"{"error":"not_found","message":"m"}"#, "details only when they apply");
     }
 }

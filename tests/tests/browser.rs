@@ -255,18 +255,30 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     choose_bank(&c, &bank1).await;
     let carla = sign_up(&c, "Carla Dias", "390.533.447-05").await;
     let ana = sign_up(&c, "Ana Lima", "529.982.247-25").await;
+    // What only the bank can know is said beside its field too: this CPF already has an account.
+    fill(&c, "#signup-name", "Ana Lima").await;
+    fill(&c, "#signup-docs", "529.982.247-25").await;
+    fill(&c, "#signup-password", "senha-segura-123\u{e007}").await;
+    text_until(&c, "#signup-docs-error", |t| t == "Este documento já tem conta neste banco").await;
+    assert_eq!(c.find(Locator::Css("#signup-error")).await.unwrap().text().await.unwrap(), "", "beside the field only");
     // A refusal is told in the page's language, from its stable code (no English on a
-    // Portuguese page); Enter submits the form.
+    // Portuguese page), with the attempts left before a lockout; Enter submits the form.
     fill(&c, "#login-ibk", &ana).await;
     fill(&c, "#login-password", "not-her-password\u{e007}").await;
-    text_until(&c, "#login-error", |t| t == "IBK ou senha incorretos").await;
-    // Guessing further locks the account, and the page says until when (a time of day).
+    text_until(&c, "#login-error", |t| t == "IBK ou senha incorretos. Restam 4 tentativas antes do bloqueio.").await;
+    // Guessing further warns of the last attempt, then locks the account, and the page says
+    // until when (a time of day).
     let davi = sign_up(&c, "Davi Rocha", &shared::Document::with_check_digits("123456780").unwrap().formatted()).await;
     let until = Instant::now() + WAIT;
+    let (mut warned, mut previous) = (false, String::new());
     loop {
         fill(&c, "#login-ibk", &davi).await;
         fill(&c, "#login-password", "senha-errada-123\u{e007}").await;
-        let t = text_until(&c, "#login-error", |t| !t.is_empty()).await;
+        // Each answer reads differently (the count goes down), so a new one is awaited, not
+        // the last one still shown.
+        let t = text_until(&c, "#login-error", |t| !t.is_empty() && t != previous).await;
+        previous.clone_from(&t);
+        warned |= t == "IBK ou senha incorretos. Esta foi a última tentativa antes do bloqueio.";
         if let Some(at) = t.strip_prefix("Muitas tentativas. Tente de novo às ") {
             let at = at.trim_end_matches('.');
             assert!(at.len() == 5 && at.as_bytes()[2] == b':', "a time of day: {t:?}");
@@ -274,6 +286,7 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
         }
         assert!(Instant::now() < until, "no lockout: {t:?}");
     }
+    assert!(warned, "the last attempt before the lockout was not announced");
     log_in(&c, &ana).await;
     text_until(&c, "#greeting", |t| t == "Olá, Ana").await;
     text_until(&c, "#statement-empty", |t| t == "Nenhuma movimentação ainda.").await;
@@ -284,7 +297,7 @@ async fn two_customers_at_two_banks_pay_each_other_in_the_browser() {
     text_until(&c, "#balance", |t| t == "R$ 150,00").await;
     fill(&c, "#amount", "1.000,00").await;
     click(&c, "#withdraw").await;
-    text_until(&c, "#money-error", |t| t == "Saldo insuficiente").await;
+    text_until(&c, "#money-error", |t| t == "Saldo insuficiente: disponível R$ 150,00, pedido R$ 1.000,00").await;
     text_until(&c, "#statement li.entry.credit .amount", |t| t == "+ R$ 150,00").await;
     shot(&c, "home").await;
     // "Minhas contas" shows the balance the summary shows.

@@ -75,9 +75,9 @@ pub async fn login(
     // nothing, and while locked out even the right password is refused without argon2 work.
     let guard = state.throttles.login(&account, &address).await?;
     match state.accounts.login(body).await {
-        Err(ApiError::InvalidCredentials) => {
+        Err(ApiError::InvalidCredentials { .. }) => {
             tracing::info!(%account, %address, "login refused");
-            Err(ApiError::InvalidCredentials)
+            Err(ApiError::InvalidCredentials { attempts_left: Some(guard.left) })
         }
         r => {
             if r.is_ok() {

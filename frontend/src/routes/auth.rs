@@ -16,6 +16,26 @@ pub fn documents_problem(lang: crate::i18n::Lang, text: &str) -> Option<String> 
         .find_map(|d| d.parse::<Document>().err().map(|e| format!("{}{d} ({e})", t(lang, "err_document"))))
 }
 
+/// The sign-up field a refusal of the bank concerns, by its code (`None`: said under the button).
+fn signup_field(code: shared::ErrorCode) -> Option<Field> {
+    use shared::ErrorCode as E;
+    match code {
+        E::NameInvalid => Some(Field::Name),
+        E::DocumentInvalid | E::DocumentCheckDigits | E::DocumentsInvalid | E::DocumentAlreadyHasAccount => {
+            Some(Field::Documents)
+        }
+        E::PasswordInvalid => Some(Field::Password),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Name,
+    Documents,
+    Password,
+}
+
 #[component]
 pub fn SignUp() -> impl IntoView {
     let c = ctx();
@@ -27,6 +47,14 @@ pub fn SignUp() -> impl IntoView {
     );
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
+    // The bank's refusal of one field, shown beside it until that field is edited.
+    let refused = RwSignal::new(None::<(Field, String)>);
+    let refused_of = move |f: Field| refused.get().and_then(|(g, text)| (g == f).then_some(text));
+    let edited = move |f: Field| {
+        if refused.with_untracked(|r| r.as_ref().is_some_and(|(g, _)| *g == f)) {
+            refused.set(None);
+        }
+    };
     let opened = RwSignal::new(None::<String>);
     // The document is judged once the person has left the field (or tried to submit), not at
     // the first keystroke of a number that cannot be complete yet.
@@ -59,10 +87,14 @@ pub fn SignUp() -> impl IntoView {
         let api = c.api();
         busy.set(true);
         error.set(None);
+        refused.set(None);
         spawn_local(async move {
             match api.open(&body).await {
                 Ok(a) => opened.set(Some(a.ibk.to_string())),
-                Err(e) => error.set(Some(e)),
+                Err(r) => match r.code.and_then(signup_field) {
+                    Some(f) => refused.set(Some((f, r.text))),
+                    None => error.set(Some(r.text)),
+                },
             }
             busy.set(false);
         });
@@ -71,16 +103,24 @@ pub fn SignUp() -> impl IntoView {
         <form id="signup-form" class="card" on:submit=submit>
             <h2>{c.t("sign_up")}</h2>
             <label for="signup-name">{c.t("name")}</label>
-            <input id="signup-name" autocomplete="name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
-            <p class="error field-error" id="signup-name-error">{name_problem}</p>
+            <input id="signup-name" autocomplete="name" prop:value=move || name.get() on:input=move |ev| {
+                edited(Field::Name);
+                name.set(event_target_value(&ev));
+            } />
+            <p class="error field-error" id="signup-name-error">{move || name_problem().or_else(|| refused_of(Field::Name))}</p>
             <label for="signup-docs">{c.t("documents")}</label>
             <input id="signup-docs" inputmode="numeric" placeholder="000.000.000-00" prop:value=move || docs.get()
-                on:input=move |ev| docs.set(crate::format::mask_documents(&event_target_value(&ev))) on:blur=move |_| {
+                on:input=move |ev| {
+                    edited(Field::Documents);
+                    docs.set(crate::format::mask_documents(&event_target_value(&ev)));
+                } on:blur=move |_| {
                     if !docs.get().trim().is_empty() {
                         docs_touched.set(true);
                     }
                 } />
-            <p class="error field-error" id="signup-docs-error">{move || docs_touched.get().then(doc_problem).flatten()}</p>
+            <p class="error field-error" id="signup-docs-error">
+                {move || docs_touched.get().then(doc_problem).flatten().or_else(|| refused_of(Field::Documents))}
+            </p>
             <label for="signup-type">{c.t("type")}</label>
             <select id="signup-type" on:change=move |ev| kind.set(event_target_value(&ev))>
                 <option value="individual">{c.t("individual")}</option>
@@ -88,9 +128,14 @@ pub fn SignUp() -> impl IntoView {
             </select>
             <label for="signup-password">{c.t("password")}</label>
             <input id="signup-password" type="password" autocomplete="new-password" prop:value=move || password.get()
-                on:input=move |ev| password.set(event_target_value(&ev)) />
+                on:input=move |ev| {
+                    edited(Field::Password);
+                    password.set(event_target_value(&ev));
+                } />
             <p class="hint">{c.t("password_hint")}</p>
-            <p class="error field-error" id="signup-password-error">{password_problem}</p>
+            <p class="error field-error" id="signup-password-error">
+                {move || password_problem().or_else(|| refused_of(Field::Password))}
+            </p>
             <button id="signup-submit" type="submit" prop:disabled=move || busy.get()>{c.t("sign_up")}</button>
             <p class="error" id="signup-error">{move || error.get()}</p>
             <p class="ok" id="signup-result">{move || opened.get().map(|i| format!("{}{i}", t(c.lang.get(), "account_opened")))}</p>

@@ -85,7 +85,7 @@ fn OpenJoint(person: Document, refresh: Refresh) -> impl IntoView {
                     result.set(Some(format!("{}{}", t(c.lang.get_untracked(), "account_opened"), a.ibk)));
                     refresh.bump();
                 }
-                Err(e) => error.set(Some(e)),
+                Err(r) => error.set(Some(r.text)),
             }
         }
     });
