@@ -55,6 +55,8 @@ shared::error_codes! {
         // Commits.
         ConditionFailed = "condition_failed",
         RecordAbsent = "record_absent",
+        /// A `fewer` condition found its bound reached.
+        CountReached = "count_reached",
         IdempotencyConflict = "idempotency_conflict",
         Unavailable = "unavailable",
         /// Never sent by the server: the client's name for an answer that was not the error body.

@@ -119,7 +119,21 @@ pub enum RecordOp {
         collection: String,
         key: String,
     },
+    /// Fewer than `than` records of `collection` have keys starting with `prefix`, as it stands
+    /// before this commit: a bound on a queue, checked atomically with the write that grows it,
+    /// so concurrent writers cannot race past it and no counter record is contended. Without a
+    /// prefix the server keeps the count; with one it counts at most `than` keys, so `than` is
+    /// at most [`FEWER_PREFIX_THAN_MAX`].
+    Fewer {
+        collection: String,
+        #[serde(default)]
+        prefix: String,
+        than: u64,
+    },
 }
+
+/// The largest `than` of a [`RecordOp::Fewer`] with a prefix (its keys are counted one by one).
+pub const FEWER_PREFIX_THAN_MAX: u64 = 1_000;
 
 impl RecordOp {
     pub fn collection(&self) -> &str {
@@ -127,7 +141,8 @@ impl RecordOp {
             RecordOp::Put { collection, .. }
             | RecordOp::Delete { collection, .. }
             | RecordOp::Check { collection, .. }
-            | RecordOp::Present { collection, .. } => collection,
+            | RecordOp::Present { collection, .. }
+            | RecordOp::Fewer { collection, .. } => collection,
         }
     }
 
@@ -137,6 +152,7 @@ impl RecordOp {
             | RecordOp::Delete { key, .. }
             | RecordOp::Check { key, .. }
             | RecordOp::Present { key, .. } => key,
+            RecordOp::Fewer { prefix, .. } => prefix,
         }
     }
 }
@@ -235,6 +251,9 @@ pub struct RecordPage {
     pub records: Vec<Record>,
     /// Pass as `after` for the next page.
     pub next: Option<String>,
+    /// How many records the whole collection holds (any prefix), when the server keeps count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

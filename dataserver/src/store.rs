@@ -128,6 +128,12 @@ pub enum Reject {
         collection: String,
         key: String,
     },
+    /// A `fewer` condition found `than` records or more.
+    Count {
+        collection: String,
+        prefix: String,
+        than: u64,
+    },
 }
 
 /// The stored answer of an applied commit, for idempotent retries.
@@ -207,6 +213,10 @@ pub struct RedbStore {
     dirty_amounts: parking_lot::Mutex<HashMap<u64, i64>>,
     /// Bound on `unindexed` (`UNINDEXED_KEYS_MAX`, lower in tests).
     unindexed_keys_max: usize,
+    /// Records per collection, as the last applied batch left them: what a `fewer` condition
+    /// without a prefix compares with, and a scan's `count`. Counted once at open (before the
+    /// log's replay, which then keeps it exact like any batch), never stored.
+    counts: parking_lot::RwLock<HashMap<String, u64>>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -261,12 +271,21 @@ impl RedbStore {
             txn.open_table(ACCOUNT_JOURNAL)?;
         }
         txn.commit()?;
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        {
+            let txn = db.begin_read()?;
+            for row in txn.open_table(RECORDS)?.iter()? {
+                let (k, _) = row?;
+                *counts.entry(k.value().0.to_string()).or_default() += 1;
+            }
+        }
         Ok(RedbStore {
             db,
             index,
             unindexed: Default::default(),
             dirty_amounts: Default::default(),
             unindexed_keys_max: crate::config::limits::UNINDEXED_KEYS_MAX,
+            counts: parking_lot::RwLock::new(counts),
         })
     }
 }
@@ -353,8 +372,9 @@ impl Store for RedbStore {
         let txn = self.non_durable_txn()?;
         let mut results = Vec::with_capacity(batch.len());
         let mut dirty = self.dirty_amounts.lock();
+        let mut counted = self.counts.read().clone();
         {
-            let mut w = BatchWriter::open(&txn, &mut dirty)?;
+            let mut w = BatchWriter::open(&txn, &mut dirty, &mut counted)?;
             for c in batch {
                 // Every condition first: a refused commit writes nothing.
                 let planned = match w.plan_records(&c.request.records)? {
@@ -383,6 +403,7 @@ impl Store for RedbStore {
         }
         txn.commit()?;
         drop(dirty);
+        *self.counts.write() = counted;
         let mut tail = self.unindexed.write();
         for r in results.iter().flatten() {
             if let Some(seq) = r.journal_seq {
@@ -547,7 +568,8 @@ impl Store for RedbStore {
             out.push(decode_record(c, key, v.value())?);
         }
         let next = if more { out.last().map(|r| r.key.clone()) } else { None };
-        Ok(RecordPage { records: out, next })
+        let count = Some(self.counts.read().get(collection).copied().unwrap_or(0));
+        Ok(RecordPage { records: out, next, count })
     }
 
     fn account_journal(
@@ -634,8 +656,8 @@ impl Store for RedbStore {
     }
 }
 
-/// A commit's record operations with the version each leaves its record at.
-type Planned<'r> = Vec<(&'r RecordOp, u64)>;
+/// Each operation with the version it gives and whether its record existed before it.
+type Planned<'r> = Vec<(&'r RecordOp, u64, bool)>;
 
 /// The tables one batch writes, open in its transaction, and the sequences it advances.
 struct BatchWriter<'t> {
@@ -647,12 +669,16 @@ struct BatchWriter<'t> {
     idem: redb::Table<'t, &'static str, &'static [u8]>,
     journal_seq: u64,
     record_seq: u64,
+    /// Records per collection, kept as the batch writes (the store's copy is replaced by it
+    /// once the batch's transaction committed).
+    counts: &'t mut HashMap<String, u64>,
 }
 
 impl<'t> BatchWriter<'t> {
     fn open(
         txn: &'t redb::WriteTransaction,
         dirty_amounts: &'t mut HashMap<u64, i64>,
+        counts: &'t mut HashMap<String, u64>,
     ) -> Result<BatchWriter<'t>, StoreError> {
         let meta = txn.open_table(META)?;
         let journal_seq = meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
@@ -666,7 +692,29 @@ impl<'t> BatchWriter<'t> {
             idem: txn.open_table(IDEMPOTENCY)?,
             journal_seq,
             record_seq,
+            counts,
         })
+    }
+
+    /// Whether `collection` holds fewer than `than` records with keys under `prefix`, as the
+    /// batch has left it so far.
+    fn fewer(&self, collection: &str, prefix: &str, than: u64) -> Result<bool, StoreError> {
+        if prefix.is_empty() {
+            return Ok(self.counts.get(collection).copied().unwrap_or(0) < than);
+        }
+        let mut n = 0u64;
+        for row in self.records.range((collection, prefix)..)? {
+            let (k, _) = row?;
+            let (c, key) = k.value();
+            if c != collection || !key.starts_with(prefix) {
+                break;
+            }
+            n += 1;
+            if n >= than {
+                return Ok(false);
+            }
+        }
+        Ok(n < than)
     }
 
     /// Checks every record condition of one commit, in order, and gives each operation its new
@@ -676,6 +724,13 @@ impl<'t> BatchWriter<'t> {
         let mut overlay: HashMap<(&str, &str), u64> = HashMap::new();
         let mut planned = Vec::with_capacity(ops.len());
         for op in ops {
+            if let RecordOp::Fewer { collection, prefix, than } = op {
+                if !self.fewer(collection, prefix, *than)? {
+                    let (collection, prefix, than) = (collection.clone(), prefix.clone(), *than);
+                    return Ok(Err(Reject::Count { collection, prefix, than }));
+                }
+                continue;
+            }
             let k = (op.collection(), op.key());
             let current = match overlay.get(&k) {
                 Some(v) => *v,
@@ -691,6 +746,7 @@ impl<'t> BatchWriter<'t> {
                 RecordOp::Put { if_version, .. } | RecordOp::Delete { if_version, .. } => *if_version,
                 RecordOp::Check { if_version, .. } => Some(*if_version),
                 RecordOp::Present { .. } => None,
+                RecordOp::Fewer { .. } => unreachable!("checked above"),
             };
             if let Some(expected) = expected
                 && expected != current
@@ -707,9 +763,10 @@ impl<'t> BatchWriter<'t> {
                 }
                 RecordOp::Delete { .. } => 0,
                 RecordOp::Check { .. } | RecordOp::Present { .. } => current,
+                RecordOp::Fewer { .. } => unreachable!("checked above"),
             };
             overlay.insert(k, next);
-            planned.push((op, next));
+            planned.push((op, next, current != 0));
         }
         Ok(Ok(planned))
     }
@@ -747,17 +804,23 @@ impl<'t> BatchWriter<'t> {
     /// Writes the planned puts and deletes; returns the versions the commit answers with.
     fn write_records(&mut self, planned: Planned<'_>) -> Result<Vec<RecordVersion>, StoreError> {
         let mut versions = Vec::new();
-        for (op, version) in planned {
+        for (op, version, existed) in planned {
             match op {
                 RecordOp::Put { collection, key, value, .. } => {
                     let mut raw = version.to_le_bytes().to_vec();
                     serde_json::to_writer(&mut raw, value)?;
                     self.records.insert((collection.as_str(), key.as_str()), raw.as_slice())?;
+                    if !existed {
+                        *self.counts.entry(collection.clone()).or_default() += 1;
+                    }
                 }
                 RecordOp::Delete { collection, key, .. } => {
                     self.records.remove((collection.as_str(), key.as_str()))?;
+                    if existed && let Some(n) = self.counts.get_mut(collection.as_str()) {
+                        *n = n.saturating_sub(1);
+                    }
                 }
-                RecordOp::Check { .. } | RecordOp::Present { .. } => continue,
+                RecordOp::Check { .. } | RecordOp::Present { .. } | RecordOp::Fewer { .. } => continue,
             }
             versions.push(RecordVersion { collection: op.collection().into(), key: op.key().into(), version });
         }

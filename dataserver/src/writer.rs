@@ -34,6 +34,8 @@ pub enum CommitError {
     Condition { collection: String, key: String, expected: u64, actual: u64 },
     #[error("condition failed: {collection}/{key} does not exist")]
     Absent { collection: String, key: String },
+    #[error("condition failed: {collection} holds {than} or more records under {prefix:?}")]
+    Count { collection: String, prefix: String, than: u64 },
     #[error("transaction id {0:?} was already used for a different request")]
     IdempotencyConflict(String),
     #[error("the durable write failed; nothing of this commit was applied: {0}")]
@@ -238,6 +240,7 @@ impl Writer {
                             CommitError::Condition { collection, key, expected, actual }
                         }
                         Reject::Absent { collection, key } => CommitError::Absent { collection, key },
+                        Reject::Count { collection, prefix, than } => CommitError::Count { collection, prefix, than },
                     })
                 }
             };

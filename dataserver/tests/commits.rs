@@ -226,3 +226,55 @@ async fn present_condition_and_posted_amount() {
     assert_eq!(other.posted_amount(acc(4)).await.unwrap(), Some(money("5")));
     assert_eq!(c.release(&held).await.unwrap(), 1);
 }
+
+/// `fewer` bounds a collection (or the keys under a prefix) atomically with the write that
+/// grows it: a burst of concurrent writers gets exactly the room there is, a refused commit
+/// writes nothing, a delete makes room again, and the count survives a kill -9 (the log's
+/// replay keeps it exact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fewer_bounds_a_queue_atomically_and_across_a_crash() {
+    use dataserver_api::ErrorCode as Ds;
+    let fewer = |prefix: &str, than| RecordOp::Fewer { collection: "queue".into(), prefix: prefix.into(), than };
+    let enqueue = |i: u64, prefix: &'static str, than: u64| {
+        let mut tx = CommitRequest::new(format!("enqueue-{prefix}-{i}"));
+        tx.records = vec![fewer(prefix, than), put("queue", &format!("{prefix}{i:04}"), json!(i), Some(0))];
+        tx
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn_server(dir.path());
+    let c = server.client(0);
+    let burst = (0..20).map(|i| {
+        let (c, tx) = (c.clone(), enqueue(i, "", 5));
+        async move { c.commit(&tx).await }
+    });
+    let answers = futures::future::join_all(burst).await;
+    let refused = answers.iter().filter(|a| matches!(a, Err(e) if e.code() == Some(Ds::CountReached))).count();
+    assert_eq!((answers.iter().filter(|a| a.is_ok()).count(), refused), (5, 15), "{answers:?}");
+    let page = c.scan_records("queue", "", None, 100).await.unwrap();
+    assert_eq!((page.records.len(), page.count), (5, Some(5)), "the refused wrote nothing");
+
+    // Under a prefix the keys are counted (the prefix's own bound), beside the collection's.
+    for i in 0..3 {
+        c.commit(&enqueue(i, "a-", 3)).await.unwrap();
+    }
+    assert_eq!(c.commit(&enqueue(3, "a-", 3)).await.unwrap_err().code(), Some(Ds::CountReached));
+    let mut too_wide = enqueue(9, "a-", dataserver_api::FEWER_PREFIX_THAN_MAX + 1);
+    too_wide.tx_id = "too-wide".into();
+    assert_eq!(c.commit(&too_wide).await.unwrap_err().code(), Some(Ds::LimitInvalid));
+
+    // A delete makes room; the count is the one the log replays after a kill -9.
+    let mut take = CommitRequest::new("dequeue-0");
+    let first = page.records[0].key.clone();
+    take.records = vec![RecordOp::Delete { collection: "queue".into(), key: first, if_version: None }];
+    c.commit(&take).await.unwrap();
+    server.kill9().unwrap();
+    let server = spawn_server(dir.path());
+    let c = server.client(0);
+    assert_eq!(c.scan_records("queue", "", None, 1).await.unwrap().count, Some(7));
+    let mut room = enqueue(100, "", 8);
+    room.tx_id = "room".into();
+    c.commit(&room).await.unwrap();
+    let mut full = enqueue(101, "", 8);
+    full.tx_id = "full".into();
+    assert_eq!(c.commit(&full).await.unwrap_err().code(), Some(Ds::CountReached));
+}

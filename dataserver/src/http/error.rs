@@ -72,6 +72,7 @@ impl ApiError {
             ApiError::Commit(CommitError::Lock(e)) => ApiError::Lock(e.clone()).code(),
             ApiError::Commit(CommitError::Condition { .. }) => ErrorCode::ConditionFailed,
             ApiError::Commit(CommitError::Absent { .. }) => ErrorCode::RecordAbsent,
+            ApiError::Commit(CommitError::Count { .. }) => ErrorCode::CountReached,
             ApiError::Commit(CommitError::IdempotencyConflict(_)) => ErrorCode::IdempotencyConflict,
             ApiError::Commit(CommitError::Storage(_)) | ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::TooLarge(_) => ErrorCode::BodyTooLarge,
@@ -94,7 +95,10 @@ impl ResponseError for ApiError {
             ApiError::Lock(_) => StatusCode::CONFLICT,
             ApiError::Commit(CommitError::Lock(e)) => ApiError::Lock(e.clone()).status_code(),
             ApiError::Commit(
-                CommitError::Condition { .. } | CommitError::Absent { .. } | CommitError::IdempotencyConflict(_),
+                CommitError::Condition { .. }
+                | CommitError::Absent { .. }
+                | CommitError::Count { .. }
+                | CommitError::IdempotencyConflict(_),
             ) => StatusCode::CONFLICT,
             ApiError::Commit(CommitError::Storage(_)) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -120,6 +120,21 @@ pub(crate) fn validate_commit(state: &AppState, req: &CommitRequest) -> Result<(
     }
     for op in &req.records {
         check_collection(op.collection())?;
+        if let RecordOp::Fewer { prefix, than, .. } = op {
+            if !prefix.is_empty() {
+                check_key(prefix)?;
+                if *than > dataserver_api::FEWER_PREFIX_THAN_MAX {
+                    return Err(ApiError::invalid(
+                        ErrorCode::LimitInvalid,
+                        format!(
+                            "a fewer condition with a prefix counts at most {}",
+                            dataserver_api::FEWER_PREFIX_THAN_MAX
+                        ),
+                    ));
+                }
+            }
+            continue;
+        }
         check_key(op.key())?;
         if let RecordOp::Put { value, .. } = op
             && json_len(value) > s.record_value_bytes_max
