@@ -155,6 +155,13 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_BATCH_PACKAGES_MAX", default_value_t = 128)]
     pub batch_packages_max: usize,
 
+    /// Cross-bank packages waiting for settlement at this bank, at most (all replicas: the
+    /// bound is a condition of the data server's commit). Past it `POST /api/payments/pay`
+    /// answers `503 settlement_busy` with `Retry-After` at once and stores nothing, so a burst
+    /// beyond what the ring settles waits at its sender instead of growing everyone's latency.
+    #[arg(long, env = "BUSINESS_SETTLEMENT_QUEUE_MAX", default_value_t = 4_096)]
+    pub settlement_queue_max: u64,
+
     /// Accounts locked in one data-server call while settling (at most the data server's
     /// `lock_batch_max`).
     #[arg(long, env = "BUSINESS_BATCH_ACCOUNTS_MAX", default_value_t = 512)]
@@ -253,6 +260,14 @@ pub mod limits {
     /// server's `lock_batch_max` default (1,024).
     pub const OPS_BATCH_RANGE: std::ops::RangeInclusive<usize> = 0..=256;
     pub const OPS_BATCHES_IN_FLIGHT_RANGE: std::ops::RangeInclusive<usize> = 1..=64;
+    /// Cross-bank packages one account may have waiting for settlement; past it its author
+    /// gets `429 packages_pending` (a customer cannot fill the bank's queue alone). Counted by
+    /// the data server, so at most `dataserver_api::FEWER_PREFIX_THAN_MAX`.
+    pub const PENDING_PACKAGES_PER_ACCOUNT_MAX: u64 = 16;
+    /// What `--settlement-queue-max` may be.
+    pub const SETTLEMENT_QUEUE_RANGE: std::ops::RangeInclusive<u64> = 1..=1_000_000;
+    /// `Retry-After` of a package refused for a full queue: about one turn of the ring.
+    pub const SETTLEMENT_RETRY_AFTER_S: u64 = 1;
     /// Operations waiting for a batch; past it a caller waits for room (backpressure).
     pub const OPS_QUEUE_MAX: usize = 4_096;
     /// The worker's tick: shorter would spin a core on the data server.
@@ -295,6 +310,7 @@ impl Settings {
             return Err(format!("the operator key must have at least {OPERATOR_KEY_LEN_MIN} characters"));
         }
         in_range("--batch-packages-max", self.batch_packages_max, &BATCH_PACKAGES_RANGE)?;
+        in_range("--settlement-queue-max", self.settlement_queue_max, &SETTLEMENT_QUEUE_RANGE)?;
         in_range("--batch-accounts-max", self.batch_accounts_max, &BATCH_ACCOUNTS_RANGE)?;
         in_range("--ops-batch-max", self.ops_batch_max, &OPS_BATCH_RANGE)?;
         in_range("--ops-batches-in-flight-max", self.ops_batches_in_flight_max, &OPS_BATCHES_IN_FLIGHT_RANGE)?;

@@ -76,6 +76,10 @@ pub enum ApiError {
     KeyNotFound,
     #[error("no such package")]
     PackageNotFound,
+    #[error("this account already has {0} packages waiting for settlement; wait for one to finish")]
+    PackagesPending(u64),
+    #[error("the bank's settlement queue holds its most packages ({0}); nothing was stored, try again shortly")]
+    SettlementBusy(u64),
     #[error("too many attempts; try again in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
     #[error("{0}")]
@@ -162,6 +166,8 @@ impl ApiError {
             ApiError::KeyTaken => ErrorCode::KeyTaken,
             ApiError::KeyNotFound => ErrorCode::KeyNotFound,
             ApiError::PackageNotFound => ErrorCode::PackageNotFound,
+            ApiError::PackagesPending(_) => ErrorCode::PackagesPending,
+            ApiError::SettlementBusy(_) => ErrorCode::SettlementBusy,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::NoRoute(_) => ErrorCode::NotFound,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
@@ -186,7 +192,8 @@ impl ResponseError for ApiError {
             ApiError::StaleEpoch { .. } | ApiError::StaleToken | ApiError::KeyTaken => StatusCode::CONFLICT,
             ApiError::UnknownBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::KeyNotFound | ApiError::PackageNotFound => StatusCode::NOT_FOUND,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::PackagesPending(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::SettlementBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Forbidden | ApiError::PeerForbidden(_) => StatusCode::FORBIDDEN,
             ApiError::DocumentTaken(_) | ApiError::BalanceNotZero(_) | ApiError::InFlight => StatusCode::CONFLICT,
             ApiError::JointHolderMissing(_) | ApiError::WrongBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -208,8 +215,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
-        if let ApiError::RateLimited { retry_after_s } = self {
-            r.insert_header(("retry-after", retry_after_s.to_string()));
+        match self {
+            ApiError::RateLimited { retry_after_s } => {
+                r.insert_header(("retry-after", retry_after_s.to_string()));
+            }
+            ApiError::PackagesPending(_) | ApiError::SettlementBusy(_) => {
+                r.insert_header(("retry-after", crate::config::limits::SETTLEMENT_RETRY_AFTER_S.to_string()));
+            }
+            _ => {}
         }
         let mut body = ErrorBody::new(self.code(), self.to_string());
         match *self {

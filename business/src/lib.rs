@@ -186,9 +186,11 @@ impl Application {
                 package_deadline_ms: settings.package_deadline_ms,
                 batch_packages_max: settings.batch_packages_max,
                 batch_accounts_max: settings.batch_accounts_max,
+                settlement_queue_max: settings.settlement_queue_max,
             },
             lock_wait_ms: settings.lock_wait_ms,
             lease_ms: settings.lease_ms,
+            metrics: metrics.clone(),
             wake: Arc::new(tokio::sync::Notify::new()),
         };
         // Expired sessions, lapsed throttle windows and old idempotency records go.

@@ -12,6 +12,12 @@ const LATENCY_S_BOUNDS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.0
 /// Batch size bucket bounds, in operations.
 const BATCH_SIZE_BOUNDS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
+/// Round size bucket bounds, in packages.
+const ROUND_SIZE_BOUNDS: [f64; 9] = [1.0, 4.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0];
+
+/// Round latency bucket bounds, in seconds.
+const ROUND_S_BOUNDS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 3.0];
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -30,6 +36,14 @@ pub struct Metrics {
     pub batch_queued: Gauge,
     /// Event streams open on this replica.
     pub event_streams: Gauge,
+    /// Packages waiting for settlement at this bank, as this replica's last round saw them.
+    pub settlement_queue: Gauge,
+    /// Packages decided per settlement round this replica coordinated.
+    pub round_packages: Histogram,
+    /// Seconds from a round's scan to its decisions being durable.
+    pub round_seconds: Histogram,
+    /// Packages this replica's rounds decided to commit.
+    pub settled_total: Counter,
 }
 
 impl Default for Metrics {
@@ -45,6 +59,7 @@ impl Default for Metrics {
         let responses_5xx_total = counter("responses_5xx", "HTTP responses with a 5xx status");
         let operations_total = counter("operations", "deposits, withdrawals and transfers applied");
         let operation_retries_total = counter("operation_retries", "attempts repeated after a lost lease or no answer");
+        let settled_total = counter("settled", "cross-bank packages this replica's rounds decided to commit");
         let batch_alone_total =
             counter("batch_alone", "operations of a batch run again on their own (the batch could not commit whole)");
         let request_seconds = Histogram::new(LATENCY_S_BOUNDS);
@@ -53,6 +68,12 @@ impl Default for Metrics {
         registry.register("batch_queued", "operations waiting for a batch", batch_queued.clone());
         let event_streams = Gauge::default();
         registry.register("event_streams", "Server-Sent Event streams open", event_streams.clone());
+        let settlement_queue = Gauge::default();
+        registry.register("settlement_queue", "packages waiting for settlement at this bank", settlement_queue.clone());
+        let round_packages = Histogram::new(ROUND_SIZE_BOUNDS);
+        registry.register("round_packages", "packages decided per settlement round", round_packages.clone());
+        let round_seconds = Histogram::new(ROUND_S_BOUNDS);
+        registry.register("round_seconds", "time from a round's scan to its durable decisions", round_seconds.clone());
         let batch_operations = Histogram::new(BATCH_SIZE_BOUNDS);
         registry.register("batch_operations", "operations per batch sent to the data server", batch_operations.clone());
         Metrics {
@@ -67,6 +88,10 @@ impl Default for Metrics {
             batch_alone_total,
             batch_queued,
             event_streams,
+            settlement_queue,
+            round_packages,
+            round_seconds,
+            settled_total,
         }
     }
 }

@@ -218,6 +218,14 @@ pub fn error_text(lang: Lang, code: shared::ErrorCode) -> Option<&'static str> {
         ),
         E::ConsentLimit => ("Esta conta já tem o máximo de autorizações", "This account has its most authorisations"),
         E::ConsentNotFound => ("Autorização não encontrada", "No such authorisation"),
+        E::PackagesPending => (
+            "Você já tem o máximo de pacotes aguardando liquidação. Aguarde a conclusão de um deles",
+            "You have the most packages waiting for settlement. Wait for one to finish",
+        ),
+        E::SettlementBusy => (
+            "O banco está com a fila de liquidação cheia. Nada foi enviado; tente de novo em instantes",
+            "The bank's settlement queue is full. Nothing was sent; try again in a moment",
+        ),
         E::Unavailable => {
             ("O banco não está disponível agora. Tente de novo", "The bank is not available now. Try again")
         }

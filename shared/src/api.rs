@@ -489,7 +489,7 @@ pub struct Overview {
     pub bank: crate::BankId,
     /// The ring in its order, each bank's token view.
     pub ring: Vec<RingMember>,
-    /// Packages waiting here for settlement (counted up to 1,000).
+    /// Packages waiting here for settlement (bounded by the bank's `--settlement-queue-max`).
     pub queued: usize,
     /// Decisions not yet acknowledged by every bank.
     pub undelivered: usize,

@@ -137,6 +137,10 @@ error_codes! {
         SessionRequired = "session_required",
         WrongBank = "wrong_bank",
         PackageNotFound = "package_not_found",
+        /// The author has the most cross-bank packages waiting that one account may (`429`).
+        PackagesPending = "packages_pending",
+        /// The bank's settlement queue is full (`503`): try again after `Retry-After`.
+        SettlementBusy = "settlement_busy",
         // Pix keys.
         KeyTaken = "key_taken",
         KeyNotFound = "key_not_found",

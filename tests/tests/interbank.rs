@@ -378,6 +378,76 @@ async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
     settled_and_clean(&c).await;
 }
 
+/// Backpressure instead of an unbounded queue (issue 13): the settlement queue is bounded per
+/// author and per bank by conditions of the enqueue's own commit. With the payee's bank down
+/// nothing settles, so the queue fills: of a burst of one customer's packages through both
+/// replicas exactly `PENDING_PACKAGES_PER_ACCOUNT_MAX` are taken and the rest get `429
+/// packages_pending`; once the bank's queue holds `--settlement-queue-max`, anyone gets `503
+/// settlement_busy` — both at once, with `Retry-After`, storing nothing. When the bank is back
+/// the queue drains and there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
+    use business::config::limits::PENDING_PACKAGES_PER_ACCOUNT_MAX;
+    use shared::ErrorCode;
+    const QUEUE_MAX: usize = 20;
+    let per_account = usize::try_from(PENDING_PACKAGES_PER_ACCOUNT_MAX).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(2, 2, dir.path());
+    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
+    spec.business_args.extend(["--package-deadline-ms", "120000", "--settlement-queue-max", "20"].map(String::from));
+    let mut c = Cluster::start(&spec).unwrap();
+    let (ana, bia) = (customer(&c, 0, 81, "1000").await, customer(&c, 0, 82, "1000").await);
+    let payee = customer(&c, 1, 83, "0").await;
+    c.kill_bank(1);
+    let one = |cu: &Customer| [(cu.ibk().to_string(), payee.ibk().to_string(), "1")];
+    let burst = |cu: &Customer, n: usize| {
+        let tries = (0..n).map(|i| {
+            // Alternate the bank's two replicas: each must see the other's submissions.
+            let cu = Customer { base: c.banks[0].urls()[i % 2].clone(), ..cu.clone() };
+            async move { cu.pay(&one(&cu)).await }
+        });
+        futures::future::join_all(tries)
+    };
+    let counted = |answers: Vec<harness::client::Result<Transaction>>, code| {
+        let said: Vec<_> = answers.into_iter().map(|a| a.map(|t| t.status).map_err(|e| e.body.error)).collect();
+        let taken = said.iter().filter(|a| **a == Ok(Status::Pending)).count();
+        let refused = said.iter().filter(|a| **a == Err(code)).count();
+        ((taken, refused), said)
+    };
+    let (n, said) = counted(burst(&ana, per_account + 14).await, ErrorCode::PackagesPending);
+    assert_eq!(n, (per_account, 14), "{said:?}");
+    let room = QUEUE_MAX - per_account;
+    let (n, said) = counted(burst(&bia, room + 6).await, ErrorCode::SettlementBusy);
+    assert_eq!(n, (room, 6), "{said:?}");
+    // At once, with Retry-After, and nothing stored: the queue holds exactly its bound, and
+    // each author's statement lists only what was taken.
+    let raw = |cu: &Customer| {
+        cu.http.post(format!("{}/api/payments/pay", cu.base)).bearer_auth(&cu.token).json(&serde_json::json!({
+            "author": cu.ibk(), "operations": [{ "from": cu.ibk(), "to": payee.ibk(), "amount": "1" }] }))
+    };
+    for (cu, status) in [(&ana, StatusCode::TOO_MANY_REQUESTS), (&bia, StatusCode::SERVICE_UNAVAILABLE)] {
+        let resp = raw(cu).send().await.unwrap();
+        assert_eq!(resp.status(), status);
+        assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    }
+    let pending: serde_json::Value = operator(&c, 0, 1).call(Method::GET, "/interbank/pending").await.unwrap();
+    assert_eq!(pending["queued"], QUEUE_MAX, "{pending}");
+    for (cu, taken) in [(&ana, per_account), (&bia, room)] {
+        assert_eq!(cu.statement().await.unwrap().packages.len(), taken);
+    }
+    // The payee's bank is back: everything waiting settles, and there is room again.
+    c.start_bank(1).unwrap();
+    for cu in [&ana, &bia] {
+        for p in cu.statement().await.unwrap().packages {
+            assert_eq!(terminal(cu, &p.id, Duration::from_secs(60)).await.status, Status::Success);
+        }
+    }
+    let again = ana.pay(&one(&ana)).await.unwrap();
+    assert_eq!(terminal(&ana, &again.id, Duration::from_secs(30)).await.status, Status::Success);
+    assert_eq!(balance(&c, payee.ibk()).await, Money::from_cents(100 * i64::try_from(QUEUE_MAX + 1).unwrap()).unwrap());
+    settled_and_clean(&c).await;
+}
+
 /// The network must work with 10 banks: a package touching the first and the last bank settles
 /// while the token goes round all ten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@
 //! 3. Interbank settlements create no money: summed over all banks they are zero, and each
 //!    bank's settled total equals minus its net positions.
 //! 4. Net positions cancel pair by pair (what x says it owes y, y says y is owed by x).
-//! 5. With `settled`: no package queued, no decision undelivered, no attempt prepared.
+//! 5. With `settled`: no package queued, no decision undelivered, no attempt prepared, and no
+//!    author's pending-package marker left (each would hold a place of the author's for ever).
 //! 6. Total money = deposits − withdrawals (+ raw seed `setAmount` adjustments, listed).
 //! 7. Every package attempt is all or nothing across banks: no attempt committed at one bank and
 //!    rolled back at another, and none committed anywhere unless its coordinator decided commit.
@@ -75,6 +76,7 @@ struct PendingBody {
     queued: usize,
     undelivered: usize,
     prepared: usize,
+    pending_markers: usize,
 }
 
 fn cents_of(s: &str) -> Option<i128> {
@@ -237,6 +239,11 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                 report.violations.push(format!(
                     "bank {}: not settled: {} queued, {} undelivered, {} prepared",
                     b.id, pending.queued, pending.undelivered, pending.prepared
+                ));
+            } else if pending.pending_markers > 0 {
+                report.violations.push(format!(
+                    "bank {}: {} authors' pending-package markers outlived their packages (room lost for ever)",
+                    b.id, pending.pending_markers
                 ));
             }
         }

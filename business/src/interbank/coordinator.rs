@@ -24,8 +24,9 @@ use shared::{BankId, Document, ErrorCode, Ibk};
 use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, PrepareRequest, PrepareResponse};
 use super::settle::{self, Decision, Vote, WireOp};
 use super::{Interbank, PeerError, now_ms};
+use crate::config::limits::PENDING_PACKAGES_PER_ACCOUNT_MAX;
 use crate::error::{ApiError, Unavailable};
-use crate::model::PACKAGES;
+use crate::model::{PACKAGES, PENDING_PACKAGES};
 use crate::model::{json, parse_record as parse};
 
 pub const QUEUE: &str = "queue";
@@ -76,8 +77,39 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
         if_version: Some(0),
     });
     c.records.push(crate::model::account_package(queued.author.account, queued.created_ms, &queued.id));
+    // Bounded, per account and per bank, by conditions of this very commit: concurrent
+    // submissions through every replica cannot race past them, and a refused one stores nothing.
+    // They come after the package's own `if_version: 0`, so a repeated submission is answered
+    // as one even when the queue is full.
+    let author_prefix = crate::model::account_packages_prefix(queued.author.account);
+    c.records.push(RecordOp::Put {
+        collection: PENDING_PACKAGES.into(),
+        key: crate::model::pending_package_key(queued.author.account, &queued.id),
+        value: serde_json::json!({}),
+        if_version: Some(0),
+    });
+    c.records.push(RecordOp::Fewer {
+        collection: PENDING_PACKAGES.into(),
+        prefix: author_prefix.clone(),
+        than: PENDING_PACKAGES_PER_ACCOUNT_MAX,
+    });
+    c.records.push(RecordOp::Fewer {
+        collection: QUEUE.into(),
+        prefix: String::new(),
+        than: ib.limits.settlement_queue_max,
+    });
     match ib.ds.commit(&c).await {
         Ok(_) => Ok(pending),
+        Err(e) if e.code() == Some(DsCode::CountReached) => {
+            // Which bound: the author's own, or the bank's.
+            let max = usize::try_from(PENDING_PACKAGES_PER_ACCOUNT_MAX).unwrap_or(usize::MAX);
+            let own = ib.ds.scan_records(PENDING_PACKAGES, &author_prefix, None, max).await?;
+            if own.records.len() >= max {
+                Err(ApiError::PackagesPending(PENDING_PACKAGES_PER_ACCOUNT_MAX))
+            } else {
+                Err(ApiError::SettlementBusy(ib.limits.settlement_queue_max))
+            }
+        }
         Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
             let stored = package(ib, &queued.id).await?;
             let same_ops = stored
@@ -208,7 +240,11 @@ pub async fn round(
     down: &mut HashSet<BankId>,
 ) -> Result<usize, RoundError> {
     redeliver(ib).await?;
+    let started = std::time::Instant::now();
     let page = ib.ds.scan_records(QUEUE, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
+    if let Some(n) = page.count {
+        ib.metrics.settlement_queue.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
     if page.records.is_empty() {
         return Ok(0);
     }
@@ -348,6 +384,11 @@ pub async fn round(
                     key: p.queued.queue_key(),
                     if_version: Some(p.queue_version),
                 });
+                c.records.push(RecordOp::Delete {
+                    collection: PENDING_PACKAGES.into(),
+                    key: crate::model::pending_package_key(p.queued.author.account, &p.queued.id),
+                    if_version: None,
+                });
                 let shown = match d {
                     Decision::Commit => p.queued.transaction(Status::Confirmed, None),
                     Decision::Abort { reason, .. } => {
@@ -401,6 +442,13 @@ pub async fn round(
             }
             Err(e) => return Err(ApiError::from(e).into()),
         }
+    }
+    if recorded {
+        let committed = decisions.iter().filter(|d| **d == Decision::Commit).count() as u64;
+        ib.metrics.settled_total.inc_by(committed);
+        #[expect(clippy::cast_precision_loss, reason = "a histogram sample, for reporting only")]
+        ib.metrics.round_packages.observe(decisions.len() as f64);
+        ib.metrics.round_seconds.observe(started.elapsed().as_secs_f64());
     }
     if !recorded {
         // Nothing of this round's decisions is durable: deliver none; participants' holds

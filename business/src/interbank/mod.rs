@@ -272,6 +272,8 @@ pub struct Limits {
     pub package_deadline_ms: u64,
     /// Packages per settlement round.
     pub batch_packages_max: usize,
+    /// Packages waiting for settlement at this bank, at most (`--settlement-queue-max`).
+    pub settlement_queue_max: u64,
     /// Accounts locked in one data-server call while settling.
     pub batch_accounts_max: usize,
 }
@@ -286,6 +288,7 @@ pub struct Interbank {
     pub limits: Limits,
     pub lock_wait_ms: u64,
     pub lease_ms: u64,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Wakes this replica's worker when it was handed the token.
     pub wake: Arc<tokio::sync::Notify>,
 }

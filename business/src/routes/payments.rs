@@ -65,7 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tag = "payments",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = shared::api::Pay,
-    responses((status = 200, description = "same-bank package, applied", body = shared::api::Transaction), (status = 202, description = "cross-bank package, pending", body = shared::api::Transaction), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, description = "too many key lookups", body = ErrorBody)),
+    responses((status = 200, description = "same-bank package, applied", body = shared::api::Transaction), (status = 202, description = "cross-bank package, pending", body = shared::api::Transaction), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, description = "too many key lookups, or packages_pending: the author has the most cross-bank packages waiting (Retry-After)", body = ErrorBody), (status = 503, description = "settlement_busy: the bank's settlement queue is full, nothing stored (Retry-After)", body = ErrorBody)),
     security(("customer" = []))
 )]
 pub async fn pay(
