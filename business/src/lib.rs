@@ -187,10 +187,12 @@ impl Application {
                 batch_packages_max: settings.batch_packages_max,
                 batch_accounts_max: settings.batch_accounts_max,
                 settlement_queue_max: settings.settlement_queue_max,
+                pending_per_account_max: settings.pending_packages_per_account_max,
             },
             lock_wait_ms: settings.lock_wait_ms,
             lease_ms: settings.lease_ms,
             metrics: metrics.clone(),
+            admission: Default::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
         };
         // Expired sessions, lapsed throttle windows and old idempotency records go.

@@ -381,20 +381,22 @@ async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
 /// Backpressure instead of an unbounded queue (issue 13): the settlement queue is bounded per
 /// author and per bank by conditions of the enqueue's own commit. With the payee's bank down
 /// nothing settles, so the queue fills: of a burst of one customer's packages through both
-/// replicas exactly `PENDING_PACKAGES_PER_ACCOUNT_MAX` are taken and the rest get `429
+/// replicas exactly `--pending-packages-per-account-max` are taken and the rest get `429
 /// packages_pending`; once the bank's queue holds `--settlement-queue-max`, anyone gets `503
 /// settlement_busy` — both at once, with `Retry-After`, storing nothing. When the bank is back
 /// the queue drains and there is room again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
-    use business::config::limits::PENDING_PACKAGES_PER_ACCOUNT_MAX;
     use shared::ErrorCode;
     const QUEUE_MAX: usize = 20;
-    let per_account = usize::try_from(PENDING_PACKAGES_PER_ACCOUNT_MAX).unwrap();
+    let per_account = 16;
     let dir = tempfile::tempdir().unwrap();
     let mut spec = Spec::ephemeral(2, 2, dir.path());
     spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
-    spec.business_args.extend(["--package-deadline-ms", "120000", "--settlement-queue-max", "20"].map(String::from));
+    spec.business_args.extend(
+        ["--package-deadline-ms", "120000", "--settlement-queue-max", "20", "--pending-packages-per-account-max", "16"]
+            .map(String::from),
+    );
     let mut c = Cluster::start(&spec).unwrap();
     let (ana, bia) = (customer(&c, 0, 81, "1000").await, customer(&c, 0, 82, "1000").await);
     let payee = customer(&c, 1, 83, "0").await;

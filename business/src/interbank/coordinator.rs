@@ -24,7 +24,6 @@ use shared::{BankId, Document, ErrorCode, Ibk};
 use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, PrepareRequest, PrepareResponse};
 use super::settle::{self, Decision, Vote, WireOp};
 use super::{Interbank, PeerError, now_ms};
-use crate::config::limits::PENDING_PACKAGES_PER_ACCOUNT_MAX;
 use crate::error::{ApiError, Unavailable};
 use crate::model::{PACKAGES, PENDING_PACKAGES};
 use crate::model::{json, parse_record as parse};
@@ -62,6 +61,30 @@ pub struct Queued {
 /// in one commit. Submitted again under the same id (an `Idempotency-Key` repeated), it answers
 /// the package as it stands if the request is the same, and `IdempotencyKeyReused` if not.
 pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, ApiError> {
+    let author_prefix = crate::model::account_packages_prefix(queued.author.account);
+    // Past a bound, refuse with two reads rather than a commit: a refused commit still costs
+    // the writer a logged, fsynced entry, and under overload most submissions are refused. The
+    // commit's own conditions below stay the guard (these reads can be stale).
+    let author = queued.author.account;
+    let known = ib.admission.lock().refused(author, now_ms(), &ib.limits);
+    let full = match known {
+        Some(full) => Err(full),
+        None => {
+            // Learnt only from what the data server said: a refusal from memory must not
+            // prolong itself (an author retrying would then be refused for ever).
+            let said = room(ib, &author_prefix).await;
+            if let Err(full) = &said {
+                ib.admission.lock().learn(author, full, now_ms());
+            }
+            said
+        }
+    };
+    if let Err(full) = full {
+        return match ib.ds.get_record(PACKAGES, &queued.id).await? {
+            Some(_) => same_package(ib, queued).await,
+            None => Err(full),
+        };
+    }
     let pending = queued.transaction(Status::Pending, None);
     let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
     c.records.push(RecordOp::Put {
@@ -81,7 +104,6 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
     // submissions through every replica cannot race past them, and a refused one stores nothing.
     // They come after the package's own `if_version: 0`, so a repeated submission is answered
     // as one even when the queue is full.
-    let author_prefix = crate::model::account_packages_prefix(queued.author.account);
     c.records.push(RecordOp::Put {
         collection: PENDING_PACKAGES.into(),
         key: crate::model::pending_package_key(queued.author.account, &queued.id),
@@ -91,7 +113,7 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
     c.records.push(RecordOp::Fewer {
         collection: PENDING_PACKAGES.into(),
         prefix: author_prefix.clone(),
-        than: PENDING_PACKAGES_PER_ACCOUNT_MAX,
+        than: ib.limits.pending_per_account_max,
     });
     c.records.push(RecordOp::Fewer {
         collection: QUEUE.into(),
@@ -100,30 +122,50 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
     });
     match ib.ds.commit(&c).await {
         Ok(_) => Ok(pending),
+        // Which bound: the author's own, or the bank's (a bound that freed up meanwhile is
+        // named as the bank's: the caller is told to try again either way).
         Err(e) if e.code() == Some(DsCode::CountReached) => {
-            // Which bound: the author's own, or the bank's.
-            let max = usize::try_from(PENDING_PACKAGES_PER_ACCOUNT_MAX).unwrap_or(usize::MAX);
-            let own = ib.ds.scan_records(PENDING_PACKAGES, &author_prefix, None, max).await?;
-            if own.records.len() >= max {
-                Err(ApiError::PackagesPending(PENDING_PACKAGES_PER_ACCOUNT_MAX))
-            } else {
-                Err(ApiError::SettlementBusy(ib.limits.settlement_queue_max))
-            }
+            let full = room(ib, &author_prefix).await.err();
+            let full = full.unwrap_or(ApiError::SettlementBusy(ib.limits.settlement_queue_max));
+            ib.admission.lock().learn(author, &full, now_ms());
+            Err(full)
         }
-        Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
-            let stored = package(ib, &queued.id).await?;
-            let same_ops = stored
-                .operations
-                .iter()
-                .map(|o| (o.from, o.to, o.amount))
-                .eq(queued.ops.iter().map(|o| (o.from, o.to, o.amount.money())));
-            if stored.owner != queued.author || !same_ops {
-                return Err(ApiError::IdempotencyKeyReused);
-            }
-            Ok(stored)
-        }
+        Err(e) if e.code() == Some(DsCode::ConditionFailed) => same_package(ib, queued).await,
         Err(e) => Err(e.into()),
     }
+}
+
+/// `429` when the author (`author_prefix`) has the most packages waiting, `503` when the bank's
+/// queue is full, as two reads see them.
+async fn room(ib: &Interbank, author_prefix: &str) -> Result<(), ApiError> {
+    let max = usize::try_from(ib.limits.pending_per_account_max).unwrap_or(usize::MAX);
+    let (own, queue) = futures::future::try_join(
+        ib.ds.scan_records(PENDING_PACKAGES, author_prefix, None, max),
+        ib.ds.scan_records(QUEUE, "", None, 1),
+    )
+    .await?;
+    if own.records.len() >= max {
+        return Err(ApiError::PackagesPending(ib.limits.pending_per_account_max));
+    }
+    if queue.count.unwrap_or(0) >= ib.limits.settlement_queue_max {
+        return Err(ApiError::SettlementBusy(ib.limits.settlement_queue_max));
+    }
+    Ok(())
+}
+
+/// The stored package submitted again under its id: the same request gets it as it stands,
+/// another gets `IdempotencyKeyReused`.
+async fn same_package(ib: &Interbank, queued: &Queued) -> Result<Transaction, ApiError> {
+    let stored = package(ib, &queued.id).await?;
+    let same_ops = stored
+        .operations
+        .iter()
+        .map(|o| (o.from, o.to, o.amount))
+        .eq(queued.ops.iter().map(|o| (o.from, o.to, o.amount.money())));
+    if stored.owner != queued.author || !same_ops {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    Ok(stored)
 }
 
 /// A package as its author sees it (`PackageNotFound` when there is none).

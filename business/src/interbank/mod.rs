@@ -274,8 +274,56 @@ pub struct Limits {
     pub batch_packages_max: usize,
     /// Packages waiting for settlement at this bank, at most (`--settlement-queue-max`).
     pub settlement_queue_max: u64,
+    /// ... and per author (`--pending-packages-per-account-max`).
+    pub pending_per_account_max: u64,
     /// Accounts locked in one data-server call while settling.
     pub batch_accounts_max: usize,
+}
+
+/// What this replica last learnt of the settlement queue's bounds, so that under overload a
+/// refusal costs no data-server call: an author found at its bound, or the bank's queue found
+/// full, is refused again for [`ADMISSION_MEMORY_MS`] without asking. It only ever refuses (for
+/// at most that long after room appeared); the bounds themselves are conditions of the data
+/// server's commit.
+#[derive(Debug, Default)]
+pub struct Admission {
+    /// Author → until when it is taken as full.
+    authors: std::collections::HashMap<shared::AccountId, u64>,
+    bank_full_until_ms: u64,
+}
+
+/// How long a learnt "full" is believed.
+pub const ADMISSION_MEMORY_MS: u64 = 200;
+/// Authors remembered as full, at most (a flood of distinct authors forgets the oldest news).
+pub const ADMISSION_AUTHORS_MAX: usize = 4_096;
+
+impl Admission {
+    /// The refusal to give `author` at `now_ms` without asking, if any.
+    pub fn refused(&self, author: shared::AccountId, now_ms: u64, limits: &Limits) -> Option<crate::error::ApiError> {
+        use crate::error::ApiError;
+        if self.authors.get(&author).is_some_and(|until| *until > now_ms) {
+            return Some(ApiError::PackagesPending(limits.pending_per_account_max));
+        }
+        (self.bank_full_until_ms > now_ms).then_some(ApiError::SettlementBusy(limits.settlement_queue_max))
+    }
+
+    /// Remembers what a refusal said of the bounds.
+    pub fn learn(&mut self, author: shared::AccountId, refusal: &crate::error::ApiError, now_ms: u64) {
+        use crate::error::ApiError;
+        let until = now_ms.saturating_add(ADMISSION_MEMORY_MS);
+        match refusal {
+            ApiError::PackagesPending(_) => {
+                if self.authors.len() >= ADMISSION_AUTHORS_MAX {
+                    self.authors.retain(|_, u| *u > now_ms);
+                }
+                if self.authors.len() < ADMISSION_AUTHORS_MAX {
+                    self.authors.insert(author, until);
+                }
+            }
+            ApiError::SettlementBusy(_) => self.bank_full_until_ms = until,
+            _ => {}
+        }
+    }
 }
 
 /// Everything the interbank layer needs, shared by handlers and background tasks.
@@ -289,6 +337,7 @@ pub struct Interbank {
     pub lock_wait_ms: u64,
     pub lease_ms: u64,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub admission: Arc<parking_lot::Mutex<Admission>>,
     /// Wakes this replica's worker when it was handed the token.
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -353,5 +402,46 @@ mod tests {
         // Within the limit: read whole.
         let url = answering("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", 100).await;
         assert_eq!(read_bounded(http.get(&url).send().await.expect("sent"), 4096).await.expect("read").len(), 100);
+    }
+}
+
+#[cfg(test)]
+mod admission_tests {
+    use super::*;
+    use crate::error::ApiError;
+
+    #[test]
+    fn a_learnt_bound_refuses_for_a_while_then_asks_again() {
+        let (ana, bia) = (shared::AccountId::new(1).unwrap(), shared::AccountId::new(2).unwrap());
+        let mut a = Admission::default();
+        let limits = Limits {
+            token_lost_ms: 0,
+            hold_ms_max: 0,
+            idle_hold_ms: 0,
+            ring_lease_ms: 0,
+            tick_ms: 0,
+            in_doubt_ms: 0,
+            package_deadline_ms: 0,
+            batch_packages_max: 0,
+            batch_accounts_max: 0,
+            settlement_queue_max: 10,
+            pending_per_account_max: 16,
+        };
+        assert!(a.refused(ana, 1_000, &limits).is_none(), "nothing learnt: ask the data server");
+        a.learn(ana, &ApiError::PackagesPending(16), 1_000);
+        assert!(matches!(a.refused(ana, 1_100, &limits), Some(ApiError::PackagesPending(_))));
+        assert!(a.refused(bia, 1_100, &limits).is_none(), "one author's bound is not another's");
+        assert!(a.refused(ana, 1_000 + ADMISSION_MEMORY_MS, &limits).is_none(), "forgotten: ask again");
+        a.learn(bia, &ApiError::SettlementBusy(10), 2_000);
+        assert!(
+            matches!(a.refused(ana, 2_001, &limits), Some(ApiError::SettlementBusy(10))),
+            "the bank's bound is everyone's"
+        );
+        a.learn(ana, &ApiError::KeyNotFound, 3_000); // not a bound: learns nothing
+        assert!(a.refused(ana, 3_001, &limits).is_none());
+        for i in 1..=ADMISSION_AUTHORS_MAX as u64 + 10 {
+            a.learn(shared::AccountId::new(i).unwrap(), &ApiError::PackagesPending(16), 4_000);
+        }
+        assert!(a.authors.len() <= ADMISSION_AUTHORS_MAX, "bounded");
     }
 }
