@@ -35,10 +35,24 @@ pub struct Shape {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
-    /// The server answered with a refusal (a 4xx/5xx error body).
-    Refused,
+    /// The server answered with a refusal (a 4xx/5xx error body), with this status.
+    Refused(u16),
     /// No answer (transport failure).
     Error,
+}
+
+impl Outcome {
+    /// How a call over [`crate::lean_http`] ended.
+    pub fn of<T>(r: &Result<T, crate::lean_http::CallError>) -> Outcome {
+        use crate::lean_http::CallError;
+        match r {
+            Ok(_) => Outcome::Ok,
+            Err(CallError::Transport(_)) => Outcome::Error,
+            Err(CallError::Refused { status, .. }) => Outcome::Refused(*status),
+            // A success whose body is not what the API promises: refused, with no status of its own.
+            Err(_) => Outcome::Refused(0),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +61,9 @@ struct Counters {
     stop: AtomicBool,
     ok: AtomicU64,
     refused: AtomicU64,
+    /// Of `refused`: `429` and `503`, the answers of backpressure.
+    refused_429: AtomicU64,
+    refused_503: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -56,14 +73,22 @@ pub struct Totals {
     pub elapsed_s: f64,
     pub ok: u64,
     pub refused: u64,
+    pub refused_429: u64,
+    pub refused_503: u64,
     pub errors: u64,
     /// Latency of successful operations, in µs.
     pub hist: Histogram<u64>,
+    /// Latency of refused ones, in µs: how fast a caller learns it must wait.
+    pub refused_hist: Histogram<u64>,
 }
 
 impl Totals {
     pub fn ms(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    pub fn refused_ms(&self, q: f64) -> f64 {
+        self.refused_hist.value_at_quantile(q) as f64 / 1000.0
     }
 
     pub fn max_ms(&self) -> f64 {
@@ -78,7 +103,8 @@ impl Totals {
 #[derive(Debug)]
 pub struct Load {
     counters: Arc<Counters>,
-    tasks: Vec<tokio::task::JoinHandle<Histogram<u64>>>,
+    /// Each connection's (successful, refused) latencies.
+    tasks: Vec<tokio::task::JoinHandle<(Histogram<u64>, Histogram<u64>)>>,
     elapsed_s: f64,
 }
 
@@ -112,7 +138,7 @@ impl Load {
             .map(|(i, conn)| {
                 let (counters, op) = (counters.clone(), op.clone());
                 tokio::spawn(async move {
-                    let mut hist = histogram();
+                    let (mut hist, mut refused_hist) = (histogram(), histogram());
                     let mut conn = conn;
                     let mut n = 0u64;
                     while !counters.stop.load(Relaxed) {
@@ -128,15 +154,21 @@ impl Load {
                                 let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
                                 counters.ok.fetch_add(1, Relaxed);
                             }
-                            Outcome::Refused => {
+                            Outcome::Refused(status) => {
+                                let _ = refused_hist.record(t0.elapsed().as_micros().max(1) as u64);
                                 counters.refused.fetch_add(1, Relaxed);
+                                match status {
+                                    429 => counters.refused_429.fetch_add(1, Relaxed),
+                                    503 => counters.refused_503.fetch_add(1, Relaxed),
+                                    _ => 0,
+                                };
                             }
                             Outcome::Error => {
                                 counters.errors.fetch_add(1, Relaxed);
                             }
                         }
                     }
-                    hist
+                    (hist, refused_hist)
                 })
             })
             .collect();
@@ -171,16 +203,21 @@ impl Load {
     /// Stops every connection and merges what they measured.
     pub async fn finish(self) -> crate::Result<Totals> {
         self.counters.stop.store(true, Relaxed);
-        let mut hist = histogram();
+        let (mut hist, mut refused_hist) = (histogram(), histogram());
         for t in self.tasks {
-            hist.add(t.await?)?;
+            let (ok, refused) = t.await?;
+            hist.add(ok)?;
+            refused_hist.add(refused)?;
         }
         Ok(Totals {
             elapsed_s: self.elapsed_s,
             ok: self.counters.ok.load(Relaxed),
             refused: self.counters.refused.load(Relaxed),
+            refused_429: self.counters.refused_429.load(Relaxed),
+            refused_503: self.counters.refused_503.load(Relaxed),
             errors: self.counters.errors.load(Relaxed),
             hist,
+            refused_hist,
         })
     }
 }

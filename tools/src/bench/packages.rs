@@ -55,6 +55,11 @@ pub struct Report {
     pub terminal_p99_ms: f64,
     pub terminal_max_ms: f64,
     pub refused: u64,
+    /// Of `refused`: the bounds of the settlement queue (`429` the author's, `503` the bank's).
+    pub refused_429: u64,
+    pub refused_503: u64,
+    /// How fast a refusal was answered (what a caller waits to learn it must wait).
+    pub refused_p99_ms: f64,
     pub errors: u64,
 }
 
@@ -114,11 +119,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
             let due = started + interval.mul_f64(n as f64 + i as f64 / bodies.len() as f64);
             tokio::time::sleep_until(due.into()).await;
             let r = conn.call::<Transaction>(Method::POST, "/api/payments/pay", bodies[i].clone()).await;
-            let outcome = match r {
-                Ok(_) => Outcome::Ok,
-                Err(crate::lean_http::CallError::Transport(_)) => Outcome::Error,
-                Err(_) => Outcome::Refused,
-            };
+            let outcome = Outcome::of(&r);
             (conn, outcome)
         }
     });
@@ -172,7 +173,13 @@ pub async fn run(args: Args) -> crate::Result<Report> {
             .collect();
         let checked = crate::check::settle_and_check(&cluster.target(), Duration::from_secs(60)).await?;
         let mut errors = std::collections::BTreeMap::new();
-        for (what, n) in [("refused at submission", totals.refused), ("no answer at submission", totals.errors)] {
+        let other = totals.refused.saturating_sub(totals.refused_429 + totals.refused_503);
+        for (what, n) in [
+            ("refused at submission: 429 (the author's bound)", totals.refused_429),
+            ("refused at submission: 503 (the bank's queue full)", totals.refused_503),
+            ("refused at submission: other", other),
+            ("no answer at submission", totals.errors),
+        ] {
             if n > 0 {
                 errors.insert(what.to_string(), n);
             }
@@ -224,6 +231,9 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         terminal_p99_ms: hist.value_at_quantile(0.99) as f64,
         terminal_max_ms: hist.max() as f64,
         refused: totals.refused,
+        refused_429: totals.refused_429,
+        refused_503: totals.refused_503,
+        refused_p99_ms: totals.refused_ms(0.99),
         errors: totals.errors,
     })
 }
@@ -244,7 +254,10 @@ pub fn print(r: &Report, json: bool) {
         "  submit→terminal  p50 {:.0} ms   p99 {:.0} ms   max {:.0} ms",
         r.terminal_p50_ms, r.terminal_p99_ms, r.terminal_max_ms
     );
-    println!("  refused {}   errors {}", r.refused, r.errors);
+    println!(
+        "  refused {} (429 {}, 503 {}; answered in p99 {:.1} ms)   errors {}",
+        r.refused, r.refused_429, r.refused_503, r.refused_p99_ms, r.errors
+    );
 }
 
 /// `interbank bench …`: runs and prints the figures.

@@ -133,11 +133,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         let (a, b) = random_pair(accounts);
         let r: Result<serde_json::Value, _> =
             http.call(Method::POST, &format!("/transfer/{a}/{b}/1"), Vec::new()).await;
-        let outcome = match r {
-            Ok(_) => Outcome::Ok,
-            Err(crate::lean_http::CallError::Transport(_)) => Outcome::Error,
-            Err(_) => Outcome::Refused,
-        };
+        let outcome = Outcome::of(&r);
         (http, outcome)
     });
     load.warm_up(Duration::from_secs(args.shape.warmup_s)).await;
