@@ -80,9 +80,10 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
         }
     };
     if let Err(full) = full {
-        return match ib.ds.get_record(PACKAGES, &queued.id).await? {
-            Some(_) => same_package(ib, queued).await,
-            None => Err(full),
+        return match package(ib, &queued.id).await {
+            Ok(stored) => same_package(queued, stored),
+            Err(ApiError::PackageNotFound) => Err(full),
+            Err(e) => Err(e),
         };
     }
     let pending = queued.transaction(Status::Pending, None);
@@ -130,7 +131,7 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
             ib.admission.lock().learn(author, &full, now_ms());
             Err(full)
         }
-        Err(e) if e.code() == Some(DsCode::ConditionFailed) => same_package(ib, queued).await,
+        Err(e) if e.code() == Some(DsCode::ConditionFailed) => same_package(queued, package(ib, &queued.id).await?),
         Err(e) => Err(e.into()),
     }
 }
@@ -155,8 +156,7 @@ async fn room(ib: &Interbank, author_prefix: &str) -> Result<(), ApiError> {
 
 /// The stored package submitted again under its id: the same request gets it as it stands,
 /// another gets `IdempotencyKeyReused`.
-async fn same_package(ib: &Interbank, queued: &Queued) -> Result<Transaction, ApiError> {
-    let stored = package(ib, &queued.id).await?;
+fn same_package(queued: &Queued, stored: Transaction) -> Result<Transaction, ApiError> {
     let same_ops = stored
         .operations
         .iter()
