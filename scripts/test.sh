@@ -23,3 +23,5 @@ echo "release wasm: $(gzip -9 -c "$WASM" | wc -c) bytes gzipped (limit 307200)"
 echo "== tests"
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+echo "== the data server's tests again, on PostgreSQL (a private cluster the harness starts)"
+INTERBANK_TEST_BACKEND=postgres cargo test -p dataserver --tests --locked

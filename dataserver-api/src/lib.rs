@@ -59,6 +59,9 @@ shared::error_codes! {
         CountReached = "count_reached",
         IdempotencyConflict = "idempotency_conflict",
         Unavailable = "unavailable",
+        /// A standby data server: it serves nothing until it holds the leader lease. The
+        /// message names the leader's address; clients go there.
+        NotLeader = "not_leader",
         /// Never sent by the server: the client's name for an answer that was not the error body.
         UnexpectedBody = "unexpected_body",
     }

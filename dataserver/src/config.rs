@@ -56,9 +56,36 @@ pub struct Settings {
     #[arg(long, env = "DATASERVER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Directory of the durable store (created if missing).
-    #[arg(long, env = "DATASERVER_DATA_DIR")]
-    pub data_dir: PathBuf,
+    /// Directory of the durable store (created if missing): the embedded backend. Either this
+    /// or `--database-url`.
+    #[arg(
+        long,
+        env = "DATASERVER_DATA_DIR",
+        required_unless_present = "database_url",
+        conflicts_with = "database_url"
+    )]
+    pub data_dir: Option<PathBuf>,
+
+    /// Keep the bank's state in this PostgreSQL (or PG-wire) database instead:
+    /// `postgres://USER@HOST:PORT/DB`. Several data servers on one database are one active and
+    /// standbys (a leader lease in the database). A URL with a password goes in the environment
+    /// only (`DATASERVER_DATABASE_URL`): a command line is visible to every user of the machine.
+    #[arg(long, env = "DATASERVER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// How long the active data server's leader lease lasts unrenewed (renewed every quarter of
+    /// it); a standby takes over this long after the active one stopped renewing.
+    #[arg(long, env = "DATASERVER_LEADER_LEASE_MS", default_value_t = 1_000)]
+    pub leader_lease_ms: u64,
+
+    /// Where business servers reach this data server, told by a standby to whoever asks it
+    /// (default: the bound address).
+    #[arg(long, env = "DATASERVER_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Most database connections of the readers' pool (the writer has one of its own).
+    #[arg(long, env = "DATASERVER_DATABASE_POOL_MAX", default_value_t = 16)]
+    pub database_pool_max: u32,
 
     /// BUSINESS_ID:KEY, repeatable (env: comma-separated).
     // From the environment only (`DATASERVER_KEYS`); `main` refuses the flag.
@@ -159,6 +186,12 @@ pub mod limits {
     /// Fewest milliseconds between two steps of the account index while the journal grows: a
     /// step is an fsync, and the write-ahead log's fsyncs come first.
     pub const INDEX_STEP_INTERVAL_MS: u64 = 1000;
+    /// Shortest and longest leader lease (`--leader-lease-ms`): shorter would be lost to one slow
+    /// database round trip; longer would leave the bank without a writer for that long.
+    pub const LEADER_LEASE_MS_MIN: u64 = 200;
+    pub const LEADER_LEASE_MS_MAX: u64 = 60_000;
+    /// How often a standby asks whether the leader lease lapsed.
+    pub const STANDBY_POLL_MS: u64 = 100;
     /// How often expired idempotency records are purged.
     pub const IDEMPOTENCY_PURGE_INTERVAL_S: u64 = 60;
     /// Most idempotency records purged in one pass, so a purge never stalls commits for long.

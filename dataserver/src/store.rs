@@ -1,4 +1,5 @@
-//! Durable storage behind a trait, so a PostgreSQL backend can be added later.
+//! Durable storage behind a trait, with two backends: redb (embedded, the default) and
+//! PostgreSQL ([`pg`]). The rules of a batch are written once ([`apply`]).
 //!
 //! The default backend is redb: a crash-safe, copy-on-write B-tree in one file. Every
 //! `write_batch` is one redb transaction, atomic, committed *without* an fsync: durability comes
@@ -6,16 +7,21 @@
 //! batch's transaction records its log sequence number, and [`Store::checkpoint`] makes redb
 //! durable up to there, so after a crash redb is at a checkpoint and knows what to replay.
 
+mod apply;
+pub mod pg;
+
 use std::collections::HashMap;
 use std::path::Path;
+
+use apply::{BatchTarget, Sequences};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use shared::{AccountId, BusinessId, Money};
 
 use dataserver_api::clock::rfc3339_ms;
 use dataserver_api::{
-    AccountAmount, AmountChange, AmountPage, CommitRequest, CommitResponse, JournalEntry, JournalPage, Record,
-    RecordOp, RecordPage, RecordVersion,
+    AccountAmount, AmountPage, CommitRequest, CommitResponse, JournalEntry, JournalPage, Record, RecordPage,
+    RecordVersion,
 };
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -88,6 +94,16 @@ pub enum StoreError {
     /// journal (nothing acknowledged is lost: the log holds it).
     #[error("the account index is {0} entries behind the journal")]
     IndexBehind(usize),
+    /// The database refused or failed (PostgreSQL backend).
+    #[error("database: {0}")]
+    Database(String),
+    /// A serialization failure or deadlock: the transaction was rolled back whole and may be
+    /// tried again.
+    #[error("database conflict: {0}")]
+    Conflict(String),
+    /// Another data server took the leader lease: this one may no longer write.
+    #[error("deposed: this data server led at epoch {ours}, the database names epoch {found:?}")]
+    Deposed { ours: u64, found: Option<u64> },
 }
 
 macro_rules! redb_from {
@@ -156,6 +172,11 @@ pub trait Store: Send + Sync + 'static {
     fn boot(&self) -> Result<u64, StoreError>;
     fn load_amounts(&self) -> Result<HashMap<AccountId, Money>, StoreError>;
     fn stored_outcome(&self, tx_id: &str) -> Result<Option<StoredOutcome>, StoreError>;
+    /// The stored outcomes of several transaction ids, in order: the writer asks for a whole
+    /// batch's at once (one round trip where the store is across a network).
+    fn stored_outcomes(&self, tx_ids: &[&str]) -> Result<Vec<Option<StoredOutcome>>, StoreError> {
+        tx_ids.iter().map(|t| self.stored_outcome(t)).collect()
+    }
     /// Applies every commit of the batch that passes its conditions, in order, in one atomic
     /// transaction recording `lsn`; durable only at the next [`Store::checkpoint`]. Returns one
     /// result per commit. `at_ms`/`at` stamp every commit of the batch. Deterministic: applying
@@ -223,6 +244,13 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// A record as stored: its version (u64 LE), then its JSON value. Both backends store this.
+fn encode_record(version: u64, value: &serde_json::Value) -> Result<Vec<u8>, StoreError> {
+    let mut raw = version.to_le_bytes().to_vec();
+    serde_json::to_writer(&mut raw, value)?;
+    Ok(raw)
+}
+
 fn decode_record(collection: &str, key: &str, raw: &[u8]) -> Result<Record, StoreError> {
     let (version, json) = raw.split_at_checked(8).ok_or_else(|| corrupt("record shorter than its version"))?;
     let version = u64::from_le_bytes(version.try_into().map_err(|_| corrupt("record version"))?);
@@ -232,6 +260,45 @@ fn decode_record(collection: &str, key: &str, raw: &[u8]) -> Result<Record, Stor
         version,
         value: serde_json::from_slice(json)?,
     })
+}
+
+/// Where a scan of `prefix` after the cursor `after` starts.
+fn scan_start<'a>(prefix: &'a str, after: Option<&'a str>) -> &'a str {
+    match after {
+        Some(a) if a >= prefix => a,
+        _ => prefix,
+    }
+}
+
+/// A page of a scan, from rows `(key, raw)` in key order from [`scan_start`]: ends at the first
+/// key outside `prefix`, skips the cursor itself, and names the next cursor when more remain.
+/// Both backends page through this one function.
+fn scan_page<R>(
+    rows: impl Iterator<Item = Result<(String, R), StoreError>>,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+    count: u64,
+    mut decode: impl FnMut(&str, R) -> Result<Record, StoreError>,
+) -> Result<RecordPage, StoreError> {
+    let mut out = Vec::new();
+    let mut more = false;
+    for row in rows {
+        let (key, raw) = row?;
+        if !key.starts_with(prefix) {
+            break;
+        }
+        if after == Some(key.as_str()) {
+            continue;
+        }
+        if out.len() == limit {
+            more = true;
+            break;
+        }
+        out.push(decode(&key, raw)?);
+    }
+    let next = if more { out.last().map(|r| r.key.clone()) } else { None };
+    Ok(RecordPage { records: out, next, count: Some(count) })
 }
 
 fn money(cents: i64) -> Result<Money, StoreError> {
@@ -370,37 +437,15 @@ impl Store for RedbStore {
         lsn: u64,
     ) -> Result<Vec<Result<CommitResponse, Reject>>, StoreError> {
         let txn = self.non_durable_txn()?;
-        let mut results = Vec::with_capacity(batch.len());
         let mut dirty = self.dirty_amounts.lock();
         let mut counted = self.counts.read().clone();
-        {
-            let mut w = BatchWriter::open(&txn, &mut dirty, &mut counted)?;
-            for c in batch {
-                // Every condition first: a refused commit writes nothing.
-                let planned = match w.plan_records(&c.request.records)? {
-                    Ok(p) => p,
-                    Err(r) => {
-                        results.push(Err(r));
-                        continue;
-                    }
-                };
-                let (changes, seq) = w.set_amounts(c, at)?;
-                let versions = w.write_records(planned)?;
-                let response = CommitResponse {
-                    tx_id: c.request.tx_id.clone(),
-                    at: at.to_string(),
-                    journal_seq: seq,
-                    amounts: changes,
-                    records: versions,
-                    replayed: false,
-                };
-                // The outcome, for retries.
-                let header = IdemHeader { fingerprint: c.fingerprint, at_ms, seq: seq.unwrap_or(0) };
-                w.idem.insert(c.request.tx_id.as_str(), header.encode(&response.records)?.as_slice())?;
-                results.push(Ok(response));
-            }
-            w.finish(lsn)?;
-        }
+        let results = {
+            let mut w = BatchWriter::open(&txn, &mut dirty)?;
+            let mut seqs = w.seqs;
+            let results = apply::apply(&mut w, &mut seqs, &mut counted, batch, at_ms, at)?;
+            w.finish(seqs, lsn)?;
+            results
+        };
         txn.commit()?;
         drop(dirty);
         *self.counts.write() = counted;
@@ -546,30 +591,18 @@ impl Store for RedbStore {
     ) -> Result<RecordPage, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(RECORDS)?;
-        let start = match after {
-            Some(a) if a >= prefix => a,
-            _ => prefix,
-        };
-        let mut out = Vec::new();
-        let mut more = false;
-        for row in table.range((collection, start)..)? {
-            let (k, v) = row?;
-            let (c, key) = k.value();
-            if c != collection || !key.starts_with(prefix) {
-                break;
-            }
-            if after == Some(key) {
-                continue;
-            }
-            if out.len() == limit {
-                more = true;
-                break;
-            }
-            out.push(decode_record(c, key, v.value())?);
-        }
-        let next = if more { out.last().map(|r| r.key.clone()) } else { None };
-        let count = Some(self.counts.read().get(collection).copied().unwrap_or(0));
-        Ok(RecordPage { records: out, next, count })
+        let rows = table
+            .range((collection, scan_start(prefix, after))..)?
+            .map(|row| -> Result<_, StoreError> {
+                let (k, v) = row?;
+                let (c, key) = k.value();
+                Ok((c == collection, key.to_string(), v))
+            })
+            // The collection's end ends the scan.
+            .take_while(|r| !matches!(r, Ok((false, _, _))))
+            .map(|r| r.map(|(_, key, v)| (key, v)));
+        let count = self.counts.read().get(collection).copied().unwrap_or(0);
+        scan_page(rows, prefix, after, limit, count, |key, v| decode_record(collection, key, v.value()))
     }
 
     fn account_journal(
@@ -656,10 +689,7 @@ impl Store for RedbStore {
     }
 }
 
-/// Each operation with the version it gives and whether its record existed before it.
-type Planned<'r> = Vec<(&'r RecordOp, u64, bool)>;
-
-/// The tables one batch writes, open in its transaction, and the sequences it advances.
+/// The tables one batch writes, open in its transaction, and the sequences it starts from.
 struct BatchWriter<'t> {
     meta: redb::Table<'t, &'static str, u64>,
     amounts: redb::Table<'t, u64, i64>,
@@ -667,22 +697,19 @@ struct BatchWriter<'t> {
     records: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     journal: redb::Table<'t, u64, &'static [u8]>,
     idem: redb::Table<'t, &'static str, &'static [u8]>,
-    journal_seq: u64,
-    record_seq: u64,
-    /// Records per collection, kept as the batch writes (the store's copy is replaced by it
-    /// once the batch's transaction committed).
-    counts: &'t mut HashMap<String, u64>,
+    seqs: Sequences,
 }
 
 impl<'t> BatchWriter<'t> {
     fn open(
         txn: &'t redb::WriteTransaction,
         dirty_amounts: &'t mut HashMap<u64, i64>,
-        counts: &'t mut HashMap<String, u64>,
     ) -> Result<BatchWriter<'t>, StoreError> {
         let meta = txn.open_table(META)?;
-        let journal_seq = meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0);
-        let record_seq = meta.get(META_RECORD_SEQ)?.map(|v| v.value()).unwrap_or(0);
+        let seqs = Sequences {
+            journal: meta.get(META_JOURNAL_SEQ)?.map(|v| v.value()).unwrap_or(0),
+            record: meta.get(META_RECORD_SEQ)?.map(|v| v.value()).unwrap_or(0),
+        };
         Ok(BatchWriter {
             meta,
             amounts: txn.open_table(AMOUNTS)?,
@@ -690,18 +717,28 @@ impl<'t> BatchWriter<'t> {
             records: txn.open_table(RECORDS)?,
             journal: txn.open_table(JOURNAL)?,
             idem: txn.open_table(IDEMPOTENCY)?,
-            journal_seq,
-            record_seq,
-            counts,
+            seqs,
         })
     }
 
-    /// Whether `collection` holds fewer than `than` records with keys under `prefix`, as the
-    /// batch has left it so far.
-    fn fewer(&self, collection: &str, prefix: &str, than: u64) -> Result<bool, StoreError> {
-        if prefix.is_empty() {
-            return Ok(self.counts.get(collection).copied().unwrap_or(0) < than);
-        }
+    /// Records the sequences and the log position the batch brings the store to.
+    fn finish(mut self, seqs: Sequences, lsn: u64) -> Result<(), StoreError> {
+        self.meta.insert(META_JOURNAL_SEQ, seqs.journal)?;
+        self.meta.insert(META_RECORD_SEQ, seqs.record)?;
+        self.meta.insert(META_APPLIED_LSN, lsn)?;
+        Ok(())
+    }
+}
+
+impl BatchTarget for BatchWriter<'_> {
+    fn version(&mut self, collection: &str, key: &str) -> Result<u64, StoreError> {
+        Ok(match self.records.get((collection, key))? {
+            Some(raw) => decode_record(collection, key, raw.value())?.version,
+            None => 0,
+        })
+    }
+
+    fn fewer_under(&mut self, collection: &str, prefix: &str, than: u64) -> Result<bool, StoreError> {
         let mut n = 0u64;
         for row in self.records.range((collection, prefix)..)? {
             let (k, _) = row?;
@@ -717,121 +754,41 @@ impl<'t> BatchWriter<'t> {
         Ok(n < than)
     }
 
-    /// Checks every record condition of one commit, in order, and gives each operation its new
-    /// version; the first failed condition refuses the commit. Versions come from one global
-    /// sequence, so a deleted and re-created record never repeats a version.
-    fn plan_records<'r>(&mut self, ops: &'r [RecordOp]) -> Result<Result<Planned<'r>, Reject>, StoreError> {
-        let mut overlay: HashMap<(&str, &str), u64> = HashMap::new();
-        let mut planned = Vec::with_capacity(ops.len());
-        for op in ops {
-            if let RecordOp::Fewer { collection, prefix, than } = op {
-                if !self.fewer(collection, prefix, *than)? {
-                    let (collection, prefix, than) = (collection.clone(), prefix.clone(), *than);
-                    return Ok(Err(Reject::Count { collection, prefix, than }));
-                }
-                continue;
-            }
-            let k = (op.collection(), op.key());
-            let current = match overlay.get(&k) {
-                Some(v) => *v,
-                None => match self.records.get(k)? {
-                    Some(raw) => decode_record(k.0, k.1, raw.value())?.version,
-                    None => 0,
-                },
-            };
-            if matches!(op, RecordOp::Present { .. }) && current == 0 {
-                return Ok(Err(Reject::Absent { collection: k.0.into(), key: k.1.into() }));
-            }
-            let expected = match op {
-                RecordOp::Put { if_version, .. } | RecordOp::Delete { if_version, .. } => *if_version,
-                RecordOp::Check { if_version, .. } => Some(*if_version),
-                RecordOp::Present { .. } => None,
-                RecordOp::Fewer { .. } => unreachable!("checked above"),
-            };
-            if let Some(expected) = expected
-                && expected != current
-            {
-                let (collection, key) = (k.0.into(), k.1.into());
-                return Ok(Err(Reject::Condition { collection, key, expected, actual: current }));
-            }
-            let next = match op {
-                // Taken from the sequence as planned, also by a commit refused further on:
-                // replaying the log must give every commit the versions it was answered with.
-                RecordOp::Put { .. } => {
-                    self.record_seq += 1;
-                    self.record_seq
-                }
-                RecordOp::Delete { .. } => 0,
-                RecordOp::Check { .. } | RecordOp::Present { .. } => current,
-                RecordOp::Fewer { .. } => unreachable!("checked above"),
-            };
-            overlay.insert(k, next);
-            planned.push((op, next, current != 0));
-        }
-        Ok(Ok(planned))
+    fn amount(&mut self, account: u64) -> Result<Option<i64>, StoreError> {
+        Ok(match self.dirty_amounts.get(&account) {
+            Some(c) => Some(*c),
+            None => self.amounts.get(account)?.map(|v| v.value()),
+        })
     }
 
-    /// Sets the commit's amounts and appends the journal entry that explains them (none when no
-    /// amount changes).
-    fn set_amounts(&mut self, c: &PreparedCommit, at: &str) -> Result<(Vec<AmountChange>, Option<u64>), StoreError> {
-        let req = &c.request;
-        let mut changes = Vec::with_capacity(req.set.len());
-        for s in &req.set {
-            let id = s.account.get();
-            let before = match self.dirty_amounts.get(&id) {
-                Some(c) => Some(money(*c)?),
-                None => self.amounts.get(id)?.map(|v| money(v.value())).transpose()?,
-            };
-            self.dirty_amounts.insert(id, s.amount.cents());
-            changes.push(AmountChange { account: s.account, before, after: s.amount });
-        }
-        if changes.is_empty() {
-            return Ok((changes, None));
-        }
-        self.journal_seq += 1;
-        let entry = JournalEntry {
-            seq: self.journal_seq,
-            tx_id: req.tx_id.clone(),
-            at: at.to_string(),
-            business: c.business.get(),
-            changes: changes.clone(),
-            memo: req.memo.clone(),
-        };
-        self.journal.insert(self.journal_seq, serde_json::to_vec(&entry)?.as_slice())?;
-        Ok((changes, Some(self.journal_seq)))
+    fn set_amount(&mut self, account: u64, cents: i64) -> Result<(), StoreError> {
+        self.dirty_amounts.insert(account, cents);
+        Ok(())
     }
 
-    /// Writes the planned puts and deletes; returns the versions the commit answers with.
-    fn write_records(&mut self, planned: Planned<'_>) -> Result<Vec<RecordVersion>, StoreError> {
-        let mut versions = Vec::new();
-        for (op, version, existed) in planned {
-            match op {
-                RecordOp::Put { collection, key, value, .. } => {
-                    let mut raw = version.to_le_bytes().to_vec();
-                    serde_json::to_writer(&mut raw, value)?;
-                    self.records.insert((collection.as_str(), key.as_str()), raw.as_slice())?;
-                    if !existed {
-                        *self.counts.entry(collection.clone()).or_default() += 1;
-                    }
-                }
-                RecordOp::Delete { collection, key, .. } => {
-                    self.records.remove((collection.as_str(), key.as_str()))?;
-                    if existed && let Some(n) = self.counts.get_mut(collection.as_str()) {
-                        *n = n.saturating_sub(1);
-                    }
-                }
-                RecordOp::Check { .. } | RecordOp::Present { .. } | RecordOp::Fewer { .. } => continue,
-            }
-            versions.push(RecordVersion { collection: op.collection().into(), key: op.key().into(), version });
-        }
-        Ok(versions)
+    fn append_journal(&mut self, entry: &JournalEntry) -> Result<(), StoreError> {
+        self.journal.insert(entry.seq, serde_json::to_vec(entry)?.as_slice())?;
+        Ok(())
     }
 
-    /// Records the sequences and the log position the batch brings the store to.
-    fn finish(mut self, lsn: u64) -> Result<(), StoreError> {
-        self.meta.insert(META_JOURNAL_SEQ, self.journal_seq)?;
-        self.meta.insert(META_RECORD_SEQ, self.record_seq)?;
-        self.meta.insert(META_APPLIED_LSN, lsn)?;
+    fn put_record(
+        &mut self,
+        collection: &str,
+        key: &str,
+        version: u64,
+        value: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.records.insert((collection, key), encode_record(version, value)?.as_slice())?;
+        Ok(())
+    }
+
+    fn delete_record(&mut self, collection: &str, key: &str) -> Result<(), StoreError> {
+        self.records.remove((collection, key))?;
+        Ok(())
+    }
+
+    fn put_outcome(&mut self, tx_id: &str, _at_ms: u64, raw: Vec<u8>) -> Result<(), StoreError> {
+        self.idem.insert(tx_id, raw.as_slice())?;
         Ok(())
     }
 }
@@ -839,6 +796,7 @@ impl<'t> BatchWriter<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataserver_api::RecordOp;
     use dataserver_api::SetAmount;
 
     fn commit(tx: &str, account: u64, cents: i64) -> PreparedCommit {

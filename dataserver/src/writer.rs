@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::locks::{AfterCommit, LockError, LockTable};
 use crate::metrics::Metrics;
-use crate::store::{PreparedCommit, Reject, Store, StoreError};
+use crate::store::{PreparedCommit, Reject, Store, StoreError, StoredOutcome};
 use crate::wal::{Wal, WalBatch, WalCommit};
 use dataserver_api::CommitResponse;
 use dataserver_api::clock::{now_ms, rfc3339_ms};
@@ -64,7 +64,9 @@ pub struct Writer {
     pub amounts: Amounts,
     pub metrics: Arc<Metrics>,
     pub batch_max: usize,
-    pub wal: Wal,
+    /// The write-ahead log, for a store that is made durable only at checkpoints (redb); `None`
+    /// for one whose every batch is durable when written (PostgreSQL).
+    pub wal: Option<Wal>,
     /// LSN the next batch gets.
     pub next_lsn: u64,
     /// Checkpoint at least this often while commits flow...
@@ -111,7 +113,7 @@ impl Writer {
             }
             self.write(batch, &mut carry);
             if self.last_checkpoint.elapsed() >= self.checkpoint_interval
-                || self.wal.segment_bytes() >= self.wal_segment_bytes_max
+                || self.wal.as_ref().is_some_and(|w| w.segment_bytes() >= self.wal_segment_bytes_max)
             {
                 self.checkpoint();
             }
@@ -121,7 +123,11 @@ impl Writer {
     /// Makes the store durable up to the last applied batch, then starts a fresh log segment.
     fn checkpoint(&mut self) {
         let started = Instant::now();
-        let result = self.store.checkpoint().and_then(|()| self.wal.rotate(self.next_lsn - 1));
+        let next_lsn = self.next_lsn;
+        let result = self.store.checkpoint().and_then(|()| match self.wal.as_mut() {
+            Some(wal) => wal.rotate(next_lsn - 1),
+            None => Ok(()),
+        });
         if let Err(e) = result {
             fatal("checkpoint", &e);
         }
@@ -151,20 +157,29 @@ impl Writer {
         let mut ready: Vec<PreparedCommit> = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut seen: HashSet<String> = HashSet::new();
-        for (prepared, reply) in batch {
+        // Every commit's stored outcome in one look (a retry is answered from it).
+        let outcomes = {
+            let ids: Vec<&str> = batch.iter().map(|(p, _)| p.request.tx_id.as_str()).collect();
+            self.store.stored_outcomes(&ids)
+        };
+        let mut outcomes = match outcomes {
+            Ok(o) => o.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
+        };
+        for ((prepared, reply), outcome) in batch.into_iter().zip(outcomes.drain(..)) {
             // A retry racing its own original: let the original land first, then replay it.
             if seen.contains(&prepared.request.tx_id) {
                 carry.push_back((prepared, reply));
                 continue;
             }
-            match self.replay(&prepared) {
-                Ok(Some(answer)) => {
-                    let _ = reply.send(answer);
+            match outcome {
+                Ok(Some(stored)) => {
+                    let _ = reply.send(self.replay(&prepared, stored));
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = reply.send(Err(CommitError::Storage(e.to_string())));
+                    let _ = reply.send(Err(CommitError::Storage(e)));
                     continue;
                 }
             }
@@ -198,20 +213,27 @@ impl Writer {
                 .collect(),
         };
         let started = Instant::now();
-        if let Err(e) = self.wal.append(&logged) {
+        if let Some(wal) = self.wal.as_mut()
+            && let Err(e) = wal.append(&logged)
+        {
             // The log's tail is now unknown; appending after it could hide later batches from
             // recovery. Stop: a restart recovers everything that was acknowledged.
             fatal("write-ahead log append", &e);
         }
-        self.metrics.fsync.observe(crate::metrics::seconds(started.elapsed()));
-        self.metrics.commit_batch_size.observe(crate::metrics::count(ready.len()));
+        let logged_in = started.elapsed();
         self.next_lsn += 1;
-
         let results = match self.store.write_batch(&ready, at_ms, &at, lsn) {
             Ok(r) => r,
             // Logged but not applied: the store no longer matches the log. Restarting replays it.
-            Err(e) => fatal("applying a logged batch", &e),
+            // Without a log (PostgreSQL) the transaction either committed or not: its callers
+            // get no answer, retry their tx_ids at whichever data server leads, and are answered
+            // from the stored outcome if it did. A deposed leader stops here too.
+            Err(e) => fatal("applying a batch", &e),
         };
+        // The durable write: the log's fsync, or (no log) the database's commit.
+        let durable_in = if self.wal.is_some() { logged_in } else { started.elapsed() };
+        self.metrics.fsync.observe(crate::metrics::seconds(durable_in));
+        self.metrics.commit_batch_size.observe(crate::metrics::count(ready.len()));
 
         {
             // Durable now: publish the new amounts before anyone can take the leases.
@@ -248,19 +270,17 @@ impl Writer {
         }
     }
 
-    /// The stored outcome of an already applied transaction id, if any.
-    fn replay(&self, p: &PreparedCommit) -> Result<Option<Result<CommitResponse, CommitError>>, StoreError> {
-        let Some(stored) = self.store.stored_outcome(&p.request.tx_id)? else {
-            return Ok(None);
-        };
+    /// The answer to a transaction id that was already applied: its stored outcome, or a
+    /// conflict when the payload differs.
+    fn replay(&self, p: &PreparedCommit, stored: StoredOutcome) -> Result<CommitResponse, CommitError> {
         if stored.fingerprint != p.fingerprint {
             self.metrics.commit_rejects_total.inc();
-            return Ok(Some(Err(CommitError::IdempotencyConflict(p.request.tx_id.clone()))));
+            return Err(CommitError::IdempotencyConflict(p.request.tx_id.clone()));
         }
         self.metrics.commit_replays_total.inc();
         let mut response = stored.response;
         response.replayed = true;
-        Ok(Some(Ok(response)))
+        Ok(response)
     }
 }
 

@@ -3,11 +3,13 @@
 //! - [`process`]: start one of our binaries, wait for its "listening on" line, kill it.
 //! - [`cluster`]: a network of banks (data server + replicas each) joined by a network file.
 //! - [`proxy`]: a TCP proxy that passes, delays, drops or black-holes a bank's peer traffic.
+//! - [`postgres`]: a private PostgreSQL cluster (the data server's database backend).
 //! - [`client`]: typed customer and operator clients of the business API.
 
 pub mod client;
 pub mod cluster;
 mod error;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 

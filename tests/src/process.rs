@@ -32,6 +32,8 @@ pub struct SpawnOptions {
     pub keys: Vec<(BusinessId, String)>,
     pub listen: String,
     pub extra_args: Vec<String>,
+    /// Keep the bank's state in this database instead of `data_dir` (the PostgreSQL backend).
+    pub database_url: Option<String>,
     /// Where stderr goes, with its `RUST_LOG` filter (`None`: inherited, at `warn`).
     pub log: Option<LogTo>,
 }
@@ -51,6 +53,7 @@ impl SpawnOptions {
             keys,
             listen: "127.0.0.1:0".into(),
             extra_args: vec![],
+            database_url: None,
             log: None,
         }
     }
@@ -58,7 +61,15 @@ impl SpawnOptions {
 
 /// Starts `cmd` with stdout piped and returns it with its first line of output, which our
 /// servers print once they listen (after recovery). Stdout keeps being drained afterwards.
-pub fn spawn_command(mut cmd: Command, log: Option<&LogTo>) -> std::io::Result<(Child, String)> {
+pub fn spawn_command(cmd: Command, log: Option<&LogTo>) -> std::io::Result<(Child, String)> {
+    spawn_command_lines(cmd, log).map(|(child, first, _)| (child, first))
+}
+
+/// [`spawn_command`], and the lines it prints afterwards.
+pub fn spawn_command_lines(
+    mut cmd: Command,
+    log: Option<&LogTo>,
+) -> std::io::Result<(Child, String, mpsc::Receiver<String>)> {
     match log {
         Some(l) => {
             let file = std::fs::OpenOptions::new().create(true).append(true).open(&l.file)?;
@@ -73,14 +84,13 @@ pub fn spawn_command(mut cmd: Command, log: Option<&LogTo>) -> std::io::Result<(
     let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
+        // Every line goes to whoever still listens; the pipe is drained either way.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
         }
-        for _ in lines {} // keep the pipe drained
     });
     match rx.recv_timeout(Duration::from_millis(START_TIMEOUT_MS)) {
-        Ok(line) => Ok((child, line)),
+        Ok(line) => Ok((child, line, rx)),
         Err(_) => {
             let _ = child.kill();
             let status = child.wait()?;
@@ -99,21 +109,49 @@ pub fn interbank_addr(line: &str) -> Option<SocketAddr> {
     line.split("interbank=https://").nth(1)?.split_whitespace().next()?.parse().ok()
 }
 
-/// Starts the server and waits for its "listening on" line.
+/// Starts the server and waits until it leads: its "listening on ... boot_epoch=N" line, or,
+/// for a standby on a database whose lease is still held (a restart after kill -9), its later
+/// "dataserver leader boot_epoch=N" line.
 pub fn spawn(opts: &SpawnOptions) -> std::io::Result<DataServerProcess> {
+    let (mut p, lines) = start(opts)?;
+    if p.boot_epoch == 0 {
+        let line = lines
+            .recv_timeout(Duration::from_millis(START_TIMEOUT_MS))
+            .map_err(|_| std::io::Error::other("the standby did not take the leader lease"))?;
+        p.boot_epoch = boot_epoch(&line).ok_or_else(|| std::io::Error::other(format!("unexpected line: {line:?}")))?;
+    }
+    Ok(p)
+}
+
+/// Starts the server and returns once it listens, leading or standing by (`boot_epoch` 0),
+/// with the lines it prints afterwards.
+pub fn start(opts: &SpawnOptions) -> std::io::Result<(DataServerProcess, mpsc::Receiver<String>)> {
     let mut cmd = Command::new(&opts.bin);
-    cmd.arg("--listen").arg(&opts.listen).arg("--data-dir").arg(&opts.data_dir);
+    cmd.arg("--listen").arg(&opts.listen);
+    match &opts.database_url {
+        Some(url) => cmd.env("DATASERVER_DATABASE_URL", url),
+        None => cmd.arg("--data-dir").arg(&opts.data_dir),
+    };
     // Secrets go in the environment: the data server refuses them on its command line.
     let keys: Vec<String> = opts.keys.iter().map(|(b, k)| format!("{b}:{k}")).collect();
     cmd.env("DATASERVER_KEYS", keys.join(","));
     cmd.args(&opts.extra_args);
-    let (child, line) = spawn_command(cmd, opts.log.as_ref())?;
-    let parse = || -> Option<(SocketAddr, u64)> {
-        Some((listening_addr(&line)?, line.split(" boot_epoch=").nth(1)?.trim().parse().ok()?))
+    let (child, line, lines) = spawn_command_lines(cmd, opts.log.as_ref())?;
+    let addr =
+        listening_addr(&line).ok_or_else(|| std::io::Error::other(format!("unexpected first line: {line:?}")))?;
+    let epoch = match boot_epoch(&line) {
+        Some(e) => e,
+        None if line.ends_with(" standby") => 0,
+        None => return Err(std::io::Error::other(format!("unexpected first line: {line:?}"))),
     };
-    let (addr, boot_epoch) =
-        parse().ok_or_else(|| std::io::Error::other(format!("unexpected first line: {line:?}")))?;
-    Ok(DataServerProcess { child, addr, boot_epoch, data_dir: opts.data_dir.clone(), keys: opts.keys.clone() })
+    let p =
+        DataServerProcess { child, addr, boot_epoch: epoch, data_dir: opts.data_dir.clone(), keys: opts.keys.clone() };
+    Ok((p, lines))
+}
+
+/// The N of a "... boot_epoch=N" line.
+fn boot_epoch(line: &str) -> Option<u64> {
+    line.split("boot_epoch=").nth(1)?.trim().parse().ok()
 }
 
 impl DataServerProcess {

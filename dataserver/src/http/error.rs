@@ -36,6 +36,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("unavailable: {0}")]
     Unavailable(Unavailable),
+    /// A standby: it serves nothing until it holds the leader lease.
+    #[error("this data server is a standby; the leader is {}", .0.as_deref().unwrap_or("not known yet"))]
+    NotLeader(Option<String>),
 }
 
 /// Why the data server cannot serve a request now (`503`).
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::TooLarge(_) => ErrorCode::BodyTooLarge,
             ApiError::MediaType => ErrorCode::UnsupportedMediaType,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::NotLeader(_) => ErrorCode::NotLeader,
         }
     }
 }
@@ -100,7 +104,9 @@ impl ResponseError for ApiError {
                 | CommitError::Count { .. }
                 | CommitError::IdempotencyConflict(_),
             ) => StatusCode::CONFLICT,
-            ApiError::Commit(CommitError::Storage(_)) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Commit(CommitError::Storage(_)) | ApiError::Unavailable(_) | ApiError::NotLeader(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -127,6 +133,11 @@ impl From<StoreError> for ApiError {
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::NotFound(format!("no route {} {}", req.method(), req.path().chars().take(128).collect::<String>()))
         .error_response()
+}
+
+/// A standby's answer to everything, naming the leader's address when it knows it.
+pub fn not_leader(leader: Option<String>) -> HttpResponse {
+    ApiError::NotLeader(leader).error_response()
 }
 
 pub async fn method_not_allowed() -> HttpResponse {

@@ -17,7 +17,9 @@ mod seed;
 mod validate;
 
 pub use auth::{Caller, key_digest};
-pub use error::{ApiError, json_error, method_not_allowed, not_found, path_error, payload_error, query_error};
+pub use error::{
+    ApiError, json_error, method_not_allowed, not_found, not_leader, path_error, payload_error, query_error,
+};
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 

@@ -12,8 +12,15 @@ pub fn keys() -> Vec<(BusinessId, String)> {
     vec![(BusinessId::new(11).unwrap(), KEY_A.into()), (BusinessId::new(12).unwrap(), KEY_B.into())]
 }
 
+/// The data server on `dir`; with `INTERBANK_TEST_BACKEND=postgres` (the second pass of
+/// `scripts/test.sh`), on a database of a private PostgreSQL cluster named after `dir` instead,
+/// so every test runs against both backends and a restart on `dir` finds the same state.
 pub fn options(dir: &std::path::Path) -> SpawnOptions {
-    SpawnOptions::new(env!("CARGO_BIN_EXE_dataserver"), dir, keys())
+    let mut o = SpawnOptions::new(env!("CARGO_BIN_EXE_dataserver"), dir, keys());
+    if harness::postgres::tests_use_postgres() {
+        o.database_url = Some(harness::postgres::database_for(dir).expect("a PostgreSQL database for the test"));
+    }
+    o
 }
 
 pub fn spawn_server(dir: &std::path::Path) -> DataServerProcess {
