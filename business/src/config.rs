@@ -45,7 +45,9 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_BUSINESS_ID")]
     pub business_id: BusinessId,
 
-    /// Base URL of the bank's data server.
+    /// Base URL of the bank's data server; or, when the bank runs an active data server and
+    /// standbys on one database, all their URLs separated by commas (the replica follows the
+    /// leader by itself).
     #[arg(long, env = "BUSINESS_DATASERVER")]
     pub dataserver: String,
 

@@ -1,7 +1,6 @@
 //! A typed client of the data server's API, used by business servers, tests and benchmarks.
 
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::{AccountId, BusinessId, Money};
 
@@ -39,15 +38,23 @@ impl ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
+/// A client of one bank's data server — or of its data servers, when the bank runs an active
+/// one and standbys on a shared database: it follows the leader by itself. A request is sent
+/// again to the next address only when the one it went to surely did not serve it (the
+/// connection was refused, or a standby answered `503 not_leader`), so nothing is ever done
+/// twice; every other failure is the caller's, as with one address.
 #[derive(Debug, Clone)]
 pub struct DataClient {
     http: reqwest::Client,
-    base: Url,
+    bases: std::sync::Arc<[Url]>,
+    /// The address that answered last (an index into `bases`).
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     business: BusinessId,
     key: String,
 }
 
 impl DataClient {
+    /// `base`: one address, or several separated by commas (the bank's data servers).
     pub fn new(base: &str, business: BusinessId, key: impl Into<String>) -> Result<DataClient> {
         let http = pki::http().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
         DataClient::with_http(http, base, business, key)
@@ -60,17 +67,23 @@ impl DataClient {
         business: BusinessId,
         key: impl Into<String>,
     ) -> Result<DataClient> {
-        let base = Url::parse(base).map_err(|e| ClientError::Url(e.to_string()))?;
-        Ok(DataClient { http, base, business, key: key.into() })
+        let bases = base
+            .split(',')
+            .map(|b| Url::parse(b.trim()).map_err(|e| ClientError::Url(format!("{b}: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        if bases.iter().any(|b| b.cannot_be_a_base()) {
+            return Err(ClientError::Url("a data server address cannot have a path".into()));
+        }
+        Ok(DataClient { http, bases: bases.into(), current: Default::default(), business, key: key.into() })
     }
 
     pub fn business(&self) -> BusinessId {
         self.business
     }
 
-    /// A URL from path segments, each percent-encoded (record keys may hold any character).
-    fn url(&self, segments: &[&str]) -> Result<Url> {
-        let mut url = self.base.clone();
+    /// A URL from path segments on `base`, each percent-encoded (record keys may hold any character).
+    fn url(base: &Url, segments: &[&str]) -> Result<Url> {
+        let mut url = base.clone();
         url.path_segments_mut()
             .map_err(|_| ClientError::Url("base URL cannot have a path".into()))?
             .pop_if_empty()
@@ -78,19 +91,37 @@ impl DataClient {
         Ok(url)
     }
 
-    fn request(&self, method: Method, segments: &[&str]) -> Result<RequestBuilder> {
-        Ok(self.http.request(method, self.url(segments)?).bearer_auth(&self.key))
+    fn request(&self, base: &Url, method: Method, segments: &[&str]) -> Result<RequestBuilder> {
+        Ok(self.http.request(method, Self::url(base, segments)?).bearer_auth(&self.key))
     }
 
-    fn v1(&self, method: Method, rest: &[&str]) -> Result<RequestBuilder> {
+    fn v1(&self, base: &Url, method: Method, rest: &[&str]) -> Result<RequestBuilder> {
         let b = self.business.to_string();
         let mut segs = vec!["v1", b.as_str()];
         segs.extend_from_slice(rest);
-        self.request(method, &segs)
+        self.request(base, method, &segs)
     }
 
-    fn seed(&self, method: Method, route: &str, account: AccountId) -> Result<RequestBuilder> {
-        self.request(method, &[route, &self.business.to_string(), &account.to_string()])
+    fn seed(&self, base: &Url, method: Method, route: &str, account: AccountId) -> Result<RequestBuilder> {
+        self.request(base, method, &[route, &self.business.to_string(), &account.to_string()])
+    }
+
+    /// Sends the request `build` makes for an address, to the leader as far as this client
+    /// knows, and to the next address when that one surely did not serve it.
+    async fn call<T: DeserializeOwned>(&self, build: impl Fn(&Url) -> Result<RequestBuilder>) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        let n = self.bases.len();
+        let mut tried = 1;
+        loop {
+            let i = self.current.load(Ordering::Relaxed) % n;
+            match Self::send(build(&self.bases[i])?).await {
+                Err(e) if tried < n && not_served(&e) => {
+                    let _ = self.current.compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+                    tried += 1;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     pub async fn send<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T> {
@@ -109,11 +140,6 @@ impl DataClient {
         Err(ClientError::Api { status, body })
     }
 
-    async fn post_json<B: Serialize, T: DeserializeOwned>(&self, rb: RequestBuilder, body: &B) -> Result<T> {
-        let _ = self;
-        Self::send(rb.json(body)).await
-    }
-
     // -- seed 004 --
 
     pub async fn get_lock(&self, account: AccountId, lease_ms: Option<u64>, wait_ms: Option<u64>) -> Result<LockGrant> {
@@ -124,39 +150,41 @@ impl DataClient {
         if let Some(v) = wait_ms {
             q.push(("wait_ms", v));
         }
-        Self::send(self.seed(Method::POST, "getLock", account)?.query(&q)).await
+        self.call(|b| Ok(self.seed(b, Method::POST, "getLock", account)?.query(&q))).await
     }
 
     pub async fn un_lock(&self, account: AccountId, token: u64) -> Result<serde_json::Value> {
-        Self::send(self.seed(Method::POST, "unLock", account)?.query(&[("token", token)])).await
+        self.call(|b| Ok(self.seed(b, Method::POST, "unLock", account)?.query(&[("token", token)]))).await
     }
 
     pub async fn set_amount(&self, account: AccountId, amount: Money, token: u64) -> Result<CommitResponse> {
         let body = SetAmountBody { amount, token, tx_id: None };
-        self.post_json(self.seed(Method::POST, "setAmount", account)?, &body).await
+        self.call(|b| Ok(self.seed(b, Method::POST, "setAmount", account)?.json(&body))).await
     }
 
     pub async fn get_amount(&self, account: AccountId) -> Result<Money> {
-        Ok(Self::send::<AmountBody>(self.seed(Method::GET, "getAmount", account)?).await?.amount)
+        Ok(self.call::<AmountBody>(|b| self.seed(b, Method::GET, "getAmount", account)).await?.amount)
     }
 
     // -- batch API --
 
     pub async fn acquire(&self, req: &AcquireRequest) -> Result<AcquireResponse> {
-        self.post_json(self.v1(Method::POST, &["locks"])?, req).await
+        self.call(|b| Ok(self.v1(b, Method::POST, &["locks"])?.json(req))).await
     }
 
     pub async fn release(&self, locks: &[LockRef]) -> Result<usize> {
         let body = ReleaseRequest { locks: locks.to_vec() };
-        Ok(self.post_json::<_, ReleaseResponse>(self.v1(Method::POST, &["locks", "release"])?, &body).await?.released)
+        let r: ReleaseResponse =
+            self.call(|b| Ok(self.v1(b, Method::POST, &["locks", "release"])?.json(&body))).await?;
+        Ok(r.released)
     }
 
     pub async fn commit(&self, req: &CommitRequest) -> Result<CommitResponse> {
-        self.post_json(self.v1(Method::POST, &["commit"])?, req).await
+        self.call(|b| Ok(self.v1(b, Method::POST, &["commit"])?.json(req))).await
     }
 
     pub async fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>> {
-        match Self::send(self.v1(Method::GET, &["records", collection, key])?).await {
+        match self.call(|b| self.v1(b, Method::GET, &["records", collection, key])).await {
             Ok(r) => Ok(Some(r)),
             Err(ClientError::Api { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -174,7 +202,7 @@ impl DataClient {
         if let Some(a) = after {
             q.push(("after", a.to_string()));
         }
-        Self::send(self.v1(Method::GET, &["records", collection])?.query(&q)).await
+        self.call(|b| Ok(self.v1(b, Method::GET, &["records", collection])?.query(&q))).await
     }
 
     pub async fn account_journal(&self, account: AccountId, before: Option<u64>, limit: usize) -> Result<JournalPage> {
@@ -182,14 +210,12 @@ impl DataClient {
         if let Some(b) = before {
             q.push(("before", b.to_string()));
         }
-        Self::send(self.v1(Method::GET, &["journal"])?.query(&q)).await
+        self.call(|b| Ok(self.v1(b, Method::GET, &["journal"])?.query(&q))).await
     }
 
     pub async fn journal_after(&self, after: u64, limit: usize) -> Result<JournalPage> {
-        Self::send(
-            self.v1(Method::GET, &["journal"])?.query(&[("after", after.to_string()), ("limit", limit.to_string())]),
-        )
-        .await
+        let q = [("after", after.to_string()), ("limit", limit.to_string())];
+        self.call(|b| Ok(self.v1(b, Method::GET, &["journal"])?.query(&q))).await
     }
 
     pub async fn amounts_after(&self, after: Option<AccountId>, limit: usize) -> Result<AmountPage> {
@@ -197,13 +223,13 @@ impl DataClient {
         if let Some(a) = after {
             q.push(("after", a.to_string()));
         }
-        Self::send(self.v1(Method::GET, &["amounts"])?.query(&q)).await
+        self.call(|b| Ok(self.v1(b, Method::GET, &["amounts"])?.query(&q))).await
     }
 
     /// The posted amount, regardless of who holds the account's lease; `None` if never written.
     pub async fn posted_amount(&self, account: AccountId) -> Result<Option<Money>> {
         let a = account.to_string();
-        match Self::send::<AmountBody>(self.v1(Method::GET, &["amounts", &a])?).await {
+        match self.call::<AmountBody>(|b| self.v1(b, Method::GET, &["amounts", &a])).await {
             Ok(b) => Ok(Some(b.amount)),
             Err(ClientError::Api { status: StatusCode::NOT_FOUND, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -211,11 +237,26 @@ impl DataClient {
     }
 
     pub async fn health(&self) -> Result<Health> {
-        Self::send(self.http.get(self.url(&["health"])?)).await
+        self.call(|b| Ok(self.http.get(Self::url(b, &["health"])?))).await
     }
 
+    /// The metrics of the data server this client reaches now (the leader, when there are several).
     pub async fn metrics(&self) -> Result<String> {
-        let resp = self.request(Method::GET, &["metrics"])?.send().await?;
+        use std::sync::atomic::Ordering;
+        let i = self.current.load(Ordering::Relaxed) % self.bases.len();
+        let resp = self.request(&self.bases[i], Method::GET, &["metrics"])?.send().await?;
         Ok(resp.error_for_status()?.text().await?)
+    }
+}
+
+/// Whether a failure says that the data server did not serve the request at all, so sending it
+/// to another address cannot do it twice: the connection was refused, or a standby said so.
+fn not_served(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport(t) => t.is_connect(),
+        ClientError::Api { status, body } => {
+            *status == StatusCode::SERVICE_UNAVAILABLE && body.error == ErrorCode::NotLeader
+        }
+        ClientError::Url(_) => false,
     }
 }

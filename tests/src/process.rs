@@ -175,6 +175,18 @@ impl DataServerProcess {
         self.child.wait().map(|_| ())
     }
 
+    /// Waits up to `within` for the process to exit by itself; its status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// SIGTERM and wait for a clean exit; returns whether the exit status was success.
     pub fn terminate(&mut self) -> std::io::Result<bool> {
         Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;

@@ -784,8 +784,58 @@ impl BatchTarget for PgBatch<'_, '_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::prefix_end;
+    use super::*;
+    use dataserver_api::{CommitRequest, RecordOp};
+    use shared::BusinessId;
+
+    fn put(tx: &str) -> PreparedCommit {
+        let mut request = CommitRequest::new(tx);
+        request.records = vec![RecordOp::Put {
+            collection: "c".into(),
+            key: tx.into(),
+            value: serde_json::json!(1),
+            if_version: None,
+        }];
+        PreparedCommit { business: BusinessId::new(11).unwrap(), request, fingerprint: [1; 32] }
+    }
+
+    /// The fence: once another data server took the lease, a batch of the old leader's store
+    /// writes nothing, however late it comes (fails with the epoch check removed: the write lands).
+    #[test]
+    fn a_deposed_leaders_batch_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = harness::postgres::database_for(dir.path()).unwrap();
+        migrate(&mut connect(&url).unwrap()).unwrap();
+        let lease_ms = crate::config::limits::LEADER_LEASE_MS_MIN;
+        let mut first = Lease::new(&url, "first".into(), "http://first".into(), lease_ms).unwrap();
+        let epoch = first.try_acquire().unwrap().expect("a free lease is taken");
+        let old = PgStore::open(&url, epoch, 2).unwrap();
+        assert!(old.write_batch(&[put("before")], 1, "t", 0).unwrap()[0].is_ok());
+
+        // The lease is not renewed: the second takes it once it lapsed (a bounded wait for that).
+        let mut second = Lease::new(&url, "second".into(), "http://second".into(), lease_ms).unwrap();
+        let started = std::time::Instant::now();
+        let newer = loop {
+            if let Some(e) = second.try_acquire().unwrap() {
+                break e;
+            }
+            assert!(started.elapsed().as_millis() < 10 * u128::from(lease_ms), "the lease never lapsed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert!(newer > epoch);
+        assert!(!first.renew(epoch).unwrap(), "the old leader learns it was deposed");
+
+        match old.write_batch(&[put("after")], 2, "t", 0) {
+            Err(StoreError::Deposed { ours, found }) => assert_eq!((ours, found), (epoch, Some(newer))),
+            other => panic!("a deposed leader's batch was not refused: {other:?}"),
+        }
+        let new = PgStore::open(&url, newer, 2).unwrap();
+        assert!(new.get_record("c", "before").unwrap().is_some());
+        assert!(new.get_record("c", "after").unwrap().is_none(), "the deposed leader's write landed");
+        assert!(new.write_batch(&[put("by-the-new-leader")], 3, "t", 0).unwrap()[0].is_ok());
+    }
 
     #[test]
     fn prefix_end_bounds_exactly_the_strings_under_the_prefix() {
