@@ -175,6 +175,10 @@ pub struct Spec {
     pub customer_deposits: bool,
     /// Accounts one address may open per hour: on a local network every customer is 127.0.0.1.
     pub signups_per_address_max: u32,
+    /// Keep each bank's state in PostgreSQL (a cluster in `{data}/postgres`, one database per
+    /// bank) with two data servers per bank, an active one and a standby, instead of one data
+    /// server on its own folder.
+    pub postgres: bool,
 }
 
 impl Spec {
@@ -194,6 +198,7 @@ impl Spec {
             peer_proxies: false,
             customer_deposits: true,
             signups_per_address_max: LOCAL_SIGNUPS_PER_ADDRESS_MAX,
+            postgres: false,
         }
     }
 }
@@ -236,12 +241,21 @@ pub struct Bank {
     pub ds: Option<DataServerProcess>,
     pub ds_opts: SpawnOptions,
     pub ds_addr: SocketAddr,
+    /// On PostgreSQL: the second data server on the bank's database (a standby until the first
+    /// stops leading), its options and address.
+    pub standby: Option<DataServerProcess>,
+    pub standby_opts: Option<SpawnOptions>,
+    pub standby_addr: Option<SocketAddr>,
     pub replicas: Vec<Replica>,
 }
 
 impl Bank {
+    /// Every data server of the bank, comma-separated, as replicas and tools take them.
     pub fn ds_url(&self) -> String {
-        format!("http://{}", self.ds_addr)
+        match self.standby_addr {
+            Some(s) => format!("http://{},http://{s}", self.ds_addr),
+            None => format!("http://{}", self.ds_addr),
+        }
     }
 
     pub fn urls(&self) -> Vec<String> {
@@ -269,6 +283,8 @@ pub struct Cluster {
     pub proxies: Vec<Vec<crate::proxy::Proxy>>,
     /// The network's CA and every bank's identity.
     pub pki: Pki,
+    /// The PostgreSQL cluster of `Spec::postgres`, stopped with the network.
+    pub pg: Option<crate::postgres::Cluster>,
 }
 
 fn network_toml(banks: &[(u32, Vec<String>, Vec<String>)], pki: &Pki) -> String {
@@ -401,6 +417,11 @@ impl Cluster {
             .collect();
         let network_file = spec.data.join("network.toml");
         std::fs::write(&network_file, network_toml(&network, &pki)).map_err(|e| Error::file(&network_file, e))?;
+        let pg = if spec.postgres {
+            Some(crate::postgres::Cluster::start(&spec.data.join("postgres"), false)?)
+        } else {
+            None
+        };
         let mut banks = Vec::new();
         for (n, ds_port, ports, ib_ports) in plan {
             let ids = business_ids(n, spec.replicas)?;
@@ -411,8 +432,27 @@ impl Cluster {
                 spec.log.as_ref().map(|(dir, filter)| LogTo { file: dir.join(name), filter: filter.clone() })
             };
             opts.log = log_to(format!("dataserver-{n}.log"));
+            if let Some(pg) = &pg {
+                opts.database_url = Some(pg.database(&format!("bank{n}"))?);
+            }
             let ds = spawn(&opts).map_err(|source| Error::Start { what: format!("bank {n}'s data server"), source })?;
             let ds_addr = ds.addr;
+            let (standby, standby_opts, standby_addr) = if pg.is_some() {
+                let mut o = opts.clone();
+                o.listen = format!("127.0.0.1:{}", free_port()?);
+                o.log = log_to(format!("dataserver-{n}-standby.log"));
+                let what = format!("bank {n}'s standby data server");
+                let (p, _) = crate::process::start(&o).map_err(|source| Error::Start { what, source })?;
+                let addr = p.addr;
+                o.listen = addr.to_string();
+                (Some(p), Some(o), Some(addr))
+            } else {
+                (None, None, None)
+            };
+            let ds_urls = match standby_addr {
+                Some(s) => format!("http://{ds_addr},http://{s}"),
+                None => format!("http://{ds_addr}"),
+            };
             let mut replicas = Vec::new();
             let identity = pki.banks.get(&n).ok_or_else(|| Error::Spec(format!("no identity for bank {n}")))?;
             for (((b, k), port), ib_port) in keys.iter().zip(ports).zip(ib_ports) {
@@ -430,7 +470,7 @@ impl Cluster {
                     "--business-id".into(),
                     b.to_string(),
                     "--dataserver".into(),
-                    format!("http://{ds_addr}"),
+                    ds_urls.clone(),
                     "--network".into(),
                     network_file.display().to_string(),
                     "--signups-per-address-max".into(),
@@ -454,14 +494,23 @@ impl Cluster {
                     child: None,
                 });
             }
-            banks.push(Bank { id: n, ds: Some(ds), ds_opts: opts, ds_addr, replicas });
+            banks.push(Bank {
+                id: n,
+                ds: Some(ds),
+                ds_opts: opts,
+                ds_addr,
+                standby,
+                standby_opts,
+                standby_addr,
+                replicas,
+            });
         }
         let local = local_toml(&banks, &spec.operator_key);
         let local_file = spec.data.join("local.toml");
         // It holds the operator and data-server keys: its owner's only.
         pki::issue::write_private(&local_file, &local).map_err(|e| Error::Spec(e.to_string()))?;
         let mut c =
-            Cluster { banks, network_file, operator_key: spec.operator_key.clone(), business_bin, proxies, pki };
+            Cluster { banks, network_file, operator_key: spec.operator_key.clone(), business_bin, proxies, pki, pg };
         for b in 0..c.banks.len() {
             for r in 0..c.banks[b].replicas.len() {
                 c.start_replica(b, r)?;
@@ -552,18 +601,53 @@ impl Cluster {
         c.wait().is_ok_and(|s| s.success())
     }
 
+    /// SIGKILL to every data server of bank `b`.
     pub fn kill_dataserver(&mut self, b: usize) {
         if let Some(mut ds) = self.banks[b].ds.take() {
             let _ = ds.kill9();
         }
+        if let Some(mut ds) = self.banks[b].standby.take() {
+            let _ = ds.kill9();
+        }
     }
 
-    /// Restarts the data server on its folder and port.
+    /// SIGKILL to whichever of bank `b`'s data servers leads now (PostgreSQL: the standby then
+    /// takes over); whether it was the first (`true`) or the second.
+    pub async fn kill_leading_dataserver(&mut self, b: usize) -> Result<bool, Error> {
+        let bank = &mut self.banks[b];
+        let first_leads = match &bank.ds {
+            Some(ds) => ds.client(0).health().await.is_ok_and(|h| h.status == "ok"),
+            None => false,
+        };
+        // A standby answers `not_leader` to everything, so `health` succeeds only on the leader,
+        // and a client of one address does not move on.
+        let slot = if first_leads { &mut bank.ds } else { &mut bank.standby };
+        let mut ds =
+            slot.take().ok_or_else(|| Error::Unexpected(format!("bank {} has no leading data server", bank.id)))?;
+        ds.kill9().map_err(|source| Error::Start { what: "kill -9".into(), source })?;
+        Ok(first_leads)
+    }
+
+    /// Restarts the data servers of bank `b` that are not running, on their folder (or
+    /// database) and port: the first waits until it leads, the second may stand by.
     pub fn start_dataserver(&mut self, b: usize) -> Result<(), Error> {
         let bank = &mut self.banks[b];
         if bank.ds.is_none() {
             let what = format!("bank {}'s data server", bank.id);
-            bank.ds = Some(spawn(&bank.ds_opts).map_err(|source| Error::Start { what, source })?);
+            if bank.standby.is_some() {
+                // The other one may lead: this one may only stand by.
+                let (p, _) = crate::process::start(&bank.ds_opts).map_err(|source| Error::Start { what, source })?;
+                bank.ds = Some(p);
+            } else {
+                bank.ds = Some(spawn(&bank.ds_opts).map_err(|source| Error::Start { what, source })?);
+            }
+        }
+        if bank.standby.is_none()
+            && let Some(o) = &bank.standby_opts
+        {
+            let what = format!("bank {}'s second data server", bank.id);
+            let (p, _) = crate::process::start(o).map_err(|source| Error::Start { what, source })?;
+            bank.standby = Some(p);
         }
         Ok(())
     }
@@ -601,7 +685,7 @@ impl Cluster {
             }
         }
         for bank in &mut self.banks {
-            if let Some(mut ds) = bank.ds.take() {
+            for mut ds in [bank.standby.take(), bank.ds.take()].into_iter().flatten() {
                 let line = match ds.terminate() {
                     Ok(true) => "stopped".to_string(),
                     Ok(false) => "exited with an error".to_string(),

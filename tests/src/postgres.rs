@@ -111,6 +111,19 @@ impl Cluster {
     pub fn start(dir: &Path, temporary: bool) -> Result<Cluster, Error> {
         let bin = bin_dir()?;
         let user = server_user()?;
+        if user.is_some()
+            && let Some(parent) = dir.parent()
+        {
+            // The server runs as `postgres`, which must pass through the (private, 0700) data
+            // folder to reach its own: it gets the right to pass (o+x), not to list or read.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
+            let mode = std::fs::metadata(parent).map_err(|e| Error::file(parent, e))?.permissions().mode();
+            if mode & 0o001 == 0 {
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode | 0o001))
+                    .map_err(|e| Error::file(parent, e))?;
+            }
+        }
         if !dir.join("PG_VERSION").is_file() {
             std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
             if let Some((uid, gid)) = user {
@@ -208,6 +221,19 @@ impl Cluster {
             return Err(Error::Unexpected(format!("psql: {}", String::from_utf8_lossy(&out.stderr))));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Cluster {
+    /// A fast shutdown (the watchdog then ends, and removes a temporary folder). The shared
+    /// cluster is never dropped: its watchdog stops it when the process ends.
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.dir.join("postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().map(str::trim).map(str::to_string));
+        if let Some(pid) = pid {
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+        }
     }
 }
 

@@ -140,15 +140,25 @@ struct Actor {
     key: String,
 }
 
+/// How long a customer keeps repeating a keyed request that no replica answered (or answered
+/// `503`): longer than a data server's failover (its leader lease, 1 s by default), as a bank's
+/// app would. Repeating is safe: the `Idempotency-Key` makes it one operation.
+const UNANSWERED_FOR_MS_MAX: u64 = 5_000;
+
 fn bank_index(t: &Target, ibk: shared::Ibk) -> usize {
     t.banks.iter().position(|b| b.id == ibk.bank.get()).unwrap_or(0)
 }
 
 impl Actor {
-    /// One keyed request, failed over to the bank's other replicas while unanswered.
+    /// One keyed request, failed over to the bank's other replicas while unanswered, for up to
+    /// [`UNANSWERED_FOR_MS_MAX`] (a data server's failover takes about its lease).
     async fn call(&self, path: &str, body: &Value, key: &str) -> Result<Transaction, CallError> {
         let mut last = None;
-        for attempt in 0..(self.replicas.len() * 3) {
+        let until = Instant::now() + Duration::from_millis(UNANSWERED_FOR_MS_MAX);
+        for attempt in 0.. {
+            if attempt >= self.replicas.len() && Instant::now() > until {
+                break;
+            }
             let base = &self.replicas[attempt % self.replicas.len()];
             let rb = self
                 .customer

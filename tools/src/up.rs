@@ -22,6 +22,11 @@ pub struct Args {
     /// Delete the data folder first.
     #[arg(long)]
     pub fresh: bool,
+    /// Keep each bank's state in PostgreSQL: a local cluster in the data folder (Debian's
+    /// `postgresql`, which `scripts/setup.sh` installs), one database per bank, and two data
+    /// servers per bank, an active one and a standby that takes over when it stops.
+    #[arg(long, env = "INTERBANK_POSTGRES")]
+    pub postgres: bool,
     /// Bank N's data server listens on 127.0.0.1:(base + N) [default: 4000].
     #[arg(long, env = "INTERBANK_DATASERVER_PORT_BASE")]
     pub dataserver_port_base: Option<u16>,
@@ -136,7 +141,7 @@ fn read_config(path: &std::path::Path) -> crate::Result<ConfigFile> {
 }
 
 pub async fn run(args: Args) -> crate::Result<()> {
-    let fresh = args.fresh;
+    let (fresh, postgres) = (args.fresh, args.postgres);
     let args = resolve(&args, read_config(&args.config)?)?;
     if fresh && args.data.exists() {
         std::fs::remove_dir_all(&args.data).map_err(|e| Error::file(&args.data, format!("cannot remove: {e}")))?;
@@ -175,6 +180,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
         peer_proxies: false,
         customer_deposits: true,
         signups_per_address_max: harness::cluster::LOCAL_SIGNUPS_PER_ADDRESS_MAX,
+        postgres,
     };
     let mut cluster = Cluster::start(&spec)?;
     cluster.wait_ready(READY_WITHIN).await?;
@@ -193,7 +199,12 @@ pub async fn run(args: Args) -> crate::Result<()> {
     };
     println!("InterBank local network ({} banks), data in {}", args.banks, args.data.display());
     for bank in &cluster.banks {
-        println!("  bank {}: data server {}", bank.id, bank.ds_url());
+        match bank.standby_addr {
+            Some(s) => {
+                println!("  bank {}: data servers http://{} (active), http://{s} (standby)", bank.id, bank.ds_addr)
+            }
+            None => println!("  bank {}: data server {}", bank.id, bank.ds_url()),
+        }
         for r in &bank.replicas {
             println!("          business replica {} (peers: {})", r.url(), r.interbank_url());
         }
