@@ -205,6 +205,11 @@ pub trait Store: Send + Sync + 'static {
         max: usize,
     ) -> Result<(usize, Option<String>), StoreError>;
     fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>, StoreError>;
+    /// Several records, in order: a lock call reads a whole batch's at once (one round trip
+    /// where the store is across a network).
+    fn get_records(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
+        keys.iter().map(|(c, k)| self.get_record(c, k)).collect()
+    }
     fn scan_records(
         &self,
         collection: &str,

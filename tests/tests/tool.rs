@@ -113,9 +113,15 @@ async fn active_data_servers_killed_during_the_load_break_no_invariant() {
 async fn the_benchmarks_run() {
     use tools::bench::{flood, transfer};
     let shape = tools::driver::Shape { connections: 4, duration_s: 1, warmup_s: 0, accounts: 64 };
-    let r = transfer::run(transfer::Args { shape: shape.clone(), replicas: 2, replica_args: vec![], json: false })
-        .await
-        .unwrap();
+    let r = transfer::run(transfer::Args {
+        shape: shape.clone(),
+        replicas: 2,
+        replica_args: vec![],
+        database_url: None,
+        json: false,
+    })
+    .await
+    .unwrap();
     assert!(r.transfers > 0 && r.errors == 0, "{r:?}");
     assert!(r.check_violations.is_empty(), "the books balance after the load: {r:?}");
     let args = tools::bench::dataserver::Args {
@@ -125,9 +131,19 @@ async fn the_benchmarks_run() {
         key: "bench-key-business-11".into(),
         rss_only: false,
         batch: 4,
+        database_url: None,
         json: false,
     };
-    let r = tools::bench::dataserver::run(args).await.unwrap();
+    let r = tools::bench::dataserver::run(args.clone()).await.unwrap();
+    assert!(r.commits > 0 && r.errors == 0, "{r:?}");
+    // The same on the PostgreSQL backend (a new database of the test's private cluster).
+    let pg = harness::postgres::Cluster::shared().unwrap();
+    let r = tools::bench::dataserver::run(tools::bench::dataserver::Args {
+        database_url: Some(pg.database("bench_dataserver").unwrap()),
+        ..args
+    })
+    .await
+    .unwrap();
     assert!(r.commits > 0 && r.errors == 0, "{r:?}");
     let args = flood::Args {
         signups: 20,

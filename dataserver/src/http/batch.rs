@@ -89,8 +89,8 @@ pub(crate) async fn acquire(state: &AppState, business: BusinessId, req: Acquire
         Vec::new()
     } else {
         let store = state.store.clone();
-        let read = req.read;
-        blocking(move || read.iter().map(|r| store.get_record(&r.collection, &r.key)).collect()).await?
+        let keys: Vec<(String, String)> = req.read.into_iter().map(|r| (r.collection, r.key)).collect();
+        blocking(move || store.get_records(&keys)).await?
     };
     Ok(AcquireResponse { lease_ms: u64::try_from(lease_d.as_millis()).unwrap_or(u64::MAX), locks, records })
 }

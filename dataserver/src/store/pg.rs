@@ -454,6 +454,25 @@ impl Store for PgStore {
         row.map(|r| record(collection, key, r.get(0), r.get(1))).transpose()
     }
 
+    /// One round trip for all of them.
+    fn get_records(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (cs, ks): (Vec<&str>, Vec<&str>) = keys.iter().map(|(c, k)| (c.as_str(), k.as_str())).unzip();
+        let mut found: HashMap<(String, String), Record> = HashMap::new();
+        for r in self.read()?.query(
+            "SELECT r.collection, r.key, r.version, r.value FROM ds_records r \
+             JOIN unnest($1::text[], $2::text[]) AS k(c, k) ON r.collection = k.c AND r.key = k.k",
+            &[&cs, &ks],
+        )? {
+            let (c, k): (String, String) = (r.get(0), r.get(1));
+            let rec = record(&c, &k, r.get(2), r.get(3))?;
+            found.insert((c, k), rec);
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     fn scan_records(
         &self,
         collection: &str,

@@ -36,6 +36,10 @@ pub struct Args {
     /// single-operation path). Each batch's accounts are distinct.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub batch: u64,
+    /// Start the data server on this PostgreSQL database (it must be new: the bench seeds it)
+    /// instead of a fresh embedded store. A URL with a password: pass it in the environment.
+    #[arg(long, env = "INTERBANK_BENCH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -165,7 +169,8 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         Some(u) => u.clone(),
         None => {
             let bin = harness::process::binary("dataserver")?;
-            let opts = SpawnOptions::new(bin, dir.path(), vec![(business, args.key.clone())]);
+            let mut opts = SpawnOptions::new(bin, dir.path(), vec![(business, args.key.clone())]);
+            opts.database_url.clone_from(&args.database_url);
             let p = spawn(&opts)?;
             let url = p.url();
             server = Some(p);
@@ -183,8 +188,9 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         };
         // Measure what a restarted server holds: the amounts loaded from disk.
         p.terminate()?;
-        let opts =
+        let mut opts =
             SpawnOptions::new(harness::process::binary("dataserver")?, dir.path(), vec![(business, args.key.clone())]);
+        opts.database_url.clone_from(&args.database_url);
         let p = spawn(&opts)?;
         let health = p.client(0).health().await?;
         let rss = harness::process::rss_bytes(p.pid()).map(|b| b as f64 / (1024.0 * 1024.0));

@@ -30,6 +30,11 @@ pub struct Args {
     /// to the data server alone (repeatable).
     #[arg(long = "replica-arg", allow_hyphen_values = true)]
     pub replica_args: Vec<String>,
+    /// Start the data server on this PostgreSQL database (it must be new: the bench opens its
+    /// accounts) instead of a fresh embedded store. A URL with a password: pass it in the
+    /// environment.
+    #[arg(long, env = "INTERBANK_BENCH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -75,7 +80,9 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     let keys: Vec<(BusinessId, String)> = (0..args.replicas)
         .map(|i| BusinessId::new(11 + i).map(|b| (b, format!("bench-dataserver-key-{b}"))))
         .collect::<Result<_, _>>()?;
-    let ds = spawn(&SpawnOptions::new(harness::process::binary("dataserver")?, dir.path(), keys.clone()))?;
+    let mut opts = SpawnOptions::new(harness::process::binary("dataserver")?, dir.path(), keys.clone());
+    opts.database_url.clone_from(&args.database_url);
+    let ds = spawn(&opts)?;
     let mut guard = Guard(Vec::new());
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for (b, k) in &keys {
