@@ -208,20 +208,6 @@ impl Cluster {
         }
         Ok(self.url(name))
     }
-
-    /// Runs one SQL statement in database `name` with `psql`; its output, unaligned.
-    pub fn sql(&self, name: &str, statement: &str) -> Result<String, Error> {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", name])
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| Error::Start { what: "psql".into(), source })?;
-        if !out.status.success() {
-            return Err(Error::Unexpected(format!("psql: {}", String::from_utf8_lossy(&out.stderr))));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
 }
 
 impl Drop for Cluster {

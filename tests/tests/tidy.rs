@@ -81,11 +81,13 @@ fn only_the_data_server_touches_storage() {
     assert_eq!(listed, MEMBERS, "a member was added: say here which storage rule it follows");
     for member in MEMBERS.iter().filter(|m| **m != "dataserver") {
         let deps = dependencies(member);
-        for forbidden in ["dataserver", "redb"] {
+        for forbidden in ["dataserver", "redb", "postgres", "r2d2_postgres", "tokio-postgres"] {
             assert!(!deps.iter().any(|d| d == forbidden), "{member} depends on {forbidden}");
         }
     }
-    assert!(dependencies("dataserver").iter().any(|d| d == "redb"), "the guard looks at the real manifests");
+    for store in ["redb", "postgres"] {
+        assert!(dependencies("dataserver").iter().any(|d| d == store), "the guard looks at the real manifests");
+    }
 }
 
 /// Architecture Invariant: error codes are a closed enum per API, never matched as strings.
