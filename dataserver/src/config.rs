@@ -37,6 +37,50 @@ impl std::str::FromStr for BusinessKey {
     }
 }
 
+/// A database URL. It may hold a password, so `Debug` shows it with the password hidden: no
+/// secret reaches a log, even through a printed `Settings`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, for the database client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the database URL is empty".into());
+        }
+        Ok(DatabaseUrl(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `scheme://user:password@rest` → `scheme://user:***@rest`; a `password=` parameter too.
+        let (head, rest) = self.0.split_once("://").unwrap_or(("", self.0.as_str()));
+        let shown = match rest.split_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{head}://{user}:***@{host}"),
+                None => self.0.clone(),
+            },
+            None => self.0.clone(),
+        };
+        let shown = match shown.split_once("password=") {
+            Some((before, after)) => {
+                let tail = after.split_once('&').map_or(String::new(), |(_, t)| format!("&{t}"));
+                format!("{before}password=***{tail}")
+            }
+            None => shown,
+        };
+        write!(f, "DatabaseUrl({shown})")
+    }
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "dataserver",
@@ -71,7 +115,7 @@ pub struct Settings {
     /// standbys (a leader lease in the database). A URL with a password goes in the environment
     /// only (`DATASERVER_DATABASE_URL`): a command line is visible to every user of the machine.
     #[arg(long, env = "DATASERVER_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
 
     /// How long the active data server's leader lease lasts unrenewed (renewed every quarter of
     /// it); a standby takes over this long after the active one stopped renewing.
@@ -159,6 +203,20 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "DATASERVER_WORKERS")]
     pub workers: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn a_database_urls_password_never_shows() {
+        let url: DatabaseUrl = "postgres://bank:s3cret@db:5432/bank1?sslmode=disable&password=s3cret".parse().unwrap();
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("bank:***@db:5432/bank1") && shown.contains("sslmode=disable"), "{shown}");
+        assert_eq!(url.expose(), "postgres://bank:s3cret@db:5432/bank1?sslmode=disable&password=s3cret");
+    }
 }
 
 /// Fixed limits that are part of the API contract rather than deployment tuning.

@@ -259,7 +259,7 @@ impl Application {
         if settings.database_pool_max == 0 {
             return Err(StartError::Config("--database-pool-max must be positive".into()));
         }
-        let url = settings.database_url.clone().unwrap_or_default();
+        let url = settings.database_url.as_ref().map(|u| u.expose().to_string()).unwrap_or_default();
         let (holder, address, lease_ms) =
             (format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()), edge.url(&settings), settings.leader_lease_ms);
         // The database client blocks (and owns a runtime of its own): off the async threads.
@@ -404,7 +404,8 @@ async fn lead_on_database(
     lease: store::pg::Lease,
     epoch: u64,
 ) -> Result<Leader, StartError> {
-    let (url, pool_max) = (settings.database_url.clone().unwrap_or_default(), settings.database_pool_max);
+    let url = settings.database_url.as_ref().map(|u| u.expose().to_string()).unwrap_or_default();
+    let pool_max = settings.database_pool_max;
     let (keeper, store, amounts) = blocking(move || {
         let keeper = lease::Keeper::start(lease, epoch)?;
         let store = store::pg::PgStore::open(&url, epoch, pool_max)?;
