@@ -804,7 +804,8 @@ mod tests {
     use dataserver_api::RecordOp;
     use dataserver_api::SetAmount;
 
-    fn commit(tx: &str, account: u64, cents: i64) -> PreparedCommit {
+    /// A commit setting `account` to `cents` and putting record `c/{tx}` (both backends' tests).
+    pub(super) fn commit(tx: &str, account: u64, cents: i64) -> PreparedCommit {
         let mut request = CommitRequest::new(tx);
         request.set =
             vec![SetAmount { account: AccountId::new(account).unwrap(), amount: Money::from_cents(cents).unwrap() }];

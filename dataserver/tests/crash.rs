@@ -133,16 +133,7 @@ async fn scenario(extra: &[&str]) {
     let c = server.client(0);
 
     // Every acknowledged commit is there.
-    let mut records = BTreeSet::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = c.scan_records("transfers", "", after.as_deref(), 1000).await.unwrap();
-        records.extend(page.records.into_iter().map(|r| r.key));
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+    let records = record_keys(&c, "transfers").await;
     let missing: Vec<_> = acked.difference(&records).collect();
     assert!(missing.is_empty(), "{} acknowledged but lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
 

@@ -133,16 +133,7 @@ async fn kill_9_of_the_active_data_server_loses_nothing_and_the_standby_takes_ov
     assert!(new_tokens_min > old_tokens_max, "fencing tokens keep increasing across the takeover");
 
     // Every acknowledged commit is there, and every journal entry has its record: nothing half there.
-    let mut records = BTreeSet::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = leader.scan_records("transfers", "", after.as_deref(), 1000).await.unwrap();
-        records.extend(page.records.into_iter().map(|r| r.key));
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+    let records = record_keys(&leader, "transfers").await;
     let mut journal: BTreeMap<String, u64> = BTreeMap::new();
     let mut applied_per_account: BTreeMap<u64, i64> = BTreeMap::new();
     let mut seq = 0;

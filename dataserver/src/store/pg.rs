@@ -806,18 +806,9 @@ impl BatchTarget for PgBatch<'_, '_> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use dataserver_api::{CommitRequest, RecordOp};
-    use shared::BusinessId;
 
     fn put(tx: &str) -> PreparedCommit {
-        let mut request = CommitRequest::new(tx);
-        request.records = vec![RecordOp::Put {
-            collection: "c".into(),
-            key: tx.into(),
-            value: serde_json::json!(1),
-            if_version: None,
-        }];
-        PreparedCommit { business: BusinessId::new(11).unwrap(), request, fingerprint: [1; 32] }
+        super::super::tests::commit(tx, 1, 100)
     }
 
     /// The fence: once another data server took the lease, a batch of the old leader's store

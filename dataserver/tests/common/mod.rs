@@ -34,3 +34,21 @@ pub fn acc(v: u64) -> AccountId {
 pub fn money(s: &str) -> Money {
     s.parse().unwrap()
 }
+
+/// Every key of `collection`, page by page.
+pub async fn record_keys(
+    c: &dataserver_api::client::DataClient,
+    collection: &str,
+) -> std::collections::BTreeSet<String> {
+    let mut keys = std::collections::BTreeSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = c.scan_records(collection, "", after.as_deref(), 1000).await.unwrap();
+        keys.extend(page.records.into_iter().map(|r| r.key));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    keys
+}
