@@ -156,6 +156,8 @@ pub struct Spec {
     pub data: PathBuf,
     /// Bank n's data server port (`None`: free ports).
     pub dataserver_port: Option<Box<[u16]>>,
+    /// Bank n's standby data server port, with `postgres` (`None`: free ports).
+    pub standby_dataserver_port: Option<Box<[u16]>>,
     /// Bank n's replica r port (`None`: free ports).
     pub business_port: Option<Box<[Box<[u16]>]>>,
     /// Bank n's replica r interbank (mutual TLS) port (`None`: free ports).
@@ -189,6 +191,7 @@ impl Spec {
             replicas,
             data: data.to_path_buf(),
             dataserver_port: None,
+            standby_dataserver_port: None,
             business_port: None,
             interbank_port: None,
             operator_key: TEST_OPERATOR_KEY.into(),
@@ -439,7 +442,12 @@ impl Cluster {
             let ds_addr = ds.addr;
             let (standby, standby_opts, standby_addr) = if pg.is_some() {
                 let mut o = opts.clone();
-                o.listen = format!("127.0.0.1:{}", free_port()?);
+                let i = usize::try_from(n - 1).map_err(|e| Error::Spec(e.to_string()))?;
+                let port = match &spec.standby_dataserver_port {
+                    Some(p) => *p.get(i).ok_or_else(|| Error::Spec(format!("no standby port for bank {n}")))?,
+                    None => free_port()?,
+                };
+                o.listen = format!("127.0.0.1:{port}");
                 o.log = log_to(format!("dataserver-{n}-standby.log"));
                 let what = format!("bank {n}'s standby data server");
                 let (p, _) = crate::process::start(&o).map_err(|source| Error::Start { what, source })?;

@@ -147,10 +147,13 @@ pub async fn run(args: Args) -> crate::Result<()> {
         std::fs::remove_dir_all(&args.data).map_err(|e| Error::file(&args.data, format!("cannot remove: {e}")))?;
     }
     let mut ds_ports = Vec::new();
+    let mut standby_ports = Vec::new();
     let mut business_ports = Vec::new();
     let mut interbank_ports = Vec::new();
     for bank in 1..=args.banks {
         ds_ports.push(port_of(args.dataserver_port_base, bank)?);
+        // With --postgres, each bank's standby data server 100 above.
+        standby_ports.push(port_of(args.dataserver_port_base, bank + 100)?);
         business_ports.push(
             vec![port_of(args.business_port_base, bank)?, port_of(args.business_port_base, bank + 100)?]
                 .into_boxed_slice(),
@@ -166,6 +169,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
         replicas: 2,
         data: args.data.clone(),
         dataserver_port: Some(ds_ports.into_boxed_slice()),
+        standby_dataserver_port: Some(standby_ports.into_boxed_slice()),
         business_port: Some(business_ports.into_boxed_slice()),
         interbank_port: Some(interbank_ports.into_boxed_slice()),
         operator_key: args.operator_key.clone(),
