@@ -25,6 +25,9 @@ const WATCHDOG_INTERVAL_MS: u64 = 20;
 pub struct Keeper {
     stop: SyncSender<()>,
     thread: std::thread::JoinHandle<Lease>,
+    /// Set once the lease is given up on purpose: the watchdog then has nothing to guard (a
+    /// clean stop must not end in its exit status).
+    resigned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Keeper {
@@ -36,7 +39,9 @@ impl Keeper {
         // Milliseconds after `base` until which this process may lead.
         let deadline = Arc::new(AtomicU64::new(valid_ms));
         let (stop, stopped) = sync_channel::<()>(1);
+        let resigned = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let d = deadline.clone();
+        let r = resigned.clone();
         let thread = std::thread::Builder::new()
             .name("leader-lease".into())
             .spawn(move || renew_loop(lease, epoch, base, valid_ms, &d, &stopped))
@@ -48,17 +53,21 @@ impl Keeper {
             .spawn(move || {
                 loop {
                     std::thread::sleep(Duration::from_millis(WATCHDOG_INTERVAL_MS));
+                    if r.load(Ordering::Acquire) {
+                        return;
+                    }
                     if elapsed_ms(base) >= deadline.load(Ordering::Acquire) {
                         stop_leading(epoch, "the leader lease could not be renewed in time");
                     }
                 }
             })
             .map_err(|e| StoreError::Io(e.to_string()))?;
-        Ok(Keeper { stop, thread })
+        Ok(Keeper { stop, thread, resigned })
     }
 
     /// After the last write: gives the lease up so a standby takes over at once.
     pub fn resign(self, epoch: u64) {
+        self.resigned.store(true, Ordering::Release);
         drop(self.stop);
         match self.thread.join() {
             Ok(mut lease) => match lease.resign(epoch) {
