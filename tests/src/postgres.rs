@@ -1,7 +1,11 @@
-//! A private PostgreSQL cluster on 127.0.0.1, for the tests of the data server's database
-//! backend and for `interbank up --postgres`: Debian's `postgresql` binaries (installed by
-//! `scripts/setup.sh`), a cluster created with `initdb` in a folder of ours, started on a free
-//! port, fsync on, one database per bank or test.
+//! A private PostgreSQL cluster, for the tests of the data server's database backend and for
+//! `interbank up --postgres`: Debian's `postgresql` binaries (installed by `scripts/setup.sh`),
+//! a cluster created with `initdb` in a folder of ours, fsync on, one database per bank or test.
+//!
+//! It listens on no TCP port, only on a Unix socket inside its own folder (0700): it trusts
+//! whoever connects, so only whoever can enter that folder may (its owner, and root), as only
+//! they could read an embedded store's files. On 127.0.0.1 any local user could have rewritten
+//! a bank's balances.
 //!
 //! PostgreSQL refuses to run as root, and CI runs as root: then the cluster's folder belongs to
 //! the `postgres` system user and the server runs as it. A small shell watchdog stops the server
@@ -139,7 +143,7 @@ impl Cluster {
         // Stops the server once `owner` is gone (polling: the only portable way for a process
         // to learn that an unrelated one ended), and removes a temporary folder.
         let script = r#"
-            "$0" -D "$1" -p "$2" -k "$1" -c listen_addresses=127.0.0.1 -c fsync=on \
+            "$0" -D "$1" -p "$2" -k "$1" -c listen_addresses= -c fsync=on \
                  -c max_connections="$5" -c shared_buffers=64MB -c synchronous_commit=on &
             pg=$!
             while [ -d "/proc/$3" ] && kill -0 "$pg" 2>/dev/null; do sleep 0.2; done
@@ -173,7 +177,10 @@ impl Cluster {
         let started = Instant::now();
         loop {
             let ok = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+                .arg("-q")
+                .arg("-h")
+                .arg(&self.dir)
+                .args(["-p", &self.port.to_string(), "-U", "postgres"])
                 .stdin(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
@@ -190,15 +197,17 @@ impl Cluster {
         }
     }
 
-    /// The URL of database `name` (no password: the cluster trusts loopback).
+    /// How to reach database `name` (a libpq key-value string: the socket's folder, no password).
     pub fn url(&self, name: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+        format!("host={} port={} user=postgres dbname={name}", self.dir.display(), self.port)
     }
 
     /// Creates database `name` unless it exists; its URL.
     pub fn database(&self, name: &str) -> Result<String, Error> {
         let out = Command::new(self.bin.join("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", name])
+            .arg("-h")
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres", name])
             .stdin(Stdio::null())
             .output()
             .map_err(|source| Error::Start { what: "createdb".into(), source })?;
@@ -236,4 +245,28 @@ pub fn database_for(dir: &Path) -> Result<String, Error> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     dir.hash(&mut h);
     Cluster::shared()?.database(&format!("t{:016x}", h.finish()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// The attack: another local user connects to the bank's database over loopback and
+    /// rewrites balances. The cluster takes no TCP connection, and its socket's folder is its
+    /// owner's only (fails with `listen_addresses=127.0.0.1`: the connection is accepted).
+    #[test]
+    fn the_private_cluster_is_reachable_only_through_its_own_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let c = Cluster::shared().unwrap();
+        let url = c.database("reach").unwrap();
+        assert!(url.starts_with(&format!("host={}", c.dir.display())), "{url}");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", c.port)).is_err(),
+            "PostgreSQL accepts TCP connections on 127.0.0.1:{}",
+            c.port
+        );
+        let mode = std::fs::metadata(&c.dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the cluster's folder is open to others: {mode:o}");
+    }
 }
