@@ -426,12 +426,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(Into::into)
 }
 
-/// A standby's whole API: every request is answered `503 not_leader`, naming the leader.
+/// A standby's whole API: every request is answered `503 not_leader`; the leader's address is
+/// named only to a caller presenting one of the bank's keys (a stranger learns nothing of the
+/// bank's inside).
 fn standby_server(edge: &Edge, leader: Arc<parking_lot::RwLock<Option<String>>>) -> Result<Server, StartError> {
+    let keys = Arc::new(edge.keys.clone());
     let server = HttpServer::new(move || {
-        let leader = leader.clone();
-        App::new().default_service(web::to(move || {
-            let at = leader.read().clone();
+        let (leader, keys) = (leader.clone(), keys.clone());
+        App::new().default_service(web::to(move |req: actix_web::HttpRequest| {
+            let at = http::known_caller(req.headers(), &keys).and_then(|_| leader.read().clone());
             async move { http::not_leader(at) }
         }))
     })

@@ -46,11 +46,15 @@ async fn kill_9_of_the_active_data_server_loses_nothing_and_the_standby_takes_ov
     let both = format!("{},{}", active.url(), standby.url());
     let client = |i: usize| DataClient::new(&both, keys()[i].0, keys()[i].1.clone()).unwrap();
 
-    // A standby serves nothing, and says who leads.
+    // A standby serves nothing, and says who leads — to the bank's own business servers only.
     let alone = standby.client(0);
     let e = alone.posted_amount(acc(1)).await.unwrap_err();
     assert_eq!(e.code(), Some(dataserver_api::ErrorCode::NotLeader));
     assert!(e.to_string().contains(&active.url()), "{e}");
+    let stranger = DataClient::new(&standby.url(), keys()[0].0, "not-a-key-of-this-bank").unwrap();
+    let e = stranger.posted_amount(acc(1)).await.unwrap_err();
+    assert_eq!(e.code(), Some(dataserver_api::ErrorCode::NotLeader));
+    assert!(!e.to_string().contains(&active.addr.port().to_string()), "a stranger learnt the leader: {e}");
 
     // Each writer adds one cent at a time to its own account, each commit also writing a record
     // named after its transaction; it goes on through the failover, retrying what failed.

@@ -28,6 +28,14 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     headers.get("auth").and_then(|v| v.to_str().ok())
 }
 
+/// The business whose key the request presents, among `keys` (digest → business).
+pub(crate) fn known_caller(
+    headers: &HeaderMap,
+    keys: &std::collections::HashMap<[u8; 32], BusinessId>,
+) -> Option<BusinessId> {
+    presented_key(headers).and_then(|k| keys.get(&key_digest(k)).copied())
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Caller>>;
@@ -35,9 +43,7 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Keys are compared by their SHA-256 in a hash map: the lookup's timing depends only on
         // the digest, which reveals nothing useful about the key.
-        let found = req
-            .app_data::<web::Data<AppState>>()
-            .and_then(|state| presented_key(req.headers()).and_then(|k| state.keys.get(&key_digest(k)).copied()));
+        let found = req.app_data::<web::Data<AppState>>().and_then(|state| known_caller(req.headers(), &state.keys));
         ready(found.map(Caller).ok_or(ApiError::Unauthorized))
     }
 }

@@ -16,6 +16,7 @@ mod error;
 mod seed;
 mod validate;
 
+pub(crate) use auth::known_caller;
 pub use auth::{Caller, key_digest};
 pub use error::{
     ApiError, json_error, method_not_allowed, not_found, not_leader, path_error, payload_error, query_error,
