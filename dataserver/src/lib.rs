@@ -373,10 +373,12 @@ impl Standby {
             .map_err(std::io::Error::other)?;
             match acquired {
                 Ok(Some(epoch)) => {
-                    // Stop answering as a standby (what is in flight is answered), then lead on
-                    // the same listening socket.
-                    // (The server future must be polled for its stop to complete.)
-                    let _ = tokio::join!(handle.stop(true), &mut server);
+                    // Stop answering as a standby, then lead on the same listening socket. At
+                    // once, not gracefully: a graceful stop waits out every client's idle
+                    // keep-alive connection (up to the shutdown timeout, which cost the failover
+                    // most of a second), and all a standby has in flight is refusals that served
+                    // nothing. (The server future must be polled for its stop to complete.)
+                    let _ = tokio::join!(handle.stop(false), &mut server);
                     let addr = listener.local_addr()?;
                     let edge = Edge { keys, listener, addr, tls };
                     let leader = lead_on_database(settings, edge, l, epoch).await.map_err(std::io::Error::other)?;
