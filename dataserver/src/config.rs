@@ -248,6 +248,9 @@ pub mod limits {
     /// database round trip; longer would leave the bank without a writer for that long.
     pub const LEADER_LEASE_MS_MIN: u64 = 200;
     pub const LEADER_LEASE_MS_MAX: u64 = 60_000;
+    /// Longest a reader waits for a database connection of the pool before it is answered
+    /// `503 unavailable` (r2d2's own default is 30 s).
+    pub const DATABASE_CONNECTION_WAIT_MS_MAX: u64 = 5_000;
     /// How often a standby asks whether the leader lease lapsed.
     pub const STANDBY_POLL_MS: u64 = 100;
     /// How often expired idempotency records are purged.

@@ -270,6 +270,9 @@ impl PgStore {
         let pool = r2d2::Pool::builder()
             .max_size(pool_max)
             .min_idle(Some(1))
+            .connection_timeout(std::time::Duration::from_millis(
+                crate::config::limits::DATABASE_CONNECTION_WAIT_MS_MAX,
+            ))
             .build(PostgresConnectionManager::new(config, NoTls))?;
         let mut writer = connect(url)?;
         let mut seqs = Sequences::default();
