@@ -263,17 +263,19 @@ impl Application {
         let (holder, address, lease_ms) =
             (format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()), edge.url(&settings), settings.leader_lease_ms);
         // The database client blocks (and owns a runtime of its own): off the async threads.
-        let (lease, epoch, leader) = blocking(move || {
+        let (lease, poll) = blocking(move || {
             store::pg::migrate(&mut store::pg::connect(&url)?)?;
             let mut lease = store::pg::Lease::new(&url, holder, address, lease_ms)?;
-            let epoch = lease.try_acquire()?;
-            let leader = if epoch.is_none() { lease.holder()?.map(|h| h.address) } else { None };
-            Ok((lease, epoch, leader))
+            let poll = lease.poll()?;
+            Ok((lease, poll))
         })
         .await?;
-        if let Some(epoch) = epoch {
-            return Ok(Role::Leader(lead_on_database(settings, edge, lease, epoch).await?));
-        }
+        let leader = match poll {
+            store::pg::LeasePoll::Acquired(epoch) => {
+                return Ok(Role::Leader(lead_on_database(settings, edge, lease, epoch).await?));
+            }
+            store::pg::LeasePoll::Held { leader } => leader,
+        };
         let leader = Arc::new(parking_lot::RwLock::new(leader));
         let listener = edge.listener.try_clone()?;
         let server = standby_server(&edge, leader.clone())?;
@@ -354,25 +356,14 @@ impl Standby {
                 () = tokio::time::sleep(Duration::from_millis(STANDBY_POLL_MS)) => {}
             }
             let Some(mut l) = lease.take() else { return Ok(()) };
-            let (l, acquired) = tokio::task::spawn_blocking(move || {
-                let acquired = l.try_acquire();
-                if let Ok(None) = acquired
-                    && let Ok(h) = l.holder()
-                {
-                    return (l, acquired, h.map(|h| h.address));
-                }
-                (l, acquired, None)
+            let (l, poll) = tokio::task::spawn_blocking(move || {
+                let poll = l.poll();
+                (l, poll)
             })
             .await
-            .map(|(l, a, addr)| {
-                if addr.is_some() {
-                    *leader.write() = addr;
-                }
-                (l, a)
-            })
             .map_err(std::io::Error::other)?;
-            match acquired {
-                Ok(Some(epoch)) => {
+            match poll {
+                Ok(store::pg::LeasePoll::Acquired(epoch)) => {
                     // Stop answering as a standby, then lead on the same listening socket. At
                     // once, not gracefully: a graceful stop waits out every client's idle
                     // keep-alive connection (up to the shutdown timeout, which cost the failover
@@ -388,7 +379,12 @@ impl Standby {
                     tracing::info!(epoch, "took the leader lease");
                     return leader.run().await;
                 }
-                Ok(None) => lease = Some(l),
+                Ok(store::pg::LeasePoll::Held { leader: at }) => {
+                    if at.is_some() {
+                        *leader.write() = at;
+                    }
+                    lease = Some(l);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reach the database to ask for the leader lease");
                     lease = Some(l);

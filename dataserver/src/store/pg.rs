@@ -170,6 +170,15 @@ impl std::fmt::Debug for Lease {
     }
 }
 
+/// What asking for the lease gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeasePoll {
+    /// Taken, at this epoch.
+    Acquired(u64),
+    /// Another holds it; its address when the row names one.
+    Held { leader: Option<String> },
+}
+
 /// Who holds the lease, as the database says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseHolder {
@@ -220,6 +229,15 @@ impl Lease {
             &[&big(epoch)?, &self.holder],
         )?;
         Ok(())
+    }
+
+    /// Takes the lease if it is free, else says where the leader is: what a standby asks at
+    /// start and at every poll.
+    pub fn poll(&mut self) -> Result<LeasePoll, StoreError> {
+        Ok(match self.try_acquire()? {
+            Some(epoch) => LeasePoll::Acquired(epoch),
+            None => LeasePoll::Held { leader: self.holder()?.map(|h| h.address) },
+        })
     }
 
     pub fn holder(&mut self) -> Result<Option<LeaseHolder>, StoreError> {
@@ -356,14 +374,13 @@ impl Store for PgStore {
     /// One round trip for a whole batch's ids (the writer asks before every batch).
     fn stored_outcomes(&self, tx_ids: &[&str]) -> Result<Vec<Option<StoredOutcome>>, StoreError> {
         let mut client = self.read()?;
-        let ids: Vec<&str> = tx_ids.to_vec();
-        let mut found: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
-        for row in client.query("SELECT tx_id, at_ms, outcome FROM ds_outcomes WHERE tx_id = ANY($1)", &[&ids])? {
-            found.insert(row.get(0), (row.get(1), row.get(2)));
+        let mut found: HashMap<String, Vec<u8>> = HashMap::new();
+        for row in client.query("SELECT tx_id, outcome FROM ds_outcomes WHERE tx_id = ANY($1)", &[&tx_ids])? {
+            found.insert(row.get(0), row.get(1));
         }
         let mut out = Vec::with_capacity(tx_ids.len());
         for id in tx_ids {
-            let Some((_, raw)) = found.get(*id) else {
+            let Some(raw) = found.get(*id) else {
                 out.push(None);
                 continue;
             };
