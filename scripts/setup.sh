@@ -43,7 +43,8 @@ fi
 # The data server's PostgreSQL backend is tested on a private cluster of Debian's PostgreSQL.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
   sudo_or="" ; [ "$(id -u)" -ne 0 ] && sudo_or="sudo"
-  $sudo_or apt-get install -y postgresql || { $sudo_or apt-get update -qq && $sudo_or apt-get install -y postgresql; }
+  $sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql \
+    || { $sudo_or apt-get update -qq && $sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
 fi
 # trunk: never probe for updates; keep its cache in the project.
 export TRUNK_SKIP_VERSION_CHECK=true
