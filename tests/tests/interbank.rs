@@ -676,6 +676,75 @@ async fn a_prepare_landing_during_its_rollback_leaves_no_hold() {
         .unwrap();
 }
 
+/// One busy account delays only the packages that touch it (issue 13, defect 5). Before, a
+/// prepare or a finish failed whole when one lock call of it did (`503`): the coordinator then
+/// marked the bank down for its turn, and every package with that bank waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_busy_account_holds_up_only_its_own_packages() {
+    let (c, _dir) = start(30_000);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let busy = customer(&c, 1, 111, "100").await;
+    let free = customer(&c, 1, 112, "100").await;
+    let payee = customer(&c, 0, 113, "0").await;
+    busy.consent(1, "100").await.unwrap();
+    free.consent(1, "100").await.unwrap();
+    let bank2 = c.banks[1].interbank_urls()[0].clone();
+    let ds2 = c.banks[1].ds_client();
+    let view: serde_json::Value =
+        as_peer(&c, 1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
+    // Two packages in one prepare, one per account (the two fit one lock call).
+    let prepare = |a: &str, b: &str| {
+        let mut body = prepare_one(&view, 1, a, &busy, &payee, "10");
+        let other = prepare_one(&view, 1, b, &free, &payee, "10");
+        body["items"].as_array_mut().unwrap().push(other["items"][0].clone());
+        as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
+    };
+    let finish = |path: &str, txns: &[&str]| {
+        as_peer(&c, 1, Method::POST, format!("{bank2}{path}")).json(&serde_json::json!({ "txns": txns })).send()
+    };
+    let r = prepare("busy0first", "free0first").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let votes: serde_json::Value = r.json().await.unwrap();
+    assert_eq!((votes["votes"][0]["vote"].as_str(), votes["votes"][1]["vote"].as_str()), (Some("yes"), Some("yes")));
+
+    // Other work holds one account for longer than a lock call waits.
+    let held = ds2
+        .acquire(&dataserver_api::AcquireRequest {
+            accounts: vec![busy.ibk().account],
+            lease_ms: Some(60_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Ending both: the free one ends, the busy one is left for its coordinator to send again.
+    let r = finish("/interbank/rollback", &["busy0first.0", "free0first.0"]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "one busy account does not refuse the whole rollback");
+    let done: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(done["done"], serde_json::json!(["free0first.0"]), "{done}");
+    assert!(ds2.get_record("prepared", "busy0first.0").await.unwrap().is_some(), "still prepared, still held");
+    // Preparing two more: the free one is voted on, the busy one is not evaluated (its
+    // coordinator tries again), and nothing of it is held.
+    let r = prepare("busy0second", "free0second").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "one busy account does not refuse the whole prepare");
+    let votes: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (votes["votes"][0]["vote"].as_str(), votes["votes"][1]["vote"].as_str()),
+        (Some("unreachable"), Some("yes")),
+        "{votes}"
+    );
+    assert!(ds2.get_record("prepared", "busy0second.0").await.unwrap().is_none());
+
+    ds2.release(&[dataserver_api::LockRef { account: busy.ibk().account, token: held.locks[0].token }]).await.unwrap();
+    let r = finish("/interbank/rollback", &["busy0first.0", "busy0second.0", "free0second.0"]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let done: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(done["done"].as_array().map(Vec::len), Some(3), "{done}");
+    for who in [&busy, &free] {
+        let hold = ds2.get_record("holds", &business::model::account_key(who.ibk().account)).await.unwrap();
+        assert!(hold.is_none(), "no hold left on {}: {hold:?}", who.ibk());
+    }
+}
+
 /// A cross-bank package from `payee` (bank 1) to `victim` (bank 2), left to settle.
 async fn payee_pays(c: &Cluster, victim: &Customer, payee: &Customer) -> Transaction {
     operator(c, 0, 0).deposit(payee.ibk(), "10").await.unwrap();

@@ -207,10 +207,38 @@ pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareRespo
     let mut votes = Vec::with_capacity(req.items.len());
     let indexed: Vec<(usize, PrepareItem)> = req.items.into_iter().enumerate().collect();
     for chunk in chunks(indexed, |(_, it)| local_accounts(&it.ops, me), ib.limits.batch_accounts_max) {
-        votes.extend(prepare_chunk(ib, req.coordinator, chunk).await?);
+        match prepare_chunk(ib, req.coordinator, chunk.clone()).await {
+            Ok(v) => votes.extend(v),
+            // One busy account must not fail its neighbours (issue 13, defect 5): each package
+            // of a contended chunk is tried alone, under its own locks only.
+            Err(e) if is_contention(&e) && chunk.len() > 1 => {
+                for item in chunk {
+                    let i = item.0;
+                    match prepare_chunk(ib, req.coordinator, vec![item]).await {
+                        Ok(v) => votes.extend(v),
+                        Err(e) => votes.push((i, unevaluated(&e))),
+                    }
+                }
+            }
+            Err(e) => votes.extend(chunk.iter().map(|(i, _)| (*i, unevaluated(&e)))),
+        }
     }
     votes.sort_by_key(|(i, _)| *i);
     Ok(PrepareResponse { votes: votes.into_iter().map(|(_, v)| v).collect() })
+}
+
+/// Whether an error may be one package's own (an account locked by other work, a record changed
+/// under it, a sum that would overflow): worth trying each package alone, unlike an unanswering
+/// data server, which would fail them all again.
+fn is_contention(e: &ApiError) -> bool {
+    matches!(e, ApiError::Unavailable(Unavailable::Contended(_) | Unavailable::Corrupt(_)))
+}
+
+/// The vote for a package this bank could not evaluate now: not a refusal of it, so its
+/// coordinator rolls back only this attempt (whatever may have landed of it) and tries again.
+fn unevaluated(e: &ApiError) -> Vote {
+    tracing::warn!(error = %e, "a package could not be prepared here now");
+    Vote::Unreachable
 }
 
 async fn prepare_chunk(
@@ -418,9 +446,26 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
         );
         let mut late = Vec::new();
         for batch in batches {
-            let (finished, left) = finish_chunk(ib, batch, commit, by).await?;
-            done.extend(finished);
-            late.extend(left);
+            match finish_chunk(ib, batch.clone(), commit, by).await {
+                Ok((finished, left)) => {
+                    done.extend(finished);
+                    late.extend(left);
+                }
+                // As in prepare: one busy account delays only the attempts that touch it.
+                Err(e) if is_contention(&e) && batch.len() > 1 => {
+                    for one in batch {
+                        match finish_chunk(ib, vec![one], commit, by).await {
+                            Ok((finished, left)) => {
+                                done.extend(finished);
+                                late.extend(left);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "an attempt could not be ended here now"),
+                        }
+                    }
+                }
+                // Not in `done`: the coordinator sends it again.
+                Err(e) => tracing::warn!(error = %e, attempts = batch.len(), "attempts could not be ended here now"),
+            }
         }
         if late.is_empty() {
             break;
