@@ -213,6 +213,7 @@ impl Application {
         if interbank.has_peers() {
             // The replica's share of the interbank work: the token, settlement, recovery.
             tokio::spawn(interbank::worker::run(interbank.clone()));
+            tokio::spawn(interbank::coordinator::recover(interbank.clone()));
         }
         let listener = TcpListener::bind(settings.listen)?;
         let addr = listener.local_addr()?;

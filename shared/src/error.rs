@@ -153,6 +153,8 @@ error_codes! {
         UnknownBank = "unknown_bank",
         StaleEpoch = "stale_epoch",
         StaleToken = "stale_token",
+        /// A token whose epoch no bank of the network could have made (`400`).
+        TokenInvalid = "token_invalid",
         CoordinatorMismatch = "coordinator_mismatch",
         Unavailable = "unavailable",
         /// Never sent by a server: a client's name for a request that got no answer.

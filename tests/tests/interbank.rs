@@ -509,6 +509,11 @@ fn as_peer(c: &Cluster, as_bank: u32, method: Method, url: String) -> reqwest::R
     c.pki.client_as(as_bank).unwrap().request(method, url).header(shared::api::BANK_HEADER, as_bank.to_string())
 }
 
+/// The ring state `base` (a bank's interbank listener) shows bank `as_bank`.
+async fn token_view(c: &Cluster, as_bank: u32, base: &str) -> serde_json::Value {
+    as_peer(c, as_bank, Method::GET, format!("{base}/interbank/token")).send().await.unwrap().json().await.unwrap()
+}
+
 /// Only an attempt's coordinator ends it: a member bank that commits or rolls back another
 /// bank's prepared attempt would half-apply its package (before, bank 2 applied bank 3's commit
 /// of bank 1's attempt). And only a bank of a package may ask for its decision: from any other
@@ -523,8 +528,7 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     victim.consent(1, "100").await.unwrap();
 
     // Bank 1, as a coordinator may (its customer consented at bank 2), prepares a debit there.
-    let view: serde_json::Value =
-        as_peer(&c, 1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
+    let view = token_view(&c, 1, &bank2).await;
     let txn = "hostile0peer0test.0";
     let prepare = prepare_one(&view, 1, "hostile0peer0test", &victim, &payee, "60");
     let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&prepare).send().await.unwrap();
@@ -586,8 +590,7 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     assert_ne!(card["name"], victim.account.name, "the name is masked: {card}");
     let thief = customer(&c, 2, 73, "0").await;
     let before = balance(&c, victim.ibk()).await;
-    let view: serde_json::Value =
-        as_peer(&c, 3, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
+    let view = token_view(&c, 3, &bank2).await;
     let rogue = prepare_one(&view, 3, "rogue0member", &victim, &thief, "60");
     let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&rogue).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -605,6 +608,40 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     assert_eq!(balance(&c, victim.ibk()).await, before, "bank 3 moved none of the victim's money");
 }
 
+/// Two customers of bank 2 with 100 each, both consenting to debits by bank 1, and a payee at
+/// bank 1 (numbered from `n`).
+async fn two_payers_and_a_payee(c: &Cluster, n: u64) -> (Customer, Customer, Customer) {
+    let first = customer(c, 1, n, "100").await;
+    let second = customer(c, 1, n + 1, "100").await;
+    let payee = customer(c, 0, n + 2, "0").await;
+    first.consent(1, "100").await.unwrap();
+    second.consent(1, "100").await.unwrap();
+    (first, second, payee)
+}
+
+/// Locks `who`'s account at its bank's data server as other work would, for a minute.
+async fn hold(ds: &dataserver_api::client::DataClient, who: &Customer) -> dataserver_api::LockRef {
+    let req = dataserver_api::AcquireRequest {
+        accounts: vec![who.ibk().account],
+        lease_ms: Some(60_000),
+        ..Default::default()
+    };
+    let grant = ds.acquire(&req).await.unwrap();
+    dataserver_api::LockRef { account: who.ibk().account, token: grant.locks[0].token }
+}
+
+/// Returns once some request waits at the data server for a lock.
+async fn someone_waits_for_a_lock(ds: &dataserver_api::client::DataClient) {
+    loop {
+        let text = ds.metrics().await.unwrap();
+        let waiting = text.lines().find_map(|l| l.strip_prefix("dataserver_lock_waiters ")?.parse::<u64>().ok());
+        if waiting.unwrap_or(0) >= 1 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// A prepare that lands while its coordinator's rollback is under way (issue 13, defect 1). The
 /// rollback reads which accounts to lock before taking the locks; an attempt prepared in between
 /// is found under locks that do not cover its account. Before, the rollback deleted it anyway and
@@ -614,15 +651,10 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
 async fn a_prepare_landing_during_its_rollback_leaves_no_hold() {
     let (c, _dir) = start(30_000);
     c.wait_ready(Duration::from_secs(60)).await.unwrap();
-    let first = customer(&c, 1, 91, "100").await;
-    let second = customer(&c, 1, 92, "100").await;
-    let payee = customer(&c, 0, 93, "0").await;
-    first.consent(1, "100").await.unwrap();
-    second.consent(1, "100").await.unwrap();
+    let (first, second, payee) = two_payers_and_a_payee(&c, 91).await;
     let bank2 = c.banks[1].interbank_urls()[0].clone();
     let ds2 = c.banks[1].ds_client();
-    let view: serde_json::Value =
-        as_peer(&c, 1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
+    let view = token_view(&c, 1, &bank2).await;
     let prepare = |txn: &str, from: &Customer| {
         let body = prepare_one(&view, 1, txn.trim_end_matches(".0"), from, &payee, "10");
         as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
@@ -636,29 +668,15 @@ async fn a_prepare_landing_during_its_rollback_leaves_no_hold() {
 
     // The first account is held elsewhere: the rollback of both attempts reads their records
     // (only the first is prepared), then waits for that account's lock.
-    let held = ds2
-        .acquire(&dataserver_api::AcquireRequest {
-            accounts: vec![first.ibk().account],
-            lease_ms: Some(30_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let held = hold(&ds2, &first).await;
     let rollback = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/rollback"))
         .json(&serde_json::json!({ "txns": ["late0prepare0a.0", "late0prepare0b.0"] }))
         .send();
     let rollback = tokio::spawn(rollback);
-    loop {
-        let text = ds2.metrics().await.unwrap();
-        let waiting = text.lines().find_map(|l| l.strip_prefix("dataserver_lock_waiters ")?.parse::<u64>().ok());
-        if waiting.unwrap_or(0) >= 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    someone_waits_for_a_lock(&ds2).await;
     // Now the second attempt lands, on the other account.
     vote(prepare("late0prepare0b.0", &second).await.unwrap()).await;
-    ds2.release(&[dataserver_api::LockRef { account: first.ibk().account, token: held.locks[0].token }]).await.unwrap();
+    ds2.release(&[held]).await.unwrap();
 
     let r = rollback.await.unwrap().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -683,21 +701,20 @@ async fn a_prepare_landing_during_its_rollback_leaves_no_hold() {
 async fn one_busy_account_holds_up_only_its_own_packages() {
     let (c, _dir) = start(30_000);
     c.wait_ready(Duration::from_secs(60)).await.unwrap();
-    let busy = customer(&c, 1, 111, "100").await;
-    let free = customer(&c, 1, 112, "100").await;
-    let payee = customer(&c, 0, 113, "0").await;
-    busy.consent(1, "100").await.unwrap();
-    free.consent(1, "100").await.unwrap();
+    let (busy, free, payee) = two_payers_and_a_payee(&c, 111).await;
     let bank2 = c.banks[1].interbank_urls()[0].clone();
     let ds2 = c.banks[1].ds_client();
-    let view: serde_json::Value =
-        as_peer(&c, 1, Method::GET, format!("{bank2}/interbank/token")).send().await.unwrap().json().await.unwrap();
-    // Two packages in one prepare, one per account (the two fit one lock call).
-    let prepare = |a: &str, b: &str| {
-        let mut body = prepare_one(&view, 1, a, &busy, &payee, "10");
-        let other = prepare_one(&view, 1, b, &free, &payee, "10");
-        body["items"].as_array_mut().unwrap().push(other["items"][0].clone());
-        as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
+    // Two packages in one prepare, one per account (the two fit one lock call), in the epoch
+    // bank 2 is in now.
+    let prepare = |a: &'static str, b: &'static str| {
+        let (c, busy, free, payee, bank2) = (&c, &busy, &free, &payee, &bank2);
+        async move {
+            let view = token_view(c, 1, bank2).await;
+            let mut body = prepare_one(&view, 1, a, busy, payee, "10");
+            let other = prepare_one(&view, 1, b, free, payee, "10");
+            body["items"].as_array_mut().unwrap().push(other["items"][0].clone());
+            as_peer(c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await
+        }
     };
     let finish = |path: &str, txns: &[&str]| {
         as_peer(&c, 1, Method::POST, format!("{bank2}{path}")).json(&serde_json::json!({ "txns": txns })).send()
@@ -708,14 +725,7 @@ async fn one_busy_account_holds_up_only_its_own_packages() {
     assert_eq!((votes["votes"][0]["vote"].as_str(), votes["votes"][1]["vote"].as_str()), (Some("yes"), Some("yes")));
 
     // Other work holds one account for longer than a lock call waits.
-    let held = ds2
-        .acquire(&dataserver_api::AcquireRequest {
-            accounts: vec![busy.ibk().account],
-            lease_ms: Some(60_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let held = hold(&ds2, &busy).await;
     // Ending both: the free one ends, the busy one is left for its coordinator to send again.
     let r = finish("/interbank/rollback", &["busy0first.0", "free0first.0"]).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "one busy account does not refuse the whole rollback");
@@ -734,7 +744,7 @@ async fn one_busy_account_holds_up_only_its_own_packages() {
     );
     assert!(ds2.get_record("prepared", "busy0second.0").await.unwrap().is_none());
 
-    ds2.release(&[dataserver_api::LockRef { account: busy.ibk().account, token: held.locks[0].token }]).await.unwrap();
+    ds2.release(&[held]).await.unwrap();
     let r = finish("/interbank/rollback", &["busy0first.0", "busy0second.0", "free0second.0"]).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let done: serde_json::Value = r.json().await.unwrap();
@@ -743,6 +753,104 @@ async fn one_busy_account_holds_up_only_its_own_packages() {
         let hold = ds2.get_record("holds", &business::model::account_key(who.ibk().account)).await.unwrap();
         assert!(hold.is_none(), "no hold left on {}: {hold:?}", who.ibk());
     }
+}
+
+/// A prepare whose epoch is superseded while it waits for its locks lands nothing (issue 13,
+/// defect 6). Before, the epoch was read before the locks and was not a condition of the
+/// commit: a coordinator whose token had moved on could still raise holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepare_overtaken_by_a_new_epoch_holds_nothing() {
+    let (c, _dir) = start(30_000);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let payer = customer(&c, 1, 121, "100").await;
+    let payee = customer(&c, 0, 122, "0").await;
+    payer.consent(1, "100").await.unwrap();
+    let bank2 = c.banks[1].interbank_urls()[0].clone();
+    let ds2 = c.banks[1].ds_client();
+    let view = token_view(&c, 1, &bank2).await;
+    let held = hold(&ds2, &payer).await;
+    let body = prepare_one(&view, 1, "overtaken0prepare", &payer, &payee, "10");
+    let prepare = tokio::spawn(as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send());
+    someone_waits_for_a_lock(&ds2).await;
+    // Tokens no bank could rightly pass are refused: one passed in another bank's name, an
+    // epoch past the range (it would wrap the next regeneration below every bank's and stop the
+    // ring), an epoch no member regenerated.
+    let epoch = view["token"]["epoch"].as_u64().unwrap();
+    let pass = |as_bank: u32, epoch: u64, from: u32| {
+        as_peer(&c, as_bank, Method::PUT, format!("{bank2}/interbank/token"))
+            .json(&serde_json::json!({ "epoch": epoch, "seq": 0, "from": from }))
+            .send()
+    };
+    assert_eq!(pass(3, epoch + 20_000, 1).await.unwrap().status(), StatusCode::FORBIDDEN, "in bank 1's name");
+    for bad in [u64::MAX, epoch + 29_999] {
+        let r = pass(1, bad, 1).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "epoch {bad}");
+        assert_eq!(r.json::<shared::ErrorBody>().await.unwrap().error, shared::ErrorCode::TokenInvalid);
+    }
+    // While it waits, bank 2 accepts a regenerated token: a newer epoch.
+    let newer = business::interbank::ring::Token::regenerated(epoch, shared::BankId::new(1).unwrap());
+    let r = as_peer(&c, 1, Method::PUT, format!("{bank2}/interbank/token"))
+        .json(&serde_json::json!({ "epoch": newer.epoch, "seq": newer.seq, "from": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    ds2.release(&[held]).await.unwrap();
+
+    let r = prepare.await.unwrap().unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], serde_json::json!(shared::ErrorCode::StaleEpoch), "{body}");
+    assert!(ds2.get_record("prepared", "overtaken0prepare.0").await.unwrap().is_none(), "nothing prepared");
+    let hold = ds2.get_record("holds", &business::model::account_key(payer.ibk().account)).await.unwrap();
+    assert!(hold.is_none(), "nothing held: {hold:?}");
+}
+
+/// Attempts in doubt behind a dead coordinator's do not wait for it (issue 13, defect 4). Before,
+/// recovery looked only at the first page of `prepared/` (128 attempts), in the loop that works
+/// the token: with a page of a dead bank's attempts first, nobody else's was ever resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_behind_a_dead_coordinators_are_still_resolved() {
+    let (mut c, _dir) = start(30_000);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let payee = customer(&c, 1, 131, "0").await;
+    let from3 = customer(&c, 2, 132, "0").await;
+    let from1 = customer(&c, 0, 133, "0").await;
+    let bank2 = c.banks[1].interbank_urls()[0].clone();
+    let ds2 = c.banks[1].ds_client();
+    let view = token_view(&c, 3, &bank2).await;
+    // Bank 3 prepares more credits at bank 2 than one page, under ids that sort first.
+    let mut body = prepare_one(&view, 3, "a0dead0000", &from3, &payee, "1");
+    let item = body["items"][0].clone();
+    let items: Vec<serde_json::Value> = (0..130)
+        .map(|i| {
+            let mut it = item.clone();
+            it["txn"] = serde_json::json!(format!("a0dead{i:04}.0"));
+            it["package"] = serde_json::json!(format!("a0dead{i:04}"));
+            it
+        })
+        .collect();
+    body["items"] = serde_json::json!(items);
+    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Bank 1 prepares one whose id sorts last; it never decides it, so it is an abort.
+    let live = prepare_one(&view, 1, "z0live", &from1, &payee, "1");
+    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&live).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Bank 3 dies with its attempts in doubt.
+    for r in 0..c.banks[2].replicas.len() {
+        c.kill_replica(2, r);
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    while ds2.get_record("prepared", "z0live.0").await.unwrap().is_some() {
+        assert!(Instant::now() < until, "bank 1's attempt is still in doubt behind bank 3's");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let outcome = ds2.get_record("outcomes", "z0live.0").await.unwrap().expect("an outcome");
+    assert_eq!(outcome.value["committed"], false, "presumed abort");
+    // The dead coordinator's attempts wait for it: 2PC cannot decide them without it.
+    assert!(ds2.get_record("prepared", "a0dead0000.0").await.unwrap().is_some());
 }
 
 /// A cross-bank package from `payee` (bank 1) to `victim` (bank 2), left to settle.

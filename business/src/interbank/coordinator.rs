@@ -10,7 +10,7 @@
 //!   about an attempt with no decision gets "abort", recorded the same way, so a late commit
 //!   decision for it cannot be recorded any more (presumed abort).
 //! * `undelivered/{txn}` — a decision not yet acknowledged by every bank; redelivered at every
-//!   round until it is.
+//!   round (its first page, to banks that answer) and by every replica's recovery until it is.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -216,6 +216,9 @@ pub struct DecisionRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Undelivered {
     pub commit: bool,
+    /// When the decision was taken: recovery redelivers only what its round had time to.
+    #[serde(default)]
+    pub at_ms: u64,
     /// Banks that have not acknowledged yet.
     pub banks: Vec<BankId>,
     /// Written to `packages/{id}` once every bank acknowledged (the package's final state).
@@ -281,7 +284,11 @@ pub async fn round(
     cursor: &mut Option<String>,
     down: &mut HashSet<BankId>,
 ) -> Result<usize, RoundError> {
-    redeliver(ib).await?;
+    // Decisions still owed to banks that answer: their rollbacks free holds this round's
+    // attempts may need. A bank that does not answer is left to recovery ([`recover`]) for the
+    // rest of this hold: the token does not wait on it again.
+    let page = ib.ds.scan_records(UNDELIVERED, "", None, ib.limits.batch_packages_max).await?;
+    down.extend(deliver(ib, parse_undelivered(&page.records)?, down).await?);
     let started = std::time::Instant::now();
     let page = ib.ds.scan_records(QUEUE, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
     if let Some(n) = page.count {
@@ -447,7 +454,7 @@ pub async fn round(
                 });
             }
             if !banks.is_empty() {
-                let u = Undelivered { commit, banks, on_done };
+                let u = Undelivered { commit, at_ms: now, banks, on_done };
                 c.records.push(RecordOp::Put {
                     collection: UNDELIVERED.into(),
                     key: txn.clone(),
@@ -497,7 +504,7 @@ pub async fn round(
         // resolve through their inquiries (no decision → abort).
         return Err(ApiError::Unavailable(Unavailable::Contended("the decisions could not be recorded")).into());
     }
-    deliver(ib, undelivered).await?;
+    down.extend(deliver(ib, undelivered, down).await?);
     if fenced {
         return Err(RoundError::Fenced(epoch));
     }
@@ -505,14 +512,20 @@ pub async fn round(
 }
 
 /// Sends decisions to the banks that have not acknowledged them, one request per bank and
-/// decision kind, and records who acknowledged.
-async fn deliver(ib: &Interbank, mut pending: Vec<(String, Undelivered)>) -> Result<(), ApiError> {
+/// decision kind, and records who acknowledged. Banks in `skip` are not sent anything. Returns
+/// the banks that did not answer.
+async fn deliver(
+    ib: &Interbank,
+    mut pending: Vec<(String, Undelivered)>,
+    skip: &HashSet<BankId>,
+) -> Result<BTreeSet<BankId>, ApiError> {
+    let mut silent = BTreeSet::new();
     if pending.is_empty() {
-        return Ok(());
+        return Ok(silent);
     }
     let mut groups: BTreeMap<(BankId, bool), Vec<String>> = BTreeMap::new();
     for (txn, u) in &pending {
-        for b in &u.banks {
+        for b in u.banks.iter().filter(|b| !skip.contains(b)) {
             groups.entry((*b, u.commit)).or_default().push(txn.clone());
         }
     }
@@ -522,8 +535,16 @@ async fn deliver(ib: &Interbank, mut pending: Vec<(String, Undelivered)>) -> Res
     for (((bank, _), _), answer) in groups.iter().zip(answers) {
         match answer {
             Ok(r) => acked.extend(r.done.into_iter().map(|t| (*bank, t))),
-            Err(PeerError::NotDelivered(_)) => tracing::debug!(bank = %bank, "bank down; decisions wait for it"),
-            Err(e) => tracing::warn!(bank = %bank, error = %e, "delivering decisions failed; will retry"),
+            Err(PeerError::NotDelivered(_)) => {
+                tracing::debug!(bank = %bank, "bank down; decisions wait for it");
+                silent.insert(*bank);
+            }
+            Err(e) => {
+                tracing::warn!(bank = %bank, error = %e, "delivering decisions failed; will retry");
+                if !matches!(e, PeerError::Refused { .. }) {
+                    silent.insert(*bank);
+                }
+            }
         }
     }
     let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
@@ -552,15 +573,58 @@ async fn deliver(ib: &Interbank, mut pending: Vec<(String, Undelivered)>) -> Res
     if !c.records.is_empty() {
         ib.ds.commit(&c).await?;
     }
-    Ok(())
+    Ok(silent)
 }
 
-/// Redelivers decisions that some bank has not acknowledged yet.
+fn parse_undelivered(records: &[dataserver_api::Record]) -> Result<Vec<(String, Undelivered)>, ApiError> {
+    records.iter().map(|r| Ok((r.key.clone(), parse::<Undelivered>(r)?))).collect()
+}
+
+/// Records looked at in one recovery pass, at most (of `undelivered/`, and of `prepared/`):
+/// a pass goes through every page up to this, then starts again from the first.
+pub const RECOVERY_PASS_RECORDS_MAX: usize = 16_384;
+/// Decision inquiries to one coordinator in flight at once.
+pub const INQUIRIES_IN_FLIGHT_MAX: usize = 16;
+
+/// Each replica's recovery, off the loop that works the token (issue 13, defect 4: a
+/// coordinator that did not answer cost that loop a peer timeout per in-doubt attempt, and the
+/// scans saw only their first page, so attempts behind a dead coordinator's were never
+/// resolved). Every tick: redeliver owed decisions, then resolve attempts in doubt.
+pub async fn recover(ib: Interbank) {
+    // Half the time an attempt waits before it is in doubt: often enough, and the scans of
+    // every page are not repeated at the ring's pace.
+    let every_ms = (ib.limits.in_doubt_ms / 2).max(ib.limits.tick_ms);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(every_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = redeliver(&ib).await {
+            tracing::warn!(error = %e, "redelivering decisions failed");
+        }
+        if let Err(e) = resolve_in_doubt(&ib).await {
+            tracing::warn!(error = %e, "resolving in-doubt packages failed");
+        }
+    }
+}
+
+/// Redelivers every decision some bank has not acknowledged yet, a page at a time; a bank that
+/// does not answer is not asked again in this pass.
 pub async fn redeliver(ib: &Interbank) -> Result<(), ApiError> {
-    let page = ib.ds.scan_records(UNDELIVERED, "", None, ib.limits.batch_packages_max).await?;
-    let pending =
-        page.records.iter().map(|r| Ok((r.key.clone(), parse::<Undelivered>(r)?))).collect::<Result<_, ApiError>>()?;
-    deliver(ib, pending).await
+    let mut cursor: Option<String> = None;
+    let mut silent = HashSet::new();
+    let mut seen = 0;
+    while seen < RECOVERY_PASS_RECORDS_MAX {
+        let page = ib.ds.scan_records(UNDELIVERED, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
+        let Some(last) = page.records.last() else { break };
+        cursor = Some(last.key.clone());
+        seen += page.records.len();
+        // Decisions their round is still delivering are left to it.
+        let now = now_ms();
+        let mut owed = parse_undelivered(&page.records)?;
+        owed.retain(|(_, u)| now.saturating_sub(u.at_ms) >= ib.limits.in_doubt_ms);
+        silent.extend(deliver(ib, owed, &silent).await?);
+    }
+    Ok(())
 }
 
 /// A participant asks for an attempt's decision. With none recorded, abort is recorded and
@@ -603,30 +667,63 @@ pub async fn decision(ib: &Interbank, txn: &str, asker: BankId) -> Result<bool, 
 }
 
 /// Participant side of recovery: attempts prepared here for longer than `in_doubt_ms` ask their
-/// coordinator for the decision and apply it.
+/// coordinator for the decision and apply it. Every page of `prepared/` is looked at; each
+/// coordinator is asked in parallel with the others, a few inquiries at a time, and one that
+/// does not answer is not asked again in this pass.
 pub async fn resolve_in_doubt(ib: &Interbank) -> Result<usize, ApiError> {
-    let page = ib.ds.scan_records(participant::PREPARED, "", None, ib.limits.batch_packages_max).await?;
     let now = now_ms();
+    let mut asks: BTreeMap<BankId, Vec<String>> = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    let mut seen = 0;
+    while seen < RECOVERY_PASS_RECORDS_MAX {
+        let page =
+            ib.ds.scan_records(participant::PREPARED, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
+        let Some(last) = page.records.last() else { break };
+        cursor = Some(last.key.clone());
+        seen += page.records.len();
+        for r in &page.records {
+            let p: participant::Prepared = parse(r)?;
+            if now.saturating_sub(p.at_ms) >= ib.limits.in_doubt_ms {
+                asks.entry(p.coordinator).or_default().push(r.key.clone());
+            }
+        }
+    }
+    let answers = join_all(asks.into_iter().map(|(coordinator, txns)| ask_coordinator(ib, coordinator, txns))).await;
     let mut by_decision: BTreeMap<bool, Vec<String>> = BTreeMap::new();
-    for r in &page.records {
-        let p: participant::Prepared = parse(r)?;
-        if now.saturating_sub(p.at_ms) < ib.limits.in_doubt_ms {
-            continue;
-        }
-        let answer = if p.coordinator == ib.me {
-            decision(ib, &r.key, ib.me).await.ok()
-        } else {
-            let path = format!("/interbank/decision/{}", r.key);
-            ib.peers.call::<DecisionRecord>(p.coordinator, Method::GET, &path, None::<&()>).await.map(|d| d.commit).ok()
-        };
-        // No answer: 2PC must wait for its coordinator; the holds stay.
-        if let Some(commit) = answer {
-            by_decision.entry(commit).or_default().push(r.key.clone());
-        }
+    for (txn, commit) in answers.into_iter().flatten() {
+        by_decision.entry(commit).or_default().push(txn);
     }
     let mut n = 0;
     for (commit, txns) in by_decision {
         n += participant::finish(ib, txns, commit, participant::FinishBy::Recovery).await?.done.len();
     }
     Ok(n)
+}
+
+/// The decisions `coordinator` gives for `txns`, asked [`INQUIRIES_IN_FLIGHT_MAX`] at a time;
+/// after a wave with an unanswered inquiry, the rest wait for the next pass (2PC must wait for
+/// its coordinator; the holds stay).
+async fn ask_coordinator(ib: &Interbank, coordinator: BankId, txns: Vec<String>) -> Vec<(String, bool)> {
+    let mut out = Vec::with_capacity(txns.len());
+    for wave in txns.chunks(INQUIRIES_IN_FLIGHT_MAX) {
+        let answers = join_all(wave.iter().map(|txn| async move {
+            if coordinator == ib.me {
+                return decision(ib, txn, ib.me).await.ok();
+            }
+            let path = format!("/interbank/decision/{txn}");
+            ib.peers.call::<DecisionRecord>(coordinator, Method::GET, &path, None::<&()>).await.map(|d| d.commit).ok()
+        }))
+        .await;
+        let mut silent = false;
+        for (txn, answer) in wave.iter().zip(answers) {
+            match answer {
+                Some(commit) => out.push((txn.clone(), commit)),
+                None => silent = true,
+            }
+        }
+        if silent {
+            break;
+        }
+    }
+    out
 }

@@ -28,6 +28,16 @@ pub const OUTCOMES: &str = "outcomes";
 pub const POSITIONS: &str = "positions";
 pub const RING: &str = "ring";
 pub const RING_STATE: &str = "state";
+/// `ring/epoch`: the highest epoch this bank accepted, rewritten only when it rises. A prepare's
+/// commit is conditioned on its version, so a prepare of an epoch that was superseded while it
+/// waited for its locks lands nothing (issue 13, defect 6). `ring/state` could not serve: its
+/// version moves with every lease renewal.
+pub const RING_EPOCH: &str = "epoch";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: u64,
+}
 
 /// One package of `POST /interbank/prepare`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -199,28 +209,35 @@ async fn commit_or_release(ib: &Interbank, commit: CommitRequest) -> Result<(), 
 
 /// Votes on a batch of packages. Refuses the whole batch when its epoch is stale.
 pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareResponse, ApiError> {
-    let (state, _) = ring_state(ib).await?;
-    if !ring::epoch_current(&state, req.epoch) {
-        return Err(ApiError::StaleEpoch { epoch: req.epoch, current: state.token.epoch });
-    }
     let me = ib.me;
+    let at = Fence { coordinator: req.coordinator, epoch: req.epoch };
     let mut votes = Vec::with_capacity(req.items.len());
     let indexed: Vec<(usize, PrepareItem)> = req.items.into_iter().enumerate().collect();
     for chunk in chunks(indexed, |(_, it)| local_accounts(&it.ops, me), ib.limits.batch_accounts_max) {
-        match prepare_chunk(ib, req.coordinator, chunk.clone()).await {
+        match prepare_chunk(ib, at, chunk.clone()).await {
             Ok(v) => votes.extend(v),
+            Err(e @ ApiError::StaleEpoch { .. }) => return Err(e),
             // One busy account must not fail its neighbours (issue 13, defect 5): each package
             // of a contended chunk is tried alone, under its own locks only.
             Err(e) if is_contention(&e) && chunk.len() > 1 => {
                 for item in chunk {
                     let i = item.0;
-                    match prepare_chunk(ib, req.coordinator, vec![item]).await {
+                    match prepare_chunk(ib, at, vec![item]).await {
                         Ok(v) => votes.extend(v),
+                        Err(e @ ApiError::StaleEpoch { .. }) => return Err(e),
                         Err(e) => votes.push((i, unevaluated(&e))),
                     }
                 }
             }
             Err(e) => votes.extend(chunk.iter().map(|(i, _)| (*i, unevaluated(&e)))),
+        }
+    }
+    // A package not evaluated may have lost its commit to a new epoch: say so, so that the
+    // coordinator stops working a token that moved on.
+    if votes.iter().any(|(_, v)| *v == Vote::Unreachable) {
+        let current = current_epoch(ib).await?;
+        if current > at.epoch {
+            return Err(ApiError::StaleEpoch { epoch: at.epoch, current });
         }
     }
     votes.sort_by_key(|(i, _)| *i);
@@ -241,12 +258,28 @@ fn unevaluated(e: &ApiError) -> Vote {
     Vote::Unreachable
 }
 
+/// The highest epoch this bank accepted.
+async fn current_epoch(ib: &Interbank) -> Result<u64, ApiError> {
+    match ib.ds.get_record(RING, RING_EPOCH).await? {
+        Some(r) => Ok(parse::<EpochRecord>(&r)?.epoch),
+        None => Ok(ring_state(ib).await?.0.token.epoch),
+    }
+}
+
+/// Who prepares, in which epoch.
+#[derive(Debug, Clone, Copy)]
+struct Fence {
+    coordinator: BankId,
+    epoch: u64,
+}
+
 async fn prepare_chunk(
     ib: &Interbank,
-    coordinator: BankId,
+    at: Fence,
     items: Vec<(usize, PrepareItem)>,
 ) -> Result<Vec<(usize, Vote)>, ApiError> {
     let me = ib.me;
+    let coordinator = at.coordinator;
     let accounts: Vec<AccountId> = {
         let all: BTreeSet<AccountId> = items.iter().flat_map(|(_, it)| local_accounts(&it.ops, me)).collect();
         all.into_iter().collect()
@@ -268,8 +301,32 @@ async fn prepare_chunk(
         read.push(RecordKey::new(OUTCOMES, it.txn.clone()));
     }
     read.extend(debited.iter().map(|a| RecordKey::new(CONSENTS, account_key(*a))));
+    // The epoch, read with the locks and made a condition of the commit below.
+    read.push(RecordKey::new(RING, RING_EPOCH));
+    read.push(RecordKey::new(RING, RING_STATE));
     let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read).await?;
     let consents_at = 2 * accounts.len() + 2 * items.len();
+    let epoch_at = consents_at + debited.len();
+    let fence = (|| -> Result<(u64, u64), ApiError> {
+        // Before the first epoch record (a bank upgraded in place), the ring state's token.
+        let current = match (&records[epoch_at], &records[epoch_at + 1]) {
+            (Some(r), _) => parse::<EpochRecord>(r)?.epoch,
+            (None, Some(r)) => parse::<ring::RingState>(r)?.token.epoch,
+            (None, None) => 0,
+        };
+        Ok((current, records[epoch_at].as_ref().map_or(0, |r| r.version)))
+    })();
+    let epoch_version = match fence {
+        Ok((current, _)) if current > at.epoch => {
+            let _ = ib.ds.release(&locks).await;
+            return Err(ApiError::StaleEpoch { epoch: at.epoch, current });
+        }
+        Ok((_, version)) => version,
+        Err(e) => {
+            let _ = ib.ds.release(&locks).await;
+            return Err(e);
+        }
+    };
     let mut views: BTreeMap<AccountId, Option<AccountView>> = BTreeMap::new();
     let mut holds: BTreeMap<AccountId, (HoldRecord, u64)> = BTreeMap::new();
     let mut consent_versions: BTreeMap<AccountId, u64> = BTreeMap::new();
@@ -392,6 +449,13 @@ async fn prepare_chunk(
                 if_version: Some(consent_versions[&a]),
             });
         }
+    }
+    if !commit.records.is_empty() {
+        commit.records.push(RecordOp::Check {
+            collection: RING.into(),
+            key: RING_EPOCH.into(),
+            if_version: epoch_version,
+        });
     }
     commit_or_release(ib, commit).await?;
     Ok(out)

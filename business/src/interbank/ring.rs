@@ -23,10 +23,25 @@ pub struct Token {
     pub seq: u64,
 }
 
+/// The highest epoch a bank accepts or believes. Far above any the ring reaches (a regeneration
+/// per millisecond would take millions of years), and low enough that the arithmetic of the
+/// next generation cannot overflow: a peer announcing `u64::MAX` would otherwise wrap the next
+/// epoch below every bank's and stop the ring for good.
+pub const EPOCH_MAX: u64 = u64::MAX / 4;
+
 impl Token {
     /// The token a bank creates when the ring lost its token: a new generation above `highest`.
     pub fn regenerated(highest_epoch: u64, bank: BankId) -> Token {
-        Token { epoch: (highest_epoch / EPOCH_BANK_SPAN + 1) * EPOCH_BANK_SPAN + u64::from(bank.get()), seq: 0 }
+        // Capped so the result stays within `EPOCH_MAX` (and is possible): a ring that really
+        // reached the cap would stop, after some 10^14 regenerations.
+        let generation = highest_epoch.min(EPOCH_MAX - 2 * EPOCH_BANK_SPAN) / EPOCH_BANK_SPAN + 1;
+        Token { epoch: generation * EPOCH_BANK_SPAN + u64::from(bank.get()), seq: 0 }
+    }
+
+    /// Whether some bank of `banks` could have made this token: its epoch names a member as
+    /// the bank that regenerated it, and is within [`EPOCH_MAX`].
+    pub fn possible(self, banks: &[BankId]) -> bool {
+        self.epoch <= EPOCH_MAX && banks.iter().any(|b| u64::from(b.get()) == self.epoch % EPOCH_BANK_SPAN)
     }
 
     pub fn next(self) -> Token {
@@ -139,7 +154,9 @@ pub enum Verdict {
 /// token is lost when nobody holds it with a live lease and nobody accepted one within
 /// `token_lost_ms`; the single deterministic winner is the lowest-numbered bank that answered.
 pub fn judge(me: PeerView, peers: &[PeerView], token_lost_ms: u64) -> Verdict {
-    let all = || std::iter::once(&me).chain(peers);
+    // A view naming an epoch past every possible one is a hostile or broken peer's: heard as
+    // silence, it cannot push the next epoch out of range.
+    let all = || std::iter::once(&me).chain(peers.iter().filter(|v| v.token.epoch <= EPOCH_MAX));
     if all().any(|v| (v.holding && v.lease_left_ms > 0) || v.last_grant_age_ms < token_lost_ms) {
         return Verdict::Alive;
     }
@@ -209,6 +226,22 @@ mod tests {
         // Never seen a token at all (a fresh network): the lowest bank makes the first one.
         let fresh = |b| view(b, 0, false, u64::MAX, 0);
         assert_eq!(judge(fresh(1), &[fresh(2)], 3_000), Verdict::Regenerate(Token { epoch: 10_001, seq: 0 }));
+    }
+
+    #[test]
+    fn no_announced_epoch_can_stop_the_ring() {
+        let banks = [bank(1), bank(2), bank(3)];
+        // A peer announcing the largest epoch: ignored, and the next epoch is still in range.
+        let quiet = |b, e| view(b, e, false, 10_000, 0);
+        let v = judge(quiet(1, 10_001), &[quiet(2, u64::MAX)], 3_000);
+        assert_eq!(v, Verdict::Regenerate(Token { epoch: 20_001, seq: 0 }));
+        let t = Token::regenerated(u64::MAX, bank(1));
+        assert!(t.possible(&banks) && t.epoch > EPOCH_MAX - 2 * EPOCH_BANK_SPAN, "{t:?}");
+        // Only epochs a member made, within range.
+        assert!(Token { epoch: 20_003, seq: 7 }.possible(&banks));
+        assert!(!Token { epoch: 20_004, seq: 0 }.possible(&banks), "bank 4 is not a member");
+        assert!(!Token { epoch: 0, seq: 0 }.possible(&banks));
+        assert!(!Token { epoch: u64::MAX, seq: 0 }.possible(&banks));
     }
 
     proptest! {

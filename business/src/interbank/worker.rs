@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use shared::BankId;
 
 use super::coordinator::{self, RoundError};
-use super::participant::{RING, RING_STATE, ring_state};
+use super::participant::{EpochRecord, RING, RING_EPOCH, RING_STATE, ring_state};
 use super::ring::{self, PeerView, Receive, RingState, Token, Verdict};
 use super::{Interbank, PeerError, now_ms};
 use crate::error::{ApiError, Unavailable};
@@ -62,6 +62,14 @@ pub async fn receive(ib: &Interbank, t: Token) -> Result<Receive, ApiError> {
             value: json(&next),
             if_version: Some(version),
         });
+        if t.epoch > state.token.epoch {
+            c.records.push(RecordOp::Put {
+                collection: RING.into(),
+                key: RING_EPOCH.into(),
+                value: json(&EpochRecord { epoch: t.epoch }),
+                if_version: None,
+            });
+        }
         let entry = GrantEntry { epoch: t.epoch, seq: t.seq, bank: ib.me, business: ib.business.get(), at_ms: now };
         c.records.push(RecordOp::Put {
             collection: GRANTS.into(),
@@ -106,9 +114,6 @@ pub async fn run(ib: Interbank) {
         }
         if let Err(e) = step(&ib).await {
             tracing::warn!(error = %e, "ring step failed");
-        }
-        if let Err(e) = coordinator::resolve_in_doubt(&ib).await {
-            tracing::warn!(error = %e, "resolving in-doubt packages failed");
         }
     }
 }

@@ -23,15 +23,24 @@ use shared::ErrorBody;
     path = "/interbank/token",
     tag = "interbank",
     request_body = crate::interbank::worker::TokenPass,
-    responses((status = 200, description = "accepted"), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 409, description = "stale token", body = ErrorBody)),
+    responses((status = 200, description = "accepted"), (status = 400, description = "bad input, or an epoch no member bank could have made", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "`from` is not the calling bank", body = ErrorBody), (status = 409, description = "stale token", body = ErrorBody)),
     security(("bank" = []))
 )]
 pub async fn put_token(
     state: web::Data<AppState>,
-    _: Peer,
+    peer: Peer,
     body: web::Json<TokenPass>,
 ) -> Result<HttpResponse, ApiError> {
+    if body.from != peer.0 {
+        return Err(ApiError::PeerForbidden(format!("bank {} passes a token as bank {}", peer.0, body.from)));
+    }
     let t = Token { epoch: body.epoch, seq: body.seq };
+    if !t.possible(&state.interbank.peers.network().ids()) {
+        return Err(ApiError::invalid(
+            ErrorCode::TokenInvalid,
+            format!("epoch {} was made by no bank of the network", t.epoch),
+        ));
+    }
     match worker::receive(&state.interbank, t).await? {
         Receive::Accept => Ok(HttpResponse::Ok().json(serde_json::json!({ "accepted": true }))),
         Receive::Duplicate => Ok(HttpResponse::Ok().json(serde_json::json!({ "accepted": true, "duplicate": true }))),
