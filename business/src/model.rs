@@ -204,6 +204,17 @@ pub struct HoldRecord {
 }
 
 impl HoldRecord {
+    /// Ends one prepared attempt's hold of `amount` on `account`. A prepared attempt's hold is
+    /// part of the held total until it ends, so releasing more than is held is a broken store:
+    /// crash loudly rather than invent money.
+    pub fn release(&mut self, account: shared::AccountId, amount: shared::Money) {
+        self.held = self
+            .held
+            .checked_sub(amount)
+            .unwrap_or_else(|| panic!("account {account}: releasing a hold of {amount} from {} held", self.held));
+        self.inflight = self.inflight.saturating_sub(1);
+    }
+
     /// The held amount in a hold record read with a lock grant (`None`: nothing held).
     pub fn from_record(r: &Option<dataserver_api::Record>) -> Result<Money, crate::error::ApiError> {
         match r {

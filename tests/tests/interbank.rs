@@ -632,12 +632,19 @@ async fn hold(ds: &dataserver_api::client::DataClient, who: &Customer) -> datase
 
 /// Returns once some request waits at the data server for a lock.
 async fn someone_waits_for_a_lock(ds: &dataserver_api::client::DataClient) {
+    waiting_for_locks(ds, 1).await;
+}
+
+/// Returns once `n` requests wait at the data server for locks (fails after 30 s).
+async fn waiting_for_locks(ds: &dataserver_api::client::DataClient, n: u64) {
+    let until = Instant::now() + Duration::from_secs(30);
     loop {
         let text = ds.metrics().await.unwrap();
         let waiting = text.lines().find_map(|l| l.strip_prefix("dataserver_lock_waiters ")?.parse::<u64>().ok());
-        if waiting.unwrap_or(0) >= 1 {
+        if waiting.unwrap_or(0) >= n {
             return;
         }
+        assert!(Instant::now() < until, "{n} requests never waited for locks together");
         tokio::task::yield_now().await;
     }
 }
@@ -851,6 +858,52 @@ async fn attempts_behind_a_dead_coordinators_are_still_resolved() {
     assert_eq!(outcome.value["committed"], false, "presumed abort");
     // The dead coordinator's attempts wait for it: 2PC cannot decide them without it.
     assert!(ds2.get_record("prepared", "a0dead0000.0").await.unwrap().is_some());
+}
+
+/// A replica whose lease runs out mid-round is taken over, and the package it was settling is
+/// still settled, once (issue 13, defect 3). The takeover prepares the package's next attempt
+/// while the first still holds at the payer's bank; before, the two holds were counted together
+/// and an affordable package failed for want of funds. Now the later attempt ends the earlier
+/// one there (it can never commit), and only the replica working the token records decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_taken_over_mid_way_still_settles_its_package_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(3, 2, dir.path());
+    // A prepare may wait for locks (6 s) and a peer for it (8 s) longer than the ring lease
+    // (2 s): the round outlives its lease.
+    let args = ["--token-lost-ms", "10000", "--tick-ms", "100", "--in-doubt-ms", "20000", "--ring-lease-ms", "2000"];
+    let more = ["--peer-timeout-ms", "8000", "--lock-wait-ms", "6000", "--package-deadline-ms", "60000"];
+    spec.business_args = args.iter().chain(&more).map(|s| s.to_string()).collect();
+    let c = Cluster::start(&spec).unwrap();
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    // One person with accounts at banks 2 (100) and 1 (nothing); bank 1 debits the account at
+    // bank 2 with the holder's consent.
+    let at2 = customer(&c, 1, 141, "100").await;
+    let at1 =
+        sign_up(&pki::http_client(), &c.banks[0].urls()[0], "Cliente 141 da Silva", &cpf(141), "senha-segura-123")
+            .await
+            .unwrap();
+    at2.consent(1, "100").await.unwrap();
+    let ds2 = c.banks[1].ds_client();
+    let held = hold(&ds2, &at2).await;
+    let t = at1.pay(&[(at2.ibk().to_string(), at1.ibk().to_string(), "60")]).await.unwrap();
+    // The first attempt's prepare waits at bank 2; its replica's lease runs out, the other
+    // replica takes the token over and prepares the next attempt, which waits too.
+    waiting_for_locks(&ds2, 2).await;
+    ds2.release(&[held]).await.unwrap();
+
+    let done = terminal(&at1, &t.id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, Status::Success, "{done:?}");
+    assert_eq!(balance(&c, at2.ibk()).await, "40".parse::<Money>().unwrap());
+    assert_eq!(balance(&c, at1.ibk()).await, "60".parse::<Money>().unwrap());
+    let outcome = |n: u32| {
+        let ds2 = ds2.clone();
+        let key = format!("{}.{n}", t.id);
+        async move { ds2.get_record("outcomes", &key).await.unwrap().map(|r| r.value["committed"].clone()) }
+    };
+    assert_eq!(outcome(1).await, Some(serde_json::json!(false)), "the first attempt ended at bank 2");
+    assert_eq!(outcome(2).await, Some(serde_json::json!(true)), "the second committed there");
+    settled_and_clean(&c).await;
 }
 
 /// A cross-bank package from `payee` (bank 1) to `victim` (bank 2), left to settle.

@@ -231,6 +231,10 @@ pub enum RoundError {
     /// A bank refused our epoch: the token moved on without us; stop working it.
     #[error("our epoch {0} is stale")]
     Fenced(u64),
+    /// Another replica of this bank took the token over (our lease ran out mid-round): it
+    /// decides now, and nothing of this round was recorded.
+    #[error("another replica took the token over")]
+    Replaced,
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -281,6 +285,7 @@ struct Planned {
 pub async fn round(
     ib: &Interbank,
     epoch: u64,
+    ring_version: u64,
     cursor: &mut Option<String>,
     down: &mut HashSet<BankId>,
 ) -> Result<usize, RoundError> {
@@ -404,6 +409,13 @@ pub async fn round(
     for _ in 0..3 {
         undelivered.clear();
         let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        // Only the replica working the token decides (issue 13, defect 3): a replica whose lease
+        // ran out mid-round and was taken over records nothing.
+        c.records.push(RecordOp::Check {
+            collection: participant::RING.into(),
+            key: participant::RING_STATE.into(),
+            if_version: ring_version,
+        });
         let committing = decisions.iter().filter(|d| **d == Decision::Commit).count() as u64;
         c.records.push(RecordOp::Put {
             collection: crate::model::COUNTERS.into(),
@@ -477,6 +489,9 @@ pub async fn round(
                 break;
             }
             Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
+                if participant::ring_state(ib).await?.1 != ring_version {
+                    return Err(RoundError::Replaced);
+                }
                 // A participant asked about an attempt and had it aborted meanwhile: that
                 // decision stands (the package keeps its place in the queue for another
                 // attempt); record the others.

@@ -266,6 +266,22 @@ async fn current_epoch(ib: &Interbank) -> Result<u64, ApiError> {
     }
 }
 
+/// How many earlier attempts of a package a prepare looks for (an older one still prepared is
+/// left to recovery, which asks its coordinator).
+pub const EARLIER_ATTEMPTS_MAX: u32 = 4;
+
+/// The ids of the attempts of `it`'s package before it, most recent first, when its id is
+/// `{package}.{n}`.
+fn earlier_attempts(it: &PrepareItem) -> impl Iterator<Item = String> + '_ {
+    let n = it
+        .txn
+        .rsplit_once('.')
+        .filter(|(package, _)| *package == it.package)
+        .and_then(|(_, n)| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    (n.saturating_sub(EARLIER_ATTEMPTS_MAX).max(1)..n).rev().map(move |m| format!("{}.{m}", it.package))
+}
+
 /// Who prepares, in which epoch.
 #[derive(Debug, Clone, Copy)]
 struct Fence {
@@ -304,6 +320,9 @@ async fn prepare_chunk(
     // The epoch, read with the locks and made a condition of the commit below.
     read.push(RecordKey::new(RING, RING_EPOCH));
     read.push(RecordKey::new(RING, RING_STATE));
+    let earlier: Vec<(usize, String)> =
+        items.iter().enumerate().flat_map(|(j, (_, it))| earlier_attempts(it).map(move |t| (j, t))).collect();
+    read.extend(earlier.iter().map(|(_, t)| RecordKey::new(PREPARED, t.clone())));
     let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read).await?;
     let consents_at = 2 * accounts.len() + 2 * items.len();
     let epoch_at = consents_at + debited.len();
@@ -375,15 +394,65 @@ async fn prepare_chunk(
             fresh.push((*i, it));
         }
     }
+    let mut drawn: BTreeSet<AccountId> = BTreeSet::new();
+    let mut touched: BTreeSet<AccountId> = BTreeSet::new();
+    let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    // Earlier attempts of these packages, prepared here by the same coordinator, are ended
+    // before the new ones are voted on, so that their holds are not counted twice (issue 13,
+    // defect 3: a replica that took the token over mid-round prepared the next attempt while the
+    // first still held, and an affordable package failed for want of funds). A coordinator
+    // prepares attempt n only after durably moving the package to attempt n, and a commit of an
+    // earlier attempt is recorded only on the package's queue version from before that move, so
+    // no earlier attempt can commit any more: ending it is the decision its coordinator must take.
+    let earlier_at = epoch_at + 2;
+    for (k, (j, txn)) in earlier.iter().enumerate() {
+        let Some(r) = &records[earlier_at + k] else { continue };
+        let it = &items[*j].1;
+        if !fresh.iter().any(|(_, f)| f.txn == it.txn) {
+            continue;
+        }
+        let Ok(p) = parse::<Prepared>(r) else { continue };
+        // Only what this very call has locked and read may be changed: anything else is left
+        // to the earlier attempt's own decision.
+        let covered = p.coordinator == coordinator
+            && p.package == it.package
+            && p.needs.iter().all(|(a, _)| holds.contains_key(a))
+            && p.consents.iter().all(|u| debited.contains(&u.account));
+        if !covered {
+            continue;
+        }
+        for (a, need) in &p.needs {
+            if let Some((h, _)) = holds.get_mut(a) {
+                h.release(*a, need.hold);
+                touched.insert(*a);
+            }
+            if let Some(Some(view)) = views.get_mut(a) {
+                view.held = view.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
+            }
+        }
+        for u in &p.consents {
+            if let Some(Some(view)) = views.get_mut(&u.account) {
+                view.consents.settle(&u.consent, u.amount, false);
+                drawn.insert(u.account);
+            }
+        }
+        commit.records.push(RecordOp::Delete {
+            collection: PREPARED.into(),
+            key: txn.clone(),
+            if_version: Some(r.version),
+        });
+        commit.records.push(RecordOp::Put {
+            collection: OUTCOMES.into(),
+            key: txn.clone(),
+            value: json(&OutcomeRecord { committed: false }),
+            if_version: Some(0),
+        });
+    }
     let settle_items: Vec<settle::Item<'_>> =
         fresh.iter().map(|(_, it)| settle::Item { ops: &it.ops, person: it.person.as_ref() }).collect();
     let now = now_ms();
     let results = settle::vote(me, coordinator, &settle_items, &mut views, now);
-    let mut drawn: BTreeSet<AccountId> = BTreeSet::new();
-
-    let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
     commit.locks = locks;
-    let mut touched: BTreeSet<AccountId> = BTreeSet::new();
     for ((i, it), result) in fresh.iter().zip(results) {
         match result {
             Ok(Reserved { needs, consents }) => {
@@ -668,12 +737,7 @@ async fn finish_chunk(
         }
         for (a, need) in &p.needs {
             if let Some((h, _)) = holds.get_mut(a) {
-                // A prepared attempt's hold is part of the account's held total until it ends.
-                h.held = h
-                    .held
-                    .checked_sub(need.hold)
-                    .unwrap_or_else(|| panic!("account {a}: releasing a hold of {} from {} held", need.hold, h.held));
-                h.inflight = h.inflight.saturating_sub(1);
+                h.release(*a, need.hold);
             }
             if commit {
                 let b = balances.entry(*a).or_insert(Money::ZERO);

@@ -180,13 +180,17 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
             Some(v) => version = v,
             None => return Ok(()), // taken over, or a newer token arrived: not ours to pass
         }
-        match coordinator::round(ib, state.token.epoch, &mut cursor, &mut down).await {
+        match coordinator::round(ib, state.token.epoch, version, &mut cursor, &mut down).await {
             Ok(0) => break,
             Ok(n) => worked += n,
             Err(RoundError::Fenced(epoch)) => {
                 tracing::warn!(epoch, "our epoch was superseded; dropping the token");
                 let dropped = RingState { holding: false, worker: None, lease_until_ms: 0, ..state };
                 cas(ib, &dropped, version).await?;
+                return Ok(());
+            }
+            Err(RoundError::Replaced) => {
+                tracing::warn!("another replica took the token over mid-round");
                 return Ok(());
             }
             Err(RoundError::Api(e)) => {
