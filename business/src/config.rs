@@ -139,6 +139,16 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_PACKAGE_DEADLINE_MS", default_value_t = 30_000)]
     pub package_deadline_ms: u64,
 
+    /// The most two banks' clocks may disagree: the same at every bank of the network. A prepare
+    /// later than its package's deadline by more is refused.
+    #[arg(long, env = "BUSINESS_CLOCK_SKEW_MS_MAX", default_value_t = 30_000)]
+    pub clock_skew_ms_max: u64,
+
+    /// How long decisions and outcomes of settled packages are kept after nothing can need them
+    /// any more (the package's deadline plus the clock skew), for audits; then deleted.
+    #[arg(long, env = "BUSINESS_RECORDS_RETAIN_MS", default_value_t = 600_000)]
+    pub records_retain_ms: u64,
+
     /// Longest wait for a peer bank's answer.
     #[arg(long, env = "BUSINESS_PEER_TIMEOUT_MS", default_value_t = 3_000)]
     pub peer_timeout_ms: u64,
@@ -276,6 +286,13 @@ pub mod limits {
         1..=dataserver_api::FEWER_PREFIX_THAN_MAX;
     /// What `--settlement-queue-max` may be.
     pub const SETTLEMENT_QUEUE_RANGE: std::ops::RangeInclusive<u64> = 1..=1_000_000;
+    /// What `--package-deadline-ms` may be: up to the network-wide longest.
+    pub const PACKAGE_DEADLINE_RANGE: std::ops::RangeInclusive<u64> =
+        1..=crate::interbank::retention::PACKAGE_DEADLINE_MS_MAX;
+    /// What `--clock-skew-ms-max` may be (a skew past 10 minutes is a broken clock).
+    pub const CLOCK_SKEW_RANGE: std::ops::RangeInclusive<u64> = 0..=600_000;
+    /// What `--records-retain-ms` may be: up to a week.
+    pub const RECORDS_RETAIN_RANGE: std::ops::RangeInclusive<u64> = 0..=7 * 24 * 3_600_000;
     /// `Retry-After` of a package refused for a full queue: about one turn of the ring.
     pub const SETTLEMENT_RETRY_AFTER_S: u64 = 1;
     /// Operations waiting for a batch; past it a caller waits for room (backpressure).
@@ -327,6 +344,9 @@ impl Settings {
             &PENDING_PACKAGES_PER_ACCOUNT_RANGE,
         )?;
         in_range("--batch-accounts-max", self.batch_accounts_max, &BATCH_ACCOUNTS_RANGE)?;
+        in_range("--package-deadline-ms", self.package_deadline_ms, &PACKAGE_DEADLINE_RANGE)?;
+        in_range("--clock-skew-ms-max", self.clock_skew_ms_max, &CLOCK_SKEW_RANGE)?;
+        in_range("--records-retain-ms", self.records_retain_ms, &RECORDS_RETAIN_RANGE)?;
         in_range("--ops-batch-max", self.ops_batch_max, &OPS_BATCH_RANGE)?;
         in_range("--ops-batches-in-flight-max", self.ops_batches_in_flight_max, &OPS_BATCHES_IN_FLIGHT_RANGE)?;
         in_range("--hashing-concurrent-max", self.hashing_concurrent_max, &HASHING_CONCURRENT_RANGE)?;

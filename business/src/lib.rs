@@ -188,6 +188,10 @@ impl Application {
                 batch_accounts_max: settings.batch_accounts_max,
                 settlement_queue_max: settings.settlement_queue_max,
                 pending_per_account_max: settings.pending_packages_per_account_max,
+                retention: interbank::retention::Retention {
+                    clock_skew_ms_max: settings.clock_skew_ms_max,
+                    retain_ms: settings.records_retain_ms,
+                },
             },
             lock_wait_ms: settings.lock_wait_ms,
             lease_ms: settings.lease_ms,

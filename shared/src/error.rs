@@ -155,6 +155,8 @@ error_codes! {
         StaleToken = "stale_token",
         /// A token whose epoch no bank of the network could have made (`400`).
         TokenInvalid = "token_invalid",
+        /// A prepared package's deadline further ahead than any bank may set (`400`).
+        DeadlineInvalid = "deadline_invalid",
         CoordinatorMismatch = "coordinator_mismatch",
         Unavailable = "unavailable",
         /// Never sent by a server: a client's name for a request that got no answer.

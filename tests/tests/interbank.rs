@@ -500,6 +500,7 @@ fn prepare_one(
             "txn": format!("{package}.0"), "package": package, "author": to.ibk(),
             "person": from.account.documents[0],
             "ops": [{ "from": from.ibk(), "to": to.ibk(), "amount": amount }],
+            "deadline_ms": dataserver_api::clock::now_ms() + 60_000,
         }],
     })
 }
@@ -903,6 +904,60 @@ async fn a_round_taken_over_mid_way_still_settles_its_package_once() {
     };
     assert_eq!(outcome(1).await, Some(serde_json::json!(false)), "the first attempt ended at bank 2");
     assert_eq!(outcome(2).await, Some(serde_json::json!(true)), "the second committed there");
+    settled_and_clean(&c).await;
+}
+
+/// The records of two-phase commit are forgotten some time after nothing can need them (issue
+/// 13, defect 7: a decision and an outcome per attempt per bank, kept for ever). A prepare
+/// carries its package's deadline; once the deadline plus the clock-skew bound has passed, a
+/// prepare of that attempt is refused, and after a retention margin the outcomes and the
+/// decision are deleted. A replayed prepare then finds a refusal, not an empty slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_attempts_are_forgotten_after_their_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(3, 2, dir.path());
+    let short = ["--package-deadline-ms", "4000", "--clock-skew-ms-max", "200", "--records-retain-ms", "500"];
+    spec.business_args = TEST_TIMINGS.iter().chain(&short).map(|s| s.to_string()).collect();
+    let c = Cluster::start(&spec).unwrap();
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let payer = customer(&c, 0, 151, "50").await;
+    let payee = customer(&c, 1, 152, "0").await;
+    let t = payer.pay(&[(payer.ibk().to_string(), payee.ibk().to_string(), "10")]).await.unwrap();
+    assert_eq!(terminal(&payer, &t.id, Duration::from_secs(20)).await.status, Status::Success);
+    let txn = format!("{}.1", t.id);
+    let (ds1, ds2) = (c.banks[0].ds_client(), c.banks[1].ds_client());
+    let kept = || async {
+        [
+            ds1.get_record("decisions", &txn).await.unwrap().is_some(),
+            ds1.get_record("outcomes", &txn).await.unwrap().is_some(),
+            ds2.get_record("outcomes", &txn).await.unwrap().is_some(),
+        ]
+    };
+    assert_eq!(kept().await, [true; 3], "kept while a prepare of it could still land");
+    let until = Instant::now() + Duration::from_secs(30);
+    while kept().await != [false; 3] {
+        assert!(Instant::now() < until, "still kept past the horizon: {:?}", kept().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The attempt's prepare replayed now: refused for its deadline, nothing prepared or held.
+    let bank2 = c.banks[1].interbank_urls()[0].clone();
+    let view = token_view(&c, 1, &bank2).await;
+    let mut replay = prepare_one(&view, 1, &t.id, &payer, &payee, "10");
+    replay["items"][0]["txn"] = serde_json::json!(txn);
+    replay["items"][0]["deadline_ms"] = serde_json::json!(dataserver_api::clock::now_ms() - 5_000);
+    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&replay).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let votes: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(votes["votes"][0]["vote"], "no", "{votes}");
+    assert_eq!(votes["votes"][0]["refusal"]["reason"], "deadline_passed", "{votes}");
+    assert!(ds2.get_record("prepared", &txn).await.unwrap().is_none(), "nothing prepared");
+    // A deadline further ahead than any bank may set is refused whole: its records would be
+    // kept for ever.
+    replay["items"][0]["deadline_ms"] = serde_json::json!(dataserver_api::clock::now_ms() + 400 * 86_400_000);
+    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&replay).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<shared::ErrorBody>().await.unwrap().error, shared::ErrorCode::DeadlineInvalid);
     settled_and_clean(&c).await;
 }
 

@@ -14,7 +14,7 @@
 //! 7. Every package attempt is all or nothing across banks: no attempt committed at one bank and
 //!    rolled back at another, and none committed anywhere unless its coordinator decided commit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use dataserver_api::client::DataClient;
@@ -325,9 +325,17 @@ async fn scan_all(ds: &DataClient, collection: &str) -> crate::Result<Vec<datase
 async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> crate::Result<()> {
     let mut outcomes: BTreeMap<String, Vec<(BankId, bool)>> = BTreeMap::new();
     let mut decisions: BTreeMap<String, (BankId, bool)> = BTreeMap::new();
+    // Attempts past their horizon: any bank may have forgotten their records already, so what
+    // is left of them proves nothing either way.
+    let mut forgettable: BTreeSet<String> = BTreeSet::new();
+    let now = dataserver_api::clock::now_ms();
     for b in banks {
         for r in scan_all(&b.ds, "outcomes").await? {
             let committed = r.value.get("committed").and_then(serde_json::Value::as_bool).unwrap_or(false);
+            let forget_after = r.value.get("forget_after_ms").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            if business::interbank::retention::Retention::forgotten(forget_after, now) {
+                forgettable.insert(r.key.clone());
+            }
             outcomes.entry(r.key).or_default().push((b.id, committed));
         }
         for r in scan_all(&b.ds, "decisions").await? {
@@ -343,7 +351,7 @@ async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> crate::Res
                 "package attempt {txn}: committed at banks {committed:?} but rolled back at {rolled_back:?}"
             ));
         }
-        if !committed.is_empty() && !matches!(decisions.get(txn), Some((_, true))) {
+        if !committed.is_empty() && !matches!(decisions.get(txn), Some((_, true))) && !forgettable.contains(txn) {
             report.violations.push(format!(
                 "package attempt {txn}: committed at banks {committed:?} without a commit decision ({:?})",
                 decisions.get(txn)

@@ -208,9 +208,19 @@ impl Queued {
     }
 }
 
+/// `GET /interbank/decision/{txn}`: the decision on an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DecisionAnswer {
+    pub commit: bool,
+}
+
+/// `decisions/{txn}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     pub commit: bool,
+    /// When this record may be deleted ([`super::retention`]; 0: kept).
+    #[serde(default)]
+    pub forget_after_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +229,9 @@ pub struct Undelivered {
     /// When the decision was taken: recovery redelivers only what its round had time to.
     #[serde(default)]
     pub at_ms: u64,
+    /// When the attempt's records may be forgotten anywhere (0: not known).
+    #[serde(default)]
+    pub forget_after_ms: u64,
     /// Banks that have not acknowledged yet.
     pub banks: Vec<BankId>,
     /// Written to `packages/{id}` once every bank acknowledged (the package's final state).
@@ -361,6 +374,7 @@ pub async fn round(
                     author: q.author,
                     person: q.person.clone(),
                     ops: q.ops.clone(),
+                    deadline_ms: q.deadline_ms,
                 }
             })
             .collect();
@@ -396,7 +410,15 @@ pub async fn round(
             if fenced {
                 Decision::Abort { final_: false, reason: settle::AbortReason::TokenMovedOn }
             } else {
-                settle::decide(&p.votes, p.queued.deadline_ms <= now)
+                let d = settle::decide(&p.votes, p.queued.deadline_ms <= now);
+                // A commit is recorded only while a prepare of the attempt could still land
+                // somewhere: past that, banks may forget the attempt (see `retention`).
+                let late = ib.limits.retention.too_late(p.queued.deadline_ms, now_ms());
+                if d == Decision::Commit && late {
+                    Decision::Abort { final_: true, reason: settle::AbortReason::NoVoteByDeadline }
+                } else {
+                    d
+                }
             }
         })
         .collect();
@@ -429,7 +451,10 @@ pub async fn round(
             c.records.push(RecordOp::Put {
                 collection: DECISIONS.into(),
                 key: txn.clone(),
-                value: json(&DecisionRecord { commit }),
+                value: json(&DecisionRecord {
+                    commit,
+                    forget_after_ms: ib.limits.retention.forget_after(p.queued.deadline_ms),
+                }),
                 if_version: Some(0),
             });
             // Who must hear the decision: everyone on commit; on abort, whoever may hold.
@@ -466,7 +491,8 @@ pub async fn round(
                 });
             }
             if !banks.is_empty() {
-                let u = Undelivered { commit, at_ms: now, banks, on_done };
+                let forget_after_ms = ib.limits.retention.forget_after(p.queued.deadline_ms);
+                let u = Undelivered { commit, at_ms: now, forget_after_ms, banks, on_done };
                 c.records.push(RecordOp::Put {
                     collection: UNDELIVERED.into(),
                     key: txn.clone(),
@@ -547,9 +573,24 @@ async fn deliver(
     let calls = groups.iter().map(|((bank, commit), txns)| finish_at(ib, *bank, txns.clone(), *commit));
     let answers = join_all(calls).await;
     let mut acked: BTreeSet<(BankId, String)> = BTreeSet::new();
+    let forget: BTreeMap<&str, u64> = pending.iter().map(|(t, u)| (t.as_str(), u.forget_after_ms)).collect();
+    let now = now_ms();
     for (((bank, _), _), answer) in groups.iter().zip(answers) {
         match answer {
-            Ok(r) => acked.extend(r.done.into_iter().map(|t| (*bank, t))),
+            Ok(r) => {
+                acked.extend(r.done.into_iter().map(|t| (*bank, t)));
+                for t in r.unknown {
+                    // A bank that acknowledged a commit long ago, but whose answer was lost, has
+                    // since forgotten the attempt; before that, not knowing it is a bug to keep
+                    // asking about.
+                    let forget_after = forget.get(t.as_str()).copied().unwrap_or(0);
+                    if ib.limits.retention.may_have_forgotten(forget_after, now) {
+                        acked.insert((*bank, t));
+                    } else {
+                        tracing::error!(bank = %bank, txn = t, "a commit for an attempt the bank never prepared");
+                    }
+                }
+            }
             Err(PeerError::NotDelivered(_)) => {
                 tracing::debug!(bank = %bank, "bank down; decisions wait for it");
                 silent.insert(*bank);
@@ -611,6 +652,7 @@ pub async fn recover(ib: Interbank) {
     let every_ms = (ib.limits.in_doubt_ms / 2).max(ib.limits.tick_ms);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(every_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep = Sweep::default();
     loop {
         tick.tick().await;
         if let Err(e) = redeliver(&ib).await {
@@ -619,7 +661,77 @@ pub async fn recover(ib: Interbank) {
         if let Err(e) = resolve_in_doubt(&ib).await {
             tracing::warn!(error = %e, "resolving in-doubt packages failed");
         }
+        if let Err(e) = collect_garbage(&ib, &mut sweep).await {
+            tracing::warn!(error = %e, "forgetting old decisions and outcomes failed");
+        }
     }
+}
+
+/// Where the garbage collection of each collection stands between passes: a pass goes on from
+/// there, so that every record is looked at in turn however many there are.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    outcomes: Option<String>,
+    decisions: Option<String>,
+}
+
+/// Deletes the outcomes and decisions past their horizon ([`super::retention`]), up to
+/// [`RECOVERY_PASS_RECORDS_MAX`] looked at in each collection per pass. A decision some bank has
+/// not acknowledged stays whatever its age: that bank may still ask for it. Returns how many
+/// records went.
+pub async fn collect_garbage(ib: &Interbank, sweep: &mut Sweep) -> Result<usize, ApiError> {
+    let outcomes = forget(ib, participant::OUTCOMES, &mut sweep.outcomes, false).await?;
+    Ok(outcomes + forget(ib, DECISIONS, &mut sweep.decisions, true).await?)
+}
+
+async fn forget(
+    ib: &Interbank,
+    collection: &str,
+    cursor: &mut Option<String>,
+    unless_undelivered: bool,
+) -> Result<usize, ApiError> {
+    let now = now_ms();
+    let (mut seen, mut deleted) = (0, 0);
+    while seen < RECOVERY_PASS_RECORDS_MAX {
+        let page = ib.ds.scan_records(collection, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
+        let Some(last) = page.records.last() else {
+            *cursor = None;
+            break;
+        };
+        *cursor = Some(last.key.clone());
+        seen += page.records.len();
+        let forget_after = |r: &&dataserver_api::Record| {
+            r.value.get("forget_after_ms").and_then(serde_json::Value::as_u64).unwrap_or(0)
+        };
+        let mut gone: Vec<&dataserver_api::Record> =
+            page.records.iter().filter(|r| super::retention::Retention::forgotten(forget_after(r), now)).collect();
+        if unless_undelivered && !gone.is_empty() {
+            let owed = join_all(gone.iter().map(|r| ib.ds.get_record(UNDELIVERED, &r.key))).await;
+            let mut owed = owed.into_iter();
+            gone.retain(|_| matches!(owed.next(), Some(Ok(None))));
+        }
+        if gone.is_empty() {
+            continue;
+        }
+        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        for r in &gone {
+            c.records.push(RecordOp::Delete {
+                collection: collection.into(),
+                key: r.key.clone(),
+                if_version: Some(r.version),
+            });
+            if unless_undelivered {
+                c.records.push(RecordOp::Check { collection: UNDELIVERED.into(), key: r.key.clone(), if_version: 0 });
+            }
+        }
+        match ib.ds.commit(&c).await {
+            Ok(_) => deleted += gone.len(),
+            // Another replica forgot them first, or one changed: the next pass sees.
+            Err(e) if e.code() == Some(DsCode::ConditionFailed) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(deleted)
 }
 
 /// Redelivers every decision some bank has not acknowledged yet, a page at a time; a bank that
@@ -669,7 +781,11 @@ pub async fn decision(ib: &Interbank, txn: &str, asker: BankId) -> Result<bool, 
         c.records.push(RecordOp::Put {
             collection: DECISIONS.into(),
             key: txn.to_string(),
-            value: json(&DecisionRecord { commit: false }),
+            value: json(&DecisionRecord {
+                commit: false,
+                // The attempt's deadline is not known here: kept as long as any could need it.
+                forget_after_ms: ib.limits.retention.forget_after_unknown(now_ms()),
+            }),
             if_version: Some(0),
         });
         match ib.ds.commit(&c).await {
@@ -726,7 +842,7 @@ async fn ask_coordinator(ib: &Interbank, coordinator: BankId, txns: Vec<String>)
                 return decision(ib, txn, ib.me).await.ok();
             }
             let path = format!("/interbank/decision/{txn}");
-            ib.peers.call::<DecisionRecord>(coordinator, Method::GET, &path, None::<&()>).await.map(|d| d.commit).ok()
+            ib.peers.call::<DecisionAnswer>(coordinator, Method::GET, &path, None::<&()>).await.map(|d| d.commit).ok()
         }))
         .await;
         let mut silent = false;

@@ -8,6 +8,7 @@
 pub mod coordinator;
 pub mod keys;
 pub mod participant;
+pub mod retention;
 pub mod ring;
 pub mod settle;
 pub mod sim;
@@ -278,6 +279,8 @@ pub struct Limits {
     pub pending_per_account_max: u64,
     /// Accounts locked in one data-server call while settling.
     pub batch_accounts_max: usize,
+    /// How long the records of two-phase commit are kept.
+    pub retention: retention::Retention,
 }
 
 /// What this replica last learnt of the settlement queue's bounds, so that under overload a
@@ -426,6 +429,7 @@ mod admission_tests {
             batch_accounts_max: 0,
             settlement_queue_max: 10,
             pending_per_account_max: 16,
+            retention: retention::Retention { clock_skew_ms_max: 0, retain_ms: 0 },
         };
         assert!(a.refused(ana, 1_000, &limits).is_none(), "nothing learnt: ask the data server");
         a.learn(ana, &ApiError::PackagesPending(16), 1_000);

@@ -52,6 +52,10 @@ pub struct PrepareItem {
     /// takes no bank's word for whose account it is.
     pub person: Option<Document>,
     pub ops: Vec<WireOp>,
+    /// The package's deadline (ms since the epoch, the coordinator's clock): prepares later
+    /// than it by more than the clock-skew bound are refused, which is what lets every bank
+    /// forget the attempt's records some time after (see [`super::retention`]).
+    pub deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -79,6 +83,10 @@ pub struct FinishResponse {
     /// The attempts now final here (all of them, unless a commit arrived for an attempt this
     /// bank never prepared — a coordinator bug, reported rather than invented).
     pub done: Vec<String>,
+    /// Attempts to commit that this bank knows nothing of: never prepared, or prepared, ended
+    /// and forgotten long ago (the coordinator tells which by the attempt's deadline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
 }
 
 /// What a bank keeps of a prepared package until the decision.
@@ -93,11 +101,17 @@ pub struct Prepared {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consents: Vec<ConsentUse>,
     pub at_ms: u64,
+    /// The package's deadline, as its prepare said (0: prepared before deadlines were sent).
+    #[serde(default)]
+    pub deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
     pub committed: bool,
+    /// When this record may be deleted ([`super::retention`]; 0: kept).
+    #[serde(default)]
+    pub forget_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,7 +226,17 @@ pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareRespo
     let me = ib.me;
     let at = Fence { coordinator: req.coordinator, epoch: req.epoch };
     let mut votes = Vec::with_capacity(req.items.len());
-    let indexed: Vec<(usize, PrepareItem)> = req.items.into_iter().enumerate().collect();
+    // Too late: refused without a record (a late or repeated prepare; the attempt may already be
+    // forgotten here, so its tombstone cannot be what refuses it).
+    let now = now_ms();
+    let mut indexed: Vec<(usize, PrepareItem)> = Vec::with_capacity(req.items.len());
+    for (i, it) in req.items.into_iter().enumerate() {
+        if ib.limits.retention.too_late(it.deadline_ms, now) {
+            votes.push((i, Vote::No { refusal: Refusal::DeadlinePassed }));
+        } else {
+            indexed.push((i, it));
+        }
+    }
     for chunk in chunks(indexed, |(_, it)| local_accounts(&it.ops, me), ib.limits.batch_accounts_max) {
         match prepare_chunk(ib, at, chunk.clone()).await {
             Ok(v) => votes.extend(v),
@@ -264,6 +288,12 @@ async fn current_epoch(ib: &Interbank) -> Result<u64, ApiError> {
         Some(r) => Ok(parse::<EpochRecord>(&r)?.epoch),
         None => Ok(ring_state(ib).await?.0.token.epoch),
     }
+}
+
+/// When the outcome of an attempt due by `deadline_ms` may be forgotten (0, kept, for an
+/// attempt prepared before deadlines were sent).
+fn retention_of(ib: &Interbank, deadline_ms: u64) -> u64 {
+    if deadline_ms == 0 { 0 } else { ib.limits.retention.forget_after(deadline_ms) }
 }
 
 /// How many earlier attempts of a package a prepare looks for (an older one still prepared is
@@ -441,10 +471,11 @@ async fn prepare_chunk(
             key: txn.clone(),
             if_version: Some(r.version),
         });
+        let forget_after_ms = retention_of(ib, p.deadline_ms);
         commit.records.push(RecordOp::Put {
             collection: OUTCOMES.into(),
             key: txn.clone(),
-            value: json(&OutcomeRecord { committed: false }),
+            value: json(&OutcomeRecord { committed: false, forget_after_ms }),
             if_version: Some(0),
         });
     }
@@ -472,6 +503,7 @@ async fn prepare_chunk(
                     needs,
                     consents,
                     at_ms: now,
+                    deadline_ms: it.deadline_ms,
                 };
                 commit.records.push(RecordOp::Put {
                     collection: PREPARED.into(),
@@ -489,10 +521,11 @@ async fn prepare_chunk(
                 out.push((*i, Vote::Yes));
             }
             Err(refusal) => {
+                let forget_after_ms = retention_of(ib, it.deadline_ms);
                 commit.records.push(RecordOp::Put {
                     collection: OUTCOMES.into(),
                     key: it.txn.clone(),
-                    value: json(&OutcomeRecord { committed: false }),
+                    value: json(&OutcomeRecord { committed: false, forget_after_ms }),
                     if_version: Some(0),
                 });
                 out.push((*i, Vote::No { refusal }));
@@ -553,6 +586,7 @@ impl FinishBy {
 
 pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishBy) -> Result<FinishResponse, ApiError> {
     let mut done = Vec::new();
+    let mut unknown = Vec::new();
     // Which accounts each attempt touches comes from its prepared record; read them first.
     // In parallel: a redelivery may carry a hundred attempts, and a peer waits only so long.
     let reads = futures::future::join_all(txns.iter().map(|t| ib.ds.get_record(PREPARED, t))).await;
@@ -580,17 +614,19 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
         let mut late = Vec::new();
         for batch in batches {
             match finish_chunk(ib, batch.clone(), commit, by).await {
-                Ok((finished, left)) => {
-                    done.extend(finished);
-                    late.extend(left);
+                Ok(ended) => {
+                    done.extend(ended.done);
+                    late.extend(ended.late);
+                    unknown.extend(ended.unknown);
                 }
                 // As in prepare: one busy account delays only the attempts that touch it.
                 Err(e) if is_contention(&e) && batch.len() > 1 => {
                     for one in batch {
                         match finish_chunk(ib, vec![one], commit, by).await {
-                            Ok((finished, left)) => {
-                                done.extend(finished);
-                                late.extend(left);
+                            Ok(ended) => {
+                                done.extend(ended.done);
+                                late.extend(ended.late);
+                                unknown.extend(ended.unknown);
                             }
                             Err(e) => tracing::warn!(error = %e, "an attempt could not be ended here now"),
                         }
@@ -610,20 +646,29 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
         }
     }
     // Whatever is still left is not in `done`: its coordinator asks again.
-    Ok(FinishResponse { done })
+    Ok(FinishResponse { done, unknown })
 }
 
 /// Passes of one finish: the first, and one for attempts prepared while it ran.
 const FINISH_PASSES_MAX: usize = 3;
 
-/// Ends the attempts of one chunk under one set of locks; returns those ended and those that
-/// were prepared after the chunk chose its locks (for the next pass).
+/// What one chunk of a finish did.
+#[derive(Debug, Default)]
+struct Ended {
+    done: Vec<String>,
+    /// Prepared after the chunk chose its locks: for the next pass.
+    late: Vec<String>,
+    /// Commits of attempts this bank knows nothing of.
+    unknown: Vec<String>,
+}
+
+/// Ends the attempts of one chunk under one set of locks.
 async fn finish_chunk(
     ib: &Interbank,
     batch: Vec<(String, Option<Prepared>)>,
     commit: bool,
     by: FinishBy,
-) -> Result<(Vec<String>, Vec<String>), ApiError> {
+) -> Result<Ended, ApiError> {
     let accounts: Vec<AccountId> = {
         let s: BTreeSet<AccountId> =
             batch.iter().filter_map(|(_, p)| p.as_ref()).flat_map(|p| p.needs.iter().map(|(a, _)| *a)).collect();
@@ -689,6 +734,7 @@ async fn finish_chunk(
     c.locks = locks;
     let mut done = Vec::new();
     let mut late = Vec::new();
+    let mut unknown = Vec::new();
     let mut memo = SettlementMemo { entries: vec![] };
     let mut moved: BTreeSet<AccountId> = BTreeSet::new();
     for (j, (txn, _)) in batch.iter().enumerate() {
@@ -708,15 +754,17 @@ async fn finish_chunk(
                 Some(Ok(o)) if o.committed == commit => done.push(txn.clone()),
                 Some(_) => tracing::error!(txn, commit, "decision differs from the outcome applied here"),
                 None if !commit => {
+                    // Its deadline is not known here: kept as long as any attempt's could need.
+                    let forget_after_ms = ib.limits.retention.forget_after_unknown(now_ms());
                     c.records.push(RecordOp::Put {
                         collection: OUTCOMES.into(),
                         key: txn.clone(),
-                        value: json(&OutcomeRecord { committed: false }),
+                        value: json(&OutcomeRecord { committed: false, forget_after_ms }),
                         if_version: Some(0),
                     });
                     done.push(txn.clone());
                 }
-                None => tracing::error!(txn, "commit for an attempt this bank never prepared"),
+                None => unknown.push(txn.clone()),
             }
             continue;
         };
@@ -761,7 +809,7 @@ async fn finish_chunk(
         c.records.push(RecordOp::Put {
             collection: OUTCOMES.into(),
             key: txn.clone(),
-            value: json(&OutcomeRecord { committed: commit }),
+            value: json(&OutcomeRecord { committed: commit, forget_after_ms: retention_of(ib, p.deadline_ms) }),
             if_version: Some(outcome_version),
         });
         done.push(txn.clone());
@@ -801,7 +849,7 @@ async fn finish_chunk(
         }
     }
     commit_or_release(ib, c).await?;
-    Ok((done, late))
+    Ok(Ended { done, late, unknown })
 }
 
 /// This bank's net positions towards every other bank, in cents (positive: we owe them).

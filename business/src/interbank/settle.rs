@@ -120,6 +120,9 @@ pub enum Refusal {
     Overflow { ibk: Ibk },
     #[error("this attempt was already rolled back")]
     AlreadyAborted,
+    /// The prepare came later than the package's deadline plus the network's clock skew.
+    #[error("the package's deadline passed before this bank was asked")]
+    DeadlinePassed,
 }
 
 /// One package of a prepare batch, as the participant evaluates it.
@@ -254,6 +257,7 @@ impl Refusal {
             Refusal::ConsentExceeded { .. } => E::ConsentExceeded,
             Refusal::Overflow { .. } => E::BalanceOverflow,
             Refusal::AlreadyAborted => E::PackageAborted,
+            Refusal::DeadlinePassed => E::PackageDeadline,
         }
     }
 }

@@ -89,6 +89,14 @@ pub async fn prepare(
         return Err(ApiError::invalid(ErrorCode::CoordinatorMismatch, "a bank prepares only its own packages"));
     }
     check_items(&req)?;
+    let retention = state.interbank.limits.retention;
+    let now = crate::interbank::now_ms();
+    if let Some(it) = req.items.iter().find(|it| retention.too_far(it.deadline_ms, now)) {
+        return Err(ApiError::invalid(
+            ErrorCode::DeadlineInvalid,
+            format!("package {}: a deadline further ahead than any bank may set", it.package),
+        ));
+    }
     Ok(HttpResponse::Ok().json(participant::prepare(&state.interbank, req).await?))
 }
 
@@ -172,7 +180,7 @@ pub async fn rollback(
     path = "/interbank/decision/{txn}",
     tag = "interbank",
     params(("txn" = String, Path)),
-    responses((status = 200, body = crate::interbank::coordinator::DecisionRecord), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "the caller has no part in the package", body = ErrorBody)),
+    responses((status = 200, body = crate::interbank::coordinator::DecisionAnswer), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "the caller has no part in the package", body = ErrorBody)),
     security(("bank" = []))
 )]
 pub async fn decision(
@@ -182,7 +190,7 @@ pub async fn decision(
 ) -> Result<HttpResponse, ApiError> {
     check_txn(&path)?;
     let commit = coordinator::decision(&state.interbank, &path, peer.0).await?;
-    Ok(HttpResponse::Ok().json(coordinator::DecisionRecord { commit }))
+    Ok(HttpResponse::Ok().json(coordinator::DecisionAnswer { commit }))
 }
 
 /// Seed 000's `GET /account/{document}`: the account this document holds here, as a card (a

@@ -9,7 +9,10 @@ pub(super) fn table(t: &mut Table<'_>) {
     let a = t.w.a.ibk();
     // Interbank routes with a valid peer.
 
-    let ops = format!(r#"[{{"from":"2-1","to":"{a}","amount":"1"}}]"#);
+    // Every item carries a deadline a minute ahead, so that each case is refused for what it
+    // names.
+    let deadline = dataserver_api::clock::now_ms() + 60_000;
+    let ops = format!(r#"[{{"from":"2-1","to":"{a}","amount":"1"}}],"deadline_ms":{deadline}"#);
     for (what, m, p, b) in [
         ("token pass: malformed", Method::PUT, "/interbank/token", "{".to_string()),
         ("token pass: epoch a string", Method::PUT, "/interbank/token", r#"{"epoch":"1","seq":0,"from":2}"#.into()),
@@ -42,7 +45,7 @@ pub(super) fn table(t: &mut Table<'_>) {
             Method::POST,
             "/interbank/prepare",
             format!(
-                r#"{{"epoch":99999999999,"coordinator":2,"items":[{{"txn":"p.1","package":"p","author":"2-1","person":null,"ops":[{{"from":"2-1","to":"{a}","amount":"0"}}]}}]}}"#
+                r#"{{"epoch":99999999999,"coordinator":2,"items":[{{"txn":"p.1","package":"p","author":"2-1","person":null,"ops":[{{"from":"2-1","to":"{a}","amount":"0"}}],"deadline_ms":{deadline}}}]}}"#
             ),
         ),
         (
@@ -52,6 +55,21 @@ pub(super) fn table(t: &mut Table<'_>) {
             format!(
                 r#"{{"epoch":99999999999,"coordinator":1,"items":[{{"txn":"p.1","package":"p","author":"2-1","person":null,"ops":{ops}}}]}}"#
             ),
+        ),
+        (
+            "prepare: a deadline a year ahead (its records would be kept for ever)",
+            Method::POST,
+            "/interbank/prepare",
+            format!(
+                r#"{{"epoch":99999999999,"coordinator":2,"items":[{{"txn":"p.1","package":"p","author":"2-1","person":null,"ops":[{{"from":"2-1","to":"{a}","amount":"1"}}],"deadline_ms":{}}}]}}"#,
+                deadline + 365 * 24 * 3_600_000
+            ),
+        ),
+        (
+            "token pass: an epoch past the range (it would wrap the next regeneration)",
+            Method::PUT,
+            "/interbank/token",
+            format!(r#"{{"epoch":{},"seq":0,"from":2}}"#, u64::MAX),
         ),
         (
             "prepare: a huge batch",
