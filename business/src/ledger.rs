@@ -499,7 +499,7 @@ impl Ledger {
         &self,
         touched: &[AccountId],
         extra: Vec<RecordKey>,
-    ) -> Result<(AcquireResponse, Vec<Money>), Outcome> {
+    ) -> Result<(AcquireResponse, Vec<HoldRecord>), Outcome> {
         let mut accounts = touched.to_vec();
         accounts.sort_unstable();
         let mut read: Vec<RecordKey> = touched.iter().map(|a| RecordKey::new(HOLDS, account_key(*a))).collect();
@@ -517,7 +517,7 @@ impl Ledger {
             Err(e) if is_transport(&e) => return Err(Outcome::Again(e.to_string())),
             Err(e) => return Err(Outcome::Final(e.into())),
         };
-        match grant.records[..touched.len()].iter().map(HoldRecord::from_record).collect::<Result<Vec<Money>, _>>() {
+        match grant.records[..touched.len()].iter().map(HoldRecord::from_record).collect::<Result<Vec<_>, _>>() {
             Ok(held) => Ok((grant, held)),
             Err(e) => {
                 let locks: Vec<LockRef> =
@@ -535,20 +535,20 @@ impl Ledger {
         change: &C,
         touched: &[AccountId],
         grant: &AcquireResponse,
-        held: &[Money],
+        held: &[HoldRecord],
         key: Option<&str>,
         request: &serde_json::Value,
         respond: &impl Fn(&Applied) -> R,
     ) -> Result<(R, CommitRequest), ApiError> {
-        let held_of = |a: AccountId| touched.iter().position(|t| *t == a).map_or(Money::ZERO, |i| held[i]);
+        let hold_of = |a: AccountId| touched.iter().position(|t| *t == a).map_or(HoldRecord::default(), |i| held[i]);
         let available = |a: AccountId| {
             let posted = grant.locks.iter().find(|g| g.account == a).and_then(|g| g.amount)?;
-            Some(spendable(a, posted, held_of(a)))
+            Some(spendable(a, posted, hold_of(a).held))
         };
         let balances = change
             .apply(&available)?
             .into_iter()
-            .map(|(a, m)| m.checked_add(held_of(a)).map(|p| (a, p)).ok_or(ApiError::BalanceOverflow(a)))
+            .map(|(a, m)| hold_of(a).posted_after(a, m).map(|p| (a, p)))
             .collect::<Result<Vec<_>, _>>()?;
         let applied = Applied { transaction_id: uuid::Uuid::new_v4().to_string(), balances, at: now_rfc3339() };
         let answer = respond(&applied);

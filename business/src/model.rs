@@ -194,33 +194,56 @@ pub fn open_account_commit(tx_id: String, lock: LockRef, record: &AccountRecord)
 }
 
 /// `holds/{account}`: what two-phase commit has reserved on an account (`held`, never spendable
-/// until the package ends) and how many prepared packages touch it (`inflight`: the account cannot
-/// close while money is promised to or from it). Written only under the account's lease; absent
-/// means nothing held.
+/// until the package ends), the credits promised to it (`incoming`: room below the largest
+/// balance kept for them, so that a commit voted for can never overflow the account), and how
+/// many prepared packages touch it (`inflight`: the account cannot close while money is promised
+/// to or from it). Written only under the account's lease; absent means nothing held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldRecord {
     pub held: Money,
     pub inflight: u32,
+    #[serde(default, skip_serializing_if = "no_money")]
+    pub incoming: Money,
+}
+
+fn no_money(m: &Money) -> bool {
+    m.is_zero()
 }
 
 impl HoldRecord {
     /// Ends one prepared attempt's hold of `amount` on `account`. A prepared attempt's hold is
     /// part of the held total until it ends, so releasing more than is held is a broken store:
     /// crash loudly rather than invent money.
-    pub fn release(&mut self, account: shared::AccountId, amount: shared::Money) {
+    pub fn release(&mut self, account: shared::AccountId, amount: shared::Money, credits: shared::Money) {
         self.held = self
             .held
             .checked_sub(amount)
             .unwrap_or_else(|| panic!("account {account}: releasing a hold of {amount} from {} held", self.held));
+        self.incoming = self.incoming.checked_sub(credits).unwrap_or_else(|| {
+            panic!("account {account}: releasing {credits} of credits from {} promised", self.incoming)
+        });
         self.inflight = self.inflight.saturating_sub(1);
     }
 
-    /// The held amount in a hold record read with a lock grant (`None`: nothing held).
-    pub fn from_record(r: &Option<dataserver_api::Record>) -> Result<Money, crate::error::ApiError> {
+    /// The hold record read with a lock grant (`None`: nothing held).
+    pub fn from_record(r: &Option<dataserver_api::Record>) -> Result<HoldRecord, crate::error::ApiError> {
         match r {
-            None => Ok(Money::ZERO),
-            Some(r) => parse_record::<HoldRecord>(r).map(|h| h.held),
+            None => Ok(HoldRecord::default()),
+            Some(r) => parse_record::<HoldRecord>(r),
         }
+    }
+
+    /// The posted balance of `account` once an operation leaves `available` spendable: the held
+    /// part added back, with room left for the credits promised to it.
+    pub fn posted_after(
+        &self,
+        account: shared::AccountId,
+        available: shared::Money,
+    ) -> Result<shared::Money, crate::error::ApiError> {
+        available
+            .checked_add(self.held)
+            .filter(|posted| posted.checked_add(self.incoming).is_some())
+            .ok_or(crate::error::ApiError::BalanceOverflow(account))
     }
 }
 

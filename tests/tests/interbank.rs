@@ -961,6 +961,42 @@ async fn settled_attempts_are_forgotten_after_their_horizon() {
     settled_and_clean(&c).await;
 }
 
+/// Credits are reserved when voted for (issue 13, defect 5). Before, each prepare checked its
+/// credit alone against the largest balance: two that fit alone were both voted for, and the
+/// second commit, once the package's other banks had committed, could not be applied. Now the
+/// room is kept for credits promised, from other packages and from the bank's own deposits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_voted_for_always_fit() {
+    let (c, _dir) = start(30_000);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let rich = customer(&c, 1, 161, "999999999999999.00").await; // 0.99 below the largest balance
+    let payer = customer(&c, 0, 162, "0").await;
+    let bank2 = c.banks[1].interbank_urls()[0].clone();
+    let view = token_view(&c, 1, &bank2).await;
+    let mut body = prepare_one(&view, 1, "credit0one", &payer, &rich, "0.60");
+    let second = prepare_one(&view, 1, "credit0two", &payer, &rich, "0.60");
+    body["items"].as_array_mut().unwrap().push(second["items"][0].clone());
+    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let votes: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(votes["votes"][0]["vote"], "yes", "{votes}");
+    assert_eq!(votes["votes"][1]["refusal"]["reason"], "overflow", "{votes}");
+    // The bank's own deposit cannot take the room promised either.
+    let e = operator(&c, 1, 0).deposit(rich.ibk(), "0.50").await.expect_err("the room is promised");
+    assert_eq!(e.body.error, shared::ErrorCode::BalanceOverflow, "{e:?}");
+    operator(&c, 1, 1).deposit(rich.ibk(), "0.39").await.unwrap();
+    // The credit voted for commits.
+    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/commit"))
+        .json(&serde_json::json!({ "txns": ["credit0one.0"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["done"], serde_json::json!(["credit0one.0"]));
+    assert_eq!(balance(&c, rich.ibk()).await, Money::MAX);
+    let hold = c.banks[1].ds_client().get_record("holds", &business::model::account_key(rich.ibk().account)).await;
+    assert!(hold.unwrap().is_none(), "nothing promised any more");
+}
+
 /// A cross-bank package from `payee` (bank 1) to `victim` (bank 2), left to settle.
 async fn payee_pays(c: &Cluster, victim: &Customer, payee: &Customer) -> Transaction {
     operator(c, 0, 0).deposit(payee.ibk(), "10").await.unwrap();

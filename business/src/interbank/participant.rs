@@ -104,6 +104,16 @@ pub struct Prepared {
     /// The package's deadline, as its prepare said (0: prepared before deadlines were sent).
     #[serde(default)]
     pub deadline_ms: u64,
+    /// Whether its credits were reserved in `holds/` (false: prepared before credits were).
+    #[serde(default)]
+    pub credits_reserved: bool,
+}
+
+impl Prepared {
+    /// The credits its prepare reserved on `need`'s account.
+    fn reserved_credits(&self, need: &Need) -> Money {
+        if self.credits_reserved { need.credits } else { Money::ZERO }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,6 +406,7 @@ async fn prepare_chunk(
                     Some(AccountView {
                         posted: posted.get(a).copied().flatten().unwrap_or(Money::ZERO),
                         held: hold.0.held,
+                        incoming: hold.0.incoming,
                         pending: !acc.pending.is_empty(),
                         consents,
                     })
@@ -453,11 +464,12 @@ async fn prepare_chunk(
         }
         for (a, need) in &p.needs {
             if let Some((h, _)) = holds.get_mut(a) {
-                h.release(*a, need.hold);
+                h.release(*a, need.hold, p.reserved_credits(need));
                 touched.insert(*a);
             }
             if let Some(Some(view)) = views.get_mut(a) {
                 view.held = view.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
+                view.incoming = view.incoming.checked_sub(p.reserved_credits(need)).unwrap_or(Money::ZERO);
             }
         }
         for u in &p.consents {
@@ -491,6 +503,7 @@ async fn prepare_chunk(
                 for (a, need) in &needs {
                     if let Some((h, _)) = holds.get_mut(a) {
                         h.held = h.held.checked_add(need.hold).unwrap_or(Money::MAX);
+                        h.incoming = h.incoming.checked_add(need.credits).unwrap_or(Money::MAX);
                         h.inflight += 1;
                         touched.insert(*a);
                     }
@@ -504,6 +517,7 @@ async fn prepare_chunk(
                     consents,
                     at_ms: now,
                     deadline_ms: it.deadline_ms,
+                    credits_reserved: true,
                 };
                 commit.records.push(RecordOp::Put {
                     collection: PREPARED.into(),
@@ -785,7 +799,7 @@ async fn finish_chunk(
         }
         for (a, need) in &p.needs {
             if let Some((h, _)) = holds.get_mut(a) {
-                h.release(*a, need.hold);
+                h.release(*a, need.hold, p.reserved_credits(need));
             }
             if commit {
                 let b = balances.entry(*a).or_insert(Money::ZERO);
@@ -815,7 +829,7 @@ async fn finish_chunk(
         done.push(txn.clone());
     }
     for (a, (h, v)) in &holds {
-        let op = if h.inflight == 0 && h.held.is_zero() {
+        let op = if h.inflight == 0 && h.held.is_zero() && h.incoming.is_zero() {
             RecordOp::Delete { collection: HOLDS.into(), key: account_key(*a), if_version: Some(*v) }
         } else {
             RecordOp::Put { collection: HOLDS.into(), key: account_key(*a), value: json(h), if_version: Some(*v) }

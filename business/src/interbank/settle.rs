@@ -94,6 +94,8 @@ pub fn positions(ops: &[WireOp], bank: BankId) -> BTreeMap<BankId, i128> {
 pub struct AccountView {
     pub posted: Money,
     pub held: Money,
+    /// Credits promised to it by packages prepared and not yet ended.
+    pub incoming: Money,
     /// A joint account some holder has not confirmed: it may not be debited.
     pub pending: bool,
     /// Its holders' consents to other banks' debits (updated with each reservation).
@@ -185,14 +187,18 @@ pub fn vote(
                 if available < need.hold {
                     return Err(Refusal::InsufficientFunds { ibk: ibk(*a), available, needed: need.hold });
                 }
-                // The credit must fit too, at the balance's peak.
-                if view.posted.checked_add(need.credits).is_none() {
+                // The credit must fit too, with every credit already promised (issue 13, defect 5:
+                // each alone fitting, two committed could overflow, and the second commit, voted
+                // for, became impossible after the package's other banks had committed).
+                let peak = view.posted.checked_add(view.incoming).and_then(|p| p.checked_add(need.credits));
+                if peak.is_none() {
                     return Err(Refusal::Overflow { ibk: ibk(*a) });
                 }
             }
             for (a, need) in &needs {
                 if let Some(Some(view)) = accounts.get_mut(a) {
                     view.held = view.held.checked_add(need.hold).unwrap_or(Money::MAX);
+                    view.incoming = view.incoming.checked_add(need.credits).unwrap_or(Money::MAX);
                     if let Some(set) = drawn.remove(a) {
                         view.consents = set;
                     }
@@ -339,6 +345,7 @@ mod tests {
         let view = |cents| AccountView {
             posted: Money::from_cents(cents).unwrap(),
             held: Money::ZERO,
+            incoming: Money::ZERO,
             pending: false,
             consents: ConsentSet::default(),
         };
@@ -359,6 +366,19 @@ mod tests {
         // A credit to an unknown account is refused.
         let v = vote(bank(2), bank(1), &[Item { ops: &ops, person: None }], &mut BTreeMap::new(), 0);
         assert!(matches!(v[0], Err(Refusal::AccountNotFound { .. })));
+        // Credits each fitting below the largest balance, but not together: the second is
+        // refused, so a commit voted for can never overflow (nor can one after a credit already
+        // promised by an earlier prepare).
+        let near_max = Money::MAX.cents() - 100;
+        let mut rich = BTreeMap::from([(b.account, Some(view(near_max)))]);
+        let credit = [op(a, b, 60)];
+        let two = [Item { ops: &credit, person: None }, Item { ops: &credit, person: None }];
+        let v = vote(bank(2), bank(1), &two, &mut rich, 0);
+        assert!(v[0].is_ok() && matches!(v[1], Err(Refusal::Overflow { .. })), "{v:?}");
+        let promised = AccountView { incoming: Money::from_cents(60).unwrap(), ..view(near_max) };
+        let mut rich = BTreeMap::from([(b.account, Some(promised))]);
+        let v = vote(bank(2), bank(1), &two[..1], &mut rich, 0);
+        assert!(matches!(v[0], Err(Refusal::Overflow { .. })), "{v:?}");
     }
 
     #[test]

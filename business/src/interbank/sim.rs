@@ -231,6 +231,7 @@ impl Sim {
                 let view = AccountView {
                     posted: Money::from_cents(cfg.opening_cents).unwrap_or(Money::ZERO),
                     held: Money::ZERO,
+                    incoming: Money::ZERO,
                     pending: false,
                     consents: Default::default(),
                 };

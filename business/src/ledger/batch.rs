@@ -71,7 +71,7 @@ pub(crate) enum Fate {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Locked {
     pub posted: Option<Money>,
-    pub held: Money,
+    pub hold: HoldRecord,
 }
 
 /// The operations of one batch decided on the locked read, and the one commit that applies the
@@ -84,8 +84,8 @@ pub(crate) fn plan(
 ) -> (Vec<Fate>, Option<CommitRequest>) {
     // What a debit may spend: posted minus held, exactly as a single operation sees it.
     let mut available: BTreeMap<AccountId, Option<Money>> =
-        locked.iter().map(|(a, l)| (*a, l.posted.map(|p| spendable(*a, p, l.held)))).collect();
-    let held = |a: AccountId| locked.get(&a).map_or(Money::ZERO, |l| l.held);
+        locked.iter().map(|(a, l)| (*a, l.posted.map(|p| spendable(*a, p, l.hold.held)))).collect();
+    let hold = |a: AccountId| locked.get(&a).map_or(HoldRecord::default(), |l| l.hold);
     let at = now_rfc3339();
     let mut fates = Vec::with_capacity(ops.len());
     let mut memo = BatchMemo { operations: Vec::new() };
@@ -113,10 +113,7 @@ pub(crate) fn plan(
         }
         let now = |a: AccountId| available.get(&a).copied().flatten();
         let posted = op.apply(&now).and_then(|avail| {
-            avail
-                .into_iter()
-                .map(|(a, m)| m.checked_add(held(a)).map(|p| (a, m, p)).ok_or(ApiError::BalanceOverflow(a)))
-                .collect::<Result<Vec<_>, _>>()
+            avail.into_iter().map(|(a, m)| hold(a).posted_after(a, m).map(|p| (a, m, p))).collect::<Result<Vec<_>, _>>()
         });
         let changed = match posted {
             Ok(c) => c,
@@ -163,7 +160,7 @@ pub(crate) fn plan(
         .iter()
         .map(|a| {
             let avail = available.get(a).copied().flatten().expect("an applied operation's accounts exist");
-            let posted = avail.checked_add(held(*a)).expect("checked when the operation was applied");
+            let posted = hold(*a).posted_after(*a, avail).expect("checked when the operation was applied");
             dataserver_api::SetAmount { account: *a, amount: posted }
         })
         .collect();
@@ -315,12 +312,12 @@ async fn attempt_batch(ledger: &Ledger, items: &[Item]) -> Result<Vec<Fate>, Ret
     let locks: Vec<LockRef> = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
     let mut locked = BTreeMap::new();
     for (i, a) in accounts.iter().enumerate() {
-        let Ok(held) = HoldRecord::from_record(&grant.records[i]) else {
+        let Ok(hold) = HoldRecord::from_record(&grant.records[i]) else {
             ledger.release(&locks).await;
             return Err(Retry::Alone);
         };
         let posted = grant.locks.iter().find(|g| g.account == *a).and_then(|g| g.amount);
-        locked.insert(*a, Locked { posted, held });
+        locked.insert(*a, Locked { posted, hold });
     }
     let mut stored = vec![None; items.len()];
     for (n, i) in keyed.iter().enumerate() {
@@ -384,7 +381,12 @@ mod tests {
 
     /// The locked read of accounts `(id, posted cents or None, held cents)`.
     fn read(accounts: &[(u64, Option<i64>, i64)]) -> (BTreeMap<AccountId, Locked>, AcquireResponse) {
-        let locked = accounts.iter().map(|(id, p, h)| (a(*id), Locked { posted: p.map(m), held: m(*h) })).collect();
+        let locked = accounts
+            .iter()
+            .map(|(id, p, h)| {
+                (a(*id), Locked { posted: p.map(m), hold: HoldRecord { held: m(*h), ..HoldRecord::default() } })
+            })
+            .collect();
         let grant = AcquireResponse {
             lease_ms: 5_000,
             locks: accounts.iter().map(|(id, p, _)| Grant { account: a(*id), token: *id, amount: p.map(m) }).collect(),
