@@ -61,6 +61,8 @@ pub struct Report {
     /// How fast a refusal was answered (what a caller waits to learn it must wait).
     pub refused_p99_ms: f64,
     pub errors: u64,
+    /// What `check` found once every package settled (it runs at the end of every run).
+    pub violations: Vec<String>,
 }
 
 fn now_ms() -> i64 {
@@ -156,6 +158,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
             }
         }
     }
+    let checked = crate::check::settle_and_check(&cluster.target(), Duration::from_secs(60)).await?;
     if let Some(path) = &args.report {
         let started_ms = window_start - i64::try_from(args.warmup_s * 1000).unwrap_or(0);
         let samples: Vec<crate::report::Sample> = packages
@@ -171,7 +174,6 @@ pub async fn run(args: Args) -> crate::Result<Report> {
                 Some(crate::report::Sample { at_ms, kind, micros: u64::try_from((u - c).max(0)).ok()? * 1000 })
             })
             .collect();
-        let checked = crate::check::settle_and_check(&cluster.target(), Duration::from_secs(60)).await?;
         let mut errors = std::collections::BTreeMap::new();
         let other = totals.refused.saturating_sub(totals.refused_429 + totals.refused_503);
         for (what, n) in [
@@ -235,6 +237,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         refused_503: totals.refused_503,
         refused_p99_ms: totals.refused_ms(0.99),
         errors: totals.errors,
+        violations: checked.violations,
     })
 }
 
@@ -258,6 +261,10 @@ pub fn print(r: &Report, json: bool) {
         "  refused {} (429 {}, 503 {}; answered in p99 {:.1} ms)   errors {}",
         r.refused, r.refused_429, r.refused_503, r.refused_p99_ms, r.errors
     );
+    match r.violations.len() {
+        0 => println!("  check            clean"),
+        n => println!("  check            {n} violations, first: {}", r.violations[0]),
+    }
 }
 
 /// `interbank bench …`: runs and prints the figures.
