@@ -184,6 +184,7 @@ async fn lock_and_read(
     ib: &Interbank,
     accounts: Vec<AccountId>,
     read: Vec<RecordKey>,
+    wait_ms: u64,
 ) -> Result<(Vec<LockRef>, BTreeMap<AccountId, Option<Money>>, Vec<Option<Record>>), ApiError> {
     if accounts.is_empty() {
         let mut records = Vec::with_capacity(read.len());
@@ -195,7 +196,7 @@ async fn lock_and_read(
     let req = AcquireRequest {
         accounts,
         lease_ms: Some(ib.lease_ms),
-        wait_ms: Some(ib.lock_wait_ms),
+        wait_ms: Some(wait_ms),
         request_id: None,
         read,
     };
@@ -248,7 +249,7 @@ pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareRespo
         }
     }
     for chunk in chunks(indexed, |(_, it)| local_accounts(&it.ops, me), ib.limits.batch_accounts_max) {
-        match prepare_chunk(ib, at, chunk.clone()).await {
+        match prepare_chunk(ib, at, chunk.clone(), ib.lock_wait_ms).await {
             Ok(v) => votes.extend(v),
             Err(e @ ApiError::StaleEpoch { .. }) => return Err(e),
             // One busy account must not fail its neighbours (issue 13, defect 5): each package
@@ -256,7 +257,7 @@ pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareRespo
             Err(e) if is_contention(&e) && chunk.len() > 1 => {
                 for item in chunk {
                     let i = item.0;
-                    match prepare_chunk(ib, at, vec![item]).await {
+                    match prepare_chunk(ib, at, vec![item], ALONE_LOCK_WAIT_MS).await {
                         Ok(v) => votes.extend(v),
                         Err(e @ ApiError::StaleEpoch { .. }) => return Err(e),
                         Err(e) => votes.push((i, unevaluated(&e))),
@@ -277,6 +278,12 @@ pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareRespo
     votes.sort_by_key(|(i, _)| *i);
     Ok(PrepareResponse { votes: votes.into_iter().map(|(_, v)| v).collect() })
 }
+
+/// How long a package tried alone, after its chunk met a busy account, waits for its own locks.
+/// The chunk already waited the whole `--lock-wait-ms`: waiting that long again for each busy
+/// account would outlast the coordinator's patience (`--peer-timeout-ms`), and the bank would
+/// look down after all.
+pub const ALONE_LOCK_WAIT_MS: u64 = 50;
 
 /// Whether an error may be one package's own (an account locked by other work, a record changed
 /// under it, a sum that would overflow): worth trying each package alone, unlike an unanswering
@@ -333,6 +340,7 @@ async fn prepare_chunk(
     ib: &Interbank,
     at: Fence,
     items: Vec<(usize, PrepareItem)>,
+    wait_ms: u64,
 ) -> Result<Vec<(usize, Vote)>, ApiError> {
     let me = ib.me;
     let coordinator = at.coordinator;
@@ -363,7 +371,7 @@ async fn prepare_chunk(
     let earlier: Vec<(usize, String)> =
         items.iter().enumerate().flat_map(|(j, (_, it))| earlier_attempts(it).map(move |t| (j, t))).collect();
     read.extend(earlier.iter().map(|(_, t)| RecordKey::new(PREPARED, t.clone())));
-    let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read).await?;
+    let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read, wait_ms).await?;
     let consents_at = 2 * accounts.len() + 2 * items.len();
     let epoch_at = consents_at + debited.len();
     let fence = (|| -> Result<(u64, u64), ApiError> {
@@ -627,7 +635,7 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
         );
         let mut late = Vec::new();
         for batch in batches {
-            match finish_chunk(ib, batch.clone(), commit, by).await {
+            match finish_chunk(ib, batch.clone(), commit, by, ib.lock_wait_ms).await {
                 Ok(ended) => {
                     done.extend(ended.done);
                     late.extend(ended.late);
@@ -636,7 +644,7 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
                 // As in prepare: one busy account delays only the attempts that touch it.
                 Err(e) if is_contention(&e) && batch.len() > 1 => {
                     for one in batch {
-                        match finish_chunk(ib, vec![one], commit, by).await {
+                        match finish_chunk(ib, vec![one], commit, by, ALONE_LOCK_WAIT_MS).await {
                             Ok(ended) => {
                                 done.extend(ended.done);
                                 late.extend(ended.late);
@@ -682,6 +690,7 @@ async fn finish_chunk(
     batch: Vec<(String, Option<Prepared>)>,
     commit: bool,
     by: FinishBy,
+    wait_ms: u64,
 ) -> Result<Ended, ApiError> {
     let accounts: Vec<AccountId> = {
         let s: BTreeSet<AccountId> =
@@ -706,7 +715,7 @@ async fn finish_chunk(
     read.extend(batch.iter().map(|(t, _)| RecordKey::new(OUTCOMES, t.clone())));
     read.extend(peers.iter().map(|b| RecordKey::new(POSITIONS, format!("{:04}", b.get()))));
     read.extend(consented.iter().map(|a| RecordKey::new(CONSENTS, account_key(*a))));
-    let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read).await?;
+    let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read, wait_ms).await?;
     let n = accounts.len();
     let m = batch.len();
     let step = (|| -> Result<_, ApiError> {
