@@ -193,13 +193,7 @@ async fn lock_and_read(
         }
         return Ok((vec![], BTreeMap::new(), records));
     }
-    let req = AcquireRequest {
-        accounts,
-        lease_ms: Some(ib.lease_ms),
-        wait_ms: Some(wait_ms),
-        request_id: None,
-        read,
-    };
+    let req = AcquireRequest { accounts, lease_ms: Some(ib.lease_ms), wait_ms: Some(wait_ms), request_id: None, read };
     let grant = ib.ds.acquire(&req).await.map_err(|e| match e.code() {
         Some(DsCode::Locked) => ApiError::Unavailable(Unavailable::Contended("the accounts are busy")),
         _ => e.into(),
