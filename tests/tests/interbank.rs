@@ -228,7 +228,14 @@ async fn concurrent_packages(kill: bool) {
                         Ok(t) => break Some(t),
                         // Within one bank a package is applied (or refused) at once.
                         Err(e) if e.body.error == shared::ErrorCode::InsufficientFunds => break None,
-                        Err(e) if e.status.is_none() || e.status == Some(StatusCode::SERVICE_UNAVAILABLE) => {
+                        // `account_busy` says to try again too: a replica killed while it held
+                        // an account's lock blocks that account for the lock's lease (5 s), longer
+                        // than a lock wait (2 s), by design.
+                        Err(e)
+                            if e.status.is_none()
+                                || e.status == Some(StatusCode::SERVICE_UNAVAILABLE)
+                                || e.body.error == shared::ErrorCode::AccountBusy =>
+                        {
                             assert!(Instant::now() < until, "submission never answered: {e}");
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
