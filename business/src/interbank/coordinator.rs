@@ -639,6 +639,12 @@ fn parse_undelivered(records: &[dataserver_api::Record]) -> Result<Vec<(String, 
 /// Records looked at in one recovery pass, at most (of `undelivered/`, and of `prepared/`):
 /// a pass goes through every page up to this, then starts again from the first.
 pub const RECOVERY_PASS_RECORDS_MAX: usize = 16_384;
+/// Records of a collection looked at in one garbage-collection pass, at most: a whole
+/// retention's worth of attempts at thousands a second (passes come a quarter retention apart).
+pub const FORGET_PASS_RECORDS_MAX: usize = 4_000_000;
+/// Records per page of a garbage-collection scan (the data server's largest page): also the
+/// most deletes in one of its commits.
+pub const FORGET_PAGE_RECORDS: usize = 1_000;
 /// Decision inquiries to one coordinator in flight at once.
 pub const INQUIRIES_IN_FLIGHT_MAX: usize = 16;
 
@@ -653,6 +659,11 @@ pub async fn recover(ib: Interbank) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(every_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep = Sweep::default();
+    // Garbage is looked for a quarter of the retention at a time, not every pass: a pass scans
+    // the collections, which hold the last retention's worth of attempts, and nothing forgotten
+    // a little late costs anything.
+    let forget_every = std::time::Duration::from_millis((ib.limits.retention.retain_ms / 4).max(every_ms));
+    let mut forgot_at: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
         if let Err(e) = redeliver(&ib).await {
@@ -661,6 +672,10 @@ pub async fn recover(ib: Interbank) {
         if let Err(e) = resolve_in_doubt(&ib).await {
             tracing::warn!(error = %e, "resolving in-doubt packages failed");
         }
+        if forgot_at.is_some_and(|at| at.elapsed() < forget_every) {
+            continue;
+        }
+        forgot_at = Some(std::time::Instant::now());
         if let Err(e) = collect_garbage(&ib, &mut sweep).await {
             tracing::warn!(error = %e, "forgetting old decisions and outcomes failed");
         }
@@ -676,24 +691,37 @@ pub struct Sweep {
 }
 
 /// Deletes the outcomes and decisions past their horizon ([`super::retention`]), up to
-/// [`RECOVERY_PASS_RECORDS_MAX`] looked at in each collection per pass. A decision some bank has
+/// [`FORGET_PASS_RECORDS_MAX`] looked at in each collection per pass. A decision some bank has
 /// not acknowledged stays whatever its age: that bank may still ask for it. Returns how many
 /// records went.
 pub async fn collect_garbage(ib: &Interbank, sweep: &mut Sweep) -> Result<usize, ApiError> {
-    let outcomes = forget(ib, participant::OUTCOMES, &mut sweep.outcomes, false).await?;
-    Ok(outcomes + forget(ib, DECISIONS, &mut sweep.decisions, true).await?)
+    let outcomes = forget(ib, participant::OUTCOMES, &mut sweep.outcomes, None).await?;
+    // The decisions still owed, read once for the pass (few: those waiting for a bank). One
+    // that becomes owed meanwhile, or that a longer list left out, is kept by the commit's own
+    // condition.
+    let mut owed = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    while owed.len() < RECOVERY_PASS_RECORDS_MAX {
+        let page = ib.ds.scan_records(UNDELIVERED, "", cursor.as_deref(), FORGET_PAGE_RECORDS).await?;
+        let Some(last) = page.records.last() else { break };
+        cursor = Some(last.key.clone());
+        owed.extend(page.records.into_iter().map(|r| r.key));
+    }
+    Ok(outcomes + forget(ib, DECISIONS, &mut sweep.decisions, Some(&owed)).await?)
 }
 
+/// Forgets the records of `collection` past their horizon, except those named in `owed` (and
+/// then only on the condition that no `undelivered/` record names them).
 async fn forget(
     ib: &Interbank,
     collection: &str,
     cursor: &mut Option<String>,
-    unless_undelivered: bool,
+    owed: Option<&BTreeSet<String>>,
 ) -> Result<usize, ApiError> {
     let now = now_ms();
     let (mut seen, mut deleted) = (0, 0);
-    while seen < RECOVERY_PASS_RECORDS_MAX {
-        let page = ib.ds.scan_records(collection, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
+    while seen < FORGET_PASS_RECORDS_MAX {
+        let page = ib.ds.scan_records(collection, "", cursor.as_deref(), FORGET_PAGE_RECORDS).await?;
         let Some(last) = page.records.last() else {
             *cursor = None;
             break;
@@ -703,13 +731,12 @@ async fn forget(
         let forget_after = |r: &&dataserver_api::Record| {
             r.value.get("forget_after_ms").and_then(serde_json::Value::as_u64).unwrap_or(0)
         };
-        let mut gone: Vec<&dataserver_api::Record> =
-            page.records.iter().filter(|r| super::retention::Retention::forgotten(forget_after(r), now)).collect();
-        if unless_undelivered && !gone.is_empty() {
-            let owed = join_all(gone.iter().map(|r| ib.ds.get_record(UNDELIVERED, &r.key))).await;
-            let mut owed = owed.into_iter();
-            gone.retain(|_| matches!(owed.next(), Some(Ok(None))));
-        }
+        let gone: Vec<&dataserver_api::Record> = page
+            .records
+            .iter()
+            .filter(|r| super::retention::Retention::forgotten(forget_after(r), now))
+            .filter(|r| owed.is_none_or(|o| !o.contains(&r.key)))
+            .collect();
         if gone.is_empty() {
             continue;
         }
@@ -720,7 +747,7 @@ async fn forget(
                 key: r.key.clone(),
                 if_version: Some(r.version),
             });
-            if unless_undelivered {
+            if owed.is_some() {
                 c.records.push(RecordOp::Check { collection: UNDELIVERED.into(), key: r.key.clone(), if_version: 0 });
             }
         }

@@ -295,10 +295,19 @@ fn unevaluated(e: &ApiError) -> Vote {
 
 /// The highest epoch this bank accepted.
 async fn current_epoch(ib: &Interbank) -> Result<u64, ApiError> {
-    match ib.ds.get_record(RING, RING_EPOCH).await? {
-        Some(r) => Ok(parse::<EpochRecord>(&r)?.epoch),
-        None => Ok(ring_state(ib).await?.0.token.epoch),
-    }
+    let (epoch, state) =
+        futures::future::try_join(ib.ds.get_record(RING, RING_EPOCH), ib.ds.get_record(RING, RING_STATE)).await?;
+    epoch_of(&epoch, &state)
+}
+
+/// The highest epoch accepted, from `ring/epoch` and `ring/state` as read: before the first
+/// epoch record (a bank upgraded in place), the ring state's token.
+fn epoch_of(epoch: &Option<Record>, state: &Option<Record>) -> Result<u64, ApiError> {
+    Ok(match (epoch, state) {
+        (Some(r), _) => parse::<EpochRecord>(r)?.epoch,
+        (None, Some(r)) => parse::<ring::RingState>(r)?.token.epoch,
+        (None, None) => 0,
+    })
 }
 
 /// When the outcome of an attempt due by `deadline_ms` may be forgotten (0, kept, for an
@@ -368,15 +377,8 @@ async fn prepare_chunk(
     let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read, wait_ms).await?;
     let consents_at = 2 * accounts.len() + 2 * items.len();
     let epoch_at = consents_at + debited.len();
-    let fence = (|| -> Result<(u64, u64), ApiError> {
-        // Before the first epoch record (a bank upgraded in place), the ring state's token.
-        let current = match (&records[epoch_at], &records[epoch_at + 1]) {
-            (Some(r), _) => parse::<EpochRecord>(r)?.epoch,
-            (None, Some(r)) => parse::<ring::RingState>(r)?.token.epoch,
-            (None, None) => 0,
-        };
-        Ok((current, records[epoch_at].as_ref().map_or(0, |r| r.version)))
-    })();
+    let fence = epoch_of(&records[epoch_at], &records[epoch_at + 1])
+        .map(|current| (current, records[epoch_at].as_ref().map_or(0, |r| r.version)));
     let epoch_version = match fence {
         Ok((current, _)) if current > at.epoch => {
             let _ = ib.ds.release(&locks).await;
