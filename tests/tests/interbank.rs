@@ -614,6 +614,22 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(balance(&c, victim.ibk()).await, before, "bank 3 moved none of the victim's money");
+
+    // A later attempt ends the earlier ones of its package (issue 13, defect 3), but only its own
+    // coordinator's: bank 3 naming attempt 2 of bank 1's package ends nothing of bank 1's.
+    let view = token_view(&c, 1, &bank2).await;
+    let mut first = prepare_one(&view, 1, "superseded0guard", &victim, &payee, "10");
+    first["items"][0]["txn"] = serde_json::json!("superseded0guard.1");
+    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&first).send().await.unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["votes"][0]["vote"], "yes");
+    let mut forged = prepare_one(&view, 3, "superseded0guard", &victim, &thief, "10");
+    forged["items"][0]["txn"] = serde_json::json!("superseded0guard.2");
+    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&forged).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        ds2.get_record("prepared", "superseded0guard.1").await.unwrap().is_some(),
+        "bank 1's attempt is still prepared"
+    );
 }
 
 /// Two customers of bank 2 with 100 each, both consenting to debits by bank 1, and a payee at
