@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use business::{Application, Settings};
 use clap::Parser;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     if let Some(flag) = shared::cli::secret_flag(std::env::args(), &["--operator-key", "--dataserver-key"]) {

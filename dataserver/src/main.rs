@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use dataserver::{Application, Settings};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     if let Some(flag) = shared::cli::secret_flag(std::env::args(), &["--key"]) {

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tools::{bench, check, load, reliability, seed, up};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "interbank", version, about = "InterBank operator tool: the local network, load, checks, benchmarks")]
 struct Cli {
