@@ -405,7 +405,8 @@ impl Accounts {
                 if_version: Some(version),
             });
             commit.records.push(pending_marker(&record));
-            commit.memo = Some(serde_json::json!({ "kind": "joint_consent", "account": id }));
+            commit.memo =
+                Some(dataserver_api::Memo::of(&serde_json::json!({ "kind": "joint_consent", "account": id })));
             match self.ds.commit(&commit).await {
                 Ok(_) => return self.view(record).await,
                 Err(e) if e.code() == Some(DsCode::ConditionFailed) => continue, // another holder at once
@@ -488,7 +489,8 @@ impl Accounts {
                 });
             }
         }
-        commit.memo = Some(serde_json::json!({ "kind": "close_account", "account": target.id }));
+        commit.memo =
+            Some(dataserver_api::Memo::of(&serde_json::json!({ "kind": "close_account", "account": target.id })));
         if let Err(e) = self.ds.commit(&commit).await {
             let _ = self.ds.release(&[lock]).await;
             return Err(e.into());
@@ -516,13 +518,13 @@ impl Accounts {
         for e in journal.entries {
             let Some(change) = e.changes.iter().find(|c| c.account == account) else { continue };
             if let Some(memo) = &e.memo
-                && let Ok(settled) = serde_json::from_value::<SettlementMemo>(memo.clone())
+                && let Ok(settled) = memo.parse::<SettlementMemo>()
             {
                 transactions.extend(settlement_entries(self.bank, account, change.before, &settled, &e.at));
                 continue;
             }
             if let Some(memo) = &e.memo
-                && let Ok(batch) = serde_json::from_value::<crate::ledger::BatchMemo>(memo.clone())
+                && let Ok(batch) = memo.parse::<crate::ledger::BatchMemo>()
             {
                 transactions.extend(Self::batch_entries(ibk, account, batch, &e.at));
                 continue;
@@ -565,11 +567,11 @@ impl Accounts {
         e: dataserver_api::JournalEntry,
     ) -> Option<StatementEntry> {
         let balance = e.changes.iter().find(|c| c.account == account)?.after;
-        let memo = e.memo.clone()?;
-        if let Ok(p) = serde_json::from_value::<crate::ledger::Package>(memo.clone()) {
+        let memo = e.memo.as_ref()?;
+        if let Ok(p) = memo.parse::<crate::ledger::Package>() {
             return Some(StatementEntry::new(p.transaction(&e.at), balance, ibk(account)));
         }
-        let op: crate::ledger::Op = serde_json::from_value(memo).ok()?;
+        let op: crate::ledger::Op = memo.parse().ok()?;
         Some(Self::op_entry(&ibk, account, op, e.tx_id, &e.at, balance))
     }
 

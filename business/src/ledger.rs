@@ -566,7 +566,7 @@ impl Ledger {
         if let Some(key) = key {
             commit.records.push(idempotency_put(key, request.clone(), crate::model::json(&answer)));
         }
-        commit.memo = Some(request.clone());
+        commit.memo = Some(dataserver_api::Memo::of(&request));
         Ok((answer, commit))
     }
 

@@ -189,7 +189,7 @@ pub fn open_account_commit(tx_id: String, lock: LockRef, record: &AccountRecord)
     if !record.pending.is_empty() {
         c.records.push(pending_marker(record));
     }
-    c.memo = Some(serde_json::json!({ "kind": "open_account" }));
+    c.memo = Some(dataserver_api::Memo::of(&serde_json::json!({ "kind": "open_account" })));
     c
 }
 

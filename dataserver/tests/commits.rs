@@ -46,7 +46,7 @@ async fn batch_commit_is_all_or_nothing() {
 
     // The leases survived the refusal, so the holder can correct and commit.
     tx.records = vec![put("transfers", "transfer-1", json!({"from": 1, "to": 2}), Some(0))];
-    tx.memo = Some(json!({"kind": "transfer"}));
+    tx.memo = Some(dataserver_api::Memo::of(&json!({"kind": "transfer"})));
     let ok = c.commit(&tx).await.unwrap();
     assert_eq!(ok.journal_seq, Some(1));
     assert_eq!(ok.amounts.len(), 2);
@@ -61,7 +61,7 @@ async fn batch_commit_is_all_or_nothing() {
     let page = c.account_journal(acc(2), None, 10).await.unwrap();
     assert_eq!(page.entries.len(), 1);
     assert_eq!(page.entries[0].changes.len(), 2);
-    assert_eq!(page.entries[0].memo, Some(json!({"kind": "transfer"})));
+    assert_eq!(page.entries[0].memo.as_ref().map(|m| m.kind()), Some(Some("transfer".to_string())));
     assert_eq!(c.get_record("transfers", "transfer-1").await.unwrap().unwrap().value, json!({"from": 1, "to": 2}));
 }
 

@@ -127,9 +127,9 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                     delta += after - before.unwrap_or(0);
                     replay.insert(c.account, after);
                 }
-                let kind = e.memo.as_ref().and_then(|m| m.get("kind")).and_then(|k| k.as_str()).unwrap_or("");
+                let kind = e.memo.as_ref().and_then(|m| m.kind()).unwrap_or_default();
                 if kind == "interbank"
-                    && let Some(Ok(memo)) = e.memo.clone().map(serde_json::from_value::<SettlementMemo>)
+                    && let Some(Ok(memo)) = e.memo.as_ref().map(|m| m.parse::<SettlementMemo>())
                 {
                     for o in memo.entries.iter().flat_map(|p| &p.ops).filter(|o| o.from.bank == b.id) {
                         *settled_debits.entry(o.from.account).or_insert(0) += i128::from(o.amount.money().cents());
@@ -137,7 +137,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                 }
                 if kind == "batch" {
                     // A replica's batch: its deposits and withdrawals move the total, nothing else.
-                    match e.memo.clone().map(serde_json::from_value::<business::ledger::BatchMemo>) {
+                    match e.memo.as_ref().map(|m| m.parse::<business::ledger::BatchMemo>()) {
                         Some(Ok(batch)) => {
                             let (mut dep, mut wd) = (0i128, 0i128);
                             for o in &batch.operations {
@@ -166,7 +166,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                     seq = e.seq;
                     continue;
                 }
-                match kind {
+                match kind.as_str() {
                     "deposit" => fig.deposits_cents += delta,
                     "withdrawal" => fig.withdrawals_cents -= delta,
                     "interbank" => fig.interbank_cents += delta,

@@ -864,7 +864,7 @@ async fn finish_chunk(
         }
         c.set = moved.iter().map(|a| SetAmount { account: *a, amount: balances[a] }).collect();
         if !memo.entries.is_empty() {
-            c.memo = Some(json(&memo));
+            c.memo = Some(dataserver_api::Memo::of(&memo));
         }
     }
     commit_or_release(ib, c).await?;

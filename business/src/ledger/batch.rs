@@ -169,7 +169,7 @@ pub(crate) fn plan(
     conditions.extend(debited.into_iter().map(crate::model::not_pending));
     conditions.extend(records);
     commit.records = conditions;
-    commit.memo = Some(json(&memo));
+    commit.memo = Some(dataserver_api::Memo::of(&memo));
     (fates, Some(commit))
 }
 
@@ -418,7 +418,7 @@ mod tests {
         assert_eq!(r.balances, vec![AccountBalance { account: a(2), balance: m(699) }]);
         let commit = commit.unwrap();
         assert_eq!(set_of(&commit), vec![(a(1), m(300)), (a(2), m(699))]);
-        let memo: BatchMemo = serde_json::from_value(commit.memo.clone().unwrap()).unwrap();
+        let memo: BatchMemo = commit.memo.as_ref().unwrap().parse().unwrap();
         assert_eq!(memo.operations.len(), 2, "only applied operations are journaled");
         assert_eq!(commit.locks.len(), 2, "every lock is presented and released by the commit");
     }

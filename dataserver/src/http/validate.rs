@@ -146,7 +146,7 @@ pub(crate) fn validate_commit(state: &AppState, req: &CommitRequest) -> Result<(
         }
     }
     if let Some(memo) = &req.memo
-        && json_len(memo) > MEMO_BYTES_MAX
+        && memo.as_str().len() > MEMO_BYTES_MAX
     {
         return Err(ApiError::invalid(ErrorCode::MemoTooLarge, format!("memo may be at most {MEMO_BYTES_MAX} bytes")));
     }
