@@ -133,6 +133,11 @@ async fn auth_and_bad_input_on_every_endpoint() {
         (Method::POST, "/balance/1", None, Cred::Operator, 405, ErrorCode::MethodNotAllowed),
         (Method::PUT, "/api/accounts", None, Cred::None, 405, ErrorCode::MethodNotAllowed),
         (Method::GET, "/nowhere", None, Cred::None, 404, ErrorCode::NotFound),
+        // Under a route scope (`/interbank`, `/transfer`, ...), a path none of its routes takes
+        // is the same JSON 404, not actix's bare one.
+        (Method::GET, "/interbank/nowhere", None, Cred::None, 404, ErrorCode::NotFound),
+        (Method::POST, "/transfer/1/2", None, Cred::Operator, 404, ErrorCode::NotFound),
+        (Method::GET, "/transfer/1/2/3", None, Cred::Operator, 405, ErrorCode::MethodNotAllowed),
         (Method::POST, "/deposit/1/1.234", None, Cred::Operator, 400, ErrorCode::AmountTooPrecise),
         (Method::POST, "/transfer/1/-2/1", None, Cred::Operator, 400, ErrorCode::AccountIdInvalid),
     ];

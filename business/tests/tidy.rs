@@ -27,11 +27,17 @@ fn every_route_is_in_the_openapi_document() {
     let mut routes = 0;
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable file");
+        let scopes = scopes(&text);
+        let mut at = 0;
         for piece in text.split("resource(\"").skip(1) {
+            at = text[at..].find("resource(\"").map_or(at, |i| at + i + 1);
             let Some((path, rest)) = piece.split_once('"') else { continue };
             if !path.starts_with('/') {
                 continue;
             }
+            let prefix = scopes.iter().find(|(range, _)| range.contains(&at)).map_or("", |(_, p)| p.as_str());
+            let path = format!("{prefix}{path}");
+            let path = path.as_str();
             routes += 1;
             let documented = paths.get(path).unwrap_or_else(|| panic!("{path} ({}) is not documented", file.display()));
             // The methods chained on this resource, up to the next one.
@@ -45,4 +51,46 @@ fn every_route_is_in_the_openapi_document() {
     }
     assert!(routes >= 30, "found the routes ({routes})");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "an OpenAPI 3 document");
+}
+
+/// Each `web::scope("P")` of a routes file: the byte range of the argument it is passed in
+/// (up to the matching parenthesis) and its prefix P, which the resources in it are under.
+fn scopes(text: &str) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut found = Vec::new();
+    for (start, _) in text.match_indices("web::scope(\"") {
+        let prefix = text[start + "web::scope(\"".len()..].split('"').next().unwrap_or("").to_string();
+        let mut depth = 0usize;
+        let mut end = text.len();
+        for (i, c) in text[start..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' if depth == 1 => {
+                    // The scope's own call closed; the chain goes on to the `.service(` call
+                    // that takes it, whose closing parenthesis ends the scope.
+                    let after = &text[start + i + 1..];
+                    end = start + i + 1 + close_of_chain(after);
+                    break;
+                }
+                ')' => depth -= 1,
+                _ => {}
+            }
+        }
+        found.push((start..end, prefix));
+    }
+    found
+}
+
+/// Where a method chain (`.service(..).service(..)`) passed as an argument ends: at the first
+/// `)` that closes more than it opened.
+fn close_of_chain(text: &str) -> usize {
+    let mut depth = 0i64;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return i,
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    text.len()
 }

@@ -104,9 +104,14 @@ pub async fn balance(
     Ok(HttpResponse::Ok().json(AccountBalance { account, balance }))
 }
 
+/// Each route under a scope of its static first segment: a call passes the others with a
+/// prefix comparison and meets one regex, its own (actix matches dynamic paths by regex, in
+/// the order registered).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/deposit/{account}/{amount}").route(web::post().to(deposit)))
-        .service(resource("/withdrawal/{account}/{amount}").route(web::post().to(withdrawal)))
-        .service(resource("/transfer/{origin}/{target}/{amount}").route(web::post().to(transfer)))
-        .service(resource("/balance/{account}").route(web::get().to(balance)));
+    cfg.service(web::scope("/deposit").service(resource("/{account}/{amount}").route(web::post().to(deposit))))
+        .service(web::scope("/withdrawal").service(resource("/{account}/{amount}").route(web::post().to(withdrawal))))
+        .service(
+            web::scope("/transfer").service(resource("/{origin}/{target}/{amount}").route(web::post().to(transfer))),
+        )
+        .service(web::scope("/balance").service(resource("/{account}").route(web::get().to(balance))));
 }
