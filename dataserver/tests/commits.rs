@@ -46,6 +46,15 @@ async fn batch_commit_is_all_or_nothing() {
 
     // The leases survived the refusal, so the holder can correct and commit.
     tx.records = vec![put("transfers", "transfer-1", json!({"from": 1, "to": 2}), Some(0))];
+    // A memo is bounded as sent (it is stored as the text it arrived in): one byte past the
+    // bound is refused and writes nothing.
+    let bound = 256 << 10;
+    let quoted = |n: usize| dataserver_api::Memo::of(&"m".repeat(n - 2));
+    tx.memo = Some(quoted(bound + 1));
+    let e = c.commit(&tx).await.unwrap_err();
+    assert_eq!(e.code(), Some(dataserver_api::ErrorCode::MemoTooLarge));
+    let health = c.health().await.unwrap();
+    assert_eq!((health.accounts, health.journal_seq), (0, 0), "a refused memo wrote nothing");
     tx.memo = Some(dataserver_api::Memo::of(&json!({"kind": "transfer"})));
     let ok = c.commit(&tx).await.unwrap();
     assert_eq!(ok.journal_seq, Some(1));
