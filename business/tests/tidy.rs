@@ -53,44 +53,27 @@ fn every_route_is_in_the_openapi_document() {
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "an OpenAPI 3 document");
 }
 
-/// Each `web::scope("P")` of a routes file: the byte range of the argument it is passed in
-/// (up to the matching parenthesis) and its prefix P, which the resources in it are under.
+/// Each `web::scope("P")` of a routes file: the byte range of the `.service(` call it is passed
+/// to (up to that call's matching parenthesis) and its prefix P, which the resources in it are under.
 fn scopes(text: &str) -> Vec<(std::ops::Range<usize>, String)> {
     let mut found = Vec::new();
-    for (start, _) in text.match_indices("web::scope(\"") {
-        let prefix = text[start + "web::scope(\"".len()..].split('"').next().unwrap_or("").to_string();
+    for (at, _) in text.match_indices("web::scope(\"") {
+        let prefix = text[at + "web::scope(\"".len()..].split('"').next().unwrap_or("").to_string();
+        let open = text[..at].rfind('(').unwrap_or(at);
         let mut depth = 0usize;
         let mut end = text.len();
-        for (i, c) in text[start..].char_indices() {
+        for (i, c) in text[open..].char_indices() {
             match c {
                 '(' => depth += 1,
                 ')' if depth == 1 => {
-                    // The scope's own call closed; the chain goes on to the `.service(` call
-                    // that takes it, whose closing parenthesis ends the scope.
-                    let after = &text[start + i + 1..];
-                    end = start + i + 1 + close_of_chain(after);
+                    end = open + i;
                     break;
                 }
                 ')' => depth -= 1,
                 _ => {}
             }
         }
-        found.push((start..end, prefix));
+        found.push((open..end, prefix));
     }
     found
-}
-
-/// Where a method chain (`.service(..).service(..)`) passed as an argument ends: at the first
-/// `)` that closes more than it opened.
-fn close_of_chain(text: &str) -> usize {
-    let mut depth = 0i64;
-    for (i, c) in text.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' if depth == 0 => return i,
-            ')' => depth -= 1,
-            _ => {}
-        }
-    }
-    text.len()
 }

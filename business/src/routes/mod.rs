@@ -15,10 +15,11 @@ pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-/// Settlement's bank-to-bank calls first: actix tries each resource in order and matches a
-/// dynamic one with a regex, and these (mostly static paths, all under `/interbank` or
-/// `/account/`, which no other pattern matches) are the hot calls of a package. The rest keep
-/// their order, which matters: `/api/payments/deposit` must come before `/api/payments/{id}`.
+/// Settlement's bank-to-bank calls first, then the teller's: actix tries each resource in order
+/// and matches a dynamic one with a regex, so the hot calls come early and sit under scopes of
+/// their static first segment (a call passes a scope that is not its own with one prefix
+/// comparison). The rest keep their order, which matters: `/api/payments/deposit` must come
+/// before `/api/payments/{id}`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     interbank::configure(cfg);
     operator::configure(cfg);
