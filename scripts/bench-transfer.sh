@@ -19,5 +19,8 @@ pg = float(sys.argv[1]); r = json.loads(sys.argv[2])
 print(f"PostgreSQL (pgbench, fsync on): {pg:10.0f} transfers/s")
 print(f"InterBank POST /transfer:       {r['transfers_per_s']:10.0f} transfers/s   p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
       f"({r['refused']} refused, {r['errors']} errors)")
+c = r.get('cpu_us_per_transfer')
+if c:
+    print(f"CPU per transfer (µs): data server {c['dataserver']:.0f}, replicas {c['replicas']:.0f}, load generator {c['load_generator']:.0f}")
 print(f"ratio: {r['transfers_per_s'] / pg:.2f}x")
 PY

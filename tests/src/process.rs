@@ -213,6 +213,21 @@ pub fn binary(name: &str) -> Result<PathBuf, crate::Error> {
     sibling_binary(name).ok_or_else(|| crate::Error::NoBinary(name.to_string()))
 }
 
+/// CPU time a process has used so far, user and system, all its threads, in microseconds
+/// (Linux `/proc/{pid}/stat`; `None` elsewhere or once it has exited). The kernel reports it in
+/// USER_HZ ticks, which Linux fixes at 100 per second for user space on every architecture, so
+/// the resolution is 10 ms: meaningful over a benchmark's seconds, not for one request.
+pub fn cpu_us(pid: u32) -> Option<u64> {
+    const USER_HZ: u64 = 100;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 1_000_000 / USER_HZ)
+}
+
 /// Resident set size of a process, in bytes (Linux `/proc`).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -56,8 +56,28 @@ pub struct Report {
     pub max_ms: f64,
     pub refused: u64,
     pub errors: u64,
+    /// CPU time per transfer in the measured window, by process (Linux only): where the
+    /// machine's cores go, the first thing a profile pass asks.
+    pub cpu_us_per_transfer: Option<CpuPerTransfer>,
     /// `interbank check` on the bank afterwards: what it found wrong (nothing, or the run failed).
     pub check_violations: Vec<String>,
+}
+
+/// Microseconds of CPU (user + system, all threads) per transfer, by process.
+#[derive(Debug, serde::Serialize)]
+pub struct CpuPerTransfer {
+    pub dataserver: f64,
+    /// All replicas together.
+    pub replicas: f64,
+    /// This process: the connections that offer the load.
+    pub load_generator: f64,
+}
+
+/// CPU used so far by the data server, the replicas together and this process.
+fn cpu_now(ds: u32, replicas: &[Child]) -> Option<[u64; 3]> {
+    let cpu = harness::process::cpu_us;
+    let replicas = replicas.iter().map(|c| cpu(c.id())).sum::<Option<u64>>()?;
+    Some([cpu(ds)?, replicas, cpu(std::process::id())?])
 }
 
 struct Guard(Vec<Child>);
@@ -144,8 +164,17 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         (http, outcome)
     });
     load.warm_up(Duration::from_secs(args.shape.warmup_s)).await;
+    let cpu_before = cpu_now(ds.pid(), &guard.0);
     load.measure(args.shape.duration_s).await;
+    let cpu_after = cpu_now(ds.pid(), &guard.0);
     let totals = load.finish().await?;
+    let per_transfer =
+        |i: usize, a: &[u64; 3], b: &[u64; 3]| b[i].saturating_sub(a[i]) as f64 / totals.ok.max(1) as f64;
+    let cpu_us_per_transfer = cpu_before.zip(cpu_after).map(|(a, b)| CpuPerTransfer {
+        dataserver: per_transfer(0, &a, &b),
+        replicas: per_transfer(1, &a, &b),
+        load_generator: per_transfer(2, &a, &b),
+    });
     // The figures count only if the books still balance: journal replay equals every amount,
     // and transfers created or destroyed no money.
     let access = crate::check::BankAccess {
@@ -171,6 +200,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         max_ms: totals.max_ms(),
         refused: totals.refused,
         errors: totals.errors,
+        cpu_us_per_transfer,
         check_violations: check.violations,
     })
 }
@@ -189,6 +219,12 @@ pub fn print(r: &Report, json: bool) {
         r.transfers_per_s, r.transfers, r.duration_s, r.refused, r.errors
     );
     println!("  latency (ms)   p50 {:.2}  p99 {:.2}  max {:.2}", r.p50_ms, r.p99_ms, r.max_ms);
+    if let Some(c) = &r.cpu_us_per_transfer {
+        println!(
+            "  CPU (µs/transfer) data server {:.0}  replicas {:.0}  load generator {:.0}",
+            c.dataserver, c.replicas, c.load_generator
+        );
+    }
     if r.check_violations.is_empty() {
         println!("  check          clean (journal replay = amounts, money conserved)");
     } else {
