@@ -90,7 +90,11 @@ pub(crate) async fn acquire(state: &AppState, business: BusinessId, req: Acquire
     } else {
         let store = state.store.clone();
         let keys: Vec<(String, String)> = req.read.into_iter().map(|r| (r.collection, r.key)).collect();
-        blocking(move || store.get_records(&keys)).await?
+        if store.reads_inline() {
+            store.get_records(&keys)?
+        } else {
+            blocking(move || store.get_records(&keys)).await?
+        }
     };
     Ok(AcquireResponse { lease_ms: u64::try_from(lease_d.as_millis()).unwrap_or(u64::MAX), locks, records })
 }
