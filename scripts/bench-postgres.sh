@@ -12,9 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
-bench=$(realpath ../shared/bench)
-[ -f "$bench/pg_transfer.sql" ] || { echo "bench-postgres: $bench/pg_transfer.sql not found" >&2; exit 1; }
-bash "$bench/pg_setup.sh"
+source scripts/lib/pgbench.sh
+pgbench_setup bench-postgres
 # A local benchmark password for the loopback connections of our data server (Debian's cluster
 # asks for one on 127.0.0.1); it goes to the data server in the environment, never on a command line.
 su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'bench-only-password'\""
@@ -23,7 +22,7 @@ fresh_db() {
   export INTERBANK_BENCH_DATABASE_URL="postgres://postgres:bench-only-password@127.0.0.1:5432/interbank_bench"
 }
 cargo build --release --workspace --bins -q
-pg_tps=$(su postgres -c "pgbench -n -c 64 -j 2 -T $secs -f $bench/pg_transfer.sql bankbench" | awk '/^tps/ {print $3; exit}')
+pg_tps=$(pgbench_transfer_tps "$secs")
 unset INTERBANK_BENCH_DATABASE_URL
 ds_embedded=$(target/release/interbank bench dataserver --connections 64 --batch 16 --duration-s "$secs" --json)
 fresh_db

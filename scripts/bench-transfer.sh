@@ -7,10 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
-bench=$(realpath ../shared/bench)
-[ -f "$bench/pg_transfer.sql" ] || { echo "bench-transfer: $bench/pg_transfer.sql not found" >&2; exit 1; }
-bash "$bench/pg_setup.sh"
-pg_tps=$(su postgres -c "pgbench -n -c 64 -j 2 -T $secs -f $bench/pg_transfer.sql bankbench" | awk '/^tps/ {print $3; exit}')
+source scripts/lib/pgbench.sh
+pgbench_setup bench-transfer
+pg_tps=$(pgbench_transfer_tps "$secs")
 cargo build --release --workspace --bins -q
 ours=$(target/release/interbank bench transfer --duration-s "$secs" --json)
 python3 - "$pg_tps" "$ours" <<'PY'
