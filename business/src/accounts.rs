@@ -22,6 +22,18 @@ use crate::interbank::participant::SettlementMemo;
 use crate::model::*;
 use crate::model::{ACCOUNT_SESSIONS, SessionIndex};
 
+/// What a journal entry's memo says it was, read once per entry: every memo this bank writes
+/// carries its `kind` (`interbank`, `batch`, `package`, `deposit`/`withdrawal`/`transfer`), so
+/// the first variant whose tag matches is the one.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JournalMemo {
+    Settlement(SettlementMemo),
+    Batch(crate::ledger::BatchMemo),
+    Package(crate::ledger::Package),
+    Op(crate::ledger::Op),
+}
+
 /// Which page of a statement: `limit` lines before the journal position `before`, and the
 /// authored packages after the index key `packages_before` (each cursor from the page before).
 #[derive(Debug, Clone, Default)]
@@ -517,19 +529,20 @@ impl Accounts {
         let mut transactions = Vec::new();
         for e in journal.entries {
             let Some(change) = e.changes.iter().find(|c| c.account == account) else { continue };
-            if let Some(memo) = &e.memo
-                && let Ok(settled) = memo.parse::<SettlementMemo>()
-            {
-                transactions.extend(settlement_entries(self.bank, account, change.before, &settled, &e.at));
-                continue;
+            let before = change.before;
+            let balance = change.after;
+            // A memo that is none of ours (an opening) is not an operation: no line.
+            let Some(Ok(memo)) = e.memo.as_ref().map(|m| m.parse::<JournalMemo>()) else { continue };
+            match memo {
+                JournalMemo::Settlement(settled) => {
+                    transactions.extend(settlement_entries(self.bank, account, before, &settled, &e.at));
+                }
+                JournalMemo::Batch(batch) => transactions.extend(Self::batch_entries(ibk, account, batch, &e.at)),
+                JournalMemo::Package(p) => {
+                    transactions.push(StatementEntry::new(p.transaction(&e.at), balance, ibk(account)));
+                }
+                JournalMemo::Op(op) => transactions.push(Self::op_entry(&ibk, account, op, e.tx_id, &e.at, balance)),
             }
-            if let Some(memo) = &e.memo
-                && let Ok(batch) = memo.parse::<crate::ledger::BatchMemo>()
-            {
-                transactions.extend(Self::batch_entries(ibk, account, batch, &e.at));
-                continue;
-            }
-            transactions.extend(Self::operation_entry(ibk, account, e));
         }
         self.name_counterparts(&mut transactions).await?;
         let ids: Vec<crate::model::AccountPackage> =
@@ -559,20 +572,6 @@ impl Accounts {
             }
         }
         Ok(())
-    }
-
-    fn operation_entry(
-        ibk: impl Fn(AccountId) -> Ibk,
-        account: AccountId,
-        e: dataserver_api::JournalEntry,
-    ) -> Option<StatementEntry> {
-        let balance = e.changes.iter().find(|c| c.account == account)?.after;
-        let memo = e.memo.as_ref()?;
-        if let Ok(p) = memo.parse::<crate::ledger::Package>() {
-            return Some(StatementEntry::new(p.transaction(&e.at), balance, ibk(account)));
-        }
-        let op: crate::ledger::Op = memo.parse().ok()?;
-        Some(Self::op_entry(&ibk, account, op, e.tx_id, &e.at, balance))
     }
 
     /// The lines of a batch's journal entry that concern `account`, newest first, each with the
