@@ -124,3 +124,33 @@ fn error_codes_are_never_spelt_as_strings() {
     }
     assert!(found.is_empty(), "use the ErrorCode enums, not strings:\n{}", found.join("\n"));
 }
+
+/// Architecture Invariant: the simulation runs the servers' protocol code, not a copy of it. It
+/// reaches the rules that decide (a round's decisions, a token's acceptance, the tick, presumed
+/// abort, a participant's known attempts) only through `engine` and `ring`, which the servers'
+/// executors call too; it never calls the decision rule underneath them itself.
+#[test]
+fn the_simulation_drives_the_servers_engine() {
+    let read = |f: &str| std::fs::read_to_string(workspace().join("business/src/interbank").join(f)).unwrap();
+    let sim = read("sim.rs");
+    for copy in ["settle::decide(", "ring::orphaned(", "Bug::"] {
+        let code: String = sim.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+        let outside_tests = code.split("mod tests").next().unwrap_or("");
+        assert!(!outside_tests.contains(copy), "sim.rs calls {copy} itself: a second copy of a rule");
+    }
+    for (executor, uses) in [
+        ("coordinator.rs", &["Round::select(", "Round::start(", ".decide(", "engine::inquiry("][..]),
+        ("participant.rs", &["engine::known_vote(", "engine::ending("][..]),
+        ("worker.rs", &["ring::step("][..]),
+    ] {
+        let text = read(executor);
+        for u in uses {
+            assert!(text.contains(u), "{executor} no longer calls {u}: the simulation would test other code");
+        }
+    }
+    for u in
+        ["engine::Round::select(", "engine::Round::start(", "engine::known_vote(", "engine::ending(", "ring::step("]
+    {
+        assert!(sim.contains(u), "sim.rs no longer drives {u}");
+    }
+}

@@ -12,7 +12,7 @@
 //! * `undelivered/{txn}` — a decision not yet acknowledged by every bank; redelivered at every
 //!   round (its first page, to banks that answer) and by every replica's recovery until it is.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use dataserver_api::{CommitRequest, ErrorCode as DsCode, RecordOp};
 use futures::future::join_all;
@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use shared::api::{Status, Transaction, TransactionType};
 use shared::{BankId, Document, ErrorCode, Ibk};
 
+use super::engine::{Answer, Inquiry, Round};
 use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, PrepareRequest, PrepareResponse};
-use super::settle::{self, Decision, Vote, WireOp};
+use super::settle::{Decision, WireOp};
 use super::{Interbank, PeerError, now_ms};
 use crate::error::{ApiError, Unavailable};
 use crate::model::{PACKAGES, PENDING_PACKAGES};
@@ -289,8 +290,6 @@ fn local_error(bank: BankId, e: ApiError) -> PeerError {
 struct Planned {
     queued: Queued,
     queue_version: u64,
-    banks: Vec<BankId>,
-    votes: Vec<(BankId, Vote)>,
 }
 
 /// One settlement round over the next page of the queue after `cursor`. Returns how many
@@ -300,7 +299,7 @@ pub async fn round(
     epoch: u64,
     ring_version: u64,
     cursor: &mut Option<String>,
-    down: &mut HashSet<BankId>,
+    down: &mut BTreeSet<BankId>,
 ) -> Result<usize, RoundError> {
     // Decisions still owed to banks that answer: their rollbacks free holds this round's
     // attempts may need. A bank that does not answer is left to recovery ([`recover`]) for the
@@ -318,17 +317,17 @@ pub async fn round(
     *cursor = page.records.last().map(|r| r.key.clone());
     let seen = page.records.len();
     let now = now_ms();
-    let mut planned: Vec<Planned> = Vec::new();
+    let mut page_queued: Vec<(Queued, u64)> = Vec::with_capacity(page.records.len());
     for r in &page.records {
-        let q: Queued = parse(r)?;
-        let banks = settle::banks(&q.ops);
-        // A bank found down earlier in this hold: leave its packages for a later turn, unless
-        // their deadline passed (they fail now, without asking anyone).
-        if q.deadline_ms > now && banks.iter().any(|b| down.contains(b)) {
-            continue;
-        }
-        planned.push(Planned { queued: q, queue_version: r.version, banks, votes: vec![] });
+        page_queued.push((parse(r)?, r.version));
     }
+    let picked = Round::select(page_queued.iter().map(|(q, _)| (&q.ops[..], q.deadline_ms)), down, now);
+    let mut page_queued: Vec<Option<(Queued, u64)>> = page_queued.into_iter().map(Some).collect();
+    let mut planned: Vec<Planned> = picked
+        .into_iter()
+        .filter_map(|i| page_queued[i].take())
+        .map(|(queued, queue_version)| Planned { queued, queue_version })
+        .collect();
     if planned.is_empty() {
         return Ok(seen);
     }
@@ -354,17 +353,10 @@ pub async fn round(
     }
 
     // Prepare: one request per bank, all banks at once.
-    let mut per_bank: BTreeMap<BankId, Vec<usize>> = BTreeMap::new();
-    for (i, p) in planned.iter().enumerate() {
-        if p.queued.deadline_ms <= now {
-            continue;
-        }
-        for b in &p.banks {
-            per_bank.entry(*b).or_default().push(i);
-        }
-    }
-    let calls = per_bank.iter().map(|(bank, idx)| {
-        let items = idx
+    let (mut engine, prepares) = Round::start(planned.iter().map(|p| (&p.queued.ops[..], p.queued.deadline_ms)), now);
+    let calls = prepares.iter().map(|pr| {
+        let items = pr
+            .items
             .iter()
             .map(|i| {
                 let q = &planned[*i].queued;
@@ -378,50 +370,28 @@ pub async fn round(
                 }
             })
             .collect();
-        prepare_at(ib, *bank, PrepareRequest { epoch, coordinator: ib.me, items })
+        prepare_at(ib, pr.bank, PrepareRequest { epoch, coordinator: ib.me, items })
     });
     let answers = join_all(calls).await;
-    let mut fenced = false;
-    for ((bank, idx), answer) in per_bank.iter().zip(answers) {
-        let votes: Vec<Vote> = match answer {
-            Ok(r) if r.votes.len() == idx.len() => r.votes,
-            Ok(_) => vec![Vote::Unreachable; idx.len()],
+    for (pr, answer) in prepares.iter().zip(answers) {
+        let answer = match answer {
+            Ok(r) => Answer::Votes(r.votes),
+            Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => Answer::Fenced,
             Err(e) => {
-                if e.code() == Some(ErrorCode::StaleEpoch) {
-                    fenced = true;
-                } else {
-                    if !matches!(e, PeerError::NotDelivered(_)) {
-                        tracing::warn!(bank = %bank, error = %e, "prepare failed");
-                    }
-                    down.insert(*bank);
+                if !matches!(e, PeerError::NotDelivered(_)) {
+                    tracing::warn!(bank = %pr.bank, error = %e, "prepare failed");
                 }
-                vec![Vote::Unreachable; idx.len()]
+                Answer::Silent
             }
         };
-        for (i, v) in idx.iter().zip(votes) {
-            planned[*i].votes.push((*bank, v));
-        }
+        engine.on(pr.bank, answer);
     }
+    let decided = engine.decide(now_ms(), &ib.limits.retention);
+    down.extend(decided.silent.iter().copied());
+    let fenced = decided.fenced;
+    let mut outcomes = decided.outcomes;
 
-    // Decide, and record every decision in one durable write.
-    let mut decisions: Vec<Decision> = planned
-        .iter()
-        .map(|p| {
-            if fenced {
-                Decision::Abort { final_: false, reason: settle::AbortReason::TokenMovedOn }
-            } else {
-                let d = settle::decide(&p.votes, p.queued.deadline_ms <= now);
-                // A commit is recorded only while a prepare of the attempt could still land
-                // somewhere: past that, banks may forget the attempt (see `retention`).
-                let late = ib.limits.retention.too_late(p.queued.deadline_ms, now_ms());
-                if d == Decision::Commit && late {
-                    Decision::Abort { final_: true, reason: settle::AbortReason::NoVoteByDeadline }
-                } else {
-                    d
-                }
-            }
-        })
-        .collect();
+    // Record every decision in one durable write.
     let mut undelivered: Vec<(String, Undelivered)> = Vec::new();
     let mut recorded = false;
     // A statistic for the console, written with the decisions: only the token's worker runs a
@@ -438,16 +408,16 @@ pub async fn round(
             key: participant::RING_STATE.into(),
             if_version: ring_version,
         });
-        let committing = decisions.iter().filter(|d| **d == Decision::Commit).count() as u64;
+        let committing = outcomes.iter().filter(|o| o.commit()).count() as u64;
         c.records.push(RecordOp::Put {
             collection: crate::model::COUNTERS.into(),
             key: SETTLED_COUNTER.into(),
             value: serde_json::json!(settled_before.saturating_add(committing)),
             if_version: None,
         });
-        for (p, d) in planned.iter().zip(&decisions) {
+        for (p, o) in planned.iter().zip(&outcomes) {
             let txn = p.queued.txn();
-            let commit = *d == Decision::Commit;
+            let commit = o.commit();
             c.records.push(RecordOp::Put {
                 collection: DECISIONS.into(),
                 key: txn.clone(),
@@ -457,14 +427,9 @@ pub async fn round(
                 }),
                 if_version: Some(0),
             });
-            // Who must hear the decision: everyone on commit; on abort, whoever may hold.
-            let banks: Vec<BankId> = if commit { p.banks.clone() } else { p.votes.iter().map(|(b, _)| *b).collect() };
-            let final_ = !matches!(d, Decision::Abort { final_: false, .. });
-            let on_done = match d {
-                Decision::Commit => Some(p.queued.transaction(Status::Success, None)),
-                _ => None,
-            };
-            if final_ {
+            let banks = o.tell.clone();
+            let on_done = commit.then(|| p.queued.transaction(Status::Success, None));
+            if o.final_() {
                 c.records.push(RecordOp::Delete {
                     collection: QUEUE.into(),
                     key: p.queued.queue_key(),
@@ -475,7 +440,7 @@ pub async fn round(
                     key: crate::model::pending_package_key(p.queued.author.account, &p.queued.id),
                     if_version: None,
                 });
-                let shown = match d {
+                let shown = match &o.decision {
                     Decision::Commit => p.queued.transaction(Status::Confirmed, None),
                     Decision::Abort { reason, .. } => {
                         let mut t = p.queued.transaction(Status::Failed, Some(reason.to_string()));
@@ -528,16 +493,16 @@ pub async fn round(
                 let mut flags = keep.iter();
                 planned.retain(|_| flags.next().copied().unwrap_or(false));
                 let mut flags = keep.iter();
-                decisions.retain(|_| flags.next().copied().unwrap_or(false));
+                outcomes.retain(|_| flags.next().copied().unwrap_or(false));
             }
             Err(e) => return Err(ApiError::from(e).into()),
         }
     }
     if recorded {
-        let committed = decisions.iter().filter(|d| **d == Decision::Commit).count() as u64;
+        let committed = outcomes.iter().filter(|o| o.commit()).count() as u64;
         ib.metrics.settled_total.inc_by(committed);
         #[expect(clippy::cast_precision_loss, reason = "a histogram sample, for reporting only")]
-        ib.metrics.round_packages.observe(decisions.len() as f64);
+        ib.metrics.round_packages.observe(outcomes.len() as f64);
         ib.metrics.round_seconds.observe(started.elapsed().as_secs_f64());
     }
     if !recorded {
@@ -558,7 +523,7 @@ pub async fn round(
 async fn deliver(
     ib: &Interbank,
     mut pending: Vec<(String, Undelivered)>,
-    skip: &HashSet<BankId>,
+    skip: &BTreeSet<BankId>,
 ) -> Result<BTreeSet<BankId>, ApiError> {
     let mut silent = BTreeSet::new();
     if pending.is_empty() {
@@ -765,7 +730,7 @@ async fn forget(
 /// does not answer is not asked again in this pass.
 pub async fn redeliver(ib: &Interbank) -> Result<(), ApiError> {
     let mut cursor: Option<String> = None;
-    let mut silent = HashSet::new();
+    let mut silent = BTreeSet::new();
     let mut seen = 0;
     while seen < RECOVERY_PASS_RECORDS_MAX {
         let page = ib.ds.scan_records(UNDELIVERED, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
@@ -801,8 +766,14 @@ pub async fn decision(ib: &Interbank, txn: &str, asker: BankId) -> Result<bool, 
         }
     }
     for _ in 0..3 {
-        if let Some(r) = ib.ds.get_record(DECISIONS, txn).await? {
-            return Ok(parse::<DecisionRecord>(&r)?.commit);
+        let recorded = match ib.ds.get_record(DECISIONS, txn).await? {
+            Some(r) => Some(parse::<DecisionRecord>(&r)?.commit),
+            None => None,
+        };
+        match super::engine::inquiry(recorded) {
+            Inquiry::Decided(commit) => return Ok(commit),
+            Inquiry::PresumeAbort { record: false } => return Ok(false),
+            Inquiry::PresumeAbort { record: true } => {}
         }
         let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
         c.records.push(RecordOp::Put {

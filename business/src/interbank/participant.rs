@@ -16,6 +16,7 @@ use dataserver_api::{
 use serde::{Deserialize, Serialize};
 use shared::{AccountId, BankId, Document, Ibk, Money};
 
+use super::engine::{self, Ending};
 use super::settle::{self, AccountView, Need, Refusal, Reserved, Vote, WireOp};
 use super::{Interbank, now_ms, ring};
 use crate::consents::{ConsentSet, ConsentUse};
@@ -430,13 +431,11 @@ async fn prepare_chunk(
     let mut out = Vec::with_capacity(items.len());
     let mut fresh: Vec<(usize, &PrepareItem)> = Vec::new();
     for (j, (i, it)) in items.iter().enumerate() {
-        if let Some(o) = &records[base + 2 * j + 1] {
-            let committed = parse::<OutcomeRecord>(o).map(|o| o.committed).unwrap_or(false);
-            out.push((*i, if committed { Vote::Yes } else { Vote::No { refusal: Refusal::AlreadyAborted } }));
-        } else if records[base + 2 * j].is_some() {
-            out.push((*i, Vote::Yes));
-        } else {
-            fresh.push((*i, it));
+        // An unreadable outcome counts as aborted: never prepared again.
+        let outcome = records[base + 2 * j + 1].as_ref().map(|o| parse::<OutcomeRecord>(o).is_ok_and(|o| o.committed));
+        match engine::known_vote(records[base + 2 * j].is_some(), outcome) {
+            Some(vote) => out.push((*i, vote)),
+            None => fresh.push((*i, it)),
         }
     }
     let mut drawn: BTreeSet<AccountId> = BTreeSet::new();
@@ -768,25 +767,36 @@ async fn finish_chunk(
             tracing::warn!(txn, coordinator = %p.coordinator, "a finish from a bank that is not the coordinator");
             continue;
         }
-        let Some((Ok(p), version)) = prepared else {
-            match outcome {
-                Some(Ok(o)) if o.committed == commit => done.push(txn.clone()),
-                Some(_) => tracing::error!(txn, commit, "decision differs from the outcome applied here"),
-                None if !commit => {
-                    // Its deadline is not known here: kept as long as any attempt's could need.
-                    let forget_after_ms = ib.limits.retention.forget_after_unknown(now_ms());
-                    c.records.push(RecordOp::Put {
-                        collection: OUTCOMES.into(),
-                        key: txn.clone(),
-                        value: json(&OutcomeRecord { committed: false, forget_after_ms }),
-                        if_version: Some(0),
-                    });
-                    done.push(txn.clone());
-                }
-                None => unknown.push(txn.clone()),
+        // An unreadable outcome is not this decision's.
+        let known = outcome.map(|o| o.map_or(!commit, |o| o.committed));
+        match engine::ending(matches!(prepared, Some((Ok(_), _))), known, commit) {
+            Ending::Apply => {}
+            Ending::Repeat => {
+                done.push(txn.clone());
+                continue;
             }
-            continue;
-        };
+            Ending::Conflict => {
+                tracing::error!(txn, commit, "decision differs from the outcome applied here");
+                continue;
+            }
+            Ending::Tombstone => {
+                // Its deadline is not known here: kept as long as any attempt's could need.
+                let forget_after_ms = ib.limits.retention.forget_after_unknown(now_ms());
+                c.records.push(RecordOp::Put {
+                    collection: OUTCOMES.into(),
+                    key: txn.clone(),
+                    value: json(&OutcomeRecord { committed: false, forget_after_ms }),
+                    if_version: Some(0),
+                });
+                done.push(txn.clone());
+                continue;
+            }
+            Ending::Unknown => {
+                unknown.push(txn.clone());
+                continue;
+            }
+        }
+        let Some((Ok(p), version)) = prepared else { continue };
         // Prepared since this chunk chose what to lock and read: its accounts' holds, consents
         // or positions are not under these locks. Ending it here would delete its record and
         // leave its holds raised for ever; the next pass locks them.

@@ -77,6 +77,7 @@ pub enum Receive {
 pub fn on_token(state: &RingState, t: Token) -> Receive {
     match t.cmp(&state.token) {
         std::cmp::Ordering::Greater => Receive::Accept,
+        std::cmp::Ordering::Equal if super::bugs::on(super::bugs::Bug::AcceptRepeatedTokens) => Receive::Accept,
         std::cmp::Ordering::Equal => Receive::Duplicate,
         std::cmp::Ordering::Less => Receive::Stale,
     }
@@ -113,6 +114,33 @@ pub fn successors(me: BankId, banks: &[BankId]) -> Vec<BankId> {
 /// its worker's lease ran out (the worker died or stalled).
 pub fn orphaned(state: &RingState, now_ms: u64) -> bool {
     state.holding && state.lease_until_ms < now_ms
+}
+
+/// What a replica does at a tick, from its bank's ring state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// It holds the token's lease: work the token.
+    Work,
+    /// The replica working the token died or stalled (its lease ran out): take over the same
+    /// token.
+    TakeOver,
+    /// The token is elsewhere (or held here by a live lease), or was seen lately: nothing to do.
+    Quiet,
+    /// No grant seen for `token_lost_ms`: ask every peer for its view, then [`judge`].
+    AskViews,
+}
+
+/// The tick of replica `worker` at `now_ms`.
+pub fn step(state: &RingState, worker: u32, now_ms: u64, token_lost_ms: u64) -> Step {
+    if state.holding && state.worker == Some(worker) && state.lease_until_ms >= now_ms {
+        Step::Work
+    } else if orphaned(state, now_ms) {
+        Step::TakeOver
+    } else if state.holding || now_ms.saturating_sub(state.last_grant_ms) < token_lost_ms {
+        Step::Quiet
+    } else {
+        Step::AskViews
+    }
 }
 
 /// What a peer said of its ring state, during lost-token detection.

@@ -7,7 +7,7 @@
 //! * `grants/{n:020}` — the grant log: every token this bank accepted (epoch, seq, replica,
 //!   time), the last [`GRANT_LOG_MAX`] kept, for audits of mutual exclusion.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use dataserver_api::{CommitRequest, ErrorCode as DsCode, RecordOp};
@@ -18,7 +18,7 @@ use shared::BankId;
 
 use super::coordinator::{self, RoundError};
 use super::participant::{EpochRecord, RING, RING_EPOCH, RING_STATE, ring_state};
-use super::ring::{self, PeerView, Receive, RingState, Token, Verdict};
+use super::ring::{self, PeerView, Receive, RingState, Step, Token, Verdict};
 use super::{Interbank, PeerError, now_ms};
 use crate::error::{ApiError, Unavailable};
 use crate::model::json;
@@ -122,20 +122,19 @@ async fn step(ib: &Interbank) -> Result<(), ApiError> {
     let (state, version) = ring_state(ib).await?;
     let now = now_ms();
     let me = ib.business.get();
-    if state.holding && state.worker == Some(me) && state.lease_until_ms >= now {
-        return work(ib, state, version).await;
-    }
-    if ring::orphaned(&state, now) {
-        // The replica working the token died: carry on with the same token.
-        let next = RingState { worker: Some(me), lease_until_ms: now + ib.limits.ring_lease_ms, ..state };
-        if let Some(v) = cas(ib, &next, version).await? {
-            tracing::info!(epoch = state.token.epoch, seq = state.token.seq, "took over the token");
-            return work(ib, next, v).await;
+    match ring::step(&state, me, now, ib.limits.token_lost_ms) {
+        Step::Work => return work(ib, state, version).await,
+        Step::TakeOver => {
+            // The replica working the token died: carry on with the same token.
+            let next = RingState { worker: Some(me), lease_until_ms: now + ib.limits.ring_lease_ms, ..state };
+            if let Some(v) = cas(ib, &next, version).await? {
+                tracing::info!(epoch = state.token.epoch, seq = state.token.seq, "took over the token");
+                return work(ib, next, v).await;
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    if state.holding || now.saturating_sub(state.last_grant_ms) < ib.limits.token_lost_ms {
-        return Ok(());
+        Step::Quiet => return Ok(()),
+        Step::AskViews => {}
     }
     // Nothing seen for a while: ask every peer what it knows.
     let peers: Vec<BankId> = ib.peers.network().ids().into_iter().filter(|b| *b != ib.me).collect();
@@ -172,7 +171,7 @@ async fn cas(ib: &Interbank, next: &RingState, version: u64) -> Result<Option<u6
 async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<(), ApiError> {
     let started = Instant::now();
     let mut cursor = None;
-    let mut down = HashSet::new();
+    let mut down = BTreeSet::new();
     let mut worked = 0;
     loop {
         state.lease_until_ms = now_ms() + ib.limits.ring_lease_ms;
