@@ -155,6 +155,11 @@ impl RecordOp {
             RecordOp::Fewer { prefix, .. } => prefix,
         }
     }
+    /// Whether this operation changes a record (a put or a delete), rather than only
+    /// conditioning the commit.
+    pub fn writes(&self) -> bool {
+        matches!(self, RecordOp::Put { .. } | RecordOp::Delete { .. })
+    }
 }
 
 fn yes() -> bool {

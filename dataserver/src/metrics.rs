@@ -38,6 +38,10 @@ pub struct Metrics {
     pub commits_total: Counter,
     pub commit_rejects_total: Counter,
     pub commit_replays_total: Counter,
+    /// Records put or deleted and amounts set by applied commits: what the durable state
+    /// changed, the measure of a protocol's write cost (`bench packages` divides it by what
+    /// settled).
+    pub record_writes_total: Counter,
     pub commit_batch_size: Histogram,
     pub fsync: Histogram,
     pub checkpoint: Histogram,
@@ -65,6 +69,7 @@ impl Default for Metrics {
         let commits_total = counter("commits", "commits applied durably");
         let commit_rejects_total = counter("commit_rejects", "commits refused (fencing, condition, idempotency)");
         let commit_replays_total = counter("commit_replays", "retried commits answered from the stored outcome");
+        let record_writes_total = counter("record_writes", "records put or deleted and amounts set by applied commits");
         let storage_errors_total = counter("storage_errors", "durable writes that failed");
         let mut histogram = |name: &str, help: &str, bounds: &[f64]| {
             let h = Histogram::new(bounds.iter().copied());
@@ -95,6 +100,7 @@ impl Default for Metrics {
             commits_total,
             commit_rejects_total,
             commit_replays_total,
+            record_writes_total,
             commit_batch_size,
             fsync,
             checkpoint,

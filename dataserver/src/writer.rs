@@ -250,6 +250,8 @@ impl Writer {
             let answer = match result {
                 Ok(resp) => {
                     self.metrics.commits_total.inc();
+                    let writes = p.request.records.iter().filter(|r| r.writes()).count() + p.request.set.len();
+                    self.metrics.record_writes_total.inc_by(writes as u64);
                     let after = if p.request.release { AfterCommit::Release } else { AfterCommit::Keep };
                     self.locks.end_commit(&p.request.locks, after);
                     Ok(resp)

@@ -157,9 +157,7 @@ async fn cycle(
     Ok(())
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
-}
+use super::metric;
 
 pub async fn run(args: Args) -> crate::Result<Report> {
     let business = BusinessId::new(args.business)?;

@@ -14,6 +14,7 @@ use dataserver_api::clock::parse_rfc3339_ms;
 use hyper::Method;
 use shared::api::{Status, Transaction};
 
+use super::metric;
 use crate::Error;
 use crate::driver::{Load, Outcome};
 use crate::lean_http::Conn;
@@ -63,6 +64,67 @@ pub struct Report {
     pub errors: u64,
     /// What `check` found once every package settled (it runs at the end of every run).
     pub violations: Vec<String>,
+    /// Over the measured window, network-wide, per package settled in it: records put or
+    /// deleted and amounts set (the data servers' `record_writes`), data-server requests, and
+    /// durable writes (group commits, each one fsync).
+    pub record_writes_per_package: f64,
+    pub ds_requests_per_package: f64,
+    pub fsyncs_per_package: f64,
+    /// Settlement rounds in the window, their mean size (packages) and mean time (scan to
+    /// durable decisions), from the replicas' `/metrics`.
+    pub rounds: f64,
+    pub round_packages_mean: f64,
+    pub round_ms_mean: f64,
+}
+
+/// What the network's processes counted so far, summed over every bank.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counted {
+    record_writes: f64,
+    ds_requests: f64,
+    fsyncs: f64,
+    rounds: f64,
+    round_packages: f64,
+    round_seconds: f64,
+}
+
+impl Counted {
+    async fn read(cluster: &Cluster, http: &reqwest::Client) -> crate::Result<Counted> {
+        let mut c = Counted::default();
+        for bank in &cluster.banks {
+            let text = bank.ds_client().metrics().await?;
+            c.record_writes += metric(&text, "dataserver_record_writes_total");
+            c.ds_requests += metric(&text, "dataserver_requests_total");
+            c.fsyncs += metric(&text, "dataserver_fsync_seconds_count");
+            for url in bank.urls() {
+                let text = http
+                    .get(format!("{url}/metrics"))
+                    .bearer_auth(&cluster.operator_key)
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(|e| Error::run(format!("{url}/metrics: {e}")))?
+                    .text()
+                    .await
+                    .map_err(|e| Error::run(format!("{url}/metrics: {e}")))?;
+                c.rounds += metric(&text, "business_round_packages_count");
+                c.round_packages += metric(&text, "business_round_packages_sum");
+                c.round_seconds += metric(&text, "business_round_seconds_sum");
+            }
+        }
+        Ok(c)
+    }
+
+    fn since(self, before: Counted) -> Counted {
+        Counted {
+            record_writes: self.record_writes - before.record_writes,
+            ds_requests: self.ds_requests - before.ds_requests,
+            fsyncs: self.fsyncs - before.fsyncs,
+            rounds: self.rounds - before.rounds,
+            round_packages: self.round_packages - before.round_packages,
+            round_seconds: self.round_seconds - before.round_seconds,
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -126,9 +188,11 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         }
     });
     load.warm_up(Duration::from_secs(args.warmup_s)).await;
+    let counted_before = Counted::read(&cluster, &http).await?;
     let window_start = now_ms();
     load.measure(args.duration_s).await;
     let window_end = now_ms();
+    let counted = Counted::read(&cluster, &http).await?.since(counted_before);
     let totals = load.finish().await?;
 
     // Let the queue drain, then read every package's record from each bank's data server.
@@ -220,6 +284,8 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         }
     }
     let window_s = (window_end - window_start) as f64 / 1000.0;
+    let per_package = |n: f64| if settled_in_window > 0 { n / settled_in_window as f64 } else { 0.0 };
+    let per_round = |n: f64| if counted.rounds > 0.0 { n / counted.rounds } else { 0.0 };
     Ok(Report {
         clients: args.clients,
         offered_per_s: args.rate,
@@ -238,6 +304,12 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         refused_p99_ms: totals.refused_ms(0.99),
         errors: totals.errors,
         violations: checked.violations,
+        record_writes_per_package: per_package(counted.record_writes),
+        ds_requests_per_package: per_package(counted.ds_requests),
+        fsyncs_per_package: per_package(counted.fsyncs),
+        rounds: counted.rounds,
+        round_packages_mean: per_round(counted.round_packages),
+        round_ms_mean: per_round(counted.round_seconds * 1000.0),
     })
 }
 
@@ -260,6 +332,14 @@ pub fn print(r: &Report, json: bool) {
     println!(
         "  refused {} (429 {}, 503 {}; answered in p99 {:.1} ms)   errors {}",
         r.refused, r.refused_429, r.refused_503, r.refused_p99_ms, r.errors
+    );
+    println!(
+        "  per package      {:.1} record writes, {:.1} data-server requests, {:.2} durable writes (network-wide)",
+        r.record_writes_per_package, r.ds_requests_per_package, r.fsyncs_per_package
+    );
+    println!(
+        "  rounds           {:.0}, {:.1} packages and {:.1} ms each on average",
+        r.rounds, r.round_packages_mean, r.round_ms_mean
     );
     match r.violations.len() {
         0 => println!("  check            clean"),
