@@ -287,3 +287,26 @@ async fn fewer_bounds_a_queue_atomically_and_across_a_crash() {
     full.tx_id = "full".into();
     assert_eq!(c.commit(&full).await.unwrap_err().code(), Some(Ds::CountReached));
 }
+
+/// A lock call with no account reads several records in one request and locks nothing: the
+/// accounts those records name stay free, and with neither accounts nor reads it is refused.
+#[tokio::test]
+async fn a_lock_call_without_accounts_only_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_server(dir.path());
+    let c = server.client(0);
+    let mut tx = CommitRequest::new("records-1");
+    tx.records = vec![put("prepared", "a", json!({"n": 1}), Some(0)), put("prepared", "c", json!({"n": 3}), Some(0))];
+    c.commit(&tx).await.unwrap();
+    let key = |k: &str| dataserver_api::RecordKey::new("prepared", k);
+    let read = c.get_records(vec![key("c"), key("b"), key("a")]).await.unwrap();
+    let values: Vec<Option<serde_json::Value>> = read.into_iter().map(|r| r.map(|r| r.value)).collect();
+    assert_eq!(values, vec![Some(json!({"n": 3})), None, Some(json!({"n": 1}))], "in the order asked");
+    assert!(c.get_records(vec![]).await.unwrap().is_empty());
+    // Nothing was locked: another caller takes account 1 at once.
+    let other = server.client(1);
+    let grant = other.acquire(&AcquireRequest { accounts: vec![acc(1)], ..Default::default() }).await.unwrap();
+    assert_eq!(grant.locks.len(), 1);
+    let e = c.acquire(&AcquireRequest::default()).await.unwrap_err();
+    assert_eq!(e.code(), Some(dataserver_api::ErrorCode::BatchTooLarge));
+}

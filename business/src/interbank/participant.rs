@@ -188,11 +188,7 @@ async fn lock_and_read(
     wait_ms: u64,
 ) -> Result<(Vec<LockRef>, BTreeMap<AccountId, Option<Money>>, Vec<Option<Record>>), ApiError> {
     if accounts.is_empty() {
-        let mut records = Vec::with_capacity(read.len());
-        for k in &read {
-            records.push(ib.ds.get_record(&k.collection, &k.key).await?);
-        }
-        return Ok((vec![], BTreeMap::new(), records));
+        return Ok((vec![], BTreeMap::new(), ib.ds.get_records(read).await?));
     }
     let req = AcquireRequest { accounts, lease_ms: Some(ib.lease_ms), wait_ms: Some(wait_ms), request_id: None, read };
     let grant = ib.ds.acquire(&req).await.map_err(|e| match e.code() {
@@ -605,11 +601,10 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
     let mut done = Vec::new();
     let mut unknown = Vec::new();
     // Which accounts each attempt touches comes from its prepared record; read them first.
-    // In parallel: a redelivery may carry a hundred attempts, and a peer waits only so long.
-    let reads = futures::future::join_all(txns.iter().map(|t| ib.ds.get_record(PREPARED, t))).await;
+    let reads = read_prepared(ib, &txns).await?;
     let mut found: Vec<(String, Option<Prepared>)> = Vec::with_capacity(txns.len());
     for (t, r) in txns.into_iter().zip(reads) {
-        let p = r?.map(|r| parse::<Prepared>(&r)).transpose()?;
+        let p = r.map(|r| parse::<Prepared>(&r)).transpose()?;
         // Only an attempt's coordinator decides it: another member bank committing or rolling
         // back one of its prepares would half-apply its package.
         if let Some(p) = &p
@@ -656,14 +651,26 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
         if late.is_empty() {
             break;
         }
-        let reads = futures::future::join_all(late.iter().map(|t| ib.ds.get_record(PREPARED, t))).await;
+        let reads = read_prepared(ib, &late).await?;
         found = Vec::with_capacity(late.len());
         for (t, r) in late.into_iter().zip(reads) {
-            found.push((t, r?.map(|r| parse::<Prepared>(&r)).transpose()?));
+            found.push((t, r.map(|r| parse::<Prepared>(&r)).transpose()?));
         }
     }
     // Whatever is still left is not in `done`: its coordinator asks again.
     Ok(FinishResponse { done, unknown })
+}
+
+/// The prepared records of `txns`, in order: one data-server request per
+/// `batch_accounts_max` of them (a redelivery may carry hundreds of attempts, and a request
+/// each cost the data server more than the rest of the finish).
+async fn read_prepared(ib: &Interbank, txns: &[String]) -> Result<Vec<Option<Record>>, ApiError> {
+    let mut out = Vec::with_capacity(txns.len());
+    for chunk in txns.chunks(ib.limits.batch_accounts_max.max(1)) {
+        let keys = chunk.iter().map(|t| RecordKey::new(PREPARED, t.clone())).collect();
+        out.extend(ib.ds.get_records(keys).await?);
+    }
+    Ok(out)
 }
 
 /// Passes of one finish: the first, and one for attempts prepared while it ran.

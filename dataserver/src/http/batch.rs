@@ -57,10 +57,12 @@ pub(crate) async fn acquire(state: &AppState, business: BusinessId, req: Acquire
         check_collection(&r.collection)?;
         check_key(&r.key)?;
     }
-    if accounts.is_empty() || accounts.len() > state.settings.lock_batch_max {
+    // No account: a read of several records in one request (nothing is locked), which a
+    // participant of interbank settlement uses to learn which accounts to lock.
+    if (accounts.is_empty() && req.read.is_empty()) || accounts.len() > state.settings.lock_batch_max {
         return Err(ApiError::invalid(
             ErrorCode::BatchTooLarge,
-            format!("lock 1 to {} accounts per request", state.settings.lock_batch_max),
+            format!("lock 1 to {} accounts per request (or none, to only read)", state.settings.lock_batch_max),
         ));
     }
     accounts.sort_unstable();
@@ -68,16 +70,18 @@ pub(crate) async fn acquire(state: &AppState, business: BusinessId, req: Acquire
         return Err(ApiError::unprocessable(ErrorCode::DuplicateAccount, "an account appears twice in the request"));
     }
     let started = std::time::Instant::now();
-    let granted = state.locks.acquire(business, &accounts, lease_d, wait_d, req.request_id.as_deref()).await;
-    let granted = granted.inspect_err(|_| {
-        state.metrics.lock_conflicts_total.inc();
-    })?;
-    state.metrics.lock_grants_total.inc_by(granted.locks.len() as u64);
-    if granted.waited {
-        state.metrics.lock_waits_total.inc();
-        state.metrics.lock_wait.observe(crate::metrics::seconds(started.elapsed()));
-    }
-    let locks = {
+    let locks = if accounts.is_empty() {
+        Vec::new()
+    } else {
+        let granted = state.locks.acquire(business, &accounts, lease_d, wait_d, req.request_id.as_deref()).await;
+        let granted = granted.inspect_err(|_| {
+            state.metrics.lock_conflicts_total.inc();
+        })?;
+        state.metrics.lock_grants_total.inc_by(granted.locks.len() as u64);
+        if granted.waited {
+            state.metrics.lock_waits_total.inc();
+            state.metrics.lock_wait.observe(crate::metrics::seconds(started.elapsed()));
+        }
         let amounts = state.amounts.read();
         granted
             .locks
