@@ -63,13 +63,19 @@ pub struct Queued {
 /// the package as it stands if the request is the same, and `IdempotencyKeyReused` if not.
 pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, ApiError> {
     let author_prefix = crate::model::account_packages_prefix(queued.author.account);
-    // Past a bound, refuse with two reads rather than a commit: a refused commit still costs
-    // the writer a logged, fsynced entry, and under overload most submissions are refused. The
-    // commit's own conditions below stay the guard (these reads can be stale).
+    // Under pressure (a bound met lately), refuse with two reads rather than a commit: a refused
+    // commit still costs the writer a logged, fsynced entry, and under overload most
+    // submissions are refused. The commit's own conditions below stay the guard (these reads
+    // can be stale), and without pressure they are all there is.
     let author = queued.author.account;
-    let known = ib.admission.lock().refused(author, now_ms(), &ib.limits);
+    let (known, pressed) = {
+        let admission = ib.admission.lock();
+        (admission.refused(author, now_ms(), &ib.limits), admission.pressed(now_ms()))
+    };
     let full = match known {
         Some(full) => Err(full),
+        // No bound met lately: the commit below decides alone.
+        None if !pressed => Ok(()),
         None => {
             // Learnt only from what the data server said: a refusal from memory must not
             // prolong itself (an author retrying would then be refused for ever).
@@ -292,15 +298,19 @@ struct Planned {
     queue_version: u64,
 }
 
-/// One settlement round over the next page of the queue after `cursor`. Returns how many
-/// packages it looked at (0: the sweep reached the end of the queue).
+/// One settlement round over the next page of the queue after `cursor`, by the replica that
+/// works the token in `ring` (`ring/state` at version `ring_version`): its decisions' commit
+/// also renews that replica's lease, on the condition that nobody changed the ring state
+/// meanwhile, and `ring` and `ring_version` follow. Returns how many packages it looked at (0:
+/// the sweep reached the end of the queue).
 pub async fn round(
     ib: &Interbank,
-    epoch: u64,
-    ring_version: u64,
+    ring: &mut super::ring::RingState,
+    ring_version: &mut u64,
     cursor: &mut Option<String>,
     down: &mut BTreeSet<BankId>,
 ) -> Result<usize, RoundError> {
+    let epoch = ring.token.epoch;
     // Decisions still owed to banks that answer: their rollbacks free holds this round's
     // attempts may need. A bank that does not answer is left to recovery ([`recover`]) for the
     // rest of this hold: the token does not wait on it again.
@@ -402,11 +412,14 @@ pub async fn round(
         undelivered.clear();
         let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
         // Only the replica working the token decides (issue 13, defect 3): a replica whose lease
-        // ran out mid-round and was taken over records nothing.
-        c.records.push(RecordOp::Check {
+        // ran out mid-round and was taken over records nothing. The same write renews the lease,
+        // so a round needs no other write for it.
+        let renewed = super::ring::RingState { lease_until_ms: now_ms() + ib.limits.ring_lease_ms, ..*ring };
+        c.records.push(RecordOp::Put {
             collection: participant::RING.into(),
             key: participant::RING_STATE.into(),
-            if_version: ring_version,
+            value: json(&renewed),
+            if_version: Some(*ring_version),
         });
         let committing = outcomes.iter().filter(|o| o.commit()).count() as u64;
         c.records.push(RecordOp::Put {
@@ -475,12 +488,18 @@ pub async fn round(
             }
         }
         match ib.ds.commit(&c).await {
-            Ok(_) => {
+            Ok(r) => {
+                let v =
+                    r.records.iter().find(|v| v.collection == participant::RING && v.key == participant::RING_STATE);
+                *ring_version = v.map(|v| v.version).ok_or_else(|| {
+                    ApiError::Unavailable(Unavailable::Corrupt("the decisions' commit left no ring state".into()))
+                })?;
+                *ring = renewed;
                 recorded = true;
                 break;
             }
             Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
-                if participant::ring_state(ib).await?.1 != ring_version {
+                if participant::ring_state(ib).await?.1 != *ring_version {
                     return Err(RoundError::Replaced);
                 }
                 // A participant asked about an attempt and had it aborted meanwhile: that

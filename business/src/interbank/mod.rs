@@ -297,10 +297,17 @@ pub struct Admission {
     /// Author → until when it is taken as full.
     authors: std::collections::HashMap<shared::AccountId, u64>,
     bank_full_until_ms: u64,
+    /// Until when a submission first asks whether there is room (two reads), because a bound
+    /// was met lately; otherwise it commits at once and the commit's conditions decide.
+    pressed_until_ms: u64,
 }
 
 /// How long a learnt "full" is believed.
 pub const ADMISSION_MEMORY_MS: u64 = 200;
+/// How long after a bound was met submissions look for room before committing. Without
+/// pressure the look is two data-server requests spent on every accepted package for nothing;
+/// under it, a refusal costs those two reads instead of a logged commit.
+pub const ADMISSION_PRESSURE_MS: u64 = 2_000;
 /// Authors remembered as full, at most (a flood of distinct authors forgets the oldest news).
 pub const ADMISSION_AUTHORS_MAX: usize = 4_096;
 
@@ -314,10 +321,18 @@ impl Admission {
         (self.bank_full_until_ms > now_ms).then_some(ApiError::SettlementBusy(limits.settlement_queue_max))
     }
 
+    /// Whether a bound was met lately: a submission then looks for room before it commits.
+    pub fn pressed(&self, now_ms: u64) -> bool {
+        self.pressed_until_ms > now_ms
+    }
+
     /// Remembers what a refusal said of the bounds.
     pub fn learn(&mut self, author: shared::AccountId, refusal: &crate::error::ApiError, now_ms: u64) {
         use crate::error::ApiError;
         let until = now_ms.saturating_add(ADMISSION_MEMORY_MS);
+        if matches!(refusal, ApiError::PackagesPending(_) | ApiError::SettlementBusy(_)) {
+            self.pressed_until_ms = now_ms.saturating_add(ADMISSION_PRESSURE_MS);
+        }
         match refusal {
             ApiError::PackagesPending(_) => {
                 if self.authors.len() >= ADMISSION_AUTHORS_MAX {
@@ -436,7 +451,9 @@ mod admission_tests {
             retention: retention::Retention { clock_skew_ms_max: 0, retain_ms: 0 },
         };
         assert!(a.refused(ana, 1_000, &limits).is_none(), "nothing learnt: ask the data server");
+        assert!(!a.pressed(1_000), "no bound met: commit at once");
         a.learn(ana, &ApiError::PackagesPending(16), 1_000);
+        assert!(a.pressed(1_000 + ADMISSION_PRESSURE_MS - 1) && !a.pressed(1_000 + ADMISSION_PRESSURE_MS));
         assert!(matches!(a.refused(ana, 1_100, &limits), Some(ApiError::PackagesPending(_))));
         assert!(a.refused(bia, 1_100, &limits).is_none(), "one author's bound is not another's");
         assert!(a.refused(ana, 1_000 + ADMISSION_MEMORY_MS, &limits).is_none(), "forgotten: ask again");

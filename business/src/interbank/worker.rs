@@ -174,12 +174,17 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
     let mut down = BTreeSet::new();
     let mut worked = 0;
     loop {
-        state.lease_until_ms = now_ms() + ib.limits.ring_lease_ms;
-        match cas(ib, &state, version).await? {
-            Some(v) => version = v,
-            None => return Ok(()), // taken over, or a newer token arrived: not ours to pass
+        // Each round's decisions renew the lease in their own commit; a write here only when
+        // rounds have not lately (the hold's first round, rounds with nothing to decide).
+        let now = now_ms();
+        if state.lease_until_ms.saturating_sub(now) < ib.limits.ring_lease_ms / 4 * 3 {
+            state.lease_until_ms = now + ib.limits.ring_lease_ms;
+            match cas(ib, &state, version).await? {
+                Some(v) => version = v,
+                None => return Ok(()), // taken over, or a newer token arrived: not ours to pass
+            }
         }
-        match coordinator::round(ib, state.token.epoch, version, &mut cursor, &mut down).await {
+        match coordinator::round(ib, &mut state, &mut version, &mut cursor, &mut down).await {
             Ok(0) => break,
             Ok(n) => worked += n,
             Err(RoundError::Fenced(epoch)) => {
