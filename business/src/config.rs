@@ -111,8 +111,11 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_NETWORK")]
     pub network: Option<std::path::PathBuf>,
 
-    /// No token grant seen anywhere for this long → the token is lost and regenerated.
-    #[arg(long, env = "BUSINESS_TOKEN_LOST_MS", default_value_t = 3_000)]
+    /// No token grant seen anywhere for this long → the token is lost and regenerated. A live
+    /// holder is never declared lost, whatever this is (its view shows its lease), so this
+    /// bounds only how long the ring stands still after the holder died: 1.5 s, three times the
+    /// longest hold (`--hold-ms-max`), so a token in passing is not taken for lost.
+    #[arg(long, env = "BUSINESS_TOKEN_LOST_MS", default_value_t = 1_500)]
     pub token_lost_ms: u64,
 
     /// Longest a bank keeps the token while it has packages to settle.
@@ -128,7 +131,7 @@ pub struct Settings {
     pub ring_lease_ms: u64,
 
     /// How often each replica checks the ring and in-doubt packages.
-    #[arg(long, env = "BUSINESS_TICK_MS", default_value_t = 200)]
+    #[arg(long, env = "BUSINESS_TICK_MS", default_value_t = 100)]
     pub tick_ms: u64,
 
     /// A package prepared here for this long asks its coordinator for the decision.

@@ -137,7 +137,7 @@ pub const TEST_OPERATOR_KEY: &str = "operator-key-for-tests";
 /// packages) run within a test's time, long enough for 2 busy cores.
 pub const TEST_TIMINGS: &[&str] = &[
     "--token-lost-ms",
-    "3000",
+    "1500",
     "--tick-ms",
     "100",
     "--in-doubt-ms",

@@ -62,7 +62,7 @@ pub struct ConfigFile {
     pub ui: Option<bool>,
     pub ui_port: Option<u16>,
     /// Lease and timeout lengths passed to every business replica (flag name → value), e.g.
-    /// `lease_ms = 5000`, `package_deadline_ms = 30000`, `token_lost_ms = 3000`.
+    /// `lease_ms = 5000`, `package_deadline_ms = 30000`, `token_lost_ms = 1500`.
     #[serde(default)]
     pub business: std::collections::BTreeMap<String, u64>,
 }
