@@ -73,6 +73,23 @@ async fn run(chaos: Chaos) {
     let checked = check::settle_and_check(&t, Duration::from_secs(60)).await.unwrap();
     check::print_check(&checked);
     assert!(checked.violations.is_empty(), "{:#?}", checked.violations);
+    if chaos == Chaos::None {
+        // A hold left raised with nothing prepared (issue 13, defect 1's damage) is found.
+        let mut leak = dataserver_api::CommitRequest::new("plant-a-leaked-hold");
+        leak.records.push(dataserver_api::RecordOp::Put {
+            collection: business::model::HOLDS.into(),
+            key: business::model::account_key(shared::AccountId::new(1).unwrap()),
+            value: serde_json::json!({ "held": "1.00", "inflight": 1 }),
+            if_version: None,
+        });
+        c.banks[0].ds_client().commit(&leak).await.unwrap();
+        let checked = check::settle_and_check(&t, Duration::from_secs(1)).await.unwrap();
+        assert!(
+            checked.violations.iter().any(|v| v.contains("keeps a hold")),
+            "a leaked hold went unnoticed: {:#?}",
+            checked.violations
+        );
+    }
     // `--report`: one HTML file with the charts over time, the figures and the verdict.
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("load-report-{chaos:?}.html"));
     load::write_report(

@@ -8,8 +8,9 @@
 //! 3. Interbank settlements create no money: summed over all banks they are zero, and each
 //!    bank's settled total equals minus its net positions.
 //! 4. Net positions cancel pair by pair (what x says it owes y, y says y is owed by x).
-//! 5. With `settled`: no package queued, no decision undelivered, no attempt prepared, and no
-//!    author's pending-package marker left (each would hold a place of the author's for ever).
+//! 5. With `settled`: no package queued, no decision undelivered, no attempt prepared, no
+//!    author's pending-package marker left (each would hold a place of the author's for ever),
+//!    and no hold left on any account (a leaked hold is money nobody can spend).
 //! 6. Total money = deposits − withdrawals (+ raw seed `setAmount` adjustments, listed).
 //! 7. Every package attempt is all or nothing across banks: no attempt committed at one bank and
 //!    rolled back at another, and none committed anywhere unless its coordinator decided commit.
@@ -82,6 +83,34 @@ struct PendingBody {
 fn cents_of(s: &str) -> Option<i128> {
     let d: rust_decimal::Decimal = s.parse().ok()?;
     (d * rust_decimal::Decimal::from(100)).trunc().to_string().parse().ok()
+}
+
+/// Holds left on accounts of a settled bank: with no attempt prepared, every hold record must
+/// be gone (or zero). One left raised is money nobody can spend and an account nobody can close.
+async fn leaked_holds(b: &BankAccess) -> crate::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page =
+            b.ds.scan_records(business::model::HOLDS, "", after.as_deref(), 1_000)
+                .await
+                .map_err(|e| Error::run(format!("bank {}: {e}", b.id)))?;
+        for r in &page.records {
+            let h: business::model::HoldRecord = serde_json::from_value(r.value.clone())
+                .map_err(|e| Error::run(format!("bank {}: holds/{}: {e}", b.id, r.key)))?;
+            if !h.held.is_zero() || !h.incoming.is_zero() || h.inflight != 0 {
+                out.push(format!(
+                    "bank {}: account {} keeps a hold ({} held, {} incoming, {} attempts) with nothing prepared",
+                    b.id, r.key, h.held, h.incoming, h.inflight
+                ));
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 /// Checks every bank; `settled`: also require that no interbank work is pending.
@@ -246,6 +275,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                     b.id, pending.pending_markers
                 ));
             }
+            report.violations.extend(leaked_holds(b).await?);
         }
         report.banks.insert(b.id, fig);
     }
