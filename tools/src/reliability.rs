@@ -412,6 +412,57 @@ async fn partitioned_peer(secs: u64, clients: usize) -> Result<Row> {
     })
 }
 
+/// Leases live at bank `b`'s data server: lock calls granted whose commit or release has not
+/// come (0 when the metrics cannot be read).
+async fn leases_held(c: &Cluster, b: usize) -> u64 {
+    let text = c.banks[b].ds_client().metrics().await.unwrap_or_default();
+    crate::bench::metric(&text, "dataserver_leases_held") as u64
+}
+
+/// Scenario: a participant killed between a locked read and its commit. Under packages only,
+/// every lock at a bank's data server is a two-phase-commit step's (a prepare or a finish:
+/// accounts locked and their holds and prepared records read, the commit still to come), so a
+/// bank other than the token holder has both its replicas killed the moment its data server
+/// shows a lease live, and the kill counts as aimed when the lease is still there after the
+/// replicas are gone (they died holding it). The replicas come back at once; every package must
+/// still end all or nothing, with no hold left anywhere.
+async fn participant_mid_step(secs: u64, clients: usize) -> Result<Row> {
+    let (mut c, _dir, l) =
+        under_load(3, &["--package-deadline-ms", "20000"], false, clients, secs, &[(Kind::Package, 1)]).await?;
+    let n = c.banks.len();
+    let (mut kills, mut aimed) = (0usize, 0usize);
+    let started = Instant::now();
+    while started.elapsed() + Duration::from_secs(5) < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let b = match holder(&c).await {
+            Some(h) => (h + 1 + kills % (n - 1)) % n,
+            None => kills % n,
+        };
+        let aiming = Instant::now();
+        while aiming.elapsed() < Duration::from_millis(AIM_MS_MAX) && leases_held(&c, b).await == 0 {}
+        for r in 0..c.banks[b].replicas.len() {
+            c.kill_replica(b, r);
+        }
+        aimed += usize::from(leases_held(&c, b).await > 0);
+        kills += 1;
+        for r in 0..c.banks[b].replicas.len() {
+            c.start_replica(b, r)?;
+        }
+    }
+    let report = l.await??;
+    let mut v = settled(&c, Duration::from_secs(30)).await?;
+    if aimed == 0 {
+        v.push(format!("none of {kills} kills landed between a locked read and its commit"));
+    }
+    Ok(Row {
+        scenario: "participant killed mid-step",
+        load: format!("{clients} clients × {secs} s of packages, {:.0}/s", report.ops_per_s),
+        faults: format!("{kills} participants' replicas killed, {aimed} holding a lock between a read and its commit"),
+        requests: requests(&report),
+        violations: v,
+    })
+}
+
 /// Scenario: overload. Packages offered at a fixed rate far past what settlement sustains (an
 /// open loop, as customers arrive whatever the bank's state): the excess is refused at once with
 /// `429` / `503` and nothing stored, and every package taken settles with the invariants kept.
@@ -522,6 +573,9 @@ pub async fn run(a: &Args) -> Result<Vec<Row>> {
     }
     if step("partition") {
         rows.push(partitioned_peer(secs / 2, clients / 2).await?);
+    }
+    if step("participant mid-step") {
+        rows.push(participant_mid_step(secs / 2, clients / 2).await?);
     }
     if step("overload") {
         rows.push(overload(secs / 2, clients).await?);
