@@ -210,7 +210,7 @@ pub trait Store: Send + Sync + 'static {
     fn get_records(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
         keys.iter().map(|(c, k)| self.get_record(c, k)).collect()
     }
-    /// Whether a lock call's point reads ([`Store::get_records`]) may run on the async worker
+    /// Whether point reads (a lock call's, [`Store::get_records`], and a single record's) may run on the async worker
     /// that serves it. True where they are lookups in a local B-tree's cache (tens of
     /// microseconds for a batch, less than handing them to the blocking pool and waking the
     /// worker again); false where each is a network round trip.

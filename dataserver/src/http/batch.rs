@@ -178,7 +178,14 @@ pub async fn get_record(
     check_key(&key)?;
     let store = state.store.clone();
     let what = format!("{collection}/{key}");
-    match blocking(move || store.get_record(&collection, &key)).await? {
+    // A point read, on the worker where the store allows it (see `Store::reads_inline`):
+    // sessions are read this way on every customer request.
+    let found = if store.reads_inline() {
+        store.get_record(&collection, &key)?
+    } else {
+        blocking(move || store.get_record(&collection, &key)).await?
+    };
+    match found {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(ApiError::NotFound(format!("no record {what}"))),
     }
