@@ -442,11 +442,35 @@ async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
     let (n, said) = counted(burst(&bia, room + 6).await, ErrorCode::SettlementBusy);
     assert_eq!(n, (room, 6), "{said:?}");
     refused_with_retry_after(&bia, StatusCode::SERVICE_UNAVAILABLE).await;
+    // Shed at the door while the replica knows the bank is busy: a cross-bank package is refused
+    // with that 503 before its session is read, so a made-up token gets it too (and nothing is
+    // stored, counted below); no credentials at all is still 401, and a package within the bank
+    // still runs. The replica believes the bound for 200 ms after meeting it, so the made-up
+    // token follows a refusal at once (a few tries, for a machine that stalls that long).
+    let stranger = Customer { token: "ab".repeat(32), ..bia.clone() };
+    let mut shed = false;
+    for _ in 0..5 {
+        refused_with_retry_after(&bia, StatusCode::SERVICE_UNAVAILABLE).await;
+        match stranger.pay(&one(&bia)).await {
+            Err(e) if e.body.error == ErrorCode::SettlementBusy => {
+                shed = true;
+                break;
+            }
+            Err(e) => assert_eq!(e.status, Some(StatusCode::UNAUTHORIZED), "{e}"),
+            Ok(t) => panic!("a made-up session was admitted: {t:?}"),
+        }
+    }
+    assert!(shed, "a cross-bank package was not shed while the bank was known busy");
+    let anonymous = stranger.http.post(format!("{}/api/payments/pay", stranger.base)).json(&serde_json::json!({
+        "author": bia.ibk(), "operations": [{ "from": bia.ibk(), "to": payee.ibk(), "amount": "1" }] }));
+    assert_eq!(anonymous.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let within = bia.pay(&[(bia.ibk().to_string(), ana.ibk().to_string(), "1")]).await.unwrap();
+    assert_eq!(within.status, Status::Success, "a package within the bank is not shed");
     // Nothing stored: the queue holds exactly its bound, and each author's statement lists
-    // only what was taken.
+    // only what was taken (and bia's package within the bank).
     let pending: serde_json::Value = operator(&c, 0, 1).call(Method::GET, "/interbank/pending").await.unwrap();
     assert_eq!(pending["queued"], QUEUE_MAX, "{pending}");
-    for (cu, taken) in [(&ana, per_account), (&bia, room)] {
+    for (cu, taken) in [(&ana, per_account), (&bia, room + 1)] {
         assert_eq!(cu.statement().await.unwrap().packages.len(), taken);
     }
     // The payee's bank is back: everything waiting settles, and there is room again.

@@ -318,7 +318,14 @@ impl Admission {
         if self.authors.get(&author).is_some_and(|until| *until > now_ms) {
             return Some(ApiError::PackagesPending(limits.pending_per_account_max));
         }
-        (self.bank_full_until_ms > now_ms).then_some(ApiError::SettlementBusy(limits.settlement_queue_max))
+        self.bank_busy(now_ms, limits)
+    }
+
+    /// The refusal every cross-bank submission gets at `now_ms`, whoever sends it: the bank's
+    /// queue was found full within [`ADMISSION_MEMORY_MS`].
+    pub fn bank_busy(&self, now_ms: u64, limits: &Limits) -> Option<crate::error::ApiError> {
+        (self.bank_full_until_ms > now_ms)
+            .then_some(crate::error::ApiError::SettlementBusy(limits.settlement_queue_max))
     }
 
     /// Whether a bound was met lately: a submission then looks for room before it commits.

@@ -68,13 +68,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses((status = 200, description = "same-bank package, applied", body = shared::api::Transaction), (status = 202, description = "cross-bank package, pending", body = shared::api::Transaction), (status = 400, description = "bad input", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, description = "too many key lookups, or packages_pending: the author has the most cross-bank packages waiting (Retry-After)", body = ErrorBody), (status = 503, description = "settlement_busy: the bank's settlement queue is full, nothing stored (Retry-After)", body = ErrorBody)),
     security(("customer" = []))
 )]
-pub async fn pay(
-    state: web::Data<AppState>,
-    me: Customer,
-    req: HttpRequest,
-    body: web::Json<Pay>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<Pay>) -> Result<HttpResponse, ApiError> {
+    // No credentials at all: refused before anything else, as the extractor did.
+    if crate::auth::presented_key(req.headers()).is_none() {
+        return Err(ApiError::NoSession);
+    }
     let body = body.into_inner();
+    if let Some(busy) = shed(&state, &body) {
+        return Err(busy);
+    }
+    let me = Customer::extract(&req).await?;
     // A payment to a key tells whether the key exists, so it draws on the customer's key-lookup
     // budget as Pix's directory does: refused while the budget is spent, and charged for each key
     // when the payment is refused (a 4xx). A payment accepted is not charged: it moved money,
@@ -95,6 +98,23 @@ pub async fn pay(
         Paid::Applied(t) => HttpResponse::Ok().json(t),
         Paid::Pending(t) => HttpResponse::Accepted().json(t),
     })
+}
+
+/// Load shedding at the door (issue 13): while this replica knows the bank's settlement queue
+/// is full (it met the bound within `ADMISSION_MEMORY_MS`), a package that names another bank
+/// is refused with the `503 settlement_busy` its enqueue would get, before its session is read.
+/// Under overload most submissions are such refusals, and the session's two data-server reads
+/// were most of what each cost, taken from the settlement the cores could do instead. It tells
+/// a caller only that the bank is busy (what a load balancer at the door would say) and never
+/// admits anything: every package that passes is authenticated and bounded as before. A package
+/// to a Pix key is not shed here (its bank is known only after the lookup).
+fn shed(state: &AppState, body: &Pay) -> Option<ApiError> {
+    let me = state.settings.bank_id;
+    let crosses = body.operations.iter().any(|o| o.from.bank != me || matches!(o.to, Target::Ibk(to) if to.bank != me));
+    if !crosses {
+        return None;
+    }
+    state.interbank.admission.lock().bank_busy(crate::interbank::now_ms(), &state.interbank.limits)
 }
 
 /// `GET /api/payments/{id}`: a package's status, for whoever holds its author account.
