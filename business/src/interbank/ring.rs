@@ -154,6 +154,15 @@ pub struct PeerView {
     pub last_grant_age_ms: u64,
     /// Milliseconds its worker's lease still runs (0 when not holding or expired).
     pub lease_left_ms: u64,
+    /// Holding with an expired lease: milliseconds since it expired (`u64::MAX` otherwise, and
+    /// from a peer that does not say). Another replica of that bank takes the token over at its
+    /// next tick, so the ring waits `token_lost_ms` past the lapse before declaring it lost.
+    #[serde(default = "never")]
+    pub lease_lapsed_ms: u64,
+}
+
+fn never() -> u64 {
+    u64::MAX
 }
 
 impl PeerView {
@@ -164,6 +173,7 @@ impl PeerView {
             holding: s.holding,
             last_grant_age_ms: if s.last_grant_ms == 0 { u64::MAX } else { now_ms.saturating_sub(s.last_grant_ms) },
             lease_left_ms: if s.holding { s.lease_until_ms.saturating_sub(now_ms) } else { 0 },
+            lease_lapsed_ms: if s.holding && s.lease_until_ms < now_ms { now_ms - s.lease_until_ms } else { u64::MAX },
         }
     }
 }
@@ -179,13 +189,16 @@ pub enum Verdict {
 }
 
 /// Lost-token detection, from this bank's view and the views of the peers that answered. The
-/// token is lost when nobody holds it with a live lease and nobody accepted one within
-/// `token_lost_ms`; the single deterministic winner is the lowest-numbered bank that answered.
+/// token is lost when nobody holds it with a live lease (or one lapsed within `token_lost_ms`:
+/// a bank that answers has a replica alive, which takes its token over) and nobody accepted one
+/// within `token_lost_ms`; the single deterministic winner is the lowest-numbered bank that
+/// answered.
 pub fn judge(me: PeerView, peers: &[PeerView], token_lost_ms: u64) -> Verdict {
     // A view naming an epoch past every possible one is a hostile or broken peer's: heard as
     // silence, it cannot push the next epoch out of range.
     let all = || std::iter::once(&me).chain(peers.iter().filter(|v| v.token.epoch <= EPOCH_MAX));
-    if all().any(|v| (v.holding && v.lease_left_ms > 0) || v.last_grant_age_ms < token_lost_ms) {
+    let held = |v: &PeerView| v.holding && (v.lease_left_ms > 0 || v.lease_lapsed_ms < token_lost_ms);
+    if all().any(|v| held(v) || v.last_grant_age_ms < token_lost_ms) {
         return Verdict::Alive;
     }
     let winner = all().map(|v| v.bank).min().unwrap_or(me.bank);
@@ -212,6 +225,7 @@ mod tests {
             holding,
             last_grant_age_ms: age,
             lease_left_ms: lease,
+            lease_lapsed_ms: u64::MAX,
         }
     }
 
@@ -243,6 +257,13 @@ mod tests {
         assert_eq!(judge(me, &[view(2, 10_001, false, 100, 0)], 3_000), Verdict::Alive);
         // A holder whose lease ran out and that nobody replaced: lost.
         assert!(matches!(judge(me, &[view(2, 10_001, true, 9_000, 0)], 3_000), Verdict::Regenerate(_)));
+        // ... but not while a replica of it that answers may still take it over.
+        let lapsed = |ms| PeerView { lease_lapsed_ms: ms, ..view(2, 10_001, true, 9_000, 0) };
+        assert_eq!(judge(me, &[lapsed(2_999)], 3_000), Verdict::Alive);
+        assert!(matches!(judge(me, &[lapsed(3_000)], 3_000), Verdict::Regenerate(_)));
+        let s = RingState { holding: true, lease_until_ms: 1_000, ..RingState::default() };
+        assert_eq!(PeerView::of(bank(2), &s, 1_400).lease_lapsed_ms, 400);
+        assert_eq!(PeerView::of(bank(2), &s, 900).lease_lapsed_ms, u64::MAX, "still live");
     }
 
     #[test]
