@@ -331,12 +331,13 @@ pub async fn round(
     for r in &page.records {
         page_queued.push((parse(r)?, r.version));
     }
+    // Indices into the page, ascending.
     let picked = Round::select(page_queued.iter().map(|(q, _)| (&q.ops[..], q.deadline_ms)), down, now);
-    let mut page_queued: Vec<Option<(Queued, u64)>> = page_queued.into_iter().map(Some).collect();
-    let mut planned: Vec<Planned> = picked
+    let mut planned: Vec<Planned> = page_queued
         .into_iter()
-        .filter_map(|i| page_queued[i].take())
-        .map(|(queued, queue_version)| Planned { queued, queue_version })
+        .enumerate()
+        .filter(|(i, _)| picked.binary_search(i).is_ok())
+        .map(|(_, (queued, queue_version))| Planned { queued, queue_version })
         .collect();
     if planned.is_empty() {
         return Ok(seen);

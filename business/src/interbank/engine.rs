@@ -101,7 +101,7 @@ pub struct Decided {
 
 impl Round {
     /// Which packages of a page of the queue (`(ops, deadline_ms)`, in queue order) a round
-    /// takes, as indices into the page. A package with a bank found silent earlier in this
+    /// takes, as indices into the page, ascending. A package with a bank found silent earlier in this
     /// hold (`down`) waits for a later turn, unless its deadline passed: it fails now, without
     /// asking anyone.
     pub fn select<'a>(
