@@ -133,9 +133,9 @@ fn error_codes_are_never_spelt_as_strings() {
 fn the_simulation_drives_the_servers_engine() {
     let read = |f: &str| std::fs::read_to_string(workspace().join("business/src/interbank").join(f)).unwrap();
     let sim = read("sim.rs");
+    let code: String = sim.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+    let outside_tests = code.split("mod tests").next().unwrap_or("");
     for copy in ["settle::decide(", "ring::orphaned(", "Bug::"] {
-        let code: String = sim.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
-        let outside_tests = code.split("mod tests").next().unwrap_or("");
         assert!(!outside_tests.contains(copy), "sim.rs calls {copy} itself: a second copy of a rule");
     }
     for (executor, uses) in [

@@ -147,10 +147,9 @@ impl Round {
         let items = &self.asked[&bank];
         let votes = match answer {
             Answer::Votes(v) if v.len() == items.len() => v,
-            Answer::Votes(_) | Answer::Silent => {
-                if answer == Answer::Silent {
-                    self.silent.insert(bank);
-                }
+            Answer::Votes(_) => vec![Vote::Unreachable; items.len()],
+            Answer::Silent => {
+                self.silent.insert(bank);
                 vec![Vote::Unreachable; items.len()]
             }
             Answer::Fenced => {
