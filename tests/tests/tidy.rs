@@ -127,7 +127,7 @@ fn error_codes_are_never_spelt_as_strings() {
 
 /// Architecture Invariant: the simulation runs the servers' protocol code, not a copy of it. It
 /// reaches the rules that decide (a round's decisions, a token's acceptance, the tick, presumed
-/// abort, a participant's known attempts) only through `engine` and `ring`, which the servers'
+/// abort, a participant's known attempts and who may end them) only through `engine` and `ring`, which the servers'
 /// executors call too; it never calls the decision rule underneath them itself.
 #[test]
 fn the_simulation_drives_the_servers_engine() {
@@ -140,7 +140,7 @@ fn the_simulation_drives_the_servers_engine() {
     }
     for (executor, uses) in [
         ("coordinator.rs", &["Round::select(", "Round::start(", ".decide(", "engine::inquiry("][..]),
-        ("participant.rs", &["engine::known_vote(", "engine::ending("][..]),
+        ("participant.rs", &["engine::known_vote(", "engine::ending(", "engine::may_finish("][..]),
         ("worker.rs", &["ring::step("][..]),
     ] {
         let text = read(executor);
@@ -148,9 +148,15 @@ fn the_simulation_drives_the_servers_engine() {
             assert!(text.contains(u), "{executor} no longer calls {u}: the simulation would test other code");
         }
     }
-    for u in
-        ["engine::Round::select(", "engine::Round::start(", "engine::known_vote(", "engine::ending(", "ring::step("]
-    {
+    for u in [
+        "engine::Round::select(",
+        "engine::Round::start(",
+        "engine::known_vote(",
+        "engine::ending(",
+        "engine::may_finish(",
+        "settle::vote(",
+        "ring::step(",
+    ] {
         assert!(sim.contains(u), "sim.rs no longer drives {u}");
     }
 }

@@ -20,6 +20,14 @@ pub enum Bug {
     /// the attempt: a duplicate prepare that arrives after the commit holds again, and its
     /// in-doubt resolution applies the commit twice.
     IgnoreOutcomeOnPrepare,
+    /// A participant applies a commit or rollback from any member bank, not only from the
+    /// attempt's coordinator (issue 13, defect 2): a hostile member half-applies another bank's
+    /// package.
+    FinishByAnyBank,
+    /// A participant checks a credit against the posted balance alone, not with the credits
+    /// already promised to the account (issue 13, defect 5): two credits that each fit are both
+    /// voted for, and the second commit cannot be applied.
+    UnreservedCredits,
 }
 
 #[cfg(any(test, feature = "sim"))]

@@ -248,6 +248,13 @@ pub fn ending(prepared: bool, outcome: Option<bool>, commit: bool) -> Ending {
     }
 }
 
+/// Whether `caller` may end an attempt prepared here for `coordinator`: only the coordinator
+/// decides (issue 13, defect 2: any member bank could commit or roll back another bank's
+/// attempt, half-applying its package).
+pub fn may_finish(coordinator: BankId, caller: BankId) -> bool {
+    caller == coordinator || bugs::on(Bug::FinishByAnyBank)
+}
+
 /// The coordinator's answer to an inquiry about an attempt, from its record of the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inquiry {
@@ -356,6 +363,8 @@ mod tests {
         assert_eq!(ending(false, None, true), Ending::Unknown);
         assert_eq!(inquiry(Some(true)), Inquiry::Decided(true));
         assert_eq!(inquiry(None), Inquiry::PresumeAbort { record: true });
+        let (b1, b2) = (BankId::new(1).unwrap(), BankId::new(2).unwrap());
+        assert!(may_finish(b1, b1) && !may_finish(b1, b2));
     }
 
     #[test]

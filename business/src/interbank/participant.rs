@@ -591,7 +591,7 @@ pub enum FinishBy {
 impl FinishBy {
     fn may_finish(self, p: &Prepared) -> bool {
         match self {
-            FinishBy::Coordinator(b) => p.coordinator == b,
+            FinishBy::Coordinator(b) => engine::may_finish(p.coordinator, b),
             FinishBy::Recovery => true,
         }
     }
