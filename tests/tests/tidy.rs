@@ -18,7 +18,31 @@ fn dependencies(member: &str) -> Vec<String> {
         .collect()
 }
 
-const MEMBERS: &[&str] = &["shared", "pki", "dataserver-api", "dataserver", "business", "frontend", "tools", "tests"];
+const MEMBERS: &[&str] =
+    &["shared", "pki", "dataserver-api", "dataserver", "protocol", "business", "frontend", "tools", "tests"];
+
+/// Architecture Invariant: the settlement protocol does no I/O. The `protocol` crate's
+/// dependencies are the vocabulary, serialisation, error derives, the OpenAPI derives and (for
+/// the simulation) a seeded random source: nothing that reaches a socket, a file, a runtime or
+/// a clock, so the rules can only take what happens as values.
+#[test]
+fn the_protocol_crate_does_no_io() {
+    let allowed = ["shared", "serde", "thiserror", "utoipa", "rand", "proptest"];
+    let deps = dependencies("protocol");
+    assert!(deps.contains(&"shared".to_string()), "the guard reads the real manifest: {deps:?}");
+    for d in &deps {
+        assert!(allowed.contains(&d.as_str()), "protocol depends on {d}: the rules would reach I/O");
+    }
+    // Nor does its code reach the standard library's I/O, threads aside (the simulation's
+    // tests run seeds on every core, as many as `SIM_SEEDS` says).
+    for f in harness::rust_files(&workspace().join("protocol/src")) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let code = text.replace("std::env::var(\"SIM_SEEDS\")", "");
+        for io in ["std::fs", "std::net", "std::io", "SystemTime", "Instant::now", "std::env"] {
+            assert!(!code.contains(io), "{}: uses {io}", f.display());
+        }
+    }
+}
 
 /// Architecture Invariant: no server can issue certificates. Only the launcher's harness turns
 /// on `pki/issue` (rcgen, a local CA); the servers only load identities they were given.
@@ -132,7 +156,7 @@ fn error_codes_are_never_spelt_as_strings() {
 #[test]
 fn the_simulation_drives_the_servers_engine() {
     let read = |f: &str| std::fs::read_to_string(workspace().join("business/src/interbank").join(f)).unwrap();
-    let sim = read("sim.rs");
+    let sim = std::fs::read_to_string(workspace().join("protocol/src/sim.rs")).unwrap();
     let code: String = sim.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
     let outside_tests = code.split("mod tests").next().unwrap_or("");
     for copy in ["settle::decide(", "ring::orphaned(", "Bug::"] {

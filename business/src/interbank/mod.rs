@@ -1,22 +1,20 @@
 //! Between banks: the network's configuration, the authenticated peer client, and the protocols
 //! (token ring, two-phase commit of packages, the Pix key directory).
 //!
-//! The protocol rules live in pure modules ([`ring`], [`settle`], [`engine`], [`retention`]);
-//! [`participant`], [`coordinator`], [`keys`] and [`worker`] only carry their inputs and outputs
-//! between the bank's data server and its peers, and the simulation (`sim`, in tests and with
-//! the `sim` feature) drives the same modules over a seeded network.
+//! The protocol rules live in the `protocol` crate, which does no I/O ([`ring`], [`settle`],
+//! [`engine`], [`retention`], re-exported here); [`participant`], [`coordinator`], [`keys`] and
+//! [`worker`] only carry their inputs and outputs between the bank's data server and its peers,
+//! and the simulation (`sim`, with the `sim` feature) drives the same rules over a seeded
+//! network.
 
-pub mod bugs;
 pub mod coordinator;
-pub mod engine;
 pub mod keys;
 pub mod participant;
-pub mod retention;
-pub mod ring;
-pub mod settle;
-#[cfg(any(test, feature = "sim"))]
-pub mod sim;
 pub mod worker;
+
+#[cfg(feature = "sim")]
+pub use protocol::sim;
+pub use protocol::{bugs, engine, retention, ring, settle};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use shared::{AccountId, Amount, BankId, Ibk, Money};
 
-use super::bugs::{self, Bug};
+use crate::bugs::{self, Bug};
 use crate::consents::{ConsentSet, ConsentUse, NotCovered};
 
 /// One operation of an interbank package, with its target already resolved to an IBK.

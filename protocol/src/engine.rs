@@ -2,8 +2,8 @@
 //! packages it takes, whom it asks, what it decides and whom it tells), the participant's rules
 //! for an attempt it already knows (a repeated prepare, a decision delivered again), and the
 //! presumed-abort answer to an inquiry. Answers come in as values, and what to do comes out as
-//! values; [`super::coordinator`], [`super::participant`] and [`super::worker`] execute it
-//! against the data server and the peers, and [`super::sim`] executes the very same code over
+//! values; the business servers' `coordinator`, `participant` and `worker` modules execute it
+//! against the data server and the peers, and [`crate::sim`] executes the very same code over
 //! its seeded network, so a bug here is a bug the simulation can find.
 //!
 //! A round, as both executors run it:
@@ -22,9 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use shared::BankId;
 
-use super::bugs::{self, Bug};
-use super::retention::Retention;
-use super::settle::{self, AbortReason, Decision, Refusal, Vote, WireOp};
+use crate::bugs::{self, Bug};
+use crate::retention::Retention;
+use crate::settle::{self, AbortReason, Decision, Refusal, Vote, WireOp};
 
 /// One package of a round, as the engine follows it.
 #[derive(Debug, Clone)]

@@ -77,7 +77,7 @@ pub enum Receive {
 pub fn on_token(state: &RingState, t: Token) -> Receive {
     match t.cmp(&state.token) {
         std::cmp::Ordering::Greater => Receive::Accept,
-        std::cmp::Ordering::Equal if super::bugs::on(super::bugs::Bug::AcceptRepeatedTokens) => Receive::Accept,
+        std::cmp::Ordering::Equal if crate::bugs::on(crate::bugs::Bug::AcceptRepeatedTokens) => Receive::Accept,
         std::cmp::Ordering::Equal => Receive::Duplicate,
         std::cmp::Ordering::Less => Receive::Stale,
     }

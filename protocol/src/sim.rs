@@ -25,7 +25,7 @@
 //! What the model leaves to the process-level tests: replica takeover inside one bank (here a
 //! bank is one worker whose incarnation changes at restart), data-server fencing, HTTP, and the
 //! executors themselves (how a decision becomes a data-server commit). The deliberate bugs are
-//! switches inside those shared rules ([`super::bugs`]), so each shows the oracle failing on a
+//! switches inside those shared rules ([`crate::bugs`]), so each shows the oracle failing on a
 //! break in the code that runs.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -34,12 +34,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shared::{AccountId, Amount, BankId, Ibk, Money};
 
-use super::bugs;
-pub use super::bugs::Bug;
-use super::engine::{self, Answer, Ending, Inquiry};
-use super::retention::Retention;
-use super::ring::{self, PeerView, Receive, RingState, Step, Token, Verdict};
-use super::settle::{self, AccountView, Item, Need, Vote, WireOp};
+use crate::bugs;
+pub use crate::bugs::Bug;
+use crate::engine::{self, Answer, Ending, Inquiry};
+use crate::retention::Retention;
+use crate::ring::{self, PeerView, Receive, RingState, Step, Token, Verdict};
+use crate::settle::{self, AccountView, Item, Need, Vote, WireOp};
 
 /// The knobs of one simulated run.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! Deliberate bugs, to show that the simulation's oracle catches a broken rule in the very code
-//! the servers run. Each switch sits inside a protocol rule ([`super::engine`], [`super::ring`])
+//! the servers run. Each switch sits inside a protocol rule ([`crate::engine`], [`crate::ring`])
 //! and is read through [`on`].
 //!
 //! The switches exist only in test builds and with the `sim` feature (the operator tool's
