@@ -116,7 +116,6 @@ pub async fn pay(state: &AppState, me: &AccountRecord, body: Pay, key: Option<&s
         created_at: dataserver_api::clock::rfc3339_ms(now),
         created_ms: now,
         deadline_ms: now.saturating_add(state.interbank.limits.package_deadline_ms),
-        attempt: 0,
     };
     Ok(Paid::Pending(coordinator::enqueue(&state.interbank, &queued).await?))
 }

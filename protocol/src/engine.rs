@@ -8,8 +8,9 @@
 //!
 //! A round, as both executors run it:
 //!
-//! 1. [`Round::select`] picks from a page of the queue; the executor gives each picked package a
-//!    new attempt id, durably, before anything is prepared under it.
+//! 1. [`Round::select`] picks from a page of the queue; the executor starts the round durably
+//!    (the servers: a round number in `ring/state` and a `rounds/{n}` record; each package's
+//!    attempt is `{package}.{n}`) before anything is prepared under it.
 //! 2. [`Round::start`] says which bank is asked to prepare which packages ([`Prepare`]).
 //! 3. Each bank's answer goes in through [`Round::on`] ([`Answer`]); a bank that did not answer
 //!    in time is simply never heard from.

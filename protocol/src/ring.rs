@@ -63,6 +63,16 @@ pub struct RingState {
     pub last_grant_ms: u64,
     /// Grants accepted so far: the grant log's next key.
     pub grants: u64,
+    /// The last settlement round this bank started as coordinator: a round's number is its
+    /// attempts' id (`{package}.{round}`), durable before any of them is prepared.
+    #[serde(default)]
+    pub round: u64,
+    /// A round started and not yet decided. Whoever works the token next closes it first
+    /// (aborts its attempts and tells their banks) before any of its packages is tried again,
+    /// so that an attempt left behind by a replica that failed or lost its lease mid-round never
+    /// holds money beside the package's next attempt.
+    #[serde(default)]
+    pub open_round: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +107,7 @@ pub fn accept(state: &RingState, t: Token, worker: u32, now_ms: u64, lease_ms: u
         lease_until_ms: now_ms.saturating_add(lease_ms),
         last_grant_ms: now_ms,
         grants: state.grants + 1,
+        ..*state
     }
 }
 

@@ -3,9 +3,10 @@
 //! takes, whom it asks, what it decides and whom it tells), the participant's rules for known
 //! attempts and decisions ([`engine::known_vote`], [`engine::ending`]), presumed abort
 //! ([`engine::inquiry`]), the ring's tick, acceptance and lost-token judgement ([`ring`]) and the
-//! votes ([`settle`]) — over the same durable records (ring state,
-//! queue with attempt counters, decisions written once, undelivered decisions, prepared holds,
-//! outcomes), over a network a seeded scheduler drives: messages delayed at random (so
+//! votes ([`settle`]) — over durable records of its own (ring state, queue with attempt
+//! counters, decisions written once per attempt, undelivered decisions, prepared holds,
+//! outcomes: the servers keep the coordinator's per round instead, `rounds/{n}`, which is the
+//! executor's layout, not a rule), over a network a seeded scheduler drives: messages delayed at random (so
 //! reordered), lost, duplicated, and banks crashed and restarted (volatile state lost, durable
 //! state kept). After the faults stop the network heals and must finish all work.
 //!

@@ -600,11 +600,15 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     assert_eq!(ask(2).send().await.unwrap().status(), StatusCode::OK, "bank 2 is a participant");
     // An id bank 1 never coordinated is an abort, and bank 3 asking for made-up ids writes
     // nothing there (before, a presumed abort per id: `decisions/` grew without bound).
-    let r = as_peer(&c, 3, Method::GET, format!("{bank1}/interbank/decision/made0up0package.0")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["commit"], false);
-    let decided = c.banks[0].ds_client().get_record("decisions", "made0up0package.0").await.unwrap();
-    assert!(decided.is_none(), "nothing written for a made-up id: {decided:?}");
+    let ds1 = c.banks[0].ds_client();
+    let rounds = || async { ds1.scan_records("rounds", "", None, 1_000).await.unwrap().records };
+    let before = rounds().await;
+    for made_up in ["made0up0package.0", "made0up0package.77777", "no-round-at-all"] {
+        let r = as_peer(&c, 3, Method::GET, format!("{bank1}/interbank/decision/{made_up}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["commit"], false);
+    }
+    assert_eq!(before, rounds().await, "nothing written for made-up ids");
 
     // A rogue member (issue 14, attack 2): bank 3 reads the victim's card, claims the victim as
     // the person behind a package of its own and prepares a debit at bank 2. Before, bank 2
@@ -944,14 +948,26 @@ async fn a_round_taken_over_mid_way_still_settles_its_package_once() {
     assert_eq!(done.status, Status::Success, "{done:?}");
     assert_eq!(balance(&c, at2.ibk()).await, "40".parse::<Money>().unwrap());
     assert_eq!(balance(&c, at1.ibk()).await, "60".parse::<Money>().unwrap());
-    let outcome = |n: u32| {
-        let ds2 = ds2.clone();
-        let key = format!("{}.{n}", t.id);
-        async move { ds2.get_record("outcomes", &key).await.unwrap().map(|r| r.value["committed"].clone()) }
-    };
-    assert_eq!(outcome(1).await, Some(serde_json::json!(false)), "the first attempt ended at bank 2");
-    assert_eq!(outcome(2).await, Some(serde_json::json!(true)), "the second committed there");
+    // Two attempts reached bank 2, in two rounds: the first ended there, the second committed.
+    let ended = attempts(&ds2, &t.id).await;
+    assert_eq!(ended.iter().map(|(_, c)| *c).collect::<Vec<_>>(), [false, true], "{ended:?}");
     settled_and_clean(&c).await;
+}
+
+/// The attempts of `package` a bank ended, as its `outcomes/` tell (id, committed), in the order
+/// of their rounds.
+async fn attempts(ds: &dataserver_api::client::DataClient, package: &str) -> Vec<(String, bool)> {
+    let page = ds.scan_records("outcomes", &format!("{package}."), None, 1_000).await.unwrap();
+    let mut out: Vec<(u64, String, bool)> = page
+        .records
+        .into_iter()
+        .map(|r| {
+            let (_, n) = business::interbank::coordinator::split_txn(&r.key).unwrap();
+            (n, r.key, r.value["committed"].as_bool().unwrap())
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, k, c)| (k, c)).collect()
 }
 
 /// The records of two-phase commit are forgotten some time after nothing can need them (issue
@@ -971,11 +987,13 @@ async fn settled_attempts_are_forgotten_after_their_horizon() {
     let payee = customer(&c, 1, 152, "0").await;
     let t = payer.pay(&[(payer.ibk().to_string(), payee.ibk().to_string(), "10")]).await.unwrap();
     assert_eq!(terminal(&payer, &t.id, Duration::from_secs(20)).await.status, Status::Success);
-    let txn = format!("{}.1", t.id);
     let (ds1, ds2) = (c.banks[0].ds_client(), c.banks[1].ds_client());
+    let txn = attempts(&ds2, &t.id).await.first().expect("an attempt at bank 2").0.clone();
+    let (_, round) = business::interbank::coordinator::split_txn(&txn).unwrap();
+    let round = business::interbank::coordinator::round_key(round);
     let kept = || async {
         [
-            ds1.get_record("decisions", &txn).await.unwrap().is_some(),
+            ds1.get_record("rounds", &round).await.unwrap().is_some(),
             ds1.get_record("outcomes", &txn).await.unwrap().is_some(),
             ds2.get_record("outcomes", &txn).await.unwrap().is_some(),
         ]

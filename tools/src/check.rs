@@ -15,6 +15,7 @@
 //! 7. Every package attempt is all or nothing across banks: no attempt committed at one bank and
 //!    rolled back at another, and none committed anywhere unless its coordinator decided commit.
 
+use business::interbank::coordinator::{self, ROUNDS, RoundRecord};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -368,9 +369,15 @@ async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> crate::Res
             }
             outcomes.entry(r.key).or_default().push((b.id, committed));
         }
-        for r in scan_all(&b.ds, "decisions").await? {
-            let commit = r.value.get("commit").and_then(serde_json::Value::as_bool).unwrap_or(false);
-            decisions.insert(r.key, (b.id, commit));
+        // Each decided round's decisions, per attempt (`{package}.{round}`).
+        for r in scan_all(&b.ds, ROUNDS).await? {
+            let Ok(round) = serde_json::from_value::<RoundRecord>(r.value) else { continue };
+            let Ok(n) = r.key.parse::<u64>() else { continue };
+            for e in &round.packages {
+                if let Some(commit) = round.decided.then(|| round.decision(&e.id)).flatten() {
+                    decisions.insert(coordinator::txn(&e.id, n), (b.id, commit));
+                }
+            }
         }
     }
     for (txn, applied) in &outcomes {

@@ -193,7 +193,7 @@ async fn count(c: &Cluster, b: usize, collection: &str) -> usize {
 /// peers hold for it with no decision recorded at `b` (killed before the decision), and
 /// decisions recorded at `b` but not delivered (killed after it).
 async fn where_2pc_stands(c: &Cluster, b: usize) -> (usize, usize) {
-    use business::interbank::coordinator::{DECISIONS, UNDELIVERED};
+    use business::interbank::coordinator::{ROUNDS, RoundRecord, UNDELIVERED, round_key, split_txn};
     use business::interbank::participant::PREPARED;
     let coordinator = serde_json::json!(c.banks[b].id);
     let ds = c.banks[b].ds_client();
@@ -204,8 +204,17 @@ async fn where_2pc_stands(c: &Cluster, b: usize) -> (usize, usize) {
         }
         let Ok(page) = peer.ds_client().scan_records(PREPARED, "", None, 1_000).await else { continue };
         let theirs = page.records.iter().filter(|r| r.value.get("coordinator") == Some(&coordinator));
-        let decided = futures::future::join_all(theirs.map(|r| ds.get_record(DECISIONS, &r.key))).await;
-        undecided += decided.iter().filter(|d| matches!(d, Ok(None))).count();
+        let ds = &ds;
+        let decided = futures::future::join_all(theirs.filter_map(|r| split_txn(&r.key)).map(|(p, n)| async move {
+            // No decision: the round open, or no record of it (an unreadable answer is no
+            // evidence either way).
+            let round = ds.get_record(ROUNDS, &round_key(n)).await.ok()?;
+            let decision =
+                round.and_then(|r| serde_json::from_value::<RoundRecord>(r.value).ok()).and_then(|r| r.decision(p));
+            decision.is_none().then_some(())
+        }))
+        .await;
+        undecided += decided.iter().flatten().count();
     }
     (undecided, count(c, b, UNDELIVERED).await)
 }

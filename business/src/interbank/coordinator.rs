@@ -1,16 +1,24 @@
 //! The author bank's side of two-phase commit: packages wait in `queue/`, and the replica
 //! working the token settles them in rounds — prepare at every involved bank in parallel (one
-//! batched request per bank), decide with [`settle::decide`], record every decision durably in
-//! one commit, then deliver the decisions (again one request per bank).
+//! batched request per bank), decide with the engine, record the round's decisions durably in
+//! one commit, then deliver them (again one request per bank). The round is the unit of the
+//! coordinator's records:
 //!
-//! * `queue/{created_ms:013}-{id}` — a package waiting, with its attempt counter. Each attempt
-//!   is a distinct two-phase transaction `{id}.{attempt}`, so a rolled-back attempt never
-//!   collides with the next one.
-//! * `decisions/{txn}` — the decision, written once (`if_version: 0`). A participant that asks
-//!   about an attempt with no decision gets "abort", recorded the same way, so a late commit
-//!   decision for it cannot be recorded any more (presumed abort).
-//! * `undelivered/{txn}` — a decision not yet acknowledged by every bank; redelivered at every
-//!   round (its first page, to banks that answer) and by every replica's recovery until it is.
+//! * `queue/{created_ms:013}-{id}` — a package waiting. It is not rewritten per attempt.
+//! * `ring/state` — carries the number of the last round started (`round`) and the round not
+//!   yet decided (`open_round`). A round's number is its attempts' id: `{package}.{round}`.
+//! * `rounds/{round:020}` — written when the round starts (its packages and their banks), in
+//!   the same commit that moves `ring/state` to it, and again, once, when it is decided (the
+//!   packages committed). A participant's inquiry about an attempt of a round still open adds
+//!   the package to the round's presumed aborts; the decision's commit is conditioned on the
+//!   record's version, so that package is then dropped from the round (presumed abort).
+//! * `undelivered/{round:020}` — the round's decisions some bank has not acknowledged yet;
+//!   redelivered at every round (its first page, to banks that answer) and by every replica's
+//!   recovery until they are.
+//!
+//! A round left open (its replica failed, or lost its lease mid-round) is closed by whoever
+//! works the token next, before anything else: all its attempts aborted, and the rollbacks
+//! delivered to their banks, so a package's next attempt never finds the last one's holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,7 +38,7 @@ use crate::model::{PACKAGES, PENDING_PACKAGES};
 use crate::model::{json, parse_record as parse};
 
 pub const QUEUE: &str = "queue";
-pub const DECISIONS: &str = "decisions";
+pub const ROUNDS: &str = "rounds";
 pub const UNDELIVERED: &str = "undelivered";
 /// `counters/settled`: packages this bank settled as author, for the operator console.
 const SETTLED_COUNTER: &str = "settled";
@@ -55,7 +63,6 @@ pub struct Queued {
     pub created_at: String,
     pub created_ms: u64,
     pub deadline_ms: u64,
-    pub attempt: u32,
 }
 
 /// Stores a cross-bank package for settlement: its customer-facing record and its queue entry,
@@ -186,8 +193,9 @@ impl Queued {
         format!("{:013}-{}", self.created_ms, self.id)
     }
 
-    pub fn txn(&self) -> String {
-        format!("{}.{}", self.id, self.attempt)
+    /// The id of its attempt in round `round`.
+    pub fn txn(&self, round: u64) -> String {
+        txn(&self.id, round)
     }
 
     /// The package as its author sees it.
@@ -221,28 +229,78 @@ pub struct DecisionAnswer {
     pub commit: bool,
 }
 
-/// `decisions/{txn}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DecisionRecord {
-    pub commit: bool,
+/// The id of a package's attempt in round `round`.
+pub fn txn(package: &str, round: u64) -> String {
+    format!("{package}.{round}")
+}
+
+/// The package and round an attempt id names (`None`: not an attempt id).
+pub fn split_txn(txn: &str) -> Option<(&str, u64)> {
+    let (package, round) = txn.rsplit_once('.')?;
+    Some((package, round.parse().ok()?))
+}
+
+/// The key of round `round`'s records.
+pub fn round_key(round: u64) -> String {
+    format!("{round:020}")
+}
+
+/// `rounds/{round}`: a settlement round, from its start; its decisions once decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    pub at_ms: u64,
+    pub packages: Vec<RoundEntry>,
+    /// Whether it is decided: then `committed` are the packages whose attempt committed, and
+    /// every other attempt of the round is aborted.
+    pub decided: bool,
+    #[serde(default)]
+    pub committed: Vec<String>,
+    /// Packages whose attempt an inquiry found undecided, presumed aborted: never committed.
+    #[serde(default)]
+    pub aborted: Vec<String>,
     /// When this record may be deleted ([`super::retention`]; 0: kept).
     #[serde(default)]
     pub forget_after_ms: u64,
 }
 
+/// One package of a round, and the banks its attempt may hold at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundEntry {
+    pub id: String,
+    pub banks: Vec<BankId>,
+}
+
+impl RoundRecord {
+    /// The recorded decision on `package`'s attempt of this round: `None` while the round is
+    /// open and the package not presumed aborted.
+    pub fn decision(&self, package: &str) -> Option<bool> {
+        if self.decided {
+            return Some(self.committed.iter().any(|c| c == package));
+        }
+        if self.aborted.iter().any(|a| a == package) || !self.packages.iter().any(|e| e.id == package) {
+            // Not part of this round: no attempt of it can commit here.
+            return Some(false);
+        }
+        None
+    }
+}
+
+/// `undelivered/{round}`: a round's decisions not yet acknowledged by every bank.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Undelivered {
-    pub commit: bool,
-    /// When the decision was taken: recovery redelivers only what its round had time to.
-    #[serde(default)]
+    /// When the decisions were taken: recovery redelivers only what its round had time to.
     pub at_ms: u64,
-    /// When the attempt's records may be forgotten anywhere (0: not known).
-    #[serde(default)]
+    /// When the round's records may be forgotten anywhere (0: not known).
     pub forget_after_ms: u64,
-    /// Banks that have not acknowledged yet.
+    pub owed: Vec<Owed>,
+}
+
+/// One package's decision, and the banks that have not acknowledged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owed {
+    pub package: String,
+    pub commit: bool,
     pub banks: Vec<BankId>,
-    /// Written to `packages/{id}` once every bank acknowledged (the package's final state).
-    pub on_done: Option<Transaction>,
 }
 
 /// Why a round stopped early.
@@ -298,11 +356,111 @@ struct Planned {
     queue_version: u64,
 }
 
+/// The `ring/state` put that moves it on from `ring` (at `version`), renewing the lease: every
+/// write of a round's records goes with one, so only the replica working the token writes them.
+fn ring_put(ring: &super::ring::RingState, version: u64) -> RecordOp {
+    RecordOp::Put {
+        collection: participant::RING.into(),
+        key: participant::RING_STATE.into(),
+        value: json(ring),
+        if_version: Some(version),
+    }
+}
+
+/// The new versions of `ring/state` and `rounds/{round}` in a commit's answer.
+fn versions(r: &dataserver_api::CommitResponse, round: &str) -> Result<(u64, u64), ApiError> {
+    let of = |collection: &str, key: &str| {
+        r.records.iter().find(|v| v.collection == collection && v.key == key).map(|v| v.version).ok_or_else(|| {
+            ApiError::Unavailable(Unavailable::Corrupt(format!("a round's commit left no {collection}/{key}")))
+        })
+    };
+    Ok((of(participant::RING, participant::RING_STATE)?, of(ROUNDS, round)?))
+}
+
+/// A commit of a round's records was refused: another replica took the token over when the
+/// ring state moved, otherwise `None` (an inquiry changed the round record meanwhile).
+async fn replaced(ib: &Interbank, ring_version: u64) -> Result<Option<RoundError>, RoundError> {
+    Ok((participant::ring_state(ib).await?.1 != ring_version).then_some(RoundError::Replaced))
+}
+
+/// Closes round `n`, left open by a replica that failed or lost its lease mid-round: every
+/// attempt of it aborted (none was recorded committed: the decision commit closes the round
+/// itself), the rollbacks owed to every bank of its packages, and delivered now, before any of
+/// its packages is tried again.
+async fn close(
+    ib: &Interbank,
+    ring: &mut super::ring::RingState,
+    ring_version: &mut u64,
+    n: u64,
+    down: &mut BTreeSet<BankId>,
+) -> Result<(), RoundError> {
+    let key = round_key(n);
+    let closed =
+        super::ring::RingState { open_round: None, lease_until_ms: now_ms() + ib.limits.ring_lease_ms, ..*ring };
+    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    c.records.push(ring_put(&closed, *ring_version));
+    let mut owed = Vec::new();
+    let mut forget_after_ms = 0;
+    let now = now_ms();
+    if let Some(r) = ib.ds.get_record(ROUNDS, &key).await?
+        && let Ok(mut record) = parse::<RoundRecord>(&r)
+        && !record.decided
+    {
+        owed = record
+            .packages
+            .iter()
+            .map(|e| Owed { package: e.id.clone(), commit: false, banks: e.banks.clone() })
+            .collect();
+        forget_after_ms = record.forget_after_ms;
+        record.decided = true;
+        record.committed.clear();
+        c.records.push(RecordOp::Put {
+            collection: ROUNDS.into(),
+            key: key.clone(),
+            value: json(&record),
+            if_version: Some(r.version),
+        });
+        c.records.push(RecordOp::Put {
+            collection: UNDELIVERED.into(),
+            key: key.clone(),
+            value: json(&Undelivered { at_ms: now, forget_after_ms, owed: owed.clone() }),
+            if_version: None,
+        });
+    }
+    match ib.ds.commit(&c).await {
+        Ok(r) => {
+            *ring_version = r
+                .records
+                .iter()
+                .find(|v| v.collection == participant::RING && v.key == participant::RING_STATE)
+                .map(|v| v.version)
+                .ok_or_else(|| {
+                    ApiError::Unavailable(Unavailable::Corrupt("closing a round left no ring state".into()))
+                })?;
+            *ring = closed;
+        }
+        Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
+            // The ring moved (another replica), or an inquiry changed the round: either way
+            // the next round looks again.
+            return Err(replaced(ib, *ring_version).await?.unwrap_or(RoundError::Api(ApiError::Unavailable(
+                Unavailable::Contended("the open round changed while it was closed"),
+            ))));
+        }
+        Err(e) => return Err(ApiError::from(e).into()),
+    }
+    if !owed.is_empty() {
+        tracing::info!(round = n, packages = owed.len(), "closed a round left open: its attempts are rolled back");
+        let u = Undelivered { at_ms: now, forget_after_ms, owed };
+        down.extend(deliver(ib, vec![(key, u)], down).await?);
+    }
+    Ok(())
+}
+
 /// One settlement round over the next page of the queue after `cursor`, by the replica that
-/// works the token in `ring` (`ring/state` at version `ring_version`): its decisions' commit
-/// also renews that replica's lease, on the condition that nobody changed the ring state
-/// meanwhile, and `ring` and `ring_version` follow. Returns how many packages it looked at (0:
-/// the sweep reached the end of the queue).
+/// works the token in `ring` (`ring/state` at version `ring_version`): the round's start and its
+/// decisions' commit both move the ring state on (renewing that replica's lease), on the
+/// condition that nobody changed it meanwhile, and `ring` and `ring_version` follow. Returns how
+/// many packages it looked at (0: the sweep reached the end of the queue).
 pub async fn round(
     ib: &Interbank,
     ring: &mut super::ring::RingState,
@@ -311,6 +469,9 @@ pub async fn round(
     down: &mut BTreeSet<BankId>,
 ) -> Result<usize, RoundError> {
     let epoch = ring.token.epoch;
+    if let Some(n) = ring.open_round {
+        close(ib, ring, ring_version, n, down).await?;
+    }
     // Decisions still owed to banks that answer: their rollbacks free holds this round's
     // attempts may need. A bank that does not answer is left to recovery ([`recover`]) for the
     // rest of this hold: the token does not wait on it again.
@@ -342,26 +503,51 @@ pub async fn round(
     if planned.is_empty() {
         return Ok(seen);
     }
-    // A new attempt id for each package, durably, before anything is prepared under it.
-    let mut bump = CommitRequest::new(uuid::Uuid::new_v4().to_string());
-    for p in &mut planned {
-        p.queued.attempt += 1;
-        bump.records.push(RecordOp::Put {
-            collection: QUEUE.into(),
-            key: p.queued.queue_key(),
-            value: json(&p.queued),
-            if_version: Some(p.queue_version),
-        });
-    }
-    let bumped = ib
-        .ds
-        .commit(&bump)
-        .await
-        .map_err(|e| ApiError::Unavailable(Unavailable::DataServer(format!("starting attempts: {e}"))))?;
-    // Versions come from one global sequence: take the new ones from the answer.
-    for (p, v) in planned.iter_mut().zip(&bumped.records) {
-        p.queue_version = v.version;
-    }
+    // The round starts durably before anything is prepared under its number: `ring/state`
+    // moves to it and `rounds/{n}` names its packages, in one commit.
+    let n = ring.round.checked_add(1).ok_or(ApiError::Unavailable(Unavailable::Exhausted("round numbers")))?;
+    let key = round_key(n);
+    let forget_after_ms =
+        planned.iter().map(|p| ib.limits.retention.forget_after(p.queued.deadline_ms)).max().unwrap_or(0);
+    let mut record = RoundRecord {
+        at_ms: now,
+        packages: planned
+            .iter()
+            .map(|p| RoundEntry { id: p.queued.id.clone(), banks: super::settle::banks(&p.queued.ops) })
+            .collect(),
+        decided: false,
+        committed: vec![],
+        aborted: vec![],
+        forget_after_ms,
+    };
+    let opened = super::ring::RingState {
+        round: n,
+        open_round: Some(n),
+        lease_until_ms: now + ib.limits.ring_lease_ms,
+        ..*ring
+    };
+    let mut start = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    start.records.push(ring_put(&opened, *ring_version));
+    start.records.push(RecordOp::Put {
+        collection: ROUNDS.into(),
+        key: key.clone(),
+        value: json(&record),
+        if_version: Some(0),
+    });
+    let mut round_version = match ib.ds.commit(&start).await {
+        Ok(r) => {
+            let (rv, v) = versions(&r, &key)?;
+            *ring_version = rv;
+            *ring = opened;
+            v
+        }
+        Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
+            return Err(replaced(ib, *ring_version).await?.unwrap_or(RoundError::Api(ApiError::Unavailable(
+                Unavailable::Corrupt(format!("round {n} was started before")),
+            ))));
+        }
+        Err(e) => return Err(ApiError::Unavailable(Unavailable::DataServer(format!("starting a round: {e}"))).into()),
+    };
 
     // Prepare: one request per bank, all banks at once.
     let (mut engine, prepares) = Round::start(planned.iter().map(|p| (&p.queued.ops[..], p.queued.deadline_ms)), now);
@@ -372,7 +558,7 @@ pub async fn round(
             .map(|i| {
                 let q = &planned[*i].queued;
                 PrepareItem {
-                    txn: q.txn(),
+                    txn: q.txn(n),
                     package: q.id.clone(),
                     author: q.author,
                     person: q.person.clone(),
@@ -403,25 +589,21 @@ pub async fn round(
     let mut outcomes = decided.outcomes;
 
     // Record every decision in one durable write.
-    let mut undelivered: Vec<(String, Undelivered)> = Vec::new();
+    let mut undelivered = Undelivered { at_ms: now, forget_after_ms, owed: vec![] };
     let mut recorded = false;
     // A statistic for the console, written with the decisions: only the token's worker runs a
     // round, and a count off by a round after a lost lease is harmless, so no condition is put
     // on it that could fail the decisions' commit.
     let settled_before = settled_total(ib).await?;
     for _ in 0..3 {
-        undelivered.clear();
+        undelivered.owed.clear();
         let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
         // Only the replica working the token decides (issue 13, defect 3): a replica whose lease
-        // ran out mid-round and was taken over records nothing. The same write renews the lease,
-        // so a round needs no other write for it.
-        let renewed = super::ring::RingState { lease_until_ms: now_ms() + ib.limits.ring_lease_ms, ..*ring };
-        c.records.push(RecordOp::Put {
-            collection: participant::RING.into(),
-            key: participant::RING_STATE.into(),
-            value: json(&renewed),
-            if_version: Some(*ring_version),
-        });
+        // ran out mid-round and was taken over records nothing. The same write renews the lease
+        // and closes the round.
+        let closed =
+            super::ring::RingState { open_round: None, lease_until_ms: now_ms() + ib.limits.ring_lease_ms, ..*ring };
+        c.records.push(ring_put(&closed, *ring_version));
         let committing = outcomes.iter().filter(|o| o.commit()).count() as u64;
         c.records.push(RecordOp::Put {
             collection: crate::model::COUNTERS.into(),
@@ -429,20 +611,18 @@ pub async fn round(
             value: serde_json::json!(settled_before.saturating_add(committing)),
             if_version: None,
         });
+        record.decided = true;
+        record.committed =
+            planned.iter().zip(&outcomes).filter(|(_, o)| o.commit()).map(|(p, _)| p.queued.id.clone()).collect();
+        // Written once: on the version the start wrote (or an inquiry's since, re-read below).
+        c.records.push(RecordOp::Put {
+            collection: ROUNDS.into(),
+            key: key.clone(),
+            value: json(&record),
+            if_version: Some(round_version),
+        });
         for (p, o) in planned.iter().zip(&outcomes) {
-            let txn = p.queued.txn();
             let commit = o.commit();
-            c.records.push(RecordOp::Put {
-                collection: DECISIONS.into(),
-                key: txn.clone(),
-                value: json(&DecisionRecord {
-                    commit,
-                    forget_after_ms: ib.limits.retention.forget_after(p.queued.deadline_ms),
-                }),
-                if_version: Some(0),
-            });
-            let banks = o.tell.clone();
-            let on_done = commit.then(|| p.queued.transaction(Status::Success, None));
             if o.final_() {
                 c.records.push(RecordOp::Delete {
                     collection: QUEUE.into(),
@@ -455,6 +635,7 @@ pub async fn round(
                     if_version: None,
                 });
                 let shown = match &o.decision {
+                    Decision::Commit if o.tell.is_empty() => p.queued.transaction(Status::Success, None),
                     Decision::Commit => p.queued.transaction(Status::Confirmed, None),
                     Decision::Abort { reason, .. } => {
                         let mut t = p.queued.transaction(Status::Failed, Some(reason.to_string()));
@@ -469,47 +650,39 @@ pub async fn round(
                     if_version: None,
                 });
             }
-            if !banks.is_empty() {
-                let forget_after_ms = ib.limits.retention.forget_after(p.queued.deadline_ms);
-                let u = Undelivered { commit, at_ms: now, forget_after_ms, banks, on_done };
-                c.records.push(RecordOp::Put {
-                    collection: UNDELIVERED.into(),
-                    key: txn.clone(),
-                    value: json(&u),
-                    if_version: None,
-                });
-                undelivered.push((txn, u));
-            } else if let Some(t) = on_done {
-                c.records.push(RecordOp::Put {
-                    collection: PACKAGES.into(),
-                    key: p.queued.id.clone(),
-                    value: json(&t),
-                    if_version: None,
-                });
+            if !o.tell.is_empty() {
+                undelivered.owed.push(Owed { package: p.queued.id.clone(), commit, banks: o.tell.clone() });
             }
+        }
+        if !undelivered.owed.is_empty() {
+            c.records.push(RecordOp::Put {
+                collection: UNDELIVERED.into(),
+                key: key.clone(),
+                value: json(&undelivered),
+                if_version: Some(0),
+            });
         }
         match ib.ds.commit(&c).await {
             Ok(r) => {
-                let v =
-                    r.records.iter().find(|v| v.collection == participant::RING && v.key == participant::RING_STATE);
-                *ring_version = v.map(|v| v.version).ok_or_else(|| {
-                    ApiError::Unavailable(Unavailable::Corrupt("the decisions' commit left no ring state".into()))
-                })?;
-                *ring = renewed;
+                *ring_version = versions(&r, &key)?.0;
+                *ring = closed;
                 recorded = true;
                 break;
             }
             Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
-                if participant::ring_state(ib).await?.1 != *ring_version {
-                    return Err(RoundError::Replaced);
+                if let Some(replaced) = replaced(ib, *ring_version).await? {
+                    return Err(replaced);
                 }
                 // A participant asked about an attempt and had it aborted meanwhile: that
                 // decision stands (the package keeps its place in the queue for another
                 // attempt); record the others.
-                let mut keep = Vec::with_capacity(planned.len());
-                for p in &planned {
-                    keep.push(ib.ds.get_record(DECISIONS, &p.queued.txn()).await?.is_none());
-                }
+                let Some(r) = ib.ds.get_record(ROUNDS, &key).await? else {
+                    return Err(ApiError::Unavailable(Unavailable::Corrupt(format!("round {n} vanished"))).into());
+                };
+                let now_recorded: RoundRecord = parse(&r)?;
+                round_version = r.version;
+                record.aborted = now_recorded.aborted;
+                let keep: Vec<bool> = planned.iter().map(|p| !record.aborted.contains(&p.queued.id)).collect();
                 let mut flags = keep.iter();
                 planned.retain(|_| flags.next().copied().unwrap_or(false));
                 let mut flags = keep.iter();
@@ -518,28 +691,29 @@ pub async fn round(
             Err(e) => return Err(ApiError::from(e).into()),
         }
     }
-    if recorded {
-        let committed = outcomes.iter().filter(|o| o.commit()).count() as u64;
-        ib.metrics.settled_total.inc_by(committed);
-        #[expect(clippy::cast_precision_loss, reason = "a histogram sample, for reporting only")]
-        ib.metrics.round_packages.observe(outcomes.len() as f64);
-        ib.metrics.round_seconds.observe(started.elapsed().as_secs_f64());
-    }
     if !recorded {
-        // Nothing of this round's decisions is durable: deliver none; participants' holds
-        // resolve through their inquiries (no decision → abort).
+        // Nothing of this round's decisions is durable: deliver none. The round stays open in
+        // the ring state, and the next round closes it first.
         return Err(ApiError::Unavailable(Unavailable::Contended("the decisions could not be recorded")).into());
     }
-    down.extend(deliver(ib, undelivered, down).await?);
+    let committed = outcomes.iter().filter(|o| o.commit()).count() as u64;
+    ib.metrics.settled_total.inc_by(committed);
+    #[expect(clippy::cast_precision_loss, reason = "a histogram sample, for reporting only")]
+    ib.metrics.round_packages.observe(outcomes.len() as f64);
+    ib.metrics.round_seconds.observe(started.elapsed().as_secs_f64());
+    if !undelivered.owed.is_empty() {
+        down.extend(deliver(ib, vec![(key, undelivered)], down).await?);
+    }
     if fenced {
         return Err(RoundError::Fenced(epoch));
     }
     Ok(seen)
 }
 
-/// Sends decisions to the banks that have not acknowledged them, one request per bank and
-/// decision kind, and records who acknowledged. Banks in `skip` are not sent anything. Returns
-/// the banks that did not answer.
+/// Sends rounds' decisions to the banks that have not acknowledged them, one request per bank
+/// and decision kind, and records who acknowledged: a package committed and acknowledged by
+/// every bank is shown `success`. Banks in `skip` are not sent anything. Returns the banks that
+/// did not answer.
 async fn deliver(
     ib: &Interbank,
     mut pending: Vec<(String, Undelivered)>,
@@ -550,15 +724,20 @@ async fn deliver(
         return Ok(silent);
     }
     let mut groups: BTreeMap<(BankId, bool), Vec<String>> = BTreeMap::new();
-    for (txn, u) in &pending {
-        for b in u.banks.iter().filter(|b| !skip.contains(b)) {
-            groups.entry((*b, u.commit)).or_default().push(txn.clone());
+    let mut forget: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, u) in &pending {
+        let n: u64 = key.parse().map_err(|_| ApiError::Unavailable(Unavailable::Corrupt(format!("round {key:?}"))))?;
+        for o in &u.owed {
+            let t = txn(&o.package, n);
+            forget.insert(t.clone(), u.forget_after_ms);
+            for b in o.banks.iter().filter(|b| !skip.contains(b)) {
+                groups.entry((*b, o.commit)).or_default().push(t.clone());
+            }
         }
     }
     let calls = groups.iter().map(|((bank, commit), txns)| finish_at(ib, *bank, txns.clone(), *commit));
     let answers = join_all(calls).await;
     let mut acked: BTreeSet<(BankId, String)> = BTreeSet::new();
-    let forget: BTreeMap<&str, u64> = pending.iter().map(|(t, u)| (t.as_str(), u.forget_after_ms)).collect();
     let now = now_ms();
     for (((bank, _), _), answer) in groups.iter().zip(answers) {
         match answer {
@@ -589,32 +768,68 @@ async fn deliver(
         }
     }
     let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
-    for (txn, u) in &mut pending {
-        let before = u.banks.len();
-        u.banks.retain(|b| !acked.contains(&(*b, txn.clone())));
-        if u.banks.is_empty() {
-            c.records.push(RecordOp::Delete { collection: UNDELIVERED.into(), key: txn.clone(), if_version: None });
-            if let Some(t) = &u.on_done {
-                c.records.push(RecordOp::Put {
-                    collection: PACKAGES.into(),
-                    key: t.id.clone(),
-                    value: json(t),
-                    if_version: None,
-                });
+    let mut succeeded: Vec<String> = Vec::new();
+    for (key, u) in &mut pending {
+        let n: u64 = key.parse().unwrap_or(0);
+        let before: usize = u.owed.iter().map(|o| o.banks.len()).sum();
+        for o in &mut u.owed {
+            let t = txn(&o.package, n);
+            o.banks.retain(|b| !acked.contains(&(*b, t.clone())));
+            if o.banks.is_empty() && o.commit {
+                succeeded.push(o.package.clone());
             }
-        } else if u.banks.len() < before {
+        }
+        u.owed.retain(|o| !o.banks.is_empty());
+        let after: usize = u.owed.iter().map(|o| o.banks.len()).sum();
+        if u.owed.is_empty() {
+            c.records.push(RecordOp::Delete { collection: UNDELIVERED.into(), key: key.clone(), if_version: None });
+        } else if after < before {
             c.records.push(RecordOp::Put {
                 collection: UNDELIVERED.into(),
-                key: txn.clone(),
+                key: key.clone(),
                 value: json(u),
                 if_version: None,
             });
         }
     }
+    // Committed everywhere: the package's final state.
+    if !succeeded.is_empty() {
+        let keys = succeeded.iter().map(|id| dataserver_api::RecordKey::new(PACKAGES, id.clone())).collect();
+        for r in ib.ds.get_records(keys).await?.into_iter().flatten() {
+            let t: Transaction = parse(&r)?;
+            if t.status == Status::Confirmed {
+                c.records.push(RecordOp::Put {
+                    collection: PACKAGES.into(),
+                    key: t.id.clone(),
+                    value: json(&succeeded_everywhere(t)),
+                    if_version: Some(r.version),
+                });
+            }
+        }
+    }
     if !c.records.is_empty() {
-        ib.ds.commit(&c).await?;
+        match ib.ds.commit(&c).await {
+            Ok(_) => {}
+            // A package record changed meanwhile (another replica's delivery wrote it): what
+            // is left is redelivered, and acknowledged again.
+            Err(e) if e.code() == Some(DsCode::ConditionFailed) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(silent)
+}
+
+/// A package confirmed, once every bank applied it: `success`, each operation too.
+fn succeeded_everywhere(t: Transaction) -> Transaction {
+    let now = crate::ledger::now_rfc3339();
+    let operations = crate::ledger::package_operations(
+        &t.id,
+        t.operations.iter().map(|o| (o.from, o.to, o.amount)),
+        Status::Success,
+        &t.created_at,
+        &now,
+    );
+    Transaction { status: Status::Success, updated_at: now, operations, ..t }
 }
 
 fn parse_undelivered(records: &[dataserver_api::Record]) -> Result<Vec<(String, Undelivered)>, ApiError> {
@@ -672,7 +887,7 @@ pub async fn recover(ib: Interbank) {
 #[derive(Debug, Default)]
 pub struct Sweep {
     outcomes: Option<String>,
-    decisions: Option<String>,
+    rounds: Option<String>,
 }
 
 /// Deletes the outcomes and decisions past their horizon ([`super::retention`]), up to
@@ -692,7 +907,7 @@ pub async fn collect_garbage(ib: &Interbank, sweep: &mut Sweep) -> Result<usize,
         cursor = Some(last.key.clone());
         owed.extend(page.records.into_iter().map(|r| r.key));
     }
-    Ok(outcomes + forget(ib, DECISIONS, &mut sweep.decisions, Some(&owed)).await?)
+    Ok(outcomes + forget(ib, ROUNDS, &mut sweep.rounds, Some(&owed)).await?)
 }
 
 /// Forgets the records of `collection` past their horizon, except those named in `owed` (and
@@ -766,12 +981,14 @@ pub async fn redeliver(ib: &Interbank) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A participant asks for an attempt's decision. With none recorded, abort is recorded and
-/// returned: the coordinator can then never commit it (presumed abort). Only a bank of the
-/// package may ask: from any other, a presumed abort would fail a package it has no part in.
+/// A participant asks for an attempt's decision. With none recorded (its round still open),
+/// the package is recorded in the round's presumed aborts and abort returned: the round can
+/// then never commit it (presumed abort). Only a bank of the package may ask: from any other,
+/// a presumed abort would fail a package it has no part in.
 pub async fn decision(ib: &Interbank, txn: &str, asker: BankId) -> Result<bool, ApiError> {
+    // Not an attempt of this bank's rounds: none will ever be decided here.
+    let Some((package_id, n)) = split_txn(txn) else { return Ok(false) };
     if asker != ib.me {
-        let package_id = txn.rsplit_once('.').map_or(txn, |(p, _)| p);
         match ib.ds.get_record(PACKAGES, package_id).await? {
             Some(r) => {
                 let t: Transaction = parse(&r)?;
@@ -781,30 +998,28 @@ pub async fn decision(ib: &Interbank, txn: &str, asker: BankId) -> Result<bool, 
             }
             // Not a package of this bank, so no attempt of it will ever be decided here: the
             // answer is abort, and nothing is written (a peer naming made-up ids would otherwise
-            // grow `decisions/` without bound). Packages are stored before any prepare is sent.
+            // grow the records without bound). Packages are stored before any prepare is sent.
             None => return Ok(false),
         }
     }
     for _ in 0..3 {
-        let recorded = match ib.ds.get_record(DECISIONS, txn).await? {
-            Some(r) => Some(parse::<DecisionRecord>(&r)?.commit),
-            None => None,
-        };
-        match super::engine::inquiry(recorded) {
+        // No record: a round not started (nobody could have been asked to prepare in it: a
+        // round starts durably first, and never again under the same number), or one forgotten
+        // past its horizon. Either way, abort, with nothing to write.
+        let Some(r) = ib.ds.get_record(ROUNDS, &round_key(n)).await? else { return Ok(false) };
+        let mut record: RoundRecord = parse(&r)?;
+        match super::engine::inquiry(record.decision(package_id)) {
             Inquiry::Decided(commit) => return Ok(commit),
             Inquiry::PresumeAbort { record: false } => return Ok(false),
             Inquiry::PresumeAbort { record: true } => {}
         }
+        record.aborted.push(package_id.to_string());
         let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
         c.records.push(RecordOp::Put {
-            collection: DECISIONS.into(),
-            key: txn.to_string(),
-            value: json(&DecisionRecord {
-                commit: false,
-                // The attempt's deadline is not known here: kept as long as any could need it.
-                forget_after_ms: ib.limits.retention.forget_after_unknown(now_ms()),
-            }),
-            if_version: Some(0),
+            collection: ROUNDS.into(),
+            key: round_key(n),
+            value: json(&record),
+            if_version: Some(r.version),
         });
         match ib.ds.commit(&c).await {
             Ok(_) => return Ok(false),

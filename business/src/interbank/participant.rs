@@ -44,7 +44,7 @@ pub struct EpochRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrepareItem {
-    /// This attempt's id: `{package}.{attempt}`.
+    /// This attempt's id: `{package}.{round}`, the coordinator's round it was prepared in.
     pub txn: String,
     pub package: String,
     pub author: Ibk,
@@ -313,18 +313,19 @@ fn retention_of(ib: &Interbank, deadline_ms: u64) -> u64 {
     if deadline_ms == 0 { 0 } else { ib.limits.retention.forget_after(deadline_ms) }
 }
 
-/// How many earlier attempts of a package a prepare looks for (an older one still prepared is
-/// left to recovery, which asks its coordinator).
-pub const EARLIER_ATTEMPTS_MAX: u32 = 4;
+/// How many rounds before a prepare's a prepare looks for an attempt of the same package in (an
+/// older one still prepared is left to recovery, which asks its coordinator; the coordinator's
+/// closing of a round left open rolls them back first anyway).
+pub const EARLIER_ATTEMPTS_MAX: u64 = 4;
 
-/// The ids of the attempts of `it`'s package before it, most recent first, when its id is
-/// `{package}.{n}`.
+/// The ids of the attempts of `it`'s package in the rounds just before its own, most recent
+/// first, when its id is `{package}.{round}`.
 fn earlier_attempts(it: &PrepareItem) -> impl Iterator<Item = String> + '_ {
     let n = it
         .txn
         .rsplit_once('.')
         .filter(|(package, _)| *package == it.package)
-        .and_then(|(_, n)| n.parse::<u32>().ok())
+        .and_then(|(_, n)| n.parse::<u64>().ok())
         .unwrap_or(0);
     (n.saturating_sub(EARLIER_ATTEMPTS_MAX).max(1)..n).rev().map(move |m| format!("{}.{m}", it.package))
 }
@@ -441,9 +442,11 @@ async fn prepare_chunk(
     // before the new ones are voted on, so that their holds are not counted twice (issue 13,
     // defect 3: a replica that took the token over mid-round prepared the next attempt while the
     // first still held, and an affordable package failed for want of funds). A coordinator
-    // prepares attempt n only after durably moving the package to attempt n, and a commit of an
-    // earlier attempt is recorded only on the package's queue version from before that move, so
-    // no earlier attempt can commit any more: ending it is the decision its coordinator must take.
+    // starts round n only once each of its earlier rounds is decided (a round's decision commit,
+    // or the closing of a round left open, is what clears `ring/state`'s open round), and a
+    // package committed in one leaves the queue in that same commit: a package prepared in round
+    // n has no earlier attempt that committed or ever can, so ending it is the decision its
+    // coordinator took.
     let earlier_at = epoch_at + 2;
     for (k, (j, txn)) in earlier.iter().enumerate() {
         let Some(r) = &records[earlier_at + k] else { continue };

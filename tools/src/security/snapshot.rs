@@ -17,7 +17,7 @@ pub async fn snapshot(c: &Cluster) -> crate::Result<BTreeMap<String, String>> {
         "packages",
         "holds",
         "queue",
-        "decisions",
+        "rounds",
         "undelivered",
         "prepared",
         "outcomes",
