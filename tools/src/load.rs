@@ -29,6 +29,10 @@ use crate::Error;
 use crate::check::{print_check, settle_and_check};
 use crate::seed::{TargetArgs, seed};
 
+/// Unreadable answers shown whole (see the load loop), at most.
+const UNREADABLE_SHOWN_MAX: u64 = 3;
+static UNREADABLE_SHOWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
     #[command(flatten)]
@@ -303,6 +307,13 @@ pub async fn load(
                         done.fetch_add(1, Relaxed);
                     }
                     Err(e) => {
+                        // An answer the tool could not read says nothing by its code alone: the
+                        // first few are shown whole.
+                        if e.body.error == shared::ErrorCode::UnexpectedBody
+                            && UNREADABLE_SHOWN.fetch_add(1, Relaxed) < UNREADABLE_SHOWN_MAX
+                        {
+                            eprintln!("an unreadable answer to {}: {:?} {}", kind.name(), e.status, e.body.message);
+                        }
                         *errors.entry(e.body.error).or_insert(0) += 1;
                         failed.fetch_add(1, Relaxed);
                     }
