@@ -275,9 +275,14 @@ pub mod limits {
     pub const JOINT_HOLDERS_MAX: usize = 8;
     /// Attempts to open an account when another opening took the same id first.
     pub const ACCOUNT_OPEN_ATTEMPTS_MAX: u32 = 16;
-    /// What `--batch-packages-max` may be: a round settles at least one package, and one
-    /// prepare carries at most `PREPARE_ITEMS_MAX`.
-    pub const BATCH_PACKAGES_RANGE: std::ops::RangeInclusive<usize> = 1..=PREPARE_ITEMS_MAX;
+    /// Most packages in one settlement round: the round's records (`rounds/{n}`,
+    /// `undelivered/{n}`) name each of its packages and their banks, and must fit in one data-server
+    /// record (64 KiB by default) even with every package naming 32 banks
+    /// (`coordinator::tests::a_full_round_fits_in_one_record`).
+    pub const ROUND_PACKAGES_MAX: usize = 128;
+    /// What `--batch-packages-max` may be: a round settles at least one package, and at most
+    /// `ROUND_PACKAGES_MAX`.
+    pub const BATCH_PACKAGES_RANGE: std::ops::RangeInclusive<usize> = 1..=ROUND_PACKAGES_MAX;
     /// What `--batch-accounts-max` may be: at least one package's accounts (two per operation),
     /// at most the data server's `lock_batch_max` default.
     pub const BATCH_ACCOUNTS_RANGE: std::ops::RangeInclusive<usize> = 2 * PACKAGE_OPERATIONS_MAX..=4096;

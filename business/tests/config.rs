@@ -44,6 +44,7 @@ fn out_of_range_settings_are_refused_at_start() {
         ("--batch-accounts-max", "100000"),
         ("--batch-packages-max", "0"),
         ("--batch-packages-max", "5000"),
+        ("--batch-packages-max", "129"),
         ("--tick-ms", "1"),
         ("--hashing-concurrent-max", "0"),
     ] {

@@ -1091,3 +1091,36 @@ async fn ask_coordinator(ib: &Interbank, coordinator: BankId, txns: Vec<String>)
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The data server's default `--record-value-bytes-max`.
+    const RECORD_VALUE_BYTES_DEFAULT: usize = 64 << 10;
+
+    #[test]
+    fn a_full_round_fits_in_one_record() {
+        use crate::config::limits::{PACKAGE_OPERATIONS_MAX, ROUND_PACKAGES_MAX};
+        // The longest package id (32 hex digits) naming the most banks a package can: two per
+        // operation, each with the longest id.
+        let banks: Vec<BankId> =
+            (0..2 * PACKAGE_OPERATIONS_MAX as u32).map(|i| BankId::new(9_999 - i).unwrap()).collect();
+        let ids: Vec<String> = (0..ROUND_PACKAGES_MAX).map(|i| format!("{i:032x}")).collect();
+        let record = RoundRecord {
+            at_ms: u64::MAX,
+            packages: ids.iter().map(|id| RoundEntry { id: id.clone(), banks: banks.clone() }).collect(),
+            decided: true,
+            committed: ids.clone(),
+            aborted: ids.clone(),
+            forget_after_ms: u64::MAX,
+        };
+        let owed = ids.iter().map(|id| Owed { package: id.clone(), commit: false, banks: banks.clone() }).collect();
+        let undelivered = Undelivered { at_ms: u64::MAX, forget_after_ms: u64::MAX, owed };
+        for (what, len) in
+            [("rounds/", json(&record).to_string().len()), ("undelivered/", json(&undelivered).to_string().len())]
+        {
+            assert!(len <= RECORD_VALUE_BYTES_DEFAULT, "{what}: {len} bytes");
+        }
+    }
+}
