@@ -367,14 +367,16 @@ fn ring_put(ring: &super::ring::RingState, version: u64) -> RecordOp {
     }
 }
 
-/// The new versions of `ring/state` and `rounds/{round}` in a commit's answer.
-fn versions(r: &dataserver_api::CommitResponse, round: &str) -> Result<(u64, u64), ApiError> {
-    let of = |collection: &str, key: &str| {
-        r.records.iter().find(|v| v.collection == collection && v.key == key).map(|v| v.version).ok_or_else(|| {
-            ApiError::Unavailable(Unavailable::Corrupt(format!("a round's commit left no {collection}/{key}")))
-        })
-    };
-    Ok((of(participant::RING, participant::RING_STATE)?, of(ROUNDS, round)?))
+/// The new version of `collection/key` in a commit's answer.
+fn version_of(r: &dataserver_api::CommitResponse, collection: &str, key: &str) -> Result<u64, ApiError> {
+    r.records.iter().find(|v| v.collection == collection && v.key == key).map(|v| v.version).ok_or_else(|| {
+        ApiError::Unavailable(Unavailable::Corrupt(format!("a round's commit left no {collection}/{key}")))
+    })
+}
+
+/// The new version of `ring/state` in a commit's answer.
+fn ring_version_of(r: &dataserver_api::CommitResponse) -> Result<u64, ApiError> {
+    version_of(r, participant::RING, participant::RING_STATE)
 }
 
 /// A commit of a round's records was refused: another replica took the token over when the
@@ -429,14 +431,7 @@ async fn close(
     }
     match ib.ds.commit(&c).await {
         Ok(r) => {
-            *ring_version = r
-                .records
-                .iter()
-                .find(|v| v.collection == participant::RING && v.key == participant::RING_STATE)
-                .map(|v| v.version)
-                .ok_or_else(|| {
-                    ApiError::Unavailable(Unavailable::Corrupt("closing a round left no ring state".into()))
-                })?;
+            *ring_version = ring_version_of(&r)?;
             *ring = closed;
         }
         Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
@@ -536,10 +531,9 @@ pub async fn round(
     });
     let mut round_version = match ib.ds.commit(&start).await {
         Ok(r) => {
-            let (rv, v) = versions(&r, &key)?;
-            *ring_version = rv;
+            *ring_version = ring_version_of(&r)?;
             *ring = opened;
-            v
+            version_of(&r, ROUNDS, &key)?
         }
         Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
             return Err(replaced(ib, *ring_version).await?.unwrap_or(RoundError::Api(ApiError::Unavailable(
@@ -664,7 +658,7 @@ pub async fn round(
         }
         match ib.ds.commit(&c).await {
             Ok(r) => {
-                *ring_version = versions(&r, &key)?.0;
+                *ring_version = ring_version_of(&r)?;
                 *ring = closed;
                 recorded = true;
                 break;
@@ -716,17 +710,25 @@ pub async fn round(
 /// did not answer.
 async fn deliver(
     ib: &Interbank,
-    mut pending: Vec<(String, Undelivered)>,
+    pending: Vec<(String, Undelivered)>,
     skip: &BTreeSet<BankId>,
 ) -> Result<BTreeSet<BankId>, ApiError> {
     let mut silent = BTreeSet::new();
     if pending.is_empty() {
         return Ok(silent);
     }
+    // Each round's number, read once from its key.
+    let mut pending: Vec<(String, u64, Undelivered)> = pending
+        .into_iter()
+        .map(|(key, u)| match key.parse() {
+            Ok(n) => Ok((key, n, u)),
+            Err(_) => Err(ApiError::Unavailable(Unavailable::Corrupt(format!("round {key:?}")))),
+        })
+        .collect::<Result<_, _>>()?;
     let mut groups: BTreeMap<(BankId, bool), Vec<String>> = BTreeMap::new();
     let mut forget: BTreeMap<String, u64> = BTreeMap::new();
-    for (key, u) in &pending {
-        let n: u64 = key.parse().map_err(|_| ApiError::Unavailable(Unavailable::Corrupt(format!("round {key:?}"))))?;
+    for (_, n, u) in &pending {
+        let n = *n;
         for o in &u.owed {
             let t = txn(&o.package, n);
             forget.insert(t.clone(), u.forget_after_ms);
@@ -769,8 +771,8 @@ async fn deliver(
     }
     let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
     let mut succeeded: Vec<String> = Vec::new();
-    for (key, u) in &mut pending {
-        let n: u64 = key.parse().unwrap_or(0);
+    for (key, n, u) in &mut pending {
+        let n = *n;
         let before: usize = u.owed.iter().map(|o| o.banks.len()).sum();
         for o in &mut u.owed {
             let t = txn(&o.package, n);
