@@ -2,7 +2,10 @@
 //! crate's job; recording is one atomic add on the hot path).
 
 use prometheus_client::encoding::text::encode;
+use std::collections::BTreeSet;
+
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -42,6 +45,12 @@ pub struct Metrics {
     /// changed, the measure of a protocol's write cost (`bench packages` divides it by what
     /// settled).
     pub record_writes_total: Counter,
+    /// The same, by collection (amounts set count under `amounts`): where a protocol's writes
+    /// go. Collection names come from the business servers' code, a small fixed set; past
+    /// [`COLLECTION_LABELS_MAX`] distinct names the rest count under `other`, so a client
+    /// inventing names cannot grow the exposition without bound.
+    collection_writes_total: Family<Vec<(String, String)>, Counter>,
+    collection_labels: parking_lot::Mutex<BTreeSet<String>>,
     pub commit_batch_size: Histogram,
     pub fsync: Histogram,
     pub checkpoint: Histogram,
@@ -71,6 +80,12 @@ impl Default for Metrics {
         let commit_replays_total = counter("commit_replays", "retried commits answered from the stored outcome");
         let record_writes_total = counter("record_writes", "records put or deleted and amounts set by applied commits");
         let storage_errors_total = counter("storage_errors", "durable writes that failed");
+        let collection_writes_total = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "collection_writes",
+            "records put or deleted by applied commits, by collection (amounts set: `amounts`)",
+            collection_writes_total.clone(),
+        );
         let mut histogram = |name: &str, help: &str, bounds: &[f64]| {
             let h = Histogram::new(bounds.iter().copied());
             registry.register(name, help, h.clone());
@@ -101,6 +116,8 @@ impl Default for Metrics {
             commit_rejects_total,
             commit_replays_total,
             record_writes_total,
+            collection_writes_total,
+            collection_labels: parking_lot::Mutex::new(BTreeSet::new()),
             commit_batch_size,
             fsync,
             checkpoint,
@@ -112,7 +129,40 @@ impl Default for Metrics {
     }
 }
 
+/// How many collections [`Metrics::count_writes`] names before counting the rest as `other`.
+pub const COLLECTION_LABELS_MAX: usize = 64;
+
 impl Metrics {
+    /// Counts an applied commit's writes: `records` names the collection of each record put or
+    /// deleted, `amounts` the amounts set.
+    pub fn count_writes<'a>(&self, records: impl Iterator<Item = &'a str>, amounts: usize) {
+        let mut by: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        let mut total = 0_u64;
+        for c in records {
+            *by.entry(c).or_default() += 1;
+            total += 1;
+        }
+        if amounts > 0 {
+            *by.entry("amounts").or_default() += amounts as u64;
+            total += amounts as u64;
+        }
+        self.record_writes_total.inc_by(total);
+        for (c, n) in by {
+            let name = {
+                let mut known = self.collection_labels.lock();
+                if known.contains(c) {
+                    c
+                } else if known.len() < COLLECTION_LABELS_MAX {
+                    known.insert(c.to_owned());
+                    c
+                } else {
+                    "other"
+                }
+            };
+            self.collection_writes_total.get_or_create(&vec![("collection".to_owned(), name.to_owned())]).inc_by(n);
+        }
+    }
+
     /// The Prometheus text exposition, with the gauges read now.
     pub fn render(&self, leases_held: usize, lock_waiters: usize, boot_epoch: u64) -> String {
         self.leases_held.set(i64::try_from(leases_held).unwrap_or(i64::MAX));
@@ -134,7 +184,11 @@ mod tests {
         m.fsync.observe(0.0003);
         m.fsync.observe(2.0);
         m.commits_total.inc();
+        m.count_writes(["queue", "packages", "queue"].into_iter(), 2);
         let text = m.render(3, 1, 2);
+        assert!(text.contains("dataserver_record_writes_total 5"), "{text}");
+        assert!(text.contains("dataserver_collection_writes_total{collection=\"queue\"} 2"), "{text}");
+        assert!(text.contains("dataserver_collection_writes_total{collection=\"amounts\"} 2"), "{text}");
         assert!(text.contains("dataserver_commits_total 1"), "{text}");
         assert!(text.contains("dataserver_fsync_seconds_bucket{le=\"0.0005\"} 1"), "{text}");
         assert!(text.contains("dataserver_fsync_seconds_bucket{le=\"+Inf\"} 2"), "{text}");

@@ -23,8 +23,8 @@ use crate::locks::{AfterCommit, LockError, LockTable};
 use crate::metrics::Metrics;
 use crate::store::{PreparedCommit, Reject, Store, StoreError, StoredOutcome};
 use crate::wal::{Wal, WalBatch, WalCommit};
-use dataserver_api::CommitResponse;
 use dataserver_api::clock::{now_ms, rfc3339_ms};
+use dataserver_api::{CommitResponse, RecordOp};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {
@@ -250,8 +250,10 @@ impl Writer {
             let answer = match result {
                 Ok(resp) => {
                     self.metrics.commits_total.inc();
-                    let writes = p.request.records.iter().filter(|r| r.writes()).count() + p.request.set.len();
-                    self.metrics.record_writes_total.inc_by(writes as u64);
+                    self.metrics.count_writes(
+                        p.request.records.iter().filter(|r| r.writes()).map(RecordOp::collection),
+                        p.request.set.len(),
+                    );
                     let after = if p.request.release { AfterCommit::Release } else { AfterCommit::Keep };
                     self.locks.end_commit(&p.request.locks, after);
                     Ok(resp)

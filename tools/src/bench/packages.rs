@@ -68,6 +68,8 @@ pub struct Report {
     /// deleted and amounts set (the data servers' `record_writes`), data-server requests, and
     /// durable writes (group commits, each one fsync).
     pub record_writes_per_package: f64,
+    /// The same by collection, most first (`amounts`: balances set).
+    pub record_writes_by_collection: Vec<(String, f64)>,
     pub ds_requests_per_package: f64,
     pub fsyncs_per_package: f64,
     /// Settlement rounds in the window, their mean size (packages) and mean time (scan to
@@ -78,9 +80,11 @@ pub struct Report {
 }
 
 /// What the network's processes counted so far, summed over every bank.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Counted {
     record_writes: f64,
+    /// The same by collection (`dataserver_collection_writes_total`).
+    by_collection: std::collections::BTreeMap<String, f64>,
     ds_requests: f64,
     fsyncs: f64,
     rounds: f64,
@@ -94,6 +98,9 @@ impl Counted {
         for bank in &cluster.banks {
             let text = bank.ds_client().metrics().await?;
             c.record_writes += metric(&text, "dataserver_record_writes_total");
+            for (collection, n) in by_collection(&text) {
+                *c.by_collection.entry(collection).or_default() += n;
+            }
             c.ds_requests += metric(&text, "dataserver_requests_total");
             c.fsyncs += metric(&text, "dataserver_fsync_seconds_count");
             for url in bank.urls() {
@@ -118,6 +125,11 @@ impl Counted {
     fn since(self, before: Counted) -> Counted {
         Counted {
             record_writes: self.record_writes - before.record_writes,
+            by_collection: self
+                .by_collection
+                .iter()
+                .map(|(c, n)| (c.clone(), n - before.by_collection.get(c).copied().unwrap_or(0.0)))
+                .collect(),
             ds_requests: self.ds_requests - before.ds_requests,
             fsyncs: self.fsyncs - before.fsyncs,
             rounds: self.rounds - before.rounds,
@@ -125,6 +137,17 @@ impl Counted {
             round_seconds: self.round_seconds - before.round_seconds,
         }
     }
+}
+
+/// `dataserver_collection_writes_total{collection="…"} n` lines, as (collection, n).
+fn by_collection(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("dataserver_collection_writes_total{collection=\"")?;
+            let (name, rest) = rest.split_once("\"}")?;
+            Some((name.to_owned(), rest.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 fn now_ms() -> i64 {
@@ -305,6 +328,16 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         errors: totals.errors,
         violations: checked.violations,
         record_writes_per_package: per_package(counted.record_writes),
+        record_writes_by_collection: {
+            let mut v: Vec<(String, f64)> = counted
+                .by_collection
+                .iter()
+                .map(|(c, n)| (c.clone(), per_package(*n)))
+                .filter(|(_, n)| *n >= 0.05)
+                .collect();
+            v.sort_by(|a, b| b.1.total_cmp(&a.1));
+            v
+        },
         ds_requests_per_package: per_package(counted.ds_requests),
         fsyncs_per_package: per_package(counted.fsyncs),
         rounds: counted.rounds,
@@ -337,6 +370,8 @@ pub fn print(r: &Report, json: bool) {
         "  per package      {:.1} record writes, {:.1} data-server requests, {:.2} durable writes (network-wide)",
         r.record_writes_per_package, r.ds_requests_per_package, r.fsyncs_per_package
     );
+    let by: Vec<String> = r.record_writes_by_collection.iter().map(|(c, n)| format!("{c} {n:.1}")).collect();
+    println!("  writes by kind   {}", by.join(", "));
     println!(
         "  rounds           {:.0}, {:.1} packages and {:.1} ms each on average",
         r.rounds, r.round_packages_mean, r.round_ms_mean
