@@ -260,8 +260,9 @@ pub mod limits {
     pub const NAME_LEN_MAX: usize = 100;
     /// Most operations in one package.
     pub const PACKAGE_OPERATIONS_MAX: usize = 16;
-    /// Most packages in one prepare request between banks.
-    pub const PREPARE_ITEMS_MAX: usize = 4096;
+    /// Most packages in one prepare request between banks: a round's (a participant keeps a
+    /// round's packages in one record).
+    pub const PREPARE_ITEMS_MAX: usize = ROUND_PACKAGES_MAX;
     /// Statement page size: default and most.
     pub const STATEMENT_PAGE_DEFAULT: usize = 20;
     pub const STATEMENT_PAGE_MAX: usize = 100;
@@ -280,6 +281,11 @@ pub mod limits {
     /// record (64 KiB by default) even with every package naming 32 banks
     /// (`coordinator::tests::a_full_round_fits_in_one_record`).
     pub const ROUND_PACKAGES_MAX: usize = 128;
+    /// Most operations in one round, over all its packages: each participant keeps what a
+    /// round's packages ask of it in one `prepared/{coordinator}.{round}` record, which must fit
+    /// the data server's record (unit test `a_full_round_fits_in_one_prepared_record`). A round
+    /// of the largest packages is then smaller than `ROUND_PACKAGES_MAX`.
+    pub const ROUND_OPERATIONS_MAX: usize = 256;
     /// What `--batch-packages-max` may be: a round settles at least one package, and at most
     /// `ROUND_PACKAGES_MAX`.
     pub const BATCH_PACKAGES_RANGE: std::ops::RangeInclusive<usize> = 1..=ROUND_PACKAGES_MAX;

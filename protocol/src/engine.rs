@@ -119,6 +119,22 @@ impl Round {
             .collect()
     }
 
+    /// How many packages at the head of a page (their operation counts, in queue order) one
+    /// round takes: as many as fit `operations_max` operations in all, and at least one (every
+    /// participant keeps a round's packages in one record, which must fit the data server's).
+    pub fn fitting(operations: impl IntoIterator<Item = usize>, operations_max: usize) -> usize {
+        let mut total = 0_usize;
+        let mut n = 0;
+        for ops in operations {
+            total = total.saturating_add(ops);
+            if n > 0 && total > operations_max {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
     /// Starts a round over `packages` (`(ops, deadline_ms)`, each under its new attempt id):
     /// one prepare per involved bank, covering every package still within its deadline.
     pub fn start<'a>(packages: impl IntoIterator<Item = (&'a [WireOp], u64)>, now_ms: u64) -> (Round, Vec<Prepare>) {
@@ -289,6 +305,14 @@ mod tests {
         }
     }
     const RETENTION: Retention = Retention { clock_skew_ms_max: 100, retain_ms: 1_000 };
+
+    #[test]
+    fn a_round_takes_the_packages_that_fit_and_always_one() {
+        assert_eq!(Round::fitting([2, 2, 2, 2], 6), 3);
+        assert_eq!(Round::fitting([2, 2, 2], 6), 3);
+        assert_eq!(Round::fitting([16, 1], 6), 1, "a package larger than the bound goes alone");
+        assert_eq!(Round::fitting([], 6), 0);
+    }
 
     #[test]
     fn a_round_asks_each_bank_once_and_commits_only_on_every_yes() {

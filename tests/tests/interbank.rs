@@ -536,6 +536,28 @@ fn prepare_one(
     })
 }
 
+/// Whether bank `coordinator`'s attempt `txn` is prepared at the bank of `ds` (its round's
+/// record there holds the package).
+async fn is_prepared(ds: &dataserver_api::client::DataClient, coordinator: u32, txn: &str) -> bool {
+    use business::interbank::participant::{PreparedRound, attempt_of, round_record_key};
+    let (package, n) = attempt_of(txn).unwrap();
+    let key = round_record_key(shared::BankId::new(coordinator).unwrap(), n);
+    match ds.get_record("prepared", &key).await.unwrap() {
+        Some(r) => serde_json::from_value::<PreparedRound>(r.value).unwrap().items.contains_key(package),
+        None => false,
+    }
+}
+
+/// The decision the bank of `ds` applied to bank `coordinator`'s attempt `txn` (`None`: none,
+/// or forgotten).
+async fn outcome(ds: &dataserver_api::client::DataClient, coordinator: u32, txn: &str) -> Option<bool> {
+    use business::interbank::participant::{OutcomeRound, attempt_of, round_record_key};
+    let (package, n) = attempt_of(txn).unwrap();
+    let key = round_record_key(shared::BankId::new(coordinator).unwrap(), n);
+    let r = ds.get_record("outcomes", &key).await.unwrap()?;
+    serde_json::from_value::<OutcomeRound>(r.value).unwrap().of(package)
+}
+
 /// A request between banks, sent as bank `as_bank` with its own certificate.
 fn as_peer(c: &Cluster, as_bank: u32, method: Method, url: String) -> reqwest::RequestBuilder {
     c.pki.client_as(as_bank).unwrap().request(method, url).header(shared::api::BANK_HEADER, as_bank.to_string())
@@ -568,20 +590,21 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     let votes: serde_json::Value = r.json().await.unwrap();
     assert_eq!(votes["votes"][0]["vote"], "yes", "{votes}");
 
-    // Bank 3 commits it, then rolls it back: both refused, nothing applied, the hold still there.
-    for path in ["/interbank/commit", "/interbank/rollback"] {
-        let r = as_peer(&c, 3, Method::POST, format!("{bank2}{path}"))
-            .json(&serde_json::json!({ "txns": [txn] }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} by a bank that did not coordinate");
-        let body: shared::ErrorBody = r.json().await.unwrap();
-        assert_eq!(body.error, shared::ErrorCode::Forbidden);
-    }
+    // Bank 3 commits it, then rolls it back. A participant keeps an attempt under its
+    // coordinator's id, and a bank's commit or rollback reaches only its own rounds' records:
+    // bank 3's commit names an attempt of its own it knows nothing of, its rollback one it
+    // never prepared (a tombstone in bank 3's own records). Nothing of bank 1's is touched.
+    let by3 = |path: &str| {
+        as_peer(&c, 3, Method::POST, format!("{bank2}{path}")).json(&serde_json::json!({ "txns": [txn] })).send()
+    };
+    let r = by3("/interbank/commit").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["unknown"], serde_json::json!([txn]));
+    assert_eq!(by3("/interbank/rollback").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(outcome(&c.banks[1].ds_client(), 1, txn).await, None, "bank 1's attempt has no outcome");
     assert_eq!(balance(&c, victim.ibk()).await, "100".parse::<Money>().unwrap(), "bank 3 moved nobody's money");
     let ds2 = c.banks[1].ds_client();
-    assert!(ds2.get_record("prepared", txn).await.unwrap().is_some(), "the attempt is still prepared");
+    assert!(is_prepared(&ds2, 1, txn).await, "the attempt is still prepared");
 
     // Its coordinator ends it.
     let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/rollback"))
@@ -590,7 +613,7 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(ds2.get_record("prepared", txn).await.unwrap().is_none(), "rolled back by its coordinator");
+    assert!(!is_prepared(&ds2, 1, txn).await, "rolled back by its coordinator");
 
     // A package of banks 1 and 2: bank 3 may not ask for (and so presume-abort) its decision.
     let t = payee_pays(&c, &victim, &payee).await;
@@ -634,7 +657,7 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     assert_eq!(votes["votes"][0]["vote"], "no", "{votes}");
     // The refusal's tag is the code a client words it by.
     assert_eq!(votes["votes"][0]["refusal"]["reason"], serde_json::json!(shared::ErrorCode::ConsentMissing), "{votes}");
-    assert!(ds2.get_record("prepared", "rogue0member.0").await.unwrap().is_none(), "nothing held");
+    assert!(!is_prepared(&ds2, 3, "rogue0member.0").await, "nothing held");
     let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/commit"))
         .json(&serde_json::json!({ "txns": ["rogue0member.0"] }))
         .send()
@@ -654,10 +677,7 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     forged["items"][0]["txn"] = serde_json::json!("superseded0guard.2");
     let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&forged).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(
-        ds2.get_record("prepared", "superseded0guard.1").await.unwrap().is_some(),
-        "bank 1's attempt is still prepared"
-    );
+    assert!(is_prepared(&ds2, 1, "superseded0guard.1").await, "bank 1's attempt is still prepared");
 }
 
 /// Two customers of bank 2 with 100 each, both consenting to debits by bank 1, and a payee at
@@ -742,7 +762,7 @@ async fn a_prepare_landing_during_its_rollback_leaves_no_hold() {
     let done: serde_json::Value = r.json().await.unwrap();
     assert_eq!(done["done"].as_array().map(Vec::len), Some(2), "both ended: {done}");
     for (txn, who) in [("late0prepare0a.0", &first), ("late0prepare0b.0", &second)] {
-        assert!(ds2.get_record("prepared", txn).await.unwrap().is_none(), "{txn} rolled back");
+        assert!(!is_prepared(&ds2, 1, txn).await, "{txn} rolled back");
         let hold = ds2.get_record("holds", &business::model::account_key(who.ibk().account)).await.unwrap();
         assert!(hold.is_none(), "no hold left on {}: {hold:?}", who.ibk());
     }
@@ -790,7 +810,7 @@ async fn one_busy_account_holds_up_only_its_own_packages() {
     assert_eq!(r.status(), StatusCode::OK, "one busy account does not refuse the whole rollback");
     let done: serde_json::Value = r.json().await.unwrap();
     assert_eq!(done["done"], serde_json::json!(["free0first.0"]), "{done}");
-    assert!(ds2.get_record("prepared", "busy0first.0").await.unwrap().is_some(), "still prepared, still held");
+    assert!(is_prepared(&ds2, 1, "busy0first.0").await, "still prepared, still held");
     // Preparing two more: the free one is voted on, the busy one is not evaluated (its
     // coordinator tries again), and nothing of it is held.
     let r = prepare("busy0second", "free0second").await.unwrap();
@@ -801,7 +821,7 @@ async fn one_busy_account_holds_up_only_its_own_packages() {
         (Some("unreachable"), Some("yes")),
         "{votes}"
     );
-    assert!(ds2.get_record("prepared", "busy0second.0").await.unwrap().is_none());
+    assert!(!is_prepared(&ds2, 1, "busy0second.0").await);
 
     ds2.release(&[held]).await.unwrap();
     let r = finish("/interbank/rollback", &["busy0first.0", "busy0second.0", "free0second.0"]).await.unwrap();
@@ -861,7 +881,7 @@ async fn a_prepare_overtaken_by_a_new_epoch_holds_nothing() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"], serde_json::json!(shared::ErrorCode::StaleEpoch), "{body}");
-    assert!(ds2.get_record("prepared", "overtaken0prepare.0").await.unwrap().is_none(), "nothing prepared");
+    assert!(!is_prepared(&ds2, 1, "overtaken0prepare.0").await, "nothing prepared");
     let hold = ds2.get_record("holds", &business::model::account_key(payer.ibk().account)).await.unwrap();
     assert!(hold.is_none(), "nothing held: {hold:?}");
 }
@@ -874,42 +894,44 @@ async fn attempts_behind_a_dead_coordinators_are_still_resolved() {
     let (mut c, _dir) = start(30_000);
     c.wait_ready(Duration::from_secs(60)).await.unwrap();
     let payee = customer(&c, 1, 131, "0").await;
-    let from3 = customer(&c, 2, 132, "0").await;
-    let from1 = customer(&c, 0, 133, "0").await;
+    let from1 = customer(&c, 0, 132, "0").await;
+    let from3 = customer(&c, 2, 133, "0").await;
     let bank2 = c.banks[1].interbank_urls()[0].clone();
     let ds2 = c.banks[1].ds_client();
-    let view = token_view(&c, 3, &bank2).await;
-    // Bank 3 prepares more credits at bank 2 than one page, under ids that sort first.
-    let mut body = prepare_one(&view, 3, "a0dead0000", &from3, &payee, "1");
-    let item = body["items"][0].clone();
-    let items: Vec<serde_json::Value> = (0..130)
-        .map(|i| {
-            let mut it = item.clone();
-            it["txn"] = serde_json::json!(format!("a0dead{i:04}.0"));
-            it["package"] = serde_json::json!(format!("a0dead{i:04}"));
-            it
-        })
-        .collect();
-    body["items"] = serde_json::json!(items);
-    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    // Bank 1 prepares one whose id sorts last; it never decides it, so it is an abort.
-    let live = prepare_one(&view, 1, "z0live", &from1, &payee, "1");
-    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&live).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    // Bank 3 dies with its attempts in doubt.
-    for r in 0..c.banks[2].replicas.len() {
-        c.kill_replica(2, r);
+    // Bank 1 is dead, and its attempts at bank 2 in doubt: sent in its name (its certificate)
+    // after its death, so that no answer from it can end them first. They are credits in more
+    // rounds than one page of records (bank 2 keeps them by coordinator and round, and bank 1's
+    // sort first).
+    for r in 0..c.banks[0].replicas.len() {
+        c.kill_replica(0, r);
     }
+    let view = token_view(&c, 1, &bank2).await;
+    let body = prepare_one(&view, 1, "a0dead0000", &from1, &payee, "1");
+    let item = body["items"][0].clone();
+    let prepares = (1..=130).map(|i| {
+        let mut body = body.clone();
+        let mut it = item.clone();
+        it["txn"] = serde_json::json!(format!("a0dead{i:04}.{i}"));
+        it["package"] = serde_json::json!(format!("a0dead{i:04}"));
+        body["items"] = serde_json::json!([it]);
+        as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
+    });
+    for r in futures::future::join_all(prepares).await {
+        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    }
+    // Bank 3 prepares one; it never decides it, so it is an abort.
+    let view = token_view(&c, 3, &bank2).await;
+    let live = prepare_one(&view, 3, "z0live", &from3, &payee, "1");
+    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&live).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     let until = Instant::now() + Duration::from_secs(30);
-    while ds2.get_record("prepared", "z0live.0").await.unwrap().is_some() {
-        assert!(Instant::now() < until, "bank 1's attempt is still in doubt behind bank 3's");
+    while is_prepared(&ds2, 3, "z0live.0").await {
+        assert!(Instant::now() < until, "bank 3's attempt is still in doubt behind bank 1's");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let outcome = ds2.get_record("outcomes", "z0live.0").await.unwrap().expect("an outcome");
-    assert_eq!(outcome.value["committed"], false, "presumed abort");
+    assert_eq!(outcome(&ds2, 3, "z0live.0").await, Some(false), "presumed abort");
     // The dead coordinator's attempts wait for it: 2PC cannot decide them without it.
-    assert!(ds2.get_record("prepared", "a0dead0000.0").await.unwrap().is_some());
+    assert!(is_prepared(&ds2, 1, "a0dead0001.1").await);
 }
 
 /// A replica whose lease runs out mid-round is taken over, and the package it was settling is
@@ -957,13 +979,15 @@ async fn a_round_taken_over_mid_way_still_settles_its_package_once() {
 /// The attempts of `package` a bank ended, as its `outcomes/` tell (id, committed), in the order
 /// of their rounds.
 async fn attempts(ds: &dataserver_api::client::DataClient, package: &str) -> Vec<(String, bool)> {
-    let page = ds.scan_records("outcomes", &format!("{package}."), None, 1_000).await.unwrap();
+    use business::interbank::participant::{OutcomeRound, parse_round_record_key};
+    let page = ds.scan_records("outcomes", "", None, 1_000).await.unwrap();
     let mut out: Vec<(u64, String, bool)> = page
         .records
         .into_iter()
-        .map(|r| {
-            let (_, n) = business::interbank::coordinator::split_txn(&r.key).unwrap();
-            (n, r.key, r.value["committed"].as_bool().unwrap())
+        .filter_map(|r| {
+            let (_, n) = parse_round_record_key(&r.key).unwrap();
+            let o: OutcomeRound = serde_json::from_value(r.value).unwrap();
+            o.of(package).map(|c| (n, business::interbank::coordinator::txn(package, n), c))
         })
         .collect();
     out.sort();
@@ -994,8 +1018,8 @@ async fn settled_attempts_are_forgotten_after_their_horizon() {
     let kept = || async {
         [
             ds1.get_record("rounds", &round).await.unwrap().is_some(),
-            ds1.get_record("outcomes", &txn).await.unwrap().is_some(),
-            ds2.get_record("outcomes", &txn).await.unwrap().is_some(),
+            outcome(&ds1, 1, &txn).await.is_some(),
+            outcome(&ds2, 1, &txn).await.is_some(),
         ]
     };
     assert_eq!(kept().await, [true; 3], "kept while a prepare of it could still land");
@@ -1016,7 +1040,7 @@ async fn settled_attempts_are_forgotten_after_their_horizon() {
     let votes: serde_json::Value = r.json().await.unwrap();
     assert_eq!(votes["votes"][0]["vote"], "no", "{votes}");
     assert_eq!(votes["votes"][0]["refusal"]["reason"], "deadline_passed", "{votes}");
-    assert!(ds2.get_record("prepared", &txn).await.unwrap().is_none(), "nothing prepared");
+    assert!(!is_prepared(&ds2, 1, &txn).await, "nothing prepared");
     // A deadline further ahead than any bank may set is refused whole: its records would be
     // kept for ever.
     replay["items"][0]["deadline_ms"] = serde_json::json!(dataserver_api::clock::now_ms() + 400 * 86_400_000);

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use shared::{AccountId, BankId, BusinessId};
 
 use business::consents::ConsentSet;
-use business::interbank::participant::SettlementMemo;
+use business::interbank::participant::{self, SettlementMemo};
 use harness::client::Operator;
 
 use crate::Error;
@@ -361,13 +361,25 @@ async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> crate::Res
     let mut forgettable: BTreeSet<String> = BTreeSet::new();
     let now = dataserver_api::clock::now_ms();
     for b in banks {
-        for r in scan_all(&b.ds, "outcomes").await? {
-            let committed = r.value.get("committed").and_then(serde_json::Value::as_bool).unwrap_or(false);
-            let forget_after = r.value.get("forget_after_ms").and_then(serde_json::Value::as_u64).unwrap_or(0);
-            if business::interbank::retention::Retention::forgotten(forget_after, now) {
-                forgettable.insert(r.key.clone());
+        // Each bank's outcomes, per coordinator's round: `{coordinator}:{package}.{round}`.
+        for r in scan_all(&b.ds, participant::OUTCOMES).await? {
+            let (Some((coordinator, n)), Ok(o)) = (
+                participant::parse_round_record_key(&r.key),
+                serde_json::from_value::<participant::OutcomeRound>(r.value),
+            ) else {
+                report.violations.push(format!("bank {}: outcomes/{} unreadable", b.id, r.key));
+                continue;
+            };
+            let forgotten = business::interbank::retention::Retention::forgotten(o.forget_after_ms, now);
+            for (package, committed) in
+                o.committed.iter().map(|p| (p, true)).chain(o.aborted.iter().map(|p| (p, false)))
+            {
+                let txn = format!("{coordinator}:{}", coordinator::txn(package, n));
+                if forgotten {
+                    forgettable.insert(txn.clone());
+                }
+                outcomes.entry(txn).or_default().push((b.id, committed));
             }
-            outcomes.entry(r.key).or_default().push((b.id, committed));
         }
         // Each decided round's decisions, per attempt (`{package}.{round}`).
         for r in scan_all(&b.ds, ROUNDS).await? {
@@ -375,7 +387,7 @@ async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> crate::Res
             let Ok(n) = r.key.parse::<u64>() else { continue };
             for e in &round.packages {
                 if let Some(commit) = round.decided.then(|| round.decision(&e.id)).flatten() {
-                    decisions.insert(coordinator::txn(&e.id, n), (b.id, commit));
+                    decisions.insert(format!("{}:{}", b.id, coordinator::txn(&e.id, n)), (b.id, commit));
                 }
             }
         }

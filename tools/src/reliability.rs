@@ -193,28 +193,30 @@ async fn count(c: &Cluster, b: usize, collection: &str) -> usize {
 /// peers hold for it with no decision recorded at `b` (killed before the decision), and
 /// decisions recorded at `b` but not delivered (killed after it).
 async fn where_2pc_stands(c: &Cluster, b: usize) -> (usize, usize) {
-    use business::interbank::coordinator::{ROUNDS, RoundRecord, UNDELIVERED, round_key, split_txn};
-    use business::interbank::participant::PREPARED;
-    let coordinator = serde_json::json!(c.banks[b].id);
+    use business::interbank::coordinator::{ROUNDS, RoundRecord, UNDELIVERED, round_key};
+    use business::interbank::participant::{PREPARED, PreparedRound, round_record_key};
+    let Ok(coordinator) = shared::BankId::new(c.banks[b].id) else { return (0, 0) };
     let ds = c.banks[b].ds_client();
     let mut undecided = 0;
     for (o, peer) in c.banks.iter().enumerate() {
         if o == b || peer.ds.is_none() {
             continue;
         }
-        let Ok(page) = peer.ds_client().scan_records(PREPARED, "", None, 1_000).await else { continue };
-        let theirs = page.records.iter().filter(|r| r.value.get("coordinator") == Some(&coordinator));
+        // The peer's records of `b`'s rounds sort together, under `b`'s id.
+        let prefix = round_record_key(coordinator, 0);
+        let prefix = &prefix[..=prefix.find('.').unwrap_or(0)];
+        let Ok(page) = peer.ds_client().scan_records(PREPARED, prefix, None, 1_000).await else { continue };
+        let theirs = page.records.into_iter().filter_map(|r| serde_json::from_value::<PreparedRound>(r.value).ok());
         let ds = &ds;
-        let decided = futures::future::join_all(theirs.filter_map(|r| split_txn(&r.key)).map(|(p, n)| async move {
+        let decided = futures::future::join_all(theirs.map(|round| async move {
             // No decision: the round open, or no record of it (an unreadable answer is no
             // evidence either way).
-            let round = ds.get_record(ROUNDS, &round_key(n)).await.ok()?;
-            let decision =
-                round.and_then(|r| serde_json::from_value::<RoundRecord>(r.value).ok()).and_then(|r| r.decision(p));
-            decision.is_none().then_some(())
+            let record = ds.get_record(ROUNDS, &round_key(round.round)).await.ok()?;
+            let record = record.and_then(|r| serde_json::from_value::<RoundRecord>(r.value).ok());
+            Some(round.items.keys().filter(|p| record.as_ref().and_then(|r| r.decision(p)).is_none()).count())
         }))
         .await;
-        undecided += decided.iter().flatten().count();
+        undecided += decided.iter().flatten().sum::<usize>();
     }
     (undecided, count(c, b, UNDELIVERED).await)
 }

@@ -480,13 +480,17 @@ pub async fn round(
     if page.records.is_empty() {
         return Ok(0);
     }
-    *cursor = page.records.last().map(|r| r.key.clone());
-    let seen = page.records.len();
     let now = now_ms();
     let mut page_queued: Vec<(Queued, u64)> = Vec::with_capacity(page.records.len());
     for r in &page.records {
         page_queued.push((parse(r)?, r.version));
     }
+    // A round's packages must fit each participant's one record of it: the rest of the page
+    // waits for the next round, which the cursor starts from.
+    let fit = Round::fitting(page_queued.iter().map(|(q, _)| q.ops.len()), crate::config::limits::ROUND_OPERATIONS_MAX);
+    page_queued.truncate(fit);
+    *cursor = page.records.get(fit - 1).map(|r| r.key.clone());
+    let seen = page_queued.len();
     // Indices into the page, ascending.
     let picked = Round::select(page_queued.iter().map(|(q, _)| (&q.ops[..], q.deadline_ms)), down, now);
     let mut planned: Vec<Planned> = page_queued
@@ -1048,20 +1052,28 @@ pub async fn resolve_in_doubt(ib: &Interbank) -> Result<usize, ApiError> {
         cursor = Some(last.key.clone());
         seen += page.records.len();
         for r in &page.records {
-            let p: participant::Prepared = parse(r)?;
-            if now.saturating_sub(p.at_ms) >= ib.limits.in_doubt_ms {
-                asks.entry(p.coordinator).or_default().push(r.key.clone());
+            let round: participant::PreparedRound = parse(r)?;
+            if now.saturating_sub(round.at_ms) >= ib.limits.in_doubt_ms {
+                let txns = round.items.keys().map(|package| txn(package, round.round));
+                asks.entry(round.coordinator).or_default().extend(txns);
             }
         }
     }
-    let answers = join_all(asks.into_iter().map(|(coordinator, txns)| ask_coordinator(ib, coordinator, txns))).await;
-    let mut by_decision: BTreeMap<bool, Vec<String>> = BTreeMap::new();
-    for (txn, commit) in answers.into_iter().flatten() {
-        by_decision.entry(commit).or_default().push(txn);
+    let answers = join_all(
+        asks.into_iter()
+            .map(|(coordinator, txns)| async move { (coordinator, ask_coordinator(ib, coordinator, txns).await) }),
+    )
+    .await;
+    let mut by_decision: BTreeMap<(BankId, bool), Vec<String>> = BTreeMap::new();
+    for (coordinator, answered) in answers {
+        for (txn, commit) in answered {
+            by_decision.entry((coordinator, commit)).or_default().push(txn);
+        }
     }
     let mut n = 0;
-    for (commit, txns) in by_decision {
-        n += participant::finish(ib, txns, commit, participant::FinishBy::Recovery).await?.done.len();
+    for ((coordinator, commit), txns) in by_decision {
+        let by = participant::FinishBy::Recovery(coordinator);
+        n += participant::finish(ib, txns, commit, by).await?.done.len();
     }
     Ok(n)
 }

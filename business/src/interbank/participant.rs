@@ -90,39 +90,162 @@ pub struct FinishResponse {
     pub unknown: Vec<String>,
 }
 
-/// What a bank keeps of a prepared package until the decision.
+/// `prepared/{coordinator}.{round}`: what this bank holds for one coordinator's round until its
+/// decisions arrive, every package of the round in one record (issue 13: a record per attempt
+/// cost a put and a delete per package at every bank). Keyed by the coordinator that sent the
+/// prepare, as the caller's certificate names it: a bank's commit or rollback can only ever
+/// reach its own rounds' records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Prepared {
-    pub package: String,
+pub struct PreparedRound {
     pub coordinator: BankId,
-    pub author: Ibk,
-    pub ops: Vec<WireOp>,
-    pub needs: Vec<(AccountId, Need)>,
-    /// The consents its debits here reserved on (settled with the decision).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub consents: Vec<ConsentUse>,
+    pub round: u64,
+    /// When the round's first package was prepared here (recovery asks after `in_doubt_ms`).
     pub at_ms: u64,
-    /// The package's deadline, as its prepare said (0: prepared before deadlines were sent).
-    #[serde(default)]
-    pub deadline_ms: u64,
-    /// Whether its credits were reserved in `holds/` (false: prepared before credits were).
-    #[serde(default)]
-    pub credits_reserved: bool,
+    /// By package id.
+    pub items: BTreeMap<String, Prepared>,
 }
 
-impl Prepared {
-    /// The credits its prepare reserved on `need`'s account.
-    fn reserved_credits(&self, need: &Need) -> Money {
-        if self.credits_reserved { need.credits } else { Money::ZERO }
+impl PreparedRound {
+    fn empty(coordinator: BankId, round: u64) -> PreparedRound {
+        PreparedRound { coordinator, round, at_ms: 0, items: BTreeMap::new() }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutcomeRecord {
-    pub committed: bool,
-    /// When this record may be deleted ([`super::retention`]; 0: kept).
-    #[serde(default)]
+/// What a bank keeps of one prepared package until the decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepared {
+    pub author: Ibk,
+    /// The package's operations that touch this bank (what its journal entry and its net
+    /// positions are made of).
+    pub ops: Vec<WireOp>,
+    /// The consents its debits here reserved on (settled with the decision).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<ConsentUse>,
+    /// The package's deadline, as its prepare said.
+    pub deadline_ms: u64,
+}
+
+impl Prepared {
+    /// What its prepare reserved here, per account (the hold and the credits promised): a
+    /// function of its operations, recomputed rather than stored (stored, it took half of a
+    /// round's record). `None` only for a record no prepare wrote: its vote computed them.
+    pub fn needs(&self, me: BankId) -> Option<Vec<(AccountId, Need)>> {
+        settle::needs(&self.ops, me)
+    }
+
+    /// The accounts here it touches.
+    fn accounts(&self, me: BankId) -> Vec<AccountId> {
+        local_accounts(&self.ops, me)
+    }
+}
+
+/// `outcomes/{coordinator}.{round}`: the decisions applied here for the packages of one
+/// coordinator's round; a rollback of a package never prepared here also lands in `aborted`, so
+/// a prepare that arrives after its own rollback is refused instead of holding money.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRound {
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub committed: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub aborted: BTreeSet<String>,
+    /// When this record may be deleted ([`super::retention`]): the latest of its packages'.
     pub forget_after_ms: u64,
+}
+
+impl OutcomeRound {
+    /// The decision applied here to `package` (`None`: none yet).
+    pub fn of(&self, package: &str) -> Option<bool> {
+        if self.committed.contains(package) {
+            Some(true)
+        } else if self.aborted.contains(package) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn record(&mut self, package: &str, committed: bool, forget_after_ms: u64) {
+        if committed { &mut self.committed } else { &mut self.aborted }.insert(package.to_string());
+        self.forget_after_ms = self.forget_after_ms.max(forget_after_ms);
+    }
+}
+
+/// The key of `coordinator`'s round `round` in `prepared/` and `outcomes/`.
+pub fn round_record_key(coordinator: BankId, round: u64) -> String {
+    format!("{:04}.{round:020}", coordinator.get())
+}
+
+/// The coordinator and round a `prepared/` or `outcomes/` key names.
+pub fn parse_round_record_key(key: &str) -> Option<(BankId, u64)> {
+    let (bank, round) = key.split_once('.')?;
+    Some((BankId::new(bank.parse().ok()?).ok()?, round.parse().ok()?))
+}
+
+/// One round's records as a chunk read them under its locks, and what it changed of them.
+#[derive(Debug)]
+struct RoundRecords {
+    prepared: PreparedRound,
+    prepared_version: u64,
+    outcome: OutcomeRound,
+    outcome_version: u64,
+    prepared_changed: bool,
+    outcome_changed: bool,
+}
+
+impl RoundRecords {
+    fn read(coordinator: BankId, round: u64, p: &Option<Record>, o: &Option<Record>) -> Result<RoundRecords, ApiError> {
+        Ok(RoundRecords {
+            prepared: match p {
+                Some(r) => parse(r)?,
+                None => PreparedRound::empty(coordinator, round),
+            },
+            prepared_version: p.as_ref().map_or(0, |r| r.version),
+            outcome: match o {
+                Some(r) => parse(r)?,
+                None => OutcomeRound::default(),
+            },
+            outcome_version: o.as_ref().map_or(0, |r| r.version),
+            prepared_changed: false,
+            outcome_changed: false,
+        })
+    }
+
+    /// The commit operations that write what changed. A round whose prepared record changed but
+    /// whose outcomes did not is conditioned on them: a rollback may tombstone one of its
+    /// packages at any moment (it takes no lock when nothing is prepared), and then a prepare of
+    /// it must not hold anything.
+    fn writes(&self, key: &str, out: &mut Vec<RecordOp>) {
+        if self.prepared_changed {
+            out.push(if self.prepared.items.is_empty() {
+                RecordOp::Delete {
+                    collection: PREPARED.into(),
+                    key: key.into(),
+                    if_version: Some(self.prepared_version),
+                }
+            } else {
+                RecordOp::Put {
+                    collection: PREPARED.into(),
+                    key: key.into(),
+                    value: json(&self.prepared),
+                    if_version: Some(self.prepared_version),
+                }
+            });
+        }
+        if self.outcome_changed {
+            out.push(RecordOp::Put {
+                collection: OUTCOMES.into(),
+                key: key.into(),
+                value: json(&self.outcome),
+                if_version: Some(self.outcome_version),
+            });
+        } else if self.prepared_changed {
+            out.push(RecordOp::Check {
+                collection: OUTCOMES.into(),
+                key: key.into(),
+                if_version: self.outcome_version,
+            });
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,16 +441,16 @@ fn retention_of(ib: &Interbank, deadline_ms: u64) -> u64 {
 /// closing of a round left open rolls them back first anyway).
 pub const EARLIER_ATTEMPTS_MAX: u64 = 4;
 
-/// The ids of the attempts of `it`'s package in the rounds just before its own, most recent
-/// first, when its id is `{package}.{round}`.
-fn earlier_attempts(it: &PrepareItem) -> impl Iterator<Item = String> + '_ {
-    let n = it
-        .txn
-        .rsplit_once('.')
-        .filter(|(package, _)| *package == it.package)
-        .and_then(|(_, n)| n.parse::<u64>().ok())
-        .unwrap_or(0);
-    (n.saturating_sub(EARLIER_ATTEMPTS_MAX).max(1)..n).rev().map(move |m| format!("{}.{m}", it.package))
+/// The rounds just before `round` in which an earlier attempt of a package prepared in `round`
+/// is looked for, most recent first.
+fn earlier_rounds(round: u64) -> impl Iterator<Item = u64> {
+    (round.saturating_sub(EARLIER_ATTEMPTS_MAX).max(1)..round).rev()
+}
+
+/// The package and round of an attempt id `{package}.{round}`.
+pub fn attempt_of(txn: &str) -> Option<(&str, u64)> {
+    let (package, round) = txn.rsplit_once('.')?;
+    Some((package, round.parse().ok()?))
 }
 
 /// Who prepares, in which epoch.
@@ -335,6 +458,32 @@ fn earlier_attempts(it: &PrepareItem) -> impl Iterator<Item = String> + '_ {
 struct Fence {
     coordinator: BankId,
     epoch: u64,
+}
+
+/// The round records of `rounds` (keys, in order) to read: each round's prepared and outcome
+/// records.
+fn round_reads(coordinator: BankId, rounds: &BTreeSet<u64>) -> Vec<RecordKey> {
+    rounds
+        .iter()
+        .flat_map(|n| {
+            let key = round_record_key(coordinator, *n);
+            [RecordKey::new(PREPARED, key.clone()), RecordKey::new(OUTCOMES, key)]
+        })
+        .collect()
+}
+
+/// The round records read by [`round_reads`], from `records` at `at`.
+fn parse_rounds(
+    coordinator: BankId,
+    rounds: &BTreeSet<u64>,
+    records: &[Option<Record>],
+    at: usize,
+) -> Result<BTreeMap<u64, RoundRecords>, ApiError> {
+    rounds
+        .iter()
+        .enumerate()
+        .map(|(k, n)| Ok((*n, RoundRecords::read(coordinator, *n, &records[at + 2 * k], &records[at + 2 * k + 1])?)))
+        .collect()
 }
 
 async fn prepare_chunk(
@@ -349,6 +498,8 @@ async fn prepare_chunk(
         let all: BTreeSet<AccountId> = items.iter().flat_map(|(_, it)| local_accounts(&it.ops, me)).collect();
         all.into_iter().collect()
     };
+    // Checked at the edge (`check_items`): every id is `{package}.{round}`.
+    let round_of = |it: &PrepareItem| attempt_of(&it.txn).map_or(0, |(_, n)| n);
     // Consents matter only for accounts debited here in another bank's packages: only theirs are
     // read (a bank's own packages, and credits, read none).
     let debited: BTreeSet<AccountId> = if coordinator == me {
@@ -356,25 +507,23 @@ async fn prepare_chunk(
     } else {
         items.iter().flat_map(|(_, it)| it.ops.iter()).filter(|o| o.from.bank == me).map(|o| o.from.account).collect()
     };
+    // The items' own rounds and the few before each, where an earlier attempt may still hold.
+    let rounds: BTreeSet<u64> =
+        items.iter().flat_map(|(_, it)| std::iter::once(round_of(it)).chain(earlier_rounds(round_of(it)))).collect();
     let mut read = Vec::new();
     for a in &accounts {
         read.push(RecordKey::new(ACCOUNTS, account_key(*a)));
         read.push(RecordKey::new(HOLDS, account_key(*a)));
     }
-    for (_, it) in &items {
-        read.push(RecordKey::new(PREPARED, it.txn.clone()));
-        read.push(RecordKey::new(OUTCOMES, it.txn.clone()));
-    }
     read.extend(debited.iter().map(|a| RecordKey::new(CONSENTS, account_key(*a))));
     // The epoch, read with the locks and made a condition of the commit below.
     read.push(RecordKey::new(RING, RING_EPOCH));
     read.push(RecordKey::new(RING, RING_STATE));
-    let earlier: Vec<(usize, String)> =
-        items.iter().enumerate().flat_map(|(j, (_, it))| earlier_attempts(it).map(move |t| (j, t))).collect();
-    read.extend(earlier.iter().map(|(_, t)| RecordKey::new(PREPARED, t.clone())));
+    read.extend(round_reads(coordinator, &rounds));
     let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read, wait_ms).await?;
-    let consents_at = 2 * accounts.len() + 2 * items.len();
+    let consents_at = 2 * accounts.len();
     let epoch_at = consents_at + debited.len();
+    let rounds_at = epoch_at + 2;
     let fence = epoch_of(&records[epoch_at], &records[epoch_at + 1])
         .map(|current| (current, records[epoch_at].as_ref().map_or(0, |r| r.version)));
     let epoch_version = match fence {
@@ -391,7 +540,7 @@ async fn prepare_chunk(
     let mut views: BTreeMap<AccountId, Option<AccountView>> = BTreeMap::new();
     let mut holds: BTreeMap<AccountId, (HoldRecord, u64)> = BTreeMap::new();
     let mut consent_versions: BTreeMap<AccountId, u64> = BTreeMap::new();
-    let parsed = (|| -> Result<(), ApiError> {
+    let parsed = (|| -> Result<BTreeMap<u64, RoundRecords>, ApiError> {
         for (i, a) in accounts.iter().enumerate() {
             let hold = match &records[2 * i + 1] {
                 Some(r) => (parse::<HoldRecord>(r)?, r.version),
@@ -418,19 +567,20 @@ async fn prepare_chunk(
             views.insert(*a, view);
             holds.insert(*a, hold);
         }
-        Ok(())
+        parse_rounds(coordinator, &rounds, &records, rounds_at)
     })();
-    if let Err(e) = parsed {
-        let _ = ib.ds.release(&locks).await;
-        return Err(e);
-    }
-    let base = 2 * accounts.len();
+    let mut rounds = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ib.ds.release(&locks).await;
+            return Err(e);
+        }
+    };
     let mut out = Vec::with_capacity(items.len());
     let mut fresh: Vec<(usize, &PrepareItem)> = Vec::new();
-    for (j, (i, it)) in items.iter().enumerate() {
-        // An unreadable outcome counts as aborted: never prepared again.
-        let outcome = records[base + 2 * j + 1].as_ref().map(|o| parse::<OutcomeRecord>(o).is_ok_and(|o| o.committed));
-        match engine::known_vote(records[base + 2 * j].is_some(), outcome) {
+    for (i, it) in &items {
+        let r = &rounds[&round_of(it)];
+        match engine::known_vote(r.prepared.items.contains_key(&it.package), r.outcome.of(&it.package)) {
             Some(vote) => out.push((*i, vote)),
             None => fresh.push((*i, it)),
         }
@@ -446,52 +596,42 @@ async fn prepare_chunk(
     // or the closing of a round left open, is what clears `ring/state`'s open round), and a
     // package committed in one leaves the queue in that same commit: a package prepared in round
     // n has no earlier attempt that committed or ever can, so ending it is the decision its
-    // coordinator took.
-    let earlier_at = epoch_at + 2;
-    for (k, (j, txn)) in earlier.iter().enumerate() {
-        let Some(r) = &records[earlier_at + k] else { continue };
-        let it = &items[*j].1;
-        if !fresh.iter().any(|(_, f)| f.txn == it.txn) {
-            continue;
-        }
-        let Ok(p) = parse::<Prepared>(r) else { continue };
-        // Only what this very call has locked and read may be changed: anything else is left
-        // to the earlier attempt's own decision.
-        let covered = p.coordinator == coordinator
-            && p.package == it.package
-            && p.needs.iter().all(|(a, _)| holds.contains_key(a))
-            && p.consents.iter().all(|u| debited.contains(&u.account));
-        if !covered {
-            continue;
-        }
-        for (a, need) in &p.needs {
-            if let Some((h, _)) = holds.get_mut(a) {
-                h.release(*a, need.hold, p.reserved_credits(need));
-                touched.insert(*a);
+    // coordinator took. Only the same coordinator's rounds are looked in: they are the only
+    // ones a prepare from it can reach.
+    for (_, it) in &fresh {
+        for m in earlier_rounds(round_of(it)) {
+            let Some(r) = rounds.get_mut(&m) else { continue };
+            let Some(p) = r.prepared.items.get(&it.package) else { continue };
+            let Some(needs) = p.needs(me) else { continue };
+            // Only what this very call has locked and read may be changed: anything else is left
+            // to the earlier attempt's own decision.
+            let covered = needs.iter().all(|(a, _)| holds.contains_key(a))
+                && p.consents.iter().all(|u| debited.contains(&u.account));
+            if !covered {
+                continue;
             }
-            if let Some(Some(view)) = views.get_mut(a) {
-                view.held = view.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
-                view.incoming = view.incoming.checked_sub(p.reserved_credits(need)).unwrap_or(Money::ZERO);
+            for (a, need) in &needs {
+                if let Some((h, _)) = holds.get_mut(a) {
+                    h.release(*a, need.hold, need.credits);
+                    touched.insert(*a);
+                }
+                if let Some(Some(view)) = views.get_mut(a) {
+                    view.held = view.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
+                    view.incoming = view.incoming.checked_sub(need.credits).unwrap_or(Money::ZERO);
+                }
             }
-        }
-        for u in &p.consents {
-            if let Some(Some(view)) = views.get_mut(&u.account) {
-                view.consents.settle(&u.consent, u.amount, false);
-                drawn.insert(u.account);
+            for u in &p.consents {
+                if let Some(Some(view)) = views.get_mut(&u.account) {
+                    view.consents.settle(&u.consent, u.amount, false);
+                    drawn.insert(u.account);
+                }
             }
+            let forget_after_ms = retention_of(ib, p.deadline_ms);
+            r.prepared.items.remove(&it.package);
+            r.prepared_changed = true;
+            r.outcome.record(&it.package, false, forget_after_ms);
+            r.outcome_changed = true;
         }
-        commit.records.push(RecordOp::Delete {
-            collection: PREPARED.into(),
-            key: txn.clone(),
-            if_version: Some(r.version),
-        });
-        let forget_after_ms = retention_of(ib, p.deadline_ms);
-        commit.records.push(RecordOp::Put {
-            collection: OUTCOMES.into(),
-            key: txn.clone(),
-            value: json(&OutcomeRecord { committed: false, forget_after_ms }),
-            if_version: Some(0),
-        });
     }
     let settle_items: Vec<settle::Item<'_>> =
         fresh.iter().map(|(_, it)| settle::Item { ops: &it.ops, person: it.person.as_ref() }).collect();
@@ -499,6 +639,7 @@ async fn prepare_chunk(
     let results = settle::vote(me, coordinator, &settle_items, &mut views, now);
     commit.locks = locks;
     for ((i, it), result) in fresh.iter().zip(results) {
+        let r = rounds.get_mut(&round_of(it)).expect("every item's round was read");
         match result {
             Ok(Reserved { needs, consents }) => {
                 drawn.extend(consents.iter().map(|c| c.account));
@@ -510,43 +651,25 @@ async fn prepare_chunk(
                         touched.insert(*a);
                     }
                 }
-                let p = Prepared {
-                    package: it.package.clone(),
-                    coordinator,
-                    author: it.author,
-                    ops: it.ops.clone(),
-                    needs,
-                    consents,
-                    at_ms: now,
-                    deadline_ms: it.deadline_ms,
-                    credits_reserved: true,
-                };
-                commit.records.push(RecordOp::Put {
-                    collection: PREPARED.into(),
-                    key: it.txn.clone(),
-                    value: json(&p),
-                    if_version: Some(0),
-                });
-                // A rollback may tombstone the attempt at any moment (it takes no lock when
-                // nothing is prepared): then this prepare must not hold anything.
-                commit.records.push(RecordOp::Check {
-                    collection: OUTCOMES.into(),
-                    key: it.txn.clone(),
-                    if_version: 0,
-                });
+                let ops = it.ops.iter().copied().filter(|o| o.from.bank == me || o.to.bank == me).collect();
+                let p = Prepared { author: it.author, ops, consents, deadline_ms: it.deadline_ms };
+                debug_assert_eq!(p.needs(me).as_ref(), Some(&needs), "what a finish recomputes is what was reserved");
+                if r.prepared.items.is_empty() {
+                    r.prepared.at_ms = now;
+                }
+                r.prepared.items.insert(it.package.clone(), p);
+                r.prepared_changed = true;
                 out.push((*i, Vote::Yes));
             }
             Err(refusal) => {
-                let forget_after_ms = retention_of(ib, it.deadline_ms);
-                commit.records.push(RecordOp::Put {
-                    collection: OUTCOMES.into(),
-                    key: it.txn.clone(),
-                    value: json(&OutcomeRecord { committed: false, forget_after_ms }),
-                    if_version: Some(0),
-                });
+                r.outcome.record(&it.package, false, retention_of(ib, it.deadline_ms));
+                r.outcome_changed = true;
                 out.push((*i, Vote::No { refusal }));
             }
         }
+    }
+    for (n, r) in &rounds {
+        r.writes(&round_record_key(coordinator, *n), &mut commit.records);
     }
     for a in touched {
         let (h, v) = holds[&a];
@@ -579,51 +702,58 @@ async fn prepare_chunk(
     Ok(out)
 }
 
-/// Applies the coordinator's decision to prepared attempts: `commit` posts their entries and
-/// releases their holds; otherwise the holds are released and the attempts marked aborted.
 /// On whose word a commit or rollback is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishBy {
-    /// A bank's request (or this bank as coordinator): it must be the coordinator of every
-    /// attempt it names, or nothing is applied.
+    /// A bank's request (or this bank as coordinator): it reaches only the rounds it
+    /// coordinated, the records keyed by its own id.
     Coordinator(BankId),
-    /// This bank's recovery, applying the decision each attempt's own coordinator answered.
-    Recovery,
+    /// This bank's recovery, applying the decision `coordinator` answered for its round.
+    Recovery(BankId),
 }
 
 impl FinishBy {
-    fn may_finish(self, p: &Prepared) -> bool {
+    fn coordinator(self) -> BankId {
         match self {
-            FinishBy::Coordinator(b) => engine::may_finish(p.coordinator, b),
-            FinishBy::Recovery => true,
+            FinishBy::Coordinator(b) | FinishBy::Recovery(b) => b,
         }
+    }
+
+    /// Whether the round record read may be ended on this word: one of the caller's own rounds.
+    /// Always so, the records being keyed by coordinator; checked anyway, as the rule the
+    /// simulation checks ([`engine::may_finish`]).
+    fn may_finish(self, round: &PreparedRound) -> bool {
+        engine::may_finish(round.coordinator, self.coordinator())
     }
 }
 
+/// An attempt a finish names: its id, package and round.
+type Named = (String, String, u64);
+
+/// Applies the coordinator's decision to the attempts `txns` of its rounds: `commit` posts their
+/// entries and releases their holds; otherwise the holds are released and the attempts marked
+/// aborted.
 pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishBy) -> Result<FinishResponse, ApiError> {
     let mut done = Vec::new();
     let mut unknown = Vec::new();
-    // Which accounts each attempt touches comes from its prepared record; read them first.
-    let reads = read_prepared(ib, &txns).await?;
-    let mut found: Vec<(String, Option<Prepared>)> = Vec::with_capacity(txns.len());
-    for (t, r) in txns.into_iter().zip(reads) {
-        let p = r.map(|r| parse::<Prepared>(&r)).transpose()?;
-        // Only an attempt's coordinator decides it: another member bank committing or rolling
-        // back one of its prepares would half-apply its package.
-        if let Some(p) = &p
-            && !by.may_finish(p)
-        {
-            return Err(ApiError::PeerForbidden(format!("bank {} did not coordinate {t}", p.coordinator)));
+    let mut named: Vec<Named> = Vec::with_capacity(txns.len());
+    for t in txns {
+        match attempt_of(&t) {
+            Some((package, n)) => named.push((t.clone(), package.to_string(), n)),
+            // Not an attempt id: no prepare was ever accepted under it (`check_items`).
+            None if commit => unknown.push(t),
+            None => done.push(t),
         }
-        found.push((t, p));
     }
+    // Which accounts each attempt touches comes from its round's prepared record; read first.
+    let mut found = with_prepared(ib, by, named).await?;
     // An attempt prepared after the read above touches accounts this pass did not lock: it is
-    // left for another pass, which reads its record first and so locks them (a prepared record
-    // is written once, so one more pass suffices; a bound keeps a bug from looping).
+    // left for another pass, which reads its record first and so locks them (a prepared item is
+    // written once, so one more pass suffices; a bound keeps a bug from looping).
     for _ in 0..FINISH_PASSES_MAX {
         let batches = chunks(
             found,
-            |(_, p)| p.as_ref().map(|p| p.needs.iter().map(|(a, _)| *a).collect()).unwrap_or_default(),
+            |(_, p)| p.as_ref().map(|p| p.accounts(ib.me)).unwrap_or_default(),
             ib.limits.batch_accounts_max,
         );
         let mut late = Vec::new();
@@ -654,26 +784,44 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
         if late.is_empty() {
             break;
         }
-        let reads = read_prepared(ib, &late).await?;
-        found = Vec::with_capacity(late.len());
-        for (t, r) in late.into_iter().zip(reads) {
-            found.push((t, r.map(|r| parse::<Prepared>(&r)).transpose()?));
-        }
+        found = with_prepared(ib, by, late).await?;
     }
     // Whatever is still left is not in `done`: its coordinator asks again.
     Ok(FinishResponse { done, unknown })
 }
 
-/// The prepared records of `txns`, in order: one data-server request per
-/// `batch_accounts_max` of them (a redelivery may carry hundreds of attempts, and a request
-/// each cost the data server more than the rest of the finish).
-async fn read_prepared(ib: &Interbank, txns: &[String]) -> Result<Vec<Option<Record>>, ApiError> {
-    let mut out = Vec::with_capacity(txns.len());
-    for chunk in txns.chunks(ib.limits.batch_accounts_max.max(1)) {
-        let keys = chunk.iter().map(|t| RecordKey::new(PREPARED, t.clone())).collect();
-        out.extend(ib.ds.get_records(keys).await?);
+/// `named` with what their rounds' prepared records hold of them, read in one data-server
+/// request per `batch_accounts_max` rounds.
+async fn with_prepared(
+    ib: &Interbank,
+    by: FinishBy,
+    named: Vec<Named>,
+) -> Result<Vec<(Named, Option<Prepared>)>, ApiError> {
+    let coordinator = by.coordinator();
+    let rounds: Vec<u64> = named.iter().map(|(_, _, n)| *n).collect::<BTreeSet<u64>>().into_iter().collect();
+    let mut read: BTreeMap<u64, PreparedRound> = BTreeMap::new();
+    for chunk in rounds.chunks(ib.limits.batch_accounts_max.max(1)) {
+        let keys = chunk.iter().map(|n| RecordKey::new(PREPARED, round_record_key(coordinator, *n))).collect();
+        for (n, r) in chunk.iter().zip(ib.ds.get_records(keys).await?) {
+            if let Some(r) = r {
+                let round: PreparedRound = parse(&r)?;
+                if !by.may_finish(&round) {
+                    return Err(ApiError::PeerForbidden(format!(
+                        "bank {} did not coordinate round {n}",
+                        round.coordinator
+                    )));
+                }
+                read.insert(*n, round);
+            }
+        }
     }
-    Ok(out)
+    Ok(named
+        .into_iter()
+        .map(|(t, package, n)| {
+            let p = read.get(&n).and_then(|r| r.items.get(&package)).cloned();
+            ((t, package, n), p)
+        })
+        .collect())
 }
 
 /// Passes of one finish: the first, and one for attempts prepared while it ran.
@@ -684,7 +832,7 @@ const FINISH_PASSES_MAX: usize = 3;
 struct Ended {
     done: Vec<String>,
     /// Prepared after the chunk chose its locks: for the next pass.
-    late: Vec<String>,
+    late: Vec<Named>,
     /// Commits of attempts this bank knows nothing of.
     unknown: Vec<String>,
 }
@@ -692,14 +840,15 @@ struct Ended {
 /// Ends the attempts of one chunk under one set of locks.
 async fn finish_chunk(
     ib: &Interbank,
-    batch: Vec<(String, Option<Prepared>)>,
+    batch: Vec<(Named, Option<Prepared>)>,
     commit: bool,
     by: FinishBy,
     wait_ms: u64,
 ) -> Result<Ended, ApiError> {
+    let coordinator = by.coordinator();
     let accounts: Vec<AccountId> = {
         let s: BTreeSet<AccountId> =
-            batch.iter().filter_map(|(_, p)| p.as_ref()).flat_map(|p| p.needs.iter().map(|(a, _)| *a)).collect();
+            batch.iter().filter_map(|(_, p)| p.as_ref()).flat_map(|p| p.accounts(ib.me)).collect();
         s.into_iter().collect()
     };
     let peers: Vec<BankId> = {
@@ -715,14 +864,13 @@ async fn finish_chunk(
             batch.iter().filter_map(|(_, p)| p.as_ref()).flat_map(|p| p.consents.iter().map(|c| c.account)).collect();
         s.into_iter().collect()
     };
+    let rounds: BTreeSet<u64> = batch.iter().map(|((_, _, n), _)| *n).collect();
     let mut read: Vec<RecordKey> = accounts.iter().map(|a| RecordKey::new(HOLDS, account_key(*a))).collect();
-    read.extend(batch.iter().map(|(t, _)| RecordKey::new(PREPARED, t.clone())));
-    read.extend(batch.iter().map(|(t, _)| RecordKey::new(OUTCOMES, t.clone())));
     read.extend(peers.iter().map(|b| RecordKey::new(POSITIONS, format!("{:04}", b.get()))));
     read.extend(consented.iter().map(|a| RecordKey::new(CONSENTS, account_key(*a))));
+    read.extend(round_reads(coordinator, &rounds));
     let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read, wait_ms).await?;
     let n = accounts.len();
-    let m = batch.len();
     let step = (|| -> Result<_, ApiError> {
         let mut holds: BTreeMap<AccountId, (HoldRecord, u64)> = BTreeMap::new();
         for (i, a) in accounts.iter().enumerate() {
@@ -734,7 +882,7 @@ async fn finish_chunk(
         }
         let mut positions: BTreeMap<BankId, (i128, u64)> = BTreeMap::new();
         for (i, b) in peers.iter().enumerate() {
-            let p = match &records[n + 2 * m + i] {
+            let p = match &records[n + i] {
                 Some(r) => (i128::from(parse::<PositionRecord>(r)?.cents), r.version),
                 None => (0, 0),
             };
@@ -742,15 +890,16 @@ async fn finish_chunk(
         }
         let mut consents: BTreeMap<AccountId, (ConsentSet, u64)> = BTreeMap::new();
         for (i, a) in consented.iter().enumerate() {
-            let c = match &records[n + 2 * m + peers.len() + i] {
+            let c = match &records[n + peers.len() + i] {
                 Some(r) => (parse::<ConsentSet>(r)?, r.version),
                 None => (ConsentSet::default(), 0),
             };
             consents.insert(*a, c);
         }
-        Ok((holds, positions, consents))
+        let rounds = parse_rounds(coordinator, &rounds, &records, n + peers.len() + consented.len())?;
+        Ok((holds, positions, consents, rounds))
     })();
-    let (mut holds, mut positions, mut consents) = match step {
+    let (mut holds, mut positions, mut consents, mut rounds) = match step {
         Ok(x) => x,
         Err(e) => {
             let _ = ib.ds.release(&locks).await;
@@ -765,21 +914,15 @@ async fn finish_chunk(
     let mut unknown = Vec::new();
     let mut memo = SettlementMemo { entries: vec![] };
     let mut moved: BTreeSet<AccountId> = BTreeSet::new();
-    for (j, (txn, _)) in batch.iter().enumerate() {
-        // Re-read under the locks: the record is authoritative now.
-        let prepared = records[n + j].as_ref().map(|r| (parse::<Prepared>(r), r.version));
-        let outcome = records[n + m + j].as_ref().map(parse::<OutcomeRecord>);
-        let outcome_version = records[n + m + j].as_ref().map_or(0, |r| r.version);
-        if let Some((Ok(p), _)) = &prepared
-            && !by.may_finish(p)
-        {
-            // Prepared since the check above, by another coordinator: not this caller's to end.
-            tracing::warn!(txn, coordinator = %p.coordinator, "a finish from a bank that is not the coordinator");
+    for ((txn, package, round), _) in &batch {
+        let r = rounds.get_mut(round).expect("every attempt's round was read");
+        if !by.may_finish(&r.prepared) {
+            tracing::warn!(txn, coordinator = %r.prepared.coordinator, "a finish from a bank that is not the coordinator");
             continue;
         }
-        // An unreadable outcome is not this decision's.
-        let known = outcome.map(|o| o.map_or(!commit, |o| o.committed));
-        match engine::ending(matches!(prepared, Some((Ok(_), _))), known, commit) {
+        // Re-read under the locks: the record is authoritative now.
+        let prepared = r.prepared.items.get(package).cloned();
+        match engine::ending(prepared.is_some(), r.outcome.of(package), commit) {
             Ending::Apply => {}
             Ending::Repeat => {
                 done.push(txn.clone());
@@ -791,13 +934,8 @@ async fn finish_chunk(
             }
             Ending::Tombstone => {
                 // Its deadline is not known here: kept as long as any attempt's could need.
-                let forget_after_ms = ib.limits.retention.forget_after_unknown(now_ms());
-                c.records.push(RecordOp::Put {
-                    collection: OUTCOMES.into(),
-                    key: txn.clone(),
-                    value: json(&OutcomeRecord { committed: false, forget_after_ms }),
-                    if_version: Some(0),
-                });
+                r.outcome.record(package, false, ib.limits.retention.forget_after_unknown(now_ms()));
+                r.outcome_changed = true;
                 done.push(txn.clone());
                 continue;
             }
@@ -806,15 +944,18 @@ async fn finish_chunk(
                 continue;
             }
         }
-        let Some((Ok(p), version)) = prepared else { continue };
+        let Some(p) = prepared else { continue };
+        let needs = p.needs(ib.me).ok_or_else(|| {
+            ApiError::Unavailable(Unavailable::Corrupt(format!("{txn}: prepared operations whose sums overflow")))
+        })?;
         // Prepared since this chunk chose what to lock and read: its accounts' holds, consents
         // or positions are not under these locks. Ending it here would delete its record and
-        // leave its holds raised for ever; the next pass locks them.
-        let outside = p.needs.iter().any(|(a, _)| !holds.contains_key(a))
+        // leave its holds raised for ever (issue 13, defect 1); the next pass locks them.
+        let outside = needs.iter().any(|(a, _)| !holds.contains_key(a))
             || p.consents.iter().any(|u| !consents.contains_key(&u.account))
             || settle::positions(&p.ops, ib.me).keys().any(|b| !positions.contains_key(b));
         if outside {
-            late.push(txn.clone());
+            late.push((txn.clone(), package.clone(), *round));
             continue;
         }
         for u in &p.consents {
@@ -822,9 +963,9 @@ async fn finish_chunk(
                 set.settle(&u.consent, u.amount, commit);
             }
         }
-        for (a, need) in &p.needs {
+        for (a, need) in &needs {
             if let Some((h, _)) = holds.get_mut(a) {
-                h.release(*a, need.hold, p.reserved_credits(need));
+                h.release(*a, need.hold, need.credits);
             }
             if commit {
                 let b = balances.entry(*a).or_insert(Money::ZERO);
@@ -841,17 +982,21 @@ async fn finish_chunk(
                     *v += cents;
                 }
             }
-            let ops = p.ops.iter().copied().filter(|o| o.from.bank == ib.me || o.to.bank == ib.me).collect();
-            memo.entries.push(SettledPackage { txn: txn.clone(), package: p.package.clone(), author: p.author, ops });
+            memo.entries.push(SettledPackage {
+                txn: txn.clone(),
+                package: package.clone(),
+                author: p.author,
+                ops: p.ops,
+            });
         }
-        c.records.push(RecordOp::Delete { collection: PREPARED.into(), key: txn.clone(), if_version: Some(version) });
-        c.records.push(RecordOp::Put {
-            collection: OUTCOMES.into(),
-            key: txn.clone(),
-            value: json(&OutcomeRecord { committed: commit, forget_after_ms: retention_of(ib, p.deadline_ms) }),
-            if_version: Some(outcome_version),
-        });
+        r.prepared.items.remove(package);
+        r.prepared_changed = true;
+        r.outcome.record(package, commit, retention_of(ib, p.deadline_ms));
+        r.outcome_changed = true;
         done.push(txn.clone());
+    }
+    for (round, r) in &rounds {
+        r.writes(&round_record_key(coordinator, *round), &mut c.records);
     }
     for (a, (h, v)) in &holds {
         let op = if h.inflight == 0 && h.held.is_zero() && h.incoming.is_zero() {
@@ -905,4 +1050,62 @@ pub async fn positions(ib: &Interbank) -> Result<Vec<(BankId, i64)>, ApiError> {
             Ok((bank, parse::<PositionRecord>(r)?.cents))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The data server's default `--record-value-bytes-max`.
+    const RECORD_VALUE_BYTES_DEFAULT: usize = 64 << 10;
+
+    /// A round's prepared record at a participant holds every package of the round, so the
+    /// round's size is bounded by what one record takes: at most `ROUND_OPERATIONS_MAX`
+    /// operations, each with two accounts here (the worst case: every operation between two
+    /// accounts of this bank, with its own need and consent), the longest ids and amounts.
+    #[test]
+    fn a_round_record_key_reads_back() {
+        let b = BankId::new(7).unwrap();
+        assert_eq!(parse_round_record_key(&round_record_key(b, 42)), Some((b, 42)));
+        assert_eq!(parse_round_record_key("0007"), None);
+    }
+
+    #[test]
+    fn a_full_round_fits_in_one_prepared_record() {
+        use crate::config::limits::{PACKAGE_OPERATIONS_MAX, ROUND_OPERATIONS_MAX, ROUND_PACKAGES_MAX};
+        let me = BankId::new(9_999).unwrap();
+        let other = BankId::new(9_998).unwrap();
+        let big = Money::MAX;
+        let account = |i: usize| AccountId::new(shared::ids::ACCOUNT_ID_MAX - i as u64).unwrap();
+        let packages = ROUND_OPERATIONS_MAX / PACKAGE_OPERATIONS_MAX;
+        assert!(packages <= ROUND_PACKAGES_MAX);
+        let mut round = PreparedRound::empty(me, u64::MAX);
+        round.at_ms = u64::MAX;
+        let mut outcome = OutcomeRound { forget_after_ms: u64::MAX, ..OutcomeRound::default() };
+        for p in 0..ROUND_PACKAGES_MAX {
+            let id = format!("{p:032x}");
+            outcome.aborted.insert(id.clone());
+            outcome.committed.insert(format!("{p:031x}z"));
+            if p >= packages {
+                continue;
+            }
+            let ops: Vec<WireOp> = (0..PACKAGE_OPERATIONS_MAX)
+                .map(|k| WireOp {
+                    from: Ibk::new(me, account(2 * k)),
+                    to: Ibk::new(if k % 2 == 0 { me } else { other }, account(2 * k + 1)),
+                    amount: shared::Amount::new(big).unwrap(),
+                })
+                .collect();
+            let consents = (0..PACKAGE_OPERATIONS_MAX)
+                .map(|k| ConsentUse { account: account(2 * k), consent: format!("{k:032x}"), amount: big })
+                .collect();
+            let author = Ibk::new(other, account(0));
+            round.items.insert(id, Prepared { author, ops, consents, deadline_ms: u64::MAX });
+        }
+        for (what, len) in
+            [("prepared/", json(&round).to_string().len()), ("outcomes/", json(&outcome).to_string().len())]
+        {
+            assert!(len <= RECORD_VALUE_BYTES_DEFAULT, "{what}: {len} bytes");
+        }
+    }
 }
