@@ -34,10 +34,6 @@ pub const PENDING_HOLDERS: &str = "pending_holders";
 pub const CONSENTS: &str = "consents";
 pub const JOINT_HOLDERS: &str = "joint_holders";
 pub const ACCOUNT_PACKAGES: &str = "account_packages";
-/// `pending_packages/{author}-{package}`: an author's cross-bank packages still waiting for
-/// settlement, written with the queue entry and deleted with it, so the data server can bound
-/// them per account (a `fewer` condition under the author's prefix).
-pub const PENDING_PACKAGES: &str = "pending_packages";
 
 /// The statement index entry of a package `author` stored at `created_ms`: keys sort newest
 /// first within the account's prefix ([`account_packages_prefix`]), so one forward scan pages
@@ -49,11 +45,6 @@ pub fn account_package(author: AccountId, created_ms: u64, package: &str) -> Rec
         value: serde_json::json!({ "id": package }),
         if_version: None,
     }
-}
-
-/// The key of an author's pending-package marker, under [`account_packages_prefix`].
-pub fn pending_package_key(author: AccountId, package: &str) -> String {
-    format!("{}{package}", account_packages_prefix(author))
 }
 
 pub fn account_packages_prefix(author: AccountId) -> String {

@@ -78,7 +78,6 @@ struct PendingBody {
     queued: usize,
     undelivered: usize,
     prepared: usize,
-    pending_markers: usize,
 }
 
 fn cents_of(s: &str) -> Option<i128> {
@@ -269,11 +268,6 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                 report.violations.push(format!(
                     "bank {}: not settled: {} queued, {} undelivered, {} prepared",
                     b.id, pending.queued, pending.undelivered, pending.prepared
-                ));
-            } else if pending.pending_markers > 0 {
-                report.violations.push(format!(
-                    "bank {}: {} authors' pending-package markers outlived their packages (room lost for ever)",
-                    b.id, pending.pending_markers
                 ));
             }
             report.violations.extend(leaked_holds(b).await?);

@@ -34,7 +34,7 @@ use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, Prepa
 use super::settle::{Decision, WireOp};
 use super::{Interbank, PeerError, now_ms};
 use crate::error::{ApiError, Unavailable};
-use crate::model::{PACKAGES, PENDING_PACKAGES};
+use crate::model::PACKAGES;
 use crate::model::{json, parse_record as parse};
 
 pub const QUEUE: &str = "queue";
@@ -118,15 +118,11 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
     // Bounded, per account and per bank, by conditions of this very commit: concurrent
     // submissions through every replica cannot race past them, and a refused one stores nothing.
     // They come after the package's own `if_version: 0`, so a repeated submission is answered
-    // as one even when the queue is full.
-    c.records.push(RecordOp::Put {
-        collection: PENDING_PACKAGES.into(),
-        key: crate::model::pending_package_key(queued.author.account, &queued.id),
-        value: serde_json::json!({}),
-        if_version: Some(0),
-    });
+    // as one even when the queue is full. The queue's keys start with the author's account, so
+    // the queue itself is what is counted per author (a marker per package beside it cost two
+    // more writes per package).
     c.records.push(RecordOp::Fewer {
-        collection: PENDING_PACKAGES.into(),
+        collection: QUEUE.into(),
         prefix: author_prefix.clone(),
         than: ib.limits.pending_per_account_max,
     });
@@ -155,7 +151,7 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
 async fn room(ib: &Interbank, author_prefix: &str) -> Result<(), ApiError> {
     let max = usize::try_from(ib.limits.pending_per_account_max).unwrap_or(usize::MAX);
     let (own, queue) = futures::future::try_join(
-        ib.ds.scan_records(PENDING_PACKAGES, author_prefix, None, max),
+        ib.ds.scan_records(QUEUE, author_prefix, None, max),
         ib.ds.scan_records(QUEUE, "", None, 1),
     )
     .await?;
@@ -189,8 +185,12 @@ pub async fn package(ib: &Interbank, id: &str) -> Result<Transaction, ApiError> 
 }
 
 impl Queued {
+    /// Its key in `queue/`: under its author's prefix ([`crate::model::account_packages_prefix`]),
+    /// so that the data server counts an author's waiting packages by prefix, then in the order
+    /// they came. Rounds take the queue a page at a time from where the last one stopped,
+    /// wrapping at its end, so every author's packages are reached once per sweep.
     pub fn queue_key(&self) -> String {
-        format!("{:013}-{}", self.created_ms, self.id)
+        format!("{}{:013}-{}", crate::model::account_packages_prefix(self.author.account), self.created_ms, self.id)
     }
 
     /// The id of its attempt in round `round`.
@@ -626,11 +626,6 @@ pub async fn round(
                     collection: QUEUE.into(),
                     key: p.queued.queue_key(),
                     if_version: Some(p.queue_version),
-                });
-                c.records.push(RecordOp::Delete {
-                    collection: PENDING_PACKAGES.into(),
-                    key: crate::model::pending_package_key(p.queued.author.account, &p.queued.id),
-                    if_version: None,
                 });
                 let shown = match &o.decision {
                     Decision::Commit if o.tell.is_empty() => p.queued.transaction(Status::Success, None),

@@ -170,7 +170,9 @@ async fn cas(ib: &Interbank, next: &RingState, version: u64) -> Result<Option<u6
 /// round behind a renewed lease; then passes it on.
 async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<(), ApiError> {
     let started = Instant::now();
-    let mut cursor = None;
+    let mut cursor = ib.sweep_cursor.lock().take();
+    // Begun mid-queue, the sweep goes round once to its start.
+    let mut wrapped = cursor.is_none();
     let mut down = BTreeSet::new();
     let mut worked = 0;
     loop {
@@ -185,6 +187,11 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
             }
         }
         match coordinator::round(ib, &mut state, &mut version, &mut cursor, &mut down).await {
+            Ok(0) if !wrapped => {
+                wrapped = true;
+                cursor = None;
+                continue;
+            }
             Ok(0) => break,
             Ok(n) => worked += n,
             Err(RoundError::Fenced(epoch)) => {
@@ -206,6 +213,7 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
             break;
         }
     }
+    *ib.sweep_cursor.lock() = cursor;
     if worked == 0 {
         // An idle ring would otherwise spin as fast as the network allows.
         tokio::time::sleep(Duration::from_millis(ib.limits.idle_hold_ms)).await;

@@ -392,12 +392,8 @@ pub async fn grants(
 )]
 pub async fn pending(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
     let (queued, undelivered, prepared) = in_flight(&state.ledger.ds).await?;
-    // Authors' markers of waiting packages: as many as `queued` once settlement is quiet (one
-    // left over would take a place of its author's for ever; the checker looks).
-    let pending_markers = count(&state.ledger.ds, crate::model::PENDING_PACKAGES).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "bank": state.settings.bank_id, "queued": queued, "undelivered": undelivered, "prepared": prepared,
-        "pending_markers": pending_markers,
     })))
 }
 
