@@ -198,7 +198,6 @@ impl Application {
             metrics: metrics.clone(),
             admission: Default::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
-            sweep_cursor: Default::default(),
         };
         // Expired sessions, lapsed throttle windows and old idempotency records go.
         tokio::spawn(sweep::run(

@@ -73,6 +73,12 @@ pub struct RingState {
     /// holds money beside the package's next attempt.
     #[serde(default)]
     pub open_round: Option<u64>,
+    /// The author (account id) whose waiting packages the next round takes first (0: the
+    /// queue's start). The queue is ordered by author, not by age: each round goes on from
+    /// where the last one stopped, whichever replica works it, and wraps at the end, so every
+    /// author is reached once per sweep.
+    #[serde(default)]
+    pub sweep_from: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

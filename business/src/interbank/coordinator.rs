@@ -184,6 +184,12 @@ pub async fn package(ib: &Interbank, id: &str) -> Result<Transaction, ApiError> 
     parse(&r)
 }
 
+/// The cursor a sweep of the queue starts after to begin with author `sweep_from`'s packages
+/// (`None`: the queue's start).
+pub fn sweep_cursor(sweep_from: u64) -> Option<String> {
+    shared::AccountId::new(sweep_from).ok().map(crate::model::account_packages_prefix)
+}
+
 impl Queued {
     /// Its key in `queue/`: under its author's prefix ([`crate::model::account_packages_prefix`]),
     /// so that the data server counts an author's waiting packages by prefix, then in the order
@@ -490,6 +496,9 @@ pub async fn round(
     let fit = Round::fitting(page_queued.iter().map(|(q, _)| q.ops.len()), crate::config::limits::ROUND_OPERATIONS_MAX);
     page_queued.truncate(fit);
     *cursor = page.records.get(fit - 1).map(|r| r.key.clone());
+    // The next round (this replica's or, after a pass or a takeover, another's) goes on with
+    // the author this one ended with: its packages after those taken here come first.
+    let sweep_from = page_queued.last().map_or(0, |(q, _)| q.author.account.get());
     let seen = page_queued.len();
     // Indices into the page, ascending.
     let picked = Round::select(page_queued.iter().map(|(q, _)| (&q.ops[..], q.deadline_ms)), down, now);
@@ -523,6 +532,7 @@ pub async fn round(
         round: n,
         open_round: Some(n),
         lease_until_ms: now + ib.limits.ring_lease_ms,
+        sweep_from,
         ..*ring
     };
     let mut start = CommitRequest::new(uuid::Uuid::new_v4().to_string());
@@ -1107,6 +1117,26 @@ mod tests {
 
     /// The data server's default `--record-value-bytes-max`.
     const RECORD_VALUE_BYTES_DEFAULT: usize = 64 << 10;
+
+    /// A sweep that resumes with an author takes that author's waiting packages first, and
+    /// none of the authors before it until it wraps.
+    #[test]
+    fn a_sweep_resumes_with_the_author_it_stopped_at() {
+        let queued = |author: u64, created_ms: u64| Queued {
+            id: format!("p{author}x{created_ms}"),
+            author: shared::Ibk::new(BankId::new(1).unwrap(), shared::AccountId::new(author).unwrap()),
+            person: None,
+            ops: vec![],
+            created_at: String::new(),
+            created_ms,
+            deadline_ms: 0,
+        };
+        assert_eq!(sweep_cursor(0), None, "from the start");
+        let after = sweep_cursor(5).unwrap();
+        assert!(queued(5, 1).queue_key() > after && queued(5, 9_999_999_999_999).queue_key() > after);
+        assert!(queued(4, 9_999_999_999_999).queue_key() < after, "an earlier author waits for the wrap");
+        assert!(queued(6, 1).queue_key() > queued(5, 9_999_999_999_999).queue_key(), "authors in turn");
+    }
 
     #[test]
     fn a_full_round_fits_in_one_record() {

@@ -367,12 +367,6 @@ pub struct Interbank {
     pub admission: Arc<parking_lot::Mutex<Admission>>,
     /// Wakes this replica's worker when it was handed the token.
     pub wake: Arc<tokio::sync::Notify>,
-    /// Where this replica's sweep of the queue stopped when it last passed the token: the next
-    /// hold goes on from there. The queue is ordered by author, not by age, so a sweep that
-    /// always began at its start would, under a hold time too short for the whole queue, serve
-    /// the same authors every time. (Kept per replica: one that takes the token over starts
-    /// at the beginning, which costs a sweep's order once, nothing else.)
-    pub sweep_cursor: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl Interbank {

@@ -170,8 +170,9 @@ async fn cas(ib: &Interbank, next: &RingState, version: u64) -> Result<Option<u6
 /// round behind a renewed lease; then passes it on.
 async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<(), ApiError> {
     let started = Instant::now();
-    let mut cursor = ib.sweep_cursor.lock().take();
-    // Begun mid-queue, the sweep goes round once to its start.
+    // Where the last round stopped (the ring state says, whichever replica worked it); begun
+    // mid-queue, the sweep goes round once to its start.
+    let mut cursor = coordinator::sweep_cursor(state.sweep_from);
     let mut wrapped = cursor.is_none();
     let mut down = BTreeSet::new();
     let mut worked = 0;
@@ -213,7 +214,6 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
             break;
         }
     }
-    *ib.sweep_cursor.lock() = cursor;
     if worked == 0 {
         // An idle ring would otherwise spin as fast as the network allows.
         tokio::time::sleep(Duration::from_millis(ib.limits.idle_hold_ms)).await;
