@@ -122,6 +122,29 @@ async fn open_login_and_see_only_your_accounts() {
     for ((status, body), want_status, want_code) in checks {
         assert_eq!((status, code(&body)), (want_status, want_code), "{body}");
     }
+
+    // A token names its account (its first 16 hex digits, so that the session and the account
+    // are read together), but only the session record says whose it is. Renaming the account
+    // in a live token opens nothing.
+    assert!(token.starts_with(&format!("{:016x}", 1)), "{token}");
+    let renamed = format!("{:016x}{}", 2, &token[16..]);
+    for id in [1, 2] {
+        assert_eq!(code(&a.get(id, Some(&renamed)).await.1), ErrorCode::Unauthorized);
+    }
+    // A session whose token names another account than its own (as one opened before tokens
+    // named theirs): it is its own account's session, not the named one's.
+    let odd = format!("{:016x}{}", 2, "ab".repeat(24));
+    let mut c = dataserver_api::CommitRequest::new("odd-session".to_string());
+    c.records.push(dataserver_api::RecordOp::Put {
+        collection: "sessions".into(),
+        key: business::accounts::session_key(&odd),
+        value: json!({ "account": 1, "expires_at_ms": dataserver_api::clock::now_ms() + 60_000 }),
+        if_version: Some(0),
+    });
+    bank.ds().client(0).commit(&c).await.unwrap();
+    let (s, me) = a.get(1, Some(&odd)).await;
+    assert_eq!((s, me["name"].as_str()), (StatusCode::OK, Some("João da Silva")));
+    assert_eq!(code(&a.get(2, Some(&odd)).await.1), ErrorCode::Forbidden, "not Maria's session");
 }
 
 #[tokio::test]
