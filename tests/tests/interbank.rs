@@ -921,6 +921,16 @@ async fn attempts_behind_a_dead_coordinators_are_still_resolved() {
     for r in futures::future::join_all(prepares).await {
         assert_eq!(r.unwrap().status(), StatusCode::OK);
     }
+    // And a record nobody can read sorts first: it is reported, and resolves nothing, but
+    // stops no other attempt's resolution.
+    let mut odd = dataserver_api::CommitRequest::new("unreadable-prepared".to_string());
+    odd.records.push(dataserver_api::RecordOp::Put {
+        collection: "prepared".into(),
+        key: "0000.unreadable".into(),
+        value: serde_json::json!({ "not": "a round" }),
+        if_version: Some(0),
+    });
+    ds2.commit(&odd).await.unwrap();
     // Bank 3 prepares one; it never decides it, so it is an abort.
     let view = token_view(&c, 3, &bank2).await;
     let live = prepare_one(&view, 3, "z0live", &from3, &payee, "1");

@@ -359,6 +359,9 @@ fn local_error(bank: BankId, e: ApiError) -> PeerError {
 /// What to do with each package of a round.
 struct Planned {
     queued: Queued,
+    /// Its queue entry as read: the decision deletes that very entry (an entry written under
+    /// an earlier key layout is taken off the queue too, rather than decided again and again).
+    queue_key: String,
     queue_version: u64,
 }
 
@@ -487,9 +490,9 @@ pub async fn round(
         return Ok(0);
     }
     let now = now_ms();
-    let mut page_queued: Vec<(Queued, u64)> = Vec::with_capacity(page.records.len());
+    let mut page_queued: Vec<(Queued, (String, u64))> = Vec::with_capacity(page.records.len());
     for r in &page.records {
-        page_queued.push((parse(r)?, r.version));
+        page_queued.push((parse(r)?, (r.key.clone(), r.version)));
     }
     // A round's packages must fit each participant's one record of it: the rest of the page
     // waits for the next round, which the cursor starts from.
@@ -506,7 +509,7 @@ pub async fn round(
         .into_iter()
         .enumerate()
         .filter(|(i, _)| picked.binary_search(i).is_ok())
-        .map(|(_, (queued, queue_version))| Planned { queued, queue_version })
+        .map(|(_, (queued, (queue_key, queue_version)))| Planned { queued, queue_key, queue_version })
         .collect();
     if planned.is_empty() {
         return Ok(seen);
@@ -634,7 +637,7 @@ pub async fn round(
             if o.final_() {
                 c.records.push(RecordOp::Delete {
                     collection: QUEUE.into(),
-                    key: p.queued.queue_key(),
+                    key: p.queue_key.clone(),
                     if_version: Some(p.queue_version),
                 });
                 let shown = match &o.decision {
@@ -1057,7 +1060,14 @@ pub async fn resolve_in_doubt(ib: &Interbank) -> Result<usize, ApiError> {
         cursor = Some(last.key.clone());
         seen += page.records.len();
         for r in &page.records {
-            let round: participant::PreparedRound = parse(r)?;
+            // One unreadable record must not stop every other attempt's resolution.
+            let round: participant::PreparedRound = match parse(r) {
+                Ok(round) => round,
+                Err(e) => {
+                    tracing::error!(key = r.key, error = %e, "a prepared record this replica cannot read");
+                    continue;
+                }
+            };
             if now.saturating_sub(round.at_ms) >= ib.limits.in_doubt_ms {
                 let txns = round.items.keys().map(|package| txn(package, round.round));
                 asks.entry(round.coordinator).or_default().extend(txns);
