@@ -720,11 +720,7 @@ impl Accounts {
         let mut keys = vec![RecordKey::new(SESSIONS, session_key(token))];
         keys.extend(named.map(|a| RecordKey::new(ACCOUNTS, account_key(a))));
         let mut got = self.ds.get_records(keys).await?.into_iter();
-        let Some(r) = got.next().flatten() else { return Err(ApiError::NoSession) };
-        let s: SessionRecord = parse(r.value)?;
-        if s.expires_at_ms <= now_ms() {
-            return Err(ApiError::NoSession);
-        }
+        let s = live(got.next().flatten())?.ok_or(ApiError::NoSession)?;
         if named == Some(s.account)
             && let Some(r) = got.next().flatten()
         {
@@ -736,7 +732,12 @@ impl Accounts {
 
 /// The session stored under `key` (a token's digest), if it has not expired.
 pub async fn live_session(ds: &DataClient, key: &str) -> Result<Option<SessionRecord>, ApiError> {
-    let Some(r) = ds.get_record(SESSIONS, key).await? else { return Ok(None) };
+    live(ds.get_record(SESSIONS, key).await?)
+}
+
+/// A session record as read, if there is one and it has not expired.
+fn live(r: Option<dataserver_api::Record>) -> Result<Option<SessionRecord>, ApiError> {
+    let Some(r) = r else { return Ok(None) };
     let s: SessionRecord = parse(r.value)?;
     Ok((s.expires_at_ms > now_ms()).then_some(s))
 }

@@ -133,8 +133,8 @@ impl Default for Metrics {
 pub const COLLECTION_LABELS_MAX: usize = 64;
 
 impl Metrics {
-    /// Counts an applied commit's writes: `records` names the collection of each record put or
-    /// deleted, `amounts` the amounts set.
+    /// Counts the writes of applied commits (a group commit's at once): `records` names the
+    /// collection of each record put or deleted, `amounts` the amounts set.
     pub fn count_writes<'a>(&self, records: impl Iterator<Item = &'a str>, amounts: usize) {
         let mut by: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
         let mut total = 0_u64;
@@ -147,17 +147,15 @@ impl Metrics {
             total += amounts as u64;
         }
         self.record_writes_total.inc_by(total);
+        let mut known = self.collection_labels.lock();
         for (c, n) in by {
-            let name = {
-                let mut known = self.collection_labels.lock();
-                if known.contains(c) {
-                    c
-                } else if known.len() < COLLECTION_LABELS_MAX {
-                    known.insert(c.to_owned());
-                    c
-                } else {
-                    "other"
-                }
+            let name = if known.contains(c) {
+                c
+            } else if known.len() < COLLECTION_LABELS_MAX {
+                known.insert(c.to_owned());
+                c
+            } else {
+                "other"
             };
             self.collection_writes_total.get_or_create(&vec![("collection".to_owned(), name.to_owned())]).inc_by(n);
         }

@@ -246,14 +246,16 @@ impl Writer {
                 }
             }
         }
+        // Counted once per group commit, not per commit: the counters by collection take a lock.
+        let applied = ready.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(p, _)| &p.request);
+        self.metrics.count_writes(
+            applied.clone().flat_map(|c| c.records.iter().filter(|r| r.writes()).map(RecordOp::collection)),
+            applied.map(|c| c.set.len()).sum(),
+        );
         for ((p, reply), result) in ready.iter().zip(replies).zip(results) {
             let answer = match result {
                 Ok(resp) => {
                     self.metrics.commits_total.inc();
-                    self.metrics.count_writes(
-                        p.request.records.iter().filter(|r| r.writes()).map(RecordOp::collection),
-                        p.request.set.len(),
-                    );
                     let after = if p.request.release { AfterCommit::Release } else { AfterCommit::Keep };
                     self.locks.end_commit(&p.request.locks, after);
                     Ok(resp)

@@ -539,8 +539,9 @@ fn prepare_one(
 /// Whether bank `coordinator`'s attempt `txn` is prepared at the bank of `ds` (its round's
 /// record there holds the package).
 async fn is_prepared(ds: &dataserver_api::client::DataClient, coordinator: u32, txn: &str) -> bool {
-    use business::interbank::participant::{PreparedRound, attempt_of, round_record_key};
-    let (package, n) = attempt_of(txn).unwrap();
+    use business::interbank::coordinator::split_txn;
+    use business::interbank::participant::{PreparedRound, round_record_key};
+    let (package, n) = split_txn(txn).unwrap();
     let key = round_record_key(shared::BankId::new(coordinator).unwrap(), n);
     match ds.get_record("prepared", &key).await.unwrap() {
         Some(r) => serde_json::from_value::<PreparedRound>(r.value).unwrap().items.contains_key(package),
@@ -551,8 +552,9 @@ async fn is_prepared(ds: &dataserver_api::client::DataClient, coordinator: u32, 
 /// The decision the bank of `ds` applied to bank `coordinator`'s attempt `txn` (`None`: none,
 /// or forgotten).
 async fn outcome(ds: &dataserver_api::client::DataClient, coordinator: u32, txn: &str) -> Option<bool> {
-    use business::interbank::participant::{OutcomeRound, attempt_of, round_record_key};
-    let (package, n) = attempt_of(txn).unwrap();
+    use business::interbank::coordinator::split_txn;
+    use business::interbank::participant::{OutcomeRound, round_record_key};
+    let (package, n) = split_txn(txn).unwrap();
     let key = round_record_key(shared::BankId::new(coordinator).unwrap(), n);
     let r = ds.get_record("outcomes", &key).await.unwrap()?;
     serde_json::from_value::<OutcomeRound>(r.value).unwrap().of(package)

@@ -194,7 +194,7 @@ async fn count(c: &Cluster, b: usize, collection: &str) -> usize {
 /// decisions recorded at `b` but not delivered (killed after it).
 async fn where_2pc_stands(c: &Cluster, b: usize) -> (usize, usize) {
     use business::interbank::coordinator::{ROUNDS, RoundRecord, UNDELIVERED, round_key};
-    use business::interbank::participant::{PREPARED, PreparedRound, round_record_key};
+    use business::interbank::participant::{PREPARED, PreparedRound, round_records_prefix};
     let Ok(coordinator) = shared::BankId::new(c.banks[b].id) else { return (0, 0) };
     let ds = c.banks[b].ds_client();
     let mut undecided = 0;
@@ -203,9 +203,8 @@ async fn where_2pc_stands(c: &Cluster, b: usize) -> (usize, usize) {
             continue;
         }
         // The peer's records of `b`'s rounds sort together, under `b`'s id.
-        let prefix = round_record_key(coordinator, 0);
-        let prefix = &prefix[..=prefix.find('.').unwrap_or(0)];
-        let Ok(page) = peer.ds_client().scan_records(PREPARED, prefix, None, 1_000).await else { continue };
+        let prefix = round_records_prefix(coordinator);
+        let Ok(page) = peer.ds_client().scan_records(PREPARED, &prefix, None, 1_000).await else { continue };
         let theirs = page.records.into_iter().filter_map(|r| serde_json::from_value::<PreparedRound>(r.value).ok());
         let ds = &ds;
         let decided = futures::future::join_all(theirs.map(|round| async move {

@@ -172,7 +172,12 @@ impl OutcomeRound {
 
 /// The key of `coordinator`'s round `round` in `prepared/` and `outcomes/`.
 pub fn round_record_key(coordinator: BankId, round: u64) -> String {
-    format!("{:04}.{round:020}", coordinator.get())
+    format!("{}{round:020}", round_records_prefix(coordinator))
+}
+
+/// The prefix every key of `coordinator`'s rounds begins with.
+pub fn round_records_prefix(coordinator: BankId) -> String {
+    format!("{:04}.", coordinator.get())
 }
 
 /// The coordinator and round a `prepared/` or `outcomes/` key names.
@@ -447,12 +452,6 @@ fn earlier_rounds(round: u64) -> impl Iterator<Item = u64> {
     (round.saturating_sub(EARLIER_ATTEMPTS_MAX).max(1)..round).rev()
 }
 
-/// The package and round of an attempt id `{package}.{round}`.
-pub fn attempt_of(txn: &str) -> Option<(&str, u64)> {
-    let (package, round) = txn.rsplit_once('.')?;
-    Some((package, round.parse().ok()?))
-}
-
 /// Who prepares, in which epoch.
 #[derive(Debug, Clone, Copy)]
 struct Fence {
@@ -499,7 +498,7 @@ async fn prepare_chunk(
         all.into_iter().collect()
     };
     // Checked at the edge (`check_items`): every id is `{package}.{round}`.
-    let round_of = |it: &PrepareItem| attempt_of(&it.txn).map_or(0, |(_, n)| n);
+    let round_of = |it: &PrepareItem| super::coordinator::split_txn(&it.txn).map_or(0, |(_, n)| n);
     // Consents matter only for accounts debited here in another bank's packages: only theirs are
     // read (a bank's own packages, and credits, read none).
     let debited: BTreeSet<AccountId> = if coordinator == me {
@@ -738,7 +737,7 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
     let mut unknown = Vec::new();
     let mut named: Vec<Named> = Vec::with_capacity(txns.len());
     for t in txns {
-        match attempt_of(&t) {
+        match super::coordinator::split_txn(&t) {
             Some((package, n)) => named.push((t.clone(), package.to_string(), n)),
             // Not an attempt id: no prepare was ever accepted under it (`check_items`).
             None if commit => unknown.push(t),

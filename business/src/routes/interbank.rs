@@ -119,7 +119,7 @@ fn check_items(req: &PrepareRequest) -> Result<(), ApiError> {
         check_txn(&it.txn)?;
         // The participant keeps an attempt in its coordinator's round's records: the id must
         // name the round, and the package it is an attempt of.
-        if participant::attempt_of(&it.txn).is_none_or(|(package, _)| package != it.package) {
+        if crate::interbank::coordinator::split_txn(&it.txn).is_none_or(|(package, _)| package != it.package) {
             return Err(ApiError::invalid(
                 ErrorCode::TxnInvalid,
                 format!("package {}: an attempt id is {{package}}.{{round}}", it.package),
