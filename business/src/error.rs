@@ -64,6 +64,8 @@ pub enum ApiError {
     StaleEpoch { epoch: u64, current: u64 },
     #[error("this token is older than one this bank already accepted")]
     StaleToken,
+    #[error("{0}")]
+    TokenOutOfTurn(String),
     #[error(
         "not a peer bank: connect with your bank's certificate to the interbank listener and name that bank in `X-Interbank-Bank`"
     )]
@@ -161,6 +163,7 @@ impl ApiError {
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::StaleEpoch { .. } => ErrorCode::StaleEpoch,
             ApiError::StaleToken => ErrorCode::StaleToken,
+            ApiError::TokenOutOfTurn(_) => ErrorCode::TokenOutOfTurn,
             ApiError::PeerUnauthorized => ErrorCode::Unauthorized,
             ApiError::UnknownBank(_) => ErrorCode::UnknownBank,
             ApiError::KeyTaken => ErrorCode::KeyTaken,
@@ -189,7 +192,9 @@ impl ResponseError for ApiError {
             ApiError::DepositsDisabled => StatusCode::FORBIDDEN,
             ApiError::DepositLimit(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ConsentNotFound => StatusCode::NOT_FOUND,
-            ApiError::StaleEpoch { .. } | ApiError::StaleToken | ApiError::KeyTaken => StatusCode::CONFLICT,
+            ApiError::StaleEpoch { .. } | ApiError::StaleToken | ApiError::TokenOutOfTurn(_) | ApiError::KeyTaken => {
+                StatusCode::CONFLICT
+            }
             ApiError::UnknownBank(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::KeyNotFound | ApiError::PackageNotFound => StatusCode::NOT_FOUND,
             ApiError::RateLimited { .. } | ApiError::PackagesPending(_) => StatusCode::TOO_MANY_REQUESTS,

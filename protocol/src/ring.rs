@@ -99,6 +99,27 @@ pub fn on_token(state: &RingState, t: Token) -> Receive {
     }
 }
 
+/// Whether a pass from `from` reaches `me` in ring order, past nobody: the common case, taken
+/// on the passer's word (asking the others on every pass would put each bank's slowest peer on
+/// the token's path, and a black-holed one would stop the ring).
+pub fn from_predecessor(from: BankId, me: BankId, banks: &[BankId]) -> bool {
+    successors(from, banks).first() == Some(&me)
+}
+
+/// Whether a pass of `t` that skipped banks (a passer skips only a bank it cannot reach) is in
+/// turn, from the views of every bank but the passer and this one that answered: none of them
+/// holds a token of `t`'s epoch or a later one, or has accepted a token at or past `t`. A
+/// member that does not hold the token cannot hand a second one of the epoch past a bank that
+/// holds it; its successor, which it need not skip, it still can (the predecessor's word is
+/// taken, see [`from_predecessor`]), nor a bank past a holder that is down, nor one past a
+/// holder whose token is on its way (the check is made at acceptance; a forger that also gets
+/// the real token doubles its own turn). Only a chain of signed passes would close those. What
+/// rests on this is the order of turns, not money: each bank coordinates only its own
+/// packages, one replica at a time, and participants fence by epoch.
+pub fn skip_in_turn(t: Token, others: &[PeerView]) -> bool {
+    others.iter().all(|v| !(v.holding && v.token.epoch >= t.epoch) && v.token < t)
+}
+
 /// Whether work (a prepare) stamped with `epoch` may proceed at a bank in `state`.
 pub fn epoch_current(state: &RingState, epoch: u64) -> bool {
     epoch >= state.token.epoch
@@ -257,6 +278,24 @@ mod tests {
         assert_eq!(on_token(&newer, Token { epoch: 10_001, seq: 99 }), Receive::Stale);
         assert!(!epoch_current(&newer, 10_001));
         assert!(epoch_current(&newer, 20_002));
+    }
+
+    #[test]
+    fn a_pass_that_skips_a_holder_is_out_of_turn() {
+        let banks = [bank(1), bank(2), bank(3)];
+        assert!(from_predecessor(bank(1), bank(2), &banks) && from_predecessor(bank(3), bank(1), &banks));
+        assert!(!from_predecessor(bank(1), bank(3), &banks), "bank 2 lies between");
+        let t = Token { epoch: 10_001, seq: 9 };
+        let of = |holding, epoch, seq| PeerView { token: Token { epoch, seq }, holding, ..view(2, 0, false, 0, 0) };
+        // The skipped bank was down (no view), or is behind and not holding: in turn.
+        assert!(skip_in_turn(t, &[]));
+        assert!(skip_in_turn(t, &[of(false, 10_001, 7)]));
+        assert!(skip_in_turn(t, &[of(true, 1, 3)]), "it holds a token of an epoch since fenced");
+        // It holds this epoch's token, or a later epoch's, or has seen this token or a later one.
+        assert!(!skip_in_turn(t, &[of(true, 10_001, 7)]));
+        assert!(!skip_in_turn(t, &[of(true, 20_002, 0)]));
+        assert!(!skip_in_turn(t, &[of(false, 10_001, 9)]));
+        assert!(!skip_in_turn(t, &[of(false, 10_001, 7), of(false, 20_003, 1)]));
     }
 
     #[test]

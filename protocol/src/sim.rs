@@ -800,7 +800,11 @@ impl Sim {
 
     fn deliver(&mut self, me: BankId, from: BankId, m: Msg) {
         match m {
-            Msg::Token(t) => self.receive_token(me, t),
+            Msg::Token(t) => {
+                if self.in_turn(me, from, t) {
+                    self.receive_token(me, t);
+                }
+            }
             Msg::ViewAsk => {
                 let v = PeerView::of(me, &self.banks[Self::idx(me)].d.ring, self.now);
                 self.send(me, from, Msg::View(v));
@@ -834,6 +838,23 @@ impl Sim {
                 self.finish(me, from, &[txn], commit);
             }
         }
+    }
+
+    /// `worker::in_turn`: a pass from a bank that is not `me`'s predecessor is checked against
+    /// the other banks' views (read here at once; the server asks them over the network), so
+    /// the runs show the rule never stops an honest pass that skipped a bank that was down.
+    fn in_turn(&self, me: BankId, from: BankId, t: Token) -> bool {
+        let ids: Vec<BankId> = (1..=self.cfg.banks).map(bank_id).collect();
+        if ring::from_predecessor(from, me, &ids) {
+            return true;
+        }
+        let views: Vec<PeerView> = self
+            .banks
+            .iter()
+            .filter(|b| b.up && b.id != me && b.id != from)
+            .map(|b| PeerView::of(b.id, &b.d.ring, self.now))
+            .collect();
+        ring::skip_in_turn(t, &views)
     }
 
     /// The hostile member's forgeries ([`Config::hostile`]): told of another bank's attempts,

@@ -153,6 +153,8 @@ error_codes! {
         UnknownBank = "unknown_bank",
         StaleEpoch = "stale_epoch",
         StaleToken = "stale_token",
+        /// A token passed past a bank that holds one of its epoch or has seen it (`409`).
+        TokenOutOfTurn = "token_out_of_turn",
         /// A token whose epoch no bank of the network could have made (`400`).
         TokenInvalid = "token_invalid",
         /// A prepared package's deadline further ahead than any bank may set (`400`).

@@ -890,6 +890,66 @@ async fn a_prepare_overtaken_by_a_new_epoch_holds_nothing() {
     assert!(hold.is_none(), "nothing held: {hold:?}");
 }
 
+/// Sets bank `ds`'s ring state to token `(epoch, seq)`, held (by a worker that is no replica,
+/// with a lease that runs for minutes) or not: a holder the test controls.
+async fn set_ring(ds: &dataserver_api::client::DataClient, epoch: u64, seq: u64, holding: bool) {
+    use business::interbank::ring::{RingState, Token};
+    for attempt in 0.. {
+        let r = ds.get_record("ring", "state").await.unwrap().unwrap();
+        let mut state: RingState = serde_json::from_value(r.value).unwrap();
+        state.token = Token { epoch, seq };
+        state.holding = holding;
+        state.worker = holding.then_some(999);
+        state.lease_until_ms = if holding { u64::MAX / 2 } else { 0 };
+        let mut c = dataserver_api::CommitRequest::new(format!("set-ring-{epoch}-{seq}-{holding}-{attempt}"));
+        c.records.push(dataserver_api::RecordOp::Put {
+            collection: "ring".into(),
+            key: "state".into(),
+            value: serde_json::to_value(state).unwrap(),
+            if_version: Some(r.version),
+        });
+        if ds.commit(&c).await.is_ok() {
+            return;
+        }
+    }
+}
+
+/// A token is taken from a bank's predecessor on its word; passed past other banks, only if
+/// none of them holds a token of its epoch or has seen it (issue 13). Before, a member that did
+/// not hold the token could hand one with a higher seq to any bank and start a second turn of
+/// the epoch beside the real one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_passed_past_its_holder_is_refused() {
+    use business::interbank::ring::{EPOCH_BANK_SPAN, Token};
+    let (c, _dir) = start(30_000);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let bank3 = c.banks[2].interbank_urls()[0].clone();
+    let ds2 = c.banks[1].ds_client();
+    let live = token_view(&c, 1, &bank3).await["token"]["epoch"].as_u64().unwrap();
+    let epoch = Token::regenerated(live + 10 * EPOCH_BANK_SPAN, shared::BankId::new(1).unwrap()).epoch;
+    let pass = |as_bank: u32, seq: u64| {
+        as_peer(&c, as_bank, Method::PUT, format!("{bank3}/interbank/token"))
+            .json(&serde_json::json!({ "epoch": epoch, "seq": seq, "from": as_bank }))
+            .send()
+    };
+
+    // Bank 2 holds the token of the epoch. Bank 1, past it, hands bank 3 a later one: refused.
+    set_ring(&ds2, epoch, 5, true).await;
+    let r = pass(1, 9).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.json::<shared::ErrorBody>().await.unwrap().error, shared::ErrorCode::TokenOutOfTurn);
+    let seen = token_view(&c, 2, &bank3).await;
+    assert!(seen["token"]["epoch"].as_u64().unwrap() < epoch, "bank 3 took nothing of the epoch: {seen}");
+
+    // Bank 2 passed it on and cannot be reached by bank 1 (it skips it): a later token of the
+    // epoch from bank 1 is in turn.
+    set_ring(&ds2, epoch, 5, false).await;
+    let r = pass(1, 7).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let seen = token_view(&c, 2, &bank3).await;
+    assert!(seen["token"]["epoch"].as_u64().unwrap() >= epoch, "bank 3 took the skipping pass: {seen}");
+}
+
 /// Attempts in doubt behind a dead coordinator's do not wait for it (issue 13, defect 4). Before,
 /// recovery looked only at the first page of `prepared/` (128 attempts), in the loop that works
 /// the token: with a page of a dead bank's attempts first, nobody else's was ever resolved.

@@ -97,6 +97,30 @@ pub async fn receive(ib: &Interbank, t: Token) -> Result<Receive, ApiError> {
     Err(ApiError::Unavailable(Unavailable::Contended("the ring state keeps changing")))
 }
 
+/// Whether `from`'s pass of `t` is in turn here ([`ring::from_predecessor`],
+/// [`ring::skip_in_turn`]): a pass that skipped banks is checked against every other bank's view
+/// first. Only a skipping pass pays for it, and a passer skips only banks that refused its
+/// connection, so the ones asked are mostly either quick to answer or quick to refuse.
+pub async fn in_turn(ib: &Interbank, from: BankId, t: Token) -> Result<(), ApiError> {
+    let banks = ib.peers.network().ids();
+    if ring::from_predecessor(from, ib.me, &banks) {
+        return Ok(());
+    }
+    let others: Vec<BankId> = banks.into_iter().filter(|b| *b != ib.me && *b != from).collect();
+    let answers =
+        join_all(others.iter().map(|b| ib.peers.call::<PeerView>(*b, Method::GET, "/interbank/token", None::<&()>)))
+            .await;
+    let views: Vec<PeerView> = answers.into_iter().filter_map(Result::ok).collect();
+    if ring::skip_in_turn(t, &views) {
+        return Ok(());
+    }
+    tracing::warn!(from = %from, epoch = t.epoch, seq = t.seq, "refused a token passed out of turn");
+    Err(ApiError::TokenOutOfTurn(format!(
+        "bank {from} passed token {}.{} past a bank that holds its epoch or has seen it",
+        t.epoch, t.seq
+    )))
+}
+
 /// This bank's view of the ring, for peers detecting a lost token.
 pub async fn view(ib: &Interbank) -> Result<PeerView, ApiError> {
     let (state, _) = ring_state(ib).await?;

@@ -23,7 +23,7 @@ use shared::ErrorBody;
     path = "/interbank/token",
     tag = "interbank",
     request_body = crate::interbank::worker::TokenPass,
-    responses((status = 200, description = "accepted"), (status = 400, description = "bad input, or an epoch no member bank could have made", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "`from` is not the calling bank", body = ErrorBody), (status = 409, description = "stale token", body = ErrorBody)),
+    responses((status = 200, description = "accepted"), (status = 400, description = "bad input, or an epoch no member bank could have made", body = ErrorBody), (status = 401, description = "no or wrong credentials", body = ErrorBody), (status = 403, description = "`from` is not the calling bank", body = ErrorBody), (status = 409, description = "stale token, or a token passed past a bank that holds its epoch", body = ErrorBody)),
     security(("bank" = []))
 )]
 pub async fn put_token(
@@ -41,6 +41,9 @@ pub async fn put_token(
             format!("epoch {} was made by no bank of the network", t.epoch),
         ));
     }
+    // A pass from anyone but this bank's predecessor went past other banks: not while one of
+    // them holds the token or has seen it.
+    worker::in_turn(&state.interbank, body.from, t).await?;
     match worker::receive(&state.interbank, t).await? {
         Receive::Accept => Ok(HttpResponse::Ok().json(serde_json::json!({ "accepted": true }))),
         Receive::Duplicate => Ok(HttpResponse::Ok().json(serde_json::json!({ "accepted": true, "duplicate": true }))),
