@@ -28,6 +28,10 @@ pub enum Bug {
     /// already promised to the account (issue 13, defect 5): two credits that each fit are both
     /// voted for, and the second commit cannot be applied.
     UnreservedCredits,
+    /// A round's commits are not conditioned on the ring state its replica saw (issue 13,
+    /// defect 3): a replica whose lease ran out mid-round still decides after another replica
+    /// took the token over — two coordinators of one bank at once.
+    UnfencedRounds,
 }
 
 #[cfg(any(test, feature = "sim"))]

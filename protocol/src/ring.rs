@@ -99,6 +99,16 @@ pub fn on_token(state: &RingState, t: Token) -> Receive {
     }
 }
 
+/// The condition every commit of a settlement round (its start, its decisions, the closing of
+/// a round left open) puts on `ring/state`: still at `version`, the one its replica last wrote
+/// or read as the token's worker. Leases are compared on clocks that differ, so two replicas
+/// may both believe they work the token for a while; the version decides which one records
+/// anything — a replica taken over mid-round (its lease ran out) writes nothing, and the one
+/// that took over closes the round (issue 13, defect 3).
+pub fn round_fence(version: u64) -> Option<u64> {
+    if crate::bugs::on(crate::bugs::Bug::UnfencedRounds) { None } else { Some(version) }
+}
+
 /// Whether a pass from `from` reaches `me` in ring order, past nobody: the common case, taken
 /// on the passer's word (asking the others on every pass would put each bank's slowest peer on
 /// the token's path, and a black-holed one would stop the ring).

@@ -2,32 +2,42 @@
 //! protocol code the servers run — the round engine ([`engine::Round`]: which packages a round
 //! takes, whom it asks, what it decides and whom it tells), the participant's rules for known
 //! attempts and decisions ([`engine::known_vote`], [`engine::ending`]), presumed abort
-//! ([`engine::inquiry`]), the ring's tick, acceptance and lost-token judgement ([`ring`]) and the
-//! votes ([`settle`]) — over durable records of its own (ring state, queue with attempt
-//! counters, decisions written once per attempt, undelivered decisions, prepared holds,
-//! outcomes: the servers keep the coordinator's per round instead, `rounds/{n}`, which is the
-//! executor's layout, not a rule), over a network a seeded scheduler drives: messages delayed at random (so
-//! reordered), lost, duplicated, and banks crashed and restarted (volatile state lost, durable
-//! state kept). After the faults stop the network heals and must finish all work.
+//! ([`engine::inquiry`]), the ring's tick, acceptance, passes in turn, lost-token judgement and
+//! the fence on a round's commits ([`ring`]) and the votes ([`settle`]) — over durable records
+//! of its own (ring state with its version, open rounds, queue with attempt counters, decisions
+//! written once per attempt, undelivered decisions, prepared holds, outcomes: the servers keep
+//! them per round, which is the executor's layout, not a rule).
+//!
+//! Each bank runs several business replicas ([`Config::replicas`]) over its one durable store,
+//! each ticking on its own clock (clocks apart by up to `clock_skew_ms_max`), with its own
+//! volatile state: the round it has in hand, its lost-token inquiry. The token is worked under
+//! a lease in the ring state that the others take over when it runs out by their clock; a
+//! round's commits are conditioned on the ring state's version the replica saw
+//! ([`ring::round_fence`]), and a round left open is closed (its attempts aborted) by whoever
+//! works the token next. Requests reach any replica serving; replies the replica that asked.
+//! A seeded scheduler drives the network: messages delayed at random (so reordered), lost,
+//! duplicated; replicas crashed and restarted (volatile state lost, durable state kept) and
+//! stalled (state kept, silent for a while, then back — perhaps after being taken over). After
+//! the faults stop the network heals and must finish all work.
 //!
 //! An oracle watches every step: no token accepted twice, never two holders in one epoch, no hold
-//! above its balance, no balance below zero; and at the end: every package terminal, at
-//! most one committed attempt per package, every participant applied exactly the recorded
-//! decision, no hold left, no money created or destroyed. A failing seed is reproduced by
-//! running that seed again: nothing here reads a clock or an unseeded random source.
+//! above its balance, no balance below zero, every hold and promised credit belonging to a live
+//! prepared attempt, a round decided only by the replica the ring state names as its worker
+//! (one coordinator per bank at a time); and at the end: every package terminal, no round left
+//! open, at most one committed attempt per package, every participant applied exactly the
+//! recorded decision, no hold left, no money created or destroyed. A failing seed is reproduced
+//! by running that seed again: nothing here reads a clock or an unseeded random source.
 //!
-//! Two variants stress rules the default run rarely reaches: a member bank that forges commits
-//! and rollbacks of other banks' attempts ([`Config::with_a_hostile_member`]), and accounts
-//! just below the largest balance, where two credits promised at once may not both fit
-//! ([`Config::near_the_ceiling`]). The oracle also checks at every step that each account's
-//! promised credits are what its live prepared attempts promise, and that every commit voted
-//! for can be applied.
+//! Variants stress rules the default run rarely reaches: a member bank that forges commits
+//! and rollbacks of other banks' attempts ([`Config::with_a_hostile_member`]), accounts just
+//! below the largest balance, where two credits promised at once may not both fit
+//! ([`Config::near_the_ceiling`]), and participants that ask about an attempt while its
+//! coordinator's replica may still decide it ([`Config::asking_early`]).
 //!
-//! What the model leaves to the process-level tests: replica takeover inside one bank (here a
-//! bank is one worker whose incarnation changes at restart), data-server fencing, HTTP, and the
-//! executors themselves (how a decision becomes a data-server commit). The deliberate bugs are
-//! switches inside those shared rules ([`crate::bugs`]), so each shows the oracle failing on a
-//! break in the code that runs.
+//! What the model leaves to the process-level tests: data-server fencing tokens and locks,
+//! HTTP, and the executors themselves (how a decision becomes a data-server commit). The
+//! deliberate bugs are switches inside those shared rules ([`crate::bugs`]), so each shows the
+//! oracle failing on a break in the code that runs.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
@@ -55,8 +65,15 @@ pub struct Config {
     pub heal_ms_max: u64,
     pub loss: f64,
     pub duplication: f64,
-    /// Chance per bank per tick of a crash while faults last.
+    /// Business replicas per bank: each ticks on its own, with its own clock and volatile
+    /// state, over the bank's one durable store; requests reach any replica that is up.
+    pub replicas: u32,
+    /// Chance per replica per tick of a crash while faults last.
     pub crash: f64,
+    /// Chance per replica per tick of a stall while faults last (a pause, a slow disk): it keeps
+    /// its volatile state, answers nothing and ticks again up to `down_ms_max` later, perhaps
+    /// after its lease ran out and another replica took the token over.
+    pub stall: f64,
     pub delay_ms_max: u64,
     pub down_ms_max: u64,
     pub tick_ms: u64,
@@ -88,6 +105,12 @@ impl Config {
         Config { opening_cents: Money::MAX.cents() - 1_000, amount_cents_max: 800, ..Config::default() }
     }
 
+    /// Participants ask about an attempt in doubt before the lease of the replica that
+    /// prepared it runs out: the inquiry meets a round its coordinator may still decide.
+    pub fn asking_early() -> Config {
+        Config { in_doubt_ms: 120, ..Config::default() }
+    }
+
     /// The last bank forges decisions (see [`Config::hostile`]).
     pub fn with_a_hostile_member() -> Config {
         let cfg = Config::default();
@@ -106,7 +129,9 @@ impl Default for Config {
             heal_ms_max: 60_000,
             loss: 0.1,
             duplication: 0.1,
-            crash: 0.01,
+            replicas: 2,
+            crash: 0.005,
+            stall: 0.005,
             delay_ms_max: 30,
             down_ms_max: 600,
             tick_ms: 10,
@@ -133,6 +158,13 @@ pub struct Report {
     pub lost: u64,
     pub duplicated: u64,
     pub crashes: u64,
+    pub stalls: u64,
+    /// Rounds a replica left open that another closed.
+    pub closed: u64,
+    /// Tokens a replica took over from another of its bank whose lease ran out.
+    pub takeovers: u64,
+    /// Round decisions refused because the replica had been taken over meanwhile.
+    pub fenced_out: u64,
     pub grants: u64,
     pub regenerations: u64,
     pub committed: usize,
@@ -185,10 +217,16 @@ struct Held {
     coordinator: BankId,
 }
 
-/// What survives a crash.
+/// What survives a crash: the bank's data server, shared by its replicas.
 #[derive(Debug, Clone, Default)]
 struct Durable {
     ring: RingState,
+    /// `ring/state`'s version: every write of it moves it on, and a replica's round writes are
+    /// conditioned on the version it last saw ([`ring::round_fence`]).
+    ring_version: u64,
+    /// The attempts of each round not yet decided (`rounds/{n}`), with their banks: whoever
+    /// closes a round left open aborts them.
+    rounds: BTreeMap<u64, Vec<(String, Vec<BankId>)>>,
     accounts: BTreeMap<AccountId, AccountView>,
     prepared: BTreeMap<String, Held>,
     outcomes: BTreeMap<String, bool>,
@@ -206,29 +244,68 @@ struct Round {
     started_ms: u64,
 }
 
-/// What a crash loses.
+/// What a crash of a replica loses.
 #[derive(Debug, Clone, Default)]
 struct Volatile {
     round: Option<Round>,
     asking: Option<(u64, Vec<PeerView>)>,
     working_since_ms: Option<u64>,
     down: BTreeSet<BankId>,
+    /// The `ring/state` version this replica last wrote or read as the token's worker.
+    version: u64,
+}
+
+/// One business replica of a bank.
+#[derive(Debug)]
+struct Replica {
+    up: bool,
+    /// Stalled until then (by the simulation's clock): no ticks, no requests.
+    stalled_until_ms: u64,
+    incarnation: u32,
+    /// Its clock's offset from the simulation's: replicas' clocks differ by up to
+    /// `clock_skew_ms_max`.
+    skew_ms: i64,
+    v: Volatile,
+}
+
+impl Replica {
+    fn serving(&self, now_ms: u64) -> bool {
+        self.up && self.stalled_until_ms <= now_ms
+    }
 }
 
 #[derive(Debug)]
 struct Bank {
     id: BankId,
-    up: bool,
-    incarnation: u32,
     d: Durable,
-    v: Volatile,
+    replicas: Vec<Replica>,
+}
+
+impl Bank {
+    /// Some replica is up: a connection to the bank is accepted.
+    fn up(&self) -> bool {
+        self.replicas.iter().any(|r| r.up)
+    }
+}
+
+/// The worker id a replica writes into `ring/state`: which replica, which incarnation.
+fn worker_id(replica: usize, incarnation: u32) -> u32 {
+    (u32::try_from(replica).unwrap_or(0) << 20) | incarnation
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
-    Tick(u32),
-    Deliver { to: u32, from: u32, msg: usize },
-    Restart(u32),
+    Tick(u32, usize),
+    /// A message to bank `to`: a request reaches any replica serving (`to_replica` `None`), a
+    /// reply the replica that asked.
+    Deliver {
+        to: u32,
+        to_replica: Option<usize>,
+        from: u32,
+        from_replica: usize,
+        msg: usize,
+    },
+    Restart(u32, usize),
 }
 
 struct Sim {
@@ -237,9 +314,11 @@ struct Sim {
     now: u64,
     seq: u64,
     queue: BinaryHeap<std::cmp::Reverse<(u64, u64, Event)>>,
+    /// The replica handling the current event, and its clock: protocol times are its own.
+    at: usize,
+    clock: u64,
     msgs: Vec<Msg>,
     banks: Vec<Bank>,
-    rounds: u64,
     grants_seen: BTreeSet<Token>,
     applied: BTreeMap<(String, BankId), bool>,
     /// Each package's coordinator: the bank that queued it.
@@ -270,8 +349,23 @@ impl Sim {
         // Every account has one holder, who authors every package: refusals come from money,
         // epochs and faults, not from ownership (tested elsewhere).
         let mut author = BTreeMap::new();
+        // Clocks within half the skew bound either side of true time: any two differ by at most
+        // the bound.
+        let half = i64::try_from(cfg.clock_skew_ms_max / 2).unwrap_or(0);
         let mut banks: Vec<Bank> = (1..=cfg.banks)
-            .map(|n| Bank { id: bank_id(n), up: true, incarnation: 0, d: Durable::default(), v: Volatile::default() })
+            .map(|n| Bank {
+                id: bank_id(n),
+                d: Durable::default(),
+                replicas: (0..cfg.replicas.max(1))
+                    .map(|_| Replica {
+                        up: true,
+                        stalled_until_ms: 0,
+                        incarnation: 0,
+                        skew_ms: rng.random_range(-half..=half),
+                        v: Volatile::default(),
+                    })
+                    .collect(),
+            })
             .collect();
         for b in &mut banks {
             for a in 1..=cfg.accounts_per_bank {
@@ -319,17 +413,20 @@ impl Sim {
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
+            at: 0,
+            clock: 0,
             msgs: vec![],
             banks,
-            rounds: 0,
             grants_seen: BTreeSet::new(),
             applied: BTreeMap::new(),
             author,
             report: Report::default(),
         };
         for n in 1..=s.cfg.banks {
-            let at = s.rng.random_range(0..s.cfg.tick_ms);
-            s.schedule(at, Event::Tick(n));
+            for r in 0..s.banks[Self::idx(bank_id(n))].replicas.len() {
+                let at = s.rng.random_range(0..s.cfg.tick_ms);
+                s.schedule(at, Event::Tick(n, r));
+            }
         }
         s
     }
@@ -347,10 +444,20 @@ impl Sim {
         usize::try_from(b.get() - 1).unwrap_or(0)
     }
 
-    /// Sends a message: delayed at random, maybe lost, maybe twice. Returns false when the
-    /// receiver is down (the sender sees "connection refused").
+    /// Sends a request from the replica at work: delayed at random, maybe lost, maybe twice.
+    /// Returns false when every replica of the receiver is down (the sender sees "connection
+    /// refused").
     fn send(&mut self, from: BankId, to: BankId, msg: Msg) -> bool {
-        if !self.banks[Self::idx(to)].up {
+        self.send_to(from, to, None, msg)
+    }
+
+    /// Answers replica `to_replica` of bank `to`, which asked.
+    fn reply(&mut self, from: BankId, to: BankId, to_replica: usize, msg: Msg) {
+        self.send_to(from, to, Some(to_replica), msg);
+    }
+
+    fn send_to(&mut self, from: BankId, to: BankId, to_replica: Option<usize>, msg: Msg) -> bool {
+        if !self.banks[Self::idx(to)].up() {
             return false;
         }
         self.report.messages += 1;
@@ -368,7 +475,8 @@ impl Sim {
         let m = self.msgs.len() - 1;
         for _ in 0..copies {
             let delay = self.rng.random_range(1..=self.cfg.delay_ms_max);
-            self.schedule(delay, Event::Deliver { to: to.get(), from: from.get(), msg: m });
+            let from_replica = self.at;
+            self.schedule(delay, Event::Deliver { to: to.get(), to_replica, from: from.get(), from_replica, msg: m });
         }
         true
     }
@@ -382,26 +490,43 @@ impl Sim {
             self.now = at;
             self.report.events += 1;
             match e {
-                Event::Tick(n) => {
-                    if self.banks[n as usize - 1].up {
-                        self.maybe_crash(n);
+                Event::Tick(n, r) => {
+                    if self.banks[n as usize - 1].replicas[r].serving(self.now) {
+                        self.maybe_fail(n, r);
                     }
-                    if self.banks[n as usize - 1].up {
+                    if self.banks[n as usize - 1].replicas[r].serving(self.now) {
+                        self.enter(n, r);
                         self.tick(bank_id(n));
                     }
                     let t = self.cfg.tick_ms;
-                    self.schedule(t, Event::Tick(n));
+                    self.schedule(t, Event::Tick(n, r));
                 }
-                Event::Restart(n) => {
-                    let b = &mut self.banks[n as usize - 1];
-                    b.up = true;
-                    b.incarnation += 1;
+                Event::Restart(n, r) => {
+                    let rep = &mut self.banks[n as usize - 1].replicas[r];
+                    rep.up = true;
+                    rep.incarnation += 1;
                 }
-                Event::Deliver { to, from, msg } => {
-                    if self.banks[to as usize - 1].up
+                Event::Deliver { to, to_replica, from, from_replica, msg } => {
+                    let now = self.now;
+                    let serving: Vec<usize> = self.banks[to as usize - 1]
+                        .replicas
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, rep)| rep.serving(now))
+                        .map(|(k, _)| k)
+                        .collect();
+                    // A reply reaches the replica that asked, or nobody (it crashed or stalls:
+                    // its request timed out); a request any replica serving.
+                    let r = match to_replica {
+                        Some(r) => serving.contains(&r).then_some(r),
+                        None if serving.is_empty() => None,
+                        None => Some(serving[self.rng.random_range(0..serving.len())]),
+                    };
+                    if let Some(r) = r
                         && let Some(m) = self.msgs.get(msg).cloned()
                     {
-                        self.deliver(bank_id(to), bank_id(from), m);
+                        self.enter(to, r);
+                        self.deliver(bank_id(to), bank_id(from), from_replica, m);
                     }
                 }
             }
@@ -413,34 +538,86 @@ impl Sim {
         self.check_end();
     }
 
-    fn maybe_crash(&mut self, n: u32) {
-        if self.faulty() && self.rng.random_bool(self.cfg.crash) {
+    /// Replica `r` of bank `n` handles the event: its clock is the protocol's time.
+    fn enter(&mut self, n: u32, r: usize) {
+        self.at = r;
+        self.clock = self.now.saturating_add_signed(self.banks[n as usize - 1].replicas[r].skew_ms);
+    }
+
+    /// The replica at work (see [`Sim::enter`]) of bank `me`.
+    fn rep(&mut self, me: BankId) -> &mut Replica {
+        let at = self.at;
+        &mut self.banks[Self::idx(me)].replicas[at]
+    }
+
+    /// Its worker id in `ring/state`.
+    fn me_worker(&self, me: BankId) -> u32 {
+        worker_id(self.at, self.banks[Self::idx(me)].replicas[self.at].incarnation)
+    }
+
+    /// Writes bank `me`'s `ring/state`, moving its version on; the replica at work now knows
+    /// that version.
+    fn ring_write(&mut self, me: BankId, f: impl FnOnce(&mut RingState)) {
+        let d = &mut self.banks[Self::idx(me)].d;
+        f(&mut d.ring);
+        d.ring_version += 1;
+        let v = d.ring_version;
+        self.rep(me).v.version = v;
+    }
+
+    /// Whether a round write of the replica at work may commit: on the condition that
+    /// `ring/state` is still at the version it last saw ([`ring::round_fence`]).
+    fn fenced_out(&self, me: BankId) -> bool {
+        let b = &self.banks[Self::idx(me)];
+        ring::round_fence(b.replicas[self.at].v.version).is_some_and(|v| v != b.d.ring_version)
+    }
+
+    fn maybe_fail(&mut self, n: u32, r: usize) {
+        if !self.faulty() {
+            return;
+        }
+        if self.rng.random_bool(self.cfg.crash) {
             self.report.crashes += 1;
             let down = self.rng.random_range(1..=self.cfg.down_ms_max);
-            let b = &mut self.banks[n as usize - 1];
-            b.up = false;
-            b.v = Volatile::default();
-            self.schedule(down, Event::Restart(n));
+            let rep = &mut self.banks[n as usize - 1].replicas[r];
+            rep.up = false;
+            rep.v = Volatile::default();
+            self.schedule(down, Event::Restart(n, r));
+        } else if self.rng.random_bool(self.cfg.stall) {
+            self.report.stalls += 1;
+            let until = self.now + self.rng.random_range(1..=self.cfg.down_ms_max);
+            self.banks[n as usize - 1].replicas[r].stalled_until_ms = until;
         }
     }
 
     fn all_done(&self) -> bool {
         self.banks.iter().all(|b| {
-            b.up && b.d.queue.is_empty() && b.d.undelivered.is_empty() && b.d.prepared.is_empty() && b.v.round.is_none()
+            b.replicas.iter().all(|r| r.up && r.v.round.is_none())
+                && b.d.queue.is_empty()
+                && b.d.undelivered.is_empty()
+                && b.d.prepared.is_empty()
+                && b.d.ring.open_round.is_none()
         })
     }
 
     // ---- the ring (worker::step, work, pass, receive) ----
 
+    /// `worker::receive`: accepted by the replica at work, which works it.
     fn receive_token(&mut self, me: BankId, t: Token) {
-        let (now, lease) = (self.now, self.cfg.ring_lease_ms);
-        let b = &mut self.banks[Self::idx(me)];
-        if ring::on_token(&b.d.ring, t) != Receive::Accept {
+        let (now, lease) = (self.clock, self.cfg.ring_lease_ms);
+        if ring::on_token(&self.banks[Self::idx(me)].d.ring, t) != Receive::Accept {
             return;
         }
-        b.d.ring = ring::accept(&b.d.ring, t, b.incarnation, now, lease);
-        b.v.working_since_ms = Some(now);
-        b.v.down.clear();
+        let worker = self.me_worker(me);
+        // The route's write, not the worker's: a round this replica has in hand is still
+        // conditioned on the version its own worker saw (the server's `PUT /interbank/token`
+        // handler and its worker task are apart).
+        let seen = self.rep(me).v.version;
+        self.ring_write(me, |st| *st = ring::accept(st, t, worker, now, lease));
+        let v = &mut self.rep(me).v;
+        v.version = seen;
+        v.working_since_ms = Some(now);
+        v.down.clear();
         self.report.grants += 1;
         if !self.grants_seen.insert(t) {
             self.report.violations.push(format!("token {t:?} accepted twice (again at bank {me})"));
@@ -448,26 +625,45 @@ impl Sim {
     }
 
     fn tick(&mut self, me: BankId) {
-        let now = self.now;
+        let now = self.clock;
         let i = Self::idx(me);
         self.ask_in_doubt(me);
-        let b = &self.banks[i];
-        let st = b.d.ring;
-        match ring::step(&st, b.incarnation, now, self.cfg.token_lost_ms) {
-            Step::Work => return self.work(me),
+        // A round this replica started is still in its hands (the server's worker is inside
+        // `coordinator::round`, whoever holds the ring now): it decides once the answers are in
+        // or the time is up, and its decision's commit says whether it still may.
+        if let Some(r) = &self.rep(me).v.round {
+            if r.engine.complete() || now >= r.started_ms + self.cfg.peer_timeout_ms {
+                self.decide(me);
+            }
+            return;
+        }
+        let st = self.banks[i].d.ring;
+        let worker = self.me_worker(me);
+        match ring::step(&st, worker, now, self.cfg.token_lost_ms) {
+            Step::Work => {
+                // `worker::step` reads the ring state, then works the token from it.
+                let version = self.banks[i].d.ring_version;
+                let v = &mut self.rep(me).v;
+                v.version = version;
+                v.working_since_ms.get_or_insert(now);
+                return self.work(me);
+            }
             Step::TakeOver => {
-                let b = &mut self.banks[i];
-                b.d.ring.worker = Some(b.incarnation);
-                b.d.ring.lease_until_ms = now + self.cfg.ring_lease_ms;
-                b.v.working_since_ms = Some(now);
+                self.report.takeovers += 1;
+                let lease = self.cfg.ring_lease_ms;
+                self.ring_write(me, |st| {
+                    st.worker = Some(worker);
+                    st.lease_until_ms = now + lease;
+                });
+                self.rep(me).v.working_since_ms = Some(now);
                 return self.work(me);
             }
             Step::Quiet => return,
             Step::AskViews => {}
         }
-        match self.banks[i].v.asking.take() {
+        match self.rep(me).v.asking.take() {
             None => {
-                self.banks[i].v.asking = Some((now, vec![]));
+                self.rep(me).v.asking = Some((now, vec![]));
                 for n in 1..=self.cfg.banks {
                     if n != me.get() {
                         self.send(me, bank_id(n), Msg::ViewAsk);
@@ -475,7 +671,7 @@ impl Sim {
                 }
             }
             Some((asked, views)) if now < asked + self.cfg.peer_timeout_ms => {
-                self.banks[i].v.asking = Some((asked, views));
+                self.rep(me).v.asking = Some((asked, views));
             }
             Some((_, views)) => {
                 let mine = PeerView::of(me, &st, now);
@@ -487,27 +683,33 @@ impl Sim {
         }
     }
 
+    /// `worker::work`: renew the lease (a compare-and-set: a replica taken over stops), close a
+    /// round left open, start the next round or pass the token on.
     fn work(&mut self, me: BankId) {
-        let i = Self::idx(me);
-        let now = self.now;
-        self.banks[i].d.ring.lease_until_ms = now + self.cfg.ring_lease_ms;
-        if let Some(r) = &self.banks[i].v.round {
-            if r.engine.complete() || now >= r.started_ms + self.cfg.peer_timeout_ms {
-                self.decide(me);
-            }
+        let now = self.clock;
+        if self.fenced_out(me) {
+            self.rep(me).v.working_since_ms = None;
             return;
         }
-        let since = self.banks[i].v.working_since_ms.unwrap_or(now);
+        let lease = self.cfg.ring_lease_ms;
+        self.ring_write(me, |st| st.lease_until_ms = now + lease);
+        if let Some(n) = self.banks[Self::idx(me)].d.ring.open_round {
+            self.close(me, n);
+            return;
+        }
+        let since = self.rep(me).v.working_since_ms.unwrap_or(now);
         if now.saturating_sub(since) >= self.cfg.hold_ms_max || !self.start_round(me) {
             self.pass(me);
         }
     }
 
     fn pass(&mut self, me: BankId) {
-        let i = Self::idx(me);
-        let st = self.banks[i].d.ring;
-        self.banks[i].d.ring = RingState { holding: false, worker: None, lease_until_ms: 0, ..st };
-        self.banks[i].v.working_since_ms = None;
+        if self.fenced_out(me) {
+            return;
+        }
+        let st = self.banks[Self::idx(me)].d.ring;
+        self.ring_write(me, |st| *st = RingState { holding: false, worker: None, lease_until_ms: 0, ..*st });
+        self.rep(me).v.working_since_ms = None;
         let next = st.token.next();
         let ids: Vec<BankId> = (1..=self.cfg.banks).map(bank_id).collect();
         for to in ring::successors(me, &ids) {
@@ -524,9 +726,9 @@ impl Sim {
     fn start_round(&mut self, me: BankId) -> bool {
         let i = Self::idx(me);
         self.redeliver(me);
-        let now = self.now;
+        let now = self.clock;
         let epoch = self.banks[i].d.ring.token.epoch;
-        let down = self.banks[i].v.down.clone();
+        let down = self.rep(me).v.down.clone();
         let page = self.cfg.batch_packages_max.min(self.banks[i].d.queue.len());
         let queue = &mut self.banks[i].d.queue;
         let picked = engine::Round::select(queue[..page].iter().map(|p| (&p.ops[..], p.deadline_ms)), &down, now);
@@ -538,14 +740,20 @@ impl Sim {
         if packages.is_empty() {
             return false;
         }
-        self.rounds += 1;
-        let round = self.rounds;
+        // The round starts durably, with the ring state, before anything is prepared under it.
+        let round = self.banks[i].d.ring.round + 1;
+        let entries = packages.iter().map(|p| (p.txn(), settle::banks(&p.ops))).collect();
+        self.banks[i].d.rounds.insert(round, entries);
+        self.ring_write(me, |st| {
+            st.round = round;
+            st.open_round = Some(round);
+        });
         let (engine, prepares) = engine::Round::start(packages.iter().map(|p| (&p.ops[..], p.deadline_ms)), now);
         let items_of = |items: &[usize]| -> Vec<PrepareItem> {
             items.iter().map(|k| (packages[*k].txn(), packages[*k].ops.clone(), packages[*k].deadline_ms)).collect()
         };
         let prepares: Vec<(BankId, Vec<PrepareItem>)> = prepares.iter().map(|p| (p.bank, items_of(&p.items))).collect();
-        self.banks[i].v.round = Some(Round { id: round, packages, engine, started_ms: now });
+        self.rep(me).v.round = Some(Round { id: round, packages, engine, started_ms: now });
         for (b, items) in prepares {
             if b == me {
                 let votes = self.prepare(me, me, epoch, &items);
@@ -559,7 +767,7 @@ impl Sim {
     }
 
     fn collect(&mut self, me: BankId, round: u64, from: BankId, answer: Answer) {
-        let Some(r) = &mut self.banks[Self::idx(me)].v.round else { return };
+        let Some(r) = &mut self.rep(me).v.round else { return };
         if r.id == round {
             r.engine.on(from, answer); // a late or duplicated answer changes nothing
         }
@@ -567,11 +775,27 @@ impl Sim {
 
     fn decide(&mut self, me: BankId) {
         let i = Self::idx(me);
-        let Some(r) = self.banks[i].v.round.take() else { return };
-        let now = self.now;
+        let Some(r) = self.rep(me).v.round.take() else { return };
+        // Only the replica working the token decides (issue 13, defect 3): one whose lease ran
+        // out mid-round and was taken over records nothing; the replica that took over closes
+        // the round (or has closed it) instead.
+        if self.fenced_out(me) {
+            self.report.fenced_out += 1;
+            self.rep(me).v.working_since_ms = None;
+            return;
+        }
+        let worker = self.me_worker(me);
+        if self.banks[i].d.ring.worker != Some(worker) || self.banks[i].d.ring.open_round != Some(r.id) {
+            let st = self.banks[i].d.ring;
+            self.report.violations.push(format!(
+                "t={}: bank {me} decided round {} as worker {worker} while ring/state names worker {:?}, open round {:?}",
+                self.now, r.id, st.worker, st.open_round
+            ));
+        }
+        let now = self.clock;
         let retention = Retention { clock_skew_ms_max: self.cfg.clock_skew_ms_max, retain_ms: u64::MAX };
         let decided = r.engine.decide(now, &retention);
-        self.banks[i].v.down.extend(decided.silent.iter().copied());
+        self.rep(me).v.down.extend(decided.silent.iter().copied());
         let mut deliveries: Vec<(String, bool, Vec<BankId>)> = Vec::new();
         for (p, o) in r.packages.iter().zip(decided.outcomes) {
             let txn = p.txn();
@@ -597,15 +821,47 @@ impl Sim {
                 deliveries.push((txn, commit, o.tell));
             }
         }
+        // The same commit closes the round and renews the lease.
+        self.banks[i].d.rounds.remove(&r.id);
+        let lease_until_ms = now + self.cfg.ring_lease_ms;
+        self.ring_write(me, |st| {
+            st.open_round = None;
+            st.lease_until_ms = lease_until_ms;
+        });
         for (txn, commit, banks) in deliveries {
             for b in banks {
                 self.finish_at(me, b, vec![txn.clone()], commit);
             }
         }
         if decided.fenced {
-            let st = self.banks[i].d.ring;
-            self.banks[i].d.ring = RingState { holding: false, worker: None, lease_until_ms: 0, ..st };
-            self.banks[i].v.working_since_ms = None;
+            self.ring_write(me, |st| *st = RingState { holding: false, worker: None, lease_until_ms: 0, ..*st });
+            self.rep(me).v.working_since_ms = None;
+        }
+    }
+
+    /// `coordinator::close`: round `n`, left open by a replica that failed, stalled or lost its
+    /// lease mid-round, is closed by whoever works the token next, before any of its packages is
+    /// tried again: every attempt of it not yet decided is aborted, and the rollbacks owed to
+    /// its banks are recorded and sent.
+    fn close(&mut self, me: BankId, n: u64) {
+        let i = Self::idx(me);
+        let entries = self.banks[i].d.rounds.remove(&n).unwrap_or_default();
+        let mut deliveries = Vec::new();
+        for (txn, banks) in entries {
+            let d = &mut self.banks[i].d;
+            if d.decisions.contains_key(&txn) {
+                continue; // presumed aborted meanwhile (an inquiry): written once
+            }
+            d.decisions.insert(txn.clone(), false);
+            d.undelivered.insert(txn.clone(), Undelivered { commit: false, banks: banks.iter().copied().collect() });
+            deliveries.push((txn, banks));
+        }
+        self.report.closed += 1;
+        self.ring_write(me, |st| st.open_round = None);
+        for (txn, banks) in deliveries {
+            for b in banks {
+                self.finish_at(me, b, vec![txn.clone()], false);
+            }
         }
     }
 
@@ -660,7 +916,7 @@ impl Sim {
     /// `participant::prepare`: a repeated attempt gets the vote it had, the others are voted on
     /// together, each seeing what the ones before it reserved.
     fn prepare(&mut self, me: BankId, coordinator: BankId, epoch: u64, items: &[PrepareItem]) -> Option<Vec<Vote>> {
-        let now = self.now;
+        let now = self.clock;
         let retention = Retention { clock_skew_ms_max: self.cfg.clock_skew_ms_max, retain_ms: u64::MAX };
         let b = &mut self.banks[Self::idx(me)];
         if !ring::epoch_current(&b.d.ring, epoch) {
@@ -774,7 +1030,7 @@ impl Sim {
     }
 
     fn ask_in_doubt(&mut self, me: BankId) {
-        let now = self.now;
+        let now = self.clock;
         let old: Vec<String> = self.banks[Self::idx(me)]
             .d
             .prepared
@@ -798,7 +1054,7 @@ impl Sim {
         id.and_then(|id| self.author.get(&id).copied()).unwrap_or_else(|| bank_id(1))
     }
 
-    fn deliver(&mut self, me: BankId, from: BankId, m: Msg) {
+    fn deliver(&mut self, me: BankId, from: BankId, asker: usize, m: Msg) {
         match m {
             Msg::Token(t) => {
                 if self.in_turn(me, from, t) {
@@ -806,11 +1062,11 @@ impl Sim {
                 }
             }
             Msg::ViewAsk => {
-                let v = PeerView::of(me, &self.banks[Self::idx(me)].d.ring, self.now);
-                self.send(me, from, Msg::View(v));
+                let v = PeerView::of(me, &self.banks[Self::idx(me)].d.ring, self.clock);
+                self.reply(me, from, asker, Msg::View(v));
             }
             Msg::View(v) => {
-                if let Some((_, views)) = &mut self.banks[Self::idx(me)].v.asking {
+                if let Some((_, views)) = &mut self.rep(me).v.asking {
                     views.retain(|x| x.bank != v.bank);
                     views.push(v);
                 }
@@ -820,19 +1076,19 @@ impl Sim {
                     Some(votes) => Msg::Votes { round, votes },
                     None => Msg::Fenced { round },
                 };
-                self.send(me, from, reply);
+                self.reply(me, from, asker, reply);
                 self.forge(me, from, &items);
             }
             Msg::Votes { round, votes } => self.collect(me, round, from, Answer::Votes(votes)),
             Msg::Fenced { round } => self.collect(me, round, from, Answer::Fenced),
             Msg::Finish { txns, commit } => {
                 let done = self.finish(me, from, &txns, commit);
-                self.send(me, from, Msg::Done { txns: done });
+                self.reply(me, from, asker, Msg::Done { txns: done });
             }
             Msg::Done { txns } => self.acked(me, from, &txns),
             Msg::Ask { txn } => {
                 let commit = self.decision(me, &txn);
-                self.send(me, from, Msg::Answer { txn, commit });
+                self.reply(me, from, asker, Msg::Answer { txn, commit });
             }
             Msg::Answer { txn, commit } => {
                 self.finish(me, from, &[txn], commit);
@@ -851,8 +1107,8 @@ impl Sim {
         let views: Vec<PeerView> = self
             .banks
             .iter()
-            .filter(|b| b.up && b.id != me && b.id != from)
-            .map(|b| PeerView::of(b.id, &b.d.ring, self.now))
+            .filter(|b| b.up() && b.id != me && b.id != from)
+            .map(|b| PeerView::of(b.id, &b.d.ring, self.clock))
             .collect();
         ring::skip_in_turn(t, &views)
     }
@@ -1028,6 +1284,10 @@ mod tests {
         for seed in 0..200 {
             let r = run(seed, &cfg);
             total.crashes += r.crashes;
+            total.stalls += r.stalls;
+            total.takeovers += r.takeovers;
+            total.closed += r.closed;
+            total.fenced_out += r.fenced_out;
             total.lost += r.lost;
             total.duplicated += r.duplicated;
             total.regenerations += r.regenerations;
@@ -1036,6 +1296,8 @@ mod tests {
         }
         assert!(total.crashes > 100 && total.lost > 1_000 && total.duplicated > 1_000, "{total:?}");
         assert!(total.regenerations > 50, "lost tokens are regenerated: {total:?}");
+        assert!(total.stalls > 100 && total.takeovers > 100, "replicas stall and are taken over: {total:?}");
+        assert!(total.closed > 20 && total.fenced_out > 20, "rounds are left open, closed, and fenced: {total:?}");
         assert!(total.committed > total.failed, "most packages settle: {total:?}");
     }
 
@@ -1057,6 +1319,13 @@ mod tests {
     }
 
     #[test]
+    fn inquiries_that_meet_a_live_round_keep_all_or_nothing() {
+        let cfg = Config::asking_early();
+        let failures = hunt(&cfg, 0..seeds() / 5);
+        assert!(failures.is_empty(), "{} seeds failed; the first: {:#?}", failures.len(), failures.first());
+    }
+
+    #[test]
     fn credits_promised_near_the_largest_balance_are_counted() {
         let cfg = Config::near_the_ceiling();
         let failures = hunt(&cfg, 0..seeds() / 5);
@@ -1071,11 +1340,15 @@ mod tests {
         // Each bug, where it shows, and the break of the protocol the oracle must see for it.
         for (bug, cfg, symptom) in [
             (Bug::CommitOnSilence, Config::default(), "which never prepared it"),
-            (Bug::UnrecordedPresumedAbort, Config::default(), "the decision is None"),
+            // Rounds left open are closed by the replica that takes over, which records their
+            // aborts: an inquiry that presumes one shows only while the round's replica may
+            // still decide, so participants ask sooner than its lease runs out.
+            (Bug::UnrecordedPresumedAbort, Config::asking_early(), "the decision is"),
             (Bug::AcceptRepeatedTokens, Config::default(), "accepted twice"),
             (Bug::IgnoreOutcomeOnPrepare, Config::default(), "applied twice"),
             (Bug::FinishByAnyBank, Config::with_a_hostile_member(), "the decision is"),
             (Bug::UnreservedCredits, Config::near_the_ceiling(), "would pass the largest balance"),
+            (Bug::UnfencedRounds, Config::default(), "while ring/state names worker"),
         ] {
             let cfg = Config { bug: Some(bug), ..cfg };
             let caught = (0..500).find(|seed| run(*seed, &cfg).violations.iter().any(|v| v.contains(symptom)));

@@ -503,18 +503,21 @@ async fn overload(secs: u64, clients: usize) -> Result<Row> {
 }
 
 /// Scenario 6: The protocol simulation over many seeds: as configured by default, with a
-/// member bank forging decisions on other banks' attempts (a fifth of the seeds), and with every
-/// account just below the largest balance (a fifth).
+/// member bank forging decisions on other banks' attempts (a fifth of the seeds), with every
+/// account just below the largest balance (a fifth), and with participants asking about
+/// attempts while their coordinator's replica may still decide them (a fifth).
 fn simulation(seeds: u64) -> Vec<Row> {
     use business::interbank::sim::{self, Config};
     let runs = [
         ("ring + 2PC simulation", Config::default(), seeds, ""),
         ("simulation, a hostile member", Config::with_a_hostile_member(), seeds / 5, ", bank 3 forging decisions"),
         ("simulation, near the largest balance", Config::near_the_ceiling(), seeds / 5, ", accounts near Money::MAX"),
+        ("simulation, inquiries during rounds", Config::asking_early(), seeds / 5, ", in doubt after 120 ms"),
     ];
     runs.into_iter()
         .map(|(scenario, cfg, seeds, what)| {
             let (mut lost, mut dup, mut crashes, mut msgs, mut regen, mut committed) = (0, 0, 0, 0, 0, 0);
+            let (mut stalls, mut takeovers, mut closed, mut fenced) = (0, 0, 0, 0);
             let mut v = Vec::new();
             for seed in 0..seeds {
                 let r = sim::run(seed, &cfg);
@@ -524,12 +527,22 @@ fn simulation(seeds: u64) -> Vec<Row> {
                 msgs += r.messages;
                 regen += r.regenerations;
                 committed += r.committed;
+                stalls += r.stalls;
+                takeovers += r.takeovers;
+                closed += r.closed;
+                fenced += r.fenced_out;
                 v.extend(r.violations.into_iter().map(|x| format!("seed {seed}: {x}")));
             }
             Row {
                 scenario,
-                load: format!("{seeds} seeds × {} packages, 3 banks{what} ({committed} committed)", cfg.packages),
-                faults: format!("{lost} lost, {dup} duplicated, {crashes} crashes, {regen} tokens regenerated"),
+                load: format!(
+                    "{seeds} seeds × {} packages, 3 banks × {} replicas{what} ({committed} committed)",
+                    cfg.packages, cfg.replicas
+                ),
+                faults: format!(
+                    "{lost} lost, {dup} duplicated, {crashes} crashes, {stalls} stalls, {takeovers} takeovers, \
+                     {closed} open rounds closed, {fenced} stale decisions fenced, {regen} tokens regenerated"
+                ),
                 requests: msgs,
                 violations: v,
             }

@@ -372,7 +372,7 @@ fn ring_put(ring: &super::ring::RingState, version: u64) -> RecordOp {
         collection: participant::RING.into(),
         key: participant::RING_STATE.into(),
         value: json(ring),
-        if_version: Some(version),
+        if_version: super::ring::round_fence(version),
     }
 }
 
