@@ -163,9 +163,12 @@ fn the_simulation_drives_the_servers_engine() {
         assert!(!outside_tests.contains(copy), "sim.rs calls {copy} itself: a second copy of a rule");
     }
     for (executor, uses) in [
-        ("coordinator.rs", &["Round::select(", "Round::start(", ".decide(", "engine::inquiry("][..]),
+        (
+            "coordinator.rs",
+            &["Round::select(", "Round::start(", ".decide(", "engine::inquiry(", "ring::round_fence("][..],
+        ),
         ("participant.rs", &["engine::known_vote(", "engine::ending(", "engine::may_finish("][..]),
-        ("worker.rs", &["ring::step("][..]),
+        ("worker.rs", &["ring::step(", "ring::from_predecessor(", "ring::skip_in_turn("][..]),
     ] {
         let text = read(executor);
         for u in uses {
@@ -180,6 +183,9 @@ fn the_simulation_drives_the_servers_engine() {
         "engine::may_finish(",
         "settle::vote(",
         "ring::step(",
+        "ring::round_fence(",
+        "ring::from_predecessor(",
+        "ring::skip_in_turn(",
     ] {
         assert!(sim.contains(u), "sim.rs no longer drives {u}");
     }
