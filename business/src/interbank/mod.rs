@@ -147,6 +147,7 @@ pub struct Peers {
     net: Arc<Network>,
     me: BankId,
     next: Arc<AtomicUsize>,
+    timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Peers {
@@ -183,7 +184,12 @@ impl Peers {
                 .map_err(|e| e.to_string())?;
             http.insert(b.id, client);
         }
-        Ok(Peers { http: Arc::new(http), net, me, next: Arc::new(AtomicUsize::new(0)) })
+        Ok(Peers { http: Arc::new(http), net, me, next: Arc::new(AtomicUsize::new(0)), timeout_ms })
+    }
+
+    /// The longest a call waits for a peer's answer.
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout_ms
     }
 
     pub fn network(&self) -> &Network {

@@ -107,10 +107,17 @@ pub async fn in_turn(ib: &Interbank, from: BankId, t: Token) -> Result<(), ApiEr
         return Ok(());
     }
     let others: Vec<BankId> = banks.into_iter().filter(|b| *b != ib.me && *b != from).collect();
-    let answers =
-        join_all(others.iter().map(|b| ib.peers.call::<PeerView>(*b, Method::GET, "/interbank/token", None::<&()>)))
-            .await;
-    let views: Vec<PeerView> = answers.into_iter().filter_map(Result::ok).collect();
+    // Each asked at once, and for a third of the passer's own patience at most, so that a peer
+    // that does not answer (heard as one that is down, as the passer heard it) cannot make the
+    // passer time out and drop the token.
+    let ask = |b: BankId| {
+        let within = Duration::from_millis(ib.peers.timeout_ms() / 3);
+        async move {
+            let call = ib.peers.call::<PeerView>(b, Method::GET, "/interbank/token", None::<&()>);
+            tokio::time::timeout(within, call).await.ok().and_then(Result::ok)
+        }
+    };
+    let views: Vec<PeerView> = join_all(others.iter().map(|b| ask(*b))).await.into_iter().flatten().collect();
     if ring::skip_in_turn(t, &views) {
         return Ok(());
     }
