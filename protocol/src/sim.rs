@@ -555,13 +555,17 @@ impl Sim {
         worker_id(self.at, self.banks[Self::idx(me)].replicas[self.at].incarnation)
     }
 
-    /// Writes bank `me`'s `ring/state`, moving its version on; the replica at work now knows
-    /// that version.
-    fn ring_write(&mut self, me: BankId, f: impl FnOnce(&mut RingState)) {
+    /// Writes bank `me`'s `ring/state`, moving its version on; returns the new version.
+    fn ring_write(&mut self, me: BankId, f: impl FnOnce(&mut RingState)) -> u64 {
         let d = &mut self.banks[Self::idx(me)].d;
         f(&mut d.ring);
         d.ring_version += 1;
-        let v = d.ring_version;
+        d.ring_version
+    }
+
+    /// The worker's write of `ring/state`: the replica at work goes on from the new version.
+    fn worker_write(&mut self, me: BankId, f: impl FnOnce(&mut RingState)) {
+        let v = self.ring_write(me, f);
         self.rep(me).v.version = v;
     }
 
@@ -612,10 +616,8 @@ impl Sim {
         // The route's write, not the worker's: a round this replica has in hand is still
         // conditioned on the version its own worker saw (the server's `PUT /interbank/token`
         // handler and its worker task are apart).
-        let seen = self.rep(me).v.version;
         self.ring_write(me, |st| *st = ring::accept(st, t, worker, now, lease));
         let v = &mut self.rep(me).v;
-        v.version = seen;
         v.working_since_ms = Some(now);
         v.down.clear();
         self.report.grants += 1;
@@ -651,7 +653,7 @@ impl Sim {
             Step::TakeOver => {
                 self.report.takeovers += 1;
                 let lease = self.cfg.ring_lease_ms;
-                self.ring_write(me, |st| {
+                self.worker_write(me, |st| {
                     st.worker = Some(worker);
                     st.lease_until_ms = now + lease;
                 });
@@ -692,7 +694,7 @@ impl Sim {
             return;
         }
         let lease = self.cfg.ring_lease_ms;
-        self.ring_write(me, |st| st.lease_until_ms = now + lease);
+        self.worker_write(me, |st| st.lease_until_ms = now + lease);
         if let Some(n) = self.banks[Self::idx(me)].d.ring.open_round {
             self.close(me, n);
             return;
@@ -708,7 +710,7 @@ impl Sim {
             return;
         }
         let st = self.banks[Self::idx(me)].d.ring;
-        self.ring_write(me, |st| *st = RingState { holding: false, worker: None, lease_until_ms: 0, ..*st });
+        self.worker_write(me, |st| *st = RingState { holding: false, worker: None, lease_until_ms: 0, ..*st });
         self.rep(me).v.working_since_ms = None;
         let next = st.token.next();
         let ids: Vec<BankId> = (1..=self.cfg.banks).map(bank_id).collect();
@@ -744,7 +746,7 @@ impl Sim {
         let round = self.banks[i].d.ring.round + 1;
         let entries = packages.iter().map(|p| (p.txn(), settle::banks(&p.ops))).collect();
         self.banks[i].d.rounds.insert(round, entries);
-        self.ring_write(me, |st| {
+        self.worker_write(me, |st| {
             st.round = round;
             st.open_round = Some(round);
         });
@@ -824,17 +826,13 @@ impl Sim {
         // The same commit closes the round and renews the lease.
         self.banks[i].d.rounds.remove(&r.id);
         let lease_until_ms = now + self.cfg.ring_lease_ms;
-        self.ring_write(me, |st| {
+        self.worker_write(me, |st| {
             st.open_round = None;
             st.lease_until_ms = lease_until_ms;
         });
-        for (txn, commit, banks) in deliveries {
-            for b in banks {
-                self.finish_at(me, b, vec![txn.clone()], commit);
-            }
-        }
+        self.tell(me, deliveries);
         if decided.fenced {
-            self.ring_write(me, |st| *st = RingState { holding: false, worker: None, lease_until_ms: 0, ..*st });
+            self.worker_write(me, |st| *st = RingState { holding: false, worker: None, lease_until_ms: 0, ..*st });
             self.rep(me).v.working_since_ms = None;
         }
     }
@@ -854,13 +852,18 @@ impl Sim {
             }
             d.decisions.insert(txn.clone(), false);
             d.undelivered.insert(txn.clone(), Undelivered { commit: false, banks: banks.iter().copied().collect() });
-            deliveries.push((txn, banks));
+            deliveries.push((txn, false, banks));
         }
         self.report.closed += 1;
-        self.ring_write(me, |st| st.open_round = None);
-        for (txn, banks) in deliveries {
+        self.worker_write(me, |st| st.open_round = None);
+        self.tell(me, deliveries);
+    }
+
+    /// Sends each decision to its banks (itself without a message).
+    fn tell(&mut self, me: BankId, deliveries: Vec<(String, bool, Vec<BankId>)>) {
+        for (txn, commit, banks) in deliveries {
             for b in banks {
-                self.finish_at(me, b, vec![txn.clone()], false);
+                self.finish_at(me, b, vec![txn.clone()], commit);
             }
         }
     }
@@ -875,13 +878,13 @@ impl Sim {
     }
 
     fn redeliver(&mut self, me: BankId) {
-        let pending: Vec<(String, Undelivered)> =
-            self.banks[Self::idx(me)].d.undelivered.iter().map(|(t, u)| (t.clone(), u.clone())).collect();
-        for (txn, u) in pending {
-            for b in u.banks {
-                self.finish_at(me, b, vec![txn.clone()], u.commit);
-            }
-        }
+        let pending = self.banks[Self::idx(me)]
+            .d
+            .undelivered
+            .iter()
+            .map(|(t, u)| (t.clone(), u.commit, u.banks.iter().copied().collect()))
+            .collect();
+        self.tell(me, pending);
     }
 
     fn acked(&mut self, me: BankId, from: BankId, txns: &[String]) {
