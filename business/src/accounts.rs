@@ -552,8 +552,9 @@ impl Accounts {
         self.name_counterparts(&mut transactions).await?;
         let ids: Vec<crate::model::AccountPackage> =
             index.records.iter().map(parse_record).collect::<Result<_, _>>()?;
-        let packages = futures::future::try_join_all(ids.iter().map(|p| self.ds.get_record(PACKAGES, &p.id))).await?;
-        let packages = packages.iter().flatten().map(parse_record).collect::<Result<Vec<Transaction>, _>>()?;
+        let keys = ids.iter().map(|p| RecordKey::new(PACKAGES, p.id.clone())).collect();
+        let records: Vec<_> = self.ds.get_records(keys).await?.into_iter().flatten().collect();
+        let packages = crate::interbank::coordinator::shown(&self.ds, &records).await?;
         Ok(Statement { transactions, next: journal.next, packages, packages_next: index.next })
     }
 

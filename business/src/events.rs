@@ -37,7 +37,7 @@ use dataserver_api::clock::now_ms;
 use dataserver_api::{CommitRequest, RecordOp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::api::{Status, Transaction};
+use shared::api::Status;
 use shared::{AccountId, Money};
 use tokio::sync::broadcast;
 
@@ -281,17 +281,20 @@ async fn package_statuses(
 ) -> Result<Vec<(String, Status)>, ApiError> {
     let prefix = crate::model::account_packages_prefix(account);
     let index = ds.scan_records(crate::model::ACCOUNT_PACKAGES, &prefix, None, EVENTS_PACKAGES_CHECKED_MAX).await?;
-    let mut out = Vec::new();
+    let mut keys = Vec::new();
     for r in &index.records {
         let id = parse_record::<crate::model::AccountPackage>(r)?.id;
         if known.get(&id).is_some_and(|s| matches!(s, Status::Success | Status::Failed)) {
             continue;
         }
-        if let Some(p) = ds.get_record(PACKAGES, &id).await? {
-            out.push((id, parse_record::<Transaction>(&p)?.status));
-        }
+        keys.push(dataserver_api::RecordKey::new(PACKAGES, id));
     }
-    Ok(out)
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let records: Vec<_> = ds.get_records(keys).await?.into_iter().flatten().collect();
+    let shown = crate::interbank::coordinator::shown(ds, &records).await?;
+    Ok(shown.into_iter().map(|t| (t.id, t.status)).collect())
 }
 
 /// Opens `account`'s stream for the holder of `ticket`: the body of the SSE response.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use business::interbank::coordinator::{Owed, StoredPackage, Undelivered};
 use harness::client::{Customer, Operator, sign_up};
 use harness::cluster::{Cluster, Spec, TEST_TIMINGS};
 use reqwest::{Method, StatusCode};
@@ -375,12 +376,38 @@ async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
     assert_eq!(terminal(&a, &t1.id, Duration::from_secs(20)).await.status, Status::Success);
     // Down past the deadline: the package fails and nothing moved.
     c.kill_bank(2);
+    // `success` is read, not stored: t1's record still says `confirmed`, with its round, and
+    // t1 reads `confirmed` again as soon as its round owes bank 3 its commit (as if bank 3 had
+    // not acknowledged it), in the statement too — until bank 3 is back and has it again.
+    let ds = c.banks[0].ds_client();
+    let stored: StoredPackage =
+        serde_json::from_value(ds.get_record("packages", &t1.id).await.unwrap().unwrap().value).unwrap();
+    assert_eq!(stored.package.status, Status::Confirmed);
+    let round = stored.round.expect("a confirmed package names its round");
+    let owed = Undelivered {
+        at_ms: 0,
+        forget_after_ms: 0,
+        owed: vec![Owed { package: t1.id.clone(), commit: true, banks: vec![b.ibk().bank] }],
+    };
+    let mut put = dataserver_api::CommitRequest::new("owe-t1-again");
+    put.records.push(dataserver_api::RecordOp::Put {
+        collection: "undelivered".into(),
+        key: round,
+        value: serde_json::to_value(&owed).unwrap(),
+        if_version: Some(0),
+    });
+    ds.commit(&put).await.unwrap();
+    assert_eq!(a.package(&t1.id).await.unwrap().status, Status::Confirmed);
+    let st = a.statement().await.unwrap();
+    assert_eq!(st.packages.iter().find(|p| p.id == t1.id).map(|p| p.status), Some(Status::Confirmed), "{st:?}");
     let t2 = a.pay(&[(a.ibk().to_string(), b.ibk().to_string(), "20")]).await.unwrap();
     let done = terminal(&a, &t2.id, Duration::from_secs(30)).await;
     assert_eq!(done.status, Status::Failed);
     assert!(done.reason.as_deref().unwrap_or("").contains("deadline"), "{done:?}");
     assert_eq!(balance(&c, a.ibk()).await, "90".parse().unwrap());
+    assert_eq!(a.package(&t1.id).await.unwrap().status, Status::Confirmed, "bank 3 is still down");
     c.start_bank(2).unwrap();
+    assert_eq!(terminal(&a, &t1.id, Duration::from_secs(20)).await.status, Status::Success);
     assert_eq!(balance(&c, b.ibk()).await, "10".parse().unwrap());
     settled_and_clean(&c).await;
 }

@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use dataserver_api::client::DataClient;
 use dataserver_api::{CommitRequest, ErrorCode as DsCode, RecordOp};
 use futures::future::join_all;
 use reqwest::Method;
@@ -181,7 +182,60 @@ fn same_package(queued: &Queued, stored: Transaction) -> Result<Transaction, Api
 /// A package as its author sees it (`PackageNotFound` when there is none).
 pub async fn package(ib: &Interbank, id: &str) -> Result<Transaction, ApiError> {
     let r = ib.ds.get_record(PACKAGES, id).await?.ok_or(ApiError::PackageNotFound)?;
-    parse(&r)
+    let mut shown = shown(&ib.ds, std::slice::from_ref(&r)).await?;
+    Ok(shown.pop().expect("one package shown per record"))
+}
+
+/// A package's record in `packages/`: what its author sees, and, once it is confirmed, the
+/// round whose `undelivered/` record names the banks that have not applied it yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPackage {
+    #[serde(flatten)]
+    pub package: Transaction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<String>,
+}
+
+/// Packages as their authors see them, from their `packages/` records, in order. `success` is
+/// read, not written (issue 13: it was one more write per package, and a read and a commit per
+/// delivery): a package confirmed is applied everywhere once its round's `undelivered/` record
+/// no longer owes any bank its commit — the records of all of them read at once. That record
+/// only ever loses owed banks (each delivery's write is conditioned on the version it read), so
+/// a package shown `success` is never shown `confirmed` again.
+pub async fn shown(ds: &DataClient, records: &[dataserver_api::Record]) -> Result<Vec<Transaction>, ApiError> {
+    let stored: Vec<StoredPackage> = records.iter().map(parse).collect::<Result<_, _>>()?;
+    let rounds: Vec<String> = stored
+        .iter()
+        .filter(|s| s.package.status == Status::Confirmed)
+        .filter_map(|s| s.round.clone())
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect();
+    let mut owed: BTreeMap<String, Undelivered> = BTreeMap::new();
+    for chunk in rounds.chunks(SHOWN_ROUNDS_READ_MAX) {
+        let keys = chunk.iter().map(|k| dataserver_api::RecordKey::new(UNDELIVERED, k.clone())).collect();
+        for (k, r) in chunk.iter().zip(ds.get_records(keys).await?) {
+            if let Some(r) = r {
+                owed.insert(k.clone(), parse(&r)?);
+            }
+        }
+    }
+    Ok(stored.into_iter().map(|s| view(s, |round| owed.get(round))).collect())
+}
+
+/// Rounds' `undelivered/` records read in one request by [`shown`], at most.
+pub const SHOWN_ROUNDS_READ_MAX: usize = 256;
+
+/// A stored package as its author sees it, `owed` giving each round's undelivered decisions
+/// (`None`: none left).
+fn view<'a>(s: StoredPackage, owed: impl Fn(&str) -> Option<&'a Undelivered>) -> Transaction {
+    let applied = match (&s.round, s.package.status) {
+        (Some(round), Status::Confirmed) => {
+            !owed(round).is_some_and(|u| u.owed.iter().any(|o| o.commit && o.package == s.package.id))
+        }
+        _ => false,
+    };
+    if applied { succeeded_everywhere(s.package) } else { s.package }
 }
 
 /// The cursor a sweep of the queue starts after to begin with author `sweep_from`'s packages
@@ -438,10 +492,14 @@ async fn close(
             if_version: None,
         });
     }
+    let mut undelivered_version = 0;
     match ib.ds.commit(&c).await {
         Ok(r) => {
             *ring_version = ring_version_of(&r)?;
             *ring = closed;
+            if !owed.is_empty() {
+                undelivered_version = version_of(&r, UNDELIVERED, &key)?;
+            }
         }
         Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
             // The ring moved (another replica), or an inquiry changed the round: either way
@@ -455,7 +513,7 @@ async fn close(
     if !owed.is_empty() {
         tracing::info!(round = n, packages = owed.len(), "closed a round left open: its attempts are rolled back");
         let u = Undelivered { at_ms: now, forget_after_ms, owed };
-        down.extend(deliver(ib, vec![(key, u)], down).await?);
+        down.extend(deliver(ib, vec![(key, undelivered_version, u)], down).await?);
     }
     Ok(())
 }
@@ -602,6 +660,7 @@ pub async fn round(
     // Record every decision in one durable write.
     let mut undelivered = Undelivered { at_ms: now, forget_after_ms, owed: vec![] };
     let mut recorded = false;
+    let mut undelivered_version = 0;
     // A statistic for the console, written with the decisions: only the token's worker runs a
     // round, and a count off by a round after a lost lease is harmless, so no condition is put
     // on it that could fail the decisions' commit.
@@ -640,19 +699,26 @@ pub async fn round(
                     key: p.queue_key.clone(),
                     if_version: Some(p.queue_version),
                 });
-                let shown = match &o.decision {
-                    Decision::Commit if o.tell.is_empty() => p.queued.transaction(Status::Success, None),
-                    Decision::Commit => p.queued.transaction(Status::Confirmed, None),
+                // A package committed with banks to tell is `confirmed`, with its round: it is
+                // shown `success` once they all applied it ([`shown`]), nothing more written.
+                let stored = match &o.decision {
+                    Decision::Commit if o.tell.is_empty() => {
+                        StoredPackage { package: p.queued.transaction(Status::Success, None), round: None }
+                    }
+                    Decision::Commit => StoredPackage {
+                        package: p.queued.transaction(Status::Confirmed, None),
+                        round: Some(key.clone()),
+                    },
                     Decision::Abort { reason, .. } => {
                         let mut t = p.queued.transaction(Status::Failed, Some(reason.to_string()));
                         t.reason_code = Some(reason.code());
-                        t
+                        StoredPackage { package: t, round: None }
                     }
                 };
                 c.records.push(RecordOp::Put {
                     collection: PACKAGES.into(),
                     key: p.queued.id.clone(),
-                    value: json(&shown),
+                    value: json(&stored),
                     if_version: None,
                 });
             }
@@ -672,6 +738,9 @@ pub async fn round(
             Ok(r) => {
                 *ring_version = ring_version_of(&r)?;
                 *ring = closed;
+                if !undelivered.owed.is_empty() {
+                    undelivered_version = version_of(&r, UNDELIVERED, &key)?;
+                }
                 recorded = true;
                 break;
             }
@@ -708,7 +777,7 @@ pub async fn round(
     ib.metrics.round_packages.observe(outcomes.len() as f64);
     ib.metrics.round_seconds.observe(started.elapsed().as_secs_f64());
     if !undelivered.owed.is_empty() {
-        down.extend(deliver(ib, vec![(key, undelivered)], down).await?);
+        down.extend(deliver(ib, vec![(key, undelivered_version, undelivered)], down).await?);
     }
     if fenced {
         return Err(RoundError::Fenced(epoch));
@@ -716,13 +785,14 @@ pub async fn round(
     Ok(seen)
 }
 
-/// Sends rounds' decisions to the banks that have not acknowledged them, one request per bank
+/// Sends rounds' decisions (`pending`: each round's key, the version of its `undelivered/`
+/// record, and the record) to the banks that have not acknowledged them, one request per bank
 /// and decision kind, and records who acknowledged: a package committed and acknowledged by
-/// every bank is shown `success`. Banks in `skip` are not sent anything. Returns the banks that
-/// did not answer.
+/// every bank is then shown `success` ([`shown`]). Banks in `skip` are not sent anything.
+/// Returns the banks that did not answer.
 async fn deliver(
     ib: &Interbank,
-    pending: Vec<(String, Undelivered)>,
+    pending: Vec<(String, u64, Undelivered)>,
     skip: &BTreeSet<BankId>,
 ) -> Result<BTreeSet<BankId>, ApiError> {
     let mut silent = BTreeSet::new();
@@ -730,16 +800,16 @@ async fn deliver(
         return Ok(silent);
     }
     // Each round's number, read once from its key.
-    let mut pending: Vec<(String, u64, Undelivered)> = pending
+    let mut pending: Vec<(String, u64, u64, Undelivered)> = pending
         .into_iter()
-        .map(|(key, u)| match key.parse() {
-            Ok(n) => Ok((key, n, u)),
+        .map(|(key, version, u)| match key.parse() {
+            Ok(n) => Ok((key, version, n, u)),
             Err(_) => Err(ApiError::Unavailable(Unavailable::Corrupt(format!("round {key:?}")))),
         })
         .collect::<Result<_, _>>()?;
     let mut groups: BTreeMap<(BankId, bool), Vec<String>> = BTreeMap::new();
     let mut forget: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, n, u) in &pending {
+    for (_, _, n, u) in &pending {
         let n = *n;
         for o in &u.owed {
             let t = txn(&o.package, n);
@@ -782,50 +852,34 @@ async fn deliver(
         }
     }
     let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
-    let mut succeeded: Vec<String> = Vec::new();
-    for (key, n, u) in &mut pending {
+    for (key, version, n, u) in &mut pending {
         let n = *n;
         let before: usize = u.owed.iter().map(|o| o.banks.len()).sum();
         for o in &mut u.owed {
             let t = txn(&o.package, n);
             o.banks.retain(|b| !acked.contains(&(*b, t.clone())));
-            if o.banks.is_empty() && o.commit {
-                succeeded.push(o.package.clone());
-            }
         }
         u.owed.retain(|o| !o.banks.is_empty());
         let after: usize = u.owed.iter().map(|o| o.banks.len()).sum();
+        // On the version read: a record another replica's delivery shrank or deleted meanwhile
+        // is never written back larger (a package shown `success` would be `confirmed` again).
+        let if_version = Some(*version);
         if u.owed.is_empty() {
-            c.records.push(RecordOp::Delete { collection: UNDELIVERED.into(), key: key.clone(), if_version: None });
+            c.records.push(RecordOp::Delete { collection: UNDELIVERED.into(), key: key.clone(), if_version });
         } else if after < before {
             c.records.push(RecordOp::Put {
                 collection: UNDELIVERED.into(),
                 key: key.clone(),
                 value: json(u),
-                if_version: None,
+                if_version,
             });
-        }
-    }
-    // Committed everywhere: the package's final state.
-    if !succeeded.is_empty() {
-        let keys = succeeded.iter().map(|id| dataserver_api::RecordKey::new(PACKAGES, id.clone())).collect();
-        for r in ib.ds.get_records(keys).await?.into_iter().flatten() {
-            let t: Transaction = parse(&r)?;
-            if t.status == Status::Confirmed {
-                c.records.push(RecordOp::Put {
-                    collection: PACKAGES.into(),
-                    key: t.id.clone(),
-                    value: json(&succeeded_everywhere(t)),
-                    if_version: Some(r.version),
-                });
-            }
         }
     }
     if !c.records.is_empty() {
         match ib.ds.commit(&c).await {
             Ok(_) => {}
-            // A package record changed meanwhile (another replica's delivery wrote it): what
-            // is left is redelivered, and acknowledged again.
+            // Another replica's delivery wrote one of these records meanwhile: what is left is
+            // redelivered, and acknowledged again.
             Err(e) if e.code() == Some(DsCode::ConditionFailed) => {}
             Err(e) => return Err(e.into()),
         }
@@ -833,21 +887,23 @@ async fn deliver(
     Ok(silent)
 }
 
-/// A package confirmed, once every bank applied it: `success`, each operation too.
+/// A package confirmed, once every bank applied it: `success`, each operation too. Its time
+/// stays the decision's: the moment it became irrevocable (when the last bank applied it is
+/// not recorded — that was the write this saves).
 fn succeeded_everywhere(t: Transaction) -> Transaction {
-    let now = crate::ledger::now_rfc3339();
     let operations = crate::ledger::package_operations(
         &t.id,
         t.operations.iter().map(|o| (o.from, o.to, o.amount)),
         Status::Success,
         &t.created_at,
-        &now,
+        &t.updated_at,
     );
-    Transaction { status: Status::Success, updated_at: now, operations, ..t }
+    Transaction { status: Status::Success, operations, ..t }
 }
 
-fn parse_undelivered(records: &[dataserver_api::Record]) -> Result<Vec<(String, Undelivered)>, ApiError> {
-    records.iter().map(|r| Ok((r.key.clone(), parse::<Undelivered>(r)?))).collect()
+/// Rounds' undelivered decisions as read: key, version, record.
+fn parse_undelivered(records: &[dataserver_api::Record]) -> Result<Vec<(String, u64, Undelivered)>, ApiError> {
+    records.iter().map(|r| Ok((r.key.clone(), r.version, parse::<Undelivered>(r)?))).collect()
 }
 
 /// Records looked at in one recovery pass, at most (of `undelivered/`, and of `prepared/`):
@@ -989,7 +1045,7 @@ pub async fn redeliver(ib: &Interbank) -> Result<(), ApiError> {
         // Decisions their round is still delivering are left to it.
         let now = now_ms();
         let mut owed = parse_undelivered(&page.records)?;
-        owed.retain(|(_, u)| now.saturating_sub(u.at_ms) >= ib.limits.in_doubt_ms);
+        owed.retain(|(_, _, u)| now.saturating_sub(u.at_ms) >= ib.limits.in_doubt_ms);
         silent.extend(deliver(ib, owed, &silent).await?);
     }
     Ok(())
@@ -1171,5 +1227,49 @@ mod tests {
         {
             assert!(len <= RECORD_VALUE_BYTES_DEFAULT, "{what}: {len} bytes");
         }
+    }
+
+    /// `success` is read from the round's undelivered decisions: a package confirmed stays
+    /// `confirmed` while any bank is owed its commit, and is `success` (at its decision's time)
+    /// once none is; a record kept from before rounds were stored with packages stays as it is.
+    #[test]
+    fn a_confirmed_package_reads_as_success_once_no_bank_is_owed_its_commit() {
+        let bank = |n| BankId::new(n).unwrap();
+        let queued = Queued {
+            id: "p1".into(),
+            author: Ibk::new(bank(1), shared::AccountId::new(7).unwrap()),
+            person: None,
+            ops: vec![WireOp {
+                from: Ibk::new(bank(1), shared::AccountId::new(7).unwrap()),
+                to: Ibk::new(bank(2), shared::AccountId::new(8).unwrap()),
+                amount: "1.00".parse().unwrap(),
+            }],
+            created_at: "2026-12-05T00:00:00.000Z".into(),
+            created_ms: 0,
+            deadline_ms: 0,
+        };
+        let confirmed = queued.transaction(Status::Confirmed, None);
+        let stored = StoredPackage { package: confirmed.clone(), round: Some(round_key(3)) };
+        // Stored and read back through the customer-facing type too (the round is extra).
+        let value = json(&stored);
+        assert_eq!(serde_json::from_value::<StoredPackage>(value.clone()).unwrap(), stored);
+        assert_eq!(serde_json::from_value::<Transaction>(value).unwrap(), confirmed);
+        let owing = |package: &str, commit| Undelivered {
+            at_ms: 0,
+            forget_after_ms: 0,
+            owed: vec![Owed { package: package.into(), commit, banks: vec![bank(2)] }],
+        };
+        let still = owing("p1", true);
+        assert_eq!(view(stored.clone(), |_| Some(&still)).status, Status::Confirmed);
+        let others = owing("p2", true);
+        let rollback = owing("p1", false);
+        for left in [None, Some(&others), Some(&rollback)] {
+            let shown = view(stored.clone(), |_| left);
+            assert_eq!(shown.status, Status::Success, "{left:?}");
+            assert!(shown.operations.iter().all(|o| o.status == Status::Success));
+            assert_eq!(shown.updated_at, confirmed.updated_at, "the decision's time");
+        }
+        let unrounded = StoredPackage { round: None, ..stored };
+        assert_eq!(view(unrounded, |_| None).status, Status::Confirmed);
     }
 }

@@ -234,11 +234,13 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         let mut after: Option<String> = None;
         loop {
             let page = ds.scan_records("packages", "", after.as_deref(), 1000).await?;
-            for r in &page.records {
-                if let Ok(t) = serde_json::from_value::<Transaction>(r.value.clone()) {
-                    packages.push(t);
-                }
-            }
+            // As their authors see them: `success` is read from the rounds' undelivered
+            // decisions, not stored.
+            packages.extend(
+                business::interbank::coordinator::shown(&ds, &page.records)
+                    .await
+                    .map_err(|e| Error::run(format!("reading packages: {e}")))?,
+            );
             match page.next {
                 Some(n) => after = Some(n),
                 None => break,
