@@ -550,11 +550,14 @@ impl Accounts {
             }
         }
         self.name_counterparts(&mut transactions).await?;
-        let ids: Vec<crate::model::AccountPackage> =
-            index.records.iter().map(parse_record).collect::<Result<_, _>>()?;
-        let keys = ids.iter().map(|p| RecordKey::new(PACKAGES, p.id.clone())).collect();
-        let records: Vec<_> = self.ds.get_records(keys).await?.into_iter().flatten().collect();
-        let packages = crate::interbank::coordinator::shown(&self.ds, &records).await?;
+        // The first page begins with the packages still waiting for settlement: they have no
+        // entry until they are decided.
+        let mut packages = if page.packages_before.is_none() {
+            crate::interbank::coordinator::waiting(&self.ds, account).await?
+        } else {
+            Vec::new()
+        };
+        packages.extend(crate::interbank::coordinator::shown(&self.ds, &index.records).await?);
         Ok(Statement { transactions, next: journal.next, packages, packages_next: index.next })
     }
 

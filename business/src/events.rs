@@ -42,7 +42,7 @@ use shared::{AccountId, Money};
 use tokio::sync::broadcast;
 
 use crate::error::{ApiError, Unavailable};
-use crate::model::{PACKAGES, parse_record};
+use crate::model::parse_record;
 
 pub const EVENT_TICKETS: &str = "event_tickets";
 
@@ -273,28 +273,34 @@ async fn head(ds: &DataClient, account: AccountId) -> Result<(u64, Option<Money>
         .map_or((0, None), |e| (e.seq, e.changes.iter().find(|c| c.account == account).map(|c| c.after))))
 }
 
-/// The statuses of the account's newest authored packages, reading only those not known final.
+/// The statuses of the account's packages waiting for settlement and of its newest decided
+/// ones, reading the decided ones only when not known final.
 async fn package_statuses(
     ds: &DataClient,
     account: AccountId,
     known: &HashMap<String, Status>,
 ) -> Result<Vec<(String, Status)>, ApiError> {
     let prefix = crate::model::account_packages_prefix(account);
-    let index = ds.scan_records(crate::model::ACCOUNT_PACKAGES, &prefix, None, EVENTS_PACKAGES_CHECKED_MAX).await?;
-    let mut keys = Vec::new();
-    for r in &index.records {
-        let id = parse_record::<crate::model::AccountPackage>(r)?.id;
-        if known.get(&id).is_some_and(|s| matches!(s, Status::Success | Status::Failed)) {
-            continue;
+    let (waiting, index) = futures::future::try_join(crate::interbank::coordinator::waiting(ds, account), async {
+        ds.scan_records(crate::model::ACCOUNT_PACKAGES, &prefix, None, EVENTS_PACKAGES_CHECKED_MAX)
+            .await
+            .map_err(ApiError::from)
+    })
+    .await?;
+    let mut out: Vec<(String, Status)> = waiting.into_iter().map(|t| (t.id, t.status)).collect();
+    let mut unknown = Vec::new();
+    for r in index.records {
+        let id = match parse_record::<crate::model::AccountPackage>(&r)? {
+            crate::model::AccountPackage::Decided(s) => s.package.id,
+            crate::model::AccountPackage::Pointer { id } => id,
+        };
+        if !known.get(&id).is_some_and(|s| matches!(s, Status::Success | Status::Failed)) {
+            unknown.push(r);
         }
-        keys.push(dataserver_api::RecordKey::new(PACKAGES, id));
     }
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let records: Vec<_> = ds.get_records(keys).await?.into_iter().flatten().collect();
-    let shown = crate::interbank::coordinator::shown(ds, &records).await?;
-    Ok(shown.into_iter().map(|t| (t.id, t.status)).collect())
+    let shown = crate::interbank::coordinator::shown(ds, &unknown).await?;
+    out.extend(shown.into_iter().map(|t| (t.id, t.status)));
+    Ok(out)
 }
 
 /// Opens `account`'s stream for the holder of `ticket`: the body of the SSE response.

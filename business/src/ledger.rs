@@ -260,10 +260,11 @@ impl Change for Package {
     }
 
     fn records(&self, applied: &Applied, _: &[Option<dataserver_api::Record>]) -> Result<Vec<RecordOp>, ApiError> {
-        let value = crate::model::json(&self.transaction(&applied.at));
+        let stored = crate::model::StoredPackage { package: self.transaction(&applied.at), round: None, entry: None };
+        let value = crate::model::json(&stored);
         Ok(vec![
             RecordOp::Put { collection: PACKAGES.into(), key: self.id.clone(), value, if_version: Some(0) },
-            crate::model::account_package(self.author, crate::interbank::now_ms(), &self.id),
+            crate::model::account_package(self.author, crate::interbank::now_ms(), &stored),
         ])
     }
 }

@@ -13,9 +13,15 @@
 //! * `pending_holders/{id:016}` — present while a joint account waits for a holder's consent:
 //!   every debit's commit is conditioned on its absence, so the ledger never reads the record.
 //! * `consents/{id:016}` — the consents the account's holders gave other banks ([`ConsentSet`]).
+//! * `packages/{package}` — a package as submitted ([`StoredPackage`]), written once: the key
+//!   that makes a repeated submission one, and the way from a package's id to its entry below.
 //! * `account_packages/{id:016}-{newest first:020}-{package}` — the packages an account
-//!   authored, for its statement, written in the commit that stores the package
-//!   ([`account_package`]); the package's live state is `packages/{package}`.
+//!   authored, for its statement, each in its decided state ([`StoredPackage`]), written in the
+//!   commit that decides it ([`account_package`]): with the package itself within the bank,
+//!   with its round's decisions across banks. A package waiting for settlement has no entry yet:
+//!   it is in `queue/`, under its author's prefix (issue 13: an entry written at submission and
+//!   again at the decision cost a write per package). Entries written before decided states
+//!   lived here hold only `{ "id" }`, the state being in `packages/{package}`.
 
 use dataserver_api::{CommitRequest, LockRef, RecordOp, SetAmount};
 use serde::{Deserialize, Serialize};
@@ -35,14 +41,20 @@ pub const CONSENTS: &str = "consents";
 pub const JOINT_HOLDERS: &str = "joint_holders";
 pub const ACCOUNT_PACKAGES: &str = "account_packages";
 
-/// The statement index entry of a package `author` stored at `created_ms`: keys sort newest
-/// first within the account's prefix ([`account_packages_prefix`]), so one forward scan pages
-/// back in time.
-pub fn account_package(author: AccountId, created_ms: u64, package: &str) -> RecordOp {
+/// The key of the statement entry of a package `author` submitted at `created_ms`: keys sort
+/// newest first within the account's prefix ([`account_packages_prefix`]), so one forward scan
+/// pages back in time.
+pub fn account_package_key(author: AccountId, created_ms: u64, package: &str) -> String {
+    format!("{}{:020}-{package}", account_packages_prefix(author), u64::MAX - created_ms)
+}
+
+/// Writes the decided state of a package `author` submitted at `created_ms` as its statement
+/// entry.
+pub fn account_package(author: AccountId, created_ms: u64, decided: &StoredPackage) -> RecordOp {
     RecordOp::Put {
         collection: ACCOUNT_PACKAGES.into(),
-        key: format!("{}{:020}-{package}", account_packages_prefix(author), u64::MAX - created_ms),
-        value: serde_json::json!({ "id": package }),
+        key: account_package_key(author, created_ms, &decided.package.id),
+        value: json(decided),
         if_version: None,
     }
 }
@@ -51,10 +63,30 @@ pub fn account_packages_prefix(author: AccountId) -> String {
     format!("{}-", account_key(author))
 }
 
-/// The value of an `account_packages/` entry.
+/// A package as stored: in `packages/` as submitted, in `account_packages/` as decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPackage {
+    /// What its author sees (`success` excepted: it is read, see
+    /// [`crate::interbank::coordinator::shown`]).
+    #[serde(flatten)]
+    pub package: shared::api::Transaction,
+    /// Confirmed across banks: the round whose `undelivered/` record names the banks that have
+    /// not applied it yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<String>,
+    /// In `packages/`, for a package submitted for settlement: the `account_packages/` key its
+    /// decided state is written under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+}
+
+/// The value of an `account_packages/` entry: the package decided, or (an entry from before
+/// decided states were kept there) only its id.
 #[derive(Debug, Clone, Deserialize)]
-pub struct AccountPackage {
-    pub id: String,
+#[serde(untagged)]
+pub enum AccountPackage {
+    Decided(StoredPackage),
+    Pointer { id: String },
 }
 
 /// `joint_holders/{document}`: the joint accounts a document is a holder of (changed by

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use business::interbank::coordinator::{Owed, StoredPackage, Undelivered};
+use business::interbank::coordinator::{Owed, Undelivered};
+use business::model::StoredPackage;
 use harness::client::{Customer, Operator, sign_up};
 use harness::cluster::{Cluster, Spec, TEST_TIMINGS};
 use reqwest::{Method, StatusCode};
@@ -380,8 +381,12 @@ async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
     // t1 reads `confirmed` again as soon as its round owes bank 3 its commit (as if bank 3 had
     // not acknowledged it), in the statement too — until bank 3 is back and has it again.
     let ds = c.banks[0].ds_client();
-    let stored: StoredPackage =
-        serde_json::from_value(ds.get_record("packages", &t1.id).await.unwrap().unwrap().value).unwrap();
+    let read = async |collection: &str, key: &str| -> StoredPackage {
+        serde_json::from_value(ds.get_record(collection, key).await.unwrap().unwrap().value).unwrap()
+    };
+    let submitted = read("packages", &t1.id).await;
+    assert_eq!(submitted.package.status, Status::Pending, "written once, as submitted");
+    let stored = read("account_packages", &submitted.entry.expect("the key of its entry")).await;
     assert_eq!(stored.package.status, Status::Confirmed);
     let round = stored.round.expect("a confirmed package names its round");
     let owed = Undelivered {
@@ -398,9 +403,12 @@ async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
     });
     ds.commit(&put).await.unwrap();
     assert_eq!(a.package(&t1.id).await.unwrap().status, Status::Confirmed);
-    let st = a.statement().await.unwrap();
-    assert_eq!(st.packages.iter().find(|p| p.id == t1.id).map(|p| p.status), Some(Status::Confirmed), "{st:?}");
     let t2 = a.pay(&[(a.ibk().to_string(), b.ibk().to_string(), "20")]).await.unwrap();
+    // Waiting, it has no statement entry yet: the statement's first page finds it in the queue,
+    // newest first, before the decided ones.
+    let st = a.statement().await.unwrap();
+    let listed: Vec<(&str, Status)> = st.packages.iter().map(|p| (p.id.as_str(), p.status)).collect();
+    assert_eq!(listed, vec![(t2.id.as_str(), Status::Pending), (t1.id.as_str(), Status::Confirmed)], "{st:?}");
     let done = terminal(&a, &t2.id, Duration::from_secs(30)).await;
     assert_eq!(done.status, Status::Failed);
     assert!(done.reason.as_deref().unwrap_or("").contains("deadline"), "{done:?}");

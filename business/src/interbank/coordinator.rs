@@ -35,7 +35,7 @@ use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, Prepa
 use super::settle::{Decision, WireOp};
 use super::{Interbank, PeerError, now_ms};
 use crate::error::{ApiError, Unavailable};
-use crate::model::PACKAGES;
+use crate::model::{PACKAGES, StoredPackage};
 use crate::model::{json, parse_record as parse};
 
 pub const QUEUE: &str = "queue";
@@ -102,20 +102,26 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
         };
     }
     let pending = queued.transaction(Status::Pending, None);
+    let submitted = StoredPackage {
+        package: pending.clone(),
+        round: None,
+        entry: Some(crate::model::account_package_key(queued.author.account, queued.created_ms, &queued.id)),
+    };
     let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
     c.records.push(RecordOp::Put {
         collection: PACKAGES.into(),
         key: queued.id.clone(),
-        value: json(&pending),
+        value: json(&submitted),
         if_version: Some(0),
     });
+    // Its statement entry is written when it is decided: until then the queue is where the
+    // statement finds it ([`waiting`]).
     c.records.push(RecordOp::Put {
         collection: QUEUE.into(),
         key: queued.queue_key(),
         value: json(queued),
         if_version: Some(0),
     });
-    c.records.push(crate::model::account_package(queued.author.account, queued.created_ms, &queued.id));
     // Bounded, per account and per bank, by conditions of this very commit: concurrent
     // submissions through every replica cannot race past them, and a refused one stores nothing.
     // They come after the package's own `if_version: 0`, so a repeated submission is answered
@@ -186,45 +192,94 @@ pub async fn package(ib: &Interbank, id: &str) -> Result<Transaction, ApiError> 
     Ok(shown.pop().expect("one package shown per record"))
 }
 
-/// A package's record in `packages/`: what its author sees, and, once it is confirmed, the
-/// round whose `undelivered/` record names the banks that have not applied it yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredPackage {
-    #[serde(flatten)]
-    pub package: Transaction,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub round: Option<String>,
-}
-
-/// Packages as their authors see them, from their `packages/` records, in order. `success` is
-/// read, not written (issue 13: it was one more write per package, and a read and a commit per
-/// delivery): a package confirmed is applied everywhere once its round's `undelivered/` record
-/// no longer owes any bank its commit — the records of all of them read at once. That record
-/// only ever loses owed banks (each delivery's write is conditioned on the version it read), so
-/// a package shown `success` is never shown `confirmed` again.
+/// Packages as their authors see them, in order, from their records: `packages/` records (as
+/// submitted) or `account_packages/` entries (as decided). A package submitted for settlement
+/// is read in its entry once it has one, and `pending` until then. `success` is read, not
+/// written (issue 13: it was one more write per package, and a read and a commit per
+/// delivery): a package confirmed is applied everywhere once its round's `undelivered/`
+/// record no longer owes any bank its commit. That record only ever loses owed banks (each
+/// delivery's write is conditioned on the version it read), so a package read as `success` is
+/// never read `confirmed` again. Each kind of record is read for all the packages at once.
 pub async fn shown(ds: &DataClient, records: &[dataserver_api::Record]) -> Result<Vec<Transaction>, ApiError> {
-    let stored: Vec<StoredPackage> = records.iter().map(parse).collect::<Result<_, _>>()?;
+    use crate::model::{ACCOUNT_PACKAGES, AccountPackage};
+    let read = async |keys: Vec<dataserver_api::RecordKey>| -> Result<Vec<Option<dataserver_api::Record>>, ApiError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(SHOWN_READ_KEYS_MAX) {
+            out.extend(ds.get_records(chunk.to_vec()).await?);
+        }
+        Ok(out)
+    };
+    // Entries from before decided states lived in them name their package: its record is the
+    // package's state.
+    let entries: Vec<AccountPackage> = records
+        .iter()
+        .map(|r| if r.collection == ACCOUNT_PACKAGES { parse(r) } else { parse(r).map(AccountPackage::Decided) })
+        .collect::<Result<_, _>>()?;
+    let pointed: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match e {
+            AccountPackage::Pointer { id } => Some(id.clone()),
+            AccountPackage::Decided(_) => None,
+        })
+        .collect();
+    let mut found = read(pointed.iter().map(|id| dataserver_api::RecordKey::new(PACKAGES, id.clone())).collect())
+        .await?
+        .into_iter();
+    let mut stored: Vec<Option<StoredPackage>> = Vec::with_capacity(entries.len());
+    for e in entries {
+        stored.push(match e {
+            AccountPackage::Decided(s) => Some(s),
+            AccountPackage::Pointer { .. } => found.next().flatten().map(|r| parse(&r)).transpose()?,
+        });
+    }
+    // Submitted for settlement: decided once its entry is written.
+    let submitted: Vec<String> = stored.iter().flatten().filter_map(|s| s.entry.clone()).collect();
+    let mut decided =
+        read(submitted.iter().map(|k| dataserver_api::RecordKey::new(ACCOUNT_PACKAGES, k.clone())).collect())
+            .await?
+            .into_iter();
+    for s in stored.iter_mut().flatten() {
+        if s.entry.is_some()
+            && let Some(r) = decided.next().flatten()
+        {
+            *s = parse(&r)?;
+        }
+    }
     let rounds: Vec<String> = stored
         .iter()
+        .flatten()
         .filter(|s| s.package.status == Status::Confirmed)
         .filter_map(|s| s.round.clone())
         .collect::<BTreeSet<String>>()
         .into_iter()
         .collect();
     let mut owed: BTreeMap<String, Undelivered> = BTreeMap::new();
-    for chunk in rounds.chunks(SHOWN_ROUNDS_READ_MAX) {
-        let keys = chunk.iter().map(|k| dataserver_api::RecordKey::new(UNDELIVERED, k.clone())).collect();
-        for (k, r) in chunk.iter().zip(ds.get_records(keys).await?) {
-            if let Some(r) = r {
-                owed.insert(k.clone(), parse(&r)?);
-            }
+    let undelivered = read(rounds.iter().map(|k| dataserver_api::RecordKey::new(UNDELIVERED, k.clone())).collect());
+    for (k, r) in rounds.iter().zip(undelivered.await?) {
+        if let Some(r) = r {
+            owed.insert(k.clone(), parse(&r)?);
         }
     }
-    Ok(stored.into_iter().map(|s| view(s, |round| owed.get(round))).collect())
+    Ok(stored.into_iter().flatten().map(|s| view(s, |round| owed.get(round))).collect())
 }
 
-/// Rounds' `undelivered/` records read in one request by [`shown`], at most.
-pub const SHOWN_ROUNDS_READ_MAX: usize = 256;
+/// The packages `author` submitted that wait for settlement, as it sees them, newest first:
+/// they have no statement entry yet. There are at most `--pending-packages-per-account-max` of
+/// them, which is at most [`dataserver_api::FEWER_PREFIX_THAN_MAX`] (one page).
+pub async fn waiting(ds: &DataClient, author: shared::AccountId) -> Result<Vec<Transaction>, ApiError> {
+    let max = usize::try_from(dataserver_api::FEWER_PREFIX_THAN_MAX).unwrap_or(usize::MAX);
+    let page = ds.scan_records(QUEUE, &crate::model::account_packages_prefix(author), None, max).await?;
+    let mut out: Vec<Transaction> = page
+        .records
+        .iter()
+        .map(|r| Ok(parse::<Queued>(r)?.transaction(Status::Pending, None)))
+        .collect::<Result<_, ApiError>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+/// Records read in one request by [`shown`], at most.
+pub const SHOWN_READ_KEYS_MAX: usize = 256;
 
 /// A stored package as its author sees it, `owed` giving each round's undelivered decisions
 /// (`None`: none left).
@@ -703,24 +758,20 @@ pub async fn round(
                 // shown `success` once they all applied it ([`shown`]), nothing more written.
                 let stored = match &o.decision {
                     Decision::Commit if o.tell.is_empty() => {
-                        StoredPackage { package: p.queued.transaction(Status::Success, None), round: None }
+                        StoredPackage { package: p.queued.transaction(Status::Success, None), round: None, entry: None }
                     }
                     Decision::Commit => StoredPackage {
                         package: p.queued.transaction(Status::Confirmed, None),
                         round: Some(key.clone()),
+                        entry: None,
                     },
                     Decision::Abort { reason, .. } => {
                         let mut t = p.queued.transaction(Status::Failed, Some(reason.to_string()));
                         t.reason_code = Some(reason.code());
-                        StoredPackage { package: t, round: None }
+                        StoredPackage { package: t, round: None, entry: None }
                     }
                 };
-                c.records.push(RecordOp::Put {
-                    collection: PACKAGES.into(),
-                    key: p.queued.id.clone(),
-                    value: json(&stored),
-                    if_version: None,
-                });
+                c.records.push(crate::model::account_package(p.queued.author.account, p.queued.created_ms, &stored));
             }
             if !o.tell.is_empty() {
                 undelivered.owed.push(Owed { package: p.queued.id.clone(), commit, banks: o.tell.clone() });
@@ -1249,10 +1300,19 @@ mod tests {
             deadline_ms: 0,
         };
         let confirmed = queued.transaction(Status::Confirmed, None);
-        let stored = StoredPackage { package: confirmed.clone(), round: Some(round_key(3)) };
-        // Stored and read back through the customer-facing type too (the round is extra).
+        let stored = StoredPackage { package: confirmed.clone(), round: Some(round_key(3)), entry: None };
+        // Stored and read back, as an entry too, and through the customer-facing type (the
+        // round is extra); an entry from before decided states were kept there names the id.
         let value = json(&stored);
         assert_eq!(serde_json::from_value::<StoredPackage>(value.clone()).unwrap(), stored);
+        assert!(matches!(
+            serde_json::from_value::<crate::model::AccountPackage>(value.clone()).unwrap(),
+            crate::model::AccountPackage::Decided(s) if s == stored
+        ));
+        assert!(matches!(
+            serde_json::from_value::<crate::model::AccountPackage>(serde_json::json!({ "id": "p1" })).unwrap(),
+            crate::model::AccountPackage::Pointer { id } if id == "p1"
+        ));
         assert_eq!(serde_json::from_value::<Transaction>(value).unwrap(), confirmed);
         let owing = |package: &str, commit| Undelivered {
             at_ms: 0,

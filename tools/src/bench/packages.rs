@@ -233,9 +233,10 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         }
         let mut after: Option<String> = None;
         loop {
-            let page = ds.scan_records("packages", "", after.as_deref(), 1000).await?;
-            // As their authors see them: `success` is read from the rounds' undelivered
-            // decisions, not stored.
+            // Decided packages have their state in their authors' statement entries (the queue
+            // is drained); as their authors see them: `success` is read from the rounds'
+            // undelivered decisions, not stored.
+            let page = ds.scan_records(business::model::ACCOUNT_PACKAGES, "", after.as_deref(), 1000).await?;
             packages.extend(
                 business::interbank::coordinator::shown(&ds, &page.records)
                     .await

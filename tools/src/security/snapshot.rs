@@ -8,13 +8,14 @@ use harness::cluster::Cluster;
 /// the posted amounts and the journal's length. Ring bookkeeping is left out: the token moves by
 /// itself.
 pub async fn snapshot(c: &Cluster) -> crate::Result<BTreeMap<String, String>> {
-    const COLLECTIONS: [&str; 14] = [
+    const COLLECTIONS: [&str; 15] = [
         "accounts",
         "idempotency",
         "holders",
         "counters",
         "sessions",
         "packages",
+        "account_packages",
         "holds",
         "queue",
         "rounds",
