@@ -86,10 +86,30 @@ async fn run(chaos: Chaos) {
             if_version: None,
         });
         c.banks[0].ds_client().commit(&leak).await.unwrap();
+        // And a package accepted whose decided state is gone from its author's statement.
+        let ds = c.banks[0].ds_client();
+        let submitted = ds.scan_records(business::model::PACKAGES, "", None, 1_000).await.unwrap();
+        let entry = submitted
+            .records
+            .iter()
+            .find_map(|r| serde_json::from_value::<business::model::StoredPackage>(r.value.clone()).unwrap().entry)
+            .expect("the load paid across banks");
+        let mut lose = dataserver_api::CommitRequest::new("lose-a-decided-package");
+        lose.records.push(dataserver_api::RecordOp::Delete {
+            collection: business::model::ACCOUNT_PACKAGES.into(),
+            key: entry,
+            if_version: None,
+        });
+        ds.commit(&lose).await.unwrap();
         let checked = check::settle_and_check(&t, Duration::from_secs(1)).await.unwrap();
         assert!(
             checked.violations.iter().any(|v| v.contains("keeps a hold")),
             "a leaked hold went unnoticed: {:#?}",
+            checked.violations
+        );
+        assert!(
+            checked.violations.iter().any(|v| v.contains("neither waiting nor decided")),
+            "a lost package went unnoticed: {:#?}",
             checked.violations
         );
     }

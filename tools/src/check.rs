@@ -14,6 +14,9 @@
 //! 6. Total money = deposits − withdrawals (+ raw seed `setAmount` adjustments, listed).
 //! 7. Every package attempt is all or nothing across banks: no attempt committed at one bank and
 //!    rolled back at another, and none committed anywhere unless its coordinator decided commit.
+//! 8. With `settled`: every package accepted for settlement (`packages/{id}` naming its entry)
+//!    has its decided state in its author's statement (`account_packages/`): none was lost
+//!    between the queue and the decision.
 
 use business::interbank::coordinator::{self, ROUNDS, RoundRecord};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -103,6 +106,43 @@ async fn leaked_holds(b: &BankAccess) -> crate::Result<Vec<String>> {
                     "bank {}: account {} keeps a hold ({} held, {} incoming, {} attempts) with nothing prepared",
                     b.id, r.key, h.held, h.incoming, h.inflight
                 ));
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Packages a settled bank accepted for settlement with no decided state in their author's
+/// statement: with the queue empty, each must have one (the decision writes it in the commit
+/// that takes the package off the queue).
+async fn undecided_packages(b: &BankAccess) -> crate::Result<Vec<String>> {
+    let fail = |e: &dyn std::fmt::Display| Error::run(format!("bank {}: {e}", b.id));
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page =
+            b.ds.scan_records(business::model::PACKAGES, "", after.as_deref(), 1_000).await.map_err(|e| fail(&e))?;
+        let mut submitted: Vec<(String, String)> = Vec::new();
+        for r in &page.records {
+            let p: business::model::StoredPackage =
+                serde_json::from_value(r.value.clone()).map_err(|e| fail(&format!("packages/{}: {e}", r.key)))?;
+            if let Some(entry) = p.entry {
+                submitted.push((r.key.clone(), entry));
+            }
+        }
+        for chunk in submitted.chunks(coordinator::SHOWN_READ_KEYS_MAX) {
+            let keys = chunk
+                .iter()
+                .map(|(_, e)| dataserver_api::RecordKey::new(business::model::ACCOUNT_PACKAGES, e.clone()))
+                .collect();
+            for ((id, _), found) in chunk.iter().zip(b.ds.get_records(keys).await.map_err(|e| fail(&e))?) {
+                if found.is_none() {
+                    out.push(format!("bank {}: package {id} was accepted and is neither waiting nor decided", b.id));
+                }
             }
         }
         match page.next {
@@ -271,6 +311,7 @@ pub async fn check(banks: &[BankAccess], settled: bool) -> crate::Result<Report>
                 ));
             }
             report.violations.extend(leaked_holds(b).await?);
+            report.violations.extend(undecided_packages(b).await?);
         }
         report.banks.insert(b.id, fig);
     }
