@@ -517,20 +517,19 @@ impl Accounts {
 
     /// An account's statement, newest first: every operation that moved its balance, with the
     /// balance right after and the counterpart's masked name when this bank holds it; and the
-    /// packages it authored, newest first, in their live state. Journal entries that are not
+    /// packages it authored in their live state ([`crate::interbank::coordinator::authored`]). Journal entries that are not
     /// operations (an opening) are left out.
     pub async fn statement(&self, account: AccountId, page: StatementPage) -> Result<Statement, ApiError> {
         use crate::config::limits::STATEMENT_PACKAGES_MAX;
         let ibk = |a: AccountId| Ibk::new(self.bank, a);
-        let journal = self.ds.account_journal(account, page.before, page.limit);
-        let prefix = crate::model::account_packages_prefix(account);
-        let index = self.ds.scan_records(
-            crate::model::ACCOUNT_PACKAGES,
-            &prefix,
+        let journal = async { self.ds.account_journal(account, page.before, page.limit).await.map_err(ApiError::from) };
+        let packages = crate::interbank::coordinator::authored(
+            &self.ds,
+            account,
             page.packages_before.as_deref(),
             page.limit.min(STATEMENT_PACKAGES_MAX),
         );
-        let (journal, index) = futures::future::try_join(journal, index).await?;
+        let (journal, (packages, packages_next)) = futures::future::try_join(journal, packages).await?;
         let mut transactions = Vec::new();
         for e in journal.entries {
             let Some(change) = e.changes.iter().find(|c| c.account == account) else { continue };
@@ -550,15 +549,8 @@ impl Accounts {
             }
         }
         self.name_counterparts(&mut transactions).await?;
-        // The first page begins with the packages still waiting for settlement: they have no
-        // entry until they are decided.
-        let mut packages = if page.packages_before.is_none() {
-            crate::interbank::coordinator::waiting(&self.ds, account).await?
-        } else {
-            Vec::new()
-        };
-        packages.extend(crate::interbank::coordinator::shown(&self.ds, &index.records).await?);
-        Ok(Statement { transactions, next: journal.next, packages, packages_next: index.next })
+
+        Ok(Statement { transactions, next: journal.next, packages, packages_next })
     }
 
     /// Fills in the masked names of the counterparts that are accounts of this bank (each read

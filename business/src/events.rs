@@ -280,13 +280,11 @@ async fn package_statuses(
     account: AccountId,
     known: &HashMap<String, Status>,
 ) -> Result<Vec<(String, Status)>, ApiError> {
+    // The queue before the entries, as `coordinator::authored` reads them: a package decided in
+    // between is seen in both, and only its decided status is kept.
+    let waiting = crate::interbank::coordinator::waiting(ds, account).await?;
     let prefix = crate::model::account_packages_prefix(account);
-    let (waiting, index) = futures::future::try_join(crate::interbank::coordinator::waiting(ds, account), async {
-        ds.scan_records(crate::model::ACCOUNT_PACKAGES, &prefix, None, EVENTS_PACKAGES_CHECKED_MAX)
-            .await
-            .map_err(ApiError::from)
-    })
-    .await?;
+    let index = ds.scan_records(crate::model::ACCOUNT_PACKAGES, &prefix, None, EVENTS_PACKAGES_CHECKED_MAX).await?;
     let mut out: Vec<(String, Status)> = waiting.into_iter().map(|t| (t.id, t.status)).collect();
     let mut unknown = Vec::new();
     for r in index.records {
@@ -294,6 +292,7 @@ async fn package_statuses(
             crate::model::AccountPackage::Decided(s) => s.package.id,
             crate::model::AccountPackage::Pointer { id } => id,
         };
+        out.retain(|(w, _)| *w != id);
         if !known.get(&id).is_some_and(|s| matches!(s, Status::Success | Status::Failed)) {
             unknown.push(r);
         }

@@ -278,6 +278,26 @@ pub async fn waiting(ds: &DataClient, author: shared::AccountId) -> Result<Vec<T
     Ok(out)
 }
 
+/// A page of the packages `author` authored, as it sees them, and the cursor of the next: with
+/// no cursor, those still waiting first (newest first), then a page of at most `limit` decided
+/// ones from after `before` (newest first). The queue is read before the entries: a package
+/// decided in between is then found in both, and shown once, decided (read the other way round,
+/// it would be in neither).
+pub async fn authored(
+    ds: &DataClient,
+    author: shared::AccountId,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Transaction>, Option<String>), ApiError> {
+    let mut waiting = if before.is_none() { waiting(ds, author).await? } else { Vec::new() };
+    let prefix = crate::model::account_packages_prefix(author);
+    let index = ds.scan_records(crate::model::ACCOUNT_PACKAGES, &prefix, before, limit).await?;
+    let decided = shown(ds, &index.records).await?;
+    waiting.retain(|w| !decided.iter().any(|d| d.id == w.id));
+    waiting.extend(decided);
+    Ok((waiting, index.next))
+}
+
 /// Records read in one request by [`shown`], at most.
 pub const SHOWN_READ_KEYS_MAX: usize = 256;
 
