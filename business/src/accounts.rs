@@ -517,8 +517,8 @@ impl Accounts {
 
     /// An account's statement, newest first: every operation that moved its balance, with the
     /// balance right after and the counterpart's masked name when this bank holds it; and the
-    /// packages it authored in their live state ([`crate::interbank::coordinator::authored`]). Journal entries that are not
-    /// operations (an opening) are left out.
+    /// packages it authored in their live state ([`crate::interbank::coordinator::authored`]).
+    /// Journal entries that are not operations (an opening) are left out.
     pub async fn statement(&self, account: AccountId, page: StatementPage) -> Result<Statement, ApiError> {
         use crate::config::limits::STATEMENT_PACKAGES_MAX;
         let ibk = |a: AccountId| Ibk::new(self.bank, a);
@@ -549,7 +549,6 @@ impl Accounts {
             }
         }
         self.name_counterparts(&mut transactions).await?;
-
         Ok(Statement { transactions, next: journal.next, packages, packages_next })
     }
 
