@@ -80,6 +80,20 @@ pub struct StoredPackage {
     pub entry: Option<String>,
 }
 
+impl StoredPackage {
+    /// The `account_packages/` key a package submitted for settlement is decided under: the one
+    /// its record names, or, for one still `pending` in a record written before records named
+    /// it, the one its author and submission time give (the old layout used the same key for its
+    /// index entry, which the decision overwrites). `None`: decided where it is read.
+    pub fn entry_key(&self) -> Option<String> {
+        if self.entry.is_some() || self.package.status != shared::api::Status::Pending {
+            return self.entry.clone();
+        }
+        let created_ms = dataserver_api::clock::parse_rfc3339_ms(&self.package.created_at)?;
+        Some(account_package_key(self.package.owner.account, u64::try_from(created_ms).ok()?, &self.package.id))
+    }
+}
+
 /// The value of an `account_packages/` entry: the package decided, or (an entry from before
 /// decided states were kept there) only its id.
 #[derive(Debug, Clone, Deserialize)]

@@ -232,17 +232,19 @@ pub async fn shown(ds: &DataClient, records: &[dataserver_api::Record]) -> Resul
             AccountPackage::Pointer { .. } => found.next().flatten().map(|r| parse(&r)).transpose()?,
         });
     }
-    // Submitted for settlement: decided once its entry is written.
-    let submitted: Vec<String> = stored.iter().flatten().filter_map(|s| s.entry.clone()).collect();
+    // Submitted for settlement: decided once its entry holds its decided state (an entry of the
+    // old layout, `{ "id" }`, is the index of a package still waiting).
+    let keys: Vec<Option<String>> = stored.iter().map(|s| s.as_ref().and_then(StoredPackage::entry_key)).collect();
     let mut decided =
-        read(submitted.iter().map(|k| dataserver_api::RecordKey::new(ACCOUNT_PACKAGES, k.clone())).collect())
+        read(keys.iter().flatten().map(|k| dataserver_api::RecordKey::new(ACCOUNT_PACKAGES, k.clone())).collect())
             .await?
             .into_iter();
-    for s in stored.iter_mut().flatten() {
-        if s.entry.is_some()
+    for (s, key) in stored.iter_mut().zip(&keys) {
+        if let (Some(s), Some(_)) = (s, key)
             && let Some(r) = decided.next().flatten()
+            && let AccountPackage::Decided(d) = parse(&r)?
         {
-            *s = parse(&r)?;
+            *s = d;
         }
     }
     let rounds: Vec<String> = stored
@@ -1351,5 +1353,31 @@ mod tests {
         }
         let unrounded = StoredPackage { round: None, ..stored };
         assert_eq!(view(unrounded, |_| None).status, Status::Confirmed);
+    }
+
+    /// Where a package submitted for settlement is decided: the entry its record names, or, for
+    /// a record of the old layout still `pending`, the key its author and time give — the key
+    /// the old index entry had, which the decision overwrites.
+    #[test]
+    fn a_waiting_package_knows_its_entry_in_either_layout() {
+        let author = Ibk::new(BankId::new(1).unwrap(), shared::AccountId::new(7).unwrap());
+        let created_ms = 1_764_000_000_123;
+        let queued = Queued {
+            id: "0123abcd".into(),
+            author,
+            person: None,
+            ops: vec![],
+            created_at: dataserver_api::clock::rfc3339_ms(created_ms),
+            created_ms,
+            deadline_ms: 0,
+        };
+        let key = crate::model::account_package_key(author.account, created_ms, &queued.id);
+        let pending = queued.transaction(Status::Pending, None);
+        let named = StoredPackage { package: pending.clone(), round: None, entry: Some(key.clone()) };
+        let old = StoredPackage { entry: None, ..named.clone() };
+        assert_eq!(named.entry_key().as_ref(), Some(&key));
+        assert_eq!(old.entry_key().as_ref(), Some(&key), "the old layout's index key");
+        let failed = StoredPackage { package: queued.transaction(Status::Failed, None), ..old };
+        assert_eq!(failed.entry_key(), None, "decided where it is read");
     }
 }
