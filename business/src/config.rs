@@ -289,6 +289,13 @@ pub mod limits {
     /// the data server's record (unit test `a_full_round_fits_in_one_prepared_record`). A round
     /// of the largest packages is then smaller than `ROUND_PACKAGES_MAX`.
     pub const ROUND_OPERATIONS_MAX: usize = 256;
+    /// Most rounds of one coordinator a participant holds prepared at once. An honest
+    /// coordinator has one round open and its decisions delivered before long, so a handful at
+    /// most; without a bound, a member that prepares round after round and never decides grows
+    /// a participant's `prepared/` without end (and its recovery scans with it). Past it, a
+    /// prepare that would start holding another round is answered `unreachable` for each of its
+    /// packages, and nothing is stored.
+    pub const PREPARED_ROUNDS_PER_COORDINATOR_MAX: u64 = 64;
     /// What `--batch-packages-max` may be: a round settles at least one package, and at most
     /// `ROUND_PACKAGES_MAX`.
     pub const BATCH_PACKAGES_RANGE: std::ops::RangeInclusive<usize> = 1..=ROUND_PACKAGES_MAX;

@@ -1195,6 +1195,48 @@ async fn credits_voted_for_always_fit() {
     assert!(hold.unwrap().is_none(), "nothing promised any more");
 }
 
+/// A member cannot pile up rounds held prepared at another bank (each a record there, kept
+/// until decided, and scanned by its recovery): a participant holds at most
+/// `PREPARED_ROUNDS_PER_COORDINATOR_MAX` of one coordinator's rounds. Bank 1, acting alone,
+/// prepares that many rounds at bank 2 and never decides them; the next round's package is
+/// answered `unreachable` and nothing of it is stored, while bank 3's rounds are still taken.
+/// The rounds bank 1 never decided are then resolved by bank 2's inquiries (presumed abort).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_pile_up_rounds_held_prepared() {
+    use business::config::limits::PREPARED_ROUNDS_PER_COORDINATOR_MAX as MAX;
+    let (c, _dir) = start(30_000);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let payee = customer(&c, 1, 171, "0").await;
+    let payer = customer(&c, 0, 172, "0").await;
+    let other = customer(&c, 2, 173, "0").await;
+    let bank2 = c.banks[1].interbank_urls()[0].clone();
+    let ds2 = c.banks[1].ds_client();
+    let view = token_view(&c, 1, &bank2).await;
+    let in_round = |coordinator: u32, from: &Customer, n: u64| {
+        let package = format!("pile{coordinator}{n:04}");
+        let mut body = prepare_one(&view, coordinator, &package, from, &payee, "1");
+        body["items"][0]["txn"] = serde_json::json!(format!("{package}.{n}"));
+        (body, format!("{package}.{n}"))
+    };
+    for n in 1..=MAX {
+        let (body, txn) = in_round(1, &payer, n);
+        let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["votes"][0]["vote"], "yes", "round {n}");
+        assert!(is_prepared(&ds2, 1, &txn).await);
+    }
+    let (body, txn) = in_round(1, &payer, MAX + 1);
+    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["votes"][0]["vote"], "unreachable");
+    assert!(!is_prepared(&ds2, 1, &txn).await, "nothing stored past the bound");
+    let (body, txn) = in_round(3, &other, 1);
+    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["votes"][0]["vote"], "yes", "another coordinator's round");
+    assert!(is_prepared(&ds2, 3, &txn).await);
+    settled_and_clean(&c).await;
+}
+
 /// A cross-bank package from `payee` (bank 1) to `victim` (bank 2), left to settle.
 async fn payee_pays(c: &Cluster, victim: &Customer, payee: &Customer) -> Transaction {
     operator(c, 0, 0).deposit(payee.ibk(), "10").await.unwrap();

@@ -220,6 +220,14 @@ impl RoundRecords {
     /// packages at any moment (it takes no lock when nothing is prepared), and then a prepare of
     /// it must not hold anything.
     fn writes(&self, key: &str, out: &mut Vec<RecordOp>) {
+        if self.prepared_changed && self.prepared_version == 0 && !self.prepared.items.is_empty() {
+            // A round starts being held here: within its coordinator's bound.
+            out.push(RecordOp::Fewer {
+                collection: PREPARED.into(),
+                prefix: round_records_prefix(self.prepared.coordinator),
+                than: crate::config::limits::PREPARED_ROUNDS_PER_COORDINATOR_MAX,
+            });
+        }
         if self.prepared_changed {
             out.push(if self.prepared.items.is_empty() {
                 RecordOp::Delete {
@@ -345,6 +353,9 @@ async fn commit_or_release(ib: &Interbank, commit: CommitRequest) -> Result<(), 
                 Some(DsCode::ConditionFailed | DsCode::RecordAbsent | DsCode::LeaseExpired | DsCode::NotHolder) => {
                     ApiError::Unavailable(Unavailable::Contended("a concurrent change"))
                 }
+                Some(DsCode::CountReached) => ApiError::Unavailable(Unavailable::Exhausted(
+                    "the coordinator's rounds held prepared here are at their bound",
+                )),
                 _ => e.into(),
             })
         }
