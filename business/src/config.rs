@@ -294,8 +294,9 @@ pub mod limits {
     /// most; without a bound, a member that prepares round after round and never decides grows
     /// a participant's `prepared/` without end (and its recovery scans with it). Past it, a
     /// prepare that would start holding another round is answered `unreachable` for each of its
-    /// packages, and nothing is stored.
-    pub const PREPARED_ROUNDS_PER_COORDINATOR_MAX: u64 = 64;
+    /// packages, and nothing is stored. Above a page of recovery's scan (128 records), so
+    /// that paging past a dead coordinator's rounds stays exercised.
+    pub const PREPARED_ROUNDS_PER_COORDINATOR_MAX: u64 = 256;
     /// What `--batch-packages-max` may be: a round settles at least one package, and at most
     /// `ROUND_PACKAGES_MAX`.
     pub const BATCH_PACKAGES_RANGE: std::ops::RangeInclusive<usize> = 1..=ROUND_PACKAGES_MAX;

@@ -1218,13 +1218,15 @@ async fn a_member_cannot_pile_up_rounds_held_prepared() {
         body["items"][0]["txn"] = serde_json::json!(format!("{package}.{n}"));
         (body, format!("{package}.{n}"))
     };
-    for n in 1..=MAX {
-        let (body, txn) = in_round(1, &payer, n);
-        let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["votes"][0]["vote"], "yes", "round {n}");
-        assert!(is_prepared(&ds2, 1, &txn).await);
+    let prepares = (1..=MAX).map(|n| {
+        let (body, _) = in_round(1, &payer, n);
+        as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
+    });
+    for (n, r) in (1..=MAX).zip(futures::future::join_all(prepares).await) {
+        let votes: serde_json::Value = r.unwrap().json().await.unwrap();
+        assert_eq!(votes["votes"][0]["vote"], "yes", "round {n}: {votes}");
     }
+    assert!(is_prepared(&ds2, 1, &in_round(1, &payer, MAX).1).await);
     let (body, txn) = in_round(1, &payer, MAX + 1);
     let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
