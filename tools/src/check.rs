@@ -134,15 +134,15 @@ async fn undecided_packages(b: &BankAccess) -> crate::Result<Vec<String>> {
                 submitted.push((r.key.clone(), entry));
             }
         }
-        for chunk in submitted.chunks(coordinator::SHOWN_READ_KEYS_MAX) {
-            let keys = chunk
-                .iter()
-                .map(|(_, e)| dataserver_api::RecordKey::new(business::model::ACCOUNT_PACKAGES, e.clone()))
-                .collect();
-            for ((id, _), found) in chunk.iter().zip(b.ds.get_records(keys).await.map_err(|e| fail(&e))?) {
-                if found.is_none() {
-                    out.push(format!("bank {}: package {id} was accepted and is neither waiting nor decided", b.id));
-                }
+        let keys = submitted
+            .iter()
+            .map(|(_, e)| dataserver_api::RecordKey::new(business::model::ACCOUNT_PACKAGES, e.clone()))
+            .collect();
+        for ((id, _), found) in
+            submitted.iter().zip(coordinator::read_records(&b.ds, keys).await.map_err(|e| fail(&e))?)
+        {
+            if found.is_none() {
+                out.push(format!("bank {}: package {id} was accepted and is neither waiting nor decided", b.id));
             }
         }
         match page.next {

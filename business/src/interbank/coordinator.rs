@@ -202,35 +202,29 @@ pub async fn package(ib: &Interbank, id: &str) -> Result<Transaction, ApiError> 
 /// never read `confirmed` again. Each kind of record is read for all the packages at once.
 pub async fn shown(ds: &DataClient, records: &[dataserver_api::Record]) -> Result<Vec<Transaction>, ApiError> {
     use crate::model::{ACCOUNT_PACKAGES, AccountPackage};
-    let read = async |keys: Vec<dataserver_api::RecordKey>| -> Result<Vec<Option<dataserver_api::Record>>, ApiError> {
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(SHOWN_READ_KEYS_MAX) {
-            out.extend(ds.get_records(chunk.to_vec()).await?);
-        }
-        Ok(out)
-    };
-    // Entries from before decided states lived in them name their package: its record is the
-    // package's state.
-    let entries: Vec<AccountPackage> = records
-        .iter()
-        .map(|r| if r.collection == ACCOUNT_PACKAGES { parse(r) } else { parse(r).map(AccountPackage::Decided) })
-        .collect::<Result<_, _>>()?;
-    let pointed: Vec<String> = entries
-        .iter()
-        .filter_map(|e| match e {
-            AccountPackage::Pointer { id } => Some(id.clone()),
-            AccountPackage::Decided(_) => None,
-        })
-        .collect();
-    let mut found = read(pointed.iter().map(|id| dataserver_api::RecordKey::new(PACKAGES, id.clone())).collect())
-        .await?
-        .into_iter();
-    let mut stored: Vec<Option<StoredPackage>> = Vec::with_capacity(entries.len());
-    for e in entries {
-        stored.push(match e {
-            AccountPackage::Decided(s) => Some(s),
-            AccountPackage::Pointer { .. } => found.next().flatten().map(|r| parse(&r)).transpose()?,
+    let read = |keys: Vec<dataserver_api::RecordKey>| read_records(ds, keys);
+    // A `packages/` record or a decided entry is a stored package; an entry from before decided
+    // states lived in entries only names its package, whose record is then its state.
+    let mut stored: Vec<Option<StoredPackage>> = Vec::with_capacity(records.len());
+    let mut pointed: Vec<dataserver_api::RecordKey> = Vec::new();
+    for r in records {
+        stored.push(if r.collection != ACCOUNT_PACKAGES {
+            Some(parse(r)?)
+        } else {
+            match parse(r)? {
+                AccountPackage::Decided(s) => Some(s),
+                AccountPackage::Pointer { id } => {
+                    pointed.push(dataserver_api::RecordKey::new(PACKAGES, id));
+                    None
+                }
+            }
         });
+    }
+    let mut found = read(pointed).await?.into_iter();
+    for (s, r) in stored.iter_mut().zip(records) {
+        if s.is_none() && r.collection == ACCOUNT_PACKAGES {
+            *s = found.next().flatten().map(|r| parse(&r)).transpose()?;
+        }
     }
     // Submitted for settlement: decided once its entry holds its decided state (an entry of the
     // old layout, `{ "id" }`, is the index of a package still waiting).
@@ -300,8 +294,20 @@ pub async fn authored(
     Ok((waiting, index.next))
 }
 
-/// Records read in one request by [`shown`], at most.
+/// Records read in one request by [`read_records`], at most.
 pub const SHOWN_READ_KEYS_MAX: usize = 256;
+
+/// The records of `keys`, in order, read [`SHOWN_READ_KEYS_MAX`] to a request.
+pub async fn read_records(
+    ds: &DataClient,
+    keys: Vec<dataserver_api::RecordKey>,
+) -> Result<Vec<Option<dataserver_api::Record>>, ApiError> {
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(SHOWN_READ_KEYS_MAX) {
+        out.extend(ds.get_records(chunk.to_vec()).await?);
+    }
+    Ok(out)
+}
 
 /// A stored package as its author sees it, `owed` giving each round's undelivered decisions
 /// (`None`: none left).
