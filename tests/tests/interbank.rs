@@ -1200,11 +1200,18 @@ async fn credits_voted_for_always_fit() {
 /// `PREPARED_ROUNDS_PER_COORDINATOR_MAX` of one coordinator's rounds. Bank 1, acting alone,
 /// prepares that many rounds at bank 2 and never decides them; the next round's package is
 /// answered `unreachable` and nothing of it is stored, while bank 3's rounds are still taken.
-/// The rounds bank 1 never decided are then resolved by bank 2's inquiries (presumed abort).
+/// Bank 2 asks about rounds held past `--in-doubt-ms` and would end them (presumed abort) while
+/// the test still counts on them held: on a loaded machine 256 prepares can take longer than
+/// the suite's 2 s, so this cluster waits a minute, and the coordinators end their rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cannot_pile_up_rounds_held_prepared() {
-    use business::config::limits::PREPARED_ROUNDS_PER_COORDINATOR_MAX as MAX;
-    let (c, _dir) = start(30_000);
+    use business::config::limits::{PREPARE_ITEMS_MAX, PREPARED_ROUNDS_PER_COORDINATOR_MAX as MAX};
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(3, 2, dir.path());
+    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
+    let at = spec.business_args.iter().position(|a| a == "--in-doubt-ms").unwrap();
+    spec.business_args[at + 1] = "60000".to_string();
+    let c = Cluster::start(&spec).unwrap();
     c.wait_ready(Duration::from_secs(60)).await.unwrap();
     let payee = customer(&c, 1, 171, "0").await;
     let payer = customer(&c, 0, 172, "0").await;
@@ -1236,6 +1243,17 @@ async fn a_member_cannot_pile_up_rounds_held_prepared() {
     let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["votes"][0]["vote"], "yes", "another coordinator's round");
     assert!(is_prepared(&ds2, 3, &txn).await);
+    let rollback = |coordinator: u32, txns: Vec<String>| {
+        let r = as_peer(&c, coordinator, Method::POST, format!("{bank2}/interbank/rollback"))
+            .json(&serde_json::json!({ "txns": txns }))
+            .send();
+        async move { assert_eq!(r.await.unwrap().status(), StatusCode::OK) }
+    };
+    rollback(3, vec![txn]).await;
+    let held: Vec<String> = (1..=MAX).map(|n| in_round(1, &payer, n).1).collect();
+    for txns in held.chunks(PREPARE_ITEMS_MAX) {
+        rollback(1, txns.to_vec()).await;
+    }
     settled_and_clean(&c).await;
 }
 
