@@ -388,6 +388,18 @@ fn idempotency_put(key: &str, request: serde_json::Value, response: serde_json::
     }
 }
 
+/// The answer stored in an idempotency record, if it was stored for this same request.
+fn stored_answer<R: serde::de::DeserializeOwned>(
+    record: &dataserver_api::Record,
+    request: &serde_json::Value,
+) -> Result<R, ApiError> {
+    let stored: IdempotencyRecord = serde_json::from_value(record.value.clone()).map_err(corrupt_answer)?;
+    if &stored.request != request {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    serde_json::from_value(stored.response).map_err(corrupt_answer)
+}
+
 /// A stored answer that does not parse: the store's fault, never the client's.
 fn corrupt_answer(e: serde_json::Error) -> ApiError {
     ApiError::Unavailable(Unavailable::Corrupt(format!("stored answer: {e}")))
@@ -431,10 +443,9 @@ impl Ledger {
         let request = crate::model::json(change);
         if let Some(key) = idempotency_key {
             check_idempotency_key(key)?;
-            if let Some(stored) = self.stored(key, &request).await? {
-                return Ok(stored);
-            }
         }
+        // A repeat is found by the attempt's locked read (its key is read with the locks), not
+        // by a read of its own before it: one data-server request fewer for every keyed change.
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -464,12 +475,10 @@ impl Ledger {
         key: &str,
         request: &serde_json::Value,
     ) -> Result<Option<R>, ApiError> {
-        let Some(record) = self.ds.get_record(IDEMPOTENCY, key).await? else { return Ok(None) };
-        let stored: IdempotencyRecord = serde_json::from_value(record.value).map_err(corrupt_answer)?;
-        if &stored.request != request {
-            return Err(ApiError::IdempotencyKeyReused);
+        match self.ds.get_record(IDEMPOTENCY, key).await? {
+            Some(record) => stored_answer(&record, request).map(Some),
+            None => Ok(None),
         }
-        serde_json::from_value(stored.response).map(Some).map_err(corrupt_answer)
     }
 
     async fn attempt<C: Change, R: Serialize>(
@@ -480,9 +489,35 @@ impl Ledger {
         respond: &impl Fn(&Applied) -> R,
     ) -> Result<R, Outcome> {
         let touched = change.accounts();
-        let (grant, held) = self.lock(&touched, change.reads()).await?;
+        let mut reads = change.reads();
+        let read_by_change = reads.len();
+        reads.extend(key.map(|k| RecordKey::new(IDEMPOTENCY, k)));
+        let (grant, held) = match self.lock(&touched, reads).await {
+            // Accounts held up elsewhere: a repeat of an applied change still gets its answer.
+            Err(Outcome::Final(busy @ ApiError::Busy(_))) => {
+                return match key.map(|k| self.stored(k, request)) {
+                    Some(stored) => match stored.await {
+                        Ok(Some(answer)) => Err(Outcome::Replayed(Box::new(answer))),
+                        Ok(None) => Err(Outcome::Final(busy)),
+                        Err(e) => Err(Outcome::Final(e)),
+                    },
+                    None => Err(Outcome::Final(busy)),
+                };
+            }
+            locked => locked?,
+        };
         let locks: Vec<LockRef> = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
-        let (answer, commit) = match Self::plan(change, &touched, &grant, &held, key, request, respond) {
+        let read = touched.len()..touched.len() + read_by_change;
+        if let Some(record) = grant.records.get(read.end).and_then(Option::as_ref) {
+            // The key was used: the stored answer, whatever the balances say now.
+            self.release(&locks).await;
+            return Err(match stored_answer::<serde_json::Value>(record, request) {
+                Ok(answer) => Outcome::Replayed(Box::new(answer)),
+                Err(e) => Outcome::Final(e),
+            });
+        }
+        let planned = Self::plan(change, &touched, &grant, &held, &grant.records[read], key, request, respond);
+        let (answer, commit) = match planned {
             Ok(planned) => planned,
             Err(e) => {
                 self.release(&locks).await;
@@ -532,11 +567,13 @@ impl Ledger {
     /// The new balances and the one commit that makes them so, or the domain's refusal. No I/O:
     /// the change sees what is available (posted minus held) and the held part is added back,
     /// so a debit can never spend money reserved for a package in two-phase commit.
+    #[allow(clippy::too_many_arguments)]
     fn plan<C: Change, R: Serialize>(
         change: &C,
         touched: &[AccountId],
         grant: &AcquireResponse,
         held: &[HoldRecord],
+        read: &[Option<dataserver_api::Record>],
         key: Option<&str>,
         request: &serde_json::Value,
         respond: &impl Fn(&Applied) -> R,
@@ -563,7 +600,7 @@ impl Ledger {
         // A joint account still waiting for a holder's consent is never debited: the commit is
         // conditioned on its marker's absence, so no opening or consent can race it.
         commit.records.extend(change.debited().into_iter().map(crate::model::not_pending));
-        commit.records.extend(change.records(&applied, &grant.records[touched.len()..])?);
+        commit.records.extend(change.records(&applied, read)?);
         if let Some(key) = key {
             commit.records.push(idempotency_put(key, request.clone(), crate::model::json(&answer)));
         }

@@ -563,6 +563,19 @@ async fn packages_apply_in_order_all_or_nothing() {
     }
     let long = format!("/api/accounts/2/transactions?packages_before={}", "9".repeat(300));
     assert_eq!(code(&a.send(reqwest::Method::GET, &long, Some(&bia), None).await.1), ErrorCode::AfterInvalid);
+
+    // A repeat of a package that emptied its account is answered as it was, not refused for
+    // the balance it left (the key is found in the locked read, before the balances are used).
+    let (had, _, _) = balances().await;
+    assert_ne!(had, "0");
+    let all = json!({ "author": "1-1", "operations": [{ "from": "1-1", "to": "1-2", "amount": had }] });
+    let (s, emptied) = pay(all.clone(), Some("pkg-all")).await;
+    assert_eq!(s, StatusCode::OK, "{emptied}");
+    let after = balances().await;
+    assert_eq!(after.0, "0");
+    let (s, again) = pay(all, Some("pkg-all")).await;
+    assert_eq!((s, &again), (StatusCode::OK, &emptied));
+    assert_eq!(balances().await, after, "applied once");
 }
 
 /// The joint-account takeover (issue 14, attack 1): Mallory, with an account of her own, lists
