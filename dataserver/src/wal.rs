@@ -132,7 +132,13 @@ impl Wal {
         for (i, (first, path)) in segs.iter().enumerate() {
             let (batches, torn) = read_segment(path, *first)?;
             if torn {
-                tracing::warn!(segment = %path.display(), last_segment = i + 1 == segs.len(), "write-ahead log ends in a torn frame");
+                // After a crash, expected: a write it cut short (never acknowledged), or the middle
+                // of a frame a recycled segment held before, which can no longer be told apart.
+                tracing::warn!(
+                    segment = %path.display(),
+                    last_segment = i + 1 == segs.len(),
+                    "write-ahead log ends in an unreadable frame (a write cut short, or a recycled segment's old bytes)"
+                );
             }
             out.extend(batches.into_iter().filter(|b| b.lsn > applied_lsn));
         }
