@@ -172,6 +172,14 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_BATCH_PACKAGES_MAX", default_value_t = 128)]
     pub batch_packages_max: usize,
 
+    /// When the token arrives and fewer packages wait than fill a round, how long the bank waits
+    /// for more before its first round (a full queue never waits). Rounds then carry more
+    /// packages each, and a round's holds, balances and per-round records are shared by more of
+    /// them, for this much latency (`bench packages` at 1,200/s: 8.6 → 6.8 record writes per
+    /// package at 20 ms, p99 unchanged within noise; 0 turns it off).
+    #[arg(long, env = "BUSINESS_ROUND_LINGER_MS", default_value_t = 20)]
+    pub round_linger_ms: u64,
+
     /// Cross-bank packages waiting for settlement at this bank, at most (all replicas: the
     /// bound is a condition of the data server's commit). Past it `POST /api/payments/pay`
     /// answers `503 settlement_busy` with `Retry-After` at once and stores nothing, so a burst

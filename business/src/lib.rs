@@ -185,6 +185,7 @@ impl Application {
                 in_doubt_ms: settings.in_doubt_ms,
                 package_deadline_ms: settings.package_deadline_ms,
                 batch_packages_max: settings.batch_packages_max,
+                round_linger_ms: settings.round_linger_ms,
                 batch_accounts_max: settings.batch_accounts_max,
                 settlement_queue_max: settings.settlement_queue_max,
                 pending_per_account_max: settings.pending_packages_per_account_max,

@@ -1418,3 +1418,52 @@ async fn banks_prove_who_they_are_by_certificate() {
     let bank3_ok = format!("{}/interbank/token/ok", c.banks[2].interbank_urls()[0]);
     assert!(client.get(&bank3_ok).header(shared::api::BANK_HEADER, "1").send().await.is_err(), "not bank 2");
 }
+
+/// A bank that gets the token with packages waiting, but not a round's worth, waits
+/// `--round-linger-ms` before its first round, so packages submitted meanwhile share the round
+/// (and its holds, balances and per-round records). With a linger longer than the submissions
+/// take, four packages submitted 100 ms apart are decided in one round at their bank; without
+/// it, the idle ring (turning every few tens of milliseconds) takes them in several.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_submitted_while_the_token_lingers_share_one_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(3, 2, dir.path());
+    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
+    spec.business_args.extend(["--round-linger-ms".to_string(), "1500".to_string()]);
+    let c = Cluster::start(&spec).unwrap();
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let payer = customer(&c, 0, 181, "100").await;
+    let payee = customer(&c, 1, 182, "0").await;
+    // Rounds bank 1's replicas coordinated, and the packages they decided.
+    let rounds = || async {
+        let http = pki::http_client();
+        let (mut rounds, mut packages) = (0.0, 0.0);
+        for url in c.banks[0].urls() {
+            let r = http.get(format!("{url}/metrics")).bearer_auth(&c.operator_key).send().await.unwrap();
+            let text = r.text().await.unwrap();
+            let metric = |name: &str| {
+                text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok()).unwrap_or(0.0)
+            };
+            rounds += metric("business_round_packages_count");
+            packages += metric("business_round_packages_sum");
+        }
+        (rounds, packages)
+    };
+    let before = rounds().await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        if n > 0 {
+            // The spacing is the scenario: each package arrives after the ring has turned.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let t = payer.pay(&[(payer.ibk().to_string(), payee.ibk().to_string(), "1")]).await.unwrap();
+        assert_eq!(t.status, Status::Pending);
+        ids.push(t.id);
+    }
+    for id in &ids {
+        assert_eq!(terminal(&payer, id, Duration::from_secs(30)).await.status, Status::Success);
+    }
+    let after = rounds().await;
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1.0, 4.0), "one round of the four");
+    settled_and_clean(&c).await;
+}

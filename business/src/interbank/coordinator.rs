@@ -606,13 +606,27 @@ async fn close(
 /// decisions' commit both move the ring state on (renewing that replica's lease), on the
 /// condition that nobody changed it meanwhile, and `ring` and `ring_version` follow. Returns how
 /// many packages it looked at (0: the sweep reached the end of the queue).
+/// What one call of [`round`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swept {
+    /// No package waits from the cursor on.
+    Empty,
+    /// Packages wait, fewer in the whole queue than asked for: nothing started.
+    Short,
+    /// This many packages were looked at (decided, or left for a bank that is down).
+    Seen(usize),
+}
+
+/// Runs one settlement round over the queue from `cursor`, if at least `packages_min` packages
+/// wait in the whole queue.
 pub async fn round(
     ib: &Interbank,
     ring: &mut super::ring::RingState,
     ring_version: &mut u64,
     cursor: &mut Option<String>,
     down: &mut BTreeSet<BankId>,
-) -> Result<usize, RoundError> {
+    packages_min: usize,
+) -> Result<Swept, RoundError> {
     let epoch = ring.token.epoch;
     if let Some(n) = ring.open_round {
         close(ib, ring, ring_version, n, down).await?;
@@ -627,8 +641,13 @@ pub async fn round(
     if let Some(n) = page.count {
         ib.metrics.settlement_queue.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
+    // The whole queue counts (the page runs from the cursor only), so a full queue never waits.
+    let waiting = page.count.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)).max(page.records.len());
     if page.records.is_empty() {
-        return Ok(0);
+        return Ok(Swept::Empty);
+    }
+    if waiting < packages_min {
+        return Ok(Swept::Short);
     }
     let now = now_ms();
     let mut page_queued: Vec<(Queued, (String, u64))> = Vec::with_capacity(page.records.len());
@@ -653,7 +672,7 @@ pub async fn round(
         .map(|(_, (queued, (queue_key, queue_version)))| Planned { queued, queue_key, queue_version })
         .collect();
     if planned.is_empty() {
-        return Ok(seen);
+        return Ok(Swept::Seen(seen));
     }
     // The round starts durably before anything is prepared under its number: `ring/state`
     // moves to it and `rounds/{n}` names its packages, in one commit.
@@ -861,7 +880,7 @@ pub async fn round(
     if fenced {
         return Err(RoundError::Fenced(epoch));
     }
-    Ok(seen)
+    Ok(Swept::Seen(seen))
 }
 
 /// Sends rounds' decisions (`pending`: each round's key, the version of its `undelivered/`

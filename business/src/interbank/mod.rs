@@ -281,6 +281,8 @@ pub struct Limits {
     pub package_deadline_ms: u64,
     /// Packages per settlement round.
     pub batch_packages_max: usize,
+    /// How long a hold's first round waits for a fuller queue.
+    pub round_linger_ms: u64,
     /// Packages waiting for settlement at this bank, at most (`--settlement-queue-max`).
     pub settlement_queue_max: u64,
     /// ... and per author (`--pending-packages-per-account-max`).
@@ -456,6 +458,7 @@ mod admission_tests {
             in_doubt_ms: 0,
             package_deadline_ms: 0,
             batch_packages_max: 0,
+            round_linger_ms: 0,
             batch_accounts_max: 0,
             settlement_queue_max: 10,
             pending_per_account_max: 16,

@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use shared::BankId;
 
-use super::coordinator::{self, RoundError};
+use super::coordinator::{self, RoundError, Swept};
 use super::participant::{EpochRecord, RING, RING_EPOCH, RING_STATE, ring_state};
 use super::ring::{self, PeerView, Receive, RingState, Step, Token, Verdict};
 use super::{Interbank, PeerError, now_ms};
@@ -207,6 +207,9 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
     let mut wrapped = cursor.is_none();
     let mut down = BTreeSet::new();
     let mut worked = 0;
+    // A hold's first round waits once for a fuller queue (`round_linger_ms`) when packages wait
+    // but not a round's worth; an empty queue is the idle hold's to wait on.
+    let mut linger = ib.limits.round_linger_ms > 0;
     loop {
         // Each round's decisions renew the lease in their own commit; a write here only when
         // rounds have not lately (the hold's first round, rounds with nothing to decide).
@@ -218,14 +221,23 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
                 None => return Ok(()), // taken over, or a newer token arrived: not ours to pass
             }
         }
-        match coordinator::round(ib, &mut state, &mut version, &mut cursor, &mut down).await {
-            Ok(0) if !wrapped => {
+        let packages_min = if linger { ib.limits.batch_packages_max } else { 1 };
+        match coordinator::round(ib, &mut state, &mut version, &mut cursor, &mut down, packages_min).await {
+            Ok(Swept::Short) => {
+                linger = false;
+                tokio::time::sleep(Duration::from_millis(ib.limits.round_linger_ms)).await;
+                continue;
+            }
+            Ok(Swept::Empty) if !wrapped => {
                 wrapped = true;
                 cursor = None;
                 continue;
             }
-            Ok(0) => break,
-            Ok(n) => worked += n,
+            Ok(Swept::Empty) => break,
+            Ok(Swept::Seen(n)) => {
+                linger = false;
+                worked += n;
+            }
             Err(RoundError::Fenced(epoch)) => {
                 tracing::warn!(epoch, "our epoch was superseded; dropping the token");
                 let dropped = RingState { holding: false, worker: None, lease_until_ms: 0, ..state };
