@@ -176,7 +176,7 @@ pub struct Settings {
     /// for more before its first round (a full queue never waits). Rounds then carry more
     /// packages each, and a round's holds, balances and per-round records are shared by more of
     /// them, for this much latency (`bench packages` at 1,200/s: 8.6 → 6.8 record writes per
-    /// package at 20 ms, p99 unchanged within noise; 0 turns it off).
+    /// package at 20 ms, p99 unchanged within noise; 0 turns it off). Below `--ring-lease-ms`.
     #[arg(long, env = "BUSINESS_ROUND_LINGER_MS", default_value_t = 20)]
     pub round_linger_ms: u64,
 
@@ -385,6 +385,14 @@ impl Settings {
         in_range("--ops-batch-max", self.ops_batch_max, &OPS_BATCH_RANGE)?;
         in_range("--ops-batches-in-flight-max", self.ops_batches_in_flight_max, &OPS_BATCHES_IN_FLIGHT_RANGE)?;
         in_range("--hashing-concurrent-max", self.hashing_concurrent_max, &HASHING_CONCURRENT_RANGE)?;
+        // The linger is spent holding the token under the ring lease: past it, the other
+        // replica would take the token over from a replica that is only waiting.
+        if self.round_linger_ms >= self.ring_lease_ms {
+            return Err(format!(
+                "--round-linger-ms {} must be below --ring-lease-ms {}",
+                self.round_linger_ms, self.ring_lease_ms
+            ));
+        }
         if self.events_heartbeat_ms < TICK_MS_MIN {
             return Err(format!("--events-heartbeat-ms {} is below {TICK_MS_MIN}", self.events_heartbeat_ms));
         }

@@ -47,6 +47,7 @@ fn out_of_range_settings_are_refused_at_start() {
         ("--batch-packages-max", "129"),
         ("--tick-ms", "1"),
         ("--hashing-concurrent-max", "0"),
+        ("--round-linger-ms", "2000"),
     ] {
         let (ok, stderr) = start_with("operator-key-ok", &[flag, value]);
         assert!(!ok, "{flag} {value} was accepted");
