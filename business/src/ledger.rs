@@ -388,6 +388,16 @@ fn idempotency_put(key: &str, request: serde_json::Value, response: serde_json::
     }
 }
 
+/// What a look for a keyed change's stored answer means: its answer, the refusal of a key reused
+/// for another request, or `otherwise` when the key is unused.
+fn replay(stored: Result<Option<serde_json::Value>, ApiError>, otherwise: Outcome) -> Outcome {
+    match stored {
+        Ok(Some(answer)) => Outcome::Replayed(Box::new(answer)),
+        Ok(None) => otherwise,
+        Err(e) => Outcome::Final(e),
+    }
+}
+
 /// The answer stored in an idempotency record, if it was stored for this same request.
 fn stored_answer<R: serde::de::DeserializeOwned>(
     record: &dataserver_api::Record,
@@ -492,26 +502,19 @@ impl Ledger {
         let mut reads = change.reads();
         let read_by_change = reads.len();
         reads.extend(key.map(|k| RecordKey::new(IDEMPOTENCY, k)));
-        let (grant, held) = match self.lock(&touched, reads).await {
+        let (grant, held) = match (self.lock(&touched, reads).await, key) {
             // Accounts held up elsewhere: a repeat of an applied change still gets its answer.
-            Err(Outcome::Final(busy @ ApiError::Busy(_))) => {
-                return match key.map(|k| self.stored(k, request)) {
-                    Some(stored) => match stored.await {
-                        Ok(Some(answer)) => Err(Outcome::Replayed(Box::new(answer))),
-                        Ok(None) => Err(Outcome::Final(busy)),
-                        Err(e) => Err(Outcome::Final(e)),
-                    },
-                    None => Err(Outcome::Final(busy)),
-                };
+            (Err(Outcome::Final(busy @ ApiError::Busy(_))), Some(key)) => {
+                return Err(replay(self.stored(key, request).await, Outcome::Final(busy)));
             }
-            locked => locked?,
+            (locked, _) => locked?,
         };
         let locks: Vec<LockRef> = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
         let read = touched.len()..touched.len() + read_by_change;
         if let Some(record) = grant.records.get(read.end).and_then(Option::as_ref) {
             // The key was used: the stored answer, whatever the balances say now.
             self.release(&locks).await;
-            return Err(match stored_answer::<serde_json::Value>(record, request) {
+            return Err(match stored_answer(record, request) {
                 Ok(answer) => Outcome::Replayed(Box::new(answer)),
                 Err(e) => Outcome::Final(e),
             });
@@ -667,11 +670,7 @@ impl Ledger {
                 if key.is_none() {
                     return Outcome::Final(e.into());
                 }
-                match self.stored::<serde_json::Value>(key.unwrap_or_default(), request).await {
-                    Ok(Some(answer)) => Outcome::Replayed(Box::new(answer)),
-                    Ok(None) => Outcome::Again(e.to_string()),
-                    Err(err) => Outcome::Final(err),
-                }
+                replay(self.stored(key.unwrap_or_default(), request).await, Outcome::Again(e.to_string()))
             }
             _ => {
                 self.release(locks).await;

@@ -18,10 +18,9 @@
 //! empty file. Why: `fdatasync` on a file that grows must also make its new size durable — ext4
 //! writes the inode synchronously (or, journaling, commits its journal) on every sync; over
 //! blocks already written it flushes the data alone (~40 % less wall time and CPU per sync,
-//! measured here: 230 → 139 µs, 75 → 52 µs). The
-//! frames left from the segment's previous use are told apart by their batch numbers: a
-//! segment's frames number on from its first LSN, so the first frame that does not is where the
-//! segment's own log ends.
+//! measured here: 230 → 139 µs, 75 → 52 µs). The frames left from the segment's previous use
+//! are told apart by their batch numbers: a segment's frames number on from its first LSN, so
+//! the first frame that does not is where the segment's own log ends.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};

@@ -601,11 +601,6 @@ async fn close(
     Ok(())
 }
 
-/// One settlement round over the next page of the queue after `cursor`, by the replica that
-/// works the token in `ring` (`ring/state` at version `ring_version`): the round's start and its
-/// decisions' commit both move the ring state on (renewing that replica's lease), on the
-/// condition that nobody changed it meanwhile, and `ring` and `ring_version` follow. Returns how
-/// many packages it looked at (0: the sweep reached the end of the queue).
 /// What one call of [`round`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Swept {
@@ -617,8 +612,11 @@ pub enum Swept {
     Seen(usize),
 }
 
-/// Runs one settlement round over the queue from `cursor`, if at least `packages_min` packages
-/// wait in the whole queue.
+/// One settlement round over the next page of the queue after `cursor`, by the replica that
+/// works the token in `ring` (`ring/state` at version `ring_version`): the round's start and its
+/// decisions' commit both move the ring state on (renewing that replica's lease), on the
+/// condition that nobody changed it meanwhile, and `ring` and `ring_version` follow. Nothing
+/// starts unless `packages_min` packages wait in the whole queue. Returns what it found.
 pub async fn round(
     ib: &Interbank,
     ring: &mut super::ring::RingState,
