@@ -452,11 +452,24 @@ impl Accounts {
         };
         let lock = LockRef { account: target.id, token: grant.locks[0].token };
         let balance = grant.locks[0].amount.unwrap_or(Money::ZERO);
-        // Money reserved or promised by a package in two-phase commit is in flight.
+        // Money reserved or promised by a package in two-phase commit is in flight, and so is a
+        // small credit prepared here without a hold (it would land on a closed account).
         let holds = grant.records.first().cloned().flatten().map(|r| parse::<HoldRecord>(r.value)).transpose()?;
-        if holds.is_some_and(|h| h.inflight > 0) {
-            let _ = self.ds.release(&[lock]).await;
-            return Err(ApiError::InFlight);
+        let credited = if holds.is_some_and(|h| h.inflight > 0) {
+            Ok(true)
+        } else {
+            crate::interbank::participant::credit_in_flight(ib, target.id).await
+        };
+        match credited {
+            Ok(false) => {}
+            Ok(true) => {
+                let _ = self.ds.release(&[lock]).await;
+                return Err(ApiError::InFlight);
+            }
+            Err(e) => {
+                let _ = self.ds.release(&[lock]).await;
+                return Err(e);
+            }
         }
         if !balance.is_zero() {
             let _ = self.ds.release(&[lock]).await;

@@ -291,7 +291,9 @@ pub mod limits {
     /// `undelivered/{n}`) name each of its packages and their banks, and must fit in one data-server
     /// record (64 KiB by default) even with every package naming 32 banks
     /// (`coordinator::tests::a_full_round_fits_in_one_record`).
-    pub const ROUND_PACKAGES_MAX: usize = 128;
+    /// The protocol's (a participant holds at most this many of a round's packages prepared,
+    /// part of the bound on credits in flight without a hold).
+    pub const ROUND_PACKAGES_MAX: usize = protocol::settle::ROUND_PACKAGES_MAX;
     /// Most operations in one round, over all its packages: each participant keeps what a
     /// round's packages ask of it in one `prepared/{coordinator}.{round}` record, which must fit
     /// the data server's record (unit test `a_full_round_fits_in_one_prepared_record`). A round
@@ -304,7 +306,8 @@ pub mod limits {
     /// prepare that would start holding another round is answered `unreachable` for each of its
     /// packages, and nothing is stored. Above a page of recovery's scan (128 records), so
     /// that paging past a dead coordinator's rounds stays exercised.
-    pub const PREPARED_ROUNDS_PER_COORDINATOR_MAX: u64 = 256;
+    /// The protocol's: part of the bound on credits in flight without a hold.
+    pub const PREPARED_ROUNDS_PER_COORDINATOR_MAX: u64 = protocol::settle::PREPARED_ROUNDS_PER_COORDINATOR_MAX;
     /// What `--batch-packages-max` may be: a round settles at least one package, and at most
     /// `ROUND_PACKAGES_MAX`.
     pub const BATCH_PACKAGES_RANGE: std::ops::RangeInclusive<usize> = 1..=ROUND_PACKAGES_MAX;

@@ -589,7 +589,7 @@ impl Ledger {
         let balances = change
             .apply(&available)?
             .into_iter()
-            .map(|(a, m)| hold_of(a).posted_after(a, m).map(|p| (a, p)))
+            .map(|(a, m)| hold_of(a).posted_after(a, available(a).unwrap_or(Money::ZERO), m).map(|p| (a, p)))
             .collect::<Result<Vec<_>, _>>()?;
         let applied = Applied { transaction_id: uuid::Uuid::new_v4().to_string(), balances, at: now_rfc3339() };
         let answer = respond(&applied);

@@ -231,10 +231,11 @@ pub fn open_account_commit(tx_id: String, lock: LockRef, record: &AccountRecord)
 }
 
 /// `holds/{account}`: what two-phase commit has reserved on an account (`held`, never spendable
-/// until the package ends), the credits promised to it (`incoming`: room below the largest
-/// balance kept for them, so that a commit voted for can never overflow the account), and how
-/// many prepared packages touch it (`inflight`: the account cannot close while money is promised
-/// to or from it). Written only under the account's lease; absent means nothing held.
+/// until the package ends), the large credits promised to it (`incoming`: room below the
+/// balance ceiling kept for them, so that a commit voted for can never overflow the account;
+/// small credit-only ones leave no mark here, see `settle::BALANCE_CEILING`), and how many
+/// prepared packages with a hold touch it (`inflight`: the account cannot close while money is
+/// promised to or from it). Written only under the account's lease; absent means nothing held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldRecord {
     pub held: Money,
@@ -270,17 +271,27 @@ impl HoldRecord {
         }
     }
 
-    /// The posted balance of `account` once an operation leaves `available` spendable: the held
-    /// part added back, with room left for the credits promised to it.
+    /// The posted balance of `account` once an operation leaves `available` spendable, where
+    /// `before` was: the held part added back. A credit (more spendable than before) must leave
+    /// the balance, with the credits promised to it, at most `settle::BALANCE_CEILING`: the
+    /// room above is kept for credits prepared without a hold, whose commits nothing checks.
     pub fn posted_after(
         &self,
         account: shared::AccountId,
+        before: shared::Money,
         available: shared::Money,
     ) -> Result<shared::Money, crate::error::ApiError> {
-        available
-            .checked_add(self.held)
-            .filter(|posted| posted.checked_add(self.incoming).is_some())
-            .ok_or(crate::error::ApiError::BalanceOverflow(account))
+        let posted = self.posted(available).ok_or(crate::error::ApiError::BalanceOverflow(account))?;
+        let ceiling = protocol::settle::BALANCE_CEILING;
+        if available > before && posted.checked_add(self.incoming).is_none_or(|p| p > ceiling) {
+            return Err(crate::error::ApiError::BalanceOverflow(account));
+        }
+        Ok(posted)
+    }
+
+    /// The posted balance with `available` spendable (`None` past the largest amount).
+    pub fn posted(&self, available: shared::Money) -> Option<shared::Money> {
+        available.checked_add(self.held)
     }
 }
 

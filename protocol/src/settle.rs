@@ -29,6 +29,57 @@ pub struct Need {
     pub debits: Money,
 }
 
+/// Most a package may credit to one account here, with nothing else asked of that account, for
+/// the credit to need no hold (R$ 1,000,000.00): such an account is only locked and read at
+/// prepare, and its `holds/` record is neither written then nor when the package ends. Larger
+/// credits are promised (reserved) as before.
+pub const UNRESERVED_CREDIT_CENTS_MAX: i64 = 100_000_000;
+
+/// Most packages of one coordinator's round a participant holds prepared (a prepare past it is
+/// answered `unreachable`). Bounds, with the next two, the credits in flight to one account
+/// that nobody reserved.
+pub const ROUND_PACKAGES_MAX: usize = 128;
+
+/// Most rounds of one coordinator a participant holds prepared at once (a prepare that would
+/// start another is answered `unreachable`).
+pub const PREPARED_ROUNDS_PER_COORDINATOR_MAX: u64 = 256;
+
+/// The most that unreserved credits prepared and not yet ended can add to one account: every
+/// bank of a network (at most `BANK_ID_MAX`) coordinating its most rounds held prepared, each of
+/// its most packages crediting the account the most that needs no hold. 9,999 × 256 × 128 × R$
+/// 1,000,000.00 = R$ 327.6 trillion.
+pub const UNRESERVED_IN_FLIGHT_CENTS_MAX: i64 = shared::ids::BANK_ID_MAX as i64
+    * PREPARED_ROUNDS_PER_COORDINATOR_MAX as i64
+    * ROUND_PACKAGES_MAX as i64
+    * UNRESERVED_CREDIT_CENTS_MAX;
+
+/// The largest balance a credit may bring an account to, with every credit reserved for it
+/// (`incoming`) counted: `Money::MAX` less what unreserved credits in flight can add. Every
+/// credit but a commit of one voted for is held to it (deposits, transfers, prepares), so the
+/// commits of unreserved credits, which nothing checks, can never pass `Money::MAX`: from the
+/// last credit checked against the ceiling, the balance (with what was promised) rises only by
+/// commits of credits then already in flight — reserved ones counted, unreserved ones at most
+/// `UNRESERVED_IN_FLIGHT_CENTS_MAX`. R$ 672.4 trillion: no real account comes near it.
+pub const BALANCE_CEILING: Money =
+    match Money::from_cents(shared::money::MONEY_CENTS_MAX - UNRESERVED_IN_FLIGHT_CENTS_MAX) {
+        Ok(m) => m,
+        Err(_) => panic!("the ceiling is a balance"),
+    };
+
+impl Need {
+    /// A credit-only need small enough that no hold is kept for it (see
+    /// [`UNRESERVED_CREDIT_CENTS_MAX`]). A function of the need alone, so the prepare that
+    /// skipped the hold and the finish that must not release one agree on every replica.
+    pub fn unreserved(&self) -> bool {
+        self.debits.is_zero() && self.credits.cents() <= UNRESERVED_CREDIT_CENTS_MAX
+    }
+
+    /// The credits promised to the account (kept as `incoming` until the package ends).
+    pub fn promised(&self) -> Money {
+        if self.unreserved() { Money::ZERO } else { self.credits }
+    }
+}
+
 /// The needs of a package at `bank`, per account, in first-appearance order. `None` when a sum
 /// overflows the money range (the package is then refused).
 pub fn needs(ops: &[WireOp], bank: BankId) -> Option<Vec<(AccountId, Need)>> {
@@ -188,19 +239,25 @@ pub fn vote(
                 if available < need.hold {
                     return Err(Refusal::InsufficientFunds { ibk: ibk(*a), available, needed: need.hold });
                 }
-                // The credit must fit too, with every credit already promised (issue 13, defect 5:
-                // each alone fitting, two committed could overflow, and the second commit, voted
-                // for, became impossible after the package's other banks had committed).
-                let promised = if bugs::on(Bug::UnreservedCredits) { Money::ZERO } else { view.incoming };
+                // The credit must fit below the ceiling too, with every credit already promised
+                // (issue 13, defect 5: each alone fitting, two committed could overflow, and the
+                // second commit, voted for, became impossible after the package's other banks
+                // had committed). Unreserved credits are not promised: the ceiling's headroom
+                // is theirs.
+                let (promised, ceiling) = if bugs::on(Bug::UnreservedCredits) {
+                    (Money::ZERO, Money::MAX)
+                } else {
+                    (view.incoming, BALANCE_CEILING)
+                };
                 let peak = view.posted.checked_add(promised).and_then(|p| p.checked_add(need.credits));
-                if peak.is_none() {
+                if !need.credits.is_zero() && peak.is_none_or(|p| p > ceiling) {
                     return Err(Refusal::Overflow { ibk: ibk(*a) });
                 }
             }
             for (a, need) in &needs {
                 if let Some(Some(view)) = accounts.get_mut(a) {
                     view.held = view.held.checked_add(need.hold).unwrap_or(Money::MAX);
-                    view.incoming = view.incoming.checked_add(need.credits).unwrap_or(Money::MAX);
+                    view.incoming = view.incoming.checked_add(need.promised()).unwrap_or(Money::MAX);
                     if let Some(set) = drawn.remove(a) {
                         view.consents = set;
                     }
@@ -318,6 +375,16 @@ mod tests {
     fn bank(b: u32) -> BankId {
         BankId::new(b).unwrap()
     }
+    /// An open account with `cents` posted and nothing held or promised.
+    fn view(cents: i64) -> AccountView {
+        AccountView {
+            posted: Money::from_cents(cents).unwrap(),
+            held: Money::ZERO,
+            incoming: Money::ZERO,
+            pending: false,
+            consents: ConsentSet::default(),
+        }
+    }
 
     #[test]
     fn a_chain_holds_only_the_dip() {
@@ -344,13 +411,6 @@ mod tests {
     #[test]
     fn votes_see_earlier_holds_of_the_batch() {
         let (a, b) = (ibk(1, 1), ibk(2, 1));
-        let view = |cents| AccountView {
-            posted: Money::from_cents(cents).unwrap(),
-            held: Money::ZERO,
-            incoming: Money::ZERO,
-            pending: false,
-            consents: ConsentSet::default(),
-        };
         let mut accounts = BTreeMap::from([(a.account, Some(view(150)))]);
         let ops = [op(a, b, 100)];
         let items = [Item { ops: &ops, person: None }, Item { ops: &ops, person: None }];
@@ -368,19 +428,50 @@ mod tests {
         // A credit to an unknown account is refused.
         let v = vote(bank(2), bank(1), &[Item { ops: &ops, person: None }], &mut BTreeMap::new(), 0);
         assert!(matches!(v[0], Err(Refusal::AccountNotFound { .. })));
-        // Credits each fitting below the largest balance, but not together: the second is
-        // refused, so a commit voted for can never overflow (nor can one after a credit already
-        // promised by an earlier prepare).
-        let near_max = Money::MAX.cents() - 100;
-        let mut rich = BTreeMap::from([(b.account, Some(view(near_max)))]);
-        let credit = [op(a, b, 60)];
+    }
+
+    #[test]
+    fn large_credits_are_promised_small_ones_ride_the_ceilings_headroom() {
+        let (a, b) = (ibk(1, 1), ibk(2, 1));
+        let large = UNRESERVED_CREDIT_CENTS_MAX + 1;
+        // Large credits each fitting below the ceiling, but not together: the second is refused,
+        // so a commit voted for can never overflow (nor can one after a credit already promised
+        // by an earlier prepare).
+        let near = BALANCE_CEILING.cents() - large - large / 2;
+        let mut rich = BTreeMap::from([(b.account, Some(view(near)))]);
+        let credit = [op(a, b, large)];
         let two = [Item { ops: &credit, person: None }, Item { ops: &credit, person: None }];
         let v = vote(bank(2), bank(1), &two, &mut rich, 0);
         assert!(v[0].is_ok() && matches!(v[1], Err(Refusal::Overflow { .. })), "{v:?}");
-        let promised = AccountView { incoming: Money::from_cents(60).unwrap(), ..view(near_max) };
+        assert_eq!(rich[&b.account].as_ref().unwrap().incoming.cents(), large, "the first is promised");
+        let promised = AccountView { incoming: Money::from_cents(large).unwrap(), ..view(near) };
         let mut rich = BTreeMap::from([(b.account, Some(promised))]);
         let v = vote(bank(2), bank(1), &two[..1], &mut rich, 0);
         assert!(matches!(v[0], Err(Refusal::Overflow { .. })), "{v:?}");
+        // A small credit to an account asked nothing else is not promised: it fits if it fits
+        // below the ceiling alone, and leaves `incoming` as it was.
+        let small = [op(a, b, UNRESERVED_CREDIT_CENTS_MAX)];
+        let two = [Item { ops: &small, person: None }, Item { ops: &small, person: None }];
+        let mut rich = BTreeMap::from([(b.account, Some(view(BALANCE_CEILING.cents() - UNRESERVED_CREDIT_CENTS_MAX)))]);
+        let v = vote(bank(2), bank(1), &two, &mut rich, 0);
+        assert!(v.iter().all(|r| r.as_ref().is_ok_and(|r| r.needs[0].1.promised().is_zero())), "{v:?}");
+        assert!(rich[&b.account].as_ref().unwrap().incoming.is_zero());
+        // Past the ceiling nothing more is credited, however small.
+        let mut full = BTreeMap::from([(b.account, Some(view(BALANCE_CEILING.cents() - 1)))]);
+        let v = vote(bank(2), bank(1), &[Item { ops: &[op(a, b, 2)], person: None }], &mut full, 0);
+        assert!(matches!(v[0], Err(Refusal::Overflow { .. })), "{v:?}");
+        // A package that also debits the account keeps a hold (and promises its credit).
+        let both = needs(&[op(b, a, 5), op(a, b, 5)], bank(2)).unwrap();
+        assert!(!both[0].1.unreserved() && both[0].1.promised().cents() == 5);
+        // The headroom covers every unreserved credit that can be in flight to one account.
+        assert_eq!(
+            i128::from(BALANCE_CEILING.cents())
+                + i128::from(shared::ids::BANK_ID_MAX)
+                    * i128::from(PREPARED_ROUNDS_PER_COORDINATOR_MAX)
+                    * ROUND_PACKAGES_MAX as i128
+                    * i128::from(UNRESERVED_CREDIT_CENTS_MAX),
+            i128::from(Money::MAX.cents())
+        );
     }
 
     #[test]

@@ -30,8 +30,8 @@
 //!
 //! Variants stress rules the default run rarely reaches: a member bank that forges commits
 //! and rollbacks of other banks' attempts ([`Config::with_a_hostile_member`]), accounts just
-//! below the largest balance, where two credits promised at once may not both fit
-//! ([`Config::near_the_ceiling`]), and participants that ask about an attempt while its
+//! below the balance ceiling, where two credits promised at once may not both fit and small
+//! ones are not promised at all ([`Config::near_the_ceiling`]), and participants that ask about an attempt while its
 //! coordinator's replica may still decide it ([`Config::asking_early`]).
 //!
 //! What the model leaves to the process-level tests: data-server fencing tokens and locks,
@@ -99,9 +99,22 @@ pub struct Config {
 }
 
 impl Config {
-    /// Every account a little below the largest balance (`Money::MAX`): one credit fits, two
-    /// promised at once may not, so a participant must count credits it has voted for.
+    /// Every account a little below the balance ceiling (`settle::BALANCE_CEILING`), with
+    /// amounts on both sides of what needs no hold: one large credit fits, two promised at once
+    /// may not, so a participant must count credits it has voted for; small ones are not
+    /// counted, and their commits pass the ceiling into the room kept for them.
     pub fn near_the_ceiling() -> Config {
+        Config {
+            opening_cents: settle::BALANCE_CEILING.cents() - settle::UNRESERVED_CREDIT_CENTS_MAX * 3 / 2,
+            amount_cents_max: settle::UNRESERVED_CREDIT_CENTS_MAX * 2,
+            ..Config::default()
+        }
+    }
+
+    /// Every account a little below the largest balance (`Money::MAX`), far above the ceiling:
+    /// no credit fits, unless a participant lets it pass the ceiling (the deliberate bug
+    /// `UnreservedCredits`), and then two at once overflow.
+    pub fn near_the_largest() -> Config {
         Config { opening_cents: Money::MAX.cents() - 1_000, amount_cents_max: 800, ..Config::default() }
     }
 
@@ -950,7 +963,7 @@ impl Sim {
                     for (a, need) in &needs {
                         if let Some(acc) = b.d.accounts.get_mut(a) {
                             acc.held = acc.held.checked_add(need.hold).unwrap_or(Money::MAX);
-                            acc.incoming = acc.incoming.checked_add(need.credits).unwrap_or(Money::MAX);
+                            acc.incoming = acc.incoming.checked_add(need.promised()).unwrap_or(Money::MAX);
                         }
                     }
                     b.d.prepared.insert(items[*k].0.clone(), Held { needs, at_ms: now, coordinator });
@@ -990,7 +1003,7 @@ impl Sim {
                     for (a, need) in &needs {
                         let Some(acc) = b.d.accounts.get_mut(a) else { continue };
                         acc.held = acc.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
-                        acc.incoming = acc.incoming.checked_sub(need.credits).unwrap_or(Money::ZERO);
+                        acc.incoming = acc.incoming.checked_sub(need.promised()).unwrap_or(Money::ZERO);
                         if commit {
                             let after = acc.posted.cents() + need.credits.cents() - need.debits.cents();
                             match Money::from_cents(after) {
@@ -1146,7 +1159,7 @@ impl Sim {
             for h in b.d.prepared.values() {
                 for (a, need) in &h.needs {
                     *owed.entry(*a).or_insert(0) += need.hold.cents();
-                    *promised.entry(*a).or_insert(0) += need.credits.cents();
+                    *promised.entry(*a).or_insert(0) += need.promised().cents();
                 }
             }
             for (a, v) in &b.d.accounts {
@@ -1329,7 +1342,7 @@ mod tests {
     }
 
     #[test]
-    fn credits_promised_near_the_largest_balance_are_counted() {
+    fn credits_near_the_balance_ceiling_are_counted_or_fit_its_headroom() {
         let cfg = Config::near_the_ceiling();
         let failures = hunt(&cfg, 0..seeds() / 5);
         assert!(failures.is_empty(), "{} seeds failed; the first: {:#?}", failures.len(), failures.first());
@@ -1350,7 +1363,7 @@ mod tests {
             (Bug::AcceptRepeatedTokens, Config::default(), "accepted twice"),
             (Bug::IgnoreOutcomeOnPrepare, Config::default(), "applied twice"),
             (Bug::FinishByAnyBank, Config::with_a_hostile_member(), "the decision is"),
-            (Bug::UnreservedCredits, Config::near_the_ceiling(), "would pass the largest balance"),
+            (Bug::UnreservedCredits, Config::near_the_largest(), "would pass the largest balance"),
             (Bug::UnfencedRounds, Config::default(), "while ring/state names worker"),
         ] {
             let cfg = Config { bug: Some(bug), ..cfg };

@@ -55,7 +55,7 @@ impl Money {
     pub const ZERO: Money = Money(0);
     pub const MAX: Money = Money(MONEY_CENTS_MAX);
 
-    pub fn from_cents(cents: i64) -> Result<Money, MoneyError> {
+    pub const fn from_cents(cents: i64) -> Result<Money, MoneyError> {
         if cents < 0 {
             Err(MoneyError::Negative)
         } else if cents > MONEY_CENTS_MAX {
@@ -65,7 +65,7 @@ impl Money {
         }
     }
 
-    pub fn cents(self) -> i64 {
+    pub const fn cents(self) -> i64 {
         self.0
     }
 

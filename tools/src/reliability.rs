@@ -504,14 +504,19 @@ async fn overload(secs: u64, clients: usize) -> Result<Row> {
 
 /// Scenario 6: The protocol simulation over many seeds: as configured by default, with a
 /// member bank forging decisions on other banks' attempts (a fifth of the seeds), with every
-/// account just below the largest balance (a fifth), and with participants asking about
+/// account just below the balance ceiling (a fifth), and with participants asking about
 /// attempts while their coordinator's replica may still decide them (a fifth).
 fn simulation(seeds: u64) -> Vec<Row> {
     use business::interbank::sim::{self, Config};
     let runs = [
         ("ring + 2PC simulation", Config::default(), seeds, ""),
         ("simulation, a hostile member", Config::with_a_hostile_member(), seeds / 5, ", bank 3 forging decisions"),
-        ("simulation, near the largest balance", Config::near_the_ceiling(), seeds / 5, ", accounts near Money::MAX"),
+        (
+            "simulation, near the balance ceiling",
+            Config::near_the_ceiling(),
+            seeds / 5,
+            ", accounts near the ceiling, credits promised and not",
+        ),
         ("simulation, inquiries during rounds", Config::asking_early(), seeds / 5, ", in doubt after 120 ms"),
     ];
     runs.into_iter()

@@ -289,6 +289,33 @@ pub async fn ring_state(ib: &Interbank) -> Result<(ring::RingState, u64), ApiErr
     })
 }
 
+/// Prepared rounds read per page by [`credit_in_flight`].
+const PREPARED_SCAN_PAGE: usize = 32;
+
+/// Whether a package prepared here, by any coordinator, credits `account`. An unreserved credit
+/// leaves no mark on the account's `holds/` record, so this is what tells that money is on its
+/// way to it. Read under the account's lease, it is exact: a prepare that credits the account
+/// takes that lease too. Closing an account is rare, and the rounds held prepared few (at most
+/// `PREPARED_ROUNDS_PER_COORDINATOR_MAX` per coordinator): a scan, not an index kept on every
+/// prepare.
+pub async fn credit_in_flight(ib: &Interbank, account: AccountId) -> Result<bool, ApiError> {
+    let me = Ibk::new(ib.me, account);
+    let mut after: Option<String> = None;
+    loop {
+        let page = ib.ds.scan_records(PREPARED, "", after.as_deref(), PREPARED_SCAN_PAGE).await?;
+        for r in &page.records {
+            let round: PreparedRound = parse(r)?;
+            if round.items.values().any(|p| p.ops.iter().any(|o| o.to == me)) {
+                return Ok(true);
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(false),
+        }
+    }
+}
+
 /// Splits items into runs whose accounts here fit one lock call.
 fn chunks<T>(items: Vec<T>, accounts_of: impl Fn(&T) -> Vec<AccountId>, max: usize) -> Vec<Vec<T>> {
     let mut out: Vec<Vec<T>> = Vec::new();
@@ -595,6 +622,23 @@ async fn prepare_chunk(
             None => fresh.push((*i, it)),
         }
     }
+    // A round holds at most `ROUND_PACKAGES_MAX` packages here (an honest coordinator's rounds
+    // never carry more): the bound on credits in flight without a hold counts on it, so a
+    // coordinator that sends more to one round is answered `unreachable` for the rest, as for
+    // a round too many, and nothing of them is stored.
+    let mut room: BTreeMap<u64, usize> = rounds
+        .iter()
+        .map(|(n, r)| (*n, crate::config::limits::ROUND_PACKAGES_MAX.saturating_sub(r.prepared.items.len())))
+        .collect();
+    fresh.retain(|(i, it)| {
+        let left = room.entry(round_of(it)).or_default();
+        if *left == 0 {
+            out.push((*i, Vote::Unreachable));
+            return false;
+        }
+        *left -= 1;
+        true
+    });
     let mut drawn: BTreeSet<AccountId> = BTreeSet::new();
     let mut touched: BTreeSet<AccountId> = BTreeSet::new();
     let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
@@ -620,14 +664,14 @@ async fn prepare_chunk(
             if !covered {
                 continue;
             }
-            for (a, need) in &needs {
+            for (a, need) in needs.iter().filter(|(_, need)| !need.unreserved()) {
                 if let Some((h, _)) = holds.get_mut(a) {
-                    h.release(*a, need.hold, need.credits);
+                    h.release(*a, need.hold, need.promised());
                     touched.insert(*a);
                 }
                 if let Some(Some(view)) = views.get_mut(a) {
                     view.held = view.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
-                    view.incoming = view.incoming.checked_sub(need.credits).unwrap_or(Money::ZERO);
+                    view.incoming = view.incoming.checked_sub(need.promised()).unwrap_or(Money::ZERO);
                 }
             }
             for u in &p.consents {
@@ -653,10 +697,13 @@ async fn prepare_chunk(
         match result {
             Ok(Reserved { needs, consents }) => {
                 drawn.extend(consents.iter().map(|c| c.account));
-                for (a, need) in &needs {
+                // A small credit to an account asked nothing else keeps no hold: its `holds/`
+                // record is left as it is (see `settle::BALANCE_CEILING` for why it cannot
+                // overflow, and `Accounts::close` for why the account cannot close under it).
+                for (a, need) in needs.iter().filter(|(_, need)| !need.unreserved()) {
                     if let Some((h, _)) = holds.get_mut(a) {
                         h.held = h.held.checked_add(need.hold).unwrap_or(Money::MAX);
-                        h.incoming = h.incoming.checked_add(need.credits).unwrap_or(Money::MAX);
+                        h.incoming = h.incoming.checked_add(need.promised()).unwrap_or(Money::MAX);
                         h.inflight += 1;
                         touched.insert(*a);
                     }
@@ -924,6 +971,8 @@ async fn finish_chunk(
     let mut unknown = Vec::new();
     let mut memo = SettlementMemo { entries: vec![] };
     let mut moved: BTreeSet<AccountId> = BTreeSet::new();
+    // The accounts whose hold an ending released: only their `holds/` records are written.
+    let mut released: BTreeSet<AccountId> = BTreeSet::new();
     for ((txn, package, round), _) in &batch {
         let r = rounds.get_mut(round).expect("every attempt's round was read");
         if !by.may_finish(&r.prepared) {
@@ -974,8 +1023,9 @@ async fn finish_chunk(
             }
         }
         for (a, need) in &needs {
-            if let Some((h, _)) = holds.get_mut(a) {
-                h.release(*a, need.hold, need.credits);
+            if let Some((h, _)) = holds.get_mut(a).filter(|_| !need.unreserved()) {
+                h.release(*a, need.hold, need.promised());
+                released.insert(*a);
             }
             if commit {
                 let b = balances.entry(*a).or_insert(Money::ZERO);
@@ -1008,7 +1058,7 @@ async fn finish_chunk(
     for (round, r) in &rounds {
         r.writes(&round_record_key(coordinator, *round), &mut c.records);
     }
-    for (a, (h, v)) in &holds {
+    for (a, (h, v)) in holds.iter().filter(|(a, _)| released.contains(a)) {
         let op = if h.inflight == 0 && h.held.is_zero() && h.incoming.is_zero() {
             RecordOp::Delete { collection: HOLDS.into(), key: account_key(*a), if_version: Some(*v) }
         } else {

@@ -113,7 +113,10 @@ pub(crate) fn plan(
         }
         let now = |a: AccountId| available.get(&a).copied().flatten();
         let posted = op.apply(&now).and_then(|avail| {
-            avail.into_iter().map(|(a, m)| hold(a).posted_after(a, m).map(|p| (a, m, p))).collect::<Result<Vec<_>, _>>()
+            avail
+                .into_iter()
+                .map(|(a, m)| hold(a).posted_after(a, now(a).unwrap_or(Money::ZERO), m).map(|p| (a, m, p)))
+                .collect::<Result<Vec<_>, _>>()
         });
         let changed = match posted {
             Ok(c) => c,
@@ -160,7 +163,7 @@ pub(crate) fn plan(
         .iter()
         .map(|a| {
             let avail = available.get(a).copied().flatten().expect("an applied operation's accounts exist");
-            let posted = hold(*a).posted_after(*a, avail).expect("checked when the operation was applied");
+            let posted = hold(*a).posted(avail).expect("checked when the operation was applied");
             dataserver_api::SetAmount { account: *a, amount: posted }
         })
         .collect();
