@@ -1004,20 +1004,36 @@ async fn attempts_behind_a_dead_coordinators_are_still_resolved() {
     for r in 0..c.banks[0].replicas.len() {
         c.kill_replica(0, r);
     }
-    let view = token_view(&c, 1, &bank2).await;
-    let body = prepare_one(&view, 1, "a0dead0000", &from1, &payee, "1");
-    let item = body["items"][0].clone();
-    let prepares = (1..=130).map(|i| {
-        let mut body = body.clone();
-        let mut it = item.clone();
-        it["txn"] = serde_json::json!(format!("a0dead{i:04}.{i}"));
-        it["package"] = serde_json::json!(format!("a0dead{i:04}"));
-        body["items"] = serde_json::json!([it]);
-        as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
-    });
-    for r in futures::future::join_all(prepares).await {
-        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    // The ring regenerates the token bank 1 died with; a prepare sent in an epoch that rose
+    // meanwhile is refused (`stale_epoch`) and is sent again in the current one.
+    let mut left: Vec<u32> = (1..=130).collect();
+    for _ in 0..10 {
+        let view = token_view(&c, 1, &bank2).await;
+        let body = prepare_one(&view, 1, "a0dead0000", &from1, &payee, "1");
+        let item = body["items"][0].clone();
+        let prepares = left.iter().map(|i| {
+            let mut body = body.clone();
+            let mut it = item.clone();
+            it["txn"] = serde_json::json!(format!("a0dead{i:04}.{i}"));
+            it["package"] = serde_json::json!(format!("a0dead{i:04}"));
+            body["items"] = serde_json::json!([it]);
+            as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
+        });
+        let mut again = Vec::new();
+        for (i, r) in left.iter().zip(futures::future::join_all(prepares).await) {
+            let r = r.unwrap();
+            if r.status() != StatusCode::OK {
+                let e = r.json::<shared::ErrorBody>().await.unwrap();
+                assert_eq!(e.error, shared::ErrorCode::StaleEpoch, "{e:?}");
+                again.push(*i);
+            }
+        }
+        left = again;
+        if left.is_empty() {
+            break;
+        }
     }
+    assert!(left.is_empty(), "{} prepares never met a current epoch", left.len());
     // And a record nobody can read sorts first: it is reported, and resolves nothing, but
     // stops no other attempt's resolution.
     let mut odd = dataserver_api::CommitRequest::new("unreadable-prepared".to_string());
@@ -1029,10 +1045,18 @@ async fn attempts_behind_a_dead_coordinators_are_still_resolved() {
     });
     ds2.commit(&odd).await.unwrap();
     // Bank 3 prepares one; it never decides it, so it is an abort.
-    let view = token_view(&c, 3, &bank2).await;
-    let live = prepare_one(&view, 3, "z0live", &from3, &payee, "1");
-    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&live).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let mut sent = false;
+    for _ in 0..10 {
+        let view = token_view(&c, 3, &bank2).await;
+        let live = prepare_one(&view, 3, "z0live", &from3, &payee, "1");
+        let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&live).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            sent = true;
+            break;
+        }
+        assert_eq!(r.json::<shared::ErrorBody>().await.unwrap().error, shared::ErrorCode::StaleEpoch);
+    }
+    assert!(sent, "bank 3's prepare never met a current epoch");
     let until = Instant::now() + Duration::from_secs(30);
     while is_prepared(&ds2, 3, "z0live.0").await {
         assert!(Instant::now() < until, "bank 3's attempt is still in doubt behind bank 1's");
