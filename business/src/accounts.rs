@@ -460,16 +460,9 @@ impl Accounts {
         } else {
             crate::interbank::participant::credit_in_flight(ib, target.id).await
         };
-        match credited {
-            Ok(false) => {}
-            Ok(true) => {
-                let _ = self.ds.release(&[lock]).await;
-                return Err(ApiError::InFlight);
-            }
-            Err(e) => {
-                let _ = self.ds.release(&[lock]).await;
-                return Err(e);
-            }
+        if let Err(e) = credited.and_then(|c| if c { Err(ApiError::InFlight) } else { Ok(()) }) {
+            let _ = self.ds.release(&[lock]).await;
+            return Err(e);
         }
         if !balance.is_zero() {
             let _ = self.ds.release(&[lock]).await;

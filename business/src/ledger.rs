@@ -667,10 +667,8 @@ impl Ledger {
                         return Outcome::Final(ApiError::PendingHolders(*a));
                     }
                 }
-                if key.is_none() {
-                    return Outcome::Final(e.into());
-                }
-                replay(self.stored(key.unwrap_or_default(), request).await, Outcome::Again(e.to_string()))
+                let Some(key) = key else { return Outcome::Final(e.into()) };
+                replay(self.stored(key, request).await, Outcome::Again(e.to_string()))
             }
             _ => {
                 self.release(locks).await;
