@@ -49,10 +49,17 @@ pub fn install() {
     });
 }
 
+/// How long a client keeps an idle pooled connection: below actix-web's keep-alive (5 s, every
+/// server of ours). With reqwest's default (90 s) a request could be written on a connection the
+/// server was closing for idleness at that moment, and fail as a transport error although the
+/// server was up — a `503` for a customer, seen once in CI on a data server's first request
+/// after a pause.
+pub const POOL_IDLE_MS_MAX: u64 = 4_000;
+
 /// An HTTP client builder (see [`install`]). Every reqwest client of the workspace starts here.
 pub fn http() -> reqwest::ClientBuilder {
     install();
-    reqwest::Client::builder()
+    reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_millis(POOL_IDLE_MS_MAX))
 }
 
 /// A default HTTP client (see [`install`]).
