@@ -44,6 +44,10 @@ pub struct Metrics {
     pub round_seconds: Histogram,
     /// Packages this replica's rounds decided to commit.
     pub settled_total: Counter,
+    /// Decisions a bank acknowledged through a prepare that carried them.
+    pub decisions_carried_total: Counter,
+    /// Decisions a bank acknowledged through a commit or rollback request of their own.
+    pub decisions_sent_total: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +64,10 @@ impl Default for Metrics {
         let operations_total = counter("operations", "deposits, withdrawals and transfers applied");
         let operation_retries_total = counter("operation_retries", "attempts repeated after a lost lease or no answer");
         let settled_total = counter("settled", "cross-bank packages this replica's rounds decided to commit");
+        let decisions_carried_total =
+            counter("decisions_carried", "decisions acknowledged by a bank through the prepare that carried them");
+        let decisions_sent_total =
+            counter("decisions_sent", "decisions acknowledged by a bank through a commit or rollback of their own");
         let batch_alone_total =
             counter("batch_alone", "operations of a batch run again on their own (the batch could not commit whole)");
         let request_seconds = Histogram::new(LATENCY_S_BOUNDS);
@@ -92,6 +100,8 @@ impl Default for Metrics {
             round_packages,
             round_seconds,
             settled_total,
+            decisions_carried_total,
+            decisions_sent_total,
         }
     }
 }

@@ -182,6 +182,8 @@ pub struct Report {
     pub regenerations: u64,
     pub committed: usize,
     pub failed: usize,
+    /// Decisions a bank applied from the prepare that carried them.
+    pub carried: usize,
     pub violations: Vec<String>,
 }
 
@@ -193,13 +195,36 @@ enum Msg {
     Token(Token),
     ViewAsk,
     View(PeerView),
-    Prepare { epoch: u64, round: u64, items: Vec<PrepareItem> },
-    Votes { round: u64, votes: Vec<Vote> },
-    Fenced { round: u64 },
-    Finish { txns: Vec<String>, commit: bool },
-    Done { txns: Vec<String> },
-    Ask { txn: String },
-    Answer { txn: String, commit: bool },
+    /// A round's prepare, carrying the decisions owed to the bank (`coordinator::round`).
+    Prepare {
+        epoch: u64,
+        round: u64,
+        items: Vec<PrepareItem>,
+        decisions: Vec<(Vec<String>, bool)>,
+    },
+    /// The votes, and the carried decisions applied.
+    Votes {
+        round: u64,
+        votes: Vec<Vote>,
+        done: Vec<String>,
+    },
+    Fenced {
+        round: u64,
+    },
+    Finish {
+        txns: Vec<String>,
+        commit: bool,
+    },
+    Done {
+        txns: Vec<String>,
+    },
+    Ask {
+        txn: String,
+    },
+    Answer {
+        txn: String,
+        commit: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -722,6 +747,8 @@ impl Sim {
         if self.fenced_out(me) {
             return;
         }
+        // `worker::work`: the last round's decisions go before the token does.
+        self.redeliver(me);
         let st = self.banks[Self::idx(me)].d.ring;
         self.worker_write(me, |st| *st = RingState { holding: false, worker: None, lease_until_ms: 0, ..*st });
         self.rep(me).v.working_since_ms = None;
@@ -740,7 +767,6 @@ impl Sim {
     /// Starts a settlement round; false when there was nothing to do.
     fn start_round(&mut self, me: BankId) -> bool {
         let i = Self::idx(me);
-        self.redeliver(me);
         let now = self.clock;
         let epoch = self.banks[i].d.ring.token.epoch;
         let down = self.rep(me).v.down.clone();
@@ -753,6 +779,7 @@ impl Sim {
             packages.push(queue[k].clone());
         }
         if packages.is_empty() {
+            self.redeliver(me);
             return false;
         }
         // The round starts durably, with the ring state, before anything is prepared under it.
@@ -769,11 +796,33 @@ impl Sim {
         };
         let prepares: Vec<(BankId, Vec<PrepareItem>)> = prepares.iter().map(|p| (p.bank, items_of(&p.items))).collect();
         self.rep(me).v.round = Some(Round { id: round, packages, engine, started_ms: now });
+        // The decisions owed ride on the prepares to the banks asked; the others' go on their
+        // own, now.
+        let mut carried: BTreeMap<BankId, Vec<(Vec<String>, bool)>> = BTreeMap::new();
+        let mut rest = Vec::new();
+        for (t, u) in &self.banks[i].d.undelivered {
+            let (ride, other): (Vec<BankId>, Vec<BankId>) =
+                u.banks.iter().partition(|b| prepares.iter().any(|(p, _)| p == *b));
+            for b in ride {
+                let groups = carried.entry(b).or_default();
+                match groups.iter_mut().find(|(_, commit)| *commit == u.commit) {
+                    Some((txns, _)) => txns.push(t.clone()),
+                    None => groups.push((vec![t.clone()], u.commit)),
+                }
+            }
+            if !other.is_empty() {
+                rest.push((t.clone(), u.commit, other));
+            }
+        }
+        self.tell(me, rest);
         for (b, items) in prepares {
+            let decisions = carried.remove(&b).unwrap_or_default();
             if b == me {
+                let done = self.finish_carried(me, me, &decisions);
+                self.acked(me, me, &done);
                 let votes = self.prepare(me, me, epoch, &items);
                 self.collect(me, round, me, votes.map_or(Answer::Fenced, Answer::Votes));
-            } else if !self.send(me, b, Msg::Prepare { epoch, round, items }) {
+            } else if !self.send(me, b, Msg::Prepare { epoch, round, items, decisions }) {
                 // Refused at once (the bank is down): its votes are missing.
                 self.collect(me, round, b, Answer::Silent);
             }
@@ -811,7 +860,6 @@ impl Sim {
         let retention = Retention { clock_skew_ms_max: self.cfg.clock_skew_ms_max, retain_ms: u64::MAX };
         let decided = r.engine.decide(now, &retention);
         self.rep(me).v.down.extend(decided.silent.iter().copied());
-        let mut deliveries: Vec<(String, bool, Vec<BankId>)> = Vec::new();
         for (p, o) in r.packages.iter().zip(decided.outcomes) {
             let txn = p.txn();
             let commit = o.commit();
@@ -832,8 +880,7 @@ impl Sim {
                 q.attempt = q.attempt.max(p.attempt);
             }
             if !o.tell.is_empty() {
-                bank.d.undelivered.insert(txn.clone(), Undelivered { commit, banks: o.tell.iter().copied().collect() });
-                deliveries.push((txn, commit, o.tell));
+                bank.d.undelivered.insert(txn, Undelivered { commit, banks: o.tell.iter().copied().collect() });
             }
         }
         // The same commit closes the round and renews the lease.
@@ -843,7 +890,7 @@ impl Sim {
             st.open_round = None;
             st.lease_until_ms = lease_until_ms;
         });
-        self.tell(me, deliveries);
+        // Its decisions ride on the next round's prepares, or go before the token does.
         if decided.fenced {
             self.worker_write(me, |st| *st = RingState { holding: false, worker: None, lease_until_ms: 0, ..*st });
             self.rep(me).v.working_since_ms = None;
@@ -888,6 +935,14 @@ impl Sim {
         } else {
             self.send(me, b, Msg::Finish { txns, commit });
         }
+    }
+
+    /// `participant::prepare`: the decisions a prepare carries, applied before its votes.
+    fn finish_carried(&mut self, me: BankId, by: BankId, decisions: &[(Vec<String>, bool)]) -> Vec<String> {
+        let done: Vec<String> =
+            decisions.iter().flat_map(|(txns, commit)| self.finish(me, by, txns, *commit)).collect();
+        self.report.carried += done.len();
+        done
     }
 
     fn redeliver(&mut self, me: BankId) {
@@ -1087,15 +1142,19 @@ impl Sim {
                     views.push(v);
                 }
             }
-            Msg::Prepare { epoch, round, items } => {
+            Msg::Prepare { epoch, round, items, decisions } => {
+                let done = self.finish_carried(me, from, &decisions);
                 let reply = match self.prepare(me, from, epoch, &items) {
-                    Some(votes) => Msg::Votes { round, votes },
+                    Some(votes) => Msg::Votes { round, votes, done },
                     None => Msg::Fenced { round },
                 };
                 self.reply(me, from, asker, reply);
                 self.forge(me, from, &items);
             }
-            Msg::Votes { round, votes } => self.collect(me, round, from, Answer::Votes(votes)),
+            Msg::Votes { round, votes, done } => {
+                self.acked(me, from, &done);
+                self.collect(me, round, from, Answer::Votes(votes));
+            }
             Msg::Fenced { round } => self.collect(me, round, from, Answer::Fenced),
             Msg::Finish { txns, commit } => {
                 let done = self.finish(me, from, &txns, commit);
@@ -1309,12 +1368,14 @@ mod tests {
             total.regenerations += r.regenerations;
             total.committed += r.committed;
             total.failed += r.failed;
+            total.carried += r.carried;
         }
         assert!(total.crashes > 100 && total.lost > 1_000 && total.duplicated > 1_000, "{total:?}");
         assert!(total.regenerations > 50, "lost tokens are regenerated: {total:?}");
         assert!(total.stalls > 100 && total.takeovers > 100, "replicas stall and are taken over: {total:?}");
         assert!(total.closed > 20 && total.fenced_out > 20, "rounds are left open, closed, and fenced: {total:?}");
         assert!(total.committed > total.failed, "most packages settle: {total:?}");
+        assert!(total.carried > total.committed, "decisions ride on the next round's prepares: {total:?}");
     }
 
     #[test]

@@ -642,6 +642,24 @@ async fn a_member_bank_cannot_end_or_abort_another_banks_settlement() {
     assert_eq!(balance(&c, victim.ibk()).await, "100".parse::<Money>().unwrap(), "bank 3 moved nobody's money");
     let ds2 = c.banks[1].ds_client();
     assert!(is_prepared(&ds2, 1, txn).await, "the attempt is still prepared");
+    // The same decisions carried by a prepare (issue 13: a round's decisions ride on the next
+    // round's prepares) reach no further: bank 3's own prepare ends only bank 3's attempts, and
+    // a prepare in bank 1's name from bank 3 is refused before anything is applied.
+    let view3 = token_view(&c, 3, &bank2).await;
+    let mut carrier = prepare_one(&view3, 3, "carrier0package", &victim, &payee, "1");
+    carrier["decisions"] = serde_json::json!([{ "commit": true, "txns": [txn] }]);
+    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&carrier).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    // Bank 3's only attempt of that id is the tombstone its own rollback left: a commit of it
+    // conflicts, and nothing is ended.
+    assert!(answer.get("ended").is_none(), "nothing of bank 1's ended: {answer}");
+    carrier["coordinator"] = serde_json::json!(1);
+    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&carrier).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "bank 3 speaking as bank 1");
+    assert_eq!(outcome(&ds2, 1, txn).await, None, "bank 1's attempt has no outcome");
+    assert!(is_prepared(&ds2, 1, txn).await, "the attempt is still prepared");
+    assert_eq!(balance(&c, victim.ibk()).await, "100".parse::<Money>().unwrap(), "bank 3 moved nobody's money");
 
     // Its coordinator ends it.
     let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/rollback"))
@@ -1530,6 +1548,22 @@ async fn banks_prove_who_they_are_by_certificate() {
     assert!(client.get(&bank3_ok).header(shared::api::BANK_HEADER, "1").send().await.is_err(), "not bank 2");
 }
 
+/// The metrics `names` summed over bank `bank`'s (index) replicas, in order (0 when absent).
+#[expect(clippy::float_arithmetic, reason = "metrics as Prometheus prints them, summed for a test to compare")]
+async fn bank_metrics(c: &Cluster, bank: usize, names: &[&str]) -> Vec<f64> {
+    let http = pki::http_client();
+    let mut sums = vec![0.0; names.len()];
+    for url in c.banks[bank].urls() {
+        let r = http.get(format!("{url}/metrics")).bearer_auth(&c.operator_key).send().await.unwrap();
+        let text = r.text().await.unwrap();
+        for (sum, name) in sums.iter_mut().zip(names) {
+            *sum +=
+                text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok()).unwrap_or(0.0);
+        }
+    }
+    sums
+}
+
 /// A bank that gets the token with packages waiting, but not a round's worth, waits
 /// `--round-linger-ms` before its first round, so packages submitted meanwhile share the round
 /// (and its holds, balances and per-round records). With a linger longer than the submissions
@@ -1547,18 +1581,8 @@ async fn packages_submitted_while_the_token_lingers_share_one_round() {
     let payee = customer(&c, 1, 182, "0").await;
     // Rounds bank 1's replicas coordinated, and the packages they decided.
     let rounds = || async {
-        let http = pki::http_client();
-        let (mut rounds, mut packages) = (0.0, 0.0);
-        for url in c.banks[0].urls() {
-            let r = http.get(format!("{url}/metrics")).bearer_auth(&c.operator_key).send().await.unwrap();
-            let text = r.text().await.unwrap();
-            let metric = |name: &str| {
-                text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok()).unwrap_or(0.0)
-            };
-            rounds += metric("business_round_packages_count");
-            packages += metric("business_round_packages_sum");
-        }
-        (rounds, packages)
+        let m = bank_metrics(&c, 0, &["business_round_packages_count", "business_round_packages_sum"]).await;
+        (m[0], m[1])
     };
     let before = rounds().await;
     let mut ids = Vec::new();
@@ -1577,4 +1601,47 @@ async fn packages_submitted_while_the_token_lingers_share_one_round() {
     let after = rounds().await;
     assert_eq!((after.0 - before.0, after.1 - before.1), (1.0, 4.0), "one round of the four");
     settled_and_clean(&c).await;
+}
+
+/// A round's decisions ride on the next round's prepares (issue 13): a participant applies them
+/// before it votes, and they cost no request of their own. With rounds of at most two packages
+/// and a linger long enough for twelve submissions to wait together, bank 1's hold runs six
+/// rounds back to back, and the decisions of all but the last reach banks 1 and 2 on a prepare
+/// (the last go on their own, before the token moves on). Every package settles, every hold is
+/// released, and the books balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_ride_on_the_next_rounds_prepare() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::ephemeral(3, 2, dir.path());
+    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
+    spec.business_args.extend(["--round-linger-ms", "1500", "--batch-packages-max", "2"].map(String::from));
+    let c = Cluster::start(&spec).unwrap();
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let payers = [customer(&c, 0, 191, "100").await, customer(&c, 0, 192, "100").await];
+    let payee = customer(&c, 1, 193, "0").await;
+    // Decisions acknowledged through prepares and through requests of their own, by bank 1's
+    // replicas (the coordinator of every package here).
+    let carried = || async {
+        let m = bank_metrics(&c, 0, &["business_decisions_carried_total", "business_decisions_sent_total"]).await;
+        (m[0], m[1])
+    };
+    let before = carried().await;
+    let to = payee.ibk().to_string();
+    let pays = (0..12).map(|n| {
+        let (payer, to) = (&payers[n % 2], to.clone());
+        async move { payer.pay(&[(payer.ibk().to_string(), to, "1")]).await.unwrap() }
+    });
+    let submitted = futures::future::join_all(pays).await;
+    for (n, t) in submitted.iter().enumerate() {
+        assert_eq!(terminal(&payers[n % 2], &t.id, Duration::from_secs(60)).await.status, Status::Success);
+    }
+    settled_and_clean(&c).await;
+    let after = carried().await;
+    let (carried, sent) = (after.0 - before.0, after.1 - before.1);
+    // Twelve packages, each acknowledged by banks 1 and 2 (a decision redelivered by recovery
+    // meanwhile may be acknowledged twice).
+    assert!(carried + sent >= 24.0, "every decision acknowledged: {after:?} after {before:?}");
+    eprintln!("decisions acknowledged: {carried} carried by prepares, {sent} sent on their own");
+    assert!(carried >= 12.0, "most decisions rode on a prepare: {carried} carried, {sent} sent");
+    assert_eq!(balance(&c, payee.ibk()).await, "12".parse::<Money>().unwrap());
 }

@@ -31,7 +31,9 @@ use shared::api::{Status, Transaction, TransactionType};
 use shared::{BankId, Document, ErrorCode, Ibk};
 
 use super::engine::{Answer, Inquiry, Round};
-use super::participant::{self, FinishRequest, FinishResponse, PrepareItem, PrepareRequest, PrepareResponse};
+use super::participant::{
+    self, Decisions, FinishRequest, FinishResponse, PrepareItem, PrepareRequest, PrepareResponse,
+};
 use super::settle::{Decision, WireOp};
 use super::{Interbank, PeerError, now_ms};
 use crate::error::{ApiError, Unavailable};
@@ -612,28 +614,81 @@ pub enum Swept {
     Seen(usize),
 }
 
+/// Decisions owed, as one worker's hold carries them from a round to the next: each round's
+/// key, the version of its `undelivered/` record, the record.
+pub type Carried = Vec<(String, u64, Undelivered)>;
+
+/// Delivers the decisions still owed at the end of a hold: those `carried` from its last round
+/// and the first page of `undelivered/`, to the banks not in `down`.
+pub async fn deliver_owed(ib: &Interbank, carried: &mut Carried, down: &mut BTreeSet<BankId>) -> Result<(), ApiError> {
+    let owing = owed(ib, carried, down).await?;
+    down.extend(owing.deliver(ib).await?);
+    Ok(())
+}
+
+/// What is owed now: the first page of `undelivered/` and what `carried` adds (a round's own
+/// record may sit behind a page of rounds owed to a bank that is down), read fresh.
+async fn owed(ib: &Interbank, carried: &mut Carried, down: &BTreeSet<BankId>) -> Result<Owing, ApiError> {
+    let page = ib.ds.scan_records(UNDELIVERED, "", None, ib.limits.batch_packages_max).await?;
+    let mut pending = parse_undelivered(&page.records)?;
+    let beyond: Vec<dataserver_api::RecordKey> = std::mem::take(carried)
+        .into_iter()
+        .filter(|(key, _, _)| !pending.iter().any(|(k, _, _)| k == key))
+        .map(|(key, _, _)| dataserver_api::RecordKey::new(UNDELIVERED, key))
+        .collect();
+    if !beyond.is_empty() {
+        let read = ib.ds.get_records(beyond).await?;
+        pending.extend(parse_undelivered(&read.into_iter().flatten().collect::<Vec<_>>())?);
+    }
+    Owing::new(ib, pending, down)
+}
+
 /// One settlement round over the next page of the queue after `cursor`, by the replica that
 /// works the token in `ring` (`ring/state` at version `ring_version`): the round's start and its
 /// decisions' commit both move the ring state on (renewing that replica's lease), on the
 /// condition that nobody changed it meanwhile, and `ring` and `ring_version` follow. Nothing
 /// starts unless `packages_min` packages wait in the whole queue. Returns what it found.
+///
+/// Decisions owed (`carried` from the hold's previous round, and any left in `undelivered/`)
+/// ride on this round's prepares to the banks it asks, and are sent on their own to the others;
+/// this round's own are carried to the next ([`deliver_owed`] sends them when the hold ends).
 pub async fn round(
     ib: &Interbank,
     ring: &mut super::ring::RingState,
     ring_version: &mut u64,
     cursor: &mut Option<String>,
     down: &mut BTreeSet<BankId>,
+    carried: &mut Carried,
     packages_min: usize,
 ) -> Result<Swept, RoundError> {
-    let epoch = ring.token.epoch;
     if let Some(n) = ring.open_round {
         close(ib, ring, ring_version, n, down).await?;
     }
     // Decisions still owed to banks that answer: their rollbacks free holds this round's
-    // attempts may need. A bank that does not answer is left to recovery ([`recover`]) for the
-    // rest of this hold: the token does not wait on it again.
-    let page = ib.ds.scan_records(UNDELIVERED, "", None, ib.limits.batch_packages_max).await?;
-    down.extend(deliver(ib, parse_undelivered(&page.records)?, down).await?);
+    // attempts may need (a prepare applies the decisions it carries before it votes). A bank
+    // that does not answer is left to recovery ([`recover`]) for the rest of this hold: the
+    // token does not wait on it again.
+    let mut owing = owed(ib, carried, down).await?;
+    let swept = prepare_round(ib, ring, ring_version, cursor, down, &mut owing, packages_min).await;
+    // Whatever did not ride on a prepare goes on its own, now.
+    let delivered = owing.deliver(ib).await;
+    let (swept, decided) = swept?;
+    carried.extend(decided);
+    down.extend(delivered?);
+    Ok(swept)
+}
+
+#[expect(clippy::too_many_lines, reason = "one round's steps, in order, each commented")]
+async fn prepare_round(
+    ib: &Interbank,
+    ring: &mut super::ring::RingState,
+    ring_version: &mut u64,
+    cursor: &mut Option<String>,
+    down: &mut BTreeSet<BankId>,
+    owing: &mut Owing,
+    packages_min: usize,
+) -> Result<(Swept, Option<(String, u64, Undelivered)>), RoundError> {
+    let epoch = ring.token.epoch;
     let started = std::time::Instant::now();
     let page = ib.ds.scan_records(QUEUE, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
     if let Some(n) = page.count {
@@ -642,10 +697,10 @@ pub async fn round(
     // The whole queue counts (the page runs from the cursor only), so a full queue never waits.
     let waiting = page.count.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)).max(page.records.len());
     if page.records.is_empty() {
-        return Ok(Swept::Empty);
+        return Ok((Swept::Empty, None));
     }
     if waiting < packages_min {
-        return Ok(Swept::Short);
+        return Ok((Swept::Short, None));
     }
     let now = now_ms();
     let mut page_queued: Vec<(Queued, (String, u64))> = Vec::with_capacity(page.records.len());
@@ -670,7 +725,7 @@ pub async fn round(
         .map(|(_, (queued, (queue_key, queue_version)))| Planned { queued, queue_key, queue_version })
         .collect();
     if planned.is_empty() {
-        return Ok(Swept::Seen(seen));
+        return Ok((Swept::Seen(seen), None));
     }
     // The round starts durably before anything is prepared under its number: `ring/state`
     // moves to it and `rounds/{n}` names its packages, in one commit.
@@ -736,12 +791,16 @@ pub async fn round(
                 }
             })
             .collect();
-        prepare_at(ib, pr.bank, PrepareRequest { epoch, coordinator: ib.me, items })
+        let decisions = owing.take(pr.bank);
+        prepare_at(ib, pr.bank, PrepareRequest { epoch, coordinator: ib.me, items, decisions })
     });
     let answers = join_all(calls).await;
     for (pr, answer) in prepares.iter().zip(answers) {
         let answer = match answer {
-            Ok(r) => Answer::Votes(r.votes),
+            Ok(r) => {
+                owing.answered(ib, pr.bank, r.ended, true);
+                Answer::Votes(r.votes)
+            }
             Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => Answer::Fenced,
             Err(e) => {
                 if !matches!(e, PeerError::NotDelivered(_)) {
@@ -872,13 +931,12 @@ pub async fn round(
     #[expect(clippy::cast_precision_loss, reason = "a histogram sample, for reporting only")]
     ib.metrics.round_packages.observe(outcomes.len() as f64);
     ib.metrics.round_seconds.observe(started.elapsed().as_secs_f64());
-    if !undelivered.owed.is_empty() {
-        down.extend(deliver(ib, vec![(key, undelivered_version, undelivered)], down).await?);
-    }
+    // This round's decisions ride on the next round's prepares (or go when the hold ends).
+    let decided = (!undelivered.owed.is_empty()).then_some((key, undelivered_version, undelivered));
     if fenced {
         return Err(RoundError::Fenced(epoch));
     }
-    Ok(Swept::Seen(seen))
+    Ok((Swept::Seen(seen), decided))
 }
 
 /// Sends rounds' decisions (`pending`: each round's key, the version of its `undelivered/`
@@ -891,96 +949,150 @@ async fn deliver(
     pending: Vec<(String, u64, Undelivered)>,
     skip: &BTreeSet<BankId>,
 ) -> Result<BTreeSet<BankId>, ApiError> {
-    let mut silent = BTreeSet::new();
-    if pending.is_empty() {
-        return Ok(silent);
+    Owing::new(ib, pending, skip)?.deliver(ib).await
+}
+
+/// Rounds' decisions owed to banks, on their way: grouped per bank and decision kind, sent in
+/// requests of their own ([`Owing::send`]) or carried by a bank's next prepare
+/// ([`Owing::take`]), and the acknowledgements recorded in one commit ([`Owing::record`]).
+struct Owing {
+    /// Each round's key, the version of its `undelivered/` record as read, its number, the
+    /// record.
+    pending: Vec<(String, u64, u64, Undelivered)>,
+    /// The attempts to tell each bank, per decision kind, not yet sent.
+    groups: BTreeMap<(BankId, bool), Vec<String>>,
+    /// Each attempt's horizon, for a bank that answers it knows nothing of it.
+    forget: BTreeMap<String, u64>,
+    acked: BTreeSet<(BankId, String)>,
+    retention: super::retention::Retention,
+}
+
+impl Owing {
+    fn new(
+        ib: &Interbank,
+        pending: Vec<(String, u64, Undelivered)>,
+        skip: &BTreeSet<BankId>,
+    ) -> Result<Self, ApiError> {
+        // Each round's number, read once from its key.
+        let pending: Vec<(String, u64, u64, Undelivered)> = pending
+            .into_iter()
+            .map(|(key, version, u)| match key.parse() {
+                Ok(n) => Ok((key, version, n, u)),
+                Err(_) => Err(ApiError::Unavailable(Unavailable::Corrupt(format!("round {key:?}")))),
+            })
+            .collect::<Result<_, _>>()?;
+        let mut groups: BTreeMap<(BankId, bool), Vec<String>> = BTreeMap::new();
+        let mut forget: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, _, n, u) in &pending {
+            for o in &u.owed {
+                let t = txn(&o.package, *n);
+                forget.insert(t.clone(), u.forget_after_ms);
+                for b in o.banks.iter().filter(|b| !skip.contains(b)) {
+                    groups.entry((*b, o.commit)).or_default().push(t.clone());
+                }
+            }
+        }
+        Ok(Owing { pending, groups, forget, acked: BTreeSet::new(), retention: ib.limits.retention })
     }
-    // Each round's number, read once from its key.
-    let mut pending: Vec<(String, u64, u64, Undelivered)> = pending
-        .into_iter()
-        .map(|(key, version, u)| match key.parse() {
-            Ok(n) => Ok((key, version, n, u)),
-            Err(_) => Err(ApiError::Unavailable(Unavailable::Corrupt(format!("round {key:?}")))),
-        })
-        .collect::<Result<_, _>>()?;
-    let mut groups: BTreeMap<(BankId, bool), Vec<String>> = BTreeMap::new();
-    let mut forget: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, _, n, u) in &pending {
-        let n = *n;
-        for o in &u.owed {
-            let t = txn(&o.package, n);
-            forget.insert(t.clone(), u.forget_after_ms);
-            for b in o.banks.iter().filter(|b| !skip.contains(b)) {
-                groups.entry((*b, o.commit)).or_default().push(t.clone());
+
+    /// The decisions owed to `bank`, to carry on its next prepare: they are no longer sent on
+    /// their own.
+    fn take(&mut self, bank: BankId) -> Vec<Decisions> {
+        [true, false]
+            .into_iter()
+            .filter_map(|commit| self.groups.remove(&(bank, commit)).map(|txns| Decisions { commit, txns }))
+            .collect()
+    }
+
+    /// What `bank` answered to decisions sent to it (`carried`: on a prepare).
+    fn answered(&mut self, ib: &Interbank, bank: BankId, r: FinishResponse, carried: bool) {
+        let now = now_ms();
+        let counter = if carried { &ib.metrics.decisions_carried_total } else { &ib.metrics.decisions_sent_total };
+        counter.inc_by(r.done.len() as u64);
+        self.acked.extend(r.done.into_iter().map(|t| (bank, t)));
+        for t in r.unknown {
+            // A bank that acknowledged a commit long ago, but whose answer was lost, has since
+            // forgotten the attempt; before that, not knowing it is a bug to keep asking about.
+            let forget_after = self.forget.get(t.as_str()).copied().unwrap_or(0);
+            if self.retention.may_have_forgotten(forget_after, now) {
+                self.acked.insert((bank, t));
+            } else {
+                tracing::error!(bank = %bank, txn = t, "a commit for an attempt the bank never prepared");
             }
         }
     }
-    let calls = groups.iter().map(|((bank, commit), txns)| finish_at(ib, *bank, txns.clone(), *commit));
-    let answers = join_all(calls).await;
-    let mut acked: BTreeSet<(BankId, String)> = BTreeSet::new();
-    let now = now_ms();
-    for (((bank, _), _), answer) in groups.iter().zip(answers) {
-        match answer {
-            Ok(r) => {
-                acked.extend(r.done.into_iter().map(|t| (*bank, t)));
-                for t in r.unknown {
-                    // A bank that acknowledged a commit long ago, but whose answer was lost, has
-                    // since forgotten the attempt; before that, not knowing it is a bug to keep
-                    // asking about.
-                    let forget_after = forget.get(t.as_str()).copied().unwrap_or(0);
-                    if ib.limits.retention.may_have_forgotten(forget_after, now) {
-                        acked.insert((*bank, t));
-                    } else {
-                        tracing::error!(bank = %bank, txn = t, "a commit for an attempt the bank never prepared");
+
+    /// Sends the decisions not carried by a prepare, one request per bank and decision kind.
+    /// Returns the banks that did not answer.
+    async fn send(&mut self, ib: &Interbank) -> BTreeSet<BankId> {
+        let mut silent = BTreeSet::new();
+        let groups = std::mem::take(&mut self.groups);
+        let calls = groups.iter().map(|((bank, commit), txns)| finish_at(ib, *bank, txns.clone(), *commit));
+        let answers = join_all(calls).await;
+        for (((bank, _), _), answer) in groups.iter().zip(answers) {
+            match answer {
+                Ok(r) => self.answered(ib, *bank, r, false),
+                Err(PeerError::NotDelivered(_)) => {
+                    tracing::debug!(bank = %bank, "bank down; decisions wait for it");
+                    silent.insert(*bank);
+                }
+                Err(e) => {
+                    tracing::warn!(bank = %bank, error = %e, "delivering decisions failed; will retry");
+                    if !matches!(e, PeerError::Refused { .. }) {
+                        silent.insert(*bank);
                     }
                 }
             }
-            Err(PeerError::NotDelivered(_)) => {
-                tracing::debug!(bank = %bank, "bank down; decisions wait for it");
-                silent.insert(*bank);
+        }
+        silent
+    }
+
+    /// Sends what is left, then records who acknowledged what. Returns the banks that did not
+    /// answer.
+    async fn deliver(mut self, ib: &Interbank) -> Result<BTreeSet<BankId>, ApiError> {
+        let silent = self.send(ib).await;
+        self.record(ib).await?;
+        Ok(silent)
+    }
+
+    /// Records who acknowledged what, in one commit.
+    async fn record(mut self, ib: &Interbank) -> Result<(), ApiError> {
+        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        for (key, version, n, u) in &mut self.pending {
+            let n = *n;
+            let before: usize = u.owed.iter().map(|o| o.banks.len()).sum();
+            for o in &mut u.owed {
+                let t = txn(&o.package, n);
+                o.banks.retain(|b| !self.acked.contains(&(*b, t.clone())));
             }
-            Err(e) => {
-                tracing::warn!(bank = %bank, error = %e, "delivering decisions failed; will retry");
-                if !matches!(e, PeerError::Refused { .. }) {
-                    silent.insert(*bank);
-                }
+            u.owed.retain(|o| !o.banks.is_empty());
+            let after: usize = u.owed.iter().map(|o| o.banks.len()).sum();
+            // On the version read: a record another replica's delivery shrank or deleted
+            // meanwhile is never written back larger (a package shown `success` would be
+            // `confirmed` again).
+            let if_version = Some(*version);
+            if u.owed.is_empty() {
+                c.records.push(RecordOp::Delete { collection: UNDELIVERED.into(), key: key.clone(), if_version });
+            } else if after < before {
+                c.records.push(RecordOp::Put {
+                    collection: UNDELIVERED.into(),
+                    key: key.clone(),
+                    value: json(u),
+                    if_version,
+                });
             }
         }
-    }
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
-    for (key, version, n, u) in &mut pending {
-        let n = *n;
-        let before: usize = u.owed.iter().map(|o| o.banks.len()).sum();
-        for o in &mut u.owed {
-            let t = txn(&o.package, n);
-            o.banks.retain(|b| !acked.contains(&(*b, t.clone())));
+        if !c.records.is_empty() {
+            match ib.ds.commit(&c).await {
+                Ok(_) => {}
+                // Another replica's delivery wrote one of these records meanwhile: what is left
+                // is redelivered, and acknowledged again.
+                Err(e) if e.code() == Some(DsCode::ConditionFailed) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        u.owed.retain(|o| !o.banks.is_empty());
-        let after: usize = u.owed.iter().map(|o| o.banks.len()).sum();
-        // On the version read: a record another replica's delivery shrank or deleted meanwhile
-        // is never written back larger (a package shown `success` would be `confirmed` again).
-        let if_version = Some(*version);
-        if u.owed.is_empty() {
-            c.records.push(RecordOp::Delete { collection: UNDELIVERED.into(), key: key.clone(), if_version });
-        } else if after < before {
-            c.records.push(RecordOp::Put {
-                collection: UNDELIVERED.into(),
-                key: key.clone(),
-                value: json(u),
-                if_version,
-            });
-        }
+        Ok(())
     }
-    if !c.records.is_empty() {
-        match ib.ds.commit(&c).await {
-            Ok(_) => {}
-            // Another replica's delivery wrote one of these records meanwhile: what is left is
-            // redelivered, and acknowledged again.
-            Err(e) if e.code() == Some(DsCode::ConditionFailed) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(silent)
 }
 
 /// A package confirmed, once every bank applied it: `success`, each operation too. Its time

@@ -65,12 +65,31 @@ pub struct PrepareRequest {
     pub epoch: u64,
     pub coordinator: BankId,
     pub items: Vec<PrepareItem>,
+    /// Decisions of the coordinator's earlier rounds this bank has not acknowledged, carried
+    /// by the next prepare (issue 13: they cost a request of their own per bank and decision
+    /// kind, on the round's critical path). Applied before any item is voted on, exactly as
+    /// `/interbank/commit` and `/interbank/rollback` would apply them: holds they release are
+    /// there for the votes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<Decisions>,
+}
+
+/// One kind of decision on attempts of the prepare's coordinator's rounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decisions {
+    pub commit: bool,
+    pub txns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PrepareResponse {
     /// One per item, in order.
     pub votes: Vec<Vote>,
+    /// What became of the decisions carried ([`PrepareRequest::decisions`]), as a commit's or
+    /// rollback's answer says it: an attempt in neither list was not ended here now.
+    #[serde(default, skip_serializing_if = "FinishResponse::is_empty")]
+    pub ended: FinishResponse,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -79,7 +98,7 @@ pub struct FinishRequest {
     pub txns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FinishResponse {
     /// The attempts now final here (all of them, unless a commit arrived for an attempt this
     /// bank never prepared — a coordinator bug, reported rather than invented).
@@ -88,6 +107,12 @@ pub struct FinishResponse {
     /// and forgotten long ago (the coordinator tells which by the attempt's deadline).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown: Vec<String>,
+}
+
+impl FinishResponse {
+    pub fn is_empty(&self) -> bool {
+        self.done.is_empty() && self.unknown.is_empty()
+    }
 }
 
 /// `prepared/{coordinator}.{round}`: what this bank holds for one coordinator's round until its
@@ -389,10 +414,25 @@ async fn commit_or_release(ib: &Interbank, commit: CommitRequest) -> Result<(), 
     }
 }
 
-/// Votes on a batch of packages. Refuses the whole batch when its epoch is stale.
+/// Applies the decisions a prepare carries, then votes on its batch of packages. Refuses the
+/// whole batch when its epoch is stale (the decisions applied stay applied: they are the
+/// coordinator's whatever its epoch, and it delivers them again, finding them done).
 pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareResponse, ApiError> {
     let me = ib.me;
     let at = Fence { coordinator: req.coordinator, epoch: req.epoch };
+    let mut ended = FinishResponse::default();
+    for d in req.decisions {
+        // A decision that cannot be applied now is not acknowledged: the coordinator sends it
+        // again. It does not fail the votes (they may only find less money free).
+        match finish(ib, d.txns, d.commit, FinishBy::Coordinator(req.coordinator)).await {
+            Ok(r) => {
+                ended.done.extend(r.done);
+                ended.unknown.extend(r.unknown);
+            }
+            Err(e @ ApiError::PeerForbidden(_)) => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "decisions carried by a prepare could not be applied now"),
+        }
+    }
     let mut votes = Vec::with_capacity(req.items.len());
     // Too late: refused without a record (a late or repeated prepare; the attempt may already be
     // forgotten here, so its tombstone cannot be what refuses it).
@@ -433,7 +473,7 @@ pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareRespo
         }
     }
     votes.sort_by_key(|(i, _)| *i);
-    Ok(PrepareResponse { votes: votes.into_iter().map(|(_, v)| v).collect() })
+    Ok(PrepareResponse { votes: votes.into_iter().map(|(_, v)| v).collect(), ended })
 }
 
 /// How long a package tried alone, after its chunk met a busy account, waits for its own locks.

@@ -210,6 +210,8 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
     // A hold's first round waits once for a fuller queue (`round_linger_ms`) when packages wait
     // but not a round's worth; an empty queue is the idle hold's to wait on.
     let mut linger = ib.limits.round_linger_ms > 0;
+    // The last round's decisions, carried by the next round's prepares.
+    let mut carried = coordinator::Carried::new();
     loop {
         // Each round's decisions renew the lease in their own commit; a write here only when
         // rounds have not lately (the hold's first round, rounds with nothing to decide).
@@ -222,7 +224,8 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
             }
         }
         let packages_min = if linger { ib.limits.batch_packages_max } else { 1 };
-        match coordinator::round(ib, &mut state, &mut version, &mut cursor, &mut down, packages_min).await {
+        match coordinator::round(ib, &mut state, &mut version, &mut cursor, &mut down, &mut carried, packages_min).await
+        {
             Ok(Swept::Short) => {
                 linger = false;
                 tokio::time::sleep(Duration::from_millis(ib.limits.round_linger_ms)).await;
@@ -256,6 +259,13 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
         if started.elapsed() >= Duration::from_millis(ib.limits.hold_ms_max) {
             break;
         }
+    }
+    // The last round's decisions go now, before the token does: the next hold is a turn of
+    // the ring away, and the holds they release would wait for it.
+    if !carried.is_empty()
+        && let Err(e) = coordinator::deliver_owed(ib, &mut carried, &mut down).await
+    {
+        tracing::warn!(error = %e, "delivering the last round's decisions failed; recovery will");
     }
     if worked == 0 {
         // An idle ring would otherwise spin as fast as the network allows.

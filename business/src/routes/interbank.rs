@@ -112,6 +112,13 @@ fn check_items(req: &PrepareRequest) -> Result<(), ApiError> {
             format!("1 to {PREPARE_ITEMS_MAX} packages per prepare"),
         ));
     }
+    // The decisions carried are bounded as a commit's or rollback's own request is.
+    if req.decisions.iter().map(|d| d.txns.len()).sum::<usize>() > PREPARE_ITEMS_MAX * 4 {
+        return Err(ApiError::invalid(ErrorCode::BatchTooLarge, "too many transactions in one request"));
+    }
+    for t in req.decisions.iter().flat_map(|d| &d.txns) {
+        check_txn(t)?;
+    }
     for it in &req.items {
         if it.ops.is_empty() || it.ops.len() > PACKAGE_OPERATIONS_MAX || it.ops.iter().any(|o| o.from == o.to) {
             return Err(ApiError::invalid(
