@@ -1625,7 +1625,15 @@ async fn decisions_ride_on_the_next_rounds_prepare() {
         let m = bank_metrics(&c, 0, &["business_decisions_carried_total", "business_decisions_sent_total"]).await;
         (m[0], m[1])
     };
+    // Lock calls at bank 2, whose only work here is the payee's side of each round.
+    let ds2 = c.banks[1].ds_client();
+    let grants = || async {
+        let text = ds2.metrics().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix("dataserver_lock_grants_total ")?.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let rounds = || async { bank_metrics(&c, 0, &["business_round_packages_count"]).await[0] };
     let before = carried().await;
+    let (grants_before, rounds_before) = (grants().await, rounds().await);
     let to = payee.ibk().to_string();
     let pays = (0..12).map(|n| {
         let (payer, to) = (&payers[n % 2], to.clone());
@@ -1635,6 +1643,7 @@ async fn decisions_ride_on_the_next_rounds_prepare() {
     for (n, t) in submitted.iter().enumerate() {
         assert_eq!(terminal(&payers[n % 2], &t.id, Duration::from_secs(60)).await.status, Status::Success);
     }
+    let (grants, rounds) = (grants().await - grants_before, rounds().await - rounds_before);
     settled_and_clean(&c).await;
     let after = carried().await;
     let (carried, sent) = (after.0 - before.0, after.1 - before.1);
@@ -1642,6 +1651,13 @@ async fn decisions_ride_on_the_next_rounds_prepare() {
     // meanwhile may be acknowledged twice).
     assert!(carried + sent >= 24.0, "every decision acknowledged: {after:?} after {before:?}");
     eprintln!("decisions acknowledged: {carried} carried by prepares, {sent} sent on their own");
+    eprintln!("{rounds} rounds, {grants} lock grants at the payee's bank");
+    // And the decisions a prepare carries are applied under its own locks, in its commit: at
+    // the payee's bank one lock call per round, and one for the decisions sent on their own at
+    // the end of a hold (there were two per round, a prepare's and a commit's).
+    #[expect(clippy::cast_precision_loss, reason = "a few lock grants")]
+    let grants = grants as f64;
+    assert!(grants <= rounds + 2.0, "{grants} lock calls for {rounds} rounds");
     assert!(carried >= 12.0, "most decisions rode on a prepare: {carried} carried, {sent} sent");
     assert_eq!(balance(&c, payee.ibk()).await, "12".parse::<Money>().unwrap());
 }

@@ -1,7 +1,11 @@
 //! A bank's side of two-phase commit, over its data server: prepare a batch of packages (one
 //! lock call and one atomic commit for the whole batch), then commit or roll them back (again
-//! one lock call and one commit). Holds are kept apart from posted balances (`holds/{account}`)
-//! and every step is idempotent, so a coordinator may repeat any message after any failure.
+//! one lock call and one commit). A prepare that carries its coordinator's decisions on earlier
+//! rounds ends those attempts and votes on its own under the same locks, in the same commit
+//! (`settle_chunk`): with decisions riding on the next round's prepare, a round costs a
+//! participant one lock call and one commit. Holds are kept apart from posted balances
+//! (`holds/{account}`) and every step is idempotent, so a coordinator may repeat any message
+//! after any failure.
 //!
 //! * `prepared/{txn}` — the package's needs here, kept durably until the decision arrives.
 //! * `outcomes/{txn}` — the decision applied here; a rollback of an unknown attempt also writes
@@ -420,15 +424,17 @@ async fn commit_or_release(ib: &Interbank, commit: CommitRequest) -> Result<(), 
 pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareResponse, ApiError> {
     let me = ib.me;
     let at = Fence { coordinator: req.coordinator, epoch: req.epoch };
+    let by = FinishBy::Coordinator(req.coordinator);
     let mut ended = FinishResponse::default();
+    // The decisions carried: what their rounds hold of them is read first, as a finish does, so
+    // that the first chunk's locks can cover their accounts too. A decision that cannot be
+    // applied now is not acknowledged (the coordinator sends it again); it does not fail the
+    // votes, which may only find less money free.
+    let mut ending: Vec<ToEnd> = Vec::new();
     for d in req.decisions {
-        // A decision that cannot be applied now is not acknowledged: the coordinator sends it
-        // again. It does not fail the votes (they may only find less money free).
-        match finish(ib, d.txns, d.commit, FinishBy::Coordinator(req.coordinator)).await {
-            Ok(r) => {
-                ended.done.extend(r.done);
-                ended.unknown.extend(r.unknown);
-            }
+        let named = named_attempts(d.txns, d.commit, &mut ended);
+        match with_prepared(ib, by, named).await {
+            Ok(found) => ending.extend(found.into_iter().map(|(named, p)| (named, p, d.commit))),
             Err(e @ ApiError::PeerForbidden(_)) => return Err(e),
             Err(e) => tracing::warn!(error = %e, "decisions carried by a prepare could not be applied now"),
         }
@@ -446,24 +452,68 @@ pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareRespo
         }
     }
     for chunk in chunks(indexed, |(_, it)| local_accounts(&it.ops, me), ib.limits.batch_accounts_max) {
-        match prepare_chunk(ib, at, chunk.clone(), ib.lock_wait_ms).await {
-            Ok(v) => votes.extend(v),
+        // The decisions carried are ended under the first chunk's locks, in its commit, when
+        // their accounts fit beside its own; otherwise on their own, first.
+        let fits = {
+            let all: BTreeSet<AccountId> = chunk
+                .iter()
+                .flat_map(|(_, it)| local_accounts(&it.ops, me))
+                .chain(ending.iter().filter_map(|(_, p, _)| p.as_ref()).flat_map(|p| p.accounts(me)))
+                .collect();
+            all.len() <= ib.limits.batch_accounts_max
+        };
+        if !fits {
+            end_apart(ib, by, std::mem::take(&mut ending), &mut ended).await;
+        }
+        let with = std::mem::take(&mut ending);
+        let carried: Vec<(String, bool)> = with.iter().map(|((t, _, _), _, commit)| (t.clone(), *commit)).collect();
+        match settle_chunk(ib, by, at.epoch, with, chunk.clone(), ib.lock_wait_ms).await {
+            Ok((e, v)) => {
+                votes.extend(v);
+                ended.done.extend(e.done);
+                ended.unknown.extend(e.unknown);
+                // Prepared after they were read (a late repeat of their prepare): ended on
+                // their own, with one more read.
+                let late: Vec<ToEnd> = e
+                    .late
+                    .into_iter()
+                    .map(|named| {
+                        let commit = carried.iter().any(|(t, commit)| *t == named.0 && *commit);
+                        (named, None, commit)
+                    })
+                    .collect();
+                end_apart(ib, by, late, &mut ended).await;
+            }
             Err(e @ ApiError::StaleEpoch { .. }) => return Err(e),
-            // One busy account must not fail its neighbours (issue 13, defect 5): each package
-            // of a contended chunk is tried alone, under its own locks only.
-            Err(e) if is_contention(&e) && chunk.len() > 1 => {
-                for item in chunk {
-                    let i = item.0;
-                    match prepare_chunk(ib, at, vec![item], ALONE_LOCK_WAIT_MS).await {
-                        Ok(v) => votes.extend(v),
-                        Err(e @ ApiError::StaleEpoch { .. }) => return Err(e),
-                        Err(e) => votes.push((i, unevaluated(&e))),
+            Err(e) => {
+                // The decisions carried first, on their own; then the packages.
+                let again = carried
+                    .into_iter()
+                    .filter_map(|(t, commit)| {
+                        let (package, n) = super::coordinator::split_txn(&t)?;
+                        Some(((t.clone(), package.to_string(), n), None, commit))
+                    })
+                    .collect();
+                end_apart(ib, by, again, &mut ended).await;
+                if is_contention(&e) && chunk.len() > 1 {
+                    // One busy account must not fail its neighbours (issue 13, defect 5): each
+                    // package of a contended chunk is tried alone, under its own locks only.
+                    for item in chunk {
+                        let i = item.0;
+                        match prepare_chunk(ib, at, vec![item], ALONE_LOCK_WAIT_MS).await {
+                            Ok(v) => votes.extend(v),
+                            Err(e @ ApiError::StaleEpoch { .. }) => return Err(e),
+                            Err(e) => votes.push((i, unevaluated(&e))),
+                        }
                     }
+                } else {
+                    votes.extend(chunk.iter().map(|(i, _)| (*i, unevaluated(&e))));
                 }
             }
-            Err(e) => votes.extend(chunk.iter().map(|(i, _)| (*i, unevaluated(&e)))),
         }
     }
+    // No package to vote on here (all too late): the decisions carried are ended all the same.
+    end_apart(ib, by, ending, &mut ended).await;
     // A package not evaluated may have lost its commit to a new epoch: say so, so that the
     // coordinator stops working a token that moved on.
     if votes.iter().any(|(_, v)| *v == Vote::Unreachable) {
@@ -569,234 +619,7 @@ async fn prepare_chunk(
     items: Vec<(usize, PrepareItem)>,
     wait_ms: u64,
 ) -> Result<Vec<(usize, Vote)>, ApiError> {
-    let me = ib.me;
-    let coordinator = at.coordinator;
-    let accounts: Vec<AccountId> = {
-        let all: BTreeSet<AccountId> = items.iter().flat_map(|(_, it)| local_accounts(&it.ops, me)).collect();
-        all.into_iter().collect()
-    };
-    // Checked at the edge (`check_items`): every id is `{package}.{round}`.
-    let round_of = |it: &PrepareItem| super::coordinator::split_txn(&it.txn).map_or(0, |(_, n)| n);
-    // Consents matter only for accounts debited here in another bank's packages: only theirs are
-    // read (a bank's own packages, and credits, read none).
-    let debited: BTreeSet<AccountId> = if coordinator == me {
-        BTreeSet::new()
-    } else {
-        items.iter().flat_map(|(_, it)| it.ops.iter()).filter(|o| o.from.bank == me).map(|o| o.from.account).collect()
-    };
-    // The items' own rounds and the few before each, where an earlier attempt may still hold.
-    let rounds: BTreeSet<u64> =
-        items.iter().flat_map(|(_, it)| std::iter::once(round_of(it)).chain(earlier_rounds(round_of(it)))).collect();
-    let mut read = Vec::new();
-    for a in &accounts {
-        read.push(RecordKey::new(ACCOUNTS, account_key(*a)));
-        read.push(RecordKey::new(HOLDS, account_key(*a)));
-    }
-    read.extend(debited.iter().map(|a| RecordKey::new(CONSENTS, account_key(*a))));
-    // The epoch, read with the locks and made a condition of the commit below.
-    read.push(RecordKey::new(RING, RING_EPOCH));
-    read.push(RecordKey::new(RING, RING_STATE));
-    read.extend(round_reads(coordinator, &rounds));
-    let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read, wait_ms).await?;
-    let consents_at = 2 * accounts.len();
-    let epoch_at = consents_at + debited.len();
-    let rounds_at = epoch_at + 2;
-    let fence = epoch_of(&records[epoch_at], &records[epoch_at + 1])
-        .map(|current| (current, records[epoch_at].as_ref().map_or(0, |r| r.version)));
-    let epoch_version = match fence {
-        Ok((current, _)) if current > at.epoch => {
-            let _ = ib.ds.release(&locks).await;
-            return Err(ApiError::StaleEpoch { epoch: at.epoch, current });
-        }
-        Ok((_, version)) => version,
-        Err(e) => {
-            let _ = ib.ds.release(&locks).await;
-            return Err(e);
-        }
-    };
-    let mut views: BTreeMap<AccountId, Option<AccountView>> = BTreeMap::new();
-    let mut holds: BTreeMap<AccountId, (HoldRecord, u64)> = BTreeMap::new();
-    let mut consent_versions: BTreeMap<AccountId, u64> = BTreeMap::new();
-    let parsed = (|| -> Result<BTreeMap<u64, RoundRecords>, ApiError> {
-        for (i, a) in accounts.iter().enumerate() {
-            let hold = match &records[2 * i + 1] {
-                Some(r) => (parse::<HoldRecord>(r)?, r.version),
-                None => (HoldRecord::default(), 0),
-            };
-            let (consents, version) = match debited.iter().position(|d| d == a).map(|j| &records[consents_at + j]) {
-                Some(Some(r)) => (parse::<ConsentSet>(r)?, r.version),
-                _ => (ConsentSet::default(), 0),
-            };
-            consent_versions.insert(*a, version);
-            let view = match &records[2 * i] {
-                Some(r) => {
-                    let acc: AccountRecord = parse(r)?;
-                    Some(AccountView {
-                        posted: posted.get(a).copied().flatten().unwrap_or(Money::ZERO),
-                        held: hold.0.held,
-                        incoming: hold.0.incoming,
-                        pending: !acc.pending.is_empty(),
-                        consents,
-                    })
-                }
-                None => None,
-            };
-            views.insert(*a, view);
-            holds.insert(*a, hold);
-        }
-        parse_rounds(coordinator, &rounds, &records, rounds_at)
-    })();
-    let mut rounds = match parsed {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = ib.ds.release(&locks).await;
-            return Err(e);
-        }
-    };
-    let mut out = Vec::with_capacity(items.len());
-    let mut fresh: Vec<(usize, &PrepareItem)> = Vec::new();
-    for (i, it) in &items {
-        let r = &rounds[&round_of(it)];
-        match engine::known_vote(r.prepared.items.contains_key(&it.package), r.outcome.of(&it.package)) {
-            Some(vote) => out.push((*i, vote)),
-            None => fresh.push((*i, it)),
-        }
-    }
-    // A round holds at most `ROUND_PACKAGES_MAX` packages here (an honest coordinator's rounds
-    // never carry more): the bound on credits in flight without a hold counts on it, so a
-    // coordinator that sends more to one round is answered `unreachable` for the rest, as for
-    // a round too many, and nothing of them is stored.
-    let mut room: BTreeMap<u64, usize> = rounds
-        .iter()
-        .map(|(n, r)| (*n, crate::config::limits::ROUND_PACKAGES_MAX.saturating_sub(r.prepared.items.len())))
-        .collect();
-    fresh.retain(|(i, it)| {
-        let left = room.entry(round_of(it)).or_default();
-        if *left == 0 {
-            out.push((*i, Vote::Unreachable));
-            return false;
-        }
-        *left -= 1;
-        true
-    });
-    let mut drawn: BTreeSet<AccountId> = BTreeSet::new();
-    let mut touched: BTreeSet<AccountId> = BTreeSet::new();
-    let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
-    // Earlier attempts of these packages, prepared here by the same coordinator, are ended
-    // before the new ones are voted on, so that their holds are not counted twice (issue 13,
-    // defect 3: a replica that took the token over mid-round prepared the next attempt while the
-    // first still held, and an affordable package failed for want of funds). A coordinator
-    // starts round n only once each of its earlier rounds is decided (a round's decision commit,
-    // or the closing of a round left open, is what clears `ring/state`'s open round), and a
-    // package committed in one leaves the queue in that same commit: a package prepared in round
-    // n has no earlier attempt that committed or ever can, so ending it is the decision its
-    // coordinator took. Only the same coordinator's rounds are looked in: they are the only
-    // ones a prepare from it can reach.
-    for (_, it) in &fresh {
-        for m in earlier_rounds(round_of(it)) {
-            let Some(r) = rounds.get_mut(&m) else { continue };
-            let Some(p) = r.prepared.items.get(&it.package) else { continue };
-            let Some(needs) = p.needs(me) else { continue };
-            // Only what this very call has locked and read may be changed: anything else is left
-            // to the earlier attempt's own decision.
-            let covered = needs.iter().all(|(a, _)| holds.contains_key(a))
-                && p.consents.iter().all(|u| debited.contains(&u.account));
-            if !covered {
-                continue;
-            }
-            for (a, need) in needs.iter().filter(|(_, need)| !need.unreserved()) {
-                if let Some((h, _)) = holds.get_mut(a) {
-                    h.release(*a, need.hold, need.promised());
-                    touched.insert(*a);
-                }
-                if let Some(Some(view)) = views.get_mut(a) {
-                    view.held = view.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
-                    view.incoming = view.incoming.checked_sub(need.promised()).unwrap_or(Money::ZERO);
-                }
-            }
-            for u in &p.consents {
-                if let Some(Some(view)) = views.get_mut(&u.account) {
-                    view.consents.settle(&u.consent, u.amount, false);
-                    drawn.insert(u.account);
-                }
-            }
-            let forget_after_ms = retention_of(ib, p.deadline_ms);
-            r.prepared.items.remove(&it.package);
-            r.prepared_changed = true;
-            r.outcome.record(&it.package, false, forget_after_ms);
-            r.outcome_changed = true;
-        }
-    }
-    let settle_items: Vec<settle::Item<'_>> =
-        fresh.iter().map(|(_, it)| settle::Item { ops: &it.ops, person: it.person.as_ref() }).collect();
-    let now = now_ms();
-    let results = settle::vote(me, coordinator, &settle_items, &mut views, now);
-    commit.locks = locks;
-    for ((i, it), result) in fresh.iter().zip(results) {
-        let r = rounds.get_mut(&round_of(it)).expect("every item's round was read");
-        match result {
-            Ok(Reserved { needs, consents }) => {
-                drawn.extend(consents.iter().map(|c| c.account));
-                // A small credit to an account asked nothing else keeps no hold: its `holds/`
-                // record is left as it is (see `settle::BALANCE_CEILING` for why it cannot
-                // overflow, and `Accounts::close` for why the account cannot close under it).
-                for (a, need) in needs.iter().filter(|(_, need)| !need.unreserved()) {
-                    if let Some((h, _)) = holds.get_mut(a) {
-                        h.held = h.held.checked_add(need.hold).unwrap_or(Money::MAX);
-                        h.incoming = h.incoming.checked_add(need.promised()).unwrap_or(Money::MAX);
-                        h.inflight += 1;
-                        touched.insert(*a);
-                    }
-                }
-                let ops = it.ops.iter().copied().filter(|o| o.from.bank == me || o.to.bank == me).collect();
-                let p = Prepared { author: it.author, ops, consents, deadline_ms: it.deadline_ms };
-                debug_assert_eq!(p.needs(me).as_ref(), Some(&needs), "what a finish recomputes is what was reserved");
-                if r.prepared.items.is_empty() {
-                    r.prepared.at_ms = now;
-                }
-                r.prepared.items.insert(it.package.clone(), p);
-                r.prepared_changed = true;
-                out.push((*i, Vote::Yes));
-            }
-            Err(refusal) => {
-                r.outcome.record(&it.package, false, retention_of(ib, it.deadline_ms));
-                r.outcome_changed = true;
-                out.push((*i, Vote::No { refusal }));
-            }
-        }
-    }
-    for (n, r) in &rounds {
-        r.writes(&round_record_key(coordinator, *n), &mut commit.records);
-    }
-    for a in touched {
-        let (h, v) = holds[&a];
-        commit.records.push(RecordOp::Put {
-            collection: HOLDS.into(),
-            key: account_key(a),
-            value: json(&h),
-            if_version: Some(v),
-        });
-    }
-    // The reservations on consents, in the same commit as the holds they go with.
-    for a in drawn {
-        if let Some(Some(view)) = views.get(&a) {
-            commit.records.push(RecordOp::Put {
-                collection: CONSENTS.into(),
-                key: account_key(a),
-                value: json(&view.consents),
-                if_version: Some(consent_versions[&a]),
-            });
-        }
-    }
-    if !commit.records.is_empty() {
-        commit.records.push(RecordOp::Check {
-            collection: RING.into(),
-            key: RING_EPOCH.into(),
-            if_version: epoch_version,
-        });
-    }
-    commit_or_release(ib, commit).await?;
-    Ok(out)
+    Ok(settle_chunk(ib, FinishBy::Coordinator(at.coordinator), at.epoch, vec![], items, wait_ms).await?.1)
 }
 
 /// On whose word a commit or rollback is applied.
@@ -831,19 +654,55 @@ type Named = (String, String, u64);
 /// entries and releases their holds; otherwise the holds are released and the attempts marked
 /// aborted.
 pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishBy) -> Result<FinishResponse, ApiError> {
-    let mut done = Vec::new();
-    let mut unknown = Vec::new();
+    let mut out = FinishResponse::default();
+    let named = named_attempts(txns, commit, &mut out);
+    // Which accounts each attempt touches comes from its round's prepared record; read first.
+    let found = with_prepared(ib, by, named).await?;
+    finish_found(ib, found, commit, by, &mut out).await?;
+    Ok(out)
+}
+
+/// The attempts `txns` names, by package and round. An id that names no attempt was never
+/// prepared (`check_items`): its rollback is done, its commit unknown, in `out`.
+fn named_attempts(txns: Vec<String>, commit: bool, out: &mut FinishResponse) -> Vec<Named> {
     let mut named: Vec<Named> = Vec::with_capacity(txns.len());
     for t in txns {
         match super::coordinator::split_txn(&t) {
             Some((package, n)) => named.push((t.clone(), package.to_string(), n)),
-            // Not an attempt id: no prepare was ever accepted under it (`check_items`).
-            None if commit => unknown.push(t),
-            None => done.push(t),
+            None if commit => out.unknown.push(t),
+            None => out.done.push(t),
         }
     }
-    // Which accounts each attempt touches comes from its round's prepared record; read first.
-    let mut found = with_prepared(ib, by, named).await?;
+    named
+}
+
+/// Ends attempts (decisions carried by a prepare) apart from its votes, each kind as a finish
+/// does; what cannot be ended now is left out of `out`, for the coordinator to send again.
+async fn end_apart(ib: &Interbank, by: FinishBy, ending: Vec<ToEnd>, out: &mut FinishResponse) {
+    for commit in [true, false] {
+        let named: Vec<Named> = ending.iter().filter(|(_, _, c)| *c == commit).map(|(n, _, _)| n.clone()).collect();
+        if named.is_empty() {
+            continue;
+        }
+        let ended = match with_prepared(ib, by, named).await {
+            Ok(found) => finish_found(ib, found, commit, by, out).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ended {
+            tracing::warn!(error = %e, "decisions carried by a prepare could not be applied now");
+        }
+    }
+}
+
+/// Ends `found` (attempts, with what their rounds' prepared records held of them as read), in
+/// chunks of their accounts, adding what ended to `out`.
+async fn finish_found(
+    ib: &Interbank,
+    mut found: Vec<(Named, Option<Prepared>)>,
+    commit: bool,
+    by: FinishBy,
+    out: &mut FinishResponse,
+) -> Result<(), ApiError> {
     // An attempt prepared after the read above touches accounts this pass did not lock: it is
     // left for another pass, which reads its record first and so locks them (a prepared item is
     // written once, so one more pass suffices; a bound keeps a bug from looping).
@@ -857,18 +716,18 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
         for batch in batches {
             match finish_chunk(ib, batch.clone(), commit, by, ib.lock_wait_ms).await {
                 Ok(ended) => {
-                    done.extend(ended.done);
+                    out.done.extend(ended.done);
                     late.extend(ended.late);
-                    unknown.extend(ended.unknown);
+                    out.unknown.extend(ended.unknown);
                 }
                 // As in prepare: one busy account delays only the attempts that touch it.
                 Err(e) if is_contention(&e) && batch.len() > 1 => {
                     for one in batch {
                         match finish_chunk(ib, vec![one], commit, by, ALONE_LOCK_WAIT_MS).await {
                             Ok(ended) => {
-                                done.extend(ended.done);
+                                out.done.extend(ended.done);
                                 late.extend(ended.late);
-                                unknown.extend(ended.unknown);
+                                out.unknown.extend(ended.unknown);
                             }
                             Err(e) => tracing::warn!(error = %e, "an attempt could not be ended here now"),
                         }
@@ -884,7 +743,7 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
         found = with_prepared(ib, by, late).await?;
     }
     // Whatever is still left is not in `done`: its coordinator asks again.
-    Ok(FinishResponse { done, unknown })
+    Ok(())
 }
 
 /// `named` with what their rounds' prepared records hold of them, read in one data-server
@@ -942,61 +801,135 @@ async fn finish_chunk(
     by: FinishBy,
     wait_ms: u64,
 ) -> Result<Ended, ApiError> {
+    let ending = batch.into_iter().map(|(named, p)| (named, p, commit)).collect();
+    Ok(settle_chunk(ib, by, 0, ending, vec![], wait_ms).await?.0)
+}
+
+/// An attempt a chunk ends: its names, what its round's prepared record held of it as read
+/// before the chunk's locks (`None`: nothing), and the decision (`true`: commit).
+type ToEnd = (Named, Option<Prepared>, bool);
+
+/// One chunk of this bank's side of settlement, under one set of locks and in one commit
+/// (issue 13: a participant does one lock call and one commit per round): first it ends
+/// `ending` (decisions on `by`'s attempts), then it votes on `items` (a prepare from the same
+/// coordinator in `epoch`), with what the endings released there to count on. Either may be
+/// empty. Returns what it ended and the votes.
+#[expect(clippy::too_many_lines, reason = "one locked read, the endings, the votes, one commit, in order")]
+async fn settle_chunk(
+    ib: &Interbank,
+    by: FinishBy,
+    epoch: u64,
+    ending: Vec<ToEnd>,
+    items: Vec<(usize, PrepareItem)>,
+    wait_ms: u64,
+) -> Result<(Ended, Vec<(usize, Vote)>), ApiError> {
+    let me = ib.me;
     let coordinator = by.coordinator();
-    let accounts: Vec<AccountId> = {
-        let s: BTreeSet<AccountId> =
-            batch.iter().filter_map(|(_, p)| p.as_ref()).flat_map(|p| p.accounts(ib.me)).collect();
-        s.into_iter().collect()
-    };
+    let sorted = |s: BTreeSet<AccountId>| -> Vec<AccountId> { s.into_iter().collect() };
+    let ended_prepared = || ending.iter().filter_map(|(_, p, _)| p.as_ref());
+    // The accounts voted on (their records are read), and every account locked.
+    let voting: Vec<AccountId> = sorted(items.iter().flat_map(|(_, it)| local_accounts(&it.ops, me)).collect());
+    let accounts: Vec<AccountId> =
+        sorted(voting.iter().copied().chain(ended_prepared().flat_map(|p| p.accounts(me))).collect());
     let peers: Vec<BankId> = {
-        let s: BTreeSet<BankId> = batch
-            .iter()
-            .filter_map(|(_, p)| p.as_ref())
-            .flat_map(|p| settle::positions(&p.ops, ib.me).into_keys())
-            .collect();
+        let s: BTreeSet<BankId> = ended_prepared().flat_map(|p| settle::positions(&p.ops, me).into_keys()).collect();
         s.into_iter().collect()
     };
-    let consented: Vec<AccountId> = {
-        let s: BTreeSet<AccountId> =
-            batch.iter().filter_map(|(_, p)| p.as_ref()).flat_map(|p| p.consents.iter().map(|c| c.account)).collect();
-        s.into_iter().collect()
+    // Checked at the edge (`check_items`): every id is `{package}.{round}`.
+    let round_of = |it: &PrepareItem| super::coordinator::split_txn(&it.txn).map_or(0, |(_, n)| n);
+    // Consents matter only for accounts debited here in another bank's packages: only theirs are
+    // read (a bank's own packages, and credits, read none), and those the endings settle.
+    let debited: BTreeSet<AccountId> = if coordinator == me {
+        BTreeSet::new()
+    } else {
+        items.iter().flat_map(|(_, it)| it.ops.iter()).filter(|o| o.from.bank == me).map(|o| o.from.account).collect()
     };
-    let rounds: BTreeSet<u64> = batch.iter().map(|((_, _, n), _)| *n).collect();
+    let consented: Vec<AccountId> = sorted(
+        debited.iter().copied().chain(ended_prepared().flat_map(|p| p.consents.iter().map(|c| c.account))).collect(),
+    );
+    // The items' own rounds and the few before each, where an earlier attempt may still hold;
+    // and the rounds of the attempts ended.
+    let rounds: BTreeSet<u64> = items
+        .iter()
+        .flat_map(|(_, it)| std::iter::once(round_of(it)).chain(earlier_rounds(round_of(it))))
+        .chain(ending.iter().map(|((_, _, n), _, _)| *n))
+        .collect();
     let mut read: Vec<RecordKey> = accounts.iter().map(|a| RecordKey::new(HOLDS, account_key(*a))).collect();
-    read.extend(peers.iter().map(|b| RecordKey::new(POSITIONS, format!("{:04}", b.get()))));
+    read.extend(voting.iter().map(|a| RecordKey::new(ACCOUNTS, account_key(*a))));
     read.extend(consented.iter().map(|a| RecordKey::new(CONSENTS, account_key(*a))));
+    read.extend(peers.iter().map(|b| RecordKey::new(POSITIONS, format!("{:04}", b.get()))));
+    let epoch_at = read.len();
+    if !items.is_empty() {
+        // The epoch, read with the locks and made a condition of the commit below.
+        read.push(RecordKey::new(RING, RING_EPOCH));
+        read.push(RecordKey::new(RING, RING_STATE));
+    }
+    let rounds_at = read.len();
     read.extend(round_reads(coordinator, &rounds));
     let (locks, posted, records) = lock_and_read(ib, accounts.clone(), read, wait_ms).await?;
-    let n = accounts.len();
-    let step = (|| -> Result<_, ApiError> {
-        let mut holds: BTreeMap<AccountId, (HoldRecord, u64)> = BTreeMap::new();
-        for (i, a) in accounts.iter().enumerate() {
-            let h = match &records[i] {
+    let epoch_version = if items.is_empty() {
+        0
+    } else {
+        match epoch_of(&records[epoch_at], &records[epoch_at + 1]) {
+            Ok(current) if current > epoch => {
+                let _ = ib.ds.release(&locks).await;
+                return Err(ApiError::StaleEpoch { epoch, current });
+            }
+            Ok(_) => records[epoch_at].as_ref().map_or(0, |r| r.version),
+            Err(e) => {
+                let _ = ib.ds.release(&locks).await;
+                return Err(e);
+            }
+        }
+    };
+    type Parsed = (
+        BTreeMap<AccountId, (HoldRecord, u64)>,
+        BTreeMap<AccountId, bool>,
+        BTreeMap<AccountId, (ConsentSet, u64)>,
+        BTreeMap<BankId, (i128, u64)>,
+        BTreeMap<u64, RoundRecords>,
+    );
+    let parsed = (|| -> Result<Parsed, ApiError> {
+        let mut at = 0;
+        let mut holds = BTreeMap::new();
+        for a in &accounts {
+            let h = match &records[at] {
                 Some(r) => (parse::<HoldRecord>(r)?, r.version),
                 None => (HoldRecord::default(), 0),
             };
             holds.insert(*a, h);
+            at += 1;
         }
-        let mut positions: BTreeMap<BankId, (i128, u64)> = BTreeMap::new();
-        for (i, b) in peers.iter().enumerate() {
-            let p = match &records[n + i] {
-                Some(r) => (i128::from(parse::<PositionRecord>(r)?.cents), r.version),
-                None => (0, 0),
-            };
-            positions.insert(*b, p);
+        // Per account voted on: whether it exists, and whether it is a joint account some
+        // holder has not confirmed.
+        let mut pending = BTreeMap::new();
+        for a in &voting {
+            if let Some(r) = &records[at] {
+                pending.insert(*a, !parse::<AccountRecord>(r)?.pending.is_empty());
+            }
+            at += 1;
         }
-        let mut consents: BTreeMap<AccountId, (ConsentSet, u64)> = BTreeMap::new();
-        for (i, a) in consented.iter().enumerate() {
-            let c = match &records[n + peers.len() + i] {
+        let mut consents = BTreeMap::new();
+        for a in &consented {
+            let c = match &records[at] {
                 Some(r) => (parse::<ConsentSet>(r)?, r.version),
                 None => (ConsentSet::default(), 0),
             };
             consents.insert(*a, c);
+            at += 1;
         }
-        let rounds = parse_rounds(coordinator, &rounds, &records, n + peers.len() + consented.len())?;
-        Ok((holds, positions, consents, rounds))
+        let mut positions = BTreeMap::new();
+        for b in &peers {
+            let p = match &records[at] {
+                Some(r) => (i128::from(parse::<PositionRecord>(r)?.cents), r.version),
+                None => (0, 0),
+            };
+            positions.insert(*b, p);
+            at += 1;
+        }
+        Ok((holds, pending, consents, positions, parse_rounds(coordinator, &rounds, &records, rounds_at)?))
     })();
-    let (mut holds, mut positions, mut consents, mut rounds) = match step {
+    let (mut holds, pending, mut consents, mut positions, mut rounds) = match parsed {
         Ok(x) => x,
         Err(e) => {
             let _ = ib.ds.release(&locks).await;
@@ -1006,14 +939,17 @@ async fn finish_chunk(
     let mut balances: BTreeMap<AccountId, Money> = posted.iter().map(|(a, m)| (*a, m.unwrap_or(Money::ZERO))).collect();
     let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
     c.locks = locks;
-    let mut done = Vec::new();
-    let mut late = Vec::new();
-    let mut unknown = Vec::new();
+    let mut ended = Ended::default();
     let mut memo = SettlementMemo { entries: vec![] };
     let mut moved: BTreeSet<AccountId> = BTreeSet::new();
-    // The accounts whose hold an ending released: only their `holds/` records are written.
-    let mut released: BTreeSet<AccountId> = BTreeSet::new();
-    for ((txn, package, round), _) in &batch {
+    // The records changed: only these are written.
+    let mut changed_holds: BTreeSet<AccountId> = BTreeSet::new();
+    let mut changed_consents: BTreeSet<AccountId> = BTreeSet::new();
+    let mut changed_positions: BTreeSet<BankId> = BTreeSet::new();
+
+    // ---- the endings (`/interbank/commit` and `/rollback`, or the decisions a prepare carries)
+    for ((txn, package, round), _, commit) in &ending {
+        let commit = *commit;
         let r = rounds.get_mut(round).expect("every attempt's round was read");
         if !by.may_finish(&r.prepared) {
             tracing::warn!(txn, coordinator = %r.prepared.coordinator, "a finish from a bank that is not the coordinator");
@@ -1024,7 +960,7 @@ async fn finish_chunk(
         match engine::ending(prepared.is_some(), r.outcome.of(package), commit) {
             Ending::Apply => {}
             Ending::Repeat => {
-                done.push(txn.clone());
+                ended.done.push(txn.clone());
                 continue;
             }
             Ending::Conflict => {
@@ -1035,16 +971,16 @@ async fn finish_chunk(
                 // Its deadline is not known here: kept as long as any attempt's could need.
                 r.outcome.record(package, false, ib.limits.retention.forget_after_unknown(now_ms()));
                 r.outcome_changed = true;
-                done.push(txn.clone());
+                ended.done.push(txn.clone());
                 continue;
             }
             Ending::Unknown => {
-                unknown.push(txn.clone());
+                ended.unknown.push(txn.clone());
                 continue;
             }
         }
         let Some(p) = prepared else { continue };
-        let needs = p.needs(ib.me).ok_or_else(|| {
+        let needs = p.needs(me).ok_or_else(|| {
             ApiError::Unavailable(Unavailable::Corrupt(format!("{txn}: prepared operations whose sums overflow")))
         })?;
         // Prepared since this chunk chose what to lock and read: its accounts' holds, consents
@@ -1052,20 +988,21 @@ async fn finish_chunk(
         // leave its holds raised for ever (issue 13, defect 1); the next pass locks them.
         let outside = needs.iter().any(|(a, _)| !holds.contains_key(a))
             || p.consents.iter().any(|u| !consents.contains_key(&u.account))
-            || settle::positions(&p.ops, ib.me).keys().any(|b| !positions.contains_key(b));
+            || settle::positions(&p.ops, me).keys().any(|b| !positions.contains_key(b));
         if outside {
-            late.push((txn.clone(), package.clone(), *round));
+            ended.late.push((txn.clone(), package.clone(), *round));
             continue;
         }
         for u in &p.consents {
             if let Some((set, _)) = consents.get_mut(&u.account) {
                 set.settle(&u.consent, u.amount, commit);
+                changed_consents.insert(u.account);
             }
         }
         for (a, need) in &needs {
             if let Some((h, _)) = holds.get_mut(a).filter(|_| !need.unreserved()) {
                 h.release(*a, need.hold, need.promised());
-                released.insert(*a);
+                changed_holds.insert(*a);
             }
             if commit {
                 let b = balances.entry(*a).or_insert(Money::ZERO);
@@ -1077,9 +1014,10 @@ async fn finish_chunk(
             }
         }
         if commit {
-            for (bank, cents) in settle::positions(&p.ops, ib.me) {
+            for (bank, cents) in settle::positions(&p.ops, me) {
                 if let Some((v, _)) = positions.get_mut(&bank) {
                     *v += cents;
+                    changed_positions.insert(bank);
                 }
             }
             memo.entries.push(SettledPackage {
@@ -1093,22 +1031,173 @@ async fn finish_chunk(
         r.prepared_changed = true;
         r.outcome.record(package, commit, retention_of(ib, p.deadline_ms));
         r.outcome_changed = true;
-        done.push(txn.clone());
+        ended.done.push(txn.clone());
     }
-    for (round, r) in &rounds {
-        r.writes(&round_record_key(coordinator, *round), &mut c.records);
-    }
-    for (a, (h, v)) in holds.iter().filter(|(a, _)| released.contains(a)) {
-        let op = if h.inflight == 0 && h.held.is_zero() && h.incoming.is_zero() {
-            RecordOp::Delete { collection: HOLDS.into(), key: account_key(*a), if_version: Some(*v) }
-        } else {
-            RecordOp::Put { collection: HOLDS.into(), key: account_key(*a), value: json(h), if_version: Some(*v) }
-        };
-        if *v != 0 || !matches!(op, RecordOp::Delete { .. }) {
-            c.records.push(op);
+
+    // ---- the votes, on what the endings left
+    let mut views: BTreeMap<AccountId, Option<AccountView>> = voting
+        .iter()
+        .map(|a| {
+            let view = pending.get(a).map(|pending| {
+                let hold = holds.get(a).map(|(h, _)| *h).unwrap_or_default();
+                AccountView {
+                    posted: balances.get(a).copied().unwrap_or(Money::ZERO),
+                    held: hold.held,
+                    incoming: hold.incoming,
+                    pending: *pending,
+                    consents: if debited.contains(a) {
+                        consents.get(a).map(|(set, _)| set.clone()).unwrap_or_default()
+                    } else {
+                        ConsentSet::default()
+                    },
+                }
+            });
+            (*a, view)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(items.len());
+    let mut fresh: Vec<(usize, &PrepareItem)> = Vec::new();
+    for (i, it) in &items {
+        let r = &rounds[&round_of(it)];
+        match engine::known_vote(r.prepared.items.contains_key(&it.package), r.outcome.of(&it.package)) {
+            Some(vote) => out.push((*i, vote)),
+            None => fresh.push((*i, it)),
         }
     }
-    for (a, (set, v)) in &consents {
+    // A round holds at most `ROUND_PACKAGES_MAX` packages here (an honest coordinator's rounds
+    // never carry more): the bound on credits in flight without a hold counts on it, so a
+    // coordinator that sends more to one round is answered `unreachable` for the rest, as for
+    // a round too many, and nothing of them is stored.
+    let mut room: BTreeMap<u64, usize> = rounds
+        .iter()
+        .map(|(n, r)| (*n, crate::config::limits::ROUND_PACKAGES_MAX.saturating_sub(r.prepared.items.len())))
+        .collect();
+    fresh.retain(|(i, it)| {
+        let left = room.entry(round_of(it)).or_default();
+        if *left == 0 {
+            out.push((*i, Vote::Unreachable));
+            return false;
+        }
+        *left -= 1;
+        true
+    });
+    // The consents the votes reserved on (they live in the views meanwhile).
+    let mut drawn: BTreeSet<AccountId> = BTreeSet::new();
+    // Earlier attempts of these packages, prepared here by the same coordinator, are ended
+    // before the new ones are voted on, so that their holds are not counted twice (issue 13,
+    // defect 3: a replica that took the token over mid-round prepared the next attempt while the
+    // first still held, and an affordable package failed for want of funds). A coordinator
+    // starts round n only once each of its earlier rounds is decided (a round's decision commit,
+    // or the closing of a round left open, is what clears `ring/state`'s open round), and a
+    // package committed in one leaves the queue in that same commit: a package prepared in round
+    // n has no earlier attempt that committed or ever can, so ending it is the decision its
+    // coordinator took. Only the same coordinator's rounds are looked in: they are the only
+    // ones a prepare from it can reach.
+    for (_, it) in &fresh {
+        for m in earlier_rounds(round_of(it)) {
+            let Some(r) = rounds.get_mut(&m) else { continue };
+            let Some(p) = r.prepared.items.get(&it.package) else { continue };
+            let Some(needs) = p.needs(me) else { continue };
+            // Only what this very call has locked and read may be changed: anything else is left
+            // to the earlier attempt's own decision.
+            let covered = needs.iter().all(|(a, _)| holds.contains_key(a))
+                && p.consents.iter().all(|u| debited.contains(&u.account));
+            if !covered {
+                continue;
+            }
+            for (a, need) in needs.iter().filter(|(_, need)| !need.unreserved()) {
+                if let Some((h, _)) = holds.get_mut(a) {
+                    h.release(*a, need.hold, need.promised());
+                    changed_holds.insert(*a);
+                }
+                if let Some(Some(view)) = views.get_mut(a) {
+                    view.held = view.held.checked_sub(need.hold).unwrap_or(Money::ZERO);
+                    view.incoming = view.incoming.checked_sub(need.promised()).unwrap_or(Money::ZERO);
+                }
+            }
+            for u in &p.consents {
+                if let Some(Some(view)) = views.get_mut(&u.account) {
+                    view.consents.settle(&u.consent, u.amount, false);
+                    drawn.insert(u.account);
+                }
+            }
+            let forget_after_ms = retention_of(ib, p.deadline_ms);
+            r.prepared.items.remove(&it.package);
+            r.prepared_changed = true;
+            r.outcome.record(&it.package, false, forget_after_ms);
+            r.outcome_changed = true;
+        }
+    }
+    let settle_items: Vec<settle::Item<'_>> =
+        fresh.iter().map(|(_, it)| settle::Item { ops: &it.ops, person: it.person.as_ref() }).collect();
+    let now = now_ms();
+    let results = settle::vote(me, coordinator, &settle_items, &mut views, now);
+    for ((i, it), result) in fresh.iter().zip(results) {
+        let r = rounds.get_mut(&round_of(it)).expect("every item's round was read");
+        match result {
+            Ok(Reserved { needs, consents: used }) => {
+                drawn.extend(used.iter().map(|c| c.account));
+                // A small credit to an account asked nothing else keeps no hold: its `holds/`
+                // record is left as it is (see `settle::BALANCE_CEILING` for why it cannot
+                // overflow, and `Accounts::close` for why the account cannot close under it).
+                for (a, need) in needs.iter().filter(|(_, need)| !need.unreserved()) {
+                    if let Some((h, _)) = holds.get_mut(a) {
+                        h.held = h.held.checked_add(need.hold).unwrap_or(Money::MAX);
+                        h.incoming = h.incoming.checked_add(need.promised()).unwrap_or(Money::MAX);
+                        h.inflight += 1;
+                        changed_holds.insert(*a);
+                    }
+                }
+                let ops = it.ops.iter().copied().filter(|o| o.from.bank == me || o.to.bank == me).collect();
+                let p = Prepared { author: it.author, ops, consents: used, deadline_ms: it.deadline_ms };
+                debug_assert_eq!(p.needs(me).as_ref(), Some(&needs), "what a finish recomputes is what was reserved");
+                if r.prepared.items.is_empty() {
+                    r.prepared.at_ms = now;
+                }
+                r.prepared.items.insert(it.package.clone(), p);
+                r.prepared_changed = true;
+                out.push((*i, Vote::Yes));
+            }
+            Err(refusal) => {
+                r.outcome.record(&it.package, false, retention_of(ib, it.deadline_ms));
+                r.outcome_changed = true;
+                out.push((*i, Vote::No { refusal }));
+            }
+        }
+    }
+    for a in drawn {
+        if let (Some(Some(view)), Some((set, _))) = (views.get(&a), consents.get_mut(&a)) {
+            *set = view.consents.clone();
+            changed_consents.insert(a);
+        }
+    }
+
+    // ---- one commit
+    for (n, r) in &rounds {
+        r.writes(&round_record_key(coordinator, *n), &mut c.records);
+    }
+    for a in &changed_holds {
+        let (h, v) = holds[a];
+        if h.inflight == 0 && h.held.is_zero() && h.incoming.is_zero() {
+            if v != 0 {
+                c.records.push(RecordOp::Delete {
+                    collection: HOLDS.into(),
+                    key: account_key(*a),
+                    if_version: Some(v),
+                });
+            }
+        } else {
+            c.records.push(RecordOp::Put {
+                collection: HOLDS.into(),
+                key: account_key(*a),
+                value: json(&h),
+                if_version: Some(v),
+            });
+        }
+    }
+    // The reservations on consents, in the same commit as the holds they go with.
+    for a in &changed_consents {
+        let (set, v) = &consents[a];
         c.records.push(RecordOp::Put {
             collection: CONSENTS.into(),
             key: account_key(*a),
@@ -1116,24 +1205,26 @@ async fn finish_chunk(
             if_version: Some(*v),
         });
     }
-    if commit {
-        for (bank, (cents, v)) in &positions {
-            let cents = i64::try_from(*cents)
-                .map_err(|_| ApiError::Unavailable(Unavailable::Exhausted("the net position overflows")))?;
-            c.records.push(RecordOp::Put {
-                collection: POSITIONS.into(),
-                key: format!("{:04}", bank.get()),
-                value: json(&PositionRecord { cents }),
-                if_version: Some(*v),
-            });
-        }
-        c.set = moved.iter().map(|a| SetAmount { account: *a, amount: balances[a] }).collect();
-        if !memo.entries.is_empty() {
-            c.memo = Some(dataserver_api::Memo::of(&memo));
-        }
+    for bank in &changed_positions {
+        let (cents, v) = positions[bank];
+        let cents = i64::try_from(cents)
+            .map_err(|_| ApiError::Unavailable(Unavailable::Exhausted("the net position overflows")))?;
+        c.records.push(RecordOp::Put {
+            collection: POSITIONS.into(),
+            key: format!("{:04}", bank.get()),
+            value: json(&PositionRecord { cents }),
+            if_version: Some(v),
+        });
+    }
+    c.set = moved.iter().map(|a| SetAmount { account: *a, amount: balances[a] }).collect();
+    if !memo.entries.is_empty() {
+        c.memo = Some(dataserver_api::Memo::of(&memo));
+    }
+    if !items.is_empty() && !c.records.is_empty() {
+        c.records.push(RecordOp::Check { collection: RING.into(), key: RING_EPOCH.into(), if_version: epoch_version });
     }
     commit_or_release(ib, c).await?;
-    Ok(Ended { done, late, unknown })
+    Ok((ended, out))
 }
 
 /// This bank's net positions towards every other bank, in cents (positive: we owe them).
