@@ -274,6 +274,9 @@ pub mod limits {
     /// Most packages in one prepare request between banks: a round's (a participant keeps a
     /// round's packages in one record).
     pub const PREPARE_ITEMS_MAX: usize = ROUND_PACKAGES_MAX;
+    /// Most attempts one commit or rollback request names, and most decisions one prepare
+    /// carries: a coordinator sends more in several.
+    pub const FINISH_TXNS_MAX: usize = PREPARE_ITEMS_MAX * 4;
     /// Statement page size: default and most.
     pub const STATEMENT_PAGE_DEFAULT: usize = 20;
     pub const STATEMENT_PAGE_MAX: usize = 100;

@@ -640,7 +640,7 @@ async fn owed(ib: &Interbank, carried: &mut Carried, down: &BTreeSet<BankId>) ->
         let read = ib.ds.get_records(beyond).await?;
         pending.extend(parse_undelivered(&read.into_iter().flatten().collect::<Vec<_>>())?);
     }
-    Owing::new(ib, pending, down)
+    Owing::new(ib.limits.retention, pending, down)
 }
 
 /// One settlement round over the next page of the queue after `cursor`, by the replica that
@@ -949,7 +949,7 @@ async fn deliver(
     pending: Vec<(String, u64, Undelivered)>,
     skip: &BTreeSet<BankId>,
 ) -> Result<BTreeSet<BankId>, ApiError> {
-    Owing::new(ib, pending, skip)?.deliver(ib).await
+    Owing::new(ib.limits.retention, pending, skip)?.deliver(ib).await
 }
 
 /// Rounds' decisions owed to banks, on their way: grouped per bank and decision kind, sent in
@@ -969,7 +969,7 @@ struct Owing {
 
 impl Owing {
     fn new(
-        ib: &Interbank,
+        retention: super::retention::Retention,
         pending: Vec<(String, u64, Undelivered)>,
         skip: &BTreeSet<BankId>,
     ) -> Result<Self, ApiError> {
@@ -992,16 +992,27 @@ impl Owing {
                 }
             }
         }
-        Ok(Owing { pending, groups, forget, acked: BTreeSet::new(), retention: ib.limits.retention })
+        Ok(Owing { pending, groups, forget, acked: BTreeSet::new(), retention })
     }
 
-    /// The decisions owed to `bank`, to carry on its next prepare: they are no longer sent on
-    /// their own.
+    /// The decisions owed to `bank`, to carry on its next prepare (at most
+    /// `FINISH_TXNS_MAX`, as a participant takes them): they are no longer sent on their own.
     fn take(&mut self, bank: BankId) -> Vec<Decisions> {
-        [true, false]
-            .into_iter()
-            .filter_map(|commit| self.groups.remove(&(bank, commit)).map(|txns| Decisions { commit, txns }))
-            .collect()
+        let mut room = crate::config::limits::FINISH_TXNS_MAX;
+        let mut out = Vec::new();
+        for commit in [true, false] {
+            let Some(txns) = self.groups.get_mut(&(bank, commit)) else { continue };
+            let n = txns.len().min(room);
+            if n == 0 {
+                continue;
+            }
+            out.push(Decisions { commit, txns: txns.drain(..n).collect() });
+            room -= n;
+            if txns.is_empty() {
+                self.groups.remove(&(bank, commit));
+            }
+        }
+        out
     }
 
     /// What `bank` answered to decisions sent to it (`carried`: on a prepare).
@@ -1022,11 +1033,22 @@ impl Owing {
         }
     }
 
+    /// The requests that send what is left, per bank and decision kind, at most
+    /// `FINISH_TXNS_MAX` attempts each (as a participant takes them).
+    fn requests(&mut self) -> Vec<((BankId, bool), Vec<String>)> {
+        std::mem::take(&mut self.groups)
+            .into_iter()
+            .flat_map(|(to, txns)| {
+                txns.chunks(crate::config::limits::FINISH_TXNS_MAX).map(|c| (to, c.to_vec())).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Sends the decisions not carried by a prepare, one request per bank and decision kind.
     /// Returns the banks that did not answer.
     async fn send(&mut self, ib: &Interbank) -> BTreeSet<BankId> {
         let mut silent = BTreeSet::new();
-        let groups = std::mem::take(&mut self.groups);
+        let groups = self.requests();
         let calls = groups.iter().map(|((bank, commit), txns)| finish_at(ib, *bank, txns.clone(), *commit));
         let answers = join_all(calls).await;
         for (((bank, _), _), answer) in groups.iter().zip(answers) {
@@ -1410,6 +1432,38 @@ mod tests {
         assert!(queued(5, 1).queue_key() > after && queued(5, 9_999_999_999_999).queue_key() > after);
         assert!(queued(4, 9_999_999_999_999).queue_key() < after, "an earlier author waits for the wrap");
         assert!(queued(6, 1).queue_key() > queued(5, 9_999_999_999_999).queue_key(), "authors in turn");
+    }
+
+    #[test]
+    fn decisions_owed_go_in_requests_a_participant_takes() {
+        use crate::config::limits::FINISH_TXNS_MAX;
+        let bank = |n| BankId::new(n).unwrap();
+        // 600 commits and 5 rollbacks owed to bank 2 (bank 3 is down: skipped), over two rounds.
+        let round = |n: u64, commit: bool, count: usize| {
+            let owed = (0..count)
+                .map(|i| Owed { package: format!("p{n}x{i}"), commit, banks: vec![bank(2), bank(3)] })
+                .collect();
+            (round_key(n), 1, Undelivered { at_ms: 0, forget_after_ms: 0, owed })
+        };
+        let retention = super::super::retention::Retention { clock_skew_ms_max: 0, retain_ms: 0 };
+        let down = BTreeSet::from([bank(3)]);
+        let fresh = || Owing::new(retention, vec![round(7, true, 600), round(8, false, 5)], &down).unwrap();
+        let mut owing = fresh();
+        // A prepare carries at most what a participant takes, commits first.
+        let carried = owing.take(bank(2));
+        assert_eq!(carried.len(), 1);
+        assert_eq!((carried[0].commit, carried[0].txns.len()), (true, FINISH_TXNS_MAX));
+        let next = owing.take(bank(2));
+        let sizes: Vec<(bool, usize)> = next.iter().map(|d| (d.commit, d.txns.len())).collect();
+        assert_eq!(sizes, vec![(true, 600 - FINISH_TXNS_MAX), (false, 5)]);
+        assert!(owing.take(bank(2)).is_empty() && owing.take(bank(3)).is_empty(), "nothing to a bank down");
+        // Sent on their own: in requests of at most as many.
+        let requests = fresh().requests();
+        let sizes: Vec<(BankId, bool, usize)> = requests.iter().map(|((b, c), t)| (*b, *c, t.len())).collect();
+        assert_eq!(
+            sizes,
+            vec![(bank(2), false, 5), (bank(2), true, FINISH_TXNS_MAX), (bank(2), true, 600 - FINISH_TXNS_MAX)]
+        );
     }
 
     #[test]

@@ -113,7 +113,7 @@ fn check_items(req: &PrepareRequest) -> Result<(), ApiError> {
         ));
     }
     // The decisions carried are bounded as a commit's or rollback's own request is.
-    if req.decisions.iter().map(|d| d.txns.len()).sum::<usize>() > PREPARE_ITEMS_MAX * 4 {
+    if req.decisions.iter().map(|d| d.txns.len()).sum::<usize>() > crate::config::limits::FINISH_TXNS_MAX {
         return Err(ApiError::invalid(ErrorCode::BatchTooLarge, "too many transactions in one request"));
     }
     for t in req.decisions.iter().flat_map(|d| &d.txns) {
@@ -150,8 +150,7 @@ fn check_txn(t: &str) -> Result<(), ApiError> {
 }
 
 async fn finish(state: &AppState, peer: Peer, body: FinishRequest, commit: bool) -> Result<HttpResponse, ApiError> {
-    use crate::config::limits::PREPARE_ITEMS_MAX;
-    if body.txns.len() > PREPARE_ITEMS_MAX * 4 {
+    if body.txns.len() > crate::config::limits::FINISH_TXNS_MAX {
         return Err(ApiError::invalid(ErrorCode::BatchTooLarge, "too many transactions in one request"));
     }
     for t in &body.txns {
