@@ -934,6 +934,10 @@ async fn prepare_round(
     // This round's decisions ride on the next round's prepares (or go when the hold ends).
     let decided = (!undelivered.owed.is_empty()).then_some((key, undelivered_version, undelivered));
     if fenced {
+        // No next round in this hold: they go now.
+        if let Some(d) = decided {
+            down.extend(deliver(ib, vec![d], down).await?);
+        }
         return Err(RoundError::Fenced(epoch));
     }
     Ok((Swept::Seen(seen), decided))

@@ -658,7 +658,7 @@ pub async fn finish(ib: &Interbank, txns: Vec<String>, commit: bool, by: FinishB
     let named = named_attempts(txns, commit, &mut out);
     // Which accounts each attempt touches comes from its round's prepared record; read first.
     let found = with_prepared(ib, by, named).await?;
-    finish_found(ib, found, commit, by, &mut out).await?;
+    finish_found(ib, found, commit, by, ib.lock_wait_ms, &mut out).await?;
     Ok(out)
 }
 
@@ -677,7 +677,9 @@ fn named_attempts(txns: Vec<String>, commit: bool, out: &mut FinishResponse) -> 
 }
 
 /// Ends attempts (decisions carried by a prepare) apart from its votes, each kind as a finish
-/// does; what cannot be ended now is left out of `out`, for the coordinator to send again.
+/// does; what cannot be ended now is left out of `out`, for the coordinator to send again. It
+/// waits for locks only [`ALONE_LOCK_WAIT_MS`]: the prepare around it may already have waited
+/// its `--lock-wait-ms`, and its coordinator's patience is `--peer-timeout-ms`.
 async fn end_apart(ib: &Interbank, by: FinishBy, ending: Vec<ToEnd>, out: &mut FinishResponse) {
     for commit in [true, false] {
         let named: Vec<Named> = ending.iter().filter(|(_, _, c)| *c == commit).map(|(n, _, _)| n.clone()).collect();
@@ -685,7 +687,7 @@ async fn end_apart(ib: &Interbank, by: FinishBy, ending: Vec<ToEnd>, out: &mut F
             continue;
         }
         let ended = match with_prepared(ib, by, named).await {
-            Ok(found) => finish_found(ib, found, commit, by, out).await,
+            Ok(found) => finish_found(ib, found, commit, by, ALONE_LOCK_WAIT_MS, out).await,
             Err(e) => Err(e),
         };
         if let Err(e) = ended {
@@ -695,12 +697,14 @@ async fn end_apart(ib: &Interbank, by: FinishBy, ending: Vec<ToEnd>, out: &mut F
 }
 
 /// Ends `found` (attempts, with what their rounds' prepared records held of them as read), in
-/// chunks of their accounts, adding what ended to `out`.
+/// chunks of their accounts, each waiting up to `wait_ms` for its locks, adding what ended to
+/// `out`.
 async fn finish_found(
     ib: &Interbank,
     mut found: Vec<(Named, Option<Prepared>)>,
     commit: bool,
     by: FinishBy,
+    wait_ms: u64,
     out: &mut FinishResponse,
 ) -> Result<(), ApiError> {
     // An attempt prepared after the read above touches accounts this pass did not lock: it is
@@ -714,7 +718,7 @@ async fn finish_found(
         );
         let mut late = Vec::new();
         for batch in batches {
-            match finish_chunk(ib, batch.clone(), commit, by, ib.lock_wait_ms).await {
+            match finish_chunk(ib, batch.clone(), commit, by, wait_ms).await {
                 Ok(ended) => {
                     out.done.extend(ended.done);
                     late.extend(ended.late);
