@@ -465,36 +465,25 @@ pub async fn prepare(ib: &Interbank, req: PrepareRequest) -> Result<PrepareRespo
         if !fits {
             end_apart(ib, by, std::mem::take(&mut ending), &mut ended).await;
         }
-        let with = std::mem::take(&mut ending);
-        let carried: Vec<(String, bool)> = with.iter().map(|((t, _, _), _, commit)| (t.clone(), *commit)).collect();
-        match settle_chunk(ib, by, at.epoch, with, chunk.clone(), ib.lock_wait_ms).await {
+        let carried = std::mem::take(&mut ending);
+        match settle_chunk(ib, by, at.epoch, carried.clone(), chunk.clone(), ib.lock_wait_ms).await {
             Ok((e, v)) => {
                 votes.extend(v);
                 ended.done.extend(e.done);
                 ended.unknown.extend(e.unknown);
                 // Prepared after they were read (a late repeat of their prepare): ended on
-                // their own, with one more read.
-                let late: Vec<ToEnd> = e
-                    .late
+                // their own, whose next pass reads them again.
+                let late: Vec<ToEnd> = carried
                     .into_iter()
-                    .map(|named| {
-                        let commit = carried.iter().any(|(t, commit)| *t == named.0 && *commit);
-                        (named, None, commit)
-                    })
+                    .filter(|(named, _, _)| e.late.contains(named))
+                    .map(|(n, _, c)| (n, None, c))
                     .collect();
                 end_apart(ib, by, late, &mut ended).await;
             }
             Err(e @ ApiError::StaleEpoch { .. }) => return Err(e),
             Err(e) => {
                 // The decisions carried first, on their own; then the packages.
-                let again = carried
-                    .into_iter()
-                    .filter_map(|(t, commit)| {
-                        let (package, n) = super::coordinator::split_txn(&t)?;
-                        Some(((t.clone(), package.to_string(), n), None, commit))
-                    })
-                    .collect();
-                end_apart(ib, by, again, &mut ended).await;
+                end_apart(ib, by, carried, &mut ended).await;
                 if is_contention(&e) && chunk.len() > 1 {
                     // One busy account must not fail its neighbours (issue 13, defect 5): each
                     // package of a contended chunk is tried alone, under its own locks only.
@@ -676,21 +665,19 @@ fn named_attempts(txns: Vec<String>, commit: bool, out: &mut FinishResponse) -> 
     named
 }
 
-/// Ends attempts (decisions carried by a prepare) apart from its votes, each kind as a finish
-/// does; what cannot be ended now is left out of `out`, for the coordinator to send again. It
-/// waits for locks only [`ALONE_LOCK_WAIT_MS`]: the prepare around it may already have waited
-/// its `--lock-wait-ms`, and its coordinator's patience is `--peer-timeout-ms`.
+/// Ends attempts (decisions carried by a prepare, with their prepared records as read before)
+/// apart from its votes, each kind as a finish does; what cannot be ended now is left out of
+/// `out`, for the coordinator to send again. It waits for locks only [`ALONE_LOCK_WAIT_MS`]:
+/// the prepare around it may already have waited its `--lock-wait-ms`, and its coordinator's
+/// patience is `--peer-timeout-ms`.
 async fn end_apart(ib: &Interbank, by: FinishBy, ending: Vec<ToEnd>, out: &mut FinishResponse) {
-    for commit in [true, false] {
-        let named: Vec<Named> = ending.iter().filter(|(_, _, c)| *c == commit).map(|(n, _, _)| n.clone()).collect();
-        if named.is_empty() {
+    let (commits, rollbacks): (Vec<ToEnd>, Vec<ToEnd>) = ending.into_iter().partition(|(_, _, commit)| *commit);
+    for (commit, kind) in [(true, commits), (false, rollbacks)] {
+        if kind.is_empty() {
             continue;
         }
-        let ended = match with_prepared(ib, by, named).await {
-            Ok(found) => finish_found(ib, found, commit, by, ALONE_LOCK_WAIT_MS, out).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = ended {
+        let found = kind.into_iter().map(|(named, p, _)| (named, p)).collect();
+        if let Err(e) = finish_found(ib, found, commit, by, ALONE_LOCK_WAIT_MS, out).await {
             tracing::warn!(error = %e, "decisions carried by a prepare could not be applied now");
         }
     }
