@@ -469,14 +469,18 @@ pub async fn run(a: &CheckArgs) -> crate::Result<()> {
     if r.violations.is_empty() { Ok(()) } else { Err(Error::Violations(r.violations.len())) }
 }
 
-/// Waits until no bank has interbank work pending (or `within` passes), then checks.
+/// Waits until no bank has interbank work pending (or `within` passes), then checks. A check
+/// that could not read a bank (its data servers still choosing a leader after a failover, a
+/// replica restarting) is tried again meanwhile too: its error is the answer only once `within`
+/// has passed.
 pub async fn settle_and_check(t: &Target, within: Duration) -> crate::Result<Report> {
     let until = Instant::now() + within;
     let access = access(t)?;
     loop {
-        let r = check(&access, true).await?;
-        if r.violations.is_empty() || Instant::now() > until {
-            return Ok(r);
+        match check(&access, true).await {
+            Ok(r) if r.violations.is_empty() => return Ok(r),
+            done if Instant::now() > until => return done,
+            _ => {}
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
