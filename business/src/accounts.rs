@@ -90,6 +90,61 @@ pub struct Accounts {
     /// Password hashes computed at once (argon2 is memory- and CPU-hard by design): a flood of
     /// sign-ups or logins waits here instead of starving every other request of the cores.
     pub hashing: std::sync::Arc<Hashing>,
+    /// Sessions this replica has read, for a payment to be stored without reading its session
+    /// again ([`Accounts::vouched`]).
+    pub vouches: Vouches,
+}
+
+/// What a session read proved: the session (at `session_version`) names `me` (at
+/// `account_version`) and lives until `expires_at_ms`. Kept by the replica that read it so that
+/// a cross-bank payment's enqueue skips the read: that commit carries [`Vouch::conditions`], so
+/// the data server itself refuses it, atomically with the write, if the session was ended or the
+/// account changed since. Nothing else may act on a vouch alone (a read, an intrabank payment, a
+/// refusal naming a package): those read the session again.
+#[derive(Debug, Clone)]
+pub struct Vouch {
+    pub me: AccountRecord,
+    session_key: String,
+    session_version: u64,
+    account_version: u64,
+    expires_at_ms: u64,
+}
+
+impl Vouch {
+    /// The conditions that make a commit this vouch's caller's own: both records unchanged.
+    pub fn conditions(&self) -> [RecordOp; 2] {
+        [
+            RecordOp::Check {
+                collection: SESSIONS.into(),
+                key: self.session_key.clone(),
+                if_version: self.session_version,
+            },
+            RecordOp::Check {
+                collection: ACCOUNTS.into(),
+                key: account_key(self.me.id),
+                if_version: self.account_version,
+            },
+        ]
+    }
+}
+
+/// A replica's vouches, by session key, at most `SESSION_VOUCHES_MAX` (when full it starts
+/// again empty: a vouch missing costs one read, never a wrong answer).
+#[derive(Debug, Clone, Default)]
+pub struct Vouches(std::sync::Arc<parking_lot::Mutex<HashMap<String, Vouch>>>);
+
+impl Vouches {
+    fn keep(&self, v: Vouch) {
+        let mut all = self.0.lock();
+        if all.len() >= SESSION_VOUCHES_MAX && !all.contains_key(&v.session_key) {
+            all.clear();
+        }
+        all.insert(v.session_key.clone(), v);
+    }
+
+    fn forget(&self, session_key: &str) {
+        self.0.lock().remove(session_key);
+    }
 }
 
 /// The password-hashing gate: `permits` hashes at once, at most `waiting_max` more waiting; past
@@ -705,6 +760,7 @@ impl Accounts {
         // Its event ticket opens nothing more, and its open streams end at their next heartbeat.
         commit.records.push(crate::events::forget(&session_key(token)));
         self.ds.commit(&commit).await?;
+        self.vouches.forget(&session_key(token));
         Ok(())
     }
 
@@ -714,20 +770,43 @@ impl Accounts {
     /// a token naming another account than its session's (one opened before tokens named
     /// theirs) costs only a second read.
     pub async fn session(&self, token: &str) -> Result<AccountRecord, ApiError> {
-        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !token_shaped(token) {
             return Err(ApiError::NoSession);
         }
         let named = token_account(token);
-        let mut keys = vec![RecordKey::new(SESSIONS, session_key(token))];
+        let key = session_key(token);
+        let mut keys = vec![RecordKey::new(SESSIONS, key.clone())];
         keys.extend(named.map(|a| RecordKey::new(ACCOUNTS, account_key(a))));
         let mut got = self.ds.get_records(keys).await?.into_iter();
-        let s = live(got.next().flatten())?.ok_or(ApiError::NoSession)?;
+        let Some((s, session_version)) = live_versioned(got.next().flatten())? else {
+            self.vouches.forget(&key);
+            return Err(ApiError::NoSession);
+        };
         if named == Some(s.account)
             && let Some(r) = got.next().flatten()
         {
-            return parse(r.value);
+            let account_version = r.version;
+            let me: AccountRecord = parse(r.value)?;
+            self.vouches.keep(Vouch {
+                me: me.clone(),
+                session_key: key,
+                session_version,
+                account_version,
+                expires_at_ms: s.expires_at_ms,
+            });
+            return Ok(me);
         }
         self.record(s.account).await?.ok_or(ApiError::NoSession)
+    }
+
+    /// What this replica last read of `token`'s session, if it has not expired since: for a
+    /// commit that carries its [`Vouch::conditions`], never as proof on its own.
+    pub fn vouched(&self, token: &str) -> Option<Vouch> {
+        if !token_shaped(token) {
+            return None;
+        }
+        let v = self.vouches.0.lock().get(&session_key(token)).cloned()?;
+        (v.expires_at_ms > now_ms()).then_some(v)
     }
 }
 
@@ -738,9 +817,15 @@ pub async fn live_session(ds: &DataClient, key: &str) -> Result<Option<SessionRe
 
 /// A session record as read, if there is one and it has not expired.
 fn live(r: Option<dataserver_api::Record>) -> Result<Option<SessionRecord>, ApiError> {
+    Ok(live_versioned(r)?.map(|(s, _)| s))
+}
+
+/// [`live`], with the record's version.
+fn live_versioned(r: Option<dataserver_api::Record>) -> Result<Option<(SessionRecord, u64)>, ApiError> {
     let Some(r) = r else { return Ok(None) };
+    let version = r.version;
     let s: SessionRecord = parse(r.value)?;
-    Ok((s.expires_at_ms > now_ms()).then_some(s))
+    Ok((s.expires_at_ms > now_ms()).then_some((s, version)))
 }
 
 /// A new session token for `account`: 64 hex digits, the account's id (16) then 192 random
@@ -750,6 +835,12 @@ fn new_token(account: AccountId) -> String {
     let mut raw = [0u8; 24];
     rand::rng().fill_bytes(&mut raw);
     format!("{:016x}{}", account.get(), hex::encode(raw))
+}
+
+/// Whether `token` has a token's shape (64 hex digits, [`new_token`]); anything else is no
+/// session, without a read.
+fn token_shaped(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The account a token names (not proof of anything: its session record is).

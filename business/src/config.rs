@@ -350,6 +350,9 @@ pub mod limits {
     pub const HASHING_WAITERS_MAX: usize = 256;
     /// Sessions one account may have open at once; the oldest is ended for a new one.
     pub const SESSIONS_PER_ACCOUNT_MAX: usize = 16;
+    /// Sessions a replica remembers having read, for payments stored without reading theirs
+    /// again (`accounts::Vouches`): about a kilobyte each.
+    pub const SESSION_VOUCHES_MAX: usize = 16_384;
     /// Consents one account may have (any status; revoked and expired ones are pruned first).
     pub const CONSENTS_PER_ACCOUNT_MAX: usize = 16;
     /// The furthest ahead a consent may expire, and its default.

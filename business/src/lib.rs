@@ -118,6 +118,7 @@ impl Application {
                 settings.hashing_concurrent_max,
                 config::limits::HASHING_WAITERS_MAX,
             )),
+            vouches: accounts::Vouches::default(),
         };
         let mut ledger = Ledger {
             metrics: metrics.clone(),

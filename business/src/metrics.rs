@@ -48,6 +48,10 @@ pub struct Metrics {
     pub decisions_carried_total: Counter,
     /// Decisions a bank acknowledged through a commit or rollback request of their own.
     pub decisions_sent_total: Counter,
+    /// Packages stored on a session this replica had read before, without reading it again.
+    pub payments_vouched_total: Counter,
+    /// Payments tried on such a session and then made on the session read again.
+    pub payments_unverified_total: Counter,
 }
 
 impl Default for Metrics {
@@ -68,6 +72,10 @@ impl Default for Metrics {
             counter("decisions_carried", "decisions acknowledged by a bank through the prepare that carried them");
         let decisions_sent_total =
             counter("decisions_sent", "decisions acknowledged by a bank through a commit or rollback of their own");
+        let payments_vouched_total =
+            counter("payments_vouched", "packages stored on a session read before, checked by their commit");
+        let payments_unverified_total =
+            counter("payments_unverified", "payments tried on a session read before, then on the session read again");
         let batch_alone_total =
             counter("batch_alone", "operations of a batch run again on their own (the batch could not commit whole)");
         let request_seconds = Histogram::new(LATENCY_S_BOUNDS);
@@ -102,6 +110,8 @@ impl Default for Metrics {
             settled_total,
             decisions_carried_total,
             decisions_sent_total,
+            payments_vouched_total,
+            payments_unverified_total,
         }
     }
 }

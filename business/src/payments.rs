@@ -6,6 +6,7 @@ use shared::api::{AccountPayment, Operation, OperationReceipt, Pay, Status, Tran
 use shared::{BankId, ErrorCode, Ibk, Target};
 
 use crate::AppState;
+use crate::accounts::Vouch;
 use crate::config::limits::PACKAGE_OPERATIONS_MAX;
 use crate::error::ApiError;
 use crate::interbank::coordinator::{self, Queued};
@@ -21,6 +22,9 @@ pub enum Paid {
     Applied(Transaction),
     /// Across banks: stored, settled when this bank holds the token.
     Pending(Transaction),
+    /// Paid on a vouch alone ([`crate::accounts::Vouch`]), nothing was stored: the caller's
+    /// session must be read again and the payment made on that.
+    Unverified,
 }
 
 /// Seed 000's shape of a final transaction, from a ledger receipt.
@@ -83,7 +87,18 @@ pub async fn move_money(
 
 /// A package of operations authored by `body.author`. Every `from` must be held by the customer
 /// (at any bank); every `to` is an IBK or a Pix key, resolved now.
-pub async fn pay(state: &AppState, me: &AccountRecord, body: Pay, key: Option<&str>) -> Result<Paid, ApiError> {
+///
+/// With `vouch`, `me` is what this replica read of the session before, not read again: only a
+/// cross-bank package from the session's own account to IBKs is stored on it (in a commit that
+/// checks the session and the account are as read); anything else is [`Paid::Unverified`] before
+/// it reads or writes a thing, and so is a commit that would not simply store it.
+pub async fn pay(
+    state: &AppState,
+    me: &AccountRecord,
+    body: Pay,
+    key: Option<&str>,
+    vouch: Option<&Vouch>,
+) -> Result<Paid, ApiError> {
     let bank = state.settings.bank_id;
     if body.operations.is_empty() || body.operations.len() > PACKAGE_OPERATIONS_MAX {
         return Err(ApiError::invalid(
@@ -94,6 +109,9 @@ pub async fn pay(state: &AppState, me: &AccountRecord, body: Pay, key: Option<&s
     if body.author.bank != bank {
         return Err(ApiError::WrongBank(body.author));
     }
+    if vouch.is_some() && !vouchable(bank, me, &body) {
+        return Ok(Paid::Unverified);
+    }
     let ops = resolve_targets(state, &body).await?;
     check_holder(state, me, body.author, &ops).await?;
     if let Some(k) = key {
@@ -101,6 +119,9 @@ pub async fn pay(state: &AppState, me: &AccountRecord, body: Pay, key: Option<&s
     }
     let id = package_id(body.author, key);
     if ops.iter().all(|o| o.from.bank == bank && o.to.bank == bank) {
+        if vouch.is_some() {
+            return Ok(Paid::Unverified);
+        }
         let operations =
             ops.iter().map(|o| PackageOp { from: o.from.account, to: o.to.account, amount: o.amount }).collect();
         let package = Package { id, bank, author: body.author.account, operations };
@@ -117,7 +138,21 @@ pub async fn pay(state: &AppState, me: &AccountRecord, body: Pay, key: Option<&s
         created_ms: now,
         deadline_ms: now.saturating_add(state.interbank.limits.package_deadline_ms),
     };
+    if let Some(v) = vouch {
+        return Ok(match coordinator::enqueue_vouched(&state.interbank, &queued, &v.conditions()).await? {
+            Some(t) => Paid::Pending(t),
+            None => Paid::Unverified,
+        });
+    }
     Ok(Paid::Pending(coordinator::enqueue(&state.interbank, &queued).await?))
+}
+
+/// Whether a payment may be stored on a vouch: every debit from the session's own account and
+/// every target an IBK. A key's lookup, or another account's holder, would be answered to a
+/// caller not yet read again.
+fn vouchable(bank: BankId, me: &AccountRecord, body: &Pay) -> bool {
+    let own = Ibk::new(bank, me.id);
+    body.author == own && body.operations.iter().all(|o| o.from == own && matches!(o.to, Target::Ibk(_)))
 }
 
 /// The operations with every target an IBK of a bank of the network, none to its own origin.

@@ -676,6 +676,25 @@ impl Cluster {
         Ok(())
     }
 
+    /// The sums over bank `bank`'s replicas of the `/metrics` values `names` (0 for one a
+    /// replica does not report).
+    #[expect(clippy::float_arithmetic, reason = "metrics as Prometheus prints them, summed for a test to compare")]
+    pub async fn bank_metrics(&self, bank: usize, names: &[&str]) -> Vec<f64> {
+        let http = pki::http_client();
+        let mut sums = vec![0.0; names.len()];
+        for url in self.banks[bank].urls() {
+            let r = http.get(format!("{url}/metrics")).bearer_auth(&self.operator_key).send().await;
+            let text = r.expect("a replica's metrics").text().await.expect("a replica's metrics");
+            for (sum, name) in sums.iter_mut().zip(names) {
+                *sum += text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
+        }
+        sums
+    }
+
     /// SIGTERM to every replica, then every data server, waiting for each; returns the lines
     /// describing how each stopped.
     pub fn stop(&mut self) -> Vec<String> {

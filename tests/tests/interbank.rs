@@ -1548,22 +1548,6 @@ async fn banks_prove_who_they_are_by_certificate() {
     assert!(client.get(&bank3_ok).header(shared::api::BANK_HEADER, "1").send().await.is_err(), "not bank 2");
 }
 
-/// The metrics `names` summed over bank `bank`'s (index) replicas, in order (0 when absent).
-#[expect(clippy::float_arithmetic, reason = "metrics as Prometheus prints them, summed for a test to compare")]
-async fn bank_metrics(c: &Cluster, bank: usize, names: &[&str]) -> Vec<f64> {
-    let http = pki::http_client();
-    let mut sums = vec![0.0; names.len()];
-    for url in c.banks[bank].urls() {
-        let r = http.get(format!("{url}/metrics")).bearer_auth(&c.operator_key).send().await.unwrap();
-        let text = r.text().await.unwrap();
-        for (sum, name) in sums.iter_mut().zip(names) {
-            *sum +=
-                text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok()).unwrap_or(0.0);
-        }
-    }
-    sums
-}
-
 /// A bank that gets the token with packages waiting, but not a round's worth, waits
 /// `--round-linger-ms` before its first round, so packages submitted meanwhile share the round
 /// (and its holds, balances and per-round records). With a linger longer than the submissions
@@ -1581,7 +1565,7 @@ async fn packages_submitted_while_the_token_lingers_share_one_round() {
     let payee = customer(&c, 1, 182, "0").await;
     // Rounds bank 1's replicas coordinated, and the packages they decided.
     let rounds = || async {
-        let m = bank_metrics(&c, 0, &["business_round_packages_count", "business_round_packages_sum"]).await;
+        let m = c.bank_metrics(0, &["business_round_packages_count", "business_round_packages_sum"]).await;
         (m[0], m[1])
     };
     let before = rounds().await;
@@ -1622,7 +1606,7 @@ async fn decisions_ride_on_the_next_rounds_prepare() {
     // Decisions acknowledged through prepares and through requests of their own, by bank 1's
     // replicas (the coordinator of every package here).
     let carried = || async {
-        let m = bank_metrics(&c, 0, &["business_decisions_carried_total", "business_decisions_sent_total"]).await;
+        let m = c.bank_metrics(0, &["business_decisions_carried_total", "business_decisions_sent_total"]).await;
         (m[0], m[1])
     };
     // Lock calls at bank 2, whose only work here is the payee's side of each round.
@@ -1631,7 +1615,7 @@ async fn decisions_ride_on_the_next_rounds_prepare() {
         let text = ds2.metrics().await.unwrap();
         text.lines().find_map(|l| l.strip_prefix("dataserver_lock_grants_total ")?.parse::<u64>().ok()).unwrap_or(0)
     };
-    let rounds = || async { bank_metrics(&c, 0, &["business_round_packages_count"]).await[0] };
+    let rounds = || async { c.bank_metrics(0, &["business_round_packages_count"]).await[0] };
     let before = carried().await;
     let (grants_before, rounds_before) = (grants().await, rounds().await);
     let to = payee.ibk().to_string();

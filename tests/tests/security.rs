@@ -168,6 +168,35 @@ async fn logins_and_key_lookups_are_limited_and_logout_revokes() {
     assert_eq!(r.status(), StatusCode::OK, "the customer's other session lives on");
     let r = http.delete(format!("{cb}/api/accounts/auth")).bearer_auth(&c2.token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a session is revoked once");
+
+    // A replica stores a cross-bank package without reading the session again when it read it
+    // before (the commit checks the session and the account are as it read them). The attack:
+    // a token revoked through one replica, spent at another that still remembers it.
+    let (c3, cb2) = (sign_in(&http, cb, w.c.ibk(), PASSWORD).await.unwrap(), cb2.clone());
+    let to_a = |amount: &str| json!({ "author": w.c.ibk(), "operations": [{ "from": w.c.ibk(), "to": w.a.ibk(), "amount": amount }] });
+    let pay = |token: &str, key: &str, body: serde_json::Value| {
+        http.post(format!("{cb2}/api/payments/pay"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let vouched = || async { c.bank_metrics(1, &["business_payments_vouched_total"]).await[0] };
+    let before = vouched().await;
+    for n in 0..2 {
+        let r = pay(&c3.token, &format!("vouch-{n}"), to_a("1")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    assert!(vouched().await > before, "the second payment read the session again: nothing here was tried");
+    let r = http.delete(format!("{cb}/api/accounts/auth")).bearer_auth(&c3.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = pay(&c3.token, "vouch-revoked", to_a("2")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a revoked token paid at a replica that remembered it");
+    assert_eq!(r.json::<shared::ErrorBody>().await.unwrap().error, shared::ErrorCode::Unauthorized);
+    // Nothing was stored under that key: the customer's live session uses it for another amount
+    // (a package stored under it would make that `422 idempotency_key_reused`).
+    let r = pay(&w.c.token, "vouch-revoked", to_a("3")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "the revoked token's package was stored");
 }
 
 /// A data server and a replica given certificates serve HTTPS (`--tls-cert`, `--tls-key`), the

@@ -72,6 +72,28 @@ pub struct Queued {
 /// in one commit. Submitted again under the same id (an `Idempotency-Key` repeated), it answers
 /// the package as it stands if the request is the same, and `IdempotencyKeyReused` if not.
 pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, ApiError> {
+    Ok(enqueue_on(ib, queued, &[]).await?.expect("a caller read now is answered in full"))
+}
+
+/// [`enqueue`] for a caller this replica has not read again ([`crate::accounts::Vouch`]): the
+/// commit's first `conditions` are the caller's session and account at the versions read
+/// before, so a session ended or an account changed since is refused by the data server,
+/// atomically with the write. `None` — nothing stored, read the caller again — where the answer
+/// would tell more than a busy bank before those conditions held: a condition failed (a stale
+/// caller, or the package is already stored) or the author's own bound was met. Once the
+/// commit passed the conditions (refused only for a bound), the caller is proven and answered
+/// as [`enqueue`] answers.
+pub async fn enqueue_vouched(
+    ib: &Interbank,
+    queued: &Queued,
+    conditions: &[RecordOp],
+) -> Result<Option<Transaction>, ApiError> {
+    assert!(!conditions.is_empty(), "a vouched enqueue carries its caller's conditions");
+    enqueue_on(ib, queued, conditions).await
+}
+
+async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) -> Result<Option<Transaction>, ApiError> {
+    let vouched = !conditions.is_empty();
     let author_prefix = crate::model::account_packages_prefix(queued.author.account);
     // Under pressure (a bound met lately), refuse with two reads rather than a commit: a refused
     // commit still costs the writer a logged, fsynced entry, and under overload most
@@ -97,12 +119,43 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
         }
     };
     if let Err(full) = full {
+        // A busy bank is what the door tells anyone (`routes::payments::shed`); the author's
+        // own queue, or its package stored, only a caller read now.
+        if vouched {
+            return match full {
+                ApiError::SettlementBusy(_) => Err(full),
+                _ => Ok(None),
+            };
+        }
         return match package(ib, &queued.id).await {
-            Ok(stored) => same_package(queued, stored),
+            Ok(stored) => same_package(queued, stored).map(Some),
             Err(ApiError::PackageNotFound) => Err(full),
             Err(e) => Err(e),
         };
     }
+    let (c, pending) = enqueue_commit(ib, queued, conditions);
+    match ib.ds.commit(&c).await {
+        Ok(_) => Ok(Some(pending)),
+        // Which bound: the author's own, or the bank's (a bound that freed up meanwhile is
+        // named as the bank's: the caller is told to try again either way). The conditions
+        // come first, so a bound met means a vouched caller's held.
+        Err(e) if e.code() == Some(DsCode::CountReached) => {
+            let full = room(ib, &author_prefix).await.err();
+            let full = full.unwrap_or(ApiError::SettlementBusy(ib.limits.settlement_queue_max));
+            ib.admission.lock().learn(author, &full, now_ms());
+            Err(full)
+        }
+        Err(e) if e.code() == Some(DsCode::ConditionFailed) && vouched => Ok(None),
+        Err(e) if e.code() == Some(DsCode::ConditionFailed) => {
+            same_package(queued, package(ib, &queued.id).await?).map(Some)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The commit that stores `queued`: its package record and queue entry, after `conditions` (a
+/// vouched caller's, see [`enqueue_vouched`]) and before the queue's bounds.
+fn enqueue_commit(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) -> (CommitRequest, Transaction) {
     let pending = queued.transaction(Status::Pending, None);
     let submitted = StoredPackage {
         package: pending.clone(),
@@ -110,6 +163,7 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
         entry: Some(crate::model::account_package_key(queued.author.account, queued.created_ms, &queued.id)),
     };
     let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    c.records.extend_from_slice(conditions);
     c.records.push(RecordOp::Put {
         collection: PACKAGES.into(),
         key: queued.id.clone(),
@@ -132,7 +186,7 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
     // more writes per package).
     c.records.push(RecordOp::Fewer {
         collection: QUEUE.into(),
-        prefix: author_prefix.clone(),
+        prefix: crate::model::account_packages_prefix(queued.author.account),
         than: ib.limits.pending_per_account_max,
     });
     c.records.push(RecordOp::Fewer {
@@ -140,19 +194,7 @@ pub async fn enqueue(ib: &Interbank, queued: &Queued) -> Result<Transaction, Api
         prefix: String::new(),
         than: ib.limits.settlement_queue_max,
     });
-    match ib.ds.commit(&c).await {
-        Ok(_) => Ok(pending),
-        // Which bound: the author's own, or the bank's (a bound that freed up meanwhile is
-        // named as the bank's: the caller is told to try again either way).
-        Err(e) if e.code() == Some(DsCode::CountReached) => {
-            let full = room(ib, &author_prefix).await.err();
-            let full = full.unwrap_or(ApiError::SettlementBusy(ib.limits.settlement_queue_max));
-            ib.admission.lock().learn(author, &full, now_ms());
-            Err(full)
-        }
-        Err(e) if e.code() == Some(DsCode::ConditionFailed) => same_package(queued, package(ib, &queued.id).await?),
-        Err(e) => Err(e.into()),
-    }
+    (c, pending)
 }
 
 /// `429` when the author (`author_prefix`) has the most packages waiting, `503` when the bank's

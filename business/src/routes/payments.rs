@@ -77,6 +77,25 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
     if let Some(busy) = shed(&state, &body) {
         return Err(busy);
     }
+    // A session this replica read before is not read again for a package it can store in a
+    // commit that checks the session still stands (`payments::pay`); anything else about the
+    // payment reads it first, as every other route does.
+    if let Some(v) = crate::auth::presented_key(req.headers()).and_then(|t| state.accounts.vouched(t)) {
+        match payments::pay(&state, &v.me, body.clone(), idempotency_key(&req), Some(&v)).await {
+            Ok(Paid::Pending(t)) => {
+                state.metrics.payments_vouched_total.inc();
+                return Ok(HttpResponse::Accepted().json(t));
+            }
+            // A refusal of the payment is answered only to a caller read again (a session
+            // ended since is told `401` first, as on every route).
+            Ok(Paid::Applied(_) | Paid::Unverified) => {}
+            Err(e) if e.status_code().is_client_error() => {}
+            // The store's own failure (the package may be stored: doing it again under a new
+            // id could pay twice), told as it is, as a caller read now would be told it.
+            Err(e) => return Err(e),
+        }
+        state.metrics.payments_unverified_total.inc();
+    }
     let me = Customer::extract(&req).await?;
     // A payment to a key tells whether the key exists, so it draws on the customer's key-lookup
     // budget as Pix's directory does: refused while the budget is spent, and charged for each key
@@ -87,7 +106,7 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
     if keys > 0 {
         state.throttles.key_lookups_left(&address, me.0.id).await?;
     }
-    let answer = payments::pay(&state, &me.0, body, idempotency_key(&req)).await;
+    let answer = payments::pay(&state, &me.0, body, idempotency_key(&req), None).await;
     if keys > 0 && answer.as_ref().is_err_and(|e| e.status_code().is_client_error()) {
         for _ in 0..keys {
             // Counted only; the next attempt is the one refused.
@@ -97,6 +116,7 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
     Ok(match answer? {
         Paid::Applied(t) => HttpResponse::Ok().json(t),
         Paid::Pending(t) => HttpResponse::Accepted().json(t),
+        Paid::Unverified => unreachable!("a payment made on a session read now is never unverified"),
     })
 }
 
