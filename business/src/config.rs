@@ -175,9 +175,11 @@ pub struct Settings {
     /// When the token arrives and fewer packages wait than fill a round, how long the bank waits
     /// for more before its first round (a full queue never waits). Rounds then carry more
     /// packages each, and a round's holds, balances and per-round records are shared by more of
-    /// them, for this much latency (`bench packages` at 1,200/s: 8.6 → 6.8 record writes per
-    /// package at 20 ms, p99 unchanged within noise; 0 turns it off). Below `--ring-lease-ms`.
-    #[arg(long, env = "BUSINESS_ROUND_LINGER_MS", default_value_t = 20)]
+    /// them, for this much latency (`bench packages` at 500/s: 11.9 record writes and 4.3
+    /// data-server requests per package at 20 ms, 6.5 and 2.0 at 100 ms, p99 140 → 400 ms, well
+    /// inside the 1 s budget; past saturation rounds are full and nobody waits; 0 turns it
+    /// off). Below `--ring-lease-ms`.
+    #[arg(long, env = "BUSINESS_ROUND_LINGER_MS", default_value_t = 100)]
     pub round_linger_ms: u64,
 
     /// Cross-bank packages waiting for settlement at this bank, at most (all replicas: the
