@@ -95,7 +95,7 @@ pub async fn move_money(
 pub async fn pay(
     state: &AppState,
     me: &AccountRecord,
-    body: Pay,
+    body: &Pay,
     key: Option<&str>,
     vouch: Option<&Vouch>,
 ) -> Result<Paid, ApiError> {
@@ -109,10 +109,10 @@ pub async fn pay(
     if body.author.bank != bank {
         return Err(ApiError::WrongBank(body.author));
     }
-    if vouch.is_some() && !vouchable(bank, me, &body) {
+    if vouch.is_some() && !vouchable(bank, me, body) {
         return Ok(Paid::Unverified);
     }
-    let ops = resolve_targets(state, &body).await?;
+    let ops = resolve_targets(state, body).await?;
     check_holder(state, me, body.author, &ops).await?;
     if let Some(k) = key {
         check_idempotency_key(k)?;

@@ -133,7 +133,7 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
             Err(e) => Err(e),
         };
     }
-    let (c, pending) = enqueue_commit(ib, queued, conditions);
+    let (c, pending) = enqueue_commit(ib, queued, &author_prefix, conditions);
     match ib.ds.commit(&c).await {
         Ok(_) => Ok(Some(pending)),
         // Which bound: the author's own, or the bank's (a bound that freed up meanwhile is
@@ -154,8 +154,14 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
 }
 
 /// The commit that stores `queued`: its package record and queue entry, after `conditions` (a
-/// vouched caller's, see [`enqueue_vouched`]) and before the queue's bounds.
-fn enqueue_commit(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) -> (CommitRequest, Transaction) {
+/// vouched caller's, see [`enqueue_vouched`]) and before the queue's bounds (the author's under
+/// `author_prefix`, then the bank's).
+fn enqueue_commit(
+    ib: &Interbank,
+    queued: &Queued,
+    author_prefix: &str,
+    conditions: &[RecordOp],
+) -> (CommitRequest, Transaction) {
     let pending = queued.transaction(Status::Pending, None);
     let submitted = StoredPackage {
         package: pending.clone(),
@@ -186,7 +192,7 @@ fn enqueue_commit(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) -> (
     // more writes per package).
     c.records.push(RecordOp::Fewer {
         collection: QUEUE.into(),
-        prefix: crate::model::account_packages_prefix(queued.author.account),
+        prefix: author_prefix.to_owned(),
         than: ib.limits.pending_per_account_max,
     });
     c.records.push(RecordOp::Fewer {

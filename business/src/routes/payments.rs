@@ -81,7 +81,7 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
     // commit that checks the session still stands (`payments::pay`); anything else about the
     // payment reads it first, as every other route does.
     if let Some(v) = crate::auth::presented_key(req.headers()).and_then(|t| state.accounts.vouched(t)) {
-        match payments::pay(&state, &v.me, body.clone(), idempotency_key(&req), Some(&v)).await {
+        match payments::pay(&state, &v.me, &body, idempotency_key(&req), Some(&v)).await {
             Ok(Paid::Pending(t)) => {
                 state.metrics.payments_vouched_total.inc();
                 return Ok(HttpResponse::Accepted().json(t));
@@ -106,7 +106,7 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
     if keys > 0 {
         state.throttles.key_lookups_left(&address, me.0.id).await?;
     }
-    let answer = payments::pay(&state, &me.0, body, idempotency_key(&req), None).await;
+    let answer = payments::pay(&state, &me.0, &body, idempotency_key(&req), None).await;
     if keys > 0 && answer.as_ref().is_err_and(|e| e.status_code().is_client_error()) {
         for _ in 0..keys {
             // Counted only; the next attempt is the one refused.
