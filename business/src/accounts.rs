@@ -178,7 +178,7 @@ impl Hashing {
 impl Accounts {
     pub async fn record(&self, id: AccountId) -> Result<Option<AccountRecord>, ApiError> {
         match self.ds.get_record(ACCOUNTS, &account_key(id)).await? {
-            Some(r) => Ok(Some(parse(r.value)?)),
+            Some(r) => Ok(Some(parse(&r.value)?)),
             None => Ok(None),
         }
     }
@@ -186,7 +186,7 @@ impl Accounts {
     /// The record and its version (for compare-and-set).
     async fn record_versioned(&self, id: AccountId) -> Result<Option<(AccountRecord, u64)>, ApiError> {
         match self.ds.get_record(ACCOUNTS, &account_key(id)).await? {
-            Some(r) => Ok(Some((parse(r.value)?, r.version))),
+            Some(r) => Ok(Some((parse(&r.value)?, r.version))),
             None => Ok(None),
         }
     }
@@ -210,7 +210,7 @@ impl Accounts {
     /// through their holders' own accounts).
     pub async fn held_by(&self, doc: &shared::Document) -> Result<Option<AccountRecord>, ApiError> {
         let Some(r) = self.ds.get_record(HOLDERS, doc.digits()).await? else { return Ok(None) };
-        let h: HolderRecord = parse(r.value)?;
+        let h: HolderRecord = parse(&r.value)?;
         self.record(h.account).await
     }
 
@@ -315,7 +315,7 @@ impl Accounts {
             }
             let counter = self.ds.get_record(COUNTERS, ACCOUNT_COUNTER).await?;
             let (version, next) = match &counter {
-                Some(r) => (r.version, parse::<CounterRecord>(r.value.clone())?.next),
+                Some(r) => (r.version, parse::<CounterRecord>(&r.value)?.next),
                 None => (0, 1),
             };
             let id = AccountId::new(next)
@@ -401,7 +401,7 @@ impl Accounts {
     /// The joint accounts a document is a holder of, and the index's version.
     async fn joint_index(&self, doc: &Document) -> Result<(JointIndex, u64), ApiError> {
         Ok(match self.ds.get_record(JOINT_HOLDERS, doc.digits()).await? {
-            Some(r) => (parse(r.value)?, r.version),
+            Some(r) => (parse(&r.value)?, r.version),
             None => (JointIndex::default(), 0),
         })
     }
@@ -509,7 +509,7 @@ impl Accounts {
         let balance = grant.locks[0].amount.unwrap_or(Money::ZERO);
         // Money reserved or promised by a package in two-phase commit is in flight, and so is a
         // small credit prepared here without a hold (it would land on a closed account).
-        let holds = grant.records.first().cloned().flatten().map(|r| parse::<HoldRecord>(r.value)).transpose()?;
+        let holds = grant.records.first().cloned().flatten().map(|r| parse::<HoldRecord>(&r.value)).transpose()?;
         let credited = if holds.is_some_and(|h| h.inflight > 0) {
             Ok(true)
         } else {
@@ -710,7 +710,7 @@ impl Accounts {
         for attempt in 1..=ACCOUNT_OPEN_ATTEMPTS_MAX {
             // The account's sessions, bounded: the oldest ends when one more would pass the limit.
             let (mut index, version) = match self.ds.get_record(ACCOUNT_SESSIONS, &account_key(record.id)).await? {
-                Some(r) => (parse::<SessionIndex>(r.value)?, r.version),
+                Some(r) => (parse::<SessionIndex>(&r.value)?, r.version),
                 None => (SessionIndex::default(), 0),
             };
             index.sessions.retain(|(_, exp)| *exp > now);
@@ -786,7 +786,7 @@ impl Accounts {
             && let Some(r) = got.next().flatten()
         {
             let account_version = r.version;
-            let me: AccountRecord = parse(r.value)?;
+            let me: AccountRecord = parse(&r.value)?;
             self.vouches.keep(Vouch {
                 me: me.clone(),
                 session_key: key,
@@ -824,7 +824,7 @@ fn live(r: Option<dataserver_api::Record>) -> Result<Option<SessionRecord>, ApiE
 fn live_versioned(r: Option<dataserver_api::Record>) -> Result<Option<(SessionRecord, u64)>, ApiError> {
     let Some(r) = r else { return Ok(None) };
     let version = r.version;
-    let s: SessionRecord = parse(r.value)?;
+    let s: SessionRecord = parse(&r.value)?;
     Ok((s.expires_at_ms > now_ms()).then_some((s, version)))
 }
 

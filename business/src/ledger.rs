@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use dataserver_api::client::{ClientError, DataClient};
 use dataserver_api::{
-    AcquireRequest, AcquireResponse, CommitRequest, ErrorCode as DsCode, LockRef, RecordKey, RecordOp, SetAmount,
+    AcquireRequest, AcquireResponse, CommitRequest, ErrorCode as DsCode, LockRef, RawJson, RecordKey, RecordOp,
+    SetAmount,
 };
 use rand::Rng;
 use serde::Serialize;
@@ -378,7 +379,7 @@ fn spendable(account: AccountId, posted: Money, held: Money) -> Money {
 }
 
 /// Stores a keyed operation's answer in the operation's own commit, only if the key is unused.
-fn idempotency_put(key: &str, request: serde_json::Value, response: serde_json::Value) -> RecordOp {
+fn idempotency_put(key: &str, request: RawJson, response: RawJson) -> RecordOp {
     let stored = IdempotencyRecord { request, response, at_ms: dataserver_api::clock::now_ms() };
     RecordOp::Put {
         collection: IDEMPOTENCY.into(),
@@ -401,13 +402,13 @@ fn replay(stored: Result<Option<serde_json::Value>, ApiError>, otherwise: Outcom
 /// The answer stored in an idempotency record, if it was stored for this same request.
 fn stored_answer<R: serde::de::DeserializeOwned>(
     record: &dataserver_api::Record,
-    request: &serde_json::Value,
+    request: &RawJson,
 ) -> Result<R, ApiError> {
-    let stored: IdempotencyRecord = serde_json::from_value(record.value.clone()).map_err(corrupt_answer)?;
+    let stored: IdempotencyRecord = record.value.parse().map_err(corrupt_answer)?;
     if &stored.request != request {
         return Err(ApiError::IdempotencyKeyReused);
     }
-    serde_json::from_value(stored.response).map_err(corrupt_answer)
+    stored.response.parse().map_err(corrupt_answer)
 }
 
 /// A stored answer that does not parse: the store's fault, never the client's.
@@ -483,7 +484,7 @@ impl Ledger {
     async fn stored<R: serde::de::DeserializeOwned>(
         &self,
         key: &str,
-        request: &serde_json::Value,
+        request: &RawJson,
     ) -> Result<Option<R>, ApiError> {
         match self.ds.get_record(IDEMPOTENCY, key).await? {
             Some(record) => stored_answer(&record, request).map(Some),
@@ -495,7 +496,7 @@ impl Ledger {
         &self,
         change: &C,
         key: Option<&str>,
-        request: &serde_json::Value,
+        request: &RawJson,
         respond: &impl Fn(&Applied) -> R,
     ) -> Result<R, Outcome> {
         let touched = change.accounts();
@@ -578,7 +579,7 @@ impl Ledger {
         held: &[HoldRecord],
         read: &[Option<dataserver_api::Record>],
         key: Option<&str>,
-        request: &serde_json::Value,
+        request: &RawJson,
         respond: &impl Fn(&Applied) -> R,
     ) -> Result<(R, CommitRequest), ApiError> {
         let hold_of = |a: AccountId| touched.iter().position(|t| *t == a).map_or(HoldRecord::default(), |i| held[i]);
@@ -619,7 +620,7 @@ impl Ledger {
         touched: &[AccountId],
         debited: &[AccountId],
         key: Option<&str>,
-        request: &serde_json::Value,
+        request: &RawJson,
     ) -> Result<(), Outcome> {
         let mut tries = 0;
         loop {
@@ -642,7 +643,7 @@ impl Ledger {
         touched: &[AccountId],
         debited: &[AccountId],
         key: Option<&str>,
-        request: &serde_json::Value,
+        request: &RawJson,
         locks: &[LockRef],
     ) -> Outcome {
         match e.code() {

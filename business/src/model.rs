@@ -23,7 +23,7 @@
 //!   again at the decision cost a write per package). Entries written before decided states
 //!   lived here hold only `{ "id" }`, the state being in `packages/{package}`.
 
-use dataserver_api::{CommitRequest, LockRef, RecordOp, SetAmount};
+use dataserver_api::{CommitRequest, LockRef, RawJson, RecordOp, SetAmount};
 use serde::{Deserialize, Serialize};
 use shared::{AccountId, Document, Money};
 
@@ -113,19 +113,18 @@ pub struct JointIndex {
 /// A value for a record in a commit. Our record types always serialise (plain structs, string
 /// map keys); one that did not would be a bug, and writing `null` into a durable record in its
 /// place would hide it, so it panics.
-pub fn json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).expect("record types serialise: plain structs with string map keys")
+pub fn json<T: Serialize>(v: &T) -> RawJson {
+    RawJson::of(v)
 }
 
 /// A stored value read back. One that does not parse is the store's fault, never the client's.
-pub fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, crate::error::ApiError> {
-    serde_json::from_value(v)
-        .map_err(|e| crate::error::ApiError::Unavailable(crate::error::Unavailable::Corrupt(e.to_string())))
+pub fn parse<T: serde::de::DeserializeOwned>(v: &RawJson) -> Result<T, crate::error::ApiError> {
+    v.parse().map_err(|e| crate::error::ApiError::Unavailable(crate::error::Unavailable::Corrupt(e.to_string())))
 }
 
 /// [`parse`] of a record, naming it when it does not parse.
 pub fn parse_record<T: serde::de::DeserializeOwned>(r: &dataserver_api::Record) -> Result<T, crate::error::ApiError> {
-    serde_json::from_value(r.value.clone()).map_err(|e| {
+    r.value.parse().map_err(|e| {
         crate::error::ApiError::Unavailable(crate::error::Unavailable::Corrupt(format!(
             "{}/{}: {e}",
             r.collection, r.key
@@ -177,7 +176,7 @@ pub fn pending_marker(record: &AccountRecord) -> RecordOp {
         RecordOp::Put {
             collection: PENDING_HOLDERS.into(),
             key: account_key(record.id),
-            value: serde_json::json!({ "pending": record.pending.len() }),
+            value: serde_json::json!({ "pending": record.pending.len() }).into(),
             if_version: None,
         }
     }
@@ -298,8 +297,8 @@ impl HoldRecord {
 /// What an `Idempotency-Key` stands for: the request it was first used with, and the answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
-    pub request: serde_json::Value,
-    pub response: serde_json::Value,
+    pub request: RawJson,
+    pub response: RawJson,
     /// When it was written; the sweeper deletes it after `--idempotency-ttl-s`.
     #[serde(default)]
     pub at_ms: u64,

@@ -102,7 +102,7 @@ async fn open_login_and_see_only_your_accounts() {
     // The token itself is stored nowhere: sessions are keyed by its digest.
     let sessions = bank.ds().client(0).scan_records("sessions", "", None, 100).await.unwrap().records;
     assert_eq!(sessions.len(), 1);
-    assert!(sessions.iter().all(|r| r.key != token && !r.value.to_string().contains(&token)));
+    assert!(sessions.iter().all(|r| r.key != token && !r.value.as_str().contains(&token)));
 
     // Deposits through the operator API land in a customer-opened account.
     bank.operator(0).op("/deposit/1/25.5", None).await.unwrap();
@@ -138,7 +138,7 @@ async fn open_login_and_see_only_your_accounts() {
     c.records.push(dataserver_api::RecordOp::Put {
         collection: "sessions".into(),
         key: business::accounts::session_key(&odd),
-        value: json!({ "account": 1, "expires_at_ms": dataserver_api::clock::now_ms() + 60_000 }),
+        value: json!({ "account": 1, "expires_at_ms": dataserver_api::clock::now_ms() + 60_000 }).into(),
         if_version: Some(0),
     });
     bank.ds().client(0).commit(&c).await.unwrap();

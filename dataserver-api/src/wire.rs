@@ -93,13 +93,16 @@ pub struct SetAmount {
 ///
 /// `if_version`: `Some(0)` = the record must not exist; `Some(v)` = it must be at version `v`;
 /// `None` = unconditional. A failed condition fails the whole commit, which then changes nothing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// Read through [`WireRecordOp`] rather than derived: an internally tagged enum is buffered into
+/// a tree of serde's own before its variant is chosen, which cannot hold a value's raw text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum RecordOp {
     Put {
         collection: String,
         key: String,
-        value: serde_json::Value,
+        value: RawJson,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         if_version: Option<u64>,
     },
@@ -135,6 +138,84 @@ pub enum RecordOp {
 /// The largest `than` of a [`RecordOp::Fewer`] with a prefix (its keys are counted one by one).
 pub const FEWER_PREFIX_THAN_MAX: u64 = 1_000;
 
+/// A [`RecordOp`] as it travels: every field any operation has, so that it is read in one pass
+/// (a value's text kept as it came), then checked to be exactly one operation's fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRecordOp {
+    op: OpKind,
+    collection: String,
+    key: Option<String>,
+    /// `null` is a value like any other: absent is what `None` means here.
+    #[serde(default, deserialize_with = "present")]
+    value: Option<RawJson>,
+    if_version: Option<u64>,
+    prefix: Option<String>,
+    than: Option<u64>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RawJson>, D::Error> {
+    RawJson::deserialize(d).map(Some)
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OpKind {
+    Put,
+    Delete,
+    Check,
+    Present,
+    Fewer,
+}
+
+impl<'de> Deserialize<'de> for RecordOp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RecordOp, D::Error> {
+        use serde::de::Error;
+        let w = WireRecordOp::deserialize(d)?;
+        let allowed: &'static [&'static str] = match w.op {
+            OpKind::Put => &["key", "value", "if_version"],
+            OpKind::Delete => &["key", "if_version"],
+            OpKind::Check => &["key", "if_version"],
+            OpKind::Present => &["key"],
+            OpKind::Fewer => &["prefix", "than"],
+        };
+        let present = [
+            ("key", w.key.is_some()),
+            ("value", w.value.is_some()),
+            ("if_version", w.if_version.is_some()),
+            ("prefix", w.prefix.is_some()),
+            ("than", w.than.is_some()),
+        ];
+        // A field another operation has is as unknown here as a misspelt one (see the module).
+        if let Some((field, _)) = present.iter().find(|(f, there)| *there && !allowed.contains(f)) {
+            return Err(D::Error::unknown_field(field, allowed));
+        }
+        let WireRecordOp { op, collection, key, value, if_version, prefix, than } = w;
+        let key = || key.ok_or_else(|| D::Error::missing_field("key"));
+        let op = match op {
+            OpKind::Put => RecordOp::Put {
+                key: key()?,
+                collection,
+                value: value.ok_or_else(|| D::Error::missing_field("value"))?,
+                if_version,
+            },
+            OpKind::Delete => RecordOp::Delete { key: key()?, collection, if_version },
+            OpKind::Check => RecordOp::Check {
+                key: key()?,
+                collection,
+                if_version: if_version.ok_or_else(|| D::Error::missing_field("if_version"))?,
+            },
+            OpKind::Present => RecordOp::Present { key: key()?, collection },
+            OpKind::Fewer => RecordOp::Fewer {
+                collection,
+                prefix: prefix.unwrap_or_default(),
+                than: than.ok_or_else(|| D::Error::missing_field("than"))?,
+            },
+        };
+        Ok(op)
+    }
+}
+
 impl RecordOp {
     pub fn collection(&self) -> &str {
         match self {
@@ -166,21 +247,26 @@ fn yes() -> bool {
     true
 }
 
-/// A journal entry's free-form context (kind, parent package id, ...): JSON kept as the text it
-/// arrived in. The data server only validates, stores and serves it, so it never builds a tree
-/// of it: parsing the memo into a `Value`, measuring it by serialising it again, and writing it
-/// twice more (log, journal) took about a tenth of the data server's time under load.
+/// JSON the data server only validates, stores and serves — a record's value, a journal entry's
+/// memo — kept as the text it arrived in, so it never builds a tree of it. Parsing a memo into a
+/// `Value`, measuring it by serialising it again and writing it twice more (log, journal) took
+/// about a tenth of the data server's time under load; record values, more and larger, were
+/// parsed, measured, logged and stored the same way, and built as trees by their writers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Memo(Box<serde_json::value::RawValue>);
+pub struct RawJson(Box<serde_json::value::RawValue>);
 
-impl Memo {
-    /// The memo of `value`, which must serialise to JSON (every memo type of ours does).
-    pub fn of<T: Serialize + ?Sized>(value: &T) -> Memo {
-        Memo(serde_json::value::to_raw_value(value).expect("a memo serialises to JSON"))
+/// A journal entry's free-form context (kind, parent package id, ...).
+pub type Memo = RawJson;
+
+impl RawJson {
+    /// The JSON of `value`, which must serialise to JSON (every stored type of ours does: no
+    /// map with non-string keys, no float that is not finite).
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> RawJson {
+        RawJson(serde_json::value::to_raw_value(value).expect("a stored value serialises to JSON"))
     }
 
-    /// Reads the memo as a `T`.
+    /// Reads it as a `T`.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_str(self.0.get())
     }
@@ -190,7 +276,17 @@ impl Memo {
         self.0.get()
     }
 
-    /// Its `kind` field, when it is an object that has a string one.
+    /// Its tree, for code that looks into it by hand (tools, tests), never a hot path.
+    pub fn to_value(&self) -> serde_json::Value {
+        self.parse().expect("raw JSON was checked to be JSON when it was made")
+    }
+
+    /// JSON text read back from where it was stored as such (checked again, never trusted).
+    pub fn from_stored(text: &[u8]) -> Result<RawJson, serde_json::Error> {
+        serde_json::from_slice(text)
+    }
+
+    /// A memo's `kind` field, when it is an object that has a string one.
     pub fn kind(&self) -> Option<String> {
         #[derive(Deserialize)]
         struct Kind {
@@ -200,9 +296,16 @@ impl Memo {
     }
 }
 
+/// For values written by hand (tests, tools): `json!({…}).into()`.
+impl From<serde_json::Value> for RawJson {
+    fn from(v: serde_json::Value) -> RawJson {
+        RawJson::of(&v)
+    }
+}
+
 /// Equal when they say the same, whatever the order of their keys or their spacing.
-impl PartialEq for Memo {
-    fn eq(&self, other: &Memo) -> bool {
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
         self.as_str() == other.as_str()
             || self
                 .parse::<serde_json::Value>()
@@ -294,7 +397,7 @@ pub struct Record {
     pub collection: String,
     pub key: String,
     pub version: u64,
-    pub value: serde_json::Value,
+    pub value: RawJson,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -370,5 +473,53 @@ mod tests {
         assert_eq!(Memo::of(&serde_json::json!([1])).kind(), None);
         let broken: Result<CommitRequest, _> = serde_json::from_str(r#"{"tx_id":"t","memo":{"kind":}"#);
         assert!(broken.is_err(), "a memo is still checked to be JSON");
+    }
+
+    #[test]
+    fn a_record_value_crosses_as_its_text_and_every_op_reads_back_as_it_was_written() {
+        let body = r#"{"op":"put","collection":"c","key":"k","value":{"b":[1,"x"],"a":null},"if_version":0}"#;
+        let op: RecordOp = serde_json::from_str(body).unwrap();
+        let RecordOp::Put { value, .. } = &op else { panic!("a put: {op:?}") };
+        assert_eq!(value.as_str(), r#"{"b":[1,"x"],"a":null}"#, "kept as it arrived, not rebuilt");
+        assert_eq!(serde_json::to_string(&op).unwrap(), body);
+        let (c, k) = (String::from("c"), String::from("k"));
+        for op in [
+            RecordOp::Put {
+                collection: c.clone(),
+                key: k.clone(),
+                value: serde_json::json!(7).into(),
+                if_version: None,
+            },
+            RecordOp::Delete { collection: c.clone(), key: k.clone(), if_version: Some(3) },
+            RecordOp::Delete { collection: c.clone(), key: k.clone(), if_version: None },
+            RecordOp::Check { collection: c.clone(), key: k.clone(), if_version: 0 },
+            RecordOp::Present { collection: c.clone(), key: k.clone() },
+            RecordOp::Fewer { collection: c.clone(), prefix: String::new(), than: 9 },
+            RecordOp::Fewer { collection: c.clone(), prefix: "p".into(), than: 9 },
+        ] {
+            let text = serde_json::to_string(&op).unwrap();
+            assert_eq!(serde_json::from_str::<RecordOp>(&text).unwrap(), op, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_record_op_with_a_field_it_does_not_have_or_without_one_it_needs_is_refused() {
+        for (body, why) in [
+            (r#"{"op":"put","collection":"c","key":"k","valeu":1}"#, "misspelt"),
+            (r#"{"op":"put","collection":"c","key":"k"}"#, "a put without its value"),
+            (r#"{"op":"put","collection":"c","value":1}"#, "a put without its key"),
+            (r#"{"op":"put","collection":"c","key":"k","value":1,"than":3}"#, "a put with a bound"),
+            (r#"{"op":"delete","collection":"c","key":"k","value":1}"#, "a delete with a value"),
+            (r#"{"op":"check","collection":"c","key":"k"}"#, "a check without its version"),
+            (r#"{"op":"check","collection":"c","key":"k","if_version":1,"prefix":""}"#, "a check with a prefix"),
+            (r#"{"op":"present","collection":"c","key":"k","if_version":1}"#, "present with a version"),
+            (r#"{"op":"fewer","collection":"c","than":1,"key":"k"}"#, "fewer with a key"),
+            (r#"{"op":"fewer","collection":"c"}"#, "fewer without its bound"),
+            (r#"{"op":"grow","collection":"c","key":"k"}"#, "no such op"),
+            (r#"{"collection":"c","key":"k","value":1}"#, "no op"),
+            (r#"{"op":"put","collection":"c","key":"k","value":{"a":}}"#, "a value that is not JSON"),
+        ] {
+            assert!(serde_json::from_str::<RecordOp>(body).is_err(), "{why}: {body}");
+        }
     }
 }

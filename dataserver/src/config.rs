@@ -176,7 +176,7 @@ pub struct Settings {
     #[arg(long, env = "DATASERVER_BODY_BYTES_MAX", default_value_t = 4 << 20)]
     pub body_bytes_max: usize,
 
-    /// Largest record value (serialised JSON).
+    /// Largest record value (its JSON text, as sent).
     #[arg(long, env = "DATASERVER_RECORD_VALUE_BYTES_MAX", default_value_t = 64 << 10)]
     pub record_value_bytes_max: usize,
 

@@ -20,7 +20,7 @@ use shared::{AccountId, BusinessId, Money};
 
 use dataserver_api::clock::rfc3339_ms;
 use dataserver_api::{
-    AccountAmount, AmountPage, CommitRequest, CommitResponse, JournalEntry, JournalPage, Record, RecordPage,
+    AccountAmount, AmountPage, CommitRequest, CommitResponse, JournalEntry, JournalPage, RawJson, Record, RecordPage,
     RecordVersion,
 };
 
@@ -257,10 +257,12 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 /// A record as stored: its version (u64 LE), then its JSON value. Both backends store this.
-fn encode_record(version: u64, value: &serde_json::Value) -> Result<Vec<u8>, StoreError> {
-    let mut raw = version.to_le_bytes().to_vec();
-    serde_json::to_writer(&mut raw, value)?;
-    Ok(raw)
+fn encode_record(version: u64, value: &RawJson) -> Vec<u8> {
+    let text = value.as_str().as_bytes();
+    let mut raw = Vec::with_capacity(8 + text.len());
+    raw.extend_from_slice(&version.to_le_bytes());
+    raw.extend_from_slice(text);
+    raw
 }
 
 /// A stored record's version and its JSON value, unparsed.
@@ -805,14 +807,8 @@ impl BatchTarget for BatchWriter<'_> {
         Ok(())
     }
 
-    fn put_record(
-        &mut self,
-        collection: &str,
-        key: &str,
-        version: u64,
-        value: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        self.records.insert((collection, key), encode_record(version, value)?.as_slice())?;
+    fn put_record(&mut self, collection: &str, key: &str, version: u64, value: &RawJson) -> Result<(), StoreError> {
+        self.records.insert((collection, key), encode_record(version, value).as_slice())?;
         Ok(())
     }
 
@@ -841,7 +837,7 @@ mod tests {
         request.records = vec![RecordOp::Put {
             collection: "c".into(),
             key: tx.into(),
-            value: serde_json::json!(1),
+            value: serde_json::json!(1).into(),
             if_version: None,
         }];
         PreparedCommit { business: BusinessId::new(1).unwrap(), request, fingerprint: [7; 32] }

@@ -99,7 +99,7 @@ async fn scenario(extra: &[&str]) {
                 tx.records = vec![RecordOp::Put {
                     collection: "transfers".into(),
                     key: tx_id.clone(),
-                    value: json!({"from": a, "to": b}),
+                    value: json!({"from": a, "to": b}).into(),
                     if_version: Some(0),
                 }];
                 match client.commit(&tx).await {

@@ -90,7 +90,7 @@ async fn kill_9_of_the_active_data_server_loses_nothing_and_the_standby_takes_ov
                 tx.records = vec![RecordOp::Put {
                     collection: "transfers".into(),
                     key: tx_id.clone(),
-                    value: json!({ "account": w + 1 }),
+                    value: json!({ "account": w + 1 }).into(),
                     if_version: Some(0),
                 }];
                 if c.commit(&tx).await.is_ok() {

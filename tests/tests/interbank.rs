@@ -323,11 +323,11 @@ async fn a_killed_token_holder_is_replaced_by_a_new_epoch() {
     let until = Instant::now() + Duration::from_secs(20);
     let old_epoch = loop {
         if let Some(r) = ds.get_record("ring", "state").await.unwrap()
-            && r.value["holding"] == true
+            && r.value.to_value()["holding"] == true
         {
             c.kill_replica(0, 0);
             c.kill_replica(0, 1);
-            break r.value["token"]["epoch"].as_u64().unwrap();
+            break r.value.to_value()["token"]["epoch"].as_u64().unwrap();
         }
         assert!(Instant::now() < until, "bank 1 never held the token");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -382,7 +382,7 @@ async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
     // not acknowledged it), in the statement too — until bank 3 is back and has it again.
     let ds = c.banks[0].ds_client();
     let read = async |collection: &str, key: &str| -> StoredPackage {
-        serde_json::from_value(ds.get_record(collection, key).await.unwrap().unwrap().value).unwrap()
+        ds.get_record(collection, key).await.unwrap().unwrap().value.parse().unwrap()
     };
     let submitted = read("packages", &t1.id).await;
     assert_eq!(submitted.package.status, Status::Pending, "written once, as submitted");
@@ -398,7 +398,7 @@ async fn a_down_bank_makes_packages_wait_then_fail_at_the_deadline() {
     put.records.push(dataserver_api::RecordOp::Put {
         collection: "undelivered".into(),
         key: round,
-        value: serde_json::to_value(&owed).unwrap(),
+        value: serde_json::to_value(&owed).unwrap().into(),
         if_version: Some(0),
     });
     ds.commit(&put).await.unwrap();
@@ -579,7 +579,7 @@ async fn is_prepared(ds: &dataserver_api::client::DataClient, coordinator: u32, 
     let (package, n) = split_txn(txn).unwrap();
     let key = round_record_key(shared::BankId::new(coordinator).unwrap(), n);
     match ds.get_record("prepared", &key).await.unwrap() {
-        Some(r) => serde_json::from_value::<PreparedRound>(r.value).unwrap().items.contains_key(package),
+        Some(r) => r.value.parse::<PreparedRound>().unwrap().items.contains_key(package),
         None => false,
     }
 }
@@ -592,7 +592,7 @@ async fn outcome(ds: &dataserver_api::client::DataClient, coordinator: u32, txn:
     let (package, n) = split_txn(txn).unwrap();
     let key = round_record_key(shared::BankId::new(coordinator).unwrap(), n);
     let r = ds.get_record("outcomes", &key).await.unwrap()?;
-    serde_json::from_value::<OutcomeRound>(r.value).unwrap().of(package)
+    r.value.parse::<OutcomeRound>().unwrap().of(package)
 }
 
 /// A request between banks, sent as bank `as_bank` with its own certificate.
@@ -949,7 +949,7 @@ async fn set_ring(ds: &dataserver_api::client::DataClient, epoch: u64, seq: u64,
     use business::interbank::ring::{RingState, Token};
     for attempt in 0.. {
         let r = ds.get_record("ring", "state").await.unwrap().unwrap();
-        let mut state: RingState = serde_json::from_value(r.value).unwrap();
+        let mut state: RingState = r.value.parse().unwrap();
         state.token = Token { epoch, seq };
         state.holding = holding;
         state.worker = holding.then_some(999);
@@ -958,7 +958,7 @@ async fn set_ring(ds: &dataserver_api::client::DataClient, epoch: u64, seq: u64,
         c.records.push(dataserver_api::RecordOp::Put {
             collection: "ring".into(),
             key: "state".into(),
-            value: serde_json::to_value(state).unwrap(),
+            value: serde_json::to_value(state).unwrap().into(),
             if_version: Some(r.version),
         });
         if ds.commit(&c).await.is_ok() {
@@ -1058,7 +1058,7 @@ async fn attempts_behind_a_dead_coordinators_are_still_resolved() {
     odd.records.push(dataserver_api::RecordOp::Put {
         collection: "prepared".into(),
         key: "0000.unreadable".into(),
-        value: serde_json::json!({ "not": "a round" }),
+        value: serde_json::json!({ "not": "a round" }).into(),
         if_version: Some(0),
     });
     ds2.commit(&odd).await.unwrap();
@@ -1137,7 +1137,7 @@ async fn attempts(ds: &dataserver_api::client::DataClient, package: &str) -> Vec
         .into_iter()
         .filter_map(|r| {
             let (_, n) = parse_round_record_key(&r.key).unwrap();
-            let o: OutcomeRound = serde_json::from_value(r.value).unwrap();
+            let o: OutcomeRound = r.value.parse().unwrap();
             o.of(package).map(|c| (n, business::interbank::coordinator::txn(package, n), c))
         })
         .collect();

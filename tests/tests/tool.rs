@@ -97,7 +97,7 @@ async fn run(chaos: Chaos) {
         leak.records.push(dataserver_api::RecordOp::Put {
             collection: business::model::HOLDS.into(),
             key: business::model::account_key(shared::AccountId::new(1).unwrap()),
-            value: serde_json::json!({ "held": "1.00", "inflight": 1 }),
+            value: serde_json::json!({ "held": "1.00", "inflight": 1 }).into(),
             if_version: None,
         });
         c.banks[0].ds_client().commit(&leak).await.unwrap();
@@ -107,7 +107,7 @@ async fn run(chaos: Chaos) {
         let entry = submitted
             .records
             .iter()
-            .find_map(|r| serde_json::from_value::<business::model::StoredPackage>(r.value.clone()).unwrap().entry)
+            .find_map(|r| r.value.parse::<business::model::StoredPackage>().unwrap().entry)
             .expect("the load paid across banks");
         let mut lose = dataserver_api::CommitRequest::new("lose-a-decided-package");
         lose.records.push(dataserver_api::RecordOp::Delete {

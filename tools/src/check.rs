@@ -99,8 +99,8 @@ async fn leaked_holds(b: &BankAccess) -> crate::Result<Vec<String>> {
                 .await
                 .map_err(|e| Error::run(format!("bank {}: {e}", b.id)))?;
         for r in &page.records {
-            let h: business::model::HoldRecord = serde_json::from_value(r.value.clone())
-                .map_err(|e| Error::run(format!("bank {}: holds/{}: {e}", b.id, r.key)))?;
+            let h: business::model::HoldRecord =
+                r.value.parse().map_err(|e| Error::run(format!("bank {}: holds/{}: {e}", b.id, r.key)))?;
             if !h.held.is_zero() || !h.incoming.is_zero() || h.inflight != 0 {
                 out.push(format!(
                     "bank {}: account {} keeps a hold ({} held, {} incoming, {} attempts) with nothing prepared",
@@ -129,7 +129,7 @@ async fn undecided_packages(b: &BankAccess) -> crate::Result<Vec<String>> {
         let mut submitted: Vec<(String, String)> = Vec::new();
         for r in &page.records {
             let p: business::model::StoredPackage =
-                serde_json::from_value(r.value.clone()).map_err(|e| fail(&format!("packages/{}: {e}", r.key)))?;
+                r.value.parse().map_err(|e| fail(&format!("packages/{}: {e}", r.key)))?;
             if let Some(entry) = p.entry {
                 submitted.push((r.key.clone(), entry));
             }
@@ -340,8 +340,8 @@ async fn check_consents(
     report: &mut Report,
 ) -> crate::Result<()> {
     for r in scan_all(&b.ds, business::model::CONSENTS).await? {
-        let set: ConsentSet = serde_json::from_value(r.value.clone())
-            .map_err(|e| Error::run(format!("bank {}: consents/{}: {e}", b.id, r.key)))?;
+        let set: ConsentSet =
+            r.value.parse().map_err(|e| Error::run(format!("bank {}: consents/{}: {e}", b.id, r.key)))?;
         let account: AccountId = r
             .key
             .trim_start_matches('0')
@@ -398,10 +398,9 @@ async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> crate::Res
     for b in banks {
         // Each bank's outcomes, per coordinator's round: `{coordinator}:{package}.{round}`.
         for r in scan_all(&b.ds, participant::OUTCOMES).await? {
-            let (Some((coordinator, n)), Ok(o)) = (
-                participant::parse_round_record_key(&r.key),
-                serde_json::from_value::<participant::OutcomeRound>(r.value),
-            ) else {
+            let (Some((coordinator, n)), Ok(o)) =
+                (participant::parse_round_record_key(&r.key), r.value.parse::<participant::OutcomeRound>())
+            else {
                 report.violations.push(format!("bank {}: outcomes/{} unreadable", b.id, r.key));
                 continue;
             };
@@ -418,7 +417,7 @@ async fn all_or_nothing(banks: &[BankAccess], report: &mut Report) -> crate::Res
         }
         // Each decided round's decisions, per attempt (`{package}.{round}`).
         for r in scan_all(&b.ds, ROUNDS).await? {
-            let Ok(round) = serde_json::from_value::<RoundRecord>(r.value) else { continue };
+            let Ok(round) = r.value.parse::<RoundRecord>() else { continue };
             let Ok(n) = r.key.parse::<u64>() else { continue };
             for e in &round.packages {
                 if let Some(commit) = round.decided.then(|| round.decision(&e.id)).flatten() {

@@ -176,7 +176,7 @@ async fn holder(c: &Cluster) -> Option<usize> {
             continue;
         }
         if let Ok(Some(r)) = b.ds_client().get_record("ring", "state").await
-            && r.value.get("holding").and_then(serde_json::Value::as_bool) == Some(true)
+            && r.value.to_value().get("holding").and_then(serde_json::Value::as_bool) == Some(true)
         {
             return Some(i);
         }
@@ -205,13 +205,13 @@ async fn where_2pc_stands(c: &Cluster, b: usize) -> (usize, usize) {
         // The peer's records of `b`'s rounds sort together, under `b`'s id.
         let prefix = round_records_prefix(coordinator);
         let Ok(page) = peer.ds_client().scan_records(PREPARED, &prefix, None, 1_000).await else { continue };
-        let theirs = page.records.into_iter().filter_map(|r| serde_json::from_value::<PreparedRound>(r.value).ok());
+        let theirs = page.records.into_iter().filter_map(|r| r.value.parse::<PreparedRound>().ok());
         let ds = &ds;
         let decided = futures::future::join_all(theirs.map(|round| async move {
             // No decision: the round open, or no record of it (an unreadable answer is no
             // evidence either way).
             let record = ds.get_record(ROUNDS, &round_key(round.round)).await.ok()?;
-            let record = record.and_then(|r| serde_json::from_value::<RoundRecord>(r.value).ok());
+            let record = record.and_then(|r| r.value.parse::<RoundRecord>().ok());
             Some(round.items.keys().filter(|p| record.as_ref().and_then(|r| r.decision(p)).is_none()).count())
         }))
         .await;
@@ -297,7 +297,7 @@ async fn grants(c: &Cluster) -> Result<Vec<(u64, u64, u64, u32)>> {
         loop {
             let page = b.ds_client().scan_records("grants", "", after.as_deref(), 1_000).await?;
             for r in &page.records {
-                let g = |k: &str| r.value.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+                let g = |k: &str| r.value.to_value().get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
                 out.push((g("at_ms"), g("epoch"), g("seq"), b.id));
             }
             match page.records.last() {
@@ -355,7 +355,7 @@ async fn token_holder(rounds: u32) -> Result<Row> {
         // Whether the token died with it (still held in its ring state): then the ring must
         // declare it lost and regenerate it.
         let st = c.banks[b].ds_client().get_record("ring", "state").await?;
-        if st.is_some_and(|r| r.value.get("holding").and_then(serde_json::Value::as_bool) == Some(true)) {
+        if st.is_some_and(|r| r.value.to_value().get("holding").and_then(serde_json::Value::as_bool) == Some(true)) {
             took_token += 1;
         }
         let deadline = killed + Duration::from_secs(15);

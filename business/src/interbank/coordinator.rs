@@ -49,7 +49,7 @@ const SETTLED_COUNTER: &str = "settled";
 /// The bank's count of packages settled as author (0 before the first).
 pub async fn settled_total(ib: &Interbank) -> Result<u64, ApiError> {
     Ok(match ib.ds.get_record(crate::model::COUNTERS, SETTLED_COUNTER).await? {
-        Some(r) => r.value.as_u64().unwrap_or(0),
+        Some(r) => r.value.parse::<u64>().unwrap_or(0),
         None => 0,
     })
 }
@@ -885,7 +885,7 @@ async fn prepare_round(
         c.records.push(RecordOp::Put {
             collection: crate::model::COUNTERS.into(),
             key: SETTLED_COUNTER.into(),
-            value: serde_json::json!(settled_before.saturating_add(committing)),
+            value: serde_json::json!(settled_before.saturating_add(committing)).into(),
             if_version: None,
         });
         record.decided = true;
@@ -1280,9 +1280,13 @@ async fn forget(
         };
         *cursor = Some(last.key.clone());
         seen += page.records.len();
-        let forget_after = |r: &&dataserver_api::Record| {
-            r.value.get("forget_after_ms").and_then(serde_json::Value::as_u64).unwrap_or(0)
-        };
+        #[derive(serde::Deserialize)]
+        struct ForgetAfter {
+            #[serde(default)]
+            forget_after_ms: u64,
+        }
+        let forget_after =
+            |r: &&dataserver_api::Record| r.value.parse::<ForgetAfter>().map_or(0, |f| f.forget_after_ms);
         let gone: Vec<&dataserver_api::Record> = page
             .records
             .iter()
@@ -1537,7 +1541,7 @@ mod tests {
         let owed = ids.iter().map(|id| Owed { package: id.clone(), commit: false, banks: banks.clone() }).collect();
         let undelivered = Undelivered { at_ms: u64::MAX, forget_after_ms: u64::MAX, owed };
         for (what, len) in
-            [("rounds/", json(&record).to_string().len()), ("undelivered/", json(&undelivered).to_string().len())]
+            [("rounds/", json(&record).as_str().len()), ("undelivered/", json(&undelivered).as_str().len())]
         {
             assert!(len <= RECORD_VALUE_BYTES_DEFAULT, "{what}: {len} bytes");
         }
@@ -1567,16 +1571,16 @@ mod tests {
         // Stored and read back, as an entry too, and through the customer-facing type (the
         // round is extra); an entry from before decided states were kept there names the id.
         let value = json(&stored);
-        assert_eq!(serde_json::from_value::<StoredPackage>(value.clone()).unwrap(), stored);
+        assert_eq!(value.parse::<StoredPackage>().unwrap(), stored);
         assert!(matches!(
-            serde_json::from_value::<crate::model::AccountPackage>(value.clone()).unwrap(),
+            value.parse::<crate::model::AccountPackage>().unwrap(),
             crate::model::AccountPackage::Decided(s) if s == stored
         ));
         assert!(matches!(
             serde_json::from_value::<crate::model::AccountPackage>(serde_json::json!({ "id": "p1" })).unwrap(),
             crate::model::AccountPackage::Pointer { id } if id == "p1"
         ));
-        assert_eq!(serde_json::from_value::<Transaction>(value).unwrap(), confirmed);
+        assert_eq!(value.parse::<Transaction>().unwrap(), confirmed);
         let owing = |package: &str, commit| Undelivered {
             at_ms: 0,
             forget_after_ms: 0,

@@ -1284,9 +1284,7 @@ mod tests {
             let author = Ibk::new(other, account(0));
             round.items.insert(id, Prepared { author, ops, consents, deadline_ms: u64::MAX });
         }
-        for (what, len) in
-            [("prepared/", json(&round).to_string().len()), ("outcomes/", json(&outcome).to_string().len())]
-        {
+        for (what, len) in [("prepared/", json(&round).as_str().len()), ("outcomes/", json(&outcome).as_str().len())] {
             assert!(len <= RECORD_VALUE_BYTES_DEFAULT, "{what}: {len} bytes");
         }
     }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dataserver_api::{
-    AcquireRequest, AcquireResponse, CommitRequest, ErrorCode as DsCode, LockRef, RecordKey, RecordOp,
+    AcquireRequest, AcquireResponse, CommitRequest, ErrorCode as DsCode, LockRef, RawJson, RecordKey, RecordOp,
 };
 use serde::{Deserialize, Serialize};
 use shared::api::{AccountBalance, OperationReceipt};
@@ -62,7 +62,7 @@ pub(crate) enum Fate {
     /// Refused on the balances it saw; answered once the rest is durable.
     Refused(ApiError),
     /// Its `Idempotency-Key` was used before: the stored answer.
-    Replayed(serde_json::Value),
+    Replayed(RawJson),
     /// Runs on its own after the batch (its key appears earlier in the same batch).
     Alone,
 }
@@ -103,7 +103,7 @@ pub(crate) fn plan(
             }
             keys_seen.push(k);
             if let Some(record) = stored.get(i).cloned().flatten() {
-                fates.push(match serde_json::from_value::<IdempotencyRecord>(record.value) {
+                fates.push(match record.value.parse::<IdempotencyRecord>() {
                     Ok(s) if Some(&s.request) == request.as_ref() => Fate::Replayed(s.response),
                     Ok(_) => Fate::Refused(ApiError::IdempotencyKeyReused),
                     Err(e) => Fate::Refused(corrupt_answer(e)),
@@ -272,7 +272,7 @@ async fn run_batch(ledger: &Ledger, items: Vec<Item>) {
                 Ok(receipt)
             }
             Fate::Refused(e) => Err(e),
-            Fate::Replayed(v) => serde_json::from_value(v).map_err(corrupt_answer),
+            Fate::Replayed(v) => v.parse().map_err(corrupt_answer),
             Fate::Alone => {
                 alone.push(item);
                 continue;
@@ -471,8 +471,11 @@ mod tests {
         let dep = Op::Deposit { account: a(1), amount: amt("1.00") };
         let other = Op::Deposit { account: a(1), amount: amt("2.00") };
         let stored = |op: &Op| {
-            let rec =
-                IdempotencyRecord { request: json(op), response: serde_json::json!({"replayed": true}), at_ms: 0 };
+            let rec = IdempotencyRecord {
+                request: json(op),
+                response: serde_json::json!({"replayed": true}).into(),
+                at_ms: 0,
+            };
             Some(dataserver_api::Record {
                 collection: IDEMPOTENCY.into(),
                 key: "k".into(),
@@ -482,7 +485,7 @@ mod tests {
         };
         let ops = [(dep, Some("k")), (other, Some("j")), (dep, Some("new")), (dep, Some("new"))];
         let (fates, commit) = plan(&ops, &locked, &grant, &[stored(&dep), stored(&dep), None, None]);
-        assert!(matches!(&fates[0], Fate::Replayed(v) if v["replayed"] == true));
+        assert!(matches!(&fates[0], Fate::Replayed(v) if v.parse::<serde_json::Value>().unwrap()["replayed"] == true));
         assert!(matches!(fates[1], Fate::Refused(ApiError::IdempotencyKeyReused)));
         assert!(matches!(fates[2], Fate::Applied(_)));
         assert!(matches!(fates[3], Fate::Alone), "a repeat of a key in the same batch waits for the first");

@@ -71,10 +71,6 @@ pub(crate) fn check_key(k: &str) -> Result<()> {
     }
 }
 
-pub(crate) fn json_len(v: &serde_json::Value) -> usize {
-    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
-}
-
 /// Everything about a commit that can be checked without the disk.
 pub(crate) fn validate_commit(state: &AppState, req: &CommitRequest) -> Result<()> {
     let s = &state.settings;
@@ -137,7 +133,7 @@ pub(crate) fn validate_commit(state: &AppState, req: &CommitRequest) -> Result<(
         }
         check_key(op.key())?;
         if let RecordOp::Put { value, .. } = op
-            && json_len(value) > s.record_value_bytes_max
+            && value.as_str().len() > s.record_value_bytes_max
         {
             return Err(ApiError::invalid(
                 ErrorCode::RecordTooLarge,

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use dataserver_api::{AmountChange, CommitResponse, JournalEntry, RecordOp, RecordVersion};
+use dataserver_api::{AmountChange, CommitResponse, JournalEntry, RawJson, RecordOp, RecordVersion};
 
 use super::{IdemHeader, PreparedCommit, Reject, StoreError, money};
 
@@ -22,13 +22,7 @@ pub(crate) trait BatchTarget {
     fn amount(&mut self, account: u64) -> Result<Option<i64>, StoreError>;
     fn set_amount(&mut self, account: u64, cents: i64) -> Result<(), StoreError>;
     fn append_journal(&mut self, entry: &JournalEntry) -> Result<(), StoreError>;
-    fn put_record(
-        &mut self,
-        collection: &str,
-        key: &str,
-        version: u64,
-        value: &serde_json::Value,
-    ) -> Result<(), StoreError>;
+    fn put_record(&mut self, collection: &str, key: &str, version: u64, value: &RawJson) -> Result<(), StoreError>;
     fn delete_record(&mut self, collection: &str, key: &str) -> Result<(), StoreError>;
     /// The outcome of an applied commit, for idempotent retries ([`IdemHeader`]'s encoding).
     fn put_outcome(&mut self, tx_id: &str, at_ms: u64, raw: Vec<u8>) -> Result<(), StoreError>;

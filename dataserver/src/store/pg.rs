@@ -23,7 +23,9 @@ use r2d2_postgres::PostgresConnectionManager;
 use shared::AccountId;
 
 use dataserver_api::clock::rfc3339_ms;
-use dataserver_api::{AccountAmount, AmountPage, CommitResponse, JournalEntry, JournalPage, Record, RecordPage};
+use dataserver_api::{
+    AccountAmount, AmountPage, CommitResponse, JournalEntry, JournalPage, RawJson, Record, RecordPage,
+};
 
 use super::apply::{self, BatchTarget, Sequences};
 use super::{
@@ -800,14 +802,9 @@ impl BatchTarget for PgBatch<'_, '_> {
         Ok(())
     }
 
-    fn put_record(
-        &mut self,
-        collection: &str,
-        key: &str,
-        version: u64,
-        value: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        self.records.insert((collection.to_string(), key.to_string()), Some((version, serde_json::to_vec(value)?)));
+    fn put_record(&mut self, collection: &str, key: &str, version: u64, value: &RawJson) -> Result<(), StoreError> {
+        self.records
+            .insert((collection.to_string(), key.to_string()), Some((version, value.as_str().as_bytes().to_vec())));
         Ok(())
     }
 
