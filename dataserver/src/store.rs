@@ -20,8 +20,8 @@ use shared::{AccountId, BusinessId, Money};
 
 use dataserver_api::clock::rfc3339_ms;
 use dataserver_api::{
-    AccountAmount, AmountPage, CommitRequest, CommitResponse, JournalEntry, JournalPage, RawJson, Record, RecordPage,
-    RecordVersion,
+    AccountAmount, AmountPage, CommitRequest, CommitResponse, JournalEntry, JournalPage, RawJson, Record, RecordOp,
+    RecordPage, RecordVersion,
 };
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -128,6 +128,48 @@ pub struct PreparedCommit {
     pub request: CommitRequest,
     /// SHA-256 of the business id and the canonical request: what "the same payload" means.
     pub fingerprint: [u8; 32],
+}
+
+impl PreparedCommit {
+    /// The commit `business` asked for, fingerprinted.
+    pub fn new(business: BusinessId, request: CommitRequest) -> PreparedCommit {
+        // A request that arrived as JSON serialises again: a failure is a bug, not a client error.
+        let json = serde_json::to_vec(&request).expect("a commit request serialises");
+        PreparedCommit { business, fingerprint: fingerprint(business, &json), request }
+    }
+
+    /// Whether `stored`, the fingerprint of a commit applied under this one's `tx_id`, is this
+    /// same payload. Before record values were kept as their text (5562567) a data server
+    /// fingerprinted them as trees, written out again with their keys sorted: a retry whose
+    /// answer was lost as the data server was upgraded must still be answered its outcome, not
+    /// a conflict (its writer would take the payment for refused, and it was made). So on a
+    /// mismatch, and only then, this payload is fingerprinted that older way too.
+    pub fn same_payload(&self, stored: &[u8; 32]) -> bool {
+        *stored == self.fingerprint || *stored == self.fingerprint_before_raw_values()
+    }
+
+    // The one place the data server builds trees of values: a retry's rare mismatch path.
+    #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+    fn fingerprint_before_raw_values(&self) -> [u8; 32] {
+        let mut request = self.request.clone();
+        for op in &mut request.records {
+            if let RecordOp::Put { value, .. } = op
+                && let Ok(tree) = value.parse::<serde_json::Value>()
+            {
+                *value = RawJson::of(&tree);
+            }
+        }
+        fingerprint(self.business, &serde_json::to_vec(&request).expect("a commit request serialises"))
+    }
+}
+
+/// SHA-256 of the business id and the request as JSON: what "the same payload" means.
+fn fingerprint(business: BusinessId, request_json: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(business.get().to_le_bytes());
+    h.update(request_json);
+    h.finalize().into()
 }
 
 /// Why one commit of a batch was refused. Nothing of it was written.
@@ -841,6 +883,35 @@ mod tests {
             if_version: None,
         }];
         PreparedCommit { business: BusinessId::new(1).unwrap(), request, fingerprint: [7; 32] }
+    }
+
+    #[test]
+    fn a_retry_is_the_same_payload_as_fingerprinted_now_or_before_values_were_kept_as_text() {
+        let business = BusinessId::new(3).unwrap();
+        let body = r#"{"tx_id":"t1","records":[{"op":"put","collection":"c","key":"k","value":{"z":1,"a":[2,{"y":true,"b":null}]}}],"memo":{"n":2,"kind":"x"}}"#;
+        let request: CommitRequest = serde_json::from_str(body).unwrap();
+        let now = PreparedCommit::new(business, request.clone());
+        // What a data server before 5562567 stored: the value's keys sorted, the memo as sent.
+        let before = concat!(
+            r#"{"tx_id":"t1","locks":[],"set":[],"records":[{"op":"put","collection":"c","key":"k","#,
+            r#""value":{"a":[2,{"b":null,"y":true}],"z":1}}],"memo":{"n":2,"kind":"x"},"release":true}"#
+        );
+        let stored_before = fingerprint(business, before.as_bytes());
+        assert_ne!(stored_before, now.fingerprint, "the two ways differ for a value with unsorted keys");
+        assert!(now.same_payload(&now.fingerprint));
+        assert!(now.same_payload(&stored_before), "a retry across the upgrade is replayed, not refused");
+        let mut other = request;
+        other.records = vec![RecordOp::Put {
+            collection: "c".into(),
+            key: "k".into(),
+            value: serde_json::json!({"z": 2}).into(),
+            if_version: None,
+        }];
+        let other = PreparedCommit::new(business, other);
+        assert!(!other.same_payload(&now.fingerprint) && !other.same_payload(&stored_before), "another payload");
+        assert!(
+            !PreparedCommit::new(BusinessId::new(4).unwrap(), other.request.clone()).same_payload(&other.fingerprint)
+        );
     }
 
     #[test]

@@ -279,7 +279,7 @@ impl Writer {
     /// The answer to a transaction id that was already applied: its stored outcome, or a
     /// conflict when the payload differs.
     fn replay(&self, p: &PreparedCommit, stored: StoredOutcome) -> Result<CommitResponse, CommitError> {
-        if stored.fingerprint != p.fingerprint {
+        if !p.same_payload(&stored.fingerprint) {
             self.metrics.commit_rejects_total.inc();
             return Err(CommitError::IdempotencyConflict(p.request.tx_id.clone()));
         }

@@ -3,7 +3,6 @@
 use actix_web::{HttpResponse, web};
 use dataserver_api::ErrorCode;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use shared::{AccountId, BusinessId};
 use tokio::sync::oneshot;
 
@@ -26,11 +25,7 @@ pub(crate) async fn commit(
     request: CommitRequest,
 ) -> Result<dataserver_api::CommitResponse> {
     validate_commit(state, &request)?;
-    let mut h = Sha256::new();
-    h.update(business.get().to_le_bytes());
-    // A request that arrived as JSON serialises again: a failure is a bug, not a client error.
-    h.update(serde_json::to_vec(&request).expect("a commit request serialises"));
-    let prepared = PreparedCommit { business, request, fingerprint: h.finalize().into() };
+    let prepared = PreparedCommit::new(business, request);
     let (tx, rx) = oneshot::channel();
     state
         .writer
