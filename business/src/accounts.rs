@@ -509,7 +509,8 @@ impl Accounts {
         let balance = grant.locks[0].amount.unwrap_or(Money::ZERO);
         // Money reserved or promised by a package in two-phase commit is in flight, and so is a
         // small credit prepared here without a hold (it would land on a closed account).
-        let holds = grant.records.first().cloned().flatten().map(|r| parse::<HoldRecord>(&r.value)).transpose()?;
+        let holds =
+            grant.records.first().and_then(Option::as_ref).map(|r| parse::<HoldRecord>(&r.value)).transpose()?;
         let credited = if holds.is_some_and(|h| h.inflight > 0) {
             Ok(true)
         } else {

@@ -281,11 +281,6 @@ impl RawJson {
         self.parse().expect("raw JSON was checked to be JSON when it was made")
     }
 
-    /// JSON text read back from where it was stored as such (checked again, never trusted).
-    pub fn from_stored(text: &[u8]) -> Result<RawJson, serde_json::Error> {
-        serde_json::from_slice(text)
-    }
-
     /// A memo's `kind` field, when it is an object that has a string one.
     pub fn kind(&self) -> Option<String> {
         #[derive(Deserialize)]

@@ -102,7 +102,7 @@ pub(crate) fn plan(
                 continue;
             }
             keys_seen.push(k);
-            if let Some(record) = stored.get(i).cloned().flatten() {
+            if let Some(record) = stored.get(i).and_then(Option::as_ref) {
                 fates.push(match record.value.parse::<IdempotencyRecord>() {
                     Ok(s) if Some(&s.request) == request.as_ref() => Fate::Replayed(s.response),
                     Ok(_) => Fate::Refused(ApiError::IdempotencyKeyReused),
