@@ -189,6 +189,7 @@ impl Application {
                 round_linger_ms: settings.round_linger_ms,
                 batch_accounts_max: settings.batch_accounts_max,
                 settlement_queue_max: settings.settlement_queue_max,
+                admission_memory_ms: settings.admission_memory_ms,
                 pending_per_account_max: settings.pending_packages_per_account_max,
                 retention: interbank::retention::Retention {
                     clock_skew_ms_max: settings.clock_skew_ms_max,

@@ -436,8 +436,19 @@ async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
     let mut spec = Spec::ephemeral(2, 2, dir.path());
     spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
     spec.business_args.extend(
-        ["--package-deadline-ms", "120000", "--settlement-queue-max", "20", "--pending-packages-per-account-max", "16"]
-            .map(String::from),
+        [
+            "--package-deadline-ms",
+            "120000",
+            "--settlement-queue-max",
+            "20",
+            "--pending-packages-per-account-max",
+            "16",
+            // Longer than the default's 20 ms: the shedding below follows a refusal, in a
+            // debug build on two busy cores.
+            "--admission-memory-ms",
+            "500",
+        ]
+        .map(String::from),
     );
     let mut c = Cluster::start(&spec).unwrap();
     let (ana, bia) = (customer(&c, 0, 81, "1000").await, customer(&c, 0, 82, "1000").await);
@@ -480,7 +491,7 @@ async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
     // Shed at the door while the replica knows the bank is busy: a cross-bank package is refused
     // with that 503 before its session is read, so a made-up token gets it too (and nothing is
     // stored, counted below); no credentials at all is still 401, and a package within the bank
-    // still runs. The replica believes the bound for 200 ms after meeting it, so the made-up
+    // still runs. The replica believes the bound for 500 ms after meeting it, so the made-up
     // token follows a refusal at once (a few tries, for a machine that stalls that long).
     let stranger = Customer { token: "ab".repeat(32), ..bia.clone() };
     let mut shed = false;

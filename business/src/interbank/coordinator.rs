@@ -113,7 +113,7 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
             // prolong itself (an author retrying would then be refused for ever).
             let said = room(ib, &author_prefix).await;
             if let Err(full) = &said {
-                ib.admission.lock().learn(author, full, now_ms());
+                ib.admission.lock().learn(author, full, now_ms(), &ib.limits);
             }
             said
         }
@@ -142,7 +142,7 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
         Err(e) if e.code() == Some(DsCode::CountReached) => {
             let full = room(ib, &author_prefix).await.err();
             let full = full.unwrap_or(ApiError::SettlementBusy(ib.limits.settlement_queue_max));
-            ib.admission.lock().learn(author, &full, now_ms());
+            ib.admission.lock().learn(author, &full, now_ms(), &ib.limits);
             Err(full)
         }
         Err(e) if e.code() == Some(DsCode::ConditionFailed) && vouched => Ok(None),
@@ -369,6 +369,12 @@ fn view<'a>(s: StoredPackage, owed: impl Fn(&str) -> Option<&'a Undelivered>) ->
         _ => false,
     };
     if applied { succeeded_everywhere(s.package) } else { s.package }
+}
+
+/// A page of the queue after `after` that reached its end, followed by the `head` of the queue
+/// up to `after` (a page from its start): each entry once, in sweep order.
+fn wrap_page(tail: &mut Vec<dataserver_api::Record>, head: Vec<dataserver_api::Record>, after: &str) {
+    tail.extend(head.into_iter().take_while(|r| r.key.as_str() <= after));
 }
 
 /// The cursor a sweep of the queue starts after to begin with author `sweep_from`'s packages
@@ -738,7 +744,19 @@ async fn prepare_round(
 ) -> Result<(Swept, Option<(String, u64, Undelivered)>), RoundError> {
     let epoch = ring.token.epoch;
     let started = std::time::Instant::now();
-    let page = ib.ds.scan_records(QUEUE, "", cursor.as_deref(), ib.limits.batch_packages_max).await?;
+    let page_max = ib.limits.batch_packages_max;
+    let mut page = ib.ds.scan_records(QUEUE, "", cursor.as_deref(), page_max).await?;
+    // A page that reached the queue's end short of a round goes on from the queue's start, up
+    // to where it began: the sweep wraps inside the round rather than starting another. Rounds
+    // cost the same few requests and commits whatever they carry, and a hold's first round,
+    // starting after the author the last hold ended with, found only a handful otherwise.
+    if let Some(after) = cursor.as_deref()
+        && page.next.is_none()
+        && page.records.len() < page_max
+    {
+        let head = ib.ds.scan_records(QUEUE, "", None, page_max - page.records.len()).await?;
+        wrap_page(&mut page.records, head.records, after);
+    }
     if let Some(n) = page.count {
         ib.metrics.settlement_queue.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
@@ -1472,6 +1490,26 @@ mod tests {
 
     /// A sweep that resumes with an author takes that author's waiting packages first, and
     /// none of the authors before it until it wraps.
+    #[test]
+    fn a_page_wrapped_to_the_queues_start_takes_each_entry_once() {
+        let record = |k: &str| dataserver_api::Record {
+            collection: QUEUE.into(),
+            key: k.into(),
+            value: serde_json::json!(null).into(),
+            version: 1,
+        };
+        let keys = |rs: &[dataserver_api::Record]| rs.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
+        // After "b": the tail is "c", "d"; the head read from the start may run past the cursor
+        // into the tail (a short queue), and stops there.
+        let mut page = vec![record("c"), record("d")];
+        wrap_page(&mut page, vec![record("a"), record("b"), record("c"), record("d")], "b");
+        assert_eq!(keys(&page), ["c", "d", "a", "b"]);
+        // The cursor itself gone meanwhile: what sorts before it is the head.
+        let mut page = vec![record("c")];
+        wrap_page(&mut page, vec![record("a"), record("c")], "b");
+        assert_eq!(keys(&page), ["c", "a"]);
+    }
+
     #[test]
     fn a_sweep_resumes_with_the_author_it_stopped_at() {
         let queued = |author: u64, created_ms: u64| Queued {

@@ -285,6 +285,8 @@ pub struct Limits {
     pub round_linger_ms: u64,
     /// Packages waiting for settlement at this bank, at most (`--settlement-queue-max`).
     pub settlement_queue_max: u64,
+    /// How long a bound met is believed without asking (`--admission-memory-ms`).
+    pub admission_memory_ms: u64,
     /// ... and per author (`--pending-packages-per-account-max`).
     pub pending_per_account_max: u64,
     /// Accounts locked in one data-server call while settling.
@@ -295,7 +297,7 @@ pub struct Limits {
 
 /// What this replica last learnt of the settlement queue's bounds, so that under overload a
 /// refusal costs no data-server call: an author found at its bound, or the bank's queue found
-/// full, is refused again for [`ADMISSION_MEMORY_MS`] without asking. It only ever refuses (for
+/// full, is refused again for `--admission-memory-ms` ([`Limits::admission_memory_ms`]) without asking. It only ever refuses (for
 /// at most that long after room appeared); the bounds themselves are conditions of the data
 /// server's commit.
 #[derive(Debug, Default)]
@@ -308,8 +310,6 @@ pub struct Admission {
     pressed_until_ms: u64,
 }
 
-/// How long a learnt "full" is believed.
-pub const ADMISSION_MEMORY_MS: u64 = 200;
 /// How long after a bound was met submissions look for room before committing. Without
 /// pressure the look is two data-server requests spent on every accepted package for nothing;
 /// under it, a refusal costs those two reads instead of a logged commit.
@@ -328,7 +328,7 @@ impl Admission {
     }
 
     /// The refusal every cross-bank submission gets at `now_ms`, whoever sends it: the bank's
-    /// queue was found full within [`ADMISSION_MEMORY_MS`].
+    /// queue was found full within [`Limits::admission_memory_ms`].
     pub fn bank_busy(&self, now_ms: u64, limits: &Limits) -> Option<crate::error::ApiError> {
         (self.bank_full_until_ms > now_ms)
             .then_some(crate::error::ApiError::SettlementBusy(limits.settlement_queue_max))
@@ -340,9 +340,9 @@ impl Admission {
     }
 
     /// Remembers what a refusal said of the bounds.
-    pub fn learn(&mut self, author: shared::AccountId, refusal: &crate::error::ApiError, now_ms: u64) {
+    pub fn learn(&mut self, author: shared::AccountId, refusal: &crate::error::ApiError, now_ms: u64, limits: &Limits) {
         use crate::error::ApiError;
-        let until = now_ms.saturating_add(ADMISSION_MEMORY_MS);
+        let until = now_ms.saturating_add(limits.admission_memory_ms);
         if matches!(refusal, ApiError::PackagesPending(_) | ApiError::SettlementBusy(_)) {
             self.pressed_until_ms = now_ms.saturating_add(ADMISSION_PRESSURE_MS);
         }
@@ -461,25 +461,29 @@ mod admission_tests {
             round_linger_ms: 0,
             batch_accounts_max: 0,
             settlement_queue_max: 10,
+            admission_memory_ms: 20,
             pending_per_account_max: 16,
             retention: retention::Retention { clock_skew_ms_max: 0, retain_ms: 0 },
         };
         assert!(a.refused(ana, 1_000, &limits).is_none(), "nothing learnt: ask the data server");
         assert!(!a.pressed(1_000), "no bound met: commit at once");
-        a.learn(ana, &ApiError::PackagesPending(16), 1_000);
+        a.learn(ana, &ApiError::PackagesPending(16), 1_000, &limits);
         assert!(a.pressed(1_000 + ADMISSION_PRESSURE_MS - 1) && !a.pressed(1_000 + ADMISSION_PRESSURE_MS));
-        assert!(matches!(a.refused(ana, 1_100, &limits), Some(ApiError::PackagesPending(_))));
-        assert!(a.refused(bia, 1_100, &limits).is_none(), "one author's bound is not another's");
-        assert!(a.refused(ana, 1_000 + ADMISSION_MEMORY_MS, &limits).is_none(), "forgotten: ask again");
-        a.learn(bia, &ApiError::SettlementBusy(10), 2_000);
+        assert!(matches!(
+            a.refused(ana, 1_000 + limits.admission_memory_ms - 1, &limits),
+            Some(ApiError::PackagesPending(_))
+        ));
+        assert!(a.refused(bia, 1_001, &limits).is_none(), "one author's bound is not another's");
+        assert!(a.refused(ana, 1_000 + limits.admission_memory_ms, &limits).is_none(), "forgotten: ask again");
+        a.learn(bia, &ApiError::SettlementBusy(10), 2_000, &limits);
         assert!(
             matches!(a.refused(ana, 2_001, &limits), Some(ApiError::SettlementBusy(10))),
             "the bank's bound is everyone's"
         );
-        a.learn(ana, &ApiError::KeyNotFound, 3_000); // not a bound: learns nothing
+        a.learn(ana, &ApiError::KeyNotFound, 3_000, &limits); // not a bound: learns nothing
         assert!(a.refused(ana, 3_001, &limits).is_none());
         for i in 1..=ADMISSION_AUTHORS_MAX as u64 + 10 {
-            a.learn(shared::AccountId::new(i).unwrap(), &ApiError::PackagesPending(16), 4_000);
+            a.learn(shared::AccountId::new(i).unwrap(), &ApiError::PackagesPending(16), 4_000, &limits);
         }
         assert!(a.authors.len() <= ADMISSION_AUTHORS_MAX, "bounded");
     }

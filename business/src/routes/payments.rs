@@ -121,7 +121,7 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
 }
 
 /// Load shedding at the door (issue 13): while this replica knows the bank's settlement queue
-/// is full (it met the bound within `ADMISSION_MEMORY_MS`), a package that names another bank
+/// is full (it met the bound within `--admission-memory-ms`), a package that names another bank
 /// is refused with the `503 settlement_busy` its enqueue would get, before its session is read.
 /// Under overload most submissions are such refusals, and the session's two data-server reads
 /// were most of what each cost, taken from the settlement the cores could do instead. It tells
