@@ -95,10 +95,10 @@ pub async fn enqueue_vouched(
 async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) -> Result<Option<Transaction>, ApiError> {
     let vouched = !conditions.is_empty();
     let author_prefix = crate::model::account_packages_prefix(queued.author.account);
-    // Under pressure (a bound met lately), refuse with two reads rather than a commit: a refused
-    // commit still costs the writer a logged, fsynced entry, and under overload most
-    // submissions are refused. The commit's own conditions below stay the guard (these reads
-    // can be stale), and without pressure they are all there is.
+    // Under pressure (a bound met lately), look at the bank's queue with one read before
+    // committing: a refused commit still costs the writer a logged, fsynced entry, and under
+    // overload most submissions are refused. The commit's own conditions below stay the guard
+    // (the read can be stale), and without pressure they are all there is.
     let author = queued.author.account;
     let (known, pressed) = {
         let admission = ib.admission.lock();
@@ -111,11 +111,19 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
         None => {
             // Learnt only from what the data server said: a refusal from memory must not
             // prolong itself (an author retrying would then be refused for ever).
-            let said = room(ib, &author_prefix).await;
-            if let Err(full) = &said {
-                ib.admission.lock().learn(author, full, now_ms(), &ib.limits);
+            let waiting = queue_waiting(ib).await?;
+            if waiting >= ib.limits.settlement_queue_max {
+                let full = ApiError::SettlementBusy(ib.limits.settlement_queue_max);
+                ib.admission.lock().learn(author, &full, now_ms(), &ib.limits);
+                Err(full)
+            } else {
+                // A queue at most half full: the pressure is over (a round drained it), and
+                // the next submissions commit at once instead of each paying this read.
+                if waiting.saturating_mul(2) <= ib.limits.settlement_queue_max {
+                    ib.admission.lock().relieve();
+                }
+                Ok(())
             }
-            said
         }
     };
     if let Err(full) = full {
@@ -201,6 +209,11 @@ fn enqueue_commit(
         than: ib.limits.settlement_queue_max,
     });
     (c, pending)
+}
+
+/// How many packages wait in the bank's queue, as one read sees it.
+async fn queue_waiting(ib: &Interbank) -> Result<u64, ApiError> {
+    Ok(ib.ds.scan_records(QUEUE, "", None, 1).await?.count.unwrap_or(0))
 }
 
 /// `429` when the author (`author_prefix`) has the most packages waiting, `503` when the bank's

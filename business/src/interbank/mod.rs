@@ -297,22 +297,24 @@ pub struct Limits {
 
 /// What this replica last learnt of the settlement queue's bounds, so that under overload a
 /// refusal costs no data-server call: an author found at its bound, or the bank's queue found
-/// full, is refused again for `--admission-memory-ms` ([`Limits::admission_memory_ms`]) without asking. It only ever refuses (for
-/// at most that long after room appeared); the bounds themselves are conditions of the data
-/// server's commit.
+/// full, is refused again for `--admission-memory-ms` ([`Limits::admission_memory_ms`]) without
+/// asking. It only ever refuses (for at most that long after room appeared); the bounds
+/// themselves are conditions of the data server's commit.
 #[derive(Debug, Default)]
 pub struct Admission {
     /// Author → until when it is taken as full.
     authors: std::collections::HashMap<shared::AccountId, u64>,
     bank_full_until_ms: u64,
-    /// Until when a submission first asks whether there is room (two reads), because a bound
-    /// was met lately; otherwise it commits at once and the commit's conditions decide.
+    /// Until when a submission first looks at the bank's queue (one read), because a bound was
+    /// met lately and no look since found it at most half full; otherwise it commits at once
+    /// and the commit's conditions decide.
     pressed_until_ms: u64,
 }
 
-/// How long after a bound was met submissions look for room before committing. Without
-/// pressure the look is two data-server requests spent on every accepted package for nothing;
-/// under it, a refusal costs those two reads instead of a logged commit.
+/// How long after a bound was met submissions look for room before committing (unless a look
+/// finds the queue at most half full first). Without pressure the look is a data-server request
+/// spent on every accepted package for nothing; under it, a refusal costs that read instead of
+/// a logged commit.
 pub const ADMISSION_PRESSURE_MS: u64 = 2_000;
 /// Authors remembered as full, at most (a flood of distinct authors forgets the oldest news).
 pub const ADMISSION_AUTHORS_MAX: usize = 4_096;
@@ -337,6 +339,12 @@ impl Admission {
     /// Whether a bound was met lately: a submission then looks for room before it commits.
     pub fn pressed(&self, now_ms: u64) -> bool {
         self.pressed_until_ms > now_ms
+    }
+
+    /// A look found plenty of room: submissions commit at once again (a bound met since puts
+    /// the pressure back).
+    pub fn relieve(&mut self) {
+        self.pressed_until_ms = 0;
     }
 
     /// Remembers what a refusal said of the bounds.
