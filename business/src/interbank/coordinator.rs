@@ -758,7 +758,14 @@ async fn prepare_round(
     let epoch = ring.token.epoch;
     let started = std::time::Instant::now();
     let page_max = ib.limits.batch_packages_max;
-    let mut page = ib.ds.scan_records(QUEUE, "", cursor.as_deref(), page_max).await?;
+    // The settled count, a statistic for the console written with the decisions, is read
+    // beside the page rather than on the round's way: only the token's worker writes it, so it
+    // cannot change before this round's decisions do.
+    let (mut page, settled_before) = futures::future::try_join(
+        async { Ok::<_, ApiError>(ib.ds.scan_records(QUEUE, "", cursor.as_deref(), page_max).await?) },
+        settled_total(ib),
+    )
+    .await?;
     // A page that reached the queue's end short of a round goes on from the queue's start, up
     // to where it began: the sweep wraps inside the round rather than starting another. Rounds
     // cost the same few requests and commits whatever they carry, and a hold's first round,
@@ -899,10 +906,9 @@ async fn prepare_round(
     let mut undelivered = Undelivered { at_ms: now, forget_after_ms, owed: vec![] };
     let mut recorded = false;
     let mut undelivered_version = 0;
-    // A statistic for the console, written with the decisions: only the token's worker runs a
-    // round, and a count off by a round after a lost lease is harmless, so no condition is put
-    // on it that could fail the decisions' commit.
-    let settled_before = settled_total(ib).await?;
+    // The settled count goes with them: only the token's worker runs a round, and a count off
+    // by a round after a lost lease is harmless, so no condition is put on it that could fail
+    // the decisions' commit.
     for _ in 0..3 {
         undelivered.owed.clear();
         let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
