@@ -220,15 +220,15 @@ async fn queue_waiting(ib: &Interbank) -> Result<u64, ApiError> {
 /// queue is full, as two reads see them.
 async fn room(ib: &Interbank, author_prefix: &str) -> Result<(), ApiError> {
     let max = usize::try_from(ib.limits.pending_per_account_max).unwrap_or(usize::MAX);
-    let (own, queue) = futures::future::try_join(
-        ib.ds.scan_records(QUEUE, author_prefix, None, max),
-        ib.ds.scan_records(QUEUE, "", None, 1),
+    let (own, waiting) = futures::future::try_join(
+        async { ib.ds.scan_records(QUEUE, author_prefix, None, max).await.map_err(ApiError::from) },
+        queue_waiting(ib),
     )
     .await?;
     if own.records.len() >= max {
         return Err(ApiError::PackagesPending(ib.limits.pending_per_account_max));
     }
-    if queue.count.unwrap_or(0) >= ib.limits.settlement_queue_max {
+    if waiting >= ib.limits.settlement_queue_max {
         return Err(ApiError::SettlementBusy(ib.limits.settlement_queue_max));
     }
     Ok(())
@@ -758,20 +758,12 @@ async fn prepare_round(
     let epoch = ring.token.epoch;
     let started = std::time::Instant::now();
     let page_max = ib.limits.batch_packages_max;
-    // The settled count, a statistic for the console written with the decisions, is read
-    // beside the page rather than on the round's way: only the token's worker writes it, so it
-    // cannot change before this round's decisions do.
-    let (mut page, settled_before) = futures::future::try_join(
-        async { Ok::<_, ApiError>(ib.ds.scan_records(QUEUE, "", cursor.as_deref(), page_max).await?) },
-        settled_total(ib),
-    )
-    .await?;
+    let mut page = ib.ds.scan_records(QUEUE, "", cursor.as_deref(), page_max).await?;
     // A page that reached the queue's end short of a round goes on from the queue's start, up
     // to where it began: the sweep wraps inside the round rather than starting another. Rounds
     // cost the same few requests and commits whatever they carry, and a hold's first round,
     // starting after the author the last hold ended with, found only a handful otherwise.
     if let Some(after) = cursor.as_deref()
-        && page.next.is_none()
         && page.records.len() < page_max
     {
         let head = ib.ds.scan_records(QUEUE, "", None, page_max - page.records.len()).await?;
@@ -845,7 +837,12 @@ async fn prepare_round(
         value: json(&record),
         if_version: Some(0),
     });
-    let mut round_version = match ib.ds.commit(&start).await {
+    // The settled count, a statistic for the console written with the decisions, is read beside
+    // the start rather than on the round's way: only the token's worker writes it, so it cannot
+    // change before this round's decisions do.
+    let (start_answer, settled_before) = futures::join!(ib.ds.commit(&start), settled_total(ib));
+    let settled_before = settled_before?;
+    let mut round_version = match start_answer {
         Ok(r) => {
             *ring_version = ring_version_of(&r)?;
             *ring = opened;
@@ -1507,8 +1504,6 @@ mod tests {
     /// The data server's default `--record-value-bytes-max`.
     const RECORD_VALUE_BYTES_DEFAULT: usize = 64 << 10;
 
-    /// A sweep that resumes with an author takes that author's waiting packages first, and
-    /// none of the authors before it until it wraps.
     #[test]
     fn a_page_wrapped_to_the_queues_start_takes_each_entry_once() {
         let record = |k: &str| dataserver_api::Record {
@@ -1529,6 +1524,8 @@ mod tests {
         assert_eq!(keys(&page), ["c", "a"]);
     }
 
+    /// A sweep that resumes with an author takes that author's waiting packages first, and
+    /// none of the authors before it until it wraps.
     #[test]
     fn a_sweep_resumes_with_the_author_it_stopped_at() {
         let queued = |author: u64, created_ms: u64| Queued {

@@ -197,15 +197,8 @@ async fn cas(ib: &Interbank, next: &RingState, version: u64) -> Result<Option<u6
     }
 }
 
-/// After a hold's first round, another is started only with at least this fraction of a full
-/// round (`--batch-packages-max`) waiting. A round costs the same requests and commits at
-/// every bank whatever it carries: under load, the packages that arrive during a hold's rounds
-/// made rounds of one or two, each as slow as a full one, while the other banks' queues filled
-/// and refused. Left for the next turn, they go with what arrives meanwhile.
-const LATER_ROUND_FILL_DIVISOR: usize = 1;
-
-/// Works the token: settlement rounds until the queue is swept or the hold time is up, each
-/// round behind a renewed lease; then passes it on.
+/// Works the token: settlement rounds until the queue is swept, less than a full round waits
+/// after the first, or the hold time is up, each round behind a renewed lease; then passes it on.
 async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<(), ApiError> {
     let started = Instant::now();
     // Where the last round stopped (the ring state says, whichever replica worked it); begun
@@ -214,7 +207,6 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
     let mut wrapped = cursor.is_none();
     let mut down = BTreeSet::new();
     let mut worked = 0;
-    let mut rounds = 0_u32;
     // A hold's first round waits once for a fuller queue (`round_linger_ms`) when packages wait
     // but not a round's worth; an empty queue is the idle hold's to wait on.
     let mut linger = ib.limits.round_linger_ms > 0;
@@ -231,13 +223,12 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
                 None => return Ok(()), // taken over, or a newer token arrived: not ours to pass
             }
         }
-        let packages_min = if linger {
-            ib.limits.batch_packages_max
-        } else if rounds == 0 {
-            1
-        } else {
-            (ib.limits.batch_packages_max / LATER_ROUND_FILL_DIVISOR).max(1)
-        };
+        // After the hold's first round (every round looks at one package at least), another
+        // starts only with a full round waiting. A round costs the same requests and commits at
+        // every bank whatever it carries: under load, what arrived during a hold's rounds made
+        // rounds of one or two, each as slow as a full one, while the other banks' queues filled
+        // and refused.
+        let packages_min = if linger || worked > 0 { ib.limits.batch_packages_max } else { 1 };
         match coordinator::round(ib, &mut state, &mut version, &mut cursor, &mut down, &mut carried, packages_min).await
         {
             Ok(Swept::Short) if linger => {
@@ -257,7 +248,6 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
             Ok(Swept::Seen(n)) => {
                 linger = false;
                 worked += n;
-                rounds += 1;
             }
             Err(RoundError::Fenced(epoch)) => {
                 tracing::warn!(epoch, "our epoch was superseded; dropping the token");
