@@ -132,6 +132,12 @@ async fn auth_and_bad_input_on_every_endpoint() {
         (Method::GET, "/api/accounts/1/transactions?bogus=1", None, customer(), 400, ErrorCode::InvalidQuery),
         (Method::POST, "/balance/1", None, Cred::Operator, 405, ErrorCode::MethodNotAllowed),
         (Method::PUT, "/api/accounts", None, Cred::None, 405, ErrorCode::MethodNotAllowed),
+        // The payment routes come first (`routes::configure`): `pay`, `deposit` and `withdraw`
+        // are not package ids, and a package id is only read.
+        (Method::GET, "/api/payments/pay", None, customer(), 405, ErrorCode::MethodNotAllowed),
+        (Method::GET, "/api/payments/deposit", None, customer(), 405, ErrorCode::MethodNotAllowed),
+        (Method::POST, "/api/payments/abc", Some(pay.into()), customer(), 405, ErrorCode::MethodNotAllowed),
+        (Method::GET, "/api/payments/abc", None, customer(), 404, ErrorCode::PackageNotFound),
         (Method::GET, "/nowhere", None, Cred::None, 404, ErrorCode::NotFound),
         // Under a route scope (`/interbank`, `/transfer`, ...), a path none of its routes takes
         // is the same JSON 404, not actix's bare one.

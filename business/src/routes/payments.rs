@@ -49,8 +49,11 @@ pub async fn withdraw(
     Ok(HttpResponse::Ok().json(t))
 }
 
+/// The payment routes, all static paths: registered before every other route (see
+/// [`super::configure`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/payments/deposit").route(web::post().to(deposit)))
+    cfg.service(resource("/api/payments/pay").route(web::post().to(pay)))
+        .service(resource("/api/payments/deposit").route(web::post().to(deposit)))
         .service(resource("/api/payments/withdraw").route(web::post().to(withdraw)));
 }
 
@@ -160,7 +163,7 @@ pub async fn get_package(
     Ok(HttpResponse::Ok().json(payments::package(&state, &me.0, &id).await?))
 }
 
-pub fn configure_pay(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/payments/pay").route(web::post().to(pay)))
-        .service(resource("/api/payments/{id}").route(web::get().to(get_package)));
+/// `GET /api/payments/{id}`, registered after [`configure`]'s static paths it would match.
+pub fn configure_package(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/payments/{id}").route(web::get().to(get_package)));
 }
