@@ -183,6 +183,21 @@ pub struct Spec {
     pub postgres: bool,
 }
 
+/// HTTP workers per business replica: one when the network's replicas outnumber the machine's
+/// cores, else the replica's own default (one per core); an explicit `--workers` in
+/// `business_args` or `BUSINESS_WORKERS` in the environment decides instead. Each replica
+/// otherwise starts a worker thread per core, and on two cores nine server processes' threads
+/// spent a third of the samples in the kernel switching among them: with one worker per
+/// replica, `bench packages --rate 3600` settled more in every one of eight alternated pairs
+/// in two sittings (README, "Benchmarks").
+fn replica_workers(spec: &Spec) -> Option<u32> {
+    let replicas = usize::try_from(spec.banks.saturating_mul(spec.replicas)).unwrap_or(usize::MAX);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chosen = std::env::var_os("BUSINESS_WORKERS").is_some()
+        || spec.business_args.iter().any(|a| a == "--workers" || a.starts_with("--workers="));
+    (replicas > cores && !chosen).then_some(1)
+}
+
 impl Spec {
     /// A network on free ports, as tests want it.
     pub fn ephemeral(banks: u32, replicas: u32, data: &Path) -> Spec {
@@ -425,6 +440,7 @@ impl Cluster {
         } else {
             None
         };
+        let workers = replica_workers(spec);
         let mut banks = Vec::new();
         for (n, ds_port, ports, ib_ports) in plan {
             let ids = business_ids(n, spec.replicas)?;
@@ -486,6 +502,9 @@ impl Cluster {
                 ];
                 if spec.customer_deposits {
                     args.push("--customer-deposits".into());
+                }
+                if let Some(w) = workers {
+                    args.extend(["--workers".into(), w.to_string()]);
                 }
                 args.extend(spec.business_args.iter().cloned());
                 let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -757,5 +776,20 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), n, "a port was handed out twice");
+    }
+
+    #[test]
+    fn replicas_outnumbering_the_cores_get_one_worker_each_unless_told() {
+        let cores = u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).expect("few cores");
+        let told = std::env::var_os("BUSINESS_WORKERS").is_some();
+        let data = Path::new("unused");
+        let crowded = Spec::ephemeral(cores + 1, 1, data);
+        assert_eq!(replica_workers(&crowded), if told { None } else { Some(1) });
+        assert_eq!(replica_workers(&Spec::ephemeral(1, cores, data)), None, "no more replicas than cores");
+        for given in [vec!["--workers".to_string(), "3".into()], vec!["--workers=3".to_string()]] {
+            let mut spec = crowded.clone();
+            spec.business_args = given;
+            assert_eq!(replica_workers(&spec), None, "an explicit --workers decides");
+        }
     }
 }
