@@ -841,7 +841,8 @@ async fn prepare_round(
     // the start rather than on the round's way: only the token's worker writes it, so it cannot
     // change before this round's decisions do.
     let (start_answer, settled_before) = futures::join!(ib.ds.commit(&start), settled_total(ib));
-    let settled_before = settled_before?;
+    // The start's answer first: once the round is started the ring's version has moved, and a
+    // failed read of the count must not leave this worker holding the old one.
     let mut round_version = match start_answer {
         Ok(r) => {
             *ring_version = ring_version_of(&r)?;
@@ -855,6 +856,7 @@ async fn prepare_round(
         }
         Err(e) => return Err(ApiError::Unavailable(Unavailable::DataServer(format!("starting a round: {e}"))).into()),
     };
+    let settled_before = settled_before?;
 
     // Prepare: one request per bank, all banks at once.
     let (mut engine, prepares) = Round::start(planned.iter().map(|p| (&p.queued.ops[..], p.queued.deadline_ms)), now);
