@@ -60,7 +60,16 @@ fn retry_wait(status: StatusCode, retry_after: Option<&str>, backoff_ms: u64) ->
 /// Sends a request (repeating refusals for now when [`retry_refusals`] is on) and decodes the
 /// answer or the JSON error body.
 pub async fn send<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T> {
-    let retrying = RETRY_REFUSALS.load(std::sync::atomic::Ordering::Relaxed);
+    send_as(rb, RETRY_REFUSALS.load(std::sync::atomic::Ordering::Relaxed)).await
+}
+
+/// [`send`], repeating refusals for now whatever [`retry_refusals`] says: for a test that
+/// expects to be told to come back, and comes back as a client does.
+pub async fn send_retrying<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T> {
+    send_as(rb, true).await
+}
+
+async fn send_as<T: DeserializeOwned>(rb: reqwest::RequestBuilder, retrying: bool) -> Result<T> {
     let until = std::time::Instant::now() + std::time::Duration::from_millis(RETRY_FOR_MS_MAX);
     let mut backoff_ms = RETRY_BACKOFF_MS_MIN;
     let mut rb = rb;
@@ -152,13 +161,23 @@ impl Customer {
 
     /// With an `Idempotency-Key`, the same call may be repeated after any failure.
     pub async fn pay_with_key(&self, ops: &[(String, String, &str)], key: Option<&str>) -> Result<Transaction> {
+        send(self.pay_request(ops, key)).await
+    }
+
+    /// [`Customer::pay`], paying again after `Retry-After` while the bank says to come back
+    /// ([`send_retrying`]).
+    pub async fn pay_retrying(&self, ops: &[(String, String, &str)]) -> Result<Transaction> {
+        send_retrying(self.pay_request(ops, None)).await
+    }
+
+    fn pay_request(&self, ops: &[(String, String, &str)], key: Option<&str>) -> reqwest::RequestBuilder {
         let operations: Vec<Value> = ops.iter().map(|(f, t, a)| json!({ "from": f, "to": t, "amount": a })).collect();
         let body = json!({ "author": self.ibk(), "operations": operations });
-        let mut rb = self.http.post(format!("{}/api/payments/pay", self.base)).bearer_auth(&self.token).json(&body);
-        if let Some(k) = key {
-            rb = rb.header("Idempotency-Key", k);
+        let rb = self.http.post(format!("{}/api/payments/pay", self.base)).bearer_auth(&self.token).json(&body);
+        match key {
+            Some(k) => rb.header("Idempotency-Key", k),
+            None => rb,
         }
-        send(rb).await
     }
 
     /// Consents, as the holder signed in at this account's bank, to `grantee`'s debits of it in

@@ -527,18 +527,8 @@ async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
         }
     }
     // A replica may still believe the queue full (for `--admission-memory-ms` after it last met
-    // the bound): the caller is told to come back after `Retry-After`, as a client does.
-    let mut again = ana.pay(&one(&ana)).await;
-    for _ in 0..5 {
-        match &again {
-            Err(e) if e.body.error == ErrorCode::SettlementBusy => {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                again = ana.pay(&one(&ana)).await;
-            }
-            _ => break,
-        }
-    }
-    let again = again.unwrap();
+    // the bound): the caller is told to come back after `Retry-After`, and does, as a client does.
+    let again = ana.pay_retrying(&one(&ana)).await.unwrap();
     assert_eq!(terminal(&ana, &again.id, Duration::from_secs(30)).await.status, Status::Success);
     assert_eq!(balance(&c, payee.ibk()).await, Money::from_cents(100 * i64::try_from(QUEUE_MAX + 1).unwrap()).unwrap());
     settled_and_clean(&c).await;
