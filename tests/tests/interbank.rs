@@ -1581,6 +1581,19 @@ async fn packages_submitted_while_the_token_lingers_share_one_round() {
         let m = c.bank_metrics(0, &["business_round_packages_count", "business_round_packages_sum"]).await;
         (m[0], m[1])
     };
+    // The round's steps and the token's holds and passes, beside (`bench packages` reads them).
+    const STEPS: [&str; 8] = [
+        "business_round_seconds_sum",
+        "business_round_start_seconds_count",
+        "business_round_prepare_seconds_count",
+        "business_round_decide_seconds_count",
+        "business_round_start_seconds_sum",
+        "business_round_prepare_seconds_sum",
+        "business_round_decide_seconds_sum",
+        "business_hold_seconds_count",
+    ];
+    let steps_before = c.bank_metrics(0, &STEPS).await;
+    let passes_before = c.bank_metrics(0, &["business_token_pass_seconds_count"]).await[0];
     let before = rounds().await;
     let mut ids = Vec::new();
     for n in 0..4 {
@@ -1597,6 +1610,14 @@ async fn packages_submitted_while_the_token_lingers_share_one_round() {
     }
     let after = rounds().await;
     assert_eq!((after.0 - before.0, after.1 - before.1), (1.0, 4.0), "one round of the four");
+    let steps: Vec<f64> = c.bank_metrics(0, &STEPS).await.iter().zip(&steps_before).map(|(a, b)| a - b).collect();
+    assert_eq!(&steps[1..4], &[1.0, 1.0, 1.0], "each step of the one round timed once: {steps:?}");
+    let (round, parts) = (steps[0], steps[4] + steps[5] + steps[6]);
+    assert!(parts > 0.0 && parts <= round + 1e-6, "the steps are the round's time, in turn: {steps:?}");
+    // The round was worked in a hold (bank 1's replicas pass the token as the ring turns).
+    assert!(steps[7] >= 1.0, "holds timed: {steps:?}");
+    let passes = c.bank_metrics(0, &["business_token_pass_seconds_count"]).await[0];
+    assert!(passes > passes_before, "passes timed: {passes_before} → {passes}");
     settled_and_clean(&c).await;
 }
 

@@ -857,6 +857,8 @@ async fn prepare_round(
         Err(e) => return Err(ApiError::Unavailable(Unavailable::DataServer(format!("starting a round: {e}"))).into()),
     };
     let settled_before = settled_before?;
+    let prepared_from = std::time::Instant::now();
+    ib.metrics.round_start_seconds.observe(prepared_from.duration_since(started).as_secs_f64());
 
     // Prepare: one request per bank, all banks at once.
     let (mut engine, prepares) = Round::start(planned.iter().map(|p| (&p.queued.ops[..], p.queued.deadline_ms)), now);
@@ -896,6 +898,8 @@ async fn prepare_round(
         };
         engine.on(pr.bank, answer);
     }
+    let decided_from = std::time::Instant::now();
+    ib.metrics.round_prepare_seconds.observe(decided_from.duration_since(prepared_from).as_secs_f64());
     let decided = engine.decide(now_ms(), &ib.limits.retention);
     down.extend(decided.silent.iter().copied());
     let fenced = decided.fenced;
@@ -1014,6 +1018,7 @@ async fn prepare_round(
     ib.metrics.settled_total.inc_by(committed);
     #[expect(clippy::cast_precision_loss, reason = "a histogram sample, for reporting only")]
     ib.metrics.round_packages.observe(outcomes.len() as f64);
+    ib.metrics.round_decide_seconds.observe(decided_from.elapsed().as_secs_f64());
     ib.metrics.round_seconds.observe(started.elapsed().as_secs_f64());
     // This round's decisions ride on the next round's prepares (or go when the hold ends).
     let decided = (!undelivered.owed.is_empty()).then_some((key, undelivered_version, undelivered));

@@ -279,7 +279,11 @@ async fn work(ib: &Interbank, mut state: RingState, mut version: u64) -> Result<
         // An idle ring would otherwise spin as fast as the network allows.
         tokio::time::sleep(Duration::from_millis(ib.limits.idle_hold_ms)).await;
     }
-    pass(ib, state, version).await
+    ib.metrics.hold_seconds.observe(started.elapsed().as_secs_f64());
+    let passing = Instant::now();
+    let passed = pass(ib, state, version).await;
+    ib.metrics.token_pass_seconds.observe(passing.elapsed().as_secs_f64());
+    passed
 }
 
 /// Hands the token to the next bank that answers. The hand-over is recorded first, so no

@@ -77,6 +77,18 @@ pub struct Report {
     pub rounds: f64,
     pub round_packages_mean: f64,
     pub round_ms_mean: f64,
+    /// A round's mean time by step: the scan and durable start, the prepares, the decisions'
+    /// commit.
+    pub round_start_ms_mean: f64,
+    pub round_prepare_ms_mean: f64,
+    pub round_decide_ms_mean: f64,
+    /// Holds of the token in the window, their mean time, and the passes' mean time.
+    pub holds: f64,
+    pub hold_ms_mean: f64,
+    pub pass_ms_mean: f64,
+    /// Rounds' time over the ring's (holds and passes): how much of it went to settling. The
+    /// ring settles one round at a time, so the rest is time no bank settled.
+    pub ring_settling_share: f64,
 }
 
 /// What the network's processes counted so far, summed over every bank.
@@ -87,9 +99,53 @@ struct Counted {
     by_collection: std::collections::BTreeMap<String, f64>,
     ds_requests: f64,
     fsyncs: f64,
+    ring: Ring,
+}
+
+/// The replicas' ring metrics, summed (`business_…` in their `/metrics`).
+#[derive(Debug, Default, Clone, Copy)]
+struct Ring {
     rounds: f64,
     round_packages: f64,
-    round_seconds: f64,
+    round_s: f64,
+    start_s: f64,
+    prepare_s: f64,
+    decide_s: f64,
+    holds: f64,
+    hold_s: f64,
+    pass_s: f64,
+}
+
+impl Ring {
+    fn add(&mut self, text: &str) {
+        for (sum, name) in [
+            (&mut self.rounds, "business_round_packages_count"),
+            (&mut self.round_packages, "business_round_packages_sum"),
+            (&mut self.round_s, "business_round_seconds_sum"),
+            (&mut self.start_s, "business_round_start_seconds_sum"),
+            (&mut self.prepare_s, "business_round_prepare_seconds_sum"),
+            (&mut self.decide_s, "business_round_decide_seconds_sum"),
+            (&mut self.holds, "business_hold_seconds_count"),
+            (&mut self.hold_s, "business_hold_seconds_sum"),
+            (&mut self.pass_s, "business_token_pass_seconds_sum"),
+        ] {
+            *sum += metric(text, name);
+        }
+    }
+
+    fn since(self, b: Ring) -> Ring {
+        Ring {
+            rounds: self.rounds - b.rounds,
+            round_packages: self.round_packages - b.round_packages,
+            round_s: self.round_s - b.round_s,
+            start_s: self.start_s - b.start_s,
+            prepare_s: self.prepare_s - b.prepare_s,
+            decide_s: self.decide_s - b.decide_s,
+            holds: self.holds - b.holds,
+            hold_s: self.hold_s - b.hold_s,
+            pass_s: self.pass_s - b.pass_s,
+        }
+    }
 }
 
 impl Counted {
@@ -114,9 +170,7 @@ impl Counted {
                     .text()
                     .await
                     .map_err(|e| Error::run(format!("{url}/metrics: {e}")))?;
-                c.rounds += metric(&text, "business_round_packages_count");
-                c.round_packages += metric(&text, "business_round_packages_sum");
-                c.round_seconds += metric(&text, "business_round_seconds_sum");
+                c.ring.add(&text);
             }
         }
         Ok(c)
@@ -132,9 +186,7 @@ impl Counted {
                 .collect(),
             ds_requests: self.ds_requests - before.ds_requests,
             fsyncs: self.fsyncs - before.fsyncs,
-            rounds: self.rounds - before.rounds,
-            round_packages: self.round_packages - before.round_packages,
-            round_seconds: self.round_seconds - before.round_seconds,
+            ring: self.ring.since(before.ring),
         }
     }
 }
@@ -311,7 +363,9 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     }
     let window_s = (window_end - window_start) as f64 / 1000.0;
     let per_package = |n: f64| if settled_in_window > 0 { n / settled_in_window as f64 } else { 0.0 };
-    let per_round = |n: f64| if counted.rounds > 0.0 { n / counted.rounds } else { 0.0 };
+    let ring = counted.ring;
+    let per_round = |n: f64| if ring.rounds > 0.0 { n / ring.rounds } else { 0.0 };
+    let per_hold = |n: f64| if ring.holds > 0.0 { n / ring.holds } else { 0.0 };
     Ok(Report {
         clients: args.clients,
         offered_per_s: args.rate,
@@ -343,9 +397,20 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         },
         ds_requests_per_package: per_package(counted.ds_requests),
         fsyncs_per_package: per_package(counted.fsyncs),
-        rounds: counted.rounds,
-        round_packages_mean: per_round(counted.round_packages),
-        round_ms_mean: per_round(counted.round_seconds * 1000.0),
+        rounds: ring.rounds,
+        round_packages_mean: per_round(ring.round_packages),
+        round_ms_mean: per_round(ring.round_s * 1000.0),
+        round_start_ms_mean: per_round(ring.start_s * 1000.0),
+        round_prepare_ms_mean: per_round(ring.prepare_s * 1000.0),
+        round_decide_ms_mean: per_round(ring.decide_s * 1000.0),
+        holds: ring.holds,
+        hold_ms_mean: per_hold(ring.hold_s * 1000.0),
+        pass_ms_mean: per_hold(ring.pass_s * 1000.0),
+        ring_settling_share: if ring.hold_s + ring.pass_s > 0.0 {
+            ring.round_s / (ring.hold_s + ring.pass_s)
+        } else {
+            0.0
+        },
     })
 }
 
@@ -376,8 +441,20 @@ pub fn print(r: &Report, json: bool) {
     let by: Vec<String> = r.record_writes_by_collection.iter().map(|(c, n)| format!("{c} {n:.1}")).collect();
     println!("  writes by kind   {}", by.join(", "));
     println!(
-        "  rounds           {:.0}, {:.1} packages and {:.1} ms each on average",
-        r.rounds, r.round_packages_mean, r.round_ms_mean
+        "  rounds           {:.0}, {:.1} packages and {:.1} ms each on average (start {:.1}, prepare {:.1}, decide {:.1} ms)",
+        r.rounds,
+        r.round_packages_mean,
+        r.round_ms_mean,
+        r.round_start_ms_mean,
+        r.round_prepare_ms_mean,
+        r.round_decide_ms_mean
+    );
+    println!(
+        "  token            {:.0} holds of {:.1} ms and passes of {:.1} ms on average; rounds {:.0} % of the ring's time",
+        r.holds,
+        r.hold_ms_mean,
+        r.pass_ms_mean,
+        r.ring_settling_share * 100.0
     );
     match r.violations.len() {
         0 => println!("  check            clean"),
