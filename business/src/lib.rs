@@ -328,13 +328,24 @@ impl Application {
 /// The data server's client: over HTTPS trusting `--dataserver-ca` when it is given.
 fn data_client(settings: &Settings) -> Result<DataClient, StartError> {
     let config = |e: String| StartError::Config(e);
-    let mut http = pki::http().pool_max_idle_per_host(1024).tcp_nodelay(true);
-    if let Some(ca) = &settings.dataserver_ca {
-        let pem = std::fs::read_to_string(ca).map_err(|e| config(format!("{}: {e}", ca.display())))?;
-        http = http.tls_backend_preconfigured(pki::trusting_client_config(&pem).map_err(|e| config(e.to_string()))?);
-    }
-    let http = http.build().map_err(|e| config(e.to_string()))?;
-    DataClient::with_http(http, &settings.dataserver, settings.business_id, settings.dataserver_key.clone())
+    let tls = match &settings.dataserver_ca {
+        Some(ca) => {
+            let pem = std::fs::read_to_string(ca).map_err(|e| config(format!("{}: {e}", ca.display())))?;
+            Some(pki::trusting_client_config(&pem).map_err(|e| config(e.to_string()))?)
+        }
+        None => None,
+    };
+    // A pool per thread: the HTTP workers' requests go out on connections their own runtime
+    // drives, not the ring task's (see `DataClient::per_thread`).
+    let make = move || {
+        let http = pki::http().pool_max_idle_per_host(1024).tcp_nodelay(true);
+        match &tls {
+            Some(tls) => http.tls_backend_preconfigured(tls.clone()),
+            None => http,
+        }
+        .build()
+    };
+    DataClient::per_thread(make, &settings.dataserver, settings.business_id, settings.dataserver_key.clone())
         .map_err(|e| config(e.to_string()))
 }
 
