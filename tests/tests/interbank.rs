@@ -1324,24 +1324,33 @@ async fn a_member_cannot_pile_up_rounds_held_prepared() {
     let other = customer(&c, 2, 173, "0").await;
     let bank2 = c.banks[1].interbank_urls()[0].clone();
     let ds2 = c.banks[1].ds_client();
-    let view = token_view(&c, 1, &bank2).await;
-    let in_round = |coordinator: u32, from: &Customer, n: u64| {
+    let in_round = |view: &serde_json::Value, coordinator: u32, from: &Customer, n: u64| {
         let package = format!("pile{coordinator}{n:04}");
-        let mut body = prepare_one(&view, coordinator, &package, from, &payee, "1");
+        let mut body = prepare_one(view, coordinator, &package, from, &payee, "1");
         body["items"][0]["txn"] = serde_json::json!(format!("{package}.{n}"));
         (body, format!("{package}.{n}"))
     };
     // All at once, on the payee's one lock: a prepare that waited too long for it is voted
-    // `unreachable` (nothing stored) and is sent again.
+    // `unreachable` (nothing stored) and is sent again. The ring runs meanwhile, and on a loaded
+    // machine may regenerate its token: a prepare sent in an epoch that rose is refused
+    // (`stale_epoch`, nothing stored) and is sent again in the current one.
     let mut left: Vec<u64> = (1..=MAX).collect();
+    let mut view = token_view(&c, 1, &bank2).await;
     for _ in 0..10 {
         let prepares = left.iter().map(|n| {
-            let (body, _) = in_round(1, &payer, *n);
+            let (body, _) = in_round(&view, 1, &payer, *n);
             as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send()
         });
         let mut again = Vec::new();
         for (n, r) in left.iter().zip(futures::future::join_all(prepares).await) {
-            let votes: serde_json::Value = r.unwrap().json().await.unwrap();
+            let r = r.unwrap();
+            if r.status() != StatusCode::OK {
+                let e = r.json::<shared::ErrorBody>().await.unwrap();
+                assert_eq!(e.error, shared::ErrorCode::StaleEpoch, "round {n}: {e:?}");
+                again.push(*n);
+                continue;
+            }
+            let votes: serde_json::Value = r.json().await.unwrap();
             match votes["votes"][0]["vote"].as_str() {
                 Some("yes") => {}
                 Some("unreachable") => again.push(*n),
@@ -1352,17 +1361,32 @@ async fn a_member_cannot_pile_up_rounds_held_prepared() {
         if left.is_empty() {
             break;
         }
+        view = token_view(&c, 1, &bank2).await;
     }
     assert!(left.is_empty(), "{} rounds never prepared", left.len());
-    assert!(is_prepared(&ds2, 1, &in_round(1, &payer, MAX).1).await);
-    let (body, txn) = in_round(1, &payer, MAX + 1);
-    let r = as_peer(&c, 1, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["votes"][0]["vote"], "unreachable");
+    assert!(is_prepared(&ds2, 1, &in_round(&view, 1, &payer, MAX).1).await);
+    // One prepare's votes, sent again in the current epoch if the token was regenerated.
+    let prepare_now = |coordinator: u32, mut body: serde_json::Value| {
+        let (c, bank2) = (&c, &bank2);
+        async move {
+            for _ in 0..10 {
+                let r = as_peer(c, coordinator, Method::POST, format!("{bank2}/interbank/prepare")).json(&body);
+                let r = r.send().await.unwrap();
+                if r.status() == StatusCode::OK {
+                    return r.json::<serde_json::Value>().await.unwrap();
+                }
+                let e = r.json::<shared::ErrorBody>().await.unwrap();
+                assert_eq!(e.error, shared::ErrorCode::StaleEpoch, "{e:?}");
+                body["epoch"] = token_view(c, coordinator, bank2).await["token"]["epoch"].clone();
+            }
+            panic!("no current epoch met in 10 tries");
+        }
+    };
+    let (body, txn) = in_round(&view, 1, &payer, MAX + 1);
+    assert_eq!(prepare_now(1, body).await["votes"][0]["vote"], "unreachable");
     assert!(!is_prepared(&ds2, 1, &txn).await, "nothing stored past the bound");
-    let (body, txn) = in_round(3, &other, 1);
-    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["votes"][0]["vote"], "yes", "another coordinator's round");
+    let (body, txn) = in_round(&view, 3, &other, 1);
+    assert_eq!(prepare_now(3, body).await["votes"][0]["vote"], "yes", "another coordinator's round");
     assert!(is_prepared(&ds2, 3, &txn).await);
     let rollback = |coordinator: u32, txns: Vec<String>| {
         let r = as_peer(&c, coordinator, Method::POST, format!("{bank2}/interbank/rollback"))
@@ -1381,18 +1405,12 @@ async fn a_member_cannot_pile_up_rounds_held_prepared() {
     let full: Vec<serde_json::Value> = (0..ROUND_PACKAGES_MAX).map(|k| in_round_7(format!("{k:04}"))).collect();
     let mut body = full[0].clone();
     body["items"] = serde_json::json!(full.iter().map(|b| b["items"][0].clone()).collect::<Vec<_>>());
-    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare")).json(&body).send().await.unwrap();
-    let votes: serde_json::Value = r.json().await.unwrap();
+    let votes = prepare_now(3, body).await;
     assert!(votes["votes"].as_array().unwrap().iter().all(|v| v["vote"] == "yes"), "{votes}");
-    let r = as_peer(&c, 3, Method::POST, format!("{bank2}/interbank/prepare"))
-        .json(&in_round_7("over".into()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["votes"][0]["vote"], "unreachable");
+    assert_eq!(prepare_now(3, in_round_7("over".into())).await["votes"][0]["vote"], "unreachable");
     assert!(!is_prepared(&ds2, 3, "full3over.7").await, "nothing stored past the bound");
     rollback(3, full.iter().map(|b| b["items"][0]["txn"].as_str().unwrap().to_string()).collect()).await;
-    let held: Vec<String> = (1..=MAX).map(|n| in_round(1, &payer, n).1).collect();
+    let held: Vec<String> = (1..=MAX).map(|n| in_round(&view, 1, &payer, n).1).collect();
     for txns in held.chunks(PREPARE_ITEMS_MAX) {
         rollback(1, txns.to_vec()).await;
     }
