@@ -22,8 +22,17 @@ pub(crate) trait BatchTarget {
     fn amount(&mut self, account: u64) -> Result<Option<i64>, StoreError>;
     fn set_amount(&mut self, account: u64, cents: i64) -> Result<(), StoreError>;
     fn append_journal(&mut self, entry: &JournalEntry) -> Result<(), StoreError>;
-    fn put_record(&mut self, collection: &str, key: &str, version: u64, value: &RawJson) -> Result<(), StoreError>;
-    fn delete_record(&mut self, collection: &str, key: &str) -> Result<(), StoreError>;
+    /// `existed`: whether the record existed as the batch had left it (a backend that holds
+    /// writes in memory drops a record created and deleted before they reach its tables).
+    fn put_record(
+        &mut self,
+        collection: &str,
+        key: &str,
+        version: u64,
+        value: &RawJson,
+        existed: bool,
+    ) -> Result<(), StoreError>;
+    fn delete_record(&mut self, collection: &str, key: &str, existed: bool) -> Result<(), StoreError>;
     /// The outcome of an applied commit, for idempotent retries ([`IdemHeader`]'s encoding).
     fn put_outcome(&mut self, tx_id: &str, at_ms: u64, raw: Vec<u8>) -> Result<(), StoreError>;
 }
@@ -178,13 +187,13 @@ fn write_records<T: BatchTarget>(
     for (op, version, existed) in planned {
         match op {
             RecordOp::Put { collection, key, value, .. } => {
-                t.put_record(collection, key, version, value)?;
+                t.put_record(collection, key, version, value, existed)?;
                 if !existed {
                     *counts.entry(collection.clone()).or_default() += 1;
                 }
             }
             RecordOp::Delete { collection, key, .. } => {
-                t.delete_record(collection, key)?;
+                t.delete_record(collection, key, existed)?;
                 if existed && let Some(n) = counts.get_mut(collection.as_str()) {
                     *n = n.saturating_sub(1);
                 }

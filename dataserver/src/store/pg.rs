@@ -802,13 +802,20 @@ impl BatchTarget for PgBatch<'_, '_> {
         Ok(())
     }
 
-    fn put_record(&mut self, collection: &str, key: &str, version: u64, value: &RawJson) -> Result<(), StoreError> {
+    fn put_record(
+        &mut self,
+        collection: &str,
+        key: &str,
+        version: u64,
+        value: &RawJson,
+        _existed: bool,
+    ) -> Result<(), StoreError> {
         self.records
             .insert((collection.to_string(), key.to_string()), Some((version, value.as_str().as_bytes().to_vec())));
         Ok(())
     }
 
-    fn delete_record(&mut self, collection: &str, key: &str) -> Result<(), StoreError> {
+    fn delete_record(&mut self, collection: &str, key: &str, _existed: bool) -> Result<(), StoreError> {
         self.records.insert((collection.to_string(), key.to_string()), None);
         Ok(())
     }
