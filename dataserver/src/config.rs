@@ -189,10 +189,10 @@ pub struct Settings {
     pub idempotency_ttl_s: u64,
 
     /// Make the store itself durable (and restart the write-ahead log) at least this often.
-    /// A checkpoint writes every batch since the last one into redb, on the writer's thread,
-    /// and commits wait meanwhile: at 5 s that pause reached 260–385 ms under `bench
-    /// dataserver` (120–140 ms before batches were held in memory); at 1 s it is back to
-    /// ~110 ms, and the CPU saved per commit is the same within the noise.
+    /// A checkpoint writes every batch since the last one into redb, on a thread of its own
+    /// beside the writer. Under `bench dataserver` the slowest commit was 38–40 ms with it
+    /// every second and up to 606 ms at 5 s (the two cores shared with a longer write), and the
+    /// CPU saved per commit was the same within the noise.
     #[arg(long, env = "DATASERVER_CHECKPOINT_INTERVAL_MS", default_value_t = 1_000)]
     pub checkpoint_interval_ms: u64,
 

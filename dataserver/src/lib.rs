@@ -490,6 +490,8 @@ fn serve(
         wal_segment_bytes_max: settings.wal_segment_bytes_max,
         last_checkpoint: std::time::Instant::now(),
         purge_cursor: None,
+        checkpointing: None,
+        deferred_purge: None,
         _indexer_alive: indexer_alive,
     };
     let writer = std::thread::Builder::new().name("group-commit".into()).spawn(move || w.run(writer_rx))?;

@@ -233,6 +233,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Result<CommitResponse, Reject>>, StoreError>;
     /// Makes everything written so far durable (one fsync).
     fn checkpoint(&self) -> Result<(), StoreError>;
+    /// Sets aside what batches wrote since the last checkpoint, for [`Store::write_frozen`] to
+    /// make durable on another thread while batches go on; `false` where nothing is kept aside
+    /// (every batch durable when written). At most one is set aside at a time.
+    fn freeze(&self) -> bool {
+        false
+    }
+    /// Makes what [`Store::freeze`] set aside durable (one fsync); may run on any thread.
+    fn write_frozen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Indexes up to `max` journal entries not yet in the account index, durably; how many.
     /// Statements are exact meanwhile: what the index does not hold yet is read from the journal.
     fn index_step(&self, max: usize) -> Result<usize, StoreError>;
@@ -749,13 +759,20 @@ impl Store for RedbStore {
     }
 
     fn checkpoint(&self) -> Result<(), StoreError> {
-        let frozen = {
-            let mut o = self.overlay.write();
-            assert!(o.frozen.is_none(), "a checkpoint runs on the writer's thread, one at a time");
-            let g = std::sync::Arc::new(std::mem::take(&mut o.live));
-            o.frozen = Some(g.clone());
-            g
-        };
+        self.freeze();
+        self.write_frozen()
+    }
+
+    fn freeze(&self) -> bool {
+        let mut o = self.overlay.write();
+        assert!(o.frozen.is_none(), "one checkpoint at a time: the writer freezes only once the last is durable");
+        let live = std::mem::take(&mut o.live);
+        o.frozen = Some(std::sync::Arc::new(live));
+        true
+    }
+
+    fn write_frozen(&self) -> Result<(), StoreError> {
+        let frozen = self.overlay.read().frozen.clone().expect("write_frozen follows a freeze");
         // One durable commit, every table's keys in order: each page is copied once.
         let txn = self.db.begin_write()?;
         {

@@ -60,6 +60,11 @@ pub struct Wal {
     dir: PathBuf,
     file: File,
     segment_bytes: u64,
+    /// The first LSN of the segment being written.
+    first: u64,
+    /// A segment whose every batch the store holds durably, kept to be written over by the next
+    /// [`Wal::roll`] (recycled: see the module's comment).
+    spare: Option<PathBuf>,
 }
 
 fn segment_name(first_lsn: u64) -> String {
@@ -175,7 +180,41 @@ impl Wal {
         };
         file.sync_all().map_err(io)?;
         sync_dir(dir)?;
-        Ok(Wal { dir: dir.to_path_buf(), file, segment_bytes: 0 })
+        Ok(Wal { dir: dir.to_path_buf(), file, segment_bytes: 0, first, spare: None })
+    }
+
+    /// Goes on in a new segment starting at `first`, the next batch's LSN, and keeps the ones
+    /// before it: a checkpoint of the batches up to here is being written meanwhile, and until
+    /// it is durable a crash needs them ([`Wal::release`] lets them go).
+    pub fn roll(&mut self, first: u64) -> Result<(), StoreError> {
+        let path = self.dir.join(segment_name(first));
+        let file = match self.spare.take() {
+            Some(spare) => {
+                std::fs::rename(&spare, &path).map_err(io)?;
+                OpenOptions::new().write(true).open(&path).map_err(io)?
+            }
+            None => OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io)?,
+        };
+        file.sync_all().map_err(io)?;
+        sync_dir(&self.dir)?;
+        (self.file, self.segment_bytes, self.first) = (file, 0, first);
+        Ok(())
+    }
+
+    /// The store holds every batch before the current segment durably: the newest older
+    /// segment is kept as the next one to write over, the rest are deleted.
+    pub fn release(&mut self) -> Result<(), StoreError> {
+        let mut older: Vec<(u64, PathBuf)> =
+            segments(&self.dir)?.into_iter().filter(|(f, _)| *f < self.first).collect();
+        if self.spare.is_none() {
+            self.spare = older.pop().map(|(_, p)| p);
+        }
+        for (_, old) in &older {
+            if Some(old) != self.spare.as_ref() {
+                std::fs::remove_file(old).map_err(io)?;
+            }
+        }
+        Ok(())
     }
 
     /// Appends one batch and syncs it. On error the log's tail is unknown: the caller must stop.
@@ -287,5 +326,34 @@ mod tests {
         wal.append(&batch(2, &req)).unwrap();
         assert_eq!(segments(dir.path()).unwrap().len(), 1);
         assert_eq!(Wal::recover(dir.path(), 1).unwrap().len(), 1);
+    }
+
+    /// A checkpoint written beside the writer: the log goes on in a new segment and keeps the
+    /// older ones until the checkpoint is durable (a crash before then replays them, across
+    /// the two segments), then keeps one to write over and deletes the rest.
+    #[test]
+    fn a_rolled_log_keeps_its_older_segments_until_released_and_recycles_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let req = CommitRequest::new("x");
+        let lsns = |applied| Wal::recover(dir.path(), applied).unwrap().iter().map(|b| b.lsn).collect::<Vec<_>>();
+        let mut wal = Wal::start(dir.path(), 0).unwrap();
+        for lsn in 1..=3 {
+            wal.append(&batch(lsn, &req)).unwrap();
+        }
+        wal.roll(4).unwrap();
+        wal.append(&batch(4, &req)).unwrap();
+        assert_eq!(lsns(0), vec![1, 2, 3, 4], "the checkpoint is not durable yet: all of it replays");
+        wal.append(&batch(5, &req)).unwrap();
+        wal.release().unwrap();
+        assert_eq!(lsns(3), vec![4, 5], "durable up to 3");
+        wal.roll(6).unwrap();
+        wal.append(&batch(6, &req)).unwrap();
+        let names: Vec<u64> = segments(dir.path()).unwrap().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(names, vec![4, 6], "segment 1 was written over as segment 6");
+        assert_eq!(lsns(3), vec![4, 5, 6], "its old frames end it");
+        wal.release().unwrap();
+        wal.roll(7).unwrap();
+        assert_eq!(segments(dir.path()).unwrap().len(), 2, "one kept to recycle, one written");
+        assert_eq!(lsns(6), Vec::<u64>::new());
     }
 }
