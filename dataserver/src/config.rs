@@ -196,7 +196,8 @@ pub struct Settings {
     #[arg(long, env = "DATASERVER_CHECKPOINT_INTERVAL_MS", default_value_t = 1_000)]
     pub checkpoint_interval_ms: u64,
 
-    /// Checkpoint early when the write-ahead log segment grows past this.
+    /// Checkpoint early when the write-ahead log segment grows past this; while a checkpoint is
+    /// written, commits wait for it once the new segment grows past this (memory stays bounded).
     #[arg(long, env = "DATASERVER_WAL_SEGMENT_BYTES_MAX", default_value_t = 256 << 20)]
     pub wal_segment_bytes_max: u64,
 

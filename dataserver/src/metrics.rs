@@ -54,6 +54,9 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     pub fsync: Histogram,
     pub checkpoint: Histogram,
+    /// Times the writer stopped taking commits until the checkpoint in flight was durable: the
+    /// log's new segment reached its bound meanwhile.
+    pub checkpoint_waits_total: Counter,
     pub storage_errors_total: Counter,
     leases_held: Gauge,
     lock_waiters: Gauge,
@@ -80,6 +83,10 @@ impl Default for Metrics {
         let commit_replays_total = counter("commit_replays", "retried commits answered from the stored outcome");
         let record_writes_total = counter("record_writes", "records put or deleted and amounts set by applied commits");
         let storage_errors_total = counter("storage_errors", "durable writes that failed");
+        let checkpoint_waits_total = counter(
+            "checkpoint_waits",
+            "times commits waited for a checkpoint: the log grew past its segment bound while one was written",
+        );
         let collection_writes_total = Family::<Vec<(String, String)>, Counter>::default();
         registry.register(
             "collection_writes",
@@ -121,6 +128,7 @@ impl Default for Metrics {
             commit_batch_size,
             fsync,
             checkpoint,
+            checkpoint_waits_total,
             storage_errors_total,
             leases_held,
             lock_waiters,

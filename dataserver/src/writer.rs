@@ -126,13 +126,25 @@ impl Writer {
             }
             self.write(batch, &mut carry);
             self.reap_checkpoint(false);
+            // While a checkpoint is written the batches since its freeze are held in memory and
+            // in the new segment. Past the segment's bound the writer waits for it rather than
+            // let both grow: commits queue in the bounded channel, then their senders wait.
+            if self.checkpointing.is_some() && self.segment_full() {
+                self.metrics.checkpoint_waits_total.inc();
+                self.reap_checkpoint(true);
+            }
             if self.checkpointing.is_none()
-                && (self.last_checkpoint.elapsed() >= self.checkpoint_interval
-                    || self.wal.as_ref().is_some_and(|w| w.segment_bytes() >= self.wal_segment_bytes_max))
+                && (self.last_checkpoint.elapsed() >= self.checkpoint_interval || self.segment_full())
             {
                 self.begin_checkpoint();
             }
         }
+    }
+
+    /// Whether the log's current segment has reached its bound: what a restart would replay,
+    /// and (the batches since the last freeze) what the store holds in memory.
+    fn segment_full(&self) -> bool {
+        self.wal.as_ref().is_some_and(|w| w.segment_bytes() >= self.wal_segment_bytes_max)
     }
 
     /// Starts a checkpoint of everything applied so far on a thread of its own, and goes on in
@@ -370,4 +382,183 @@ fn fatal(what: &str, e: &StoreError) -> ! {
     tracing::error!(error = %e, "{what} failed; stopping so that recovery can run");
     eprintln!("dataserver: fatal storage error during {what}: {e}");
     std::process::abort()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RedbStore, Stats};
+    use dataserver_api::{AmountPage, CommitRequest, JournalPage, Record, RecordPage};
+    use shared::BusinessId;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+    /// The real store, whose background checkpoint waits for the test's word before it writes.
+    struct HeldCheckpoint {
+        inner: Arc<RedbStore>,
+        entered: SyncSender<()>,
+        /// Dropping the sending end lets every checkpoint through.
+        release: parking_lot::Mutex<Receiver<()>>,
+    }
+
+    impl Store for HeldCheckpoint {
+        fn write_frozen(&self) -> Result<(), StoreError> {
+            let _ = self.entered.try_send(());
+            let _ = self.release.lock().recv();
+            self.inner.write_frozen()
+        }
+        fn freeze(&self) -> bool {
+            self.inner.freeze()
+        }
+        fn boot(&self) -> Result<u64, StoreError> {
+            self.inner.boot()
+        }
+        fn load_amounts(&self) -> Result<HashMap<AccountId, Money>, StoreError> {
+            self.inner.load_amounts()
+        }
+        fn stored_outcome(&self, tx_id: &str) -> Result<Option<StoredOutcome>, StoreError> {
+            self.inner.stored_outcome(tx_id)
+        }
+        fn write_batch(
+            &self,
+            batch: &[PreparedCommit],
+            at_ms: u64,
+            at: &str,
+            lsn: u64,
+        ) -> Result<Vec<Result<CommitResponse, Reject>>, StoreError> {
+            self.inner.write_batch(batch, at_ms, at, lsn)
+        }
+        fn checkpoint(&self) -> Result<(), StoreError> {
+            self.inner.checkpoint()
+        }
+        fn index_step(&self, max: usize) -> Result<usize, StoreError> {
+            self.inner.index_step(max)
+        }
+        fn applied_lsn(&self) -> Result<u64, StoreError> {
+            self.inner.applied_lsn()
+        }
+        fn purge_idempotency(
+            &self,
+            before_ms: u64,
+            after: Option<&str>,
+            max: usize,
+        ) -> Result<(usize, Option<String>), StoreError> {
+            self.inner.purge_idempotency(before_ms, after, max)
+        }
+        fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>, StoreError> {
+            self.inner.get_record(collection, key)
+        }
+        fn scan_records(
+            &self,
+            collection: &str,
+            prefix: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<RecordPage, StoreError> {
+            self.inner.scan_records(collection, prefix, after, limit)
+        }
+        fn account_journal(
+            &self,
+            account: AccountId,
+            before: Option<u64>,
+            limit: usize,
+        ) -> Result<JournalPage, StoreError> {
+            self.inner.account_journal(account, before, limit)
+        }
+        fn journal_after(&self, after: u64, limit: usize) -> Result<JournalPage, StoreError> {
+            self.inner.journal_after(after, limit)
+        }
+        fn amounts_after(&self, after: Option<AccountId>, limit: usize) -> Result<AmountPage, StoreError> {
+            self.inner.amounts_after(after, limit)
+        }
+        fn stats(&self) -> Result<Stats, StoreError> {
+            self.inner.stats()
+        }
+    }
+
+    const SEGMENT_BYTES_MAX: u64 = 4096;
+    const COMMITS: usize = 200;
+
+    fn put(i: usize) -> PreparedCommit {
+        let mut request = CommitRequest::new(format!("t{i}"));
+        request.records = vec![RecordOp::Put {
+            collection: "c".into(),
+            key: format!("k{i:04}"),
+            value: serde_json::json!({ "padding": "x".repeat(64) }).into(),
+            if_version: None,
+        }];
+        PreparedCommit::new(BusinessId::new(1).unwrap(), request)
+    }
+
+    /// While a checkpoint is written, batches go on in memory and in a new log segment; once
+    /// that segment reaches its bound the writer must wait for the checkpoint, or memory and
+    /// the log would grow without bound behind a slow checkpoint.
+    #[test]
+    fn commits_wait_for_a_slow_checkpoint_once_the_new_segment_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = Arc::new(RedbStore::open(&dir.path().join("db"), 1 << 20).unwrap());
+        let wal_dir = dir.path().join("wal");
+        let wal = Wal::start(&wal_dir, 0).unwrap();
+        let (entered_tx, entered) = sync_channel(1);
+        let (release, release_rx) = sync_channel::<()>(0);
+        let store = Arc::new(HeldCheckpoint { inner: inner.clone(), entered: entered_tx, release: release_rx.into() });
+        let metrics = Arc::new(Metrics::default());
+        let (_indexer_alive, _indexer) = sync_channel(1);
+        let writer = Writer {
+            store,
+            locks: Arc::new(LockTable::new(1, 64)),
+            amounts: Amounts::default(),
+            metrics: metrics.clone(),
+            batch_max: 1,
+            wal: Some(wal),
+            next_lsn: 1,
+            // Only the segment's bound starts a checkpoint here.
+            checkpoint_interval: std::time::Duration::from_secs(3600),
+            wal_segment_bytes_max: SEGMENT_BYTES_MAX,
+            last_checkpoint: Instant::now(),
+            purge_cursor: None,
+            checkpointing: None,
+            deferred_purge: None,
+            _indexer_alive,
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let writer = std::thread::spawn(move || writer.run(rx));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let client = {
+            let (tx, answered) = (tx.clone(), answered.clone());
+            std::thread::spawn(move || {
+                for i in 0..COMMITS {
+                    let (reply, answer) = oneshot::channel();
+                    tx.blocking_send(Job::Commit { prepared: put(i), reply }).unwrap();
+                    answer.blocking_recv().unwrap().unwrap();
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+
+        // The first segment filled and its checkpoint began (and is held).
+        entered.recv().unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while metrics.checkpoint_waits_total.get() == 0 && answered.load(Ordering::SeqCst) < COMMITS {
+            assert!(Instant::now() < deadline, "the writer neither waited nor finished");
+            std::thread::yield_now();
+        }
+        let frame_bytes_max = 1024;
+        for entry in std::fs::read_dir(&wal_dir).unwrap() {
+            let len = entry.unwrap().metadata().unwrap().len();
+            assert!(len <= SEGMENT_BYTES_MAX + frame_bytes_max, "a log segment grew to {len} bytes");
+        }
+        let before_release = answered.load(Ordering::SeqCst);
+        assert!(before_release < COMMITS / 4, "{before_release} commits answered behind a held checkpoint");
+        assert!(metrics.checkpoint_waits_total.get() >= 1);
+
+        // Let the checkpoints through: everything is answered and every record is there.
+        drop(release);
+        client.join().unwrap();
+        tx.blocking_send(Job::Stop).unwrap();
+        writer.join().unwrap();
+        for i in 0..COMMITS {
+            assert!(inner.get_record("c", &format!("k{i:04}")).unwrap().is_some(), "record {i} lost");
+        }
+    }
 }
