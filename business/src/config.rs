@@ -203,6 +203,13 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_ADMISSION_MEMORY_MS", default_value_t = 20)]
     pub admission_memory_ms: u64,
 
+    /// Requests carrying submissions' commits to the data server that may be out at once. While
+    /// they are, the next submissions' commits wait and leave together in one request
+    /// ([`crate::coalesce`]); fewer makes bigger batches (less CPU per package) at the cost of
+    /// waiting for a request in flight.
+    #[arg(long, env = "BUSINESS_COMMIT_REQUESTS_IN_FLIGHT_MAX", default_value_t = 2)]
+    pub commit_requests_in_flight_max: u64,
+
     /// Cross-bank packages one account may have waiting for settlement; past it its author
     /// gets `429 packages_pending`, so one customer cannot fill the bank's queue alone. The
     /// default lets a payer keep a second's worth of packages in flight at 64 a second.
@@ -341,6 +348,8 @@ pub mod limits {
     /// What `--admission-memory-ms` may be: within the time a bound met keeps submissions
     /// asking first (`interbank::ADMISSION_PRESSURE_MS`).
     pub const ADMISSION_MEMORY_RANGE: std::ops::RangeInclusive<u64> = 0..=crate::interbank::ADMISSION_PRESSURE_MS;
+    /// What `--commit-requests-in-flight-max` may be.
+    pub const COMMIT_REQUESTS_IN_FLIGHT_RANGE: std::ops::RangeInclusive<u64> = 1..=64;
     /// What `--package-deadline-ms` may be: up to the network-wide longest.
     pub const PACKAGE_DEADLINE_RANGE: std::ops::RangeInclusive<u64> =
         1..=crate::interbank::retention::PACKAGE_DEADLINE_MS_MAX;
@@ -397,6 +406,11 @@ impl Settings {
         in_range("--batch-packages-max", self.batch_packages_max, &BATCH_PACKAGES_RANGE)?;
         in_range("--settlement-queue-max", self.settlement_queue_max, &SETTLEMENT_QUEUE_RANGE)?;
         in_range("--admission-memory-ms", self.admission_memory_ms, &ADMISSION_MEMORY_RANGE)?;
+        in_range(
+            "--commit-requests-in-flight-max",
+            self.commit_requests_in_flight_max,
+            &COMMIT_REQUESTS_IN_FLIGHT_RANGE,
+        )?;
         in_range(
             "--pending-packages-per-account-max",
             self.pending_packages_per_account_max,

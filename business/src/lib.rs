@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod coalesce;
 pub mod config;
 pub mod consents;
 pub mod error;
@@ -176,6 +177,10 @@ impl Application {
             me: settings.bank_id,
             business: settings.business_id,
             ds: ledger.ds.clone(),
+            commits: coalesce::Commits::start(
+                ledger.ds.clone(),
+                usize::try_from(settings.commit_requests_in_flight_max).expect("checked: at most 64"),
+            ),
             peers,
             limits: interbank::Limits {
                 token_lost_ms: settings.token_lost_ms,

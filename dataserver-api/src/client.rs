@@ -5,9 +5,9 @@ use serde::de::DeserializeOwned;
 use shared::{AccountId, BusinessId, Money};
 
 use crate::{
-    AcquireRequest, AcquireResponse, AmountBody, AmountPage, CommitRequest, CommitResponse, ErrorBody, ErrorCode,
-    Health, JournalPage, LockGrant, LockRef, Record, RecordKey, RecordPage, ReleaseRequest, ReleaseResponse,
-    SetAmountBody,
+    AcquireRequest, AcquireResponse, AmountBody, AmountPage, CommitRequest, CommitResponse, CommitResult,
+    CommitsResponse, ErrorBody, ErrorCode, Health, JournalPage, LockGrant, LockRef, Record, RecordKey, RecordPage,
+    ReleaseRequest, ReleaseResponse, SetAmountBody,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,10 @@ pub enum ClientError {
     Transport(#[from] reqwest::Error),
     #[error("bad URL: {0}")]
     Url(String),
+    /// The request that carried this commit among others failed as a whole (see
+    /// [`DataClient::commit_many`]): each commit of it gets this, the failure said in words.
+    #[error("{0}")]
+    Shared(String),
 }
 
 impl ClientError {
@@ -258,6 +262,36 @@ impl DataClient {
         self.call(|b| Ok(self.v1(b, Method::POST, &["commit"])?.json(req))).await
     }
 
+    /// Several independent commits in one request ([`crate::CommitsRequest`]): one result per
+    /// commit, in order, each what [`DataClient::commit`] would have returned for it alone. The
+    /// outer error is the request's own (transport, or a refusal of the whole request).
+    pub async fn commit_many(&self, commits: &[CommitRequest]) -> Result<Vec<Result<CommitResponse>>> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            commits: &'a [CommitRequest],
+        }
+        let body = Body { commits };
+        let answer: CommitsResponse = self.call(|b| Ok(self.v1(b, Method::POST, &["commits"])?.json(&body))).await?;
+        if answer.results.len() != commits.len() {
+            return Err(ClientError::Shared(format!(
+                "the data server answered {} results for {} commits",
+                answer.results.len(),
+                commits.len()
+            )));
+        }
+        Ok(answer
+            .results
+            .into_iter()
+            .map(|r| match r {
+                CommitResult::Committed(c) => Ok(c),
+                CommitResult::Refused { status, body } => Err(ClientError::Api {
+                    status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    body,
+                }),
+            })
+            .collect())
+    }
+
     pub async fn get_record(&self, collection: &str, key: &str) -> Result<Option<Record>> {
         match self.call(|b| self.v1(b, Method::GET, &["records", collection, key])).await {
             Ok(r) => Ok(Some(r)),
@@ -332,7 +366,7 @@ fn not_served(e: &ClientError) -> bool {
         ClientError::Api { status, body } => {
             *status == StatusCode::SERVICE_UNAVAILABLE && body.error == ErrorCode::NotLeader
         }
-        ClientError::Url(_) => false,
+        ClientError::Url(_) | ClientError::Shared(_) => false,
     }
 }
 

@@ -368,6 +368,35 @@ pub struct CommitResponse {
     pub replayed: bool,
 }
 
+/// Most commits in one `POST /v1/{businessId}/commits`.
+pub const COMMITS_PER_REQUEST_MAX: usize = 64;
+
+/// `POST /v1/{businessId}/commits`: several independent commits in one request, 1 to
+/// [`COMMITS_PER_REQUEST_MAX`]. Each is atomic, durable and answered on its own, exactly as if
+/// it had been sent alone to `/commit` (one failing does not touch the others); they share the
+/// request's round trip and, usually, one durable write. A business server sends the commits of
+/// its concurrent requests this way, so a request's cost is paid per batch, not per customer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitsRequest {
+    pub commits: Vec<CommitRequest>,
+}
+
+/// The answer to [`CommitsRequest`]: one result per commit, in the request's order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitsResponse {
+    pub results: Vec<CommitResult>,
+}
+
+/// One commit's answer in a [`CommitsResponse`]: what `/commit` would have answered, its
+/// status and JSON error body included.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitResult {
+    Committed(CommitResponse),
+    Refused { status: u16, body: crate::ErrorBody },
+}
+
 /// One journal entry: every change of posted amounts, in commit order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {

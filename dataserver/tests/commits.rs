@@ -315,3 +315,42 @@ async fn a_lock_call_without_accounts_only_reads() {
     let e = c.acquire(&AcquireRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), Some(dataserver_api::ErrorCode::BatchTooLarge));
 }
+
+/// `POST /v1/{business}/commits`: each commit is applied or refused exactly as it would be
+/// alone, one refused leaves the others applied, and a retry among them is answered from its
+/// stored outcome.
+#[tokio::test]
+async fn several_commits_in_one_request_are_each_answered_as_if_sent_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_server(dir.path());
+    let c = server.client(0);
+    let mut first = CommitRequest::new("many-1");
+    first.records = vec![put("q", "a", json!(1), None)];
+    c.commit(&first).await.unwrap();
+
+    let retried = first.clone();
+    let mut stale = CommitRequest::new("many-2");
+    stale.records = vec![put("q", "b", json!(2), Some(5))];
+    let mut fresh = CommitRequest::new("many-3");
+    fresh.records = vec![put("q", "c", json!(3), None)];
+    let mut unheld = CommitRequest::new("many-4");
+    unheld.locks = vec![LockRef { account: acc(7), token: 1 }];
+    unheld.set = vec![SetAmount { account: acc(7), amount: money("5") }];
+    let empty = CommitRequest::new("many-5");
+    let mut reused = CommitRequest::new("many-1");
+    reused.records = vec![put("q", "z", json!(9), None)];
+    let results = c.commit_many(&[retried, stale, fresh, unheld, empty, reused]).await.unwrap();
+    let codes: Vec<_> = results.iter().map(|r| r.as_ref().err().and_then(|e| e.code())).collect();
+    use dataserver_api::ErrorCode::*;
+    assert_eq!(
+        codes,
+        [None, Some(ConditionFailed), None, Some(NotHolder), Some(EmptyCommit), Some(IdempotencyConflict)]
+    );
+    assert!(results[0].as_ref().unwrap().replayed, "the retry is answered from its stored outcome");
+    assert!(!results[2].as_ref().unwrap().replayed);
+
+    assert!(c.get_record("q", "b").await.unwrap().is_none(), "the refused commit wrote nothing");
+    assert!(c.get_record("q", "c").await.unwrap().is_some(), "the commit beside it was applied");
+    assert!(c.get_record("q", "z").await.unwrap().is_none());
+    assert_eq!(amount(&c, acc(7)).await, None);
+}

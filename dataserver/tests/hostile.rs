@@ -72,6 +72,11 @@ async fn every_route_requires_the_right_key() {
             "/v1/11/commit",
             Some(r#"{"tx_id":"x","records":[{"op":"put","collection":"a","key":"b","value":1}]}"#),
         ),
+        (
+            Method::POST,
+            "/v1/11/commits",
+            Some(r#"{"commits":[{"tx_id":"x","records":[{"op":"put","collection":"a","key":"b","value":1}]}]}"#),
+        ),
         (Method::GET, "/v1/11/amounts", None),
         (Method::GET, "/v1/11/amounts/1", None),
         (Method::GET, "/v1/11/journal", None),
@@ -108,6 +113,9 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
         r#"{{"tx_id":"h","records":[{{"op":"put","collection":"a","key":"b","value":"{}"}}]}}"#,
         "x".repeat(5 << 20)
     );
+    let one = r#"{"tx_id":"m","records":[{"op":"put","collection":"a","key":"b","value":1}]}"#;
+    let too_many = format!(r#"{{"commits":[{}]}}"#, vec![one; 65].join(","));
+    let huge_many = format!(r#"{{"commits":[{huge}]}}"#);
     let wide = format!(
         r#"{{"tx_id":"w","records":[{{"op":"put","collection":"a","key":"b","value":"{}"}}]}}"#,
         "x".repeat(70 << 10)
@@ -289,6 +297,11 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
         case(Method::POST, "/v1/11/commit", Some(&huge), k, 413, ErrorCode::BodyTooLarge),
         case(Method::POST, "/v1/11/commit", Some("[]"), k, 400, ErrorCode::InvalidBody),
         case(Method::POST, "/v1/11/commit", Some("null"), k, 400, ErrorCode::InvalidBody),
+        case(Method::POST, "/v1/11/commits", Some(r#"{"commits":[]}"#), k, 400, ErrorCode::BatchTooLarge),
+        case(Method::POST, "/v1/11/commits", Some(&too_many), k, 400, ErrorCode::BatchTooLarge),
+        case(Method::POST, "/v1/11/commits", Some(&huge_many), k, 413, ErrorCode::BodyTooLarge),
+        case(Method::POST, "/v1/11/commits", Some(r#"[{"tx_id":"c"}]"#), k, 400, ErrorCode::InvalidBody),
+        case(Method::POST, "/v1/11/commits", Some(r#"{"commits":[],"x":1}"#), k, 400, ErrorCode::InvalidBody),
         // reads
         case(Method::GET, "/getAmount/11/2", None, k, 404, ErrorCode::NotFound),
         case(Method::GET, "/v1/11/records/a/missing", None, k, 404, ErrorCode::NotFound),

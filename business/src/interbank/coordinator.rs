@@ -142,7 +142,7 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
         };
     }
     let (c, pending) = enqueue_commit(ib, queued, &author_prefix, conditions);
-    match ib.ds.commit(&c).await {
+    match ib.commits.commit(c).await {
         Ok(_) => Ok(Some(pending)),
         // Which bound: the author's own, or the bank's (a bound that freed up meanwhile is
         // named as the bank's: the caller is told to try again either way). The conditions

@@ -375,6 +375,8 @@ pub struct Interbank {
     pub me: BankId,
     pub business: BusinessId,
     pub ds: DataClient,
+    /// Submissions' commits, sent to `ds` several per request under load.
+    pub commits: crate::coalesce::Commits,
     pub peers: Peers,
     pub limits: Limits,
     pub lock_wait_ms: u64,

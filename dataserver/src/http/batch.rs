@@ -13,7 +13,10 @@ use crate::AppState;
 use crate::config::limits::*;
 use crate::store::{PreparedCommit, StoreError};
 use crate::writer::Job;
-use dataserver_api::{AcquireRequest, AcquireResponse, CommitRequest, Grant, ReleaseRequest, ReleaseResponse};
+use dataserver_api::{
+    AcquireRequest, AcquireResponse, COMMITS_PER_REQUEST_MAX, CommitRequest, CommitResult, CommitsRequest,
+    CommitsResponse, Grant, ReleaseRequest, ReleaseResponse,
+};
 
 use super::Result;
 use super::seed::posted;
@@ -24,6 +27,13 @@ pub(crate) async fn commit(
     business: BusinessId,
     request: CommitRequest,
 ) -> Result<dataserver_api::CommitResponse> {
+    durable(hand_over(state, business, request).await?).await
+}
+
+type Durable = oneshot::Receiver<std::result::Result<dataserver_api::CommitResponse, crate::writer::CommitError>>;
+
+/// Validates a commit and queues it for the writer: the writer's answer comes on what it returns.
+async fn hand_over(state: &AppState, business: BusinessId, request: CommitRequest) -> Result<Durable> {
     validate_commit(state, &request)?;
     let prepared = PreparedCommit::new(business, request);
     let (tx, rx) = oneshot::channel();
@@ -32,6 +42,11 @@ pub(crate) async fn commit(
         .send(Job::Commit { prepared, reply: tx })
         .await
         .map_err(|_| ApiError::Unavailable(Unavailable::ShuttingDown))?;
+    Ok(rx)
+}
+
+/// The writer's answer to a commit [`hand_over`] queued, once it is durable.
+async fn durable(rx: Durable) -> Result<dataserver_api::CommitResponse> {
     rx.await.map_err(|_| ApiError::Unavailable(Unavailable::ShuttingDown))?.map_err(ApiError::Commit)
 }
 
@@ -135,6 +150,44 @@ pub async fn commit_route(
 ) -> Result<HttpResponse> {
     let business = caller.owns(&path)?;
     Ok(HttpResponse::Ok().json(commit(&state, business, body.into_inner()).await?))
+}
+
+/// `POST /v1/{business}/commits`: each commit as `/commit` would do it, all handed to the
+/// writer before any is awaited, so they usually share one durable write. One refused (invalid,
+/// or failing its conditions) is answered as refused; the others go on.
+pub async fn commits_route(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<CommitsRequest>,
+) -> Result<HttpResponse> {
+    let business = caller.owns(&path)?;
+    let commits = body.into_inner().commits;
+    if commits.is_empty() || commits.len() > COMMITS_PER_REQUEST_MAX {
+        return Err(ApiError::invalid(
+            ErrorCode::BatchTooLarge,
+            format!("send 1 to {COMMITS_PER_REQUEST_MAX} commits per request"),
+        ));
+    }
+    let mut queued = Vec::with_capacity(commits.len());
+    for c in commits {
+        queued.push(hand_over(&state, business, c).await);
+    }
+    let mut results = Vec::with_capacity(queued.len());
+    for q in queued {
+        let answer = match q {
+            Ok(rx) => durable(rx).await,
+            Err(e) => Err(e),
+        };
+        results.push(match answer {
+            Ok(done) => CommitResult::Committed(done),
+            Err(e) => CommitResult::Refused {
+                status: actix_web::ResponseError::status_code(&e).as_u16(),
+                body: dataserver_api::ErrorBody::new(e.code(), e.to_string()),
+            },
+        });
+    }
+    Ok(HttpResponse::Ok().json(CommitsResponse { results }))
 }
 
 #[derive(Debug, Deserialize)]

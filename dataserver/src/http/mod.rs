@@ -5,7 +5,8 @@ use actix_web::{HttpResponse, web};
 
 use crate::AppState;
 use batch::{
-    acquire_batch, amounts, blocking, commit_route, get_record, journal, posted_amount, release_batch, scan_records,
+    acquire_batch, amounts, blocking, commit_route, commits_route, get_record, journal, posted_amount, release_batch,
+    scan_records,
 };
 use dataserver_api::Health;
 use seed::{get_amount, get_lock, set_amount, set_amount_path, un_lock};
@@ -55,6 +56,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1/{business}")
             .service(res("/commit").route(web::post().to(commit_route)))
+            .service(res("/commits").route(web::post().to(commits_route)))
             .service(res("/locks").route(web::post().to(acquire_batch)))
             .service(res("/records/{collection}/{key}").route(web::get().to(get_record)))
             .service(res("/records/{collection}").route(web::get().to(scan_records)))
