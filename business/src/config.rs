@@ -203,11 +203,12 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_ADMISSION_MEMORY_MS", default_value_t = 20)]
     pub admission_memory_ms: u64,
 
-    /// Requests carrying submissions' commits to the data server that may be out at once. While
-    /// they are, the next submissions' commits wait and leave together in one request
-    /// ([`crate::coalesce`]); fewer makes bigger batches (less CPU per package) at the cost of
-    /// waiting for a request in flight.
-    #[arg(long, env = "BUSINESS_COMMIT_REQUESTS_IN_FLIGHT_MAX", default_value_t = 2)]
+    /// Requests carrying submissions' commits to the data server that may be out at once, per
+    /// worker thread. While they are, that thread's next submissions' commits wait and leave
+    /// together in one request ([`crate::coalesce`]); fewer makes bigger batches (less CPU per
+    /// package) at the cost of waiting for a request in flight. At 1 the package benchmark
+    /// settled 1,930/s against 1,571/s without coalescing (medians of 3, alternated).
+    #[arg(long, env = "BUSINESS_COMMIT_REQUESTS_IN_FLIGHT_MAX", default_value_t = 1)]
     pub commit_requests_in_flight_max: u64,
 
     /// Cross-bank packages one account may have waiting for settlement; past it its author

@@ -177,7 +177,7 @@ impl Application {
             me: settings.bank_id,
             business: settings.business_id,
             ds: ledger.ds.clone(),
-            commits: coalesce::Commits::start(
+            commits: coalesce::Commits::new(
                 ledger.ds.clone(),
                 usize::try_from(settings.commit_requests_in_flight_max).expect("checked: at most 64"),
             ),
