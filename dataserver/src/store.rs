@@ -397,15 +397,16 @@ impl<'a, K: Ord + Clone> Iterator for Merged<'a, K> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             // The smallest key at the layers' heads; on a tie the newest layer's (found first).
-            let mut best: Option<(usize, K)> = None;
+            // Borrowed while comparing: one key is cloned per row returned, not per comparison.
+            let mut best: Option<(usize, &K)> = None;
             for (i, layer) in self.layers.iter_mut().enumerate() {
                 match layer.peek() {
                     Some(Err(_)) => return layer.next().map(|r| r.map(|_| unreachable!("peeked an error"))),
-                    Some(Ok((k, _))) if best.as_ref().is_none_or(|(_, b)| k < b) => best = Some((i, k.clone())),
+                    Some(Ok((k, _))) if best.is_none_or(|(_, b)| k < b) => best = Some((i, k)),
                     _ => {}
                 }
             }
-            let (i, key) = best?;
+            let (i, key) = best.map(|(i, k)| (i, k.clone()))?;
             let Some(Ok((_, value))) = self.layers[i].next() else { unreachable!("peeked a row") };
             for older in &mut self.layers[i + 1..] {
                 while older.next_if(|r| matches!(r, Ok((k, _)) if *k == key)).is_some() {}
@@ -1093,6 +1094,15 @@ impl<'t> BatchWriter<'t> {
     fn layers(&self) -> impl Iterator<Item = &Generation> {
         std::iter::once(&*self.live).chain(self.frozen)
     }
+
+    /// The live generation's keys of `collection`, the collection's name allocated only the
+    /// first time it is written in this generation.
+    fn live_keys(&mut self, collection: &str) -> &mut std::collections::BTreeMap<String, Slot> {
+        if !self.live.records.contains_key(collection) {
+            self.live.records.insert(collection.to_string(), std::collections::BTreeMap::new());
+        }
+        self.live.records.get_mut(collection).expect("inserted above")
+    }
 }
 
 impl BatchTarget for BatchWriter<'_> {
@@ -1152,10 +1162,7 @@ impl BatchTarget for BatchWriter<'_> {
         existed: bool,
     ) -> Result<(), StoreError> {
         let raw = Some(encode_record(version, value));
-        let keys = match self.live.records.get_mut(collection) {
-            Some(keys) => keys,
-            None => self.live.records.entry(collection.to_string()).or_default(),
-        };
+        let keys = self.live_keys(collection);
         match keys.get_mut(key) {
             Some(slot) => slot.raw = raw,
             // Not in this generation: fresh when it exists in no layer at all.
@@ -1178,11 +1185,7 @@ impl BatchTarget for BatchWriter<'_> {
             Some(slot) => slot.raw = None,
             // In an older layer: hidden here, removed from the table at the checkpoint.
             None if existed => {
-                let keys = match self.live.records.get_mut(collection) {
-                    Some(keys) => keys,
-                    None => self.live.records.entry(collection.to_string()).or_default(),
-                };
-                keys.insert(key.to_string(), Slot { raw: None, fresh: false });
+                self.live_keys(collection).insert(key.to_string(), Slot { raw: None, fresh: false });
             }
             None => {}
         }
