@@ -14,6 +14,13 @@
 //! task, and its answer handed back, cost what sharing the request saved (measured: a coalescer
 //! on the main runtime settled no more than none at all).
 //!
+//! A failed shared request fails each of its commits as a failed request of its own would (the
+//! outcome unknown: the caller is told the bank is unavailable and retries under its key). A
+//! submission's commit is a few KiB at most (`PACKAGE_OPERATIONS_MAX` operations), so 64 of them
+//! stay far below the data server's body bound (4 MiB by default); a data server started with
+//! `--body-bytes-max` under ~1 MiB could refuse a full batch as too large, failing each of its
+//! commits as above.
+//!
 //! Written here because it is the data server's own multi-commit request that is coalesced into;
 //! a generic batching crate would still need this glue.
 
