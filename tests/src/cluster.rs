@@ -198,6 +198,18 @@ fn replica_workers(spec: &Spec) -> Option<u32> {
     (replicas > cores && !chosen).then_some(1)
 }
 
+/// HTTP workers per data server: one when the network's server processes (a data server and
+/// its replicas per bank) outnumber the machine's cores, else the data server's own default
+/// (one per core); `DATASERVER_WORKERS` in the environment decides instead. The same crowding
+/// as [`replica_workers`]: on two cores, `bench packages --rate 3600` settled more with one
+/// worker per data server in four of five alternated pairs, and the mixed load's intrabank p99
+/// was lower in both pairs (README, "Benchmarks").
+fn dataserver_workers(spec: &Spec) -> Option<u32> {
+    let servers = usize::try_from(spec.banks.saturating_mul(spec.replicas.saturating_add(1))).unwrap_or(usize::MAX);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (servers > cores && std::env::var_os("DATASERVER_WORKERS").is_none()).then_some(1)
+}
+
 impl Spec {
     /// A network on free ports, as tests want it.
     pub fn ephemeral(banks: u32, replicas: u32, data: &Path) -> Spec {
@@ -447,6 +459,9 @@ impl Cluster {
             let keys: Vec<(BusinessId, String)> = ids.iter().map(|b| (*b, dev_key(&spec.secret_prefix, *b))).collect();
             let mut opts = SpawnOptions::new(&ds_bin, spec.data.join(format!("bank{n}")), keys.clone());
             opts.listen = format!("127.0.0.1:{ds_port}");
+            if let Some(w) = dataserver_workers(spec) {
+                opts.extra_args.extend(["--workers".into(), w.to_string()]);
+            }
             let log_to = |name: String| {
                 spec.log.as_ref().map(|(dir, filter)| LogTo { file: dir.join(name), filter: filter.clone() })
             };
@@ -776,6 +791,21 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), n, "a port was handed out twice");
+    }
+
+    #[test]
+    fn data_servers_of_a_crowded_network_get_one_worker_each_unless_told() {
+        let cores = u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).expect("few cores");
+        let told = std::env::var_os("DATASERVER_WORKERS").is_some();
+        let data = Path::new("unused");
+        // A bank's data server and its one replica are two servers: more than the cores once
+        // the banks are more than half of them.
+        assert_eq!(dataserver_workers(&Spec::ephemeral(cores / 2 + 1, 1, data)), if told { None } else { Some(1) });
+        assert_eq!(
+            dataserver_workers(&Spec::ephemeral(1, cores.saturating_sub(1), data)),
+            None,
+            "no more than the cores"
+        );
     }
 
     #[test]
