@@ -60,16 +60,30 @@ fn retry_wait(status: StatusCode, retry_after: Option<&str>, backoff_ms: u64) ->
 /// Sends a request (repeating refusals for now when [`retry_refusals`] is on) and decodes the
 /// answer or the JSON error body.
 pub async fn send<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T> {
-    send_as(rb, RETRY_REFUSALS.load(std::sync::atomic::Ordering::Relaxed)).await
+    send_as(rb, RETRY_REFUSALS.load(std::sync::atomic::Ordering::Relaxed), None).await
+}
+
+/// [`send`], counting in `repeated` each refusal for now it waited out and repeated: a caller
+/// that times the whole call (the load tool) can then tell how much of its latency was the
+/// waits a busy bank asked for (`Retry-After`) rather than service.
+pub async fn send_counted<T: DeserializeOwned>(
+    rb: reqwest::RequestBuilder,
+    repeated: &std::sync::atomic::AtomicU64,
+) -> Result<T> {
+    send_as(rb, RETRY_REFUSALS.load(std::sync::atomic::Ordering::Relaxed), Some(repeated)).await
 }
 
 /// [`send`], repeating refusals for now whatever [`retry_refusals`] says: for a test that
 /// expects to be told to come back, and comes back as a client does.
 pub async fn send_retrying<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T> {
-    send_as(rb, true).await
+    send_as(rb, true, None).await
 }
 
-async fn send_as<T: DeserializeOwned>(rb: reqwest::RequestBuilder, retrying: bool) -> Result<T> {
+async fn send_as<T: DeserializeOwned>(
+    rb: reqwest::RequestBuilder,
+    retrying: bool,
+    repeated: Option<&std::sync::atomic::AtomicU64>,
+) -> Result<T> {
     let until = std::time::Instant::now() + std::time::Duration::from_millis(RETRY_FOR_MS_MAX);
     let mut backoff_ms = RETRY_BACKOFF_MS_MIN;
     let mut rb = rb;
@@ -81,6 +95,9 @@ async fn send_as<T: DeserializeOwned>(rb: reqwest::RequestBuilder, retrying: boo
                 retry_wait(resp.status(), resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), backoff_ms)
             && std::time::Instant::now() + wait < until
         {
+            if let Some(n) = repeated {
+                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             tokio::time::sleep(wait).await;
             backoff_ms = (backoff_ms * 2).min(RETRY_WAIT_MS_MAX);
             rb = next;
@@ -227,6 +244,36 @@ impl Operator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that refuses its first two requests `503` with `Retry-After: 0`, then answers
+    /// `200` with a JSON number: the call comes back twice, counts both, and gets the answer.
+    #[tokio::test]
+    async fn each_refusal_repeated_is_counted() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            for answer in 0..3 {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await.expect("read");
+                let reply = if answer < 2 {
+                    "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n42"
+                };
+                s.write_all(reply.as_bytes()).await.expect("write");
+            }
+        });
+        let http = pki::http_client();
+        let repeated = std::sync::atomic::AtomicU64::new(0);
+        let answer: u64 = send_as(http.get(format!("http://{addr}/")), true, Some(&repeated))
+            .await
+            .expect("answered at the third try");
+        assert_eq!(answer, 42);
+        assert_eq!(repeated.load(std::sync::atomic::Ordering::Relaxed), 2, "both refusals counted");
+        server.await.expect("server");
+    }
 
     #[test]
     fn only_refusals_for_now_are_repeated_and_within_the_bound() {

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use shared::ErrorCode;
 use shared::api::Transaction;
 
-use harness::client::{CallError, Customer, send};
+use harness::client::{CallError, Customer, send_counted};
 use harness::cluster::Target;
 
 use crate::Error;
@@ -125,6 +125,9 @@ pub struct LoadReport {
     pub kinds: Vec<KindFigures>,
     /// Refusals and failures by error code (`insufficient_funds` is the mix at work, not a fault).
     pub errors: BTreeMap<ErrorCode, u64>,
+    /// Refusals for now (`503`, or `429` with `Retry-After`) waited out and repeated within a
+    /// call, as a bank's app does: each wait is inside that call's latency above.
+    pub refusals_repeated: u64,
     /// Cross-bank packages accepted (settled asynchronously).
     pub packages: Vec<String>,
     /// Same-bank transfers acknowledged as applied: (bank, package id). Each must be found
@@ -140,6 +143,8 @@ pub struct LoadReport {
 #[derive(Debug, Clone)]
 struct Actor {
     customer: Customer,
+    /// Refusals for now this run's calls waited out and repeated (shared by every actor).
+    repeated: Arc<AtomicU64>,
     replicas: Vec<String>,
     key: String,
 }
@@ -172,7 +177,7 @@ impl Actor {
                 .header("Idempotency-Key", key)
                 .timeout(Duration::from_secs(10))
                 .json(body);
-            match send::<Transaction>(rb).await {
+            match send_counted::<Transaction>(rb, &self.repeated).await {
                 Err(e) if e.status.is_none() || e.status == Some(StatusCode::SERVICE_UNAVAILABLE) => {
                     last = Some(e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -211,6 +216,7 @@ pub async fn load(
     let ibks: Vec<shared::Ibk> = customers.iter().map(Customer::ibk).collect();
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let repeated = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let pb = progress.then(|| {
         let pb = indicatif::ProgressBar::new(duration.as_secs());
@@ -225,7 +231,12 @@ pub async fn load(
     let mut tasks = Vec::new();
     for (i, c) in customers.into_iter().enumerate() {
         let bank = bank_index(t, c.ibk());
-        let actor = Actor { replicas: t.banks[bank].replicas.clone(), key: format!("l{run}-{i}"), customer: c };
+        let actor = Actor {
+            replicas: t.banks[bank].replicas.clone(),
+            key: format!("l{run}-{i}"),
+            customer: c,
+            repeated: repeated.clone(),
+        };
         let (ibks, mix, done, failed) = (ibks.clone(), mix.to_vec(), done.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut hists: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
@@ -379,6 +390,7 @@ pub async fn load(
         ops_per_s: ops as f64 / elapsed,
         kinds,
         errors,
+        refusals_repeated: repeated.load(Relaxed),
         packages: packages.into_iter().map(|(_, id)| id).collect(),
         acked,
         samples,
@@ -412,6 +424,12 @@ pub fn print(r: &LoadReport, json: bool) {
             k.p90_ms,
             k.p99_ms,
             k.max_ms
+        );
+    }
+    if r.refusals_repeated > 0 {
+        println!(
+            "  refused for now and repeated after the wait asked (Retry-After): {} (the waits are in the latencies above)",
+            r.refusals_repeated
         );
     }
     if !r.errors.is_empty() {
