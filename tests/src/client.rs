@@ -1,6 +1,8 @@
 //! Typed HTTP clients of a bank's business API, as customers and operators use it: the tests,
 //! the load tool and the checker all speak to the network through these.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -41,7 +43,7 @@ static RETRY_REFUSALS: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// operator tool turns it on (a bank still starting answers `503`), tests leave it off so that
 /// they see each answer as it is.
 pub fn retry_refusals(on: bool) {
-    RETRY_REFUSALS.store(on, std::sync::atomic::Ordering::Relaxed);
+    RETRY_REFUSALS.store(on, Relaxed);
 }
 
 /// How long to wait before trying again, if the answer (`status`, its `Retry-After` in seconds)
@@ -60,17 +62,14 @@ fn retry_wait(status: StatusCode, retry_after: Option<&str>, backoff_ms: u64) ->
 /// Sends a request (repeating refusals for now when [`retry_refusals`] is on) and decodes the
 /// answer or the JSON error body.
 pub async fn send<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T> {
-    send_as(rb, RETRY_REFUSALS.load(std::sync::atomic::Ordering::Relaxed), None).await
+    send_as(rb, RETRY_REFUSALS.load(Relaxed), None).await
 }
 
 /// [`send`], counting in `repeated` each refusal for now it waited out and repeated: a caller
 /// that times the whole call (the load tool) can then tell how much of its latency was the
 /// waits a busy bank asked for (`Retry-After`) rather than service.
-pub async fn send_counted<T: DeserializeOwned>(
-    rb: reqwest::RequestBuilder,
-    repeated: &std::sync::atomic::AtomicU64,
-) -> Result<T> {
-    send_as(rb, RETRY_REFUSALS.load(std::sync::atomic::Ordering::Relaxed), Some(repeated)).await
+pub async fn send_counted<T: DeserializeOwned>(rb: reqwest::RequestBuilder, repeated: &AtomicU64) -> Result<T> {
+    send_as(rb, RETRY_REFUSALS.load(Relaxed), Some(repeated)).await
 }
 
 /// [`send`], repeating refusals for now whatever [`retry_refusals`] says: for a test that
@@ -82,7 +81,7 @@ pub async fn send_retrying<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> 
 async fn send_as<T: DeserializeOwned>(
     rb: reqwest::RequestBuilder,
     retrying: bool,
-    repeated: Option<&std::sync::atomic::AtomicU64>,
+    repeated: Option<&AtomicU64>,
 ) -> Result<T> {
     let until = std::time::Instant::now() + std::time::Duration::from_millis(RETRY_FOR_MS_MAX);
     let mut backoff_ms = RETRY_BACKOFF_MS_MIN;
@@ -96,7 +95,7 @@ async fn send_as<T: DeserializeOwned>(
             && std::time::Instant::now() + wait < until
         {
             if let Some(n) = repeated {
-                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                n.fetch_add(1, Relaxed);
             }
             tokio::time::sleep(wait).await;
             backoff_ms = (backoff_ms * 2).min(RETRY_WAIT_MS_MAX);
@@ -266,12 +265,12 @@ mod tests {
             }
         });
         let http = pki::http_client();
-        let repeated = std::sync::atomic::AtomicU64::new(0);
+        let repeated = AtomicU64::new(0);
         let answer: u64 = send_as(http.get(format!("http://{addr}/")), true, Some(&repeated))
             .await
             .expect("answered at the third try");
         assert_eq!(answer, 42);
-        assert_eq!(repeated.load(std::sync::atomic::Ordering::Relaxed), 2, "both refusals counted");
+        assert_eq!(repeated.load(Relaxed), 2, "both refusals counted");
         server.await.expect("server");
     }
 

@@ -191,23 +191,27 @@ pub struct Spec {
 /// replica, `bench packages --rate 3600` settled more in every one of eight alternated pairs
 /// in two sittings (README, "Benchmarks").
 fn replica_workers(spec: &Spec) -> Option<u32> {
-    let replicas = usize::try_from(spec.banks.saturating_mul(spec.replicas)).unwrap_or(usize::MAX);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chosen = std::env::var_os("BUSINESS_WORKERS").is_some()
         || spec.business_args.iter().any(|a| a == "--workers" || a.starts_with("--workers="));
-    (replicas > cores && !chosen).then_some(1)
+    one_worker_when_crowded(spec.banks.saturating_mul(spec.replicas), chosen)
 }
 
 /// HTTP workers per data server: one when the network's server processes (a data server and
 /// its replicas per bank) outnumber the machine's cores, else the data server's own default
 /// (one per core); `DATASERVER_WORKERS` in the environment decides instead. The same crowding
 /// as [`replica_workers`]: on two cores, `bench packages --rate 3600` settled more with one
-/// worker per data server in four of five alternated pairs, and the mixed load's intrabank p99
-/// was lower in both pairs (README, "Benchmarks").
+/// worker per data server in six of eight alternated pairs, and the mixed load's intrabank p99
+/// was lower in four of five (README, "Benchmarks").
 fn dataserver_workers(spec: &Spec) -> Option<u32> {
-    let servers = usize::try_from(spec.banks.saturating_mul(spec.replicas.saturating_add(1))).unwrap_or(usize::MAX);
+    let servers = spec.banks.saturating_mul(spec.replicas.saturating_add(1));
+    one_worker_when_crowded(servers, std::env::var_os("DATASERVER_WORKERS").is_some())
+}
+
+/// One worker each when `processes` outnumber the machine's cores and nobody `chosen` a count.
+fn one_worker_when_crowded(processes: u32, chosen: bool) -> Option<u32> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (servers > cores && std::env::var_os("DATASERVER_WORKERS").is_none()).then_some(1)
+    let processes = usize::try_from(processes).unwrap_or(usize::MAX);
+    (processes > cores && !chosen).then_some(1)
 }
 
 impl Spec {
