@@ -309,6 +309,24 @@ pub struct Admission {
     /// met lately and no look since found it at most half full; otherwise it commits at once
     /// and the commit's conditions decide.
     pressed_until_ms: u64,
+    /// The look at the bank's queue now out, which submissions arriving meanwhile share.
+    look: Option<Look>,
+    looks_started: u64,
+}
+
+/// The bank's queue depth as one read will tell it (`None`: the read failed), awaited by every
+/// submission that looks while it is out.
+pub type LookAnswer = futures::future::Shared<futures::future::BoxFuture<'static, Option<u64>>>;
+
+struct Look {
+    id: u64,
+    answer: LookAnswer,
+}
+
+impl std::fmt::Debug for Look {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Look").field("id", &self.id).finish_non_exhaustive()
+    }
 }
 
 /// How long after a bound was met submissions look for room before committing (unless a look
@@ -345,6 +363,30 @@ impl Admission {
     /// the pressure back).
     pub fn relieve(&mut self) {
         self.pressed_until_ms = 0;
+    }
+
+    /// The look at the bank's queue out now, or a new one `start` makes: its id (for
+    /// [`Admission::look_ended`]) and its answer to await.
+    pub fn look(
+        &mut self,
+        start: impl FnOnce() -> futures::future::BoxFuture<'static, Option<u64>>,
+    ) -> (u64, LookAnswer) {
+        use futures::FutureExt;
+        if let Some(look) = &self.look {
+            return (look.id, look.answer.clone());
+        }
+        self.looks_started += 1;
+        let look = Look { id: self.looks_started, answer: start().shared() };
+        let out = (look.id, look.answer.clone());
+        self.look = Some(look);
+        out
+    }
+
+    /// A submission is done with look `id` (answered, or dropped): the next one asks anew.
+    pub fn look_ended(&mut self, id: u64) {
+        if self.look.as_ref().is_some_and(|l| l.id == id) {
+            self.look = None;
+        }
     }
 
     /// Remembers what a refusal said of the bounds.
@@ -496,5 +538,30 @@ mod admission_tests {
             a.learn(shared::AccountId::new(i).unwrap(), &ApiError::PackagesPending(16), 4_000, &limits);
         }
         assert!(a.authors.len() <= ADMISSION_AUTHORS_MAX, "bounded");
+    }
+
+    #[test]
+    fn submissions_looking_at_once_share_one_read() {
+        use futures::FutureExt;
+        let mut a = Admission::default();
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let start = || {
+            let reads = reads.clone();
+            move || {
+                reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async { Some(7) }.boxed()
+            }
+        };
+        let (first, answer) = a.look(start());
+        let (second, shared) = a.look(start());
+        assert_eq!((first, reads.load(std::sync::atomic::Ordering::Relaxed)), (second, 1), "one read for both");
+        assert_eq!((answer.now_or_never(), shared.now_or_never()), (Some(Some(7)), Some(Some(7))));
+        a.look_ended(first);
+        a.look_ended(second); // a later end of the same look changes nothing
+        let (third, _) = a.look(start());
+        assert_ne!(third, first, "ended: the next submission reads anew");
+        a.look_ended(first); // a stale id does not end the new look
+        assert_eq!(a.look(start()).0, third);
+        assert_eq!(reads.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }
