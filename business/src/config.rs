@@ -68,6 +68,13 @@ pub struct Settings {
     #[arg(long, env = "BUSINESS_LEASE_MS", default_value_t = 5_000)]
     pub lease_ms: u64,
 
+    /// Longest a data-server request waits for its answer beyond the lock wait it asks for: a
+    /// data server that stopped answering holds no worker, commit or round for longer. A request
+    /// that runs out counts as unanswered (maybe applied): repeated under its same id, then
+    /// answered `503` with the outcome unknown.
+    #[arg(long, env = "BUSINESS_DATASERVER_ANSWER_MS_MAX", default_value_t = dataserver_api::client::ANSWER_MS_MAX_DEFAULT)]
+    pub dataserver_answer_ms_max: u64,
+
     /// Most attempts of one operation when its lease was lost or the data server did not answer.
     #[arg(long, env = "BUSINESS_ATTEMPTS_MAX", default_value_t = 4)]
     pub attempts_max: u32,
@@ -356,6 +363,9 @@ pub mod limits {
         1..=crate::interbank::retention::PACKAGE_DEADLINE_MS_MAX;
     /// What `--clock-skew-ms-max` may be (a skew past 10 minutes is a broken clock).
     pub const CLOCK_SKEW_RANGE: std::ops::RangeInclusive<u64> = 0..=600_000;
+    /// `--dataserver-answer-ms-max`: long enough for a group commit on a slow disk, short
+    /// enough that a hung data server frees what waits on it within minutes at the most.
+    pub const DATASERVER_ANSWER_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=120_000;
     /// What `--records-retain-ms` may be: up to a week.
     pub const RECORDS_RETAIN_RANGE: std::ops::RangeInclusive<u64> = 0..=7 * 24 * 3_600_000;
     /// `Retry-After` of a package refused for a full queue: about one turn of the ring.
@@ -420,6 +430,7 @@ impl Settings {
         in_range("--batch-accounts-max", self.batch_accounts_max, &BATCH_ACCOUNTS_RANGE)?;
         in_range("--package-deadline-ms", self.package_deadline_ms, &PACKAGE_DEADLINE_RANGE)?;
         in_range("--clock-skew-ms-max", self.clock_skew_ms_max, &CLOCK_SKEW_RANGE)?;
+        in_range("--dataserver-answer-ms-max", self.dataserver_answer_ms_max, &DATASERVER_ANSWER_MS_RANGE)?;
         in_range("--records-retain-ms", self.records_retain_ms, &RECORDS_RETAIN_RANGE)?;
         in_range("--ops-batch-max", self.ops_batch_max, &OPS_BATCH_RANGE)?;
         in_range("--ops-batches-in-flight-max", self.ops_batches_in_flight_max, &OPS_BATCHES_IN_FLIGHT_RANGE)?;

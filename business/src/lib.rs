@@ -351,6 +351,7 @@ fn data_client(settings: &Settings) -> Result<DataClient, StartError> {
         .build()
     };
     DataClient::per_thread(make, &settings.dataserver, settings.business_id, settings.dataserver_key.clone())
+        .map(|client| client.with_answer_ms_max(settings.dataserver_answer_ms_max))
         .map_err(|e| config(e.to_string()))
 }
 

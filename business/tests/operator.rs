@@ -318,3 +318,45 @@ async fn a_batch_answers_every_caller_as_if_alone() {
         .collect();
     assert_eq!(balances, vec![money("3"), money("6"), money("9")]);
 }
+
+/// A data server that stops answering without closing its connections (SIGSTOP: a hung process
+/// or disk, or a network dropping packets silently) holds an operation only within the
+/// replica's bound (`--dataserver-answer-ms-max` beyond the lock wait, per attempt): the caller
+/// is answered `503` in JSON instead of waiting for ever. Once the data server runs again, the
+/// same request under the same Idempotency-Key applies exactly once, whatever the stopped one
+/// left behind (a lock granted to nobody, a commit received but never answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_server_that_stops_answering_holds_an_operation_only_within_its_bound() {
+    let bank = start_bank(
+        1,
+        &["--dataserver-answer-ms-max", "300", "--lock-wait-ms", "300", "--lease-ms", "1000", "--attempts-max", "2"],
+    );
+    bank.open_accounts([1], "50").await;
+    let c = bank.operator(0);
+    c.op("/deposit/1/1", None).await.expect("the bank works before the data server stops");
+
+    bank.ds().pause().unwrap();
+    // Without a bound the replica would wait for the stopped server as long as it stays stopped:
+    // this wait is the test's, tens of times what the bound allows (two attempts of 600 ms).
+    let stopped = std::time::Duration::from_secs(30);
+    let answer = tokio::time::timeout(stopped, c.op("/deposit/1/7", Some("hung-1"))).await;
+    bank.ds().resume().unwrap();
+    let (status, body) = answer.expect("answered while the data server was stopped").expect_err("not applied");
+    assert_eq!((status, body.error), (Some(StatusCode::SERVICE_UNAVAILABLE), ErrorCode::Unavailable), "{body}");
+
+    // The same request again, as the caller was told to: the lock the stopped server granted to
+    // nobody lasts its lease, so `409 account_busy` or another `503` may come first.
+    let mut repeats = 0;
+    let receipt = loop {
+        match c.op("/deposit/1/7", Some("hung-1")).await {
+            Ok(r) => break r,
+            Err((Some(s), body)) if s == StatusCode::SERVICE_UNAVAILABLE || body.error == ErrorCode::AccountBusy => {
+                repeats += 1;
+                assert!(repeats < 50, "still refused after {repeats} repeats: {body}");
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(receipt.kind, OperationKind::Deposit);
+    assert_eq!(c.balance(1).await, money("58"), "the deposit applied once");
+}

@@ -74,7 +74,20 @@ pub struct DataClient {
     current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     business: BusinessId,
     key: String,
+    /// Longest a request waits for its whole answer beyond any lock wait it asks for (see
+    /// [`ANSWER_MS_MAX_DEFAULT`]).
+    answer_ms_max: u64,
 }
+
+/// Longest a request to a data server waits for its whole answer, beyond the lock wait it asks
+/// for, unless [`DataClient::with_answer_ms_max`] says otherwise. Without a bound, a data server
+/// that stopped answering without closing its connections (a hung process or disk, a silent
+/// network partition) held every request sent to it — a replica's HTTP workers, the commits
+/// waiting to share a request, the token holder's round — until the kernel gave up on the
+/// connection, minutes later. A request that runs out is a transport failure, which every
+/// caller already treats as "maybe applied": a commit is repeated under its same id (the data
+/// server applies an id once) or answered as of unknown outcome, never as refused.
+pub const ANSWER_MS_MAX_DEFAULT: u64 = 5_000;
 
 impl DataClient {
     /// `base`: one address, or several separated by commas (the bank's data servers).
@@ -104,7 +117,21 @@ impl DataClient {
             current: Default::default(),
             business,
             key: key.into(),
+            answer_ms_max: ANSWER_MS_MAX_DEFAULT,
         })
+    }
+
+    /// The same client, each request waiting at most `ms` for its answer beyond the lock wait
+    /// it asks for (see [`ANSWER_MS_MAX_DEFAULT`]).
+    #[must_use]
+    pub fn with_answer_ms_max(mut self, ms: u64) -> DataClient {
+        self.answer_ms_max = ms;
+        self
+    }
+
+    /// How long a request that asks to wait `wait_ms` for locks may take in all.
+    fn answer_within(&self, wait_ms: Option<u64>) -> std::time::Duration {
+        std::time::Duration::from_millis(self.answer_ms_max.saturating_add(wait_ms.unwrap_or(0)))
     }
 
     /// A client that keeps one connection pool per thread that sends through it, each built by
@@ -161,7 +188,11 @@ impl DataClient {
     }
 
     fn request(&self, base: &Url, method: Method, segments: &[&str]) -> Result<RequestBuilder> {
-        Ok(self.http().request(method, Self::url(base, segments)?).bearer_auth(&self.key))
+        Ok(self
+            .http()
+            .request(method, Self::url(base, segments)?)
+            .bearer_auth(&self.key)
+            .timeout(self.answer_within(None)))
     }
 
     fn v1(&self, base: &Url, method: Method, rest: &[&str]) -> Result<RequestBuilder> {
@@ -219,7 +250,10 @@ impl DataClient {
         if let Some(v) = wait_ms {
             q.push(("wait_ms", v));
         }
-        self.call(|b| Ok(self.seed(b, Method::POST, "getLock", account)?.query(&q))).await
+        self.call(|b| {
+            Ok(self.seed(b, Method::POST, "getLock", account)?.query(&q).timeout(self.answer_within(wait_ms)))
+        })
+        .await
     }
 
     pub async fn un_lock(&self, account: AccountId, token: u64) -> Result<serde_json::Value> {
@@ -238,7 +272,8 @@ impl DataClient {
     // -- batch API --
 
     pub async fn acquire(&self, req: &AcquireRequest) -> Result<AcquireResponse> {
-        self.call(|b| Ok(self.v1(b, Method::POST, &["locks"])?.json(req))).await
+        self.call(|b| Ok(self.v1(b, Method::POST, &["locks"])?.json(req).timeout(self.answer_within(req.wait_ms))))
+            .await
     }
 
     /// Several records in one request, in the order of `keys` (`None`: absent): a lock call
@@ -346,7 +381,7 @@ impl DataClient {
     }
 
     pub async fn health(&self) -> Result<Health> {
-        self.call(|b| Ok(self.http().get(Self::url(b, &["health"])?))).await
+        self.call(|b| Ok(self.http().get(Self::url(b, &["health"])?).timeout(self.answer_within(None)))).await
     }
 
     /// The metrics of the data server this client reaches now (the leader, when there are several).

@@ -175,6 +175,22 @@ impl DataServerProcess {
         self.child.wait().map(|_| ())
     }
 
+    /// SIGSTOP: the process stops answering but keeps its connections open, which is how a
+    /// hung process or disk, or a network dropping packets silently, looks from outside.
+    pub fn pause(&self) -> std::io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT: the process paused by [`DataServerProcess::pause`] runs again.
+    pub fn resume(&self) -> std::io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, which: &str) -> std::io::Result<()> {
+        let status = Command::new("kill").arg(which).arg(self.child.id().to_string()).status()?;
+        if status.success() { Ok(()) } else { Err(std::io::Error::other(format!("kill {which}: {status}"))) }
+    }
+
     /// Waits up to `within` for the process to exit by itself; its status.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let started = std::time::Instant::now();
