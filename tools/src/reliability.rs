@@ -169,6 +169,42 @@ async fn dataserver_crash(secs: u64, clients: usize) -> Result<Row> {
     })
 }
 
+/// How long each hung data server stays stopped.
+const HUNG_MS: u64 = 3_000;
+/// What the hung row's replicas wait for a data server's answer (beyond a lock wait): below
+/// [`HUNG_MS`], so requests run out while it is stopped and are repeated or answered `503`.
+const HUNG_ANSWER_MS_MAX: &str = "1000";
+
+/// A random bank's data server stops answering under mixed load (SIGSTOP: its
+/// connections stay open, as with a hung process or disk or a silent network) and runs again
+/// [`HUNG_MS`] later (SIGCONT), the leases it granted aged by the pause. Requests that ran out
+/// meanwhile may still be applied when it resumes: they are repeated under their own ids or
+/// keys, never counted as refused.
+async fn dataserver_hung(secs: u64, clients: usize) -> Result<Row> {
+    let extra = ["--dataserver-answer-ms-max", HUNG_ANSWER_MS_MAX];
+    let (c, _dir, l) = under_load(3, &extra, false, clients, secs, &MIXED).await?;
+    let rounds = (secs / 10).max(1);
+    let gap = Duration::from_secs(secs) / u32::try_from(rounds + 1).unwrap_or(u32::MAX);
+    let mut pauses = 0;
+    for _ in 0..rounds {
+        tokio::time::sleep(gap).await;
+        let b = rand::rng().random_range(0..c.banks.len());
+        let ds = c.banks[b].ds.as_ref().ok_or_else(|| Error::run("a bank without its data server"))?;
+        ds.pause()?;
+        tokio::time::sleep(Duration::from_millis(HUNG_MS)).await;
+        ds.resume()?;
+        pauses += 1;
+    }
+    let (report, v) = after_load(&c, l, Duration::from_secs(20)).await?;
+    Ok(Row {
+        scenario: "data server hung",
+        load: format!("{clients} clients × {secs} s, {:.0} ops/s", report.ops_per_s),
+        faults: format!("{pauses} data servers stopped (SIGSTOP) for {} s each, then resumed", HUNG_MS / 1_000),
+        requests: requests(&report),
+        violations: v,
+    })
+}
+
 /// Which bank holds the token now (by its data server's ring state).
 async fn holder(c: &Cluster) -> Option<usize> {
     for (i, b) in c.banks.iter().enumerate() {
@@ -603,6 +639,9 @@ pub async fn run(a: &Args) -> Result<Vec<Row>> {
     }
     if step("data server crash") {
         rows.push(dataserver_crash(secs / 2, clients / 2).await?);
+    }
+    if step("data server hung") {
+        rows.push(dataserver_hung(secs / 2, clients / 2).await?);
     }
     if step("bank mid-2PC") {
         rows.push(bank_mid_2pc(secs, clients / 2).await?);
