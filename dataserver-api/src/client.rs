@@ -33,6 +33,14 @@ impl ClientError {
         }
     }
 
+    /// On `count_reached`: the prefix whose bound was met (empty: the whole collection's).
+    pub fn count_reached_under(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { body, .. } if body.error == ErrorCode::CountReached => body.prefix.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             ClientError::Api { status, .. } => Some(*status),

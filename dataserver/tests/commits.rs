@@ -262,7 +262,8 @@ async fn fewer_bounds_a_queue_atomically_and_across_a_crash() {
         async move { c.commit(&tx).await }
     });
     let answers = futures::future::join_all(burst).await;
-    let refused = answers.iter().filter(|a| matches!(a, Err(e) if e.code() == Some(Ds::CountReached))).count();
+    // Each refusal names the bound it met: here the whole collection's.
+    let refused = answers.iter().filter(|a| matches!(a, Err(e) if e.count_reached_under() == Some(""))).count();
     assert_eq!((answers.iter().filter(|a| a.is_ok()).count(), refused), (5, 15), "{answers:?}");
     let page = c.scan_records("queue", "", None, 100).await.unwrap();
     assert_eq!((page.records.len(), page.count), (5, Some(5)), "the refused wrote nothing");
@@ -271,7 +272,22 @@ async fn fewer_bounds_a_queue_atomically_and_across_a_crash() {
     for i in 0..3 {
         c.commit(&enqueue(i, "a-", 3)).await.unwrap();
     }
-    assert_eq!(c.commit(&enqueue(3, "a-", 3)).await.unwrap_err().code(), Some(Ds::CountReached));
+    assert_eq!(c.commit(&enqueue(3, "a-", 3)).await.unwrap_err().count_reached_under(), Some("a-"));
+    // With both bounds in one commit, the first met is named, alone or among other commits.
+    let mut both = enqueue(3, "a-", 3);
+    both.tx_id = "both".into();
+    both.records.insert(0, fewer("", 5));
+    let named = |r: &dataserver_api::client::Result<_>| {
+        r.as_ref().err().and_then(|e: &dataserver_api::client::ClientError| e.count_reached_under()).map(str::to_owned)
+    };
+    assert_eq!(named(&c.commit(&both).await), Some(String::new()));
+    both.records.swap(0, 1);
+    both.tx_id = "both-swapped".into();
+    let mut other = CommitRequest::new("other");
+    other.records = vec![put("elsewhere", "x", json!(1), Some(0))];
+    let many = c.commit_many(&[both, other]).await.unwrap();
+    assert_eq!(named(&many[0]), Some("a-".to_owned()), "{many:?}");
+    assert!(many[1].is_ok(), "{many:?}");
     let mut too_wide = enqueue(9, "a-", dataserver_api::FEWER_PREFIX_THAN_MAX + 1);
     too_wide.tx_id = "too-wide".into();
     assert_eq!(c.commit(&too_wide).await.unwrap_err().code(), Some(Ds::LimitInvalid));

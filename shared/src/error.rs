@@ -188,11 +188,16 @@ pub struct ErrorBody<C = ErrorCode> {
     /// On `insufficient_funds`: the amount that was asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<crate::Money>,
+    /// On the data server's `count_reached`: the key prefix whose records met the bound (empty:
+    /// the whole collection), so a writer with several bounds in one commit knows which was met
+    /// without reading them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 impl<C> ErrorBody<C> {
     pub fn new(error: C, message: impl Into<String>) -> Self {
-        Self { error, message: message.into(), attempts_left: None, balance: None, amount: None }
+        Self { error, message: message.into(), attempts_left: None, balance: None, amount: None, prefix: None }
     }
 }
 
@@ -258,7 +263,7 @@ mod tests {
         assert!(serde_json::from_str::<ErrorCode>("\"no_such_code\"").is_err());
         let body: ErrorBody = serde_json::from_str(r#"{"error":"insufficient_funds","message":"m"}"#).expect("body");
         assert_eq!(body.error, ErrorCode::InsufficientFunds);
-        assert_eq!((body.attempts_left, body.balance, body.amount), (None, None, None));
+        assert_eq!((body.attempts_left, body.balance, body.amount, body.prefix), (None, None, None, None));
         let plain = serde_json::to_string(&ErrorBody::new(ErrorCode::NotFound, "m")).expect("serialises");
         assert_eq!(plain, r#"{"error":"not_found","message":"m"}"#, "details only when they apply");
     }

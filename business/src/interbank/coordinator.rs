@@ -144,12 +144,16 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
     let (c, pending) = enqueue_commit(ib, queued, &author_prefix, conditions);
     match ib.commits.commit(c).await {
         Ok(_) => Ok(Some(pending)),
-        // Which bound: the author's own, or the bank's (a bound that freed up meanwhile is
-        // named as the bank's: the caller is told to try again either way). The conditions
-        // come first, so a bound met means a vouched caller's held.
+        // Which bound, as the data server names it: the author's own (checked first), or the
+        // bank's. It used to be found by reading both after the refusal, two more requests on
+        // the path every refusal of an overloaded bank took. The conditions come first, so a
+        // bound met means a vouched caller's held.
         Err(e) if e.code() == Some(DsCode::CountReached) => {
-            let full = room(ib, &author_prefix).await.err();
-            let full = full.unwrap_or(ApiError::SettlementBusy(ib.limits.settlement_queue_max));
+            let full = if e.count_reached_under() == Some(author_prefix.as_str()) {
+                ApiError::PackagesPending(ib.limits.pending_per_account_max)
+            } else {
+                ApiError::SettlementBusy(ib.limits.settlement_queue_max)
+            };
             ib.admission.lock().learn(author, &full, now_ms(), &ib.limits);
             Err(full)
         }
@@ -241,24 +245,6 @@ async fn queue_waiting_shared(ib: &Interbank) -> Result<u64, ApiError> {
         Some(waiting) => Ok(waiting),
         None => queue_waiting(ib).await,
     }
-}
-
-/// `429` when the author (`author_prefix`) has the most packages waiting, `503` when the bank's
-/// queue is full, as two reads see them.
-async fn room(ib: &Interbank, author_prefix: &str) -> Result<(), ApiError> {
-    let max = usize::try_from(ib.limits.pending_per_account_max).unwrap_or(usize::MAX);
-    let (own, waiting) = futures::future::try_join(
-        async { ib.ds.scan_records(QUEUE, author_prefix, None, max).await.map_err(ApiError::from) },
-        queue_waiting(ib),
-    )
-    .await?;
-    if own.records.len() >= max {
-        return Err(ApiError::PackagesPending(ib.limits.pending_per_account_max));
-    }
-    if waiting >= ib.limits.settlement_queue_max {
-        return Err(ApiError::SettlementBusy(ib.limits.settlement_queue_max));
-    }
-    Ok(())
 }
 
 /// The stored package submitted again under its id: the same request gets it as it stands,

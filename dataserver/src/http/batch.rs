@@ -181,10 +181,9 @@ pub async fn commits_route(
         };
         results.push(match answer {
             Ok(done) => CommitResult::Committed(done),
-            Err(e) => CommitResult::Refused {
-                status: actix_web::ResponseError::status_code(&e).as_u16(),
-                body: dataserver_api::ErrorBody::new(e.code(), e.to_string()),
-            },
+            Err(e) => {
+                CommitResult::Refused { status: actix_web::ResponseError::status_code(&e).as_u16(), body: e.body() }
+            }
         });
     }
     Ok(HttpResponse::Ok().json(CommitsResponse { results }))

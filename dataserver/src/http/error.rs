@@ -114,7 +114,19 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody::new(self.code(), self.to_string()))
+        HttpResponse::build(self.status_code()).json(self.body())
+    }
+}
+
+impl ApiError {
+    /// The JSON error body, alone or as one commit's refusal among several: a bound met names
+    /// its prefix (see [`ErrorBody::prefix`]).
+    pub fn body(&self) -> ErrorBody {
+        let mut body = ErrorBody::new(self.code(), self.to_string());
+        if let ApiError::Commit(CommitError::Count { prefix, .. }) = self {
+            body.prefix = Some(prefix.clone());
+        }
+        body
     }
 }
 
