@@ -2,6 +2,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -62,6 +63,34 @@ pub struct Metrics {
     pub payments_vouched_total: Counter,
     /// Payments tried on such a session and then made on the session read again.
     pub payments_unverified_total: Counter,
+    /// Cross-bank packages refused for a full queue, by where the refusal was decided (see
+    /// [`Refused`]): how much of an overload each step of admission absorbs.
+    pub settlement_refused_total: Family<[(&'static str, &'static str); 1], Counter>,
+}
+
+/// Where a package was refused for a full queue (`business_settlement_refused_total{at}`).
+#[derive(Debug, Clone, Copy)]
+pub enum Refused {
+    /// Before its session was read: the replica believed the bank's queue full.
+    Door,
+    /// After its session: the replica believed the author's or the bank's bound met.
+    Memory,
+    /// After a look at the bank's queue (one read).
+    Look,
+    /// By a bound of the commit that would have stored it.
+    Commit,
+}
+
+impl Metrics {
+    pub fn refused(&self, at: Refused) {
+        let at = match at {
+            Refused::Door => "door",
+            Refused::Memory => "memory",
+            Refused::Look => "look",
+            Refused::Commit => "commit",
+        };
+        self.settlement_refused_total.get_or_create(&[("at", at)]).inc();
+    }
 }
 
 impl Default for Metrics {
@@ -88,6 +117,12 @@ impl Default for Metrics {
             counter("payments_unverified", "payments tried on a session read before, then on the session read again");
         let batch_alone_total =
             counter("batch_alone", "operations of a batch run again on their own (the batch could not commit whole)");
+        let settlement_refused_total = Family::default();
+        registry.register(
+            "settlement_refused",
+            "cross-bank packages refused for a full queue, by where it was decided",
+            settlement_refused_total.clone(),
+        );
         let request_seconds = Histogram::new(LATENCY_S_BOUNDS);
         registry.register("request_seconds", "time to answer a request", request_seconds.clone());
         let batch_queued = Gauge::default();
@@ -137,6 +172,7 @@ impl Default for Metrics {
             decisions_sent_total,
             payments_vouched_total,
             payments_unverified_total,
+            settlement_refused_total,
         }
     }
 }

@@ -495,11 +495,15 @@ async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
     // token follows a refusal at once (a few tries, for a machine that stalls that long).
     let stranger = Customer { token: "ab".repeat(32), ..bia.clone() };
     let mut shed = false;
+    // Every refusal for a full queue so far, to be found in the replicas' metrics below.
+    let mut refusals = 14 + 1 + 6 + 1;
     for _ in 0..5 {
         refused_with_retry_after(&bia, StatusCode::SERVICE_UNAVAILABLE).await;
+        refusals += 1;
         match stranger.pay(&one(&bia)).await {
             Err(e) if e.body.error == ErrorCode::SettlementBusy => {
                 shed = true;
+                refusals += 1;
                 break;
             }
             Err(e) => assert_eq!(e.status, Some(StatusCode::UNAUTHORIZED), "{e}"),
@@ -507,6 +511,10 @@ async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
         }
     }
     assert!(shed, "a cross-bank package was not shed while the bank was known busy");
+    let at = ["door", "memory", "look", "commit"].map(|at| format!("business_settlement_refused_total{{at=\"{at}\"}}"));
+    let counted = c.bank_metrics(0, &at.each_ref().map(String::as_str)).await;
+    assert_eq!(counted.iter().sum::<f64>(), f64::from(refusals), "{at:?}: {counted:?}");
+    assert!(counted[0] >= 1.0, "the made-up session's refusal was at the door: {counted:?}");
     let anonymous = stranger.http.post(format!("{}/api/payments/pay", stranger.base)).json(&serde_json::json!({
         "author": bia.ibk(), "operations": [{ "from": bia.ibk(), "to": payee.ibk(), "amount": "1" }] }));
     assert_eq!(anonymous.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);

@@ -104,8 +104,9 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
         let admission = ib.admission.lock();
         (admission.refused(author, now_ms(), &ib.limits), admission.pressed(now_ms()))
     };
+    use crate::metrics::Refused;
     let full = match known {
-        Some(full) => Err(full),
+        Some(full) => Err((full, Refused::Memory)),
         // No bound met lately: the commit below decides alone.
         None if !pressed => Ok(()),
         None => {
@@ -115,7 +116,7 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
             if waiting >= ib.limits.settlement_queue_max {
                 let full = ApiError::SettlementBusy(ib.limits.settlement_queue_max);
                 ib.admission.lock().learn(author, &full, now_ms(), &ib.limits);
-                Err(full)
+                Err((full, Refused::Look))
             } else {
                 // A queue at most half full: the pressure is over (a round drained it), and
                 // the next submissions commit at once instead of each paying this read.
@@ -126,18 +127,22 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
             }
         }
     };
-    if let Err(full) = full {
+    if let Err((full, at)) = full {
         // A busy bank is what the door tells anyone (`routes::payments::shed`); the author's
         // own queue, or its package stored, only a caller read now.
+        let refused = |full| {
+            ib.metrics.refused(at);
+            Err(full)
+        };
         if vouched {
             return match full {
-                ApiError::SettlementBusy(_) => Err(full),
+                ApiError::SettlementBusy(_) => refused(full),
                 _ => Ok(None),
             };
         }
         return match package(ib, &queued.id).await {
             Ok(stored) => same_package(queued, stored).map(Some),
-            Err(ApiError::PackageNotFound) => Err(full),
+            Err(ApiError::PackageNotFound) => refused(full),
             Err(e) => Err(e),
         };
     }
@@ -155,6 +160,11 @@ async fn enqueue_on(ib: &Interbank, queued: &Queued, conditions: &[RecordOp]) ->
                 ApiError::SettlementBusy(ib.limits.settlement_queue_max)
             };
             ib.admission.lock().learn(author, &full, now_ms(), &ib.limits);
+            // A vouched caller's `429` is answered only after the caller is read again, and
+            // that second try is refused from memory: counted there, once.
+            if !(vouched && matches!(full, ApiError::PackagesPending(_))) {
+                ib.metrics.refused(Refused::Commit);
+            }
             Err(full)
         }
         Err(e) if e.code() == Some(DsCode::ConditionFailed) && vouched => Ok(None),

@@ -78,6 +78,7 @@ pub async fn pay(state: web::Data<AppState>, req: HttpRequest, body: web::Json<P
     }
     let body = body.into_inner();
     if let Some(busy) = shed(&state, &body) {
+        state.metrics.refused(crate::metrics::Refused::Door);
         return Err(busy);
     }
     // A session this replica read before is not read again for a package it can store in a

@@ -61,6 +61,9 @@ pub struct Report {
     pub refused_503: u64,
     /// How fast a refusal was answered (what a caller waits to learn it must wait).
     pub refused_p99_ms: f64,
+    /// Refusals for a full queue by where each replica decided them (`business_settlement_refused_total`):
+    /// at the door, from its memory of a bound met, after a look at the queue, by the commit.
+    pub refused_at: [f64; 4],
     pub errors: u64,
     /// What `check` found once every package settled (it runs at the end of every run).
     pub violations: Vec<String>,
@@ -114,7 +117,11 @@ struct Ring {
     holds: f64,
     hold_s: f64,
     pass_s: f64,
+    refused_at: [f64; 4],
 }
+
+/// The labels of `business_settlement_refused_total`, in [`Report::refused_at`]'s order.
+const REFUSED_AT: [&str; 4] = ["door", "memory", "look", "commit"];
 
 impl Ring {
     fn add(&mut self, text: &str) {
@@ -131,6 +138,9 @@ impl Ring {
         ] {
             *sum += metric(text, name);
         }
+        for (sum, at) in self.refused_at.iter_mut().zip(REFUSED_AT) {
+            *sum += metric(text, &format!("business_settlement_refused_total{{at=\"{at}\"}}"));
+        }
     }
 
     fn since(self, b: Ring) -> Ring {
@@ -144,6 +154,7 @@ impl Ring {
             holds: self.holds - b.holds,
             hold_s: self.hold_s - b.hold_s,
             pass_s: self.pass_s - b.pass_s,
+            refused_at: std::array::from_fn(|i| self.refused_at[i] - b.refused_at[i]),
         }
     }
 }
@@ -382,6 +393,7 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         refused_429: totals.refused_429,
         refused_503: totals.refused_503,
         refused_p99_ms: totals.refused_ms(0.99),
+        refused_at: ring.refused_at,
         errors: totals.errors,
         violations: checked.violations,
         record_writes_per_package: per_package(counted.record_writes),
@@ -434,6 +446,8 @@ pub fn print(r: &Report, json: bool) {
         "  refused {} (429 {}, 503 {}; answered in p99 {:.1} ms)   errors {}",
         r.refused, r.refused_429, r.refused_503, r.refused_p99_ms, r.errors
     );
+    let at: Vec<String> = REFUSED_AT.iter().zip(r.refused_at).map(|(at, n)| format!("{at} {n:.0}")).collect();
+    println!("  refused where    {}", at.join(", "));
     println!(
         "  per package      {:.1} record writes, {:.1} data-server requests, {:.2} durable writes (network-wide)",
         r.record_writes_per_package, r.ds_requests_per_package, r.fsyncs_per_package
