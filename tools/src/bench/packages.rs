@@ -120,8 +120,8 @@ struct Ring {
     refused_at: [f64; 4],
 }
 
-/// The labels of `business_settlement_refused_total`, in [`Report::refused_at`]'s order.
-const REFUSED_AT: [&str; 4] = ["door", "memory", "look", "commit"];
+/// The places of `business_settlement_refused_total{at}`, in [`Report::refused_at`]'s order.
+const REFUSED_AT: [business::metrics::Refused; 4] = business::metrics::Refused::ALL;
 
 impl Ring {
     fn add(&mut self, text: &str) {
@@ -139,7 +139,7 @@ impl Ring {
             *sum += metric(text, name);
         }
         for (sum, at) in self.refused_at.iter_mut().zip(REFUSED_AT) {
-            *sum += metric(text, &format!("business_settlement_refused_total{{at=\"{at}\"}}"));
+            *sum += metric(text, &format!("business_settlement_refused_total{{at=\"{}\"}}", at.label()));
         }
     }
 
@@ -446,7 +446,7 @@ pub fn print(r: &Report, json: bool) {
         "  refused {} (429 {}, 503 {}; answered in p99 {:.1} ms)   errors {}",
         r.refused, r.refused_429, r.refused_503, r.refused_p99_ms, r.errors
     );
-    let at: Vec<String> = REFUSED_AT.iter().zip(r.refused_at).map(|(at, n)| format!("{at} {n:.0}")).collect();
+    let at: Vec<String> = REFUSED_AT.iter().zip(r.refused_at).map(|(at, n)| format!("{} {n:.0}", at.label())).collect();
     println!("  refused where    {}", at.join(", "));
     println!(
         "  per package      {:.1} record writes, {:.1} data-server requests, {:.2} durable writes (network-wide)",
