@@ -121,7 +121,40 @@ pub enum Unavailable {
     Worker(String),
 }
 
+impl Unavailable {
+    /// What the caller is told. The detail ([`Display`](std::fmt::Display)) names how the bank is
+    /// built — its data server's address, the transport's words, record keys — or repeats what
+    /// another bank said, which a hostile member could fill with text of its own for our
+    /// customers to read; it goes to this replica's log instead ([`ApiError::error_response`]).
+    pub fn told(&self) -> String {
+        match self {
+            Unavailable::DataServer(_) => "the bank's records are out of reach; try again".into(),
+            Unavailable::Peer(_) => "another bank did not answer; try again".into(),
+            Unavailable::Contended(_) | Unavailable::Exhausted(_) => self.to_string(),
+            Unavailable::OutcomeUnknown(_) => {
+                "the outcome is unknown; repeat the request with the same Idempotency-Key".into()
+            }
+            Unavailable::Corrupt(_) => "a record of this bank could not be read; try again later".into(),
+            Unavailable::Worker(_) => "this server is shutting down; try again".into(),
+        }
+    }
+
+    /// Whether [`Unavailable::told`] leaves out a detail the log should keep.
+    fn has_detail(&self) -> bool {
+        !matches!(self, Unavailable::Contended(_) | Unavailable::Exhausted(_))
+    }
+}
+
 impl ApiError {
+    /// The message of the answer's body: [`Display`](std::fmt::Display), except where that
+    /// holds detail only this bank's operators should see ([`Unavailable::told`]).
+    pub fn told(&self) -> String {
+        match self {
+            ApiError::Unavailable(u) => format!("unavailable: {}", u.told()),
+            other => other.to_string(),
+        }
+    }
+
     pub fn invalid(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::Invalid { code, message: message.into() }
     }
@@ -229,7 +262,12 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        let mut body = ErrorBody::new(self.code(), self.to_string());
+        match self {
+            ApiError::Unavailable(u @ Unavailable::Corrupt(_)) => tracing::error!(detail = %u, "answered 503"),
+            ApiError::Unavailable(u) if u.has_detail() => tracing::warn!(detail = %u, "answered 503"),
+            _ => {}
+        }
+        let mut body = ErrorBody::new(self.code(), self.told());
         match *self {
             ApiError::InvalidCredentials { attempts_left } => body.attempts_left = attempts_left,
             ApiError::InsufficientFunds { balance, amount, .. } => {
@@ -290,4 +328,45 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
 
 pub async fn method_not_allowed() -> HttpResponse {
     ApiError::MethodNotAllowed.error_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: ApiError) -> ErrorBody {
+        let bytes = actix_web::body::to_bytes(e.error_response().into_body()).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// A member bank's 503 carries any text it likes; repeated to our customer, it would read
+    /// as this bank's own words (a phone number to call, a link to follow).
+    #[actix_web::test]
+    async fn a_peers_words_do_not_reach_the_customer() {
+        let said = "PeerError: bank 2 answered: URGENT call +55 11 0000-0000 to unblock your account";
+        for e in [
+            ApiError::Unavailable(Unavailable::Peer(said.into())),
+            ApiError::Unavailable(Unavailable::OutcomeUnknown(said.into())),
+        ] {
+            let body = body_of(e).await;
+            assert_eq!(body.error, ErrorCode::Unavailable);
+            assert!(!body.message.contains("URGENT"), "{}", body.message);
+        }
+    }
+
+    #[actix_web::test]
+    async fn how_the_bank_is_built_stays_in_its_log() {
+        let detail = "transport: error sending request for url (http://10.0.0.7:27180/v1/11/locks)";
+        for e in [
+            ApiError::from(ClientError::Shared(detail.into())),
+            ApiError::Unavailable(Unavailable::Corrupt(format!("settling x.1 would break account 7: {detail}"))),
+            ApiError::Unavailable(Unavailable::Worker(detail.into())),
+        ] {
+            let body = body_of(e).await;
+            assert!(!body.message.contains("10.0.0.7") && !body.message.contains("/v1/"), "{}", body.message);
+        }
+        // What the caller can act on stays.
+        let body = body_of(ApiError::Unavailable(Unavailable::Contended("the ring state keeps changing"))).await;
+        assert_eq!(body.message, "unavailable: the ring state keeps changing; try again");
+    }
 }

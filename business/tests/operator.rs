@@ -327,9 +327,11 @@ async fn a_batch_answers_every_caller_as_if_alone() {
 /// left behind (a lock granted to nobody, a commit received but never answered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_server_that_stops_answering_holds_an_operation_only_within_its_bound() {
-    let bank = start_bank(
+    let logs = tempfile::tempdir().unwrap();
+    let bank = start_bank_with(
         1,
         &["--dataserver-answer-ms-max", "300", "--lock-wait-ms", "300", "--lease-ms", "1000", "--attempts-max", "2"],
+        |spec| spec.log = Some((logs.path().to_path_buf(), "warn".into())),
     );
     bank.open_accounts([1], "50").await;
     let c = bank.operator(0);
@@ -343,6 +345,19 @@ async fn a_data_server_that_stops_answering_holds_an_operation_only_within_its_b
     bank.ds().resume().unwrap();
     let (status, body) = answer.expect("answered while the data server was stopped").expect_err("not applied");
     assert_eq!((status, body.error), (Some(StatusCode::SERVICE_UNAVAILABLE), ErrorCode::Unavailable), "{body}");
+    // The caller learns what to do, not how the bank is built: the data server's address and
+    // the transport's own words stay in the replica's log (they named the server's URL).
+    let ds_url = bank.ds().url();
+    let ds_port = ds_url.rsplit(':').next().unwrap().trim_end_matches('/');
+    for internal in ["127.0.0.1", ds_port, "transport", "/v1/"] {
+        assert!(!body.message.contains(internal), "the 503 tells the caller {internal:?}: {body}");
+    }
+    let logged: String =
+        std::fs::read_dir(logs.path()).unwrap().map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap()).collect();
+    assert!(
+        logged.lines().any(|l| l.contains("answered 503") && l.contains(ds_port)),
+        "the replica's log names what failed"
+    );
 
     // The same request again, as the caller was told to: the lock the stopped server granted to
     // nobody lasts its lease, so `409 account_busy` or another `503` may come first.
