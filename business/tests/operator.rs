@@ -349,7 +349,7 @@ async fn a_data_server_that_stops_answering_holds_an_operation_only_within_its_b
     // the transport's own words stay in the replica's log (they named the server's URL).
     let ds_url = bank.ds().url();
     let ds_port = ds_url.rsplit(':').next().unwrap().trim_end_matches('/');
-    for internal in ["127.0.0.1", ds_port, "transport", "/v1/"] {
+    for internal in ["127.0.0.1", ds_port, "sending request", "/v1/"] {
         assert!(!body.message.contains(internal), "the 503 tells the caller {internal:?}: {body}");
     }
     let logged: String =
