@@ -15,10 +15,14 @@ use shared::api::{Direction, EntryKind, Status, Transaction};
 use shared::{Document, Ibk, Money};
 
 fn start(deadline_ms: u64) -> (Cluster, tempfile::TempDir) {
+    network(3, 2, &["--package-deadline-ms", &deadline_ms.to_string()])
+}
+
+/// `banks` banks of `replicas` replicas each, with the tests' timings and `extra` arguments.
+fn network(banks: u32, replicas: u32, extra: &[&str]) -> (Cluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = Spec::ephemeral(3, 2, dir.path());
-    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
-    spec.business_args.extend(["--package-deadline-ms".to_string(), deadline_ms.to_string()]);
+    let mut spec = Spec::ephemeral(banks, replicas, dir.path());
+    spec.business_args = TEST_TIMINGS.iter().chain(extra).map(|s| s.to_string()).collect();
     (Cluster::start(&spec).unwrap(), dir)
 }
 
@@ -432,11 +436,10 @@ async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
     use shared::ErrorCode;
     const QUEUE_MAX: usize = 20;
     let per_account = 16;
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = Spec::ephemeral(2, 2, dir.path());
-    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
-    spec.business_args.extend(
-        [
+    let (mut c, _dir) = network(
+        2,
+        2,
+        &[
             "--package-deadline-ms",
             "120000",
             "--settlement-queue-max",
@@ -447,10 +450,8 @@ async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
             // debug build on two busy cores.
             "--admission-memory-ms",
             "500",
-        ]
-        .map(String::from),
+        ],
     );
-    let mut c = Cluster::start(&spec).unwrap();
     let (ana, bia) = (customer(&c, 0, 81, "1000").await, customer(&c, 0, 82, "1000").await);
     let payee = customer(&c, 1, 83, "0").await;
     c.kill_bank(1);
@@ -546,10 +547,7 @@ async fn the_settlement_queue_is_bounded_per_account_and_per_bank() {
 /// while the token goes round all ten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_banks_settle_a_package_across_the_ring() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = Spec::ephemeral(10, 1, dir.path());
-    spec.business_args = TEST_TIMINGS.iter().map(|s| s.to_string()).collect();
-    let c = Cluster::start(&spec).unwrap();
+    let (c, _dir) = network(10, 1, &[]);
     let http = pki::http_client();
     let a = sign_up(&http, &c.banks[0].urls()[0], "Cliente 71 da Silva", &cpf(71), "senha-segura-123").await.unwrap();
     Operator { http: http.clone(), base: c.banks[0].urls()[0].clone(), key: c.operator_key.clone() }
@@ -1173,11 +1171,8 @@ async fn attempts(ds: &dataserver_api::client::DataClient, package: &str) -> Vec
 /// decision are deleted. A replayed prepare then finds a refusal, not an empty slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settled_attempts_are_forgotten_after_their_horizon() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = Spec::ephemeral(3, 2, dir.path());
     let short = ["--package-deadline-ms", "4000", "--clock-skew-ms-max", "200", "--records-retain-ms", "500"];
-    spec.business_args = TEST_TIMINGS.iter().chain(&short).map(|s| s.to_string()).collect();
-    let c = Cluster::start(&spec).unwrap();
+    let (c, _dir) = network(3, 2, &short);
     c.wait_ready(Duration::from_secs(60)).await.unwrap();
     let payer = customer(&c, 0, 151, "50").await;
     let payee = customer(&c, 1, 152, "0").await;
@@ -1704,4 +1699,38 @@ async fn decisions_ride_on_the_next_rounds_prepare() {
     assert!(grants <= rounds + 2.0, "{grants} lock calls for {rounds} rounds");
     assert!(carried >= 12.0, "most decisions rode on a prepare: {carried} carried, {sent} sent");
     assert_eq!(balance(&c, payee.ibk()).await, "12".parse::<Money>().unwrap());
+}
+
+/// Another bank's trouble reaches our customers as "another bank did not answer", never in its
+/// words or ours about it: bank 2, its data server stopped, does not answer bank 1 within the
+/// peer timeout, whose error names bank 2's interbank address; and had it answered, its `503`
+/// would have named its data server's (a hostile member could write anything there). The
+/// customer at bank 1 looking up a recipient at bank 2 learns neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_banks_failure_reaches_a_customer_without_its_details() {
+    // The tests' peer timeout (3 s) is shorter than the replicas' wait for their data server (5 s).
+    let (c, _dir) = network(2, 1, &[]);
+    c.wait_ready(Duration::from_secs(60)).await.unwrap();
+    // Even numbers: `customer` signs up at replica n % 2, and each bank has one.
+    let looker = customer(&c, 0, 80, "0").await;
+    let payee = customer(&c, 1, 82, "0").await;
+    let path = format!("/api/recipients/{}", payee.ibk());
+    looker.call::<serde_json::Value>(Method::GET, &path, None).await.expect("bank 2 answers while it is well");
+
+    let ds = c.banks[1].ds.as_ref().unwrap();
+    ds.pause().unwrap();
+    let answer = looker.call::<serde_json::Value>(Method::GET, &path, None).await;
+    ds.resume().unwrap();
+    let e = answer.expect_err("bank 2 could not answer");
+    assert_eq!(
+        (e.status, e.body.error),
+        (Some(StatusCode::SERVICE_UNAVAILABLE), shared::ErrorCode::Unavailable),
+        "{e}"
+    );
+    let port = |url: String| url.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    let mut internal = vec!["127.0.0.1".to_string(), "sending request".to_string(), port(ds.url())];
+    internal.extend(c.banks[1].interbank_urls().into_iter().map(port));
+    for what in &internal {
+        assert!(!e.body.message.contains(what.as_str()), "the customer is told {what:?}: {e}");
+    }
 }
