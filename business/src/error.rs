@@ -122,37 +122,36 @@ pub enum Unavailable {
 }
 
 impl Unavailable {
-    /// What the caller is told. The detail ([`Display`](std::fmt::Display)) names how the bank is
-    /// built — its data server's address, the transport's words, record keys — or repeats what
-    /// another bank said, which a hostile member could fill with text of its own for our
-    /// customers to read; it goes to this replica's log instead ([`ApiError::error_response`]).
-    pub fn told(&self) -> String {
+    /// What the caller is told instead of the detail, for the reasons that carry one: the
+    /// detail ([`Display`](std::fmt::Display)) names how the bank is built — its data server's
+    /// address, the transport's words, record keys — or repeats what another bank said, which a
+    /// hostile member could fill with text of its own for our customers to read; it goes to
+    /// this replica's log instead ([`ApiError::error_response`]). `None`: the reason's own text
+    /// is ours and static, and is told as it is.
+    fn instead(&self) -> Option<&'static str> {
         match self {
-            Unavailable::DataServer(_) => "the bank's records are out of reach; try again".into(),
-            Unavailable::Peer(_) => "another bank did not answer; try again".into(),
-            Unavailable::Contended(_) | Unavailable::Exhausted(_) => self.to_string(),
+            Unavailable::DataServer(_) => Some("the bank's records are out of reach; try again"),
+            Unavailable::Peer(_) => Some("another bank did not answer; try again"),
             Unavailable::OutcomeUnknown(_) => {
-                "the outcome is unknown; repeat the request with the same Idempotency-Key".into()
+                Some("the outcome is unknown; repeat the request with the same Idempotency-Key")
             }
-            Unavailable::Corrupt(_) => "a record of this bank could not be read; try again later".into(),
-            Unavailable::Worker(_) => "this server is shutting down; try again".into(),
+            Unavailable::Corrupt(_) => Some("a record of this bank could not be read; try again later"),
+            Unavailable::Worker(_) => Some("this server is shutting down; try again"),
+            Unavailable::Contended(_) | Unavailable::Exhausted(_) => None,
         }
-    }
-
-    /// Whether [`Unavailable::told`] leaves out a detail the log should keep.
-    fn has_detail(&self) -> bool {
-        !matches!(self, Unavailable::Contended(_) | Unavailable::Exhausted(_))
     }
 }
 
 impl ApiError {
     /// The message of the answer's body: [`Display`](std::fmt::Display), except where that
-    /// holds detail only this bank's operators should see ([`Unavailable::told`]).
-    pub fn told(&self) -> String {
-        match self {
-            ApiError::Unavailable(u) => format!("unavailable: {}", u.told()),
-            other => other.to_string(),
+    /// holds detail only this bank's operators should see ([`Unavailable::instead`]).
+    fn told(&self) -> String {
+        if let ApiError::Unavailable(u) = self
+            && let Some(said) = u.instead()
+        {
+            return format!("unavailable: {said}");
         }
+        self.to_string()
     }
 
     pub fn invalid(code: ErrorCode, message: impl Into<String>) -> ApiError {
@@ -264,7 +263,7 @@ impl ResponseError for ApiError {
         }
         match self {
             ApiError::Unavailable(u @ Unavailable::Corrupt(_)) => tracing::error!(detail = %u, "answered 503"),
-            ApiError::Unavailable(u) if u.has_detail() => tracing::warn!(detail = %u, "answered 503"),
+            ApiError::Unavailable(u) if u.instead().is_some() => tracing::warn!(detail = %u, "answered 503"),
             _ => {}
         }
         let mut body = ErrorBody::new(self.code(), self.told());

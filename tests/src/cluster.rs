@@ -643,7 +643,7 @@ impl Cluster {
     /// SIGTERM to replica `r` of bank `b`, then waits for its exit; whether it exited cleanly.
     pub fn terminate_replica(&mut self, b: usize, r: usize) -> bool {
         let Some(mut c) = self.banks[b].replicas[r].child.take() else { return false };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = crate::process::signal(c.id(), "-TERM");
         c.wait().is_ok_and(|s| s.success())
     }
 

@@ -187,8 +187,7 @@ impl DataServerProcess {
     }
 
     fn signal(&self, which: &str) -> std::io::Result<()> {
-        let status = Command::new("kill").arg(which).arg(self.child.id().to_string()).status()?;
-        if status.success() { Ok(()) } else { Err(std::io::Error::other(format!("kill {which}: {status}"))) }
+        signal(self.child.id(), which)
     }
 
     /// Waits up to `within` for the process to exit by itself; its status.
@@ -205,9 +204,15 @@ impl DataServerProcess {
 
     /// SIGTERM and wait for a clean exit; returns whether the exit status was success.
     pub fn terminate(&mut self) -> std::io::Result<bool> {
-        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        self.signal("-TERM")?;
         Ok(self.child.wait()?.success())
     }
+}
+
+/// Sends signal `which` (`-TERM`, `-STOP`, …) to process `pid`, as `kill` does.
+pub fn signal(pid: u32, which: &str) -> std::io::Result<()> {
+    let status = Command::new("kill").arg(which).arg(pid.to_string()).status()?;
+    if status.success() { Ok(()) } else { Err(std::io::Error::other(format!("kill {which} {pid}: {status}"))) }
 }
 
 impl Drop for DataServerProcess {

@@ -18,6 +18,7 @@ use super::metric;
 use crate::Error;
 use crate::driver::{Load, Outcome};
 use crate::lean_http::Conn;
+use business::metrics::Refused;
 use harness::client::{Operator, sign_up};
 use harness::cluster::{Cluster, Spec};
 
@@ -63,7 +64,7 @@ pub struct Report {
     pub refused_p99_ms: f64,
     /// Refusals for a full queue by where each replica decided them (`business_settlement_refused_total`):
     /// at the door, from its memory of a bound met, after a look at the queue, by the commit.
-    pub refused_at: [f64; 4],
+    pub refused_at: [f64; Refused::ALL.len()],
     pub errors: u64,
     /// What `check` found once every package settled (it runs at the end of every run).
     pub violations: Vec<String>,
@@ -117,11 +118,8 @@ struct Ring {
     holds: f64,
     hold_s: f64,
     pass_s: f64,
-    refused_at: [f64; 4],
+    refused_at: [f64; Refused::ALL.len()],
 }
-
-/// The places of `business_settlement_refused_total{at}`, in [`Report::refused_at`]'s order.
-const REFUSED_AT: [business::metrics::Refused; 4] = business::metrics::Refused::ALL;
 
 impl Ring {
     fn add(&mut self, text: &str) {
@@ -138,7 +136,7 @@ impl Ring {
         ] {
             *sum += metric(text, name);
         }
-        for (sum, at) in self.refused_at.iter_mut().zip(REFUSED_AT) {
+        for (sum, at) in self.refused_at.iter_mut().zip(Refused::ALL) {
             *sum += metric(text, &format!("business_settlement_refused_total{{at=\"{}\"}}", at.label()));
         }
     }
@@ -446,7 +444,8 @@ pub fn print(r: &Report, json: bool) {
         "  refused {} (429 {}, 503 {}; answered in p99 {:.1} ms)   errors {}",
         r.refused, r.refused_429, r.refused_503, r.refused_p99_ms, r.errors
     );
-    let at: Vec<String> = REFUSED_AT.iter().zip(r.refused_at).map(|(at, n)| format!("{} {n:.0}", at.label())).collect();
+    let at: Vec<String> =
+        Refused::ALL.iter().zip(r.refused_at).map(|(at, n)| format!("{} {n:.0}", at.label())).collect();
     println!("  refused where    {}", at.join(", "));
     println!(
         "  per package      {:.1} record writes, {:.1} data-server requests, {:.2} durable writes (network-wide)",
