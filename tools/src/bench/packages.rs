@@ -14,7 +14,7 @@ use dataserver_api::clock::parse_rfc3339_ms;
 use hyper::Method;
 use shared::api::{Status, Transaction};
 
-use super::metric;
+use super::{CpuPer, cpu_now, metric};
 use crate::Error;
 use crate::driver::{Load, Outcome};
 use crate::lean_http::Conn;
@@ -93,6 +93,12 @@ pub struct Report {
     /// Rounds' time over the ring's (holds and passes): how much of it went to settling. The
     /// ring settles one round at a time, so the rest is time no bank settled.
     pub ring_settling_share: f64,
+    /// CPU time per package settled in the measured window, by process (Linux only), and what
+    /// share of the machine's cores these processes used in it (kernel threads not counted):
+    /// what a package costs, comparable across hours where settled/s is not.
+    pub cpu_us_per_package: Option<CpuPer>,
+    pub cpu_busy_share: Option<f64>,
+    pub cores: usize,
 }
 
 /// What the network's processes counted so far, summed over every bank.
@@ -272,10 +278,14 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         }
     });
     load.warm_up(Duration::from_secs(args.warmup_s)).await;
+    let dataservers: Vec<u32> = cluster.banks.iter().filter_map(|b| b.ds.as_ref().map(|d| d.pid())).collect();
+    let replicas: Vec<u32> = cluster.banks.iter().flat_map(|b| &b.replicas).filter_map(|r| r.pid()).collect();
     let counted_before = Counted::read(&cluster, &http).await?;
+    let cpu_before = cpu_now(&dataservers, &replicas);
     let window_start = now_ms();
     load.measure(args.duration_s).await;
     let window_end = now_ms();
+    let cpu_after = cpu_now(&dataservers, &replicas);
     let counted = Counted::read(&cluster, &http).await?.since(counted_before);
     let totals = load.finish().await?;
 
@@ -373,6 +383,10 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     let window_s = (window_end - window_start) as f64 / 1000.0;
     let per_package = |n: f64| if settled_in_window > 0 { n / settled_in_window as f64 } else { 0.0 };
     let ring = counted.ring;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let cpu_used = cpu_before.zip(cpu_after).map(|(a, b)| CpuPer::between(a, b, 1));
+    let cpu_busy_share = cpu_used.map(|c| c.total() / 1e6 / (window_s * cores as f64));
+    let cpu_us_per_package = cpu_before.zip(cpu_after).map(|(a, b)| CpuPer::between(a, b, settled_in_window));
     let per_round = |n: f64| if ring.rounds > 0.0 { n / ring.rounds } else { 0.0 };
     let per_hold = |n: f64| if ring.holds > 0.0 { n / ring.holds } else { 0.0 };
     Ok(Report {
@@ -421,6 +435,9 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         } else {
             0.0
         },
+        cpu_us_per_package,
+        cpu_busy_share,
+        cores,
     })
 }
 
@@ -469,6 +486,16 @@ pub fn print(r: &Report, json: bool) {
         r.pass_ms_mean,
         r.ring_settling_share * 100.0
     );
+    if let (Some(c), Some(busy)) = (&r.cpu_us_per_package, r.cpu_busy_share) {
+        println!(
+            "  CPU per package  data servers {:.0} µs, replicas {:.0} µs, load generator {:.0} µs; {:.0} % of {} cores busy",
+            c.dataserver,
+            c.replicas,
+            c.load_generator,
+            busy * 100.0,
+            r.cores
+        );
+    }
     match r.violations.len() {
         0 => println!("  check            clean"),
         n => println!("  check            {n} violations, first: {}", r.violations[0]),

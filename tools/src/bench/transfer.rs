@@ -15,6 +15,7 @@ use harness::process::{SpawnOptions, listening_addr, spawn, spawn_command};
 use hyper::Method;
 use shared::{AccountId, BusinessId, Document, Money};
 
+use super::{CpuPer, cpu_now};
 use crate::Error;
 use crate::driver::{Load, Outcome, random_pair};
 use crate::lean_http::Conn;
@@ -58,26 +59,9 @@ pub struct Report {
     pub errors: u64,
     /// CPU time per transfer in the measured window, by process (Linux only): where the
     /// machine's cores go, the first thing a profile pass asks.
-    pub cpu_us_per_transfer: Option<CpuPerTransfer>,
+    pub cpu_us_per_transfer: Option<CpuPer>,
     /// `interbank check` on the bank afterwards: what it found wrong (nothing, or the run failed).
     pub check_violations: Vec<String>,
-}
-
-/// Microseconds of CPU (user + system, all threads) per transfer, by process.
-#[derive(Debug, serde::Serialize)]
-pub struct CpuPerTransfer {
-    pub dataserver: f64,
-    /// All replicas together.
-    pub replicas: f64,
-    /// This process: the connections that offer the load.
-    pub load_generator: f64,
-}
-
-/// CPU used so far by the data server, the replicas together and this process.
-fn cpu_now(ds: u32, replicas: &[Child]) -> Option<[u64; 3]> {
-    let cpu = harness::process::cpu_us;
-    let replicas = replicas.iter().map(|c| cpu(c.id())).sum::<Option<u64>>()?;
-    Some([cpu(ds)?, replicas, cpu(std::process::id())?])
 }
 
 struct Guard(Vec<Child>);
@@ -164,17 +148,12 @@ pub async fn run(args: Args) -> crate::Result<Report> {
         (http, outcome)
     });
     load.warm_up(Duration::from_secs(args.shape.warmup_s)).await;
-    let cpu_before = cpu_now(ds.pid(), &guard.0);
+    let replica_pids: Vec<u32> = guard.0.iter().map(Child::id).collect();
+    let cpu_before = cpu_now(&[ds.pid()], &replica_pids);
     load.measure(args.shape.duration_s).await;
-    let cpu_after = cpu_now(ds.pid(), &guard.0);
+    let cpu_after = cpu_now(&[ds.pid()], &replica_pids);
     let totals = load.finish().await?;
-    let per_transfer =
-        |i: usize, a: &[u64; 3], b: &[u64; 3]| b[i].saturating_sub(a[i]) as f64 / totals.ok.max(1) as f64;
-    let cpu_us_per_transfer = cpu_before.zip(cpu_after).map(|(a, b)| CpuPerTransfer {
-        dataserver: per_transfer(0, &a, &b),
-        replicas: per_transfer(1, &a, &b),
-        load_generator: per_transfer(2, &a, &b),
-    });
+    let cpu_us_per_transfer = cpu_before.zip(cpu_after).map(|(a, b)| CpuPer::between(a, b, totals.ok));
     // The figures count only if the books still balance: journal replay equals every amount,
     // and transfers created or destroyed no money.
     let access = crate::check::BankAccess {
