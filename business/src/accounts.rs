@@ -345,7 +345,7 @@ impl Accounts {
                 password_hash: Some(hash.clone()),
                 pending: pending.clone(),
             };
-            let mut commit: CommitRequest = open_account_commit(uuid::Uuid::new_v4().to_string(), lock, &record);
+            let mut commit: CommitRequest = open_account_commit(dataserver_api::fresh_tx_id(), lock, &record);
             commit.records.push(RecordOp::Put {
                 collection: COUNTERS.into(),
                 key: ACCOUNT_COUNTER.into(),
@@ -469,7 +469,7 @@ impl Accounts {
                 return self.view(record).await;
             }
             record.pending.retain(|d| d != person);
-            let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+            let mut commit = CommitRequest::fresh();
             commit.records.push(RecordOp::Put {
                 collection: ACCOUNTS.into(),
                 key: account_key(id),
@@ -531,7 +531,7 @@ impl Accounts {
                 return Err(e);
             }
         };
-        let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        let mut commit = CommitRequest::fresh();
         commit.locks = vec![lock];
         commit.records.push(RecordOp::Delete {
             collection: ACCOUNTS.into(),
@@ -715,7 +715,7 @@ impl Accounts {
                 None => (SessionIndex::default(), 0),
             };
             index.sessions.retain(|(_, exp)| *exp > now);
-            let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+            let mut commit = CommitRequest::fresh();
             while index.sessions.len() >= SESSIONS_PER_ACCOUNT_MAX {
                 let (old, _) = index.sessions.remove(0);
                 commit.records.push(RecordOp::Delete { collection: SESSIONS.into(), key: old, if_version: None });
@@ -752,7 +752,7 @@ impl Accounts {
     /// Revokes a live session: its record is deleted, so no replica accepts the token again.
     pub async fn logout(&self, token: &str) -> Result<(), ApiError> {
         self.session(token).await?;
-        let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        let mut commit = CommitRequest::fresh();
         commit.records.push(RecordOp::Delete {
             collection: SESSIONS.into(),
             key: session_key(token),

@@ -57,7 +57,7 @@ async fn load(state: &AppState, account: AccountId) -> Result<(ConsentSet, u64),
 }
 
 async fn store(state: &AppState, account: AccountId, set: &ConsentSet, version: u64) -> Result<bool, ApiError> {
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.records.push(RecordOp::Put {
         collection: CONSENTS.into(),
         key: account_key(account),

@@ -221,7 +221,7 @@ pub async fn issue(ds: &DataClient, token: &str, account: AccountId) -> Result<T
     let session = crate::accounts::session_key(token);
     let expires_at_ms = now_ms().saturating_add(EVENTS_TICKET_TTL_MS);
     let record = TicketRecord { digest: hex::encode(Sha256::digest(secret.as_bytes())), account, expires_at_ms };
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.records.push(RecordOp::Put {
         collection: EVENT_TICKETS.into(),
         key: session.clone(),

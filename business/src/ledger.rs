@@ -592,7 +592,7 @@ impl Ledger {
             .into_iter()
             .map(|(a, m)| hold_of(a).posted_after(a, available(a).unwrap_or(Money::ZERO), m).map(|p| (a, p)))
             .collect::<Result<Vec<_>, _>>()?;
-        let applied = Applied { transaction_id: uuid::Uuid::new_v4().to_string(), balances, at: now_rfc3339() };
+        let applied = Applied { transaction_id: dataserver_api::fresh_tx_id(), balances, at: now_rfc3339() };
         let answer = respond(&applied);
 
         let mut commit = CommitRequest::new(applied.transaction_id.clone());

@@ -197,14 +197,16 @@ async fn check_holder(state: &AppState, me: &AccountRecord, author: Ibk, ops: &[
     Ok(())
 }
 
-/// With a key, the id derives from it: a repeat must be the same request, id included.
+/// With a key, the id derives from it: a repeat must be the same request, id included. Without
+/// one it grows with time, as commit ids do and for the same reason (`packages/{id}` is written
+/// for every package: see [`dataserver_api::fresh_tx_id`]).
 fn package_id(author: Ibk, key: Option<&str>) -> String {
     match key {
         Some(k) => {
             use sha2::Digest;
             hex::encode(&sha2::Sha256::digest(format!("package:{author}:{k}").as_bytes())[..16])
         }
-        None => uuid::Uuid::new_v4().simple().to_string(),
+        None => uuid::Uuid::now_v7().simple().to_string(),
     }
 }
 

@@ -85,7 +85,7 @@ async fn sweep(
 ) -> Result<usize, ApiError> {
     let page = ds.scan_records(collection, "", cursor.as_deref(), SWEEP_BATCH_MAX).await?;
     *cursor = page.next.clone();
-    let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut commit = CommitRequest::fresh();
     for r in &page.records {
         // An unreadable record is reported, never deleted: it is evidence.
         match expired(r) {

@@ -145,7 +145,7 @@ impl Shared {
         use dataserver_api::{CommitRequest, ErrorCode as DsCode, RecordOp};
         for _ in 0..COUNT_TRIES_MAX {
             let now = crate::interbank::now_ms();
-            let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+            let mut commit = CommitRequest::fresh();
             let mut left = u32::MAX;
             for (key, limit) in &keys {
                 let (w, version) = self.window(key).await?;
@@ -195,7 +195,7 @@ impl Counted {
     pub async fn forgive(self, shared: &Shared) {
         use dataserver_api::{CommitRequest, RecordOp};
         for _ in 0..COUNT_TRIES_MAX {
-            let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+            let mut commit = CommitRequest::fresh();
             for (key, _) in &self.keys {
                 let Ok((w, version)) = shared.window(key).await else { return };
                 commit.records.push(RecordOp::Put {

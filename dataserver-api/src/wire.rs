@@ -337,6 +337,26 @@ impl CommitRequest {
     pub fn new(tx_id: impl Into<String>) -> CommitRequest {
         CommitRequest { tx_id: tx_id.into(), locks: vec![], set: vec![], records: vec![], memo: None, release: true }
     }
+
+    /// A commit under a [`fresh_tx_id`].
+    pub fn fresh() -> CommitRequest {
+        CommitRequest::new(fresh_tx_id())
+    }
+}
+
+/// A new commit id that sorts after every id this process made before it (UUIDv7: the time in
+/// milliseconds, then 74 random bits).
+///
+/// Why not random (v4): the data server keeps each commit's outcome under its id for as long as
+/// it may be repeated (its `idempotency` table, a B-tree), and checks every new id against it.
+/// Random ids land anywhere in that tree: each commit read a page of its own to learn the id was
+/// new and dirtied one more page for the next checkpoint to copy and write, a cost that grows
+/// with the table. Ids that grow with time land at its end, a few pages for a whole checkpoint.
+/// `bench packages --rate 3600 --duration-s 45`, alternated: the data servers' CPU per settled
+/// package 315 / 335 → 271 / 280 µs. Ids that grow with time reveal when they were made, which
+/// every record they name already says; the 74 random bits keep them unguessable.
+pub fn fresh_tx_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -479,6 +499,14 @@ pub struct Health {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The data server's table of commit ids takes new ones at its end only if they sort in
+    /// the order they were made (see `fresh_tx_id`); random ids would not, a thousand times.
+    #[test]
+    fn fresh_commit_ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..1_000).map(|_| CommitRequest::fresh().tx_id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {:?}", ids.windows(2).find(|w| w[0] >= w[1]));
+    }
 
     #[test]
     fn a_memo_crosses_as_its_text_and_compares_by_meaning() {

@@ -190,7 +190,7 @@ fn enqueue_commit(
         round: None,
         entry: Some(crate::model::account_package_key(queued.author.account, queued.created_ms, &queued.id)),
     };
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.records.extend_from_slice(conditions);
     c.records.push(RecordOp::Put {
         collection: PACKAGES.into(),
@@ -637,7 +637,7 @@ async fn close(
     let key = round_key(n);
     let closed =
         super::ring::RingState { open_round: None, lease_until_ms: now_ms() + ib.limits.ring_lease_ms, ..*ring };
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.records.push(ring_put(&closed, *ring_version));
     let mut owed = Vec::new();
     let mut forget_after_ms = 0;
@@ -852,7 +852,7 @@ async fn prepare_round(
         sweep_from,
         ..*ring
     };
-    let mut start = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut start = CommitRequest::fresh();
     start.records.push(ring_put(&opened, *ring_version));
     start.records.push(RecordOp::Put {
         collection: ROUNDS.into(),
@@ -937,7 +937,7 @@ async fn prepare_round(
     // the decisions' commit.
     for _ in 0..3 {
         undelivered.owed.clear();
-        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        let mut c = CommitRequest::fresh();
         // Only the replica working the token decides (issue 13, defect 3): a replica whose lease
         // ran out mid-round and was taken over records nothing. The same write renews the lease
         // and closes the round.
@@ -1195,7 +1195,7 @@ impl Owing {
 
     /// Records who acknowledged what, in one commit.
     async fn record(mut self, ib: &Interbank) -> Result<(), ApiError> {
-        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        let mut c = CommitRequest::fresh();
         for (key, version, n, u) in &mut self.pending {
             let n = *n;
             let before: usize = u.owed.iter().map(|o| o.banks.len()).sum();
@@ -1360,7 +1360,7 @@ async fn forget(
         if gone.is_empty() {
             continue;
         }
-        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        let mut c = CommitRequest::fresh();
         for r in &gone {
             c.records.push(RecordOp::Delete {
                 collection: collection.into(),
@@ -1434,7 +1434,7 @@ pub async fn decision(ib: &Interbank, txn: &str, asker: BankId) -> Result<bool, 
             Inquiry::PresumeAbort { record: true } => {}
         }
         record.aborted.push(package_id.to_string());
-        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        let mut c = CommitRequest::fresh();
         c.records.push(RecordOp::Put {
             collection: ROUNDS.into(),
             key: round_key(n),

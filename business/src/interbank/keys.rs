@@ -81,7 +81,7 @@ fn peer_error(e: PeerError) -> ApiError {
 // -- the directory, at a key's home bank --
 
 pub async fn dir_reserve(ib: &Interbank, entry: &KeyEntry) -> Result<(), ApiError> {
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.records.push(RecordOp::Put {
         collection: PIX.into(),
         key: entry.key.as_str().into(),
@@ -115,7 +115,7 @@ pub async fn dir_remove(ib: &Interbank, key: &PixKey, ibk: Ibk) -> Result<(), Ap
     if entry.ibk != ibk {
         return Err(ApiError::KeyNotFound);
     }
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.records.push(RecordOp::Delete { collection: PIX.into(), key: key.as_str().into(), if_version: Some(r.version) });
     ib.ds.commit(&c).await?;
     Ok(())
@@ -199,7 +199,7 @@ pub async fn register(ib: &Interbank, account: &AccountRecord, key: PixKey) -> R
     };
     reserve(ib, &entry).await?;
     mine.keys.push(entry.clone());
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.records.push(RecordOp::Put {
         collection: ACCOUNT_KEYS.into(),
         key: account_key(account.id),
@@ -224,7 +224,7 @@ pub async fn remove(ib: &Interbank, account: AccountId, key: &PixKey) -> Result<
         return Err(ApiError::KeyNotFound);
     }
     unreserve(ib, key, Ibk::new(ib.me, account)).await?;
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.records.push(RecordOp::Put {
         collection: ACCOUNT_KEYS.into(),
         key: account_key(account),

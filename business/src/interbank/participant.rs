@@ -928,7 +928,7 @@ async fn settle_chunk(
         }
     };
     let mut balances: BTreeMap<AccountId, Money> = posted.iter().map(|(a, m)| (*a, m.unwrap_or(Money::ZERO))).collect();
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.locks = locks;
     let mut ended = Ended::default();
     let mut memo = SettlementMemo { entries: vec![] };

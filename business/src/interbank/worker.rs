@@ -55,7 +55,7 @@ pub async fn receive(ib: &Interbank, t: Token) -> Result<Receive, ApiError> {
         }
         let now = now_ms();
         let next = ring::accept(&state, t, ib.business.get(), now, ib.limits.ring_lease_ms);
-        let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+        let mut c = CommitRequest::fresh();
         c.records.push(RecordOp::Put {
             collection: RING.into(),
             key: RING_STATE.into(),
@@ -183,7 +183,7 @@ async fn step(ib: &Interbank) -> Result<(), ApiError> {
 
 /// Compare-and-set of `ring/state`; `None` when someone else changed it first.
 async fn cas(ib: &Interbank, next: &RingState, version: u64) -> Result<Option<u64>, ApiError> {
-    let mut c = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut c = CommitRequest::fresh();
     c.records.push(RecordOp::Put {
         collection: RING.into(),
         key: RING_STATE.into(),

@@ -157,7 +157,7 @@ pub(crate) fn plan(
     if memo.operations.is_empty() {
         return (fates, None);
     }
-    let mut commit = CommitRequest::new(uuid::Uuid::new_v4().to_string());
+    let mut commit = CommitRequest::fresh();
     commit.locks = grant.locks.iter().map(|g| LockRef { account: g.account, token: g.token }).collect();
     commit.set = touched
         .iter()

@@ -88,7 +88,7 @@ pub async fn un_lock(
 pub(crate) fn tx_id_for(req: &HttpRequest, explicit: Option<String>) -> String {
     explicit
         .or_else(|| req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(dataserver_api::fresh_tx_id)
 }
 
 pub(crate) async fn set_amount_common(
