@@ -384,9 +384,9 @@ pub async fn run(args: Args) -> crate::Result<Report> {
     let per_package = |n: f64| if settled_in_window > 0 { n / settled_in_window as f64 } else { 0.0 };
     let ring = counted.ring;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let cpu_used = cpu_before.zip(cpu_after).map(|(a, b)| CpuPer::between(a, b, 1));
-    let cpu_busy_share = cpu_used.map(|c| c.total() / 1e6 / (window_s * cores as f64));
-    let cpu_us_per_package = cpu_before.zip(cpu_after).map(|(a, b)| CpuPer::between(a, b, settled_in_window));
+    let cpu = cpu_before.zip(cpu_after);
+    let cpu_busy_share = cpu.map(|(a, b)| CpuPer::between(a, b, 1).total() / 1e6 / (window_s * cores as f64));
+    let cpu_us_per_package = cpu.map(|(a, b)| CpuPer::between(a, b, settled_in_window));
     let per_round = |n: f64| if ring.rounds > 0.0 { n / ring.rounds } else { 0.0 };
     let per_hold = |n: f64| if ring.holds > 0.0 { n / ring.holds } else { 0.0 };
     Ok(Report {
